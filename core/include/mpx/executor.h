@@ -1,0 +1,128 @@
+/* mpx executors: a pool of workers that runs registered tasks and returns futures, as
+ * concurrent.futures.Executor. The backend (threads, forked processes, MPI ranks) is an option;
+ * the calling code is the same for all of them.
+ *
+ * Argument lifetime: arguments of up to MPX_INLINE_ARG bytes are copied at submit. Larger ones are
+ * passed by pointer to thread workers (no copy) and encoded for process and MPI workers when they
+ * are sent, so they must stay valid and unchanged until the future is done.
+ *
+ * Thread-safety: submit, map and the future functions may be called from any thread at once;
+ * shutdown may race with submit (a submit that loses the race gets MPX_ESHUTDOWN); destroy must be
+ * called once, when no other thread uses the executor. */
+#ifndef MPX_EXECUTOR_H
+#define MPX_EXECUTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mpx/error.h"
+#include "mpx/future.h"
+#include "mpx/task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mpx_executor mpx_executor;
+
+/* Arguments up to this size are copied into the future at submit. */
+#define MPX_INLINE_ARG 32
+
+typedef enum mpx_backend {
+  MPX_BACKEND_AUTO = 0,      /* MPX_BACKEND env ("threads", "processes", "mpi"), else MPI when
+                                launched by mpirun/srun with more than one rank, else threads */
+  MPX_BACKEND_THREADS = 1,   /* worker threads of this process; pointers pass through */
+  MPX_BACKEND_PROCESSES = 2, /* forked worker processes on this node; protobuf-c payloads */
+  MPX_BACKEND_MPI = 3,       /* MPI ranks 1..N-1 serve rank 0; protobuf-c payloads */
+} mpx_backend;
+
+typedef enum mpx_binding {
+  MPX_BIND_NONE = 0, /* let the OS place workers (default) */
+  MPX_BIND_CORE = 1, /* one worker per core, spread over packages and NUMA nodes */
+  MPX_BIND_PU = 2,   /* one worker per hardware thread (PU) */
+  MPX_BIND_NUMA = 3, /* each worker bound to all cores of one NUMA node, round robin */
+} mpx_binding;
+
+typedef enum mpx_full_policy {
+  MPX_FULL_BLOCK = 0, /* submit waits for room when max_pending tasks are queued (default) */
+  MPX_FULL_FAIL = 1,  /* submit returns MPX_EFULL at once */
+} mpx_full_policy;
+
+/* Executor options. A zeroed struct (or NULL) means all defaults. */
+typedef struct mpx_options {
+  mpx_backend backend;
+  int workers;                 /* 0: one per usable core (hwloc, respecting taskset and cgroups) */
+  mpx_binding binding;
+  const char *initializer;     /* registered task run once in each worker before any task, with
+                                  initargs; its failure fails the executor's start with MPX_EINIT */
+  const void *initargs;
+  size_t initargs_len;
+  long max_tasks_per_worker;   /* 0: unlimited; else the worker is replaced after that many */
+  size_t max_pending;          /* 0: unbounded; else the bound on tasks queued and not started */
+  mpx_full_policy on_full;
+  int retries;                 /* times a task lost with its worker is run again (processes) */
+  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes) */
+  size_t max_payload;          /* bytes one argument or result may have across a process or rank
+                                  boundary; 0: 1 GiB */
+  int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
+                                  rank owns on its node; 1: one task at a time */
+} mpx_options;
+
+/* Create and start an executor. *out is NULL on failure. MPX_ENOTBUILT if the backend is not built
+ * in; MPX_EINIT if the initializer failed in a worker. */
+int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
+
+/* The number of workers, or a negative code. */
+int mpx_executor_workers(const mpx_executor *ex);
+/* The backend in use (never MPX_BACKEND_AUTO once created), or a negative code. */
+int mpx_executor_backend(const mpx_executor *ex);
+/* "threads", "processes" or "mpi"; "invalid" for a bad argument. */
+const char *mpx_backend_name(mpx_backend b);
+
+/* Per-submit options; NULL means the executor's. */
+typedef struct mpx_submit_opts {
+  int retries;         /* < 0: the executor's */
+  double timeout;      /* seconds; 0: the executor's task_timeout; < 0: none */
+} mpx_submit_opts;
+
+/* Submit the task registered as `task` with `len` argument bytes; *out receives a future with one
+ * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG. */
+int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out);
+
+/* As mpx_submit with a task handle (no name lookup) and per-submit options (may be NULL). */
+int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
+                    const mpx_submit_opts *opts, mpx_future **out);
+
+/* Where mpx_map reports the first failure, in item order. */
+typedef struct mpx_map_status {
+  size_t failed_index; /* the first item (in order) whose task failed; n if none */
+  int code;            /* its error code, 0 if none */
+  char message[256];   /* its message, truncated */
+} mpx_map_status;
+
+/* Map options; NULL means defaults. */
+typedef struct mpx_map_opts {
+  size_t chunksize;        /* items per task message; 0: ceil(n / (4 * workers)), as Python */
+  double timeout;          /* overall, seconds; 0 or negative: no limit */
+  mpx_map_status *status;  /* optional: details of the first failure */
+} mpx_map_opts;
+
+/* Apply `task` to each of the `n` items of `item_size` bytes at `items`, writing each result
+ * (exactly `result_size` bytes; MPX_ESIZE otherwise) to results + i * result_size, in order.
+ * Blocks until all items are done and returns 0, or the first failure in item order (the other
+ * results are still written where their tasks succeeded). `results` may be NULL when
+ * result_size is 0. */
+int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
+            void *results, size_t result_size, const mpx_map_opts *opts);
+
+/* Stop accepting work. cancel_futures cancels every task that has not started; wait blocks until
+ * every started or queued task is done and the workers are gone. Calling it again is fine. */
+int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures);
+
+/* shutdown(wait = true, cancel_futures = false), then free. Futures stay valid until released. */
+int mpx_executor_destroy(mpx_executor *ex);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
