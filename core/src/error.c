@@ -1,5 +1,22 @@
-/* error.c: mpx_strerror() and mpx_err_name(), generated from MPX_ERROR_LIST. Pure, thread-safe. */
+/* error.c: mpx_strerror() and mpx_err_name(), generated from MPX_ERROR_LIST, and the per-thread
+ * detail message behind mpx_errmsg(). Thread-safe. */
 #include "mpx/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "errmsg.h"
+
+static _Thread_local char errmsg[512];
+
+void mpx__set_errmsg(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+  va_end(ap);
+}
+
+const char *mpx_errmsg(void) { return errmsg; }
 
 const char *mpx_strerror(int code) {
   switch (code) {

@@ -54,6 +54,11 @@ const char *mpx_strerror(int code);
 /* The code's name, such as "MPX_ETIMEDOUT" ("MPX_UNKNOWN" for a code not in the list). Never NULL. */
 const char *mpx_err_name(int code);
 
+/* Details of the last failure of an mpx call on this thread (which worker's initializer failed,
+ * which file could not be read, ...), or "" if none was recorded. Valid until the next mpx call on
+ * this thread. */
+const char *mpx_errmsg(void);
+
 #ifdef __cplusplus
 }
 #endif

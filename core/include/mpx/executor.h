@@ -26,7 +26,7 @@ extern "C" {
 typedef struct mpx_executor mpx_executor;
 
 /* Arguments up to this size are copied into the future at submit. */
-#define MPX_INLINE_ARG 32
+#define MPX_INLINE_ARG 24
 
 typedef enum mpx_backend {
   MPX_BACKEND_AUTO = 0,      /* MPX_BACKEND env ("threads", "processes", "mpi"), else MPI when

@@ -11,6 +11,7 @@
 #include "mpx/error.h"
 #include "mpx/executor.h"
 #include "mpx/future.h"
+#include "mpx/proto.h"
 #include "mpx/task.h"
 #include "mpx/topology.h"
 

@@ -1,0 +1,37 @@
+/* bench.h: the harness shared by mpx-bench's workloads: parsed arguments, a clock, and one
+ * printer for table rows and --json lines (keys as ../shared/peers/README.md: backend/peer,
+ * workload, workers, tasks, seconds, tasks_per_s, plus extras). */
+#ifndef MPX_BENCH_H
+#define MPX_BENCH_H
+
+#include <stdbool.h>
+
+#include <mpx/mpx.h>
+
+typedef struct bench_args {
+  const char *workload;
+  mpx_backend backend;
+  int workers;   /* 0: mpx's default */
+  long tasks;    /* N (or K for fib) */
+  int fib_n;     /* fib: n */
+  double task_us; /* metg: starting task duration */
+  bool json;
+} bench_args;
+
+/* Monotonic seconds. */
+double bench_now(void);
+
+/* Print one result: a table row, or with --json one object per line. `extra_json` is either NULL
+ * or a string of extra keys such as "\"speedup\": 1.95" (no leading comma). */
+void bench_emit(const bench_args *a, const char *backend, const char *workload, int workers,
+                long tasks, double seconds, const char *extra_json);
+
+/* Workloads: each returns 0, or prints why it failed and returns 1. */
+int bench_empty(const bench_args *a);
+int bench_map(const bench_args *a);
+int bench_latency(const bench_args *a);
+int bench_fib(const bench_args *a);
+int bench_metg(const bench_args *a);
+int bench_pingpong(const bench_args *a);
+
+#endif

@@ -1,0 +1,16 @@
+# Installs libmpx (shared and static), its headers, a CMake package (find_package(mpx)) and mpx.pc.
+include(CMakePackageConfigHelpers)
+install(TARGETS mpx mpx_static EXPORT mpxTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/include/mpx DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT mpxTargets NAMESPACE mpx:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/mpxConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/mpxConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/mpxConfigVersion.cmake
+  COMPATIBILITY SameMajorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/mpxConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/mpxConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
+configure_file(${PROJECT_SOURCE_DIR}/cmake/mpx.pc.in ${CMAKE_CURRENT_BINARY_DIR}/mpx.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/mpx.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

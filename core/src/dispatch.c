@@ -1,0 +1,518 @@
+/* dispatch.c: the scheduler for message transports (processes, MPI). It presents the direct
+ * transport ops to the executor and drives a message transport (cfg->inner) from one dispatcher
+ * thread.
+ *
+ * Submitters append futures to one pending FIFO under `lock` and wake the dispatcher. The
+ * dispatcher alone owns the per-worker windows: it moves pending futures into batches (one packed
+ * mpx.Batch per send), keeping each worker's in-flight count under an adaptive window (about a
+ * millisecond of work, from an average of observed task times) so that short tasks share
+ * messages and long ones spread over workers; it turns results back into completed futures,
+ * re-queues (retries) or fails the futures of a lost worker, and kills a worker whose task passed
+ * its time limit. A task with a time limit is sent alone to an idle worker, so killing that worker
+ * loses nothing else. Futures are identified on the wire by call ids that are their addresses;
+ * the dispatcher only accepts ids that are in the sending worker's window. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "future_impl.h"
+#include "task_impl.h"
+#include "transport.h"
+
+enum { BATCH_MAX = 256, WINDOW_MIN = 2, WINDOW_MAX = 1024 };
+
+typedef struct fifo {
+  mpx_future *head, *tail;
+  size_t n;
+} fifo;
+
+typedef struct wslot {
+  fifo inflight;        /* sent, in order; results come back in this order */
+  bool ready;           /* READY received, not lost since */
+  bool dead;            /* initializer failed in a replacement: never used again */
+  bool timed;           /* holds one task with a time limit */
+  bool timed_out;       /* killed for its time limit; the lost event fails that task */
+  double deadline;
+  long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
+  int pid;
+  char host[64];
+} wslot;
+
+typedef struct disp {
+  const mpx__config *cfg;
+  const mpx_transport_ops *inner;
+  mpx_transport *tp;
+  mpx__limits lim;
+  pthread_t thread;
+  pthread_mutex_t lock;  /* pending, stopping */
+  pthread_cond_t idle;   /* signalled when the dispatcher thread exits */
+  fifo pending;
+  bool stopping, exited, joined;
+  wslot *w;
+  int n;
+  double task_avg;       /* seconds per task, EWMA */
+  mpx__wbuf out;
+  Mpx__Task *tasks;      /* scratch for one batch */
+  Mpx__Task **task_ptrs;
+} disp;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void fifo_push(fifo *q, mpx_future *f) {
+  f->next = NULL;
+  if (q->tail) q->tail->next = f;
+  else q->head = f;
+  q->tail = f;
+  q->n++;
+}
+
+static mpx_future *fifo_pop(fifo *q) {
+  mpx_future *f = q->head;
+  if (!f) return NULL;
+  q->head = f->next;
+  if (!q->head) q->tail = NULL;
+  q->n--;
+  f->next = NULL;
+  return f;
+}
+
+/* Remove the future with call id `id` from q (usually the head). */
+static mpx_future *fifo_take(fifo *q, uint64_t id) {
+  mpx_future *prev = NULL;
+  for (mpx_future *f = q->head; f; prev = f, f = f->next) {
+    if ((uint64_t)(uintptr_t)f != id) continue;
+    if (prev) prev->next = f->next;
+    else q->head = f->next;
+    if (q->tail == f) q->tail = prev;
+    q->n--;
+    f->next = NULL;
+    return f;
+  }
+  return NULL;
+}
+
+static double task_timeout(const disp *d, const mpx_future *f) {
+  if (f->timeout < 0) return 0;
+  return f->timeout > 0 ? f->timeout : d->cfg->task_timeout;
+}
+
+static int task_retries(const disp *d, const mpx_future *f) {
+  return f->retries >= 0 ? f->retries : d->cfg->retries;
+}
+
+static void where(const wslot *w, int i, char *buf, size_t n) {
+  snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
+}
+
+/* ---- sending ------------------------------------------------------------------------------ */
+
+static size_t window(const disp *d) {
+  if (d->task_avg <= 0) return WINDOW_MIN; /* nothing measured yet: start small, as Python */
+  double w = 1e-3 / d->task_avg;
+  return w < WINDOW_MIN ? WINDOW_MIN : w > WINDOW_MAX ? WINDOW_MAX : (size_t)w;
+}
+
+static void fill_task(Mpx__Task *t, mpx_future *f) {
+  mpx__task__init(t);
+  t->task_id = f->task->id;
+  t->call_id = (uint64_t)(uintptr_t)f;
+  t->arg.data = (uint8_t *)f->arg;
+  t->arg.len = f->arg_len;
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
+    const mpx__map_chunk *c = f->owner;
+    t->count = (uint32_t)c->count;
+    t->item_size = c->item_size;
+    t->result_size = c->result_size;
+  }
+}
+
+static void lose(disp *d, int i, const char *detail);
+
+/* Pack and send `k` tasks (already in w's window) to worker i. */
+static void send_batch(disp *d, int i, size_t k) {
+  Mpx__Batch b = MPX__BATCH__INIT;
+  b.n_tasks = k;
+  b.tasks = d->task_ptrs;
+  mpx__wbuf_reset(&d->out);
+  int rc = mpx__batch_pack(&b, &d->lim, &d->out);
+  if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
+  if (rc == MPX_EWORKER_LOST) return; /* poll reports the loss; the window is re-queued then */
+  if (rc) lose(d, i, mpx_strerror(rc)); /* cannot happen for sizes checked at submit */
+}
+
+/* Fill worker i's window from pending (under d->lock). */
+static void feed(disp *d, int i) {
+  wslot *w = &d->w[i];
+  long max = d->cfg->max_tasks_per_worker;
+  size_t room = window(d), k = 0;
+  if (!w->ready || w->dead || w->timed || w->inflight.n >= room) return;
+  room -= w->inflight.n;
+  if (room > BATCH_MAX) room = BATCH_MAX;
+  while (k < room && (!max || w->sent < max)) {
+    mpx_future *f = d->pending.head;
+    if (!f) break;
+    bool timed = task_timeout(d, f) > 0;
+    if (timed && (k || w->inflight.n)) break; /* a timed task goes alone to an idle worker */
+    fifo_pop(&d->pending);
+    if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
+    if (!mpx__future_start(f)) { /* cancelled while pending */
+      mpx__future_drop(f);
+      continue;
+    }
+    f->worker = (int16_t)i;
+    fifo_push(&w->inflight, f);
+    fill_task(&d->tasks[k], f);
+    d->task_ptrs[k] = &d->tasks[k];
+    k++;
+    w->sent++;
+    if (timed) {
+      w->timed = true;
+      w->deadline = mpx__now() + task_timeout(d, f);
+      break;
+    }
+  }
+  if (k) send_batch(d, i, k);
+}
+
+static void feed_all(disp *d) {
+  pthread_mutex_lock(&d->lock);
+  for (int i = 0; i < d->n && d->pending.n; i++) feed(d, i);
+  pthread_mutex_unlock(&d->lock);
+}
+
+/* ---- receiving ---------------------------------------------------------------------------- */
+
+static char *error_text(const Mpx__Error *e, int i) {
+  const char *msg = e && e->message && e->message[0] ? e->message : mpx_strerror(e ? e->code : 0);
+  if (e && e->rank >= 0)
+    return mpx__strdupf("%s (rank %d on %s)", msg, e->rank, e->host ? e->host : "?");
+  return mpx__strdupf("%s (worker %d, pid %d on %s)", msg, i, e ? e->pid : 0,
+                      e && e->host ? e->host : "?");
+}
+
+static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double now) {
+  (void)now;
+  if (r->error) {
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)
+      ((mpx__map_chunk *)f->owner)->failed = r->error->index;
+    mpx__future_fail(f, r->error->code, error_text(r->error, i));
+  } else {
+    mpx__future_finish_copy(f, r->data.data, r->data.len);
+  }
+  mpx__future_drop(f);
+}
+
+static void on_control(disp *d, int i, const Mpx__Control *c) {
+  wslot *w = &d->w[i];
+  if (c->kind != MPX__CONTROL__KIND__READY) return;
+  w->pid = c->pid;
+  snprintf(w->host, sizeof w->host, "%s", c->host ? c->host : "");
+  w->sent = 0;
+  if (c->error) { /* a replacement's initializer failed: retire the slot */
+    char *msg = error_text(c->error, i);
+    fprintf(stderr, "mpx: %s; worker %d is not replaced\n", msg ? msg : "initializer failed", i);
+    free(msg);
+    w->dead = true;
+    d->inner->kill(d->tp, i, false);
+    return;
+  }
+  w->ready = true;
+}
+
+static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
+  Mpx__Batch *b;
+  int rc = mpx__batch_unpack(data, len, &d->lim, &b);
+  if (rc) {
+    char why[128];
+    snprintf(why, sizeof why, "sent a malformed message (%s)", mpx_strerror(rc));
+    d->inner->kill(d->tp, i, true);
+    lose(d, i, why);
+    return;
+  }
+  if (b->control) on_control(d, i, b->control);
+  wslot *w = &d->w[i];
+  double now = mpx__now();
+  size_t done = 0;
+  for (size_t k = 0; k < b->n_results; k++) {
+    mpx_future *f = fifo_take(&w->inflight, b->results[k]->call_id);
+    if (!f) continue; /* not ours (a stale or forged id): ignore, never dereference */
+    complete(d, i, f, b->results[k], now);
+    done++;
+  }
+  if (done && w->timed && !w->inflight.n) w->timed = false;
+  mpx__batch_free(b);
+}
+
+/* Worker i is gone: re-queue or fail what it held. */
+static void lose(disp *d, int i, const char *detail) {
+  wslot *w = &d->w[i];
+  char who[128];
+  where(w, i, who, sizeof who);
+  bool timed_out = w->timed_out;
+  w->ready = w->timed = w->timed_out = false;
+  mpx_future *f;
+  pthread_mutex_lock(&d->lock);
+  fifo requeue = {0};
+  while ((f = fifo_pop(&w->inflight))) {
+    if (timed_out) {
+      mpx__future_fail(f, MPX_ETIMEDOUT,
+                       mpx__strdupf("task '%s' ran past its %.3g s time limit; %s was killed",
+                                    f->task->name, task_timeout(d, f), who));
+      mpx__future_drop(f);
+    } else if (task_retries(d, f) > 0 && mpx__future_requeue(f)) {
+      f->retries = (int16_t)(task_retries(d, f) - 1);
+      f->worker = -1;
+      fifo_push(&requeue, f);
+    } else {
+      mpx__future_fail(f, MPX_EWORKER_LOST,
+                       mpx__strdupf("task '%s' was lost: %s %s", f->task->name, who, detail));
+      mpx__future_drop(f);
+    }
+  }
+  /* retried tasks go first, in their original order; the gate counted them out already */
+  if (requeue.n) {
+    requeue.tail->next = d->pending.head;
+    d->pending.head = requeue.head;
+    if (!d->pending.tail) d->pending.tail = requeue.tail;
+    d->pending.n += requeue.n;
+    if (d->cfg->gate)
+      for (size_t k = 0; k < requeue.n; k++) atomic_fetch_add(&d->cfg->gate->count, 1);
+  }
+  pthread_mutex_unlock(&d->lock);
+}
+
+static void check_deadlines(disp *d) {
+  double now = mpx__now();
+  for (int i = 0; i < d->n; i++) {
+    wslot *w = &d->w[i];
+    if (w->timed && !w->timed_out && now >= w->deadline) {
+      w->timed_out = true;
+      d->inner->kill(d->tp, i, true);
+    }
+  }
+}
+
+/* Milliseconds to block in poll: until the nearest deadline, at most 100 ms. */
+static int poll_ms(disp *d) {
+  double wait = 0.1, now = mpx__now();
+  for (int i = 0; i < d->n; i++)
+    if (d->w[i].timed && !d->w[i].timed_out && d->w[i].deadline - now < wait)
+      wait = d->w[i].deadline - now;
+  return wait <= 0 ? 0 : (int)(wait * 1000) + 1;
+}
+
+static void handle(disp *d, const mpx__event *ev) {
+  if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
+  else if (ev->kind == MPX__EV_WORKER_LOST) lose(d, ev->worker, ev->detail);
+}
+
+/* Fold the time a batch took into the per-task average. */
+static void observe(disp *d, double seconds, size_t tasks) {
+  if (!tasks) return;
+  double per = seconds / (double)tasks;
+  d->task_avg = d->task_avg <= 0 ? per : 0.8 * d->task_avg + 0.2 * per;
+}
+
+static size_t inflight(const disp *d) {
+  size_t k = 0;
+  for (int i = 0; i < d->n; i++) k += d->w[i].inflight.n;
+  return k;
+}
+
+static bool live_workers(const disp *d) {
+  for (int i = 0; i < d->n; i++)
+    if (!d->w[i].dead) return true;
+  return false;
+}
+
+/* Nothing can run the pending tasks any more: fail them. */
+static void fail_pending(disp *d, int code, const char *why) {
+  pthread_mutex_lock(&d->lock);
+  mpx_future *f;
+  while ((f = fifo_pop(&d->pending))) {
+    if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
+    mpx__future_fail(f, code, mpx__strdupf("task '%s' %s", f->task->name, why));
+    mpx__future_drop(f);
+  }
+  pthread_mutex_unlock(&d->lock);
+}
+
+static void send_shutdown(disp *d) {
+  Mpx__Control c = MPX__CONTROL__INIT;
+  c.kind = MPX__CONTROL__KIND__SHUTDOWN;
+  Mpx__Batch b = MPX__BATCH__INIT;
+  b.control = &c;
+  mpx__wbuf_reset(&d->out);
+  if (mpx__batch_pack(&b, &d->lim, &d->out)) return;
+  for (int i = 0; i < d->n; i++)
+    if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
+}
+
+static void *dispatcher_main(void *arg) {
+  disp *d = arg;
+  double t0 = mpx__now();
+  for (;;) {
+    feed_all(d);
+    pthread_mutex_lock(&d->lock);
+    bool stop = d->stopping && !d->pending.n;
+    pthread_mutex_unlock(&d->lock);
+    if (stop && !inflight(d)) break;
+    if (!live_workers(d)) fail_pending(d, MPX_EINIT, "cannot run: no worker is left");
+    mpx__event ev = {0};
+    size_t before = inflight(d);
+    int rc = d->inner->poll(d->tp, &ev, poll_ms(d));
+    if (rc) {
+      fail_pending(d, rc, "cannot run: the transport failed");
+      break;
+    }
+    handle(d, &ev);
+    /* drain whatever else is ready without blocking, then measure */
+    while (ev.kind != MPX__EV_NONE && !d->inner->poll(d->tp, &ev, 0)) handle(d, &ev);
+    double t1 = mpx__now();
+    size_t after = inflight(d);
+    if (before > after) observe(d, (t1 - t0) / (double)d->n, before - after);
+    t0 = t1;
+    check_deadlines(d);
+  }
+  send_shutdown(d);
+  d->inner->stop(d->tp, true);
+  pthread_mutex_lock(&d->lock);
+  d->exited = true;
+  pthread_cond_broadcast(&d->idle);
+  pthread_mutex_unlock(&d->lock);
+  return NULL;
+}
+
+/* ---- start-up: wait for every worker's READY ---------------------------------------------- */
+
+static int await_ready(disp *d) {
+  int ready = 0;
+  double give_up = mpx__now() + 60;
+  while (ready < d->n) {
+    mpx__event ev = {0};
+    int rc = d->inner->poll(d->tp, &ev, 100);
+    if (rc) return rc;
+    if (ev.kind == MPX__EV_WORKER_LOST) {
+      mpx__set_errmsg("worker %d died while starting: %s", ev.worker, ev.detail);
+      return MPX_EINIT;
+    }
+    if (ev.kind == MPX__EV_MESSAGE) {
+      Mpx__Batch *b;
+      if ((rc = mpx__batch_unpack(ev.data, ev.len, &d->lim, &b))) return rc;
+      const Mpx__Control *c = b->control;
+      if (c && c->kind == MPX__CONTROL__KIND__READY) {
+        if (c->error) {
+          char *msg = error_text(c->error, ev.worker);
+          mpx__set_errmsg("initializer failed in worker %d: %s", ev.worker, msg ? msg : "?");
+          free(msg);
+          mpx__batch_free(b);
+          return MPX_EINIT;
+        }
+        on_control(d, ev.worker, c);
+        ready++;
+      }
+      mpx__batch_free(b);
+    }
+    if (mpx__now() > give_up) {
+      mpx__set_errmsg("workers did not report ready within 60 s");
+      return MPX_ETIMEDOUT;
+    }
+  }
+  return MPX_OK;
+}
+
+static void disp_free(disp *d) {
+  mpx__wbuf_free(&d->out);
+  free(d->tasks);
+  free(d->task_ptrs);
+  free(d->w);
+  pthread_mutex_destroy(&d->lock);
+  pthread_cond_destroy(&d->idle);
+  free(d);
+}
+
+static int disp_start(mpx_transport **out, const mpx__config *cfg) {
+  disp *d = calloc(1, sizeof *d);
+  if (!d) return MPX_ENOMEM;
+  d->cfg = cfg;
+  d->inner = cfg->inner;
+  d->n = cfg->workers;
+  d->lim = mpx__limits_default(cfg->max_payload);
+  pthread_mutex_init(&d->lock, NULL);
+  pthread_cond_init(&d->idle, NULL);
+  d->w = calloc((size_t)d->n, sizeof *d->w);
+  d->tasks = calloc(BATCH_MAX, sizeof *d->tasks);
+  d->task_ptrs = calloc(BATCH_MAX, sizeof *d->task_ptrs);
+  int rc = d->w && d->tasks && d->task_ptrs ? MPX_OK : MPX_ENOMEM;
+  if (!rc) rc = d->inner->start(&d->tp, cfg);
+  if (rc) {
+    disp_free(d);
+    return rc;
+  }
+  if (!rc) rc = await_ready(d);
+  if (!rc && pthread_create(&d->thread, NULL, dispatcher_main, d)) rc = MPX_ESYS;
+  if (rc) {
+    send_shutdown(d);
+    d->inner->stop(d->tp, true);
+    d->inner->destroy(d->tp);
+    disp_free(d);
+    return rc;
+  }
+  *out = (mpx_transport *)d;
+  return MPX_OK;
+}
+
+static int disp_submit(mpx_transport *self, mpx_future *f) {
+  disp *d = (disp *)self;
+  pthread_mutex_lock(&d->lock);
+  bool was_empty = d->pending.n == 0;
+  fifo_push(&d->pending, f);
+  pthread_mutex_unlock(&d->lock);
+  if (was_empty) d->inner->wake(d->tp); /* a non-empty queue means a wake is already due */
+  return MPX_OK;
+}
+
+static size_t disp_cancel_queued(mpx_transport *self) {
+  disp *d = (disp *)self;
+  size_t k = 0;
+  pthread_mutex_lock(&d->lock);
+  mpx_future *f;
+  while ((f = fifo_pop(&d->pending))) {
+    if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
+    k += mpx__future_cancel(f);
+    mpx__future_drop(f);
+  }
+  pthread_mutex_unlock(&d->lock);
+  return k;
+}
+
+static void disp_stop(mpx_transport *self, bool wait) {
+  disp *d = (disp *)self;
+  pthread_mutex_lock(&d->lock);
+  d->stopping = true;
+  pthread_mutex_unlock(&d->lock);
+  d->inner->wake(d->tp);
+  if (!wait) return;
+  pthread_mutex_lock(&d->lock);
+  bool join = !d->joined;
+  d->joined = true;
+  pthread_mutex_unlock(&d->lock);
+  if (join) pthread_join(d->thread, NULL);
+}
+
+static void disp_destroy(mpx_transport *self) {
+  disp *d = (disp *)self;
+  d->inner->destroy(d->tp);
+  disp_free(d);
+}
+
+const mpx_transport_ops mpx__dispatch_transport = {
+    .name = "dispatch",
+    .start = disp_start,
+    .submit = disp_submit,
+    .cancel_queued = disp_cancel_queued,
+    .stop = disp_stop,
+    .destroy = disp_destroy,
+};

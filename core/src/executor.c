@@ -1,0 +1,332 @@
+/* executor.c: the public executor: options, submit, map, shutdown, destroy.
+ *
+ * The executor resolves options (workers and placement from hwloc, the initializer by name, the
+ * backend), then hands futures to one transport ops table: the thread transport directly, or the
+ * dispatcher (dispatch.c) that batches them onto a process or MPI transport. It never looks at
+ * which transport runs.
+ *
+ * Shutdown races with submit: a submit counts itself in `submitting` (seq_cst) before it checks
+ * `shut`, and shutdown sets `shut` before it waits for `submitting` to drain, so every submit
+ * either sees the shutdown and fails, or is queued before the transport is told to stop. */
+#include <sched.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "future_impl.h"
+#include "init.h"
+#include "transport.h"
+
+struct mpx_executor {
+  const mpx_transport_ops *ops;
+  mpx_transport *tp;
+  mpx__config cfg;
+  mpx__gate gate;
+  _Atomic bool shut;
+  _Atomic long submitting;
+};
+
+#define MPX__DEFAULT_MAX_PAYLOAD ((size_t)1 << 30)
+
+const char *mpx_backend_name(mpx_backend b) {
+  switch (b) {
+  case MPX_BACKEND_AUTO: return "auto";
+  case MPX_BACKEND_THREADS: return "threads";
+  case MPX_BACKEND_PROCESSES: return "processes";
+  case MPX_BACKEND_MPI: return "mpi";
+  }
+  return "invalid";
+}
+
+int mpx__backend_parse(const char *s, mpx_backend *out) {
+  static const struct { const char *name; mpx_backend b; } names[] = {
+      {"auto", MPX_BACKEND_AUTO},           {"threads", MPX_BACKEND_THREADS},
+      {"thread", MPX_BACKEND_THREADS},      {"processes", MPX_BACKEND_PROCESSES},
+      {"process", MPX_BACKEND_PROCESSES},   {"mpi", MPX_BACKEND_MPI}};
+  for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
+    if (!strcmp(s, names[i].name)) {
+      *out = names[i].b;
+      return MPX_OK;
+    }
+  return MPX_EINVAL;
+}
+
+/* AUTO -> MPX_BACKEND from the environment, else MPI when this is an MPI job, else threads. */
+static int resolve_backend(mpx_backend b, mpx_backend *out) {
+  if (b == MPX_BACKEND_AUTO) {
+    const char *env = getenv("MPX_BACKEND");
+    if (env && *env && mpx__backend_parse(env, &b)) {
+      mpx__set_errmsg("MPX_BACKEND=%s is not one of auto, threads, processes, mpi", env);
+      return MPX_EINVAL;
+    }
+    if (b == MPX_BACKEND_AUTO) b = mpx__mpi_job() ? MPX_BACKEND_MPI : MPX_BACKEND_THREADS;
+  }
+  *out = b;
+  return MPX_OK;
+}
+
+static const mpx_transport_ops *inner_ops(mpx_backend b) {
+  if (b == MPX_BACKEND_PROCESSES) return &mpx__process_transport;
+  if (b == MPX_BACKEND_MPI) return &mpx__mpi_transport;
+  return NULL;
+}
+
+static int resolve_options(mpx_executor *ex, const mpx_options *o) {
+  mpx__config *c = &ex->cfg;
+  if (o->backend < MPX_BACKEND_AUTO || o->backend > MPX_BACKEND_MPI || o->workers < 0 ||
+      o->binding < MPX_BIND_NONE || o->binding > MPX_BIND_NUMA || o->max_tasks_per_worker < 0 ||
+      o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL || o->retries < 0 ||
+      o->task_timeout < 0 || o->threads_per_rank < 0 || (!o->initargs && o->initargs_len)) {
+    mpx__set_errmsg("an option is out of range");
+    return MPX_EINVAL;
+  }
+  int rc = resolve_backend(o->backend, &c->backend);
+  if (rc) return rc;
+  if (c->backend != MPX_BACKEND_THREADS) {
+    c->inner = inner_ops(c->backend);
+    if (!c->inner) {
+      mpx__set_errmsg("the %s backend is not built into this mpx", mpx_backend_name(c->backend));
+      return MPX_ENOTBUILT;
+    }
+  }
+  if (o->initializer && (rc = mpx_task_find(o->initializer, &c->initializer))) {
+    mpx__set_errmsg("initializer '%s' is not a registered task", o->initializer);
+    return rc;
+  }
+  const mpx_topology *topo;
+  mpx_topo_info info;
+  if ((rc = mpx_topology_get(&topo)) || (rc = mpx_topology_info(topo, &info))) return rc;
+  c->workers = o->workers ? o->workers : info.default_workers;
+  c->binding = o->binding;
+  c->places = calloc((size_t)c->workers, sizeof *c->places);
+  if (!c->places) return MPX_ENOMEM;
+  if ((rc = mpx_topology_place(topo, c->binding, c->workers, c->places))) return rc;
+  c->initargs = o->initargs;
+  c->initargs_len = o->initargs_len;
+  c->max_tasks_per_worker = o->max_tasks_per_worker;
+  c->max_payload = o->max_payload ? o->max_payload : MPX__DEFAULT_MAX_PAYLOAD;
+  c->retries = o->retries;
+  c->task_timeout = o->task_timeout;
+  c->threads_per_rank = o->threads_per_rank;
+  if (o->max_pending) {
+    mpx__gate_init(&ex->gate, o->max_pending, o->on_full == MPX_FULL_FAIL);
+    c->gate = &ex->gate;
+  }
+  return MPX_OK;
+}
+
+int mpx_executor_create(mpx_executor **out, const mpx_options *opt) {
+  if (!out) return MPX_EINVAL;
+  *out = NULL;
+  static const mpx_options defaults;
+  mpx_executor *ex = calloc(1, sizeof *ex);
+  if (!ex) return MPX_ENOMEM;
+  int rc = resolve_options(ex, opt ? opt : &defaults);
+  if (!rc) {
+    ex->ops = ex->cfg.backend == MPX_BACKEND_THREADS ? &mpx__thread_transport
+                                                     : &mpx__dispatch_transport;
+    rc = ex->ops->start(&ex->tp, &ex->cfg);
+  }
+  if (rc) {
+    free(ex->cfg.places);
+    free(ex);
+    return rc;
+  }
+  *out = ex;
+  return MPX_OK;
+}
+
+int mpx_executor_workers(const mpx_executor *ex) { return ex ? ex->cfg.workers : MPX_EINVAL; }
+int mpx_executor_backend(const mpx_executor *ex) { return ex ? (int)ex->cfg.backend : MPX_EINVAL; }
+
+/* Queue `f` (already holding the scheduler's reference) or fail it back to the caller. */
+static int submit_future(mpx_executor *ex, mpx_future *f) {
+  int rc = ex->ops->submit(ex->tp, f);
+  if (rc) {
+    if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
+    mpx__future_drop(f);
+    mpx__future_drop(f);
+  }
+  return rc;
+}
+
+/* Count this submit in, unless the executor is shut down. */
+static int enter(mpx_executor *ex) {
+  atomic_fetch_add_explicit(&ex->submitting, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&ex->shut, memory_order_seq_cst)) {
+    atomic_fetch_sub_explicit(&ex->submitting, 1, memory_order_release);
+    return MPX_ESHUTDOWN;
+  }
+  int rc = ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
+  if (rc) atomic_fetch_sub_explicit(&ex->submitting, 1, memory_order_release);
+  return rc;
+}
+
+static void leave(mpx_executor *ex) {
+  /* release: the queued future is visible to whoever sees the count drop */
+  atomic_fetch_sub_explicit(&ex->submitting, 1, memory_order_release);
+}
+
+int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
+                    const mpx_submit_opts *opts, mpx_future **out) {
+  if (!out) return MPX_EINVAL;
+  *out = NULL;
+  if (!ex || !task || (!arg && len)) return MPX_EINVAL;
+  if (opts && opts->retries > INT16_MAX) return MPX_EINVAL;
+  if (ex->cfg.backend != MPX_BACKEND_THREADS && len > ex->cfg.max_payload) {
+    mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
+    return MPX_ETOOBIG;
+  }
+  int rc = enter(ex);
+  if (rc) return rc;
+  mpx_future *f = mpx__future_new(task, arg, len, false);
+  if (!f) {
+    if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
+    leave(ex);
+    return MPX_ENOMEM;
+  }
+  if (opts) {
+    f->retries = (int16_t)(opts->retries < 0 ? -1 : opts->retries);
+    f->timeout = (float)opts->timeout;
+  }
+  rc = submit_future(ex, f);
+  leave(ex);
+  if (!rc) *out = f;
+  return rc;
+}
+
+int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out) {
+  if (!out) return MPX_EINVAL;
+  *out = NULL;
+  const mpx_task *t;
+  int rc = mpx_task_find(task, &t);
+  if (rc) return rc;
+  return mpx_submit_task(ex, t, arg, len, NULL, out);
+}
+
+/* ---- map ---------------------------------------------------------------------------------- */
+
+typedef struct map_run {
+  mpx__map_chunk *chunks;
+  mpx_future **fs;
+  size_t nchunks, submitted;
+} map_run;
+
+static int map_submit(mpx_executor *ex, const mpx_task *t, const unsigned char *items,
+                      size_t item_size, size_t n, unsigned char *results, size_t result_size,
+                      size_t chunk, map_run *m) {
+  for (size_t i = 0; i < m->nchunks; i++) {
+    size_t first = i * chunk, count = n - first < chunk ? n - first : chunk;
+    m->chunks[i] = (mpx__map_chunk){.items = items + first * item_size,
+                                    .results = results ? results + first * result_size : NULL,
+                                    .count = count, .item_size = item_size,
+                                    .result_size = result_size};
+    int rc = enter(ex);
+    if (rc) return rc;
+    mpx_future *f = mpx__future_new(t, NULL, 0, false);
+    if (!f) {
+      if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
+      leave(ex);
+      return MPX_ENOMEM;
+    }
+    /* the chunk's items are read in place (map blocks until they are done) */
+    f->arg = m->chunks[i].items;
+    f->arg_len = count * item_size;
+    f->owner = &m->chunks[i];
+    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
+    rc = submit_future(ex, f);
+    leave(ex);
+    if (rc) return rc;
+    m->fs[m->submitted++] = f;
+  }
+  return MPX_OK;
+}
+
+/* Collect in order; note the first failure. On timeout, cancel what has not started and still
+ * wait for what runs, since it writes into the caller's results. */
+static int map_collect(map_run *m, size_t chunk, double timeout, int rc, mpx_map_status *st) {
+  double deadline = timeout > 0 ? mpx__now() + timeout : 0;
+  bool timed_out = false;
+  for (size_t i = 0; i < m->submitted; i++) {
+    mpx_future *f = m->fs[i];
+    double left = deadline ? deadline - mpx__now() : MPX_FOREVER;
+    if (timed_out || (deadline && left <= 0) ||
+        mpx_future_exception(f, deadline ? (left > 0 ? left : 0) : MPX_FOREVER, NULL, NULL) ==
+            MPX_ETIMEDOUT) {
+      timed_out = true;
+      mpx_future_cancel(f);
+      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
+    }
+    uint32_t s = mpx__future_state(f);
+    if (s == MPX_FINISHED || rc) continue;
+    if (s == MPX_CANCELLED) {
+      rc = timed_out ? MPX_ETIMEDOUT : MPX_ECANCELLED;
+      if (st) st->failed_index = i * chunk, st->code = rc;
+      continue;
+    }
+    rc = f->error;
+    if (st) {
+      st->failed_index = i * chunk + m->chunks[i].failed;
+      st->code = rc;
+      snprintf(st->message, sizeof st->message, "%s", f->errmsg ? f->errmsg : mpx_strerror(rc));
+    }
+  }
+  return timed_out ? MPX_ETIMEDOUT : rc;
+}
+
+int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
+            void *results, size_t result_size, const mpx_map_opts *opts) {
+  mpx_map_status *st = opts ? opts->status : NULL;
+  if (st) *st = (mpx_map_status){.failed_index = n};
+  if (!ex || (!items && n && item_size) || (!results && n && result_size)) return MPX_EINVAL;
+  const mpx_task *t;
+  int rc = mpx_task_find(task, &t);
+  if (rc) return rc;
+  if (n == 0) return MPX_OK;
+  size_t chunk = opts && opts->chunksize ? opts->chunksize
+                                         : (n + 4 * (size_t)ex->cfg.workers - 1) /
+                                               (4 * (size_t)ex->cfg.workers);
+  if (ex->cfg.backend != MPX_BACKEND_THREADS &&
+      (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload)) {
+    mpx__set_errmsg("a map chunk of %zu items exceeds max_payload (%zu bytes)", chunk,
+                    ex->cfg.max_payload);
+    return MPX_ETOOBIG;
+  }
+  map_run m = {.nchunks = (n + chunk - 1) / chunk};
+  m.chunks = malloc(m.nchunks * sizeof *m.chunks);
+  m.fs = malloc(m.nchunks * sizeof *m.fs);
+  if (!m.chunks || !m.fs) {
+    free(m.chunks);
+    free(m.fs);
+    return MPX_ENOMEM;
+  }
+  rc = map_submit(ex, t, items, item_size, n, results, result_size, chunk, &m);
+  rc = map_collect(&m, chunk, opts ? opts->timeout : 0, rc, st);
+  for (size_t i = 0; i < m.submitted; i++) mpx__future_drop(m.fs[i]);
+  free(m.chunks);
+  free(m.fs);
+  return rc;
+}
+
+/* ---- shutdown ----------------------------------------------------------------------------- */
+
+int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures) {
+  if (!ex) return MPX_EINVAL;
+  atomic_store_explicit(&ex->shut, true, memory_order_seq_cst);
+  if (ex->cfg.gate) mpx__gate_wake_all(ex->cfg.gate);
+  /* acquire: every submit that got in has queued its future */
+  while (atomic_load_explicit(&ex->submitting, memory_order_acquire)) sched_yield();
+  if (cancel_futures) ex->ops->cancel_queued(ex->tp);
+  ex->ops->stop(ex->tp, wait);
+  return MPX_OK;
+}
+
+int mpx_executor_destroy(mpx_executor *ex) {
+  if (!ex) return MPX_EINVAL;
+  mpx_executor_shutdown(ex, true, false);
+  ex->ops->destroy(ex->tp);
+  free(ex->cfg.places);
+  free(ex);
+  return MPX_OK;
+}

@@ -1,0 +1,645 @@
+/* future.c: the future state machine, waiting, done-callbacks, wait() and as_completed.
+ *
+ * The state word holds the state and two flags. Completion is one CAS on it (acq_rel: the result
+ * fields written before it are visible to whoever sees the new state); then sleepers are woken
+ * with a private futex if the WAITERS flag was set, and the callback list runs if the CALLBACKS
+ * flag was set. Callback lists are guarded by one of 64 striped mutexes (cold path only), and
+ * callbacks always run after that mutex is released. The hot path (submit, run, result, release)
+ * takes no lock and, thanks to a per-thread cache of freed futures, usually no malloc. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "future_impl.h"
+#include "task_impl.h"
+
+_Static_assert(sizeof(struct mpx_future) <= 128, "a future must stay within 128 bytes");
+
+struct mpx__cb {
+  struct mpx__cb *next;
+  mpx_done_fn fn;
+  void *arg;
+  bool heap; /* user callbacks are heap nodes; waiters embed theirs */
+};
+
+static pthread_mutex_t stripes[64] = {[0 ... 63] = PTHREAD_MUTEX_INITIALIZER};
+static _Atomic long callback_failures;
+
+static pthread_mutex_t *stripe_of(const mpx_future *f) {
+  return &stripes[((uintptr_t)f >> 7) & 63];
+}
+
+double mpx__now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- allocation: a per-thread cache of released futures ---------------------------------- */
+
+enum { CACHE_MAX = 4096 };
+static _Thread_local struct {
+  mpx_future *head;
+  unsigned n;
+  bool keyed;
+} cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_drain(void *unused) {
+  (void)unused;
+  while (cache.head) {
+    mpx_future *f = cache.head;
+    cache.head = f->next;
+    free(f);
+  }
+  cache.n = 0;
+}
+static void cache_key_make(void) { (void)pthread_key_create(&cache_key, cache_drain); }
+
+static mpx_future *future_alloc(void) {
+  mpx_future *f = cache.head;
+  if (f) {
+    cache.head = f->next;
+    cache.n--;
+    return f;
+  }
+  if (!cache.keyed) { /* so that the cache is emptied when this thread exits */
+    pthread_once(&cache_once, cache_key_make);
+    pthread_setspecific(cache_key, &cache);
+    cache.keyed = true;
+  }
+  return aligned_alloc(64, sizeof(mpx_future));
+}
+
+static void future_free(mpx_future *f) {
+  if (f->res != f->res_small) free(f->res);
+  free(f->errmsg);
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_ARG_OWNED) free((void *)f->arg);
+  f->magic = MPX__FUT_DEAD; /* lets a later call on the stale handle answer MPX_ERELEASED */
+  if (cache.n < CACHE_MAX && cache.keyed) {
+    f->next = cache.head;
+    cache.head = f;
+    cache.n++;
+  } else {
+    free(f);
+  }
+}
+
+mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool copy_arg) {
+  mpx_future *f = future_alloc();
+  if (!f) return NULL;
+  uint32_t flags = 0;
+  f->arg = arg;
+  if (len <= MPX_INLINE_ARG) {
+    if (len) memcpy(f->arg_small, arg, len);
+    f->arg = f->arg_small;
+  } else if (copy_arg) {
+    void *p = malloc(len);
+    if (!p) {
+      free(f);
+      return NULL;
+    }
+    memcpy(p, arg, len);
+    f->arg = p;
+    flags |= MPX__F_ARG_OWNED;
+  }
+  atomic_init(&f->state, MPX_PENDING | flags);
+  atomic_init(&f->refs, 2);
+  f->magic = MPX__FUT_MAGIC;
+  f->error = 0;
+  f->task = t;
+  f->arg_len = len;
+  f->res = f->res_small;
+  f->res_len = 0;
+  f->errmsg = NULL;
+  f->cbs = NULL;
+  f->next = NULL;
+  f->owner = NULL;
+  f->retries = -1;
+  f->worker = -1;
+  f->timeout = 0;
+  return f;
+}
+
+static int check(const mpx_future *f) {
+  if (!f) return MPX_EINVAL;
+  if (f->magic == MPX__FUT_MAGIC) return MPX_OK;
+  return f->magic == MPX__FUT_DEAD ? MPX_ERELEASED : MPX_EINVAL;
+}
+
+/* ---- completion ------------------------------------------------------------------------ */
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
+  return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
+static void run_callbacks(mpx_future *f) {
+  pthread_mutex_t *m = stripe_of(f);
+  pthread_mutex_lock(m);
+  struct mpx__cb *cb = f->cbs;
+  f->cbs = NULL;
+  pthread_mutex_unlock(m);
+  while (cb) { /* in the order added, outside the lock */
+    struct mpx__cb *next = cb->next;
+    bool heap = cb->heap;
+    if (cb->fn(f, cb->arg) < 0) {
+      atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
+      if (heap) fprintf(stderr, "mpx: a done-callback failed\n");
+    }
+    if (heap) free(cb);
+    cb = next;
+  }
+}
+
+/* Move from `from` (a state) to `to`; false if the state was something else. */
+static bool transition(mpx_future *f, uint32_t from, uint32_t to) {
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+  do {
+    if ((s & MPX__ST_MASK) != from) return false;
+    /* acq_rel: publishes the result written before, and orders the flag reads below */
+  } while (!atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~MPX__ST_MASK) | to,
+                                                  memory_order_acq_rel, memory_order_relaxed));
+  if (to >= MPX_FINISHED) {
+    if (s & MPX__F_WAITERS) futex(&f->state, FUTEX_WAKE, INT_MAX, NULL);
+    if (s & MPX__F_CALLBACKS) run_callbacks(f);
+  }
+  return true;
+}
+
+bool mpx__future_start(mpx_future *f) { return transition(f, MPX_PENDING, MPX_RUNNING); }
+bool mpx__future_cancel(mpx_future *f) { return transition(f, MPX_PENDING, MPX_CANCELLED); }
+bool mpx__future_requeue(mpx_future *f) { return transition(f, MPX_RUNNING, MPX_PENDING); }
+
+void mpx__future_fail(mpx_future *f, int code, char *message) {
+  f->error = code < 0 ? code : MPX_ETASK;
+  free(f->errmsg);
+  f->errmsg = message;
+  if (!transition(f, MPX_RUNNING, MPX_FAILED)) transition(f, MPX_PENDING, MPX_FAILED);
+}
+
+static int set_result(mpx_future *f, const void *data, size_t len) {
+  if (len <= MPX__RES_SMALL) {
+    if (len) memcpy(f->res_small, data, len);
+    f->res = f->res_small;
+  } else {
+    void *p = malloc(len);
+    if (!p) return MPX_ENOMEM;
+    memcpy(p, data, len);
+    f->res = p;
+  }
+  f->res_len = len;
+  return MPX_OK;
+}
+
+void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
+    mpx__map_chunk *c = f->owner;
+    if (len != c->count * c->result_size) {
+      mpx__future_fail(f, MPX_EPROTO, mpx__strdupf("map chunk came back with %zu bytes, not %zu",
+                                                   len, c->count * c->result_size));
+      return;
+    }
+    if (len) memcpy(c->results, data, len);
+  } else {
+    int rc = set_result(f, data, len);
+    if (rc) {
+      mpx__future_fail(f, rc, mpx__strdupf("no memory for a %zu-byte result", len));
+      return;
+    }
+  }
+  transition(f, MPX_RUNNING, MPX_FINISHED);
+}
+
+static void run_chunk(mpx_future *f, int worker) {
+  mpx__map_chunk *c = f->owner;
+  for (size_t i = 0; i < c->count; i++) {
+    mpx_buf out;
+    unsigned char *dst = c->results + i * c->result_size;
+    mpx__buf_init(&out, c->result_size ? dst : NULL, c->result_size, 0);
+    char *msg = NULL;
+    int rc = mpx__task_run(f->task, worker, c->items + i * c->item_size, c->item_size, &out, &msg);
+    if (rc == 0 && (out.heap || out.len != c->result_size)) {
+      rc = MPX_ESIZE;
+      msg = mpx__strdupf("task '%s' gave %zu result bytes, map expects %zu", f->task->name,
+                         out.len, c->result_size);
+    } else if (rc == 0 && out.data != dst && out.len) {
+      memmove(dst, out.data, out.len);
+    }
+    mpx__buf_release(&out);
+    if (rc) {
+      c->failed = i;
+      mpx__future_fail(f, rc, msg);
+      return;
+    }
+  }
+  transition(f, MPX_RUNNING, MPX_FINISHED);
+}
+
+void mpx__future_run(mpx_future *f, int worker) {
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
+    run_chunk(f, worker);
+    return;
+  }
+  mpx_buf out;
+  mpx__buf_init(&out, f->res_small, sizeof f->res_small, 0);
+  char *msg = NULL;
+  int rc = mpx__task_run(f->task, worker, f->arg, f->arg_len, &out, &msg);
+  if (rc) {
+    mpx__buf_release(&out);
+    mpx__future_fail(f, rc, msg);
+    return;
+  }
+  f->res = out.data;
+  f->res_len = out.len;
+  transition(f, MPX_RUNNING, MPX_FINISHED);
+}
+
+void mpx__future_drop(mpx_future *f) {
+  /* release: our writes happen-before the free; the freeing side's acquire fence pairs with it */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_release) == 1) {
+    atomic_thread_fence(memory_order_acquire);
+    future_free(f);
+  }
+}
+
+/* ---- waiting ------------------------------------------------------------------------------ */
+
+static struct timespec to_timespec(double s) {
+  if (s < 0) s = 0;
+  struct timespec ts = {.tv_sec = (time_t)s};
+  ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+  return ts;
+}
+
+/* Wait until done or `timeout` passes: 0 or MPX_ETIMEDOUT. */
+static int wait_done(mpx_future *f, double timeout) {
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+  for (int spin = 0; spin < 2000 && !mpx__state_done(s); spin++) {
+    __builtin_ia32_pause();
+    s = atomic_load_explicit(&f->state, memory_order_acquire);
+  }
+  if (mpx__state_done(s)) return MPX_OK;
+  if (timeout == 0) return MPX_ETIMEDOUT;
+  double deadline = timeout > 0 ? mpx__now() + timeout : 0;
+  for (;;) {
+    s = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (mpx__state_done(s)) return MPX_OK;
+    if (!(s & MPX__F_WAITERS)) {
+      /* relaxed is enough: the futex syscall re-reads the word and completion's CAS is acq_rel */
+      if (!atomic_compare_exchange_weak_explicit(&f->state, &s, s | MPX__F_WAITERS,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        continue;
+      s |= MPX__F_WAITERS;
+    }
+    struct timespec ts, *tsp = NULL;
+    if (timeout > 0) {
+      double left = deadline - mpx__now();
+      if (left <= 0) return MPX_ETIMEDOUT;
+      ts = to_timespec(left);
+      tsp = &ts;
+    }
+    futex(&f->state, FUTEX_WAIT, s, tsp);
+  }
+}
+
+static int outcome(const mpx_future *f) {
+  uint32_t s = mpx__future_state(f);
+  if (s == MPX_CANCELLED) return MPX_ECANCELLED;
+  if (s == MPX_FAILED) return f->error;
+  return MPX_OK;
+}
+
+int mpx_future_result(mpx_future *f, double timeout, const void **data, size_t *len) {
+  int rc = check(f);
+  if (rc) return rc;
+  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = outcome(f))) return rc;
+  if (data) *data = f->res_len ? f->res : NULL;
+  if (len) *len = f->res_len;
+  return MPX_OK;
+}
+
+int mpx_future_result_copy(mpx_future *f, void *dst, size_t size, double timeout) {
+  if (!dst && size) return MPX_EINVAL;
+  const void *p;
+  size_t n;
+  int rc = mpx_future_result(f, timeout, &p, &n);
+  if (rc) return rc;
+  if (n != size) return MPX_ESIZE;
+  if (n) memcpy(dst, p, n);
+  return MPX_OK;
+}
+
+int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **message) {
+  int rc = check(f);
+  if (rc) return rc;
+  if ((rc = wait_done(f, timeout))) return rc;
+  if (mpx__future_state(f) == MPX_CANCELLED) return MPX_ECANCELLED;
+  int c = outcome(f);
+  if (code) *code = c;
+  if (message) *message = c == 0 ? "" : (f->errmsg ? f->errmsg : mpx_strerror(c));
+  return MPX_OK;
+}
+
+int mpx_future_state_get(const mpx_future *f) {
+  int rc = check(f);
+  return rc ? rc : (int)mpx__future_state(f);
+}
+
+int mpx_future_done(const mpx_future *f) {
+  int s = mpx_future_state_get(f);
+  return s < 0 ? s : s >= MPX_FINISHED;
+}
+
+int mpx_future_running(const mpx_future *f) {
+  int s = mpx_future_state_get(f);
+  return s < 0 ? s : s == MPX_RUNNING;
+}
+
+int mpx_future_cancelled(const mpx_future *f) {
+  int s = mpx_future_state_get(f);
+  return s < 0 ? s : s == MPX_CANCELLED;
+}
+
+int mpx_future_cancel(mpx_future *f) {
+  int rc = check(f);
+  if (rc) return rc;
+  if (mpx__future_cancel(f) || mpx__future_state(f) == MPX_CANCELLED) return MPX_OK;
+  return MPX_ESTATE;
+}
+
+/* Add `cb` to the list, or return false if the future is already done (caller runs it). */
+static bool add_callback(mpx_future *f, struct mpx__cb *cb) {
+  pthread_mutex_t *m = stripe_of(f);
+  pthread_mutex_lock(m);
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+  bool added = false;
+  while (!mpx__state_done(s)) {
+    /* acq_rel: a completer that sees the flag will take this lock and find the node */
+    if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | MPX__F_CALLBACKS,
+                                              memory_order_acq_rel, memory_order_acquire)) {
+      struct mpx__cb **tail = &f->cbs;
+      while (*tail) tail = &(*tail)->next;
+      cb->next = NULL;
+      *tail = cb;
+      added = true;
+      break;
+    }
+  }
+  pthread_mutex_unlock(m);
+  return added;
+}
+
+/* Take `cb` off the list if it is still there (not yet detached by completion). */
+static bool remove_callback(mpx_future *f, struct mpx__cb *cb) {
+  pthread_mutex_t *m = stripe_of(f);
+  pthread_mutex_lock(m);
+  bool found = false;
+  for (struct mpx__cb **p = &f->cbs; *p; p = &(*p)->next) {
+    if (*p == cb) {
+      *p = cb->next;
+      found = true;
+      break;
+    }
+  }
+  pthread_mutex_unlock(m);
+  return found;
+}
+
+int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg) {
+  int rc = check(f);
+  if (rc) return rc;
+  if (!fn) return MPX_EINVAL;
+  struct mpx__cb *cb = malloc(sizeof *cb);
+  if (!cb) return MPX_ENOMEM;
+  *cb = (struct mpx__cb){.fn = fn, .arg = arg, .heap = true};
+  if (add_callback(f, cb)) return MPX_OK;
+  free(cb);
+  if (fn(f, arg) < 0) {
+    atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
+    fprintf(stderr, "mpx: a done-callback failed\n");
+    return MPX_ECALLBACK;
+  }
+  return MPX_OK;
+}
+
+long mpx_future_callback_failures(void) {
+  return atomic_load_explicit(&callback_failures, memory_order_relaxed);
+}
+
+int mpx_future_retain(mpx_future *f) {
+  int rc = check(f);
+  if (rc) return rc;
+  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed); /* the caller already holds one */
+  return MPX_OK;
+}
+
+int mpx_future_release(mpx_future *f) {
+  int rc = check(f);
+  if (rc) return rc;
+  mpx__future_drop(f);
+  return MPX_OK;
+}
+
+/* ---- wait() and as_completed: a waiter registered on many futures ------------------------ */
+
+typedef struct waiter waiter;
+typedef struct waiter_slot {
+  struct mpx__cb cb;
+  waiter *w;
+  size_t index;
+} waiter_slot;
+
+struct waiter {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  _Atomic int refs;       /* the owner + one per registered slot */
+  size_t n;               /* unique futures */
+  mpx_future **fs;        /* unique, each retained */
+  waiter_slot *slots;
+  size_t *ready;          /* indices in completion order */
+  size_t nready, nfailed, taken;
+  double deadline;        /* 0: none */
+};
+
+static void waiter_unref(waiter *w) {
+  if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) != 1) return;
+  for (size_t i = 0; i < w->n; i++) mpx__future_drop(w->fs[i]);
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->cond);
+  free(w->fs);
+  free(w->slots);
+  free(w->ready);
+  free(w);
+}
+
+static void waiter_note(waiter *w, size_t i) {
+  pthread_mutex_lock(&w->lock);
+  w->ready[w->nready++] = i;
+  if (mpx__future_state(w->fs[i]) == MPX_FAILED) w->nfailed++;
+  pthread_cond_broadcast(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+static int waiter_cb(mpx_future *f, void *arg) {
+  (void)f;
+  waiter_slot *s = arg;
+  waiter *w = s->w;
+  waiter_note(w, s->index);
+  waiter_unref(w);
+  return 0;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int waiter_create(mpx_future *const *fs, size_t n, double timeout, waiter **out) {
+  if (!fs && n) return MPX_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    int rc = check(fs[i]);
+    if (rc) return rc;
+  }
+  waiter *w = calloc(1, sizeof *w);
+  if (!w) return MPX_ENOMEM;
+  w->fs = malloc((n ? n : 1) * sizeof *w->fs);
+  w->slots = calloc(n ? n : 1, sizeof *w->slots);
+  w->ready = malloc((n ? n : 1) * sizeof *w->ready);
+  if (!w->fs || !w->slots || !w->ready) {
+    free(w->fs);
+    free(w->slots);
+    free(w->ready);
+    free(w);
+    return MPX_ENOMEM;
+  }
+  memcpy(w->fs, fs, n * sizeof *fs);
+  qsort(w->fs, n, sizeof *w->fs, cmp_ptr);
+  size_t u = 0;
+  for (size_t i = 0; i < n; i++)
+    if (u == 0 || w->fs[u - 1] != w->fs[i]) w->fs[u++] = w->fs[i];
+  w->n = u;
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->cond, NULL);
+  atomic_init(&w->refs, 1);
+  w->deadline = timeout >= 0 ? mpx__now() + timeout : 0;
+  /* those already done come first, in the order given */
+  for (size_t i = 0; i < u; i++) {
+    mpx_future_retain(w->fs[i]);
+    w->slots[i] = (waiter_slot){.cb = {.fn = waiter_cb, .arg = &w->slots[i]}, .w = w, .index = i};
+    atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
+    if (!add_callback(w->fs[i], &w->slots[i].cb)) {
+      waiter_note(w, i);
+      atomic_fetch_sub_explicit(&w->refs, 1, memory_order_relaxed);
+    }
+  }
+  *out = w;
+  return MPX_OK;
+}
+
+static void waiter_destroy(waiter *w) {
+  for (size_t i = 0; i < w->n; i++)
+    if (remove_callback(w->fs[i], &w->slots[i].cb)) waiter_unref(w);
+  waiter_unref(w);
+}
+
+/* Wait on the condition `satisfied` under w->lock until it holds or the deadline passes. */
+static int waiter_wait(waiter *w, bool (*satisfied)(const waiter *, int), int mode) {
+  int rc = MPX_OK;
+  pthread_mutex_lock(&w->lock);
+  while (!satisfied(w, mode)) {
+    if (w->deadline == 0) {
+      pthread_cond_wait(&w->cond, &w->lock);
+      continue;
+    }
+    double left = w->deadline - mpx__now();
+    if (left <= 0) {
+      rc = MPX_ETIMEDOUT;
+      break;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct timespec d = to_timespec(left);
+    ts.tv_sec += d.tv_sec;
+    ts.tv_nsec += d.tv_nsec;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return rc;
+}
+
+static bool wait_satisfied(const waiter *w, int mode) {
+  if (w->nready == w->n) return true;
+  if (mode == MPX_FIRST_COMPLETED) return w->nready > 0;
+  if (mode == MPX_FIRST_EXCEPTION) return w->nfailed > 0;
+  return false;
+}
+
+static bool any_untaken(const waiter *w, int mode) {
+  (void)mode;
+  return w->taken < w->nready;
+}
+
+int mpx_wait(mpx_future *const *fs, size_t n, mpx_wait_mode mode, double timeout) {
+  if (mode < MPX_FIRST_COMPLETED || mode > MPX_ALL_COMPLETED) return MPX_EINVAL;
+  waiter *w;
+  int rc = waiter_create(fs, n, timeout, &w);
+  if (rc) return rc;
+  rc = waiter_wait(w, wait_satisfied, mode);
+  waiter_destroy(w);
+  return rc;
+}
+
+struct mpx_as_completed {
+  waiter *w;
+};
+
+int mpx_as_completed_create(mpx_future *const *fs, size_t n, double timeout,
+                            mpx_as_completed **it) {
+  if (!it) return MPX_EINVAL;
+  *it = NULL;
+  mpx_as_completed *a = malloc(sizeof *a);
+  if (!a) return MPX_ENOMEM;
+  int rc = waiter_create(fs, n, timeout, &a->w);
+  if (rc) {
+    free(a);
+    return rc;
+  }
+  *it = a;
+  return MPX_OK;
+}
+
+int mpx_as_completed_next(mpx_as_completed *it, mpx_future **f) {
+  if (!it || !f) return MPX_EINVAL;
+  *f = NULL;
+  waiter *w = it->w;
+  pthread_mutex_lock(&w->lock);
+  bool all = w->taken == w->n;
+  pthread_mutex_unlock(&w->lock);
+  if (all) return MPX_EEMPTY;
+  int rc = waiter_wait(w, any_untaken, 0);
+  if (rc) return rc;
+  pthread_mutex_lock(&w->lock);
+  *f = w->fs[w->ready[w->taken++]];
+  pthread_mutex_unlock(&w->lock);
+  return MPX_OK;
+}
+
+int mpx_as_completed_destroy(mpx_as_completed *it) {
+  if (!it) return MPX_EINVAL;
+  waiter_destroy(it->w);
+  free(it);
+  return MPX_OK;
+}

@@ -1,0 +1,93 @@
+/* future_impl.h: the future's layout and the calls the scheduler and transports use to move a
+ * future through its states. Internal to libmpx.
+ *
+ * Ownership: a new future has two references, the caller's and the scheduler's. The scheduler
+ * drops its own (mpx__future_drop) after completing the future, so a future lives until both the
+ * user and the scheduler are done with it. A future is at most 128 bytes. */
+#ifndef MPX_FUTURE_IMPL_H
+#define MPX_FUTURE_IMPL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpx/executor.h"
+#include "mpx/future.h"
+
+/* Static flags in the state word's upper bits: set before the future is published, never changed. */
+enum {
+  MPX__ST_MASK = 0xffu,
+  MPX__F_WAITERS = 1u << 8,    /* someone sleeps on the state word: wake on completion */
+  MPX__F_CALLBACKS = 1u << 9,  /* the callback list is non-empty: run it on completion */
+  MPX__F_CHUNK = 1u << 16,     /* a map chunk: owner points at its mpx__map_chunk */
+  MPX__F_ARG_OWNED = 1u << 17, /* arg is a heap copy the future frees */
+};
+
+#define MPX__RES_SMALL 8
+
+struct mpx__cb;
+
+struct mpx_future {
+  _Atomic uint32_t state; /* mpx_future_state | flags */
+  _Atomic uint32_t refs;
+  uint32_t magic;         /* MPX__FUT_MAGIC while live; MPX__FUT_DEAD once released */
+  int32_t error;          /* the failure code when FAILED */
+  const mpx_task *task;
+  const void *arg;
+  size_t arg_len;
+  void *res;              /* result bytes: res_small or a heap block */
+  size_t res_len;
+  char *errmsg;           /* heap message when FAILED */
+  struct mpx__cb *cbs;    /* guarded by the future's stripe lock */
+  struct mpx_future *next; /* link for whichever queue holds the future */
+  void *owner;            /* scheduler data (map chunk descriptor) */
+  int16_t retries;        /* message transports: runs left after a lost worker; -1 executor's */
+  int16_t worker;         /* message transports: worker holding it, -1 none */
+  float timeout;          /* seconds, 0: the executor's task_timeout, < 0 none */
+  unsigned char arg_small[MPX_INLINE_ARG];
+  unsigned char res_small[MPX__RES_SMALL];
+};
+
+#define MPX__FUT_MAGIC 0x6d707846u
+#define MPX__FUT_DEAD 0x64656164u
+
+/* A map chunk: items [first, first + count) of one mpx_map call. */
+typedef struct mpx__map_chunk {
+  const unsigned char *items;  /* first item of this chunk */
+  unsigned char *results;      /* where its first result goes */
+  size_t count, item_size, result_size;
+  size_t failed;               /* index in the chunk of the failing item (when FAILED) */
+} mpx__map_chunk;
+
+/* A pending future with refs = 2 (caller + scheduler). Arguments up to MPX_INLINE_ARG bytes are
+ * copied; `copy_arg` copies larger ones too (the future then frees them). NULL on ENOMEM. */
+mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool copy_arg);
+
+/* PENDING -> RUNNING; false if it was cancelled meanwhile (then it must not run). */
+bool mpx__future_start(mpx_future *f);
+
+/* Run a started future's task (or map chunk) on this thread and complete it (thread backend). */
+void mpx__future_run(mpx_future *f, int worker);
+
+/* Complete a started future with a copy of `len` bytes (chunk futures: copied to their results). */
+void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len);
+/* Complete a future as FAILED with `code` and a heap message the future takes over (may be NULL). */
+void mpx__future_fail(mpx_future *f, int code, char *message);
+/* PENDING -> CANCELLED; true if this call cancelled it. */
+bool mpx__future_cancel(mpx_future *f);
+/* RUNNING -> PENDING, for a task that will be sent again after its worker was lost. */
+bool mpx__future_requeue(mpx_future *f);
+
+/* Drop the scheduler's reference. */
+void mpx__future_drop(mpx_future *f);
+
+static inline uint32_t mpx__future_state(const mpx_future *f) {
+  return atomic_load_explicit(&((mpx_future *)f)->state, memory_order_acquire) & MPX__ST_MASK;
+}
+static inline bool mpx__state_done(uint32_t s) { return (s & MPX__ST_MASK) >= MPX_FINISHED; }
+
+/* Monotonic clock in seconds. */
+double mpx__now(void);
+
+#endif

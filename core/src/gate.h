@@ -1,0 +1,27 @@
+/* gate.h: the bound on queued tasks (options.max_pending). Submitters enter before queueing a task;
+ * the transport leaves when the task starts or is cancelled. Lock-free counter with a futex for
+ * blocked submitters. Any thread. */
+#ifndef MPX_GATE_H
+#define MPX_GATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mpx__gate {
+  _Atomic uint32_t count;   /* queued, not started */
+  _Atomic uint32_t sleepers;
+  uint32_t max;
+  bool fail_when_full;
+} mpx__gate;
+
+void mpx__gate_init(mpx__gate *g, size_t max, bool fail_when_full);
+/* Take a place: 0, MPX_EFULL (fail policy), or MPX_ESHUTDOWN when *closed becomes true. */
+int mpx__gate_enter(mpx__gate *g, _Atomic bool *closed);
+/* Give a place back. */
+void mpx__gate_leave(mpx__gate *g);
+/* Wake every blocked submitter (shutdown). */
+void mpx__gate_wake_all(mpx__gate *g);
+
+#endif

@@ -1,0 +1,49 @@
+/* task_impl.h: what a worker needs to run one registered task: the context and result buffer
+ * behind the opaque mpx_task_ctx and mpx_buf, and mpx__task_run. Internal to libmpx. */
+#ifndef MPX_TASK_IMPL_H
+#define MPX_TASK_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpx/task.h"
+
+/* Result bytes. `data` starts at `small` (inline storage the caller provides, may be NULL with
+ * small_cap 0) and moves to the heap when a result does not fit; `heap` says which. */
+struct mpx_buf {
+  void *data;
+  size_t len;
+  size_t cap;
+  void *small;
+  size_t small_cap;
+  bool heap;
+  size_t max; /* largest result allowed (0: no limit); larger ones fail with MPX_ETOOBIG */
+};
+
+#define MPX__ERRMSG_MAX 512
+
+struct mpx_task_ctx {
+  int worker;       /* worker index, -1 if unknown */
+  int code;         /* set by mpx_task_fail */
+  char *message;    /* heap, set by mpx_task_fail; owned by whoever reads it after the call */
+};
+
+/* Start `b` over caller-provided inline storage (may be NULL/0). */
+void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max);
+/* Take the heap block out of `b` (NULL if the data is inline); `b` no longer owns it. */
+void *mpx__buf_steal(mpx_buf *b);
+void mpx__buf_release(mpx_buf *b);
+
+/* Run `t` on arg; returns 0 or the task's negative code. On failure *message (may be NULL on
+ * return) receives a heap string the caller frees: the task's own message or a default. */
+int mpx__task_run(const mpx_task *t, int worker, const void *arg, size_t len, mpx_buf *out,
+                  char **message);
+
+/* FNV-1a 32-bit hash of a name: the task's wire id. */
+uint32_t mpx__task_hash(const char *name);
+
+/* Format a heap message ("" on allocation failure is NULL). */
+char *mpx__strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
