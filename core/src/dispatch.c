@@ -36,6 +36,7 @@ typedef struct wslot {
   bool timed_out;       /* killed for its time limit; the lost event fails that task */
   double deadline;
   long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
+  int slots;            /* tasks it runs at once (READY's slots), >= 1 */
   int pid;
   char host[64];
 } wslot;
@@ -108,10 +109,12 @@ static void where(const wslot *w, int i, char *buf, size_t n) {
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-static size_t window(const disp *d) {
-  if (d->task_avg <= 0) return WINDOW_MIN; /* nothing measured yet: start small, as Python */
-  double w = 1e-3 / d->task_avg;
-  return w < WINDOW_MIN ? WINDOW_MIN : w > WINDOW_MAX ? WINDOW_MAX : (size_t)w;
+/* In-flight tasks a worker with `slots` parallel slots gets: about 1 ms of work per slot. */
+static size_t window(const disp *d, int slots) {
+  double w = d->task_avg <= 0 ? WINDOW_MIN /* nothing measured yet: start small, as Python */
+                              : 1e-3 / d->task_avg;
+  w = w < WINDOW_MIN ? WINDOW_MIN : w > WINDOW_MAX ? WINDOW_MAX : w;
+  return (size_t)w * (size_t)slots;
 }
 
 static void fill_task(Mpx__Task *t, mpx_future *f) {
@@ -146,7 +149,7 @@ static void send_batch(disp *d, int i, size_t k) {
 static void feed(disp *d, int i) {
   wslot *w = &d->w[i];
   long max = d->cfg->max_tasks_per_worker;
-  size_t room = window(d), k = 0;
+  size_t room = window(d, w->slots), k = 0;
   if (!w->ready || w->dead || w->timed || w->inflight.n >= room) return;
   room -= w->inflight.n;
   if (room > BATCH_MAX) room = BATCH_MAX;
@@ -210,6 +213,7 @@ static void on_control(disp *d, int i, const Mpx__Control *c) {
   w->pid = c->pid;
   snprintf(w->host, sizeof w->host, "%s", c->host ? c->host : "");
   w->sent = 0;
+  w->slots = c->slots > 0 ? c->slots : 1;
   if (c->error) { /* a replacement's initializer failed: retire the slot */
     char *msg = error_text(c->error, i);
     fprintf(stderr, "mpx: %s; worker %d is not replaced\n", msg ? msg : "initializer failed", i);
@@ -321,6 +325,12 @@ static size_t inflight(const disp *d) {
   return k;
 }
 
+static int total_slots(const disp *d) {
+  int k = 0;
+  for (int i = 0; i < d->n; i++) k += d->w[i].slots > 0 ? d->w[i].slots : 1;
+  return k;
+}
+
 static bool live_workers(const disp *d) {
   for (int i = 0; i < d->n; i++)
     if (!d->w[i].dead) return true;
@@ -372,7 +382,7 @@ static void *dispatcher_main(void *arg) {
     while (ev.kind != MPX__EV_NONE && !d->inner->poll(d->tp, &ev, 0)) handle(d, &ev);
     double t1 = mpx__now();
     size_t after = inflight(d);
-    if (before > after) observe(d, (t1 - t0) / (double)d->n, before - after);
+    if (before > after) observe(d, (t1 - t0) * (double)total_slots(d), before - after);
     t0 = t1;
     check_deadlines(d);
   }
