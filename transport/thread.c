@@ -1,18 +1,30 @@
 /* thread.c: the thread transport. Worker threads of this process run futures directly: pointers
  * pass through, nothing is encoded.
  *
- * Queues: each worker owns a bounded lock-free MPMC ring (Vyukov's); submitters push round robin
- * from a per-thread counter, so no submit touches a shared counter; an idle worker steals from
- * the other rings. When every ring is full, tasks go to one mutex-protected overflow FIFO, and
- * keep going there until it is drained, so tasks are not overtaken indefinitely; workers take
- * them in batches. Sleeping: a worker spins briefly, then sleeps on a futex `epoch`; a submitter
- * wakes one only when `sleepers` is non-zero (seq_cst on both sides: either the submitter sees
- * the sleeper or the sleeper sees the task).
+ * Queues: every thread that submits gets its own submission queue (sq) in this executor: a
+ * growable array that only it writes and workers steal from, Chase-Lev style without the owner's
+ * pop, so tasks leave in the order they came. A push is two plain stores (the slot, then
+ * `bottom` with release): no atomic read-modify-write, no fence, no line shared with other
+ * submitters. A full array is replaced by one twice as large (old arrays stay allocated until
+ * destroy, for thieves still reading them). Workers take from `top` with one CAS, a share of
+ * what is queued at once (never more than 32), so backlogged queues drain in batches and short
+ * ones stay balanced.
+ *
+ * Two races are settled with an asymmetric barrier (Linux membarrier: the rare side pays an IPI
+ * so that the hot side needs only a compiler barrier; without membarrier the hot side uses a
+ * seq_cst fence):
+ *  - sleeping: a worker announces itself in `sleepers`, runs the heavy barrier, re-checks every
+ *    queue, then sleeps on the `epoch` futex; a submitter reads `sleepers` after publishing. Either
+ *    the submitter sees the sleeper (and wakes it) or the worker sees the task.
+ *  - shutdown: a submitter raises its sq's `busy` flag, checks `closed`, pushes, lowers `busy`;
+ *    close sets `closed`, runs the heavy barrier and waits for every `busy` flag to drop. After
+ *    that no submit can add a task, and every task that got in is in a queue workers drain.
  * With max_tasks_per_worker, a supervisor thread per slot replaces its worker thread after that
  * many tasks (fresh thread-locals, initializer run again). */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -25,208 +37,284 @@
 #include "task_impl.h"
 #include "transport.h"
 
-enum { RING_SIZE = 4096, OVERFLOW_BATCH = 64, SPINS = 256 };
-
-typedef struct cell {
-  _Atomic size_t seq;
-  mpx_future *f;
-} cell;
-
-typedef struct ring {
-  _Alignas(64) _Atomic size_t enq;
-  _Alignas(64) _Atomic size_t deq;
-  _Alignas(64) cell cells[RING_SIZE];
-} ring;
+enum { SQ_FIRST = 1024, STEAL_MAX = 32, SPINS = 256, TL_CACHE = 4 };
 
 typedef struct thread_tp thread_tp;
+
+/* A queue's array; replaced by a larger one when full. */
+typedef struct sqbuf {
+  size_t cap;           /* a power of two */
+  struct sqbuf *older;  /* the array this one replaced, freed at destroy */
+  mpx_future *slot[];
+} sqbuf;
+
+/* A submitting thread's queue. `bottom`, `buf` and `busy` are written by the owner only. */
+typedef struct sq {
+  _Alignas(64) _Atomic size_t bottom;
+  _Atomic(sqbuf *) buf;
+  _Atomic int busy;             /* the owner is inside submit */
+  size_t cached_top;            /* the owner's last look at top: full checks rarely read top */
+  _Atomic pid_t owner;          /* tid of the owning thread, 0 when orphaned */
+  struct sq *next;              /* the executor's list; append-only until destroy */
+  _Alignas(64) _Atomic size_t top; /* thieves CAS it forward */
+} sq;
 
 typedef struct slot {
   thread_tp *tp;
   int index;
   pthread_t tid;          /* the worker, or its supervisor with max_tasks_per_worker */
-  ring *q;
   long done;              /* tasks run by the current worker thread */
   bool announced;         /* the start-up latch has heard from this slot */
+  mpx_future *batch[STEAL_MAX]; /* stolen, not yet run: only this worker's */
+  int nbatch, next;
 } slot;
 
 struct thread_tp {
   const mpx__config *cfg;
+  uint64_t gen;           /* distinguishes transports that reuse an address (thread caches) */
   int n;
   slot *slots;
-  _Atomic bool stopping;  /* no more submits; workers exit once everything queued is done */
+  _Atomic(sq *) sqs;
+  _Atomic bool closed;    /* no more submits */
+  _Atomic bool stopping;  /* workers exit once everything queued is done */
+  _Atomic bool cancelling; /* cancel_futures: what a worker took but has not started is cancelled */
   _Alignas(64) _Atomic int sleepers;
   _Atomic uint32_t epoch;
-  _Alignas(64) pthread_mutex_t olock; /* overflow FIFO */
-  mpx_future *ohead, *otail;
-  _Atomic size_t ocount;
-  pthread_mutex_t lock;   /* start-up latch, live count, stop */
+  _Alignas(64) pthread_mutex_t lock;   /* start-up latch, stop */
   pthread_cond_t cond;
   int started, init_failed;
   _Atomic int live;       /* slots with a worker; 0 only when every replacement failed */
   char init_msg[256];
-  bool stopped, joined;
+  bool joined;
 };
 
-static _Thread_local unsigned rr; /* this submitter's round-robin position */
+/* ---- the asymmetric barrier ------------------------------------------------------------- */
 
-/* ---- rings ----------------------------------------------------------------------------- */
+static pthread_once_t mb_once = PTHREAD_ONCE_INIT;
+static bool mb_ok; /* membarrier expedited is registered for this process */
 
-static void ring_init(ring *r) {
-  atomic_init(&r->enq, 0);
-  atomic_init(&r->deq, 0);
-  for (size_t i = 0; i < RING_SIZE; i++) atomic_init(&r->cells[i].seq, i);
+static void mb_init(void) {
+  mb_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
-static bool ring_push(ring *r, mpx_future *f) {
-  size_t pos = atomic_load_explicit(&r->enq, memory_order_relaxed);
-  for (;;) {
-    cell *c = &r->cells[pos & (RING_SIZE - 1)];
-    /* acquire: the cell's previous consumer is done with it */
-    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-    intptr_t dif = (intptr_t)seq - (intptr_t)pos;
-    if (dif == 0) {
-      if (atomic_compare_exchange_weak_explicit(&r->enq, &pos, pos + 1, memory_order_relaxed,
+/* The hot side: orders a preceding store before a following load. */
+static inline void light_barrier(void) {
+  if (__builtin_expect(mb_ok, 1)) atomic_signal_fence(memory_order_seq_cst); /* compiler only */
+  else atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* The rare side: a full barrier on every thread of the process (or just here, without). */
+static void heavy_barrier(void) {
+  if (!mb_ok || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* ---- submission queues ------------------------------------------------------------------ */
+
+static _Atomic uint64_t next_gen = 1;
+static _Thread_local struct {
+  thread_tp *tp;
+  uint64_t gen;
+  sq *q;
+} tl_sq[TL_CACHE];
+static _Thread_local unsigned tl_rr;
+static _Thread_local pid_t tl_tid;
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: hand this thread's cached queues back for adoption (their tasks stay queued). */
+static void tl_release(void *unused) {
+  (void)unused;
+  for (int i = 0; i < TL_CACHE; i++)
+    if (tl_sq[i].q) atomic_store_explicit(&tl_sq[i].q->owner, 0, memory_order_release);
+}
+static void tl_key_make(void) { (void)pthread_key_create(&tl_key, tl_release); }
+
+/* Find or make the calling thread's queue in tp. */
+static sq *sq_find(thread_tp *tp, pid_t tid) {
+  sq *head = atomic_load_explicit(&tp->sqs, memory_order_acquire);
+  for (sq *q = head; q; q = q->next) /* mine already (a tid is unique among live threads) */
+    if (atomic_load_explicit(&q->owner, memory_order_relaxed) == tid) return q;
+  for (sq *q = head; q; q = q->next) { /* an orphan left by a thread that exited */
+    pid_t none = 0;
+    if (atomic_compare_exchange_strong(&q->owner, &none, tid)) return q;
+  }
+  sq *q = aligned_alloc(64, sizeof *q);
+  sqbuf *b = malloc(sizeof *b + SQ_FIRST * sizeof(mpx_future *));
+  if (!q || !b) {
+    free(q);
+    free(b);
+    return NULL;
+  }
+  memset(q, 0, sizeof *q);
+  b->cap = SQ_FIRST;
+  b->older = NULL;
+  atomic_init(&q->buf, b);
+  atomic_init(&q->owner, tid);
+  q->next = atomic_load_explicit(&tp->sqs, memory_order_relaxed);
+  /* release: a worker that sees the new head sees an initialised queue */
+  while (!atomic_compare_exchange_weak_explicit(&tp->sqs, &q->next, q, memory_order_release,
                                                 memory_order_relaxed)) {
-        c->f = f;
-        /* release: the consumer that sees seq sees f and the future's fields */
-        atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
-        return true;
-      }
-    } else if (dif < 0) {
-      return false; /* full */
-    } else {
-      pos = atomic_load_explicit(&r->enq, memory_order_relaxed);
-    }
   }
+  return q;
 }
 
-static mpx_future *ring_pop(ring *r) {
-  size_t pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
+static sq *my_sq(thread_tp *tp) {
+  for (int i = 0; i < TL_CACHE; i++)
+    if (tl_sq[i].tp == tp && tl_sq[i].gen == tp->gen) return tl_sq[i].q;
+  if (!tl_tid) {
+    tl_tid = (pid_t)syscall(SYS_gettid);
+    pthread_once(&tl_once, tl_key_make);
+    pthread_setspecific(tl_key, &tl_sq);
+  }
+  sq *q = sq_find(tp, tl_tid);
+  if (q) {
+    unsigned i = tl_rr++ % TL_CACHE;
+    tl_sq[i].tp = tp, tl_sq[i].gen = tp->gen, tl_sq[i].q = q;
+  }
+  return q;
+}
+
+/* Owner only: replace a full array by one twice as large, holding items [t, b). */
+static sqbuf *sq_grow(sq *q, sqbuf *old, size_t t, size_t b) {
+  sqbuf *n = malloc(sizeof *n + 2 * old->cap * sizeof(mpx_future *));
+  if (!n) return NULL;
+  n->cap = 2 * old->cap;
+  n->older = old;
+  for (size_t i = t; i < b; i++) n->slot[i & (n->cap - 1)] = old->slot[i & (old->cap - 1)];
+  /* release: a thief that reads the new array sees the copied slots; the old array stays valid
+   * for thieves that loaded it before, with the same items at the same indices */
+  atomic_store_explicit(&q->buf, n, memory_order_release);
+  return n;
+}
+
+/* Owner only. MPX_ENOMEM if the array had to grow and could not. */
+static int sq_push(sq *q, mpx_future *f) {
+  size_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed);
+  sqbuf *a = atomic_load_explicit(&q->buf, memory_order_relaxed);
+  if (b - q->cached_top >= a->cap) {
+    q->cached_top = atomic_load_explicit(&q->top, memory_order_acquire);
+    if (b - q->cached_top >= a->cap && !(a = sq_grow(q, a, q->cached_top, b))) return MPX_ENOMEM;
+  }
+  /* The slot was last read by the thief that took item b - cap, whose CAS moved top past it
+   * before we could see top > b - cap: no thief still reads it. */
+  a->slot[b & (a->cap - 1)] = f;
+  /* release: a thief that sees the new bottom sees the slot and the future's fields */
+  atomic_store_explicit(&q->bottom, b + 1, memory_order_release);
+  return MPX_OK;
+}
+
+/* Any worker: take up to `max` of the oldest tasks; returns how many. */
+static int sq_steal(sq *q, mpx_future **out, int max, int workers) {
   for (;;) {
-    cell *c = &r->cells[pos & (RING_SIZE - 1)];
-    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire); /* pairs with push */
-    intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
-    if (dif == 0) {
-      if (atomic_compare_exchange_weak_explicit(&r->deq, &pos, pos + 1, memory_order_relaxed,
-                                                memory_order_relaxed)) {
-        mpx_future *f = c->f;
-        /* release: the producer that reuses the cell sees we have read it */
-        atomic_store_explicit(&c->seq, pos + RING_SIZE, memory_order_release);
-        return f;
-      }
-    } else if (dif < 0) {
-      return NULL; /* empty */
-    } else {
-      pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
-    }
+    size_t t = atomic_load_explicit(&q->top, memory_order_acquire);
+    size_t b = atomic_load_explicit(&q->bottom, memory_order_acquire);
+    if (t >= b) return 0;
+    size_t avail = b - t, k = avail / (size_t)(2 * workers);
+    if (k < 1) k = 1;
+    if (k > (size_t)max) k = (size_t)max;
+    /* acquire: loaded after bottom, so it holds every item below b (see sq_grow) */
+    sqbuf *a = atomic_load_explicit(&q->buf, memory_order_acquire);
+    for (size_t i = 0; i < k; i++) out[i] = a->slot[(t + i) & (a->cap - 1)];
+    /* acq_rel: the slots were read before the owner may reuse them (it acquires top) */
+    if (atomic_compare_exchange_weak_explicit(&q->top, &t, t + k, memory_order_acq_rel,
+                                              memory_order_relaxed))
+      return (int)k;
   }
 }
 
-/* ---- overflow FIFO ---------------------------------------------------------------------- */
-
-static void overflow_push(thread_tp *tp, mpx_future *f) {
-  f->next = NULL;
-  pthread_mutex_lock(&tp->olock);
-  if (tp->otail) tp->otail->next = f;
-  else tp->ohead = f;
-  tp->otail = f;
-  atomic_fetch_add_explicit(&tp->ocount, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&tp->olock);
-}
-
-/* Take up to `max` futures off the overflow FIFO as a list. */
-static mpx_future *overflow_take(thread_tp *tp, size_t max) {
-  if (!atomic_load_explicit(&tp->ocount, memory_order_relaxed)) return NULL;
-  pthread_mutex_lock(&tp->olock);
-  mpx_future *head = tp->ohead, *last = NULL, *f = head;
-  size_t k = 0;
-  for (; f && k < max; k++) {
-    last = f;
-    f = f->next;
-  }
-  if (last) last->next = NULL;
-  tp->ohead = f;
-  if (!f) tp->otail = NULL;
-  atomic_fetch_sub_explicit(&tp->ocount, k, memory_order_relaxed);
-  pthread_mutex_unlock(&tp->olock);
-  return head;
+static bool sq_empty(const sq *q) {
+  return atomic_load_explicit(&((sq *)q)->top, memory_order_acquire) >=
+         atomic_load_explicit(&((sq *)q)->bottom, memory_order_acquire);
 }
 
 /* ---- submit and wake -------------------------------------------------------------------- */
 
 static void wake_one(thread_tp *tp) {
-  atomic_thread_fence(memory_order_seq_cst); /* the task is queued before we read sleepers */
+  light_barrier(); /* the push is ordered before this read: see the header */
   if (atomic_load_explicit(&tp->sleepers, memory_order_relaxed) > 0) {
-    atomic_fetch_add_explicit(&tp->epoch, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&tp->epoch, 1, memory_order_relaxed);
     syscall(SYS_futex, &tp->epoch, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
   }
 }
 
 static int tp_submit(mpx_transport *self, mpx_future *f) {
   thread_tp *tp = (thread_tp *)self;
-  if (!tp->live) return MPX_EINIT; /* every slot died: nothing would run it (racy read is fine) */
-  bool queued = false;
-  if (!atomic_load_explicit(&tp->ocount, memory_order_relaxed)) {
-    unsigned start = rr++;
-    for (int k = 0; k < tp->n && !queued; k++)
-      queued = ring_push(tp->slots[(start + (unsigned)k) % (unsigned)tp->n].q, f);
+  if (!atomic_load_explicit(&tp->live, memory_order_relaxed))
+    return MPX_EINIT; /* every slot died: nothing would run it */
+  sq *q = my_sq(tp);
+  if (!q) return MPX_ENOMEM;
+  atomic_store_explicit(&q->busy, 1, memory_order_relaxed);
+  light_barrier(); /* busy is visible before we read closed: see the header */
+  if (atomic_load_explicit(&tp->closed, memory_order_relaxed)) {
+    atomic_store_explicit(&q->busy, 0, memory_order_release);
+    return MPX_ESHUTDOWN;
   }
-  if (!queued) overflow_push(tp, f);
-  wake_one(tp);
-  return MPX_OK;
+  int rc = sq_push(q, f);
+  atomic_store_explicit(&q->busy, 0, memory_order_release); /* release: the push comes first */
+  if (!rc) wake_one(tp);
+  return rc;
 }
 
 /* ---- workers ---------------------------------------------------------------------------- */
 
-static mpx_future *find_work(slot *s, mpx_future **batch) {
+/* Refill s->batch from the queues: at most what this worker may still run before it retires. */
+static bool steal(slot *s) {
   thread_tp *tp = s->tp;
-  mpx_future *f = ring_pop(s->q);
-  if (f) return f;
-  if (!*batch) *batch = overflow_take(tp, OVERFLOW_BATCH);
-  if (*batch) {
-    f = *batch;
-    *batch = f->next;
-    return f;
+  long max = tp->cfg->max_tasks_per_worker, cap = STEAL_MAX;
+  if (max && max - s->done < cap) cap = max - s->done;
+  if (cap <= 0) return false;
+  sq *head = atomic_load_explicit(&tp->sqs, memory_order_acquire);
+  for (sq *q = head; q; q = q->next) {
+    int k = sq_steal(q, s->batch, (int)cap, tp->n);
+    if (k) {
+      s->nbatch = k, s->next = 0;
+      return true;
+    }
   }
-  for (int k = 1; k < tp->n; k++)
-    if ((f = ring_pop(tp->slots[(s->index + k) % tp->n].q))) return f;
+  return false;
+}
+
+static mpx_future *find_work(slot *s) {
+  if (s->next < s->nbatch || steal(s)) return s->batch[s->next++];
   return NULL;
+}
+
+static bool queues_empty(thread_tp *tp) {
+  for (sq *q = atomic_load_explicit(&tp->sqs, memory_order_acquire); q; q = q->next)
+    if (!sq_empty(q)) return false;
+  return true;
 }
 
 static void run_one(slot *s, mpx_future *f) {
   if (s->tp->cfg->gate) mpx__gate_leave(s->tp->cfg->gate);
-  if (mpx__future_start(f)) mpx__future_run(f, s->index);
+  if (atomic_load_explicit(&s->tp->cancelling, memory_order_relaxed)) mpx__future_cancel(f);
+  else if (mpx__future_start(f)) mpx__future_run(f, s->index);
   mpx__future_drop(f);
   s->done++;
 }
 
-/* Sleep until a submit bumps the epoch, unless work or a stop shows up first. */
-static void idle(slot *s, mpx_future **batch, mpx_future **found) {
+/* Spin a little, then sleep until a submit bumps the epoch, unless work or a stop shows up. */
+static mpx_future *idle(slot *s) {
   thread_tp *tp = s->tp;
+  mpx_future *f;
   for (int i = 0; i < SPINS; i++) {
-    if ((*found = find_work(s, batch))) return;
+    if ((f = find_work(s))) return f;
+    if (atomic_load_explicit(&tp->stopping, memory_order_relaxed)) return NULL;
     if (i < SPINS / 2) __builtin_ia32_pause();
     else sched_yield();
   }
-  uint32_t e = atomic_load_explicit(&tp->epoch, memory_order_seq_cst);
-  atomic_fetch_add_explicit(&tp->sleepers, 1, memory_order_seq_cst);
-  if (!(*found = find_work(s, batch)) && !atomic_load(&tp->stopping)) {
-    struct timespec ts = {0, 100 * 1000 * 1000}; /* a bounded nap: defence against any lost wake */
+  uint32_t e = atomic_load_explicit(&tp->epoch, memory_order_acquire);
+  atomic_fetch_add_explicit(&tp->sleepers, 1, memory_order_relaxed);
+  heavy_barrier(); /* sleepers is visible before we look at the queues: see the header */
+  if (!(f = find_work(s)) && queues_empty(tp) && !atomic_load(&tp->stopping)) {
+    struct timespec ts = {1, 0}; /* bounded, as a defence in depth */
     syscall(SYS_futex, &tp->epoch, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, e, &ts, NULL, 0);
   }
-  atomic_fetch_sub_explicit(&tp->sleepers, 1, memory_order_seq_cst);
+  atomic_fetch_sub_explicit(&tp->sleepers, 1, memory_order_relaxed);
+  return f;
 }
 
-static bool queues_empty(thread_tp *tp) {
-  if (atomic_load(&tp->ocount)) return false;
-  for (int k = 0; k < tp->n; k++) {
-    ring *r = tp->slots[k].q;
-    if (atomic_load(&r->enq) != atomic_load(&r->deq)) return false;
-  }
-  return true;
-}
-
-/* Run the initializer; on failure record why. */
 static bool run_initializer(slot *s) {
   const mpx__config *cfg = s->tp->cfg;
   if (!cfg->initializer) return true;
@@ -251,11 +339,11 @@ static bool run_initializer(slot *s) {
 static bool work(slot *s) {
   thread_tp *tp = s->tp;
   long max = tp->cfg->max_tasks_per_worker;
-  mpx_future *batch = NULL, *f;
+  mpx_future *f;
   s->done = 0;
   for (;;) {
-    if (max && s->done >= max && !batch) return true;
-    if ((f = find_work(s, &batch)) || (idle(s, &batch, &f), f)) {
+    if (max && s->done >= max) return true; /* steal() never takes more than max allows */
+    if ((f = find_work(s)) || (f = idle(s))) {
       run_one(s, f);
       continue;
     }
@@ -280,24 +368,27 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Fail everything queued: no worker is left to run it. */
-static void fail_queued(thread_tp *tp) {
-  mpx_future *f;
-  for (int i = 0; i < tp->n; i++)
-    while ((f = ring_pop(tp->slots[i].q))) {
-      if (tp->cfg->gate) mpx__gate_leave(tp->cfg->gate);
-      mpx__future_fail(f, MPX_EINIT, mpx__strdupf("no live worker is left to run the task"));
-      mpx__future_drop(f);
-    }
-  while ((f = overflow_take(tp, SIZE_MAX)))
-    while (f) {
-      mpx_future *next = f->next;
-      if (tp->cfg->gate) mpx__gate_leave(tp->cfg->gate);
-      mpx__future_fail(f, MPX_EINIT, mpx__strdupf("no live worker is left to run the task"));
-      mpx__future_drop(f);
-      f = next;
-    }
+/* Take every queued future off the queues and hand each to `fn`; returns how many. */
+static size_t drain(thread_tp *tp, bool (*fn)(mpx_future *)) {
+  size_t k = 0;
+  mpx_future *got[STEAL_MAX];
+  for (sq *q = atomic_load_explicit(&tp->sqs, memory_order_acquire); q; q = q->next)
+    for (int n; (n = sq_steal(q, got, STEAL_MAX, 1));)
+      for (int i = 0; i < n; i++) {
+        if (tp->cfg->gate) mpx__gate_leave(tp->cfg->gate);
+        k += fn(got[i]);
+        mpx__future_drop(got[i]);
+      }
+  return k;
 }
+
+static bool fail_lost(mpx_future *f) {
+  mpx__future_fail(f, MPX_EINIT, mpx__strdupf("no live worker is left to run the task"));
+  return true;
+}
+
+/* Fail everything queued: no worker is left to run it. */
+static void fail_queued(thread_tp *tp) { drain(tp, fail_lost); }
 
 /* A slot whose replacement worker could not start: when none is left, fail what is queued. */
 static void slot_died(slot *s) {
@@ -345,9 +436,15 @@ static void *supervisor_main(void *arg) {
 /* ---- ops -------------------------------------------------------------------------------- */
 
 static void tp_free(thread_tp *tp) {
-  for (int i = 0; i < tp->n; i++) free(tp->slots[i].q);
+  for (sq *q = atomic_load(&tp->sqs), *next; q; q = next) {
+    next = q->next;
+    for (sqbuf *b = atomic_load(&q->buf), *older; b; b = older) {
+      older = b->older;
+      free(b);
+    }
+    free(q);
+  }
   free(tp->slots);
-  pthread_mutex_destroy(&tp->olock);
   pthread_mutex_destroy(&tp->lock);
   pthread_cond_destroy(&tp->cond);
   free(tp);
@@ -356,12 +453,13 @@ static void tp_free(thread_tp *tp) {
 static void tp_stop(mpx_transport *self, bool wait);
 
 static int tp_start(mpx_transport **out, const mpx__config *cfg) {
+  pthread_once(&mb_once, mb_init);
   thread_tp *tp = aligned_alloc(64, (sizeof *tp + 63) & ~(size_t)63);
   if (!tp) return MPX_ENOMEM;
   memset(tp, 0, sizeof *tp);
   tp->cfg = cfg;
+  tp->gen = atomic_fetch_add(&next_gen, 1);
   tp->n = cfg->workers;
-  pthread_mutex_init(&tp->olock, NULL);
   pthread_mutex_init(&tp->lock, NULL);
   pthread_cond_init(&tp->cond, NULL);
   tp->slots = calloc((size_t)tp->n, sizeof *tp->slots);
@@ -369,14 +467,7 @@ static int tp_start(mpx_transport **out, const mpx__config *cfg) {
     tp_free(tp);
     return MPX_ENOMEM;
   }
-  for (int i = 0; i < tp->n; i++) {
-    tp->slots[i] = (slot){.tp = tp, .index = i, .q = aligned_alloc(64, sizeof(ring))};
-    if (!tp->slots[i].q) {
-      tp_free(tp);
-      return MPX_ENOMEM;
-    }
-    ring_init(tp->slots[i].q);
-  }
+  for (int i = 0; i < tp->n; i++) tp->slots[i] = (slot){.tp = tp, .index = i};
   void *(*entry)(void *) = cfg->max_tasks_per_worker > 0 ? supervisor_main : worker_main;
   int created = 0;
   for (; created < tp->n; created++)
@@ -397,31 +488,27 @@ static int tp_start(mpx_transport **out, const mpx__config *cfg) {
   return MPX_OK;
 }
 
+static bool cancel_one(mpx_future *f) { return mpx__future_cancel(f); }
+
 static size_t tp_cancel_queued(mpx_transport *self) {
   thread_tp *tp = (thread_tp *)self;
-  size_t k = 0;
-  mpx_future *f;
-  for (int i = 0; i < tp->n; i++) {
-    while ((f = ring_pop(tp->slots[i].q))) {
-      if (tp->cfg->gate) mpx__gate_leave(tp->cfg->gate);
-      k += mpx__future_cancel(f);
-      mpx__future_drop(f);
-    }
-  }
-  while ((f = overflow_take(tp, SIZE_MAX))) {
-    while (f) {
-      mpx_future *next = f->next;
-      if (tp->cfg->gate) mpx__gate_leave(tp->cfg->gate);
-      k += mpx__future_cancel(f);
-      mpx__future_drop(f);
-      f = next;
-    }
-  }
-  return k;
+  atomic_store(&tp->cancelling, true); /* also what workers hold in their stolen batches */
+  return drain(tp, cancel_one);
+}
+
+/* Refuse every later submit: after the heavy barrier every submitter either sees `closed` or has
+ * its busy flag visible to us; once those drop, every task that got in is queued. */
+static void tp_close(mpx_transport *self) {
+  thread_tp *tp = (thread_tp *)self;
+  if (atomic_exchange(&tp->closed, true)) return;
+  heavy_barrier();
+  for (sq *q = atomic_load_explicit(&tp->sqs, memory_order_acquire); q; q = q->next)
+    while (atomic_load_explicit(&q->busy, memory_order_acquire)) sched_yield();
 }
 
 static void tp_stop(mpx_transport *self, bool wait) {
   thread_tp *tp = (thread_tp *)self;
+  tp_close(self);
   atomic_store(&tp->stopping, true);
   atomic_fetch_add(&tp->epoch, 1);
   syscall(SYS_futex, &tp->epoch, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
@@ -442,6 +529,7 @@ const mpx_transport_ops mpx__thread_transport = {
     .name = "threads",
     .start = tp_start,
     .submit = tp_submit,
+    .close = tp_close,
     .cancel_queued = tp_cancel_queued,
     .stop = tp_stop,
     .destroy = tp_destroy,

@@ -21,7 +21,7 @@
 #include "task_impl.h"
 #include "transport.h"
 
-enum { BATCH_MAX = 256, WINDOW_MIN = 2, WINDOW_MAX = 1024 };
+enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
 
 typedef struct fifo {
   mpx_future *head, *tail;
@@ -50,7 +50,7 @@ typedef struct disp {
   pthread_mutex_t lock;  /* pending, stopping */
   pthread_cond_t idle;   /* signalled when the dispatcher thread exits */
   fifo pending;
-  bool stopping, exited, joined;
+  bool stopping, closed, exited, joined;
   wslot *w;
   int n;
   double task_avg;       /* seconds per task, EWMA */
@@ -111,7 +111,8 @@ static void where(const wslot *w, int i, char *buf, size_t n) {
 
 /* In-flight tasks a worker with `slots` parallel slots gets: about 1 ms of work per slot. */
 static size_t window(const disp *d, int slots) {
-  double w = d->task_avg <= 0 ? WINDOW_MIN /* nothing measured yet: start small, as Python */
+  double w = d->task_avg <= 0 ? WINDOW_MIN /* nothing measured yet: one task per slot, so that a
+                                                long first task leaves the rest cancellable */
                               : 1e-3 / d->task_avg;
   w = w < WINDOW_MIN ? WINDOW_MIN : w > WINDOW_MAX ? WINDOW_MAX : w;
   return (size_t)w * (size_t)slots;
@@ -198,8 +199,13 @@ static char *error_text(const Mpx__Error *e, int i) {
 static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double now) {
   (void)now;
   if (r->error) {
-    if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)
-      ((mpx__map_chunk *)f->owner)->failed = r->error->index;
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
+      /* the results before the failing item came back too: write them, as threads do */
+      mpx__map_chunk *c = f->owner;
+      c->failed = r->error->index < c->count ? (size_t)r->error->index : 0;
+      size_t before = c->failed * c->result_size;
+      if (r->data.len == before && before) memcpy(c->results, r->data.data, before);
+    }
     mpx__future_fail(f, r->error->code, error_text(r->error, i));
   } else {
     mpx__future_finish_copy(f, r->data.data, r->data.len);
@@ -477,11 +483,22 @@ static int disp_start(mpx_transport **out, const mpx__config *cfg) {
 static int disp_submit(mpx_transport *self, mpx_future *f) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
+  if (d->closed) {
+    pthread_mutex_unlock(&d->lock);
+    return MPX_ESHUTDOWN;
+  }
   bool was_empty = d->pending.n == 0;
   fifo_push(&d->pending, f);
   pthread_mutex_unlock(&d->lock);
   if (was_empty) d->inner->wake(d->tp); /* a non-empty queue means a wake is already due */
   return MPX_OK;
+}
+
+static void disp_close(mpx_transport *self) {
+  disp *d = (disp *)self;
+  pthread_mutex_lock(&d->lock);
+  d->closed = true;
+  pthread_mutex_unlock(&d->lock);
 }
 
 static size_t disp_cancel_queued(mpx_transport *self) {
@@ -501,7 +518,7 @@ static size_t disp_cancel_queued(mpx_transport *self) {
 static void disp_stop(mpx_transport *self, bool wait) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
-  d->stopping = true;
+  d->stopping = d->closed = true;
   pthread_mutex_unlock(&d->lock);
   d->inner->wake(d->tp);
   if (!wait) return;
@@ -522,6 +539,7 @@ const mpx_transport_ops mpx__dispatch_transport = {
     .name = "dispatch",
     .start = disp_start,
     .submit = disp_submit,
+    .close = disp_close,
     .cancel_queued = disp_cancel_queued,
     .stop = disp_stop,
     .destroy = disp_destroy,

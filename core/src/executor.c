@@ -5,9 +5,9 @@
  * dispatcher (dispatch.c) that batches them onto a process or MPI transport. It never looks at
  * which transport runs.
  *
- * Shutdown races with submit: a submit counts itself in `submitting` (seq_cst) before it checks
- * `shut`, and shutdown sets `shut` before it waits for `submitting` to drain, so every submit
- * either sees the shutdown and fails, or is queued before the transport is told to stop. */
+ * Shutdown races with submit: `shut` only makes later submits fail fast; the transport's close
+ * decides, inside its own queue operations, which racing submit got in (it is run) and which did
+ * not (it fails with MPX_ESHUTDOWN). Nothing on the submit path is shared between submitters. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -24,7 +24,6 @@ struct mpx_executor {
   mpx__config cfg;
   mpx__gate gate;
   _Atomic bool shut;
-  _Atomic long submitting;
 };
 
 #define MPX__DEFAULT_MAX_PAYLOAD ((size_t)1 << 30)
@@ -97,11 +96,6 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   const mpx_topology *topo;
   mpx_topo_info info;
   if ((rc = mpx_topology_get(&topo)) || (rc = mpx_topology_info(topo, &info))) return rc;
-  c->workers = o->workers ? o->workers : info.default_workers;
-  c->binding = o->binding;
-  c->places = calloc((size_t)c->workers, sizeof *c->places);
-  if (!c->places) return MPX_ENOMEM;
-  if ((rc = mpx_topology_place(topo, c->binding, c->workers, c->places))) return rc;
   c->initargs = o->initargs;
   c->initargs_len = o->initargs_len;
   c->max_tasks_per_worker = o->max_tasks_per_worker;
@@ -109,6 +103,14 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
   c->threads_per_rank = o->threads_per_rank;
+  c->workers = o->workers;
+  /* a transport may set its own worker count (MPI: ranks) or refuse options */
+  if (c->inner && c->inner->configure && (rc = c->inner->configure(c))) return rc;
+  if (!c->workers) c->workers = info.default_workers;
+  c->binding = o->binding;
+  c->places = calloc((size_t)c->workers, sizeof *c->places);
+  if (!c->places) return MPX_ENOMEM;
+  if ((rc = mpx_topology_place(topo, c->binding, c->workers, c->places))) return rc;
   if (o->max_pending) {
     mpx__gate_init(&ex->gate, o->max_pending, o->on_full == MPX_FULL_FAIL);
     c->gate = &ex->gate;
@@ -117,11 +119,16 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
 }
 
 int mpx_executor_create(mpx_executor **out, const mpx_options *opt) {
+  return mpx__executor_create_on(out, opt, NULL);
+}
+
+int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, const void *mpi_comm) {
   if (!out) return MPX_EINVAL;
   *out = NULL;
   static const mpx_options defaults;
   mpx_executor *ex = calloc(1, sizeof *ex);
   if (!ex) return MPX_ENOMEM;
+  ex->cfg.mpi_comm = mpi_comm;
   int rc = resolve_options(ex, opt ? opt : &defaults);
   if (!rc) {
     ex->ops = ex->cfg.backend == MPX_BACKEND_THREADS ? &mpx__thread_transport
@@ -137,7 +144,12 @@ int mpx_executor_create(mpx_executor **out, const mpx_options *opt) {
   return MPX_OK;
 }
 
-int mpx_executor_workers(const mpx_executor *ex) { return ex ? ex->cfg.workers : MPX_EINVAL; }
+/* Tasks that run at once: the workers, or the threads over MPI ranks. */
+static int slots(const mpx_executor *ex) {
+  return ex->cfg.slots > 0 ? ex->cfg.slots : ex->cfg.workers;
+}
+
+int mpx_executor_workers(const mpx_executor *ex) { return ex ? slots(ex) : MPX_EINVAL; }
 int mpx_executor_backend(const mpx_executor *ex) { return ex ? (int)ex->cfg.backend : MPX_EINVAL; }
 
 /* Queue `f` (already holding the scheduler's reference) or fail it back to the caller. */
@@ -145,27 +157,16 @@ static int submit_future(mpx_executor *ex, mpx_future *f) {
   int rc = ex->ops->submit(ex->tp, f);
   if (rc) {
     if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
-    mpx__future_drop(f);
+    mpx_future_release(f);
     mpx__future_drop(f);
   }
   return rc;
 }
 
-/* Count this submit in, unless the executor is shut down. */
+/* Fail fast after shutdown, and take a place under max_pending. */
 static int enter(mpx_executor *ex) {
-  atomic_fetch_add_explicit(&ex->submitting, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&ex->shut, memory_order_seq_cst)) {
-    atomic_fetch_sub_explicit(&ex->submitting, 1, memory_order_release);
-    return MPX_ESHUTDOWN;
-  }
-  int rc = ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
-  if (rc) atomic_fetch_sub_explicit(&ex->submitting, 1, memory_order_release);
-  return rc;
-}
-
-static void leave(mpx_executor *ex) {
-  /* release: the queued future is visible to whoever sees the count drop */
-  atomic_fetch_sub_explicit(&ex->submitting, 1, memory_order_release);
+  if (atomic_load_explicit(&ex->shut, memory_order_relaxed)) return MPX_ESHUTDOWN;
+  return ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
 }
 
 int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
@@ -174,6 +175,11 @@ int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, siz
   *out = NULL;
   if (!ex || !task || (!arg && len)) return MPX_EINVAL;
   if (opts && opts->retries > INT16_MAX) return MPX_EINVAL;
+  if (opts && opts->timeout > 0 && ex->cfg.no_kill) {
+    mpx__set_errmsg("task time limits are not supported on the %s backend",
+                    mpx_backend_name(ex->cfg.backend));
+    return MPX_EPERM;
+  }
   if (ex->cfg.backend != MPX_BACKEND_THREADS && len > ex->cfg.max_payload) {
     mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
     return MPX_ETOOBIG;
@@ -183,7 +189,6 @@ int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, siz
   mpx_future *f = mpx__future_new(task, arg, len, false);
   if (!f) {
     if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
-    leave(ex);
     return MPX_ENOMEM;
   }
   if (opts) {
@@ -191,7 +196,6 @@ int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, siz
     f->timeout = (float)opts->timeout;
   }
   rc = submit_future(ex, f);
-  leave(ex);
   if (!rc) *out = f;
   return rc;
 }
@@ -227,7 +231,6 @@ static int map_submit(mpx_executor *ex, const mpx_task *t, const unsigned char *
     mpx_future *f = mpx__future_new(t, NULL, 0, false);
     if (!f) {
       if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
-      leave(ex);
       return MPX_ENOMEM;
     }
     /* the chunk's items are read in place (map blocks until they are done) */
@@ -236,7 +239,6 @@ static int map_submit(mpx_executor *ex, const mpx_task *t, const unsigned char *
     f->owner = &m->chunks[i];
     atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
     rc = submit_future(ex, f);
-    leave(ex);
     if (rc) return rc;
     m->fs[m->submitted++] = f;
   }
@@ -285,8 +287,8 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
   if (rc) return rc;
   if (n == 0) return MPX_OK;
   size_t chunk = opts && opts->chunksize ? opts->chunksize
-                                         : (n + 4 * (size_t)ex->cfg.workers - 1) /
-                                               (4 * (size_t)ex->cfg.workers);
+                                         : (n + 4 * (size_t)slots(ex) - 1) /
+                                               (4 * (size_t)slots(ex));
   if (ex->cfg.backend != MPX_BACKEND_THREADS &&
       (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload)) {
     mpx__set_errmsg("a map chunk of %zu items exceeds max_payload (%zu bytes)", chunk,
@@ -303,7 +305,7 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
   }
   rc = map_submit(ex, t, items, item_size, n, results, result_size, chunk, &m);
   rc = map_collect(&m, chunk, opts ? opts->timeout : 0, rc, st);
-  for (size_t i = 0; i < m.submitted; i++) mpx__future_drop(m.fs[i]);
+  for (size_t i = 0; i < m.submitted; i++) mpx_future_release(m.fs[i]);
   free(m.chunks);
   free(m.fs);
   return rc;
@@ -313,10 +315,9 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
 
 int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures) {
   if (!ex) return MPX_EINVAL;
-  atomic_store_explicit(&ex->shut, true, memory_order_seq_cst);
+  atomic_store_explicit(&ex->shut, true, memory_order_relaxed);
   if (ex->cfg.gate) mpx__gate_wake_all(ex->cfg.gate);
-  /* acquire: every submit that got in has queued its future */
-  while (atomic_load_explicit(&ex->submitting, memory_order_acquire)) sched_yield();
+  ex->ops->close(ex->tp);
   if (cancel_futures) ex->ops->cancel_queued(ex->tp);
   ex->ops->stop(ex->tp, wait);
   return MPX_OK;

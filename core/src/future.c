@@ -42,55 +42,135 @@ double mpx__now(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* ---- allocation: a per-thread cache of released futures ---------------------------------- */
+/* ---- allocation: slabs, per-thread magazines and a shared depot ---------------------------
+ * Futures are carved from 32 KiB slabs and recycled, never returned to malloc (Bonwick's
+ * magazines): each thread keeps two arrays of free futures and trades whole full or empty arrays
+ * with a mutex-protected depot, so the hot path touches only its own arrays, and an array (unlike
+ * a linked list) lets the next future be prefetched before it is needed. The memory kept is the
+ * peak number of futures alive at once times 128 bytes. */
 
-enum { CACHE_MAX = 4096 };
-static _Thread_local struct {
-  mpx_future *head;
-  unsigned n;
+enum { SLAB = 256, MAG = 1024 };
+
+typedef struct magazine {
+  struct magazine *next;
+  size_t n;
+  mpx_future *f[MAG];
+} magazine;
+
+typedef struct fcache {
+  magazine *loaded, *spare;
   bool keyed;
-} cache;
+} fcache;
+
+static _Thread_local fcache cache;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static struct {
+  pthread_mutex_t lock;
+  magazine *full, *empty;
+} depot = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void cache_drain(void *unused) {
-  (void)unused;
-  while (cache.head) {
-    mpx_future *f = cache.head;
-    cache.head = f->next;
-    free(f);
-  }
-  cache.n = 0;
+static void depot_push(magazine **list, magazine *m) {
+  pthread_mutex_lock(&depot.lock);
+  m->next = *list;
+  *list = m;
+  pthread_mutex_unlock(&depot.lock);
 }
-static void cache_key_make(void) { (void)pthread_key_create(&cache_key, cache_drain); }
 
-static mpx_future *future_alloc(void) {
-  mpx_future *f = cache.head;
-  if (f) {
-    cache.head = f->next;
-    cache.n--;
-    return f;
-  }
-  if (!cache.keyed) { /* so that the cache is emptied when this thread exits */
+static magazine *depot_pop(magazine **list) {
+  pthread_mutex_lock(&depot.lock);
+  magazine *m = *list;
+  if (m) *list = m->next;
+  pthread_mutex_unlock(&depot.lock);
+  return m;
+}
+
+/* At thread exit the thread's magazines go to the depot, for other threads. */
+static void cache_retire(void *p) {
+  fcache *c = p;
+  magazine *ms[2] = {c->loaded, c->spare};
+  for (int i = 0; i < 2; i++)
+    if (ms[i]) depot_push(ms[i]->n ? &depot.full : &depot.empty, ms[i]);
+  c->loaded = c->spare = NULL;
+}
+static void cache_key_make(void) { (void)pthread_key_create(&cache_key, cache_retire); }
+
+/* Give this thread its two magazines (registered to be handed back at thread exit). */
+static bool cache_setup(void) {
+  if (cache.loaded) return true;
+  if (!cache.keyed) {
     pthread_once(&cache_once, cache_key_make);
     pthread_setspecific(cache_key, &cache);
     cache.keyed = true;
   }
-  return aligned_alloc(64, sizeof(mpx_future));
+  for (magazine **m = &cache.loaded; m <= &cache.spare; m++) {
+    if (*m) continue;
+    if (!(*m = depot_pop(&depot.empty)) && !(*m = malloc(sizeof **m))) return false;
+    (*m)->n = 0;
+  }
+  return true;
+}
+
+/* The loaded magazine is empty: swap in the spare, a full one from the depot, or a new slab. */
+static bool refill(void) {
+  if (!cache_setup()) return false;
+  magazine *m = cache.loaded;
+  if (cache.spare->n) {
+    cache.loaded = cache.spare;
+    cache.spare = m;
+    return true;
+  }
+  magazine *full = depot_pop(&depot.full);
+  if (full) {
+    depot_push(&depot.empty, m);
+    cache.loaded = full;
+    return true;
+  }
+  mpx_future *slab = aligned_alloc(64, SLAB * sizeof(mpx_future));
+  if (!slab) return false;
+  for (size_t i = 0; i < SLAB; i++) {
+    atomic_init(&slab[i].magic, MPX__FUT_DEAD);
+    m->f[m->n++] = &slab[SLAB - 1 - i]; /* popped in address order */
+  }
+  return true;
+}
+
+static mpx_future *future_alloc(void) {
+  if ((!cache.loaded || !cache.loaded->n) && !refill()) return NULL;
+  magazine *m = cache.loaded;
+  mpx_future *f = m->f[--m->n];
+  if (m->n) { /* the next future is likely cold: start owning its lines now */
+    __builtin_prefetch(m->f[m->n - 1], 1);
+    __builtin_prefetch((char *)m->f[m->n - 1] + 64, 1);
+  }
+  return f;
+}
+
+static void future_recycle(mpx_future *f) {
+  if (!cache.loaded || cache.loaded->n == MAG) {
+    if (!cache_setup()) return; /* no memory for a magazine: keep f out of circulation */
+    if (cache.loaded->n == MAG) {
+      if (cache.spare->n == MAG) { /* both full: the spare goes to the depot */
+        magazine *e = depot_pop(&depot.empty);
+        if (!e && !(e = malloc(sizeof *e))) return;
+        e->n = 0;
+        depot_push(&depot.full, cache.spare);
+        cache.spare = e;
+      }
+      magazine *m = cache.loaded;
+      cache.loaded = cache.spare;
+      cache.spare = m;
+    }
+  }
+  cache.loaded->f[cache.loaded->n++] = f;
 }
 
 static void future_free(mpx_future *f) {
   if (f->res != f->res_small) free(f->res);
   free(f->errmsg);
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_ARG_OWNED) free((void *)f->arg);
-  f->magic = MPX__FUT_DEAD; /* lets a later call on the stale handle answer MPX_ERELEASED */
-  if (cache.n < CACHE_MAX && cache.keyed) {
-    f->next = cache.head;
-    cache.head = f;
-    cache.n++;
-  } else {
-    free(f);
-  }
+  atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
+  future_recycle(f);
 }
 
 mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool copy_arg) {
@@ -104,7 +184,7 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool
   } else if (copy_arg) {
     void *p = malloc(len);
     if (!p) {
-      free(f);
+      future_recycle(f);
       return NULL;
     }
     memcpy(p, arg, len);
@@ -112,8 +192,8 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool
     flags |= MPX__F_ARG_OWNED;
   }
   atomic_init(&f->state, MPX_PENDING | flags);
-  atomic_init(&f->refs, 2);
-  f->magic = MPX__FUT_MAGIC;
+  atomic_init(&f->refs, MPX__REF_USER + MPX__REF_INTERNAL);
+  atomic_init(&f->magic, MPX__FUT_MAGIC);
   f->error = 0;
   f->task = t;
   f->arg_len = len;
@@ -131,8 +211,9 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool
 
 static int check(const mpx_future *f) {
   if (!f) return MPX_EINVAL;
-  if (f->magic == MPX__FUT_MAGIC) return MPX_OK;
-  return f->magic == MPX__FUT_DEAD ? MPX_ERELEASED : MPX_EINVAL;
+  uint32_t m = atomic_load_explicit(&((mpx_future *)f)->magic, memory_order_relaxed);
+  if (m == MPX__FUT_MAGIC) return MPX_OK;
+  return m == MPX__FUT_DEAD ? MPX_ERELEASED : MPX_EINVAL;
 }
 
 /* ---- completion ------------------------------------------------------------------------ */
@@ -262,13 +343,23 @@ void mpx__future_run(mpx_future *f, int worker) {
   transition(f, MPX_RUNNING, MPX_FINISHED);
 }
 
-void mpx__future_drop(mpx_future *f) {
+/* Drop `unit` (a user or an internal reference); free the future with the last one. */
+static void unref(mpx_future *f, uint32_t unit) {
   /* release: our writes happen-before the free; the freeing side's acquire fence pairs with it */
-  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_release) == 1) {
+  uint32_t old = atomic_fetch_sub_explicit(&f->refs, unit, memory_order_release);
+  if (unit == MPX__REF_USER && old >> 16 == 1) /* the user's last: the handle is dead now */
+    atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
+  if (old == unit) {
     atomic_thread_fence(memory_order_acquire);
     future_free(f);
   }
 }
+
+void mpx__future_hold(mpx_future *f) {
+  atomic_fetch_add_explicit(&f->refs, MPX__REF_INTERNAL, memory_order_relaxed);
+}
+
+void mpx__future_drop(mpx_future *f) { unref(f, MPX__REF_INTERNAL); }
 
 /* ---- waiting ------------------------------------------------------------------------------ */
 
@@ -438,14 +529,16 @@ long mpx_future_callback_failures(void) {
 int mpx_future_retain(mpx_future *f) {
   int rc = check(f);
   if (rc) return rc;
-  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed); /* the caller already holds one */
+  if (atomic_load_explicit(&f->refs, memory_order_relaxed) >> 16 == 0xffff) return MPX_ENOMEM;
+  /* relaxed: the caller already holds a reference */
+  atomic_fetch_add_explicit(&f->refs, MPX__REF_USER, memory_order_relaxed);
   return MPX_OK;
 }
 
 int mpx_future_release(mpx_future *f) {
   int rc = check(f);
   if (rc) return rc;
-  mpx__future_drop(f);
+  unref(f, MPX__REF_USER);
   return MPX_OK;
 }
 
@@ -533,7 +626,7 @@ static int waiter_create(mpx_future *const *fs, size_t n, double timeout, waiter
   w->deadline = timeout >= 0 ? mpx__now() + timeout : 0;
   /* those already done come first, in the order given */
   for (size_t i = 0; i < u; i++) {
-    mpx_future_retain(w->fs[i]);
+    mpx__future_hold(w->fs[i]);
     w->slots[i] = (waiter_slot){.cb = {.fn = waiter_cb, .arg = &w->slots[i]}, .w = w, .index = i};
     atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
     if (!add_callback(w->fs[i], &w->slots[i].cb)) {

@@ -3,7 +3,9 @@
  *
  * Ownership: a new future has two references, the caller's and the scheduler's. The scheduler
  * drops its own (mpx__future_drop) after completing the future, so a future lives until both the
- * user and the scheduler are done with it. A future is at most 128 bytes. */
+ * user and the scheduler are done with it. User and internal references are counted apart, so
+ * that a handle the user released answers MPX_ERELEASED even while the scheduler still holds the
+ * future. A future is at most 128 bytes. */
 #ifndef MPX_FUTURE_IMPL_H
 #define MPX_FUTURE_IMPL_H
 
@@ -30,8 +32,8 @@ struct mpx__cb;
 
 struct mpx_future {
   _Atomic uint32_t state; /* mpx_future_state | flags */
-  _Atomic uint32_t refs;
-  uint32_t magic;         /* MPX__FUT_MAGIC while live; MPX__FUT_DEAD once released */
+  _Atomic uint32_t refs;  /* user references << 16 | internal references */
+  _Atomic uint32_t magic; /* MPX__FUT_MAGIC while the user holds it; MPX__FUT_DEAD after */
   int32_t error;          /* the failure code when FAILED */
   const mpx_task *task;
   const void *arg;
@@ -79,8 +81,12 @@ bool mpx__future_cancel(mpx_future *f);
 /* RUNNING -> PENDING, for a task that will be sent again after its worker was lost. */
 bool mpx__future_requeue(mpx_future *f);
 
-/* Drop the scheduler's reference. */
+/* Take / drop an internal reference (the scheduler's, a waiter's). */
+void mpx__future_hold(mpx_future *f);
 void mpx__future_drop(mpx_future *f);
+
+#define MPX__REF_USER (1u << 16)
+#define MPX__REF_INTERNAL 1u
 
 static inline uint32_t mpx__future_state(const mpx_future *f) {
   return atomic_load_explicit(&((mpx_future *)f)->state, memory_order_acquire) & MPX__ST_MASK;

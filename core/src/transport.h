@@ -36,6 +36,11 @@ typedef struct mpx__config {
   int threads_per_rank;
   mpx__gate *gate;               /* bound on queued tasks; NULL when unbounded */
   const struct mpx_transport_ops *inner; /* the message transport under the dispatcher */
+  /* Set by a message transport's configure (0 / NULL / false otherwise): */
+  int slots;                     /* tasks run at once in all when not `workers` (MPI: threads over
+                                    ranks); what mpx_executor_workers reports */
+  bool no_kill;                  /* one worker cannot be ended (MPI): time limits are refused */
+  const void *mpi_comm;          /* MPI: the session (mpi_impl.h) to run on; NULL: mpx_init's */
 } mpx__config;
 
 typedef struct mpx_transport mpx_transport;
@@ -68,9 +73,13 @@ typedef struct mpx_transport_ops {
   int (*start)(mpx_transport **self, const mpx__config *cfg);
 
   /* Direct transports: queue `f` (PENDING, the transport owns the scheduler's reference and drops
-   * it after completing or cancelling f). Any thread, concurrently; never blocks. NULL for message
-   * transports. */
+   * it after completing or cancelling f), or MPX_ESHUTDOWN after close (the caller keeps f). Any
+   * thread, concurrently; never blocks. NULL for message transports. */
   int (*submit)(mpx_transport *self, mpx_future *f);
+
+  /* Direct transports: refuse every later submit with MPX_ESHUTDOWN; no submit racing with close
+   * may be queued after it returns. Idempotent. */
+  void (*close)(mpx_transport *self);
 
   /* Direct transports: cancel every queued future that has not started; returns how many. */
   size_t (*cancel_queued)(mpx_transport *self);
@@ -98,6 +107,12 @@ typedef struct mpx_transport_ops {
 
   /* Free everything (after stop(self, true)). */
   void (*destroy)(mpx_transport *self);
+
+  /* Optional, message transports: called by the executor before start, with the options resolved
+   * except that workers is still the user's (0: the transport's default) and places are not
+   * computed yet. Sets workers (and slots, no_kill) for this transport, may lower max_payload, or
+   * refuses options it cannot honour (a code and mpx__set_errmsg). */
+  int (*configure)(mpx__config *cfg);
 } mpx_transport_ops;
 
 extern const mpx_transport_ops mpx__thread_transport;
@@ -106,6 +121,9 @@ extern const mpx_transport_ops mpx__dispatch_transport;
 /* Set by the process and MPI transports when built in; NULL otherwise (weak). */
 extern const mpx_transport_ops mpx__process_transport __attribute__((weak));
 extern const mpx_transport_ops mpx__mpi_transport __attribute__((weak));
+
+/* mpx_executor_create on a given MPI session (mpx_comm_executor); NULL: as mpx_executor_create. */
+int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, const void *mpi_comm);
 
 
 #endif

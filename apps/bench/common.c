@@ -1,0 +1,26 @@
+/* common.c: mpx-bench's clock and its one printer (table rows or --json lines). */
+#include <stdio.h>
+#include <time.h>
+
+#include "bench.h"
+
+double bench_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void bench_emit(const bench_args *a, const char *backend, const char *workload, int workers,
+                long tasks, double seconds, const char *extra_json) {
+  double rate = seconds > 0 ? (double)tasks / seconds : 0;
+  if (a->json) {
+    printf("{\"peer\": \"mpx-%s\", \"backend\": \"%s\", \"workload\": \"%s\", \"workers\": %d, "
+           "\"tasks\": %ld, \"seconds\": %.6f, \"tasks_per_s\": %.1f%s%s}\n",
+           backend, backend, workload, workers, tasks, seconds, rate,
+           extra_json ? ", " : "", extra_json ? extra_json : "");
+  } else {
+    printf("%-10s %-9s %3d workers %11ld tasks %9.4f s %14.0f tasks/s  %s\n", backend, workload,
+           workers, tasks, seconds, rate, extra_json ? extra_json : "");
+  }
+  fflush(stdout);
+}

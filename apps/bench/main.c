@@ -1,0 +1,100 @@
+/* mpx-bench: the same workloads on every backend, figures as a table or --json lines with the
+ * keys of ../shared/peers (peer, backend, workload, workers, tasks, seconds, tasks_per_s).
+ *   mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W] [--tasks N]
+ *             [--n FIB_N] [--json]
+ * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const struct {
+  const char *name;
+  int (*run)(const bench_args *);
+  long default_tasks;
+  const char *what;
+} workloads[] = {
+    {"empty", bench_empty, 1000000, "N empty tasks submitted, then every result taken"},
+    {"map", bench_map, 10000000, "N empty items through map with default chunks"},
+    {"latency", bench_latency, 100000, "N sequential submit->result round trips"},
+    {"fib", bench_fib, 8, "K calls of fib(n) serial, then on the backend (speedup)"},
+    {"metg", bench_metg, 2000000, "smallest task duration with 50% efficiency (Task Bench)"},
+    {"pingpong", bench_pingpong, 200000, "N token round trips over two queues (threads, processes)"},
+};
+enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
+
+static void usage(FILE *to) {
+  fprintf(to, "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
+              "                 [--tasks N] [--n FIB_N] [--json]\nworkloads:\n");
+  for (int i = 0; i < NWORKLOADS; i++)
+    fprintf(to, "  %-9s %s (default N %ld)\n", workloads[i].name, workloads[i].what,
+            workloads[i].default_tasks);
+}
+
+static int bad(const char *msg, const char *arg) {
+  fprintf(stderr, "mpx-bench: %s: %s\n", msg, arg ? arg : "(missing)");
+  usage(stderr);
+  return 2;
+}
+
+static int parse_backend(const char *s, mpx_backend *out) {
+  static const char *names[] = {"auto", "threads", "processes", "mpi"};
+  for (int b = 0; b < 4; b++)
+    if (!strcmp(s, names[b])) {
+      *out = (mpx_backend)b;
+      return 0;
+    }
+  return -1;
+}
+
+static bool parse_long(const char *s, long min, long *out) {
+  if (!s) return false;
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*end || end == s || v < min) return false;
+  *out = v;
+  return true;
+}
+
+int main(int argc, char **argv) {
+  int role = mpx_init(&argc, &argv);
+  if (role == MPX_WORKER) return 0;
+  if (role < 0) {
+    fprintf(stderr, "mpx-bench: mpx_init: %s %s\n", mpx_strerror(role), mpx_errmsg());
+    return 1;
+  }
+  bench_args a = {.fib_n = 32};
+  int w = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    long v;
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(arg, "--json")) {
+      a.json = true;
+    } else if (!strcmp(arg, "--backend")) {
+      if (!val || parse_backend(val, &a.backend)) return bad("unknown backend", val);
+      i++;
+    } else if (!strcmp(arg, "--workers") || !strcmp(arg, "--tasks") || !strcmp(arg, "--n")) {
+      if (!parse_long(val, !strcmp(arg, "--workers") ? 0 : 1, &v)) return bad("bad number", val);
+      if (!strcmp(arg, "--workers")) a.workers = (int)v;
+      else if (!strcmp(arg, "--tasks")) a.tasks = v;
+      else a.fib_n = (int)v;
+      i++;
+    } else if (arg[0] != '-' && !a.workload) {
+      for (int k = 0; k < NWORKLOADS; k++)
+        if (!strcmp(arg, workloads[k].name)) w = k;
+      if (w < 0) return bad("unknown workload", arg);
+      a.workload = arg;
+    } else {
+      return bad("unknown argument", arg);
+    }
+  }
+  if (w < 0) return bad("no workload given", NULL);
+  if (!a.tasks) a.tasks = workloads[w].default_tasks;
+  int rc = workloads[w].run(&a);
+  mpx_finalize();
+  return rc;
+}
