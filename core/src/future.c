@@ -345,14 +345,12 @@ void mpx__future_run(mpx_future *f, int worker) {
 
 /* Drop `unit` (a user or an internal reference); free the future with the last one. */
 static void unref(mpx_future *f, uint32_t unit) {
-  /* release: our writes happen-before the free; the freeing side's acquire fence pairs with it */
-  uint32_t old = atomic_fetch_sub_explicit(&f->refs, unit, memory_order_release);
+  /* acq_rel: our reads and writes happen-before the free by whoever drops the last reference
+   * (an acquire fence would do, but ThreadSanitizer does not model fences) */
+  uint32_t old = atomic_fetch_sub_explicit(&f->refs, unit, memory_order_acq_rel);
   if (unit == MPX__REF_USER && old >> 16 == 1) /* the user's last: the handle is dead now */
     atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
-  if (old == unit) {
-    atomic_thread_fence(memory_order_acquire);
-    future_free(f);
-  }
+  if (old == unit) future_free(f);
 }
 
 void mpx__future_hold(mpx_future *f) {
@@ -614,7 +612,7 @@ static int waiter_create(mpx_future *const *fs, size_t n, double timeout, waiter
     free(w);
     return MPX_ENOMEM;
   }
-  memcpy(w->fs, fs, n * sizeof *fs);
+  if (n) memcpy(w->fs, fs, n * sizeof *fs);
   qsort(w->fs, n, sizeof *w->fs, cmp_ptr);
   size_t u = 0;
   for (size_t i = 0; i < n; i++)
