@@ -1,0 +1,276 @@
+/* serve.c: the worker side shared by the process and MPI transports: run the Tasks of one decoded
+ * Batch and pack one Batch of Results; run the worker initializer.
+ *
+ * Cost per Batch of N tasks: one allocation for N result slots (Result, Error and bookkeeping
+ * together), one growable arena that small result bytes are copied into (Result.data points into
+ * it once every task has run, since the arena may move while it grows), one task result buffer
+ * with inline storage reused by every task, and the packed bytes appended to the caller's wbuf.
+ * A result too large for the inline storage is handed over without a copy. Failures add one
+ * message string each.
+ *
+ * A task id nothing is registered under never runs anything: it becomes an MPX_ENOTASK Result.
+ *
+ * Thread-safety: reentrant; tasks run on the calling thread, one after another, in Batch order. */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "mpx/error.h"
+#include "task_impl.h"
+
+/* Results at least this large that already live on the heap are handed over, not copied. */
+#define SERVE_STEAL_MIN 4096
+/* Inline result storage: most small results never touch the heap. */
+#define SERVE_INLINE 256
+/* Error messages are cut to this when a reply of only errors would not fit otherwise. */
+#define SERVE_SHORT_MSG 64
+
+typedef struct serve_slot {
+  Mpx__Result r;
+  Mpx__Error e;
+  size_t off;  /* result bytes at arena.data + off, when owned is NULL */
+  void *owned; /* result bytes handed over from the task's buffer (freed after packing) */
+  char *msg;   /* heap message of e */
+} serve_slot;
+
+static const mpx__worker_id no_worker = {.index = -1, .pid = 0, .rank = -1, .host = NULL};
+
+/* Cut a message to at most max - 1 bytes at a UTF-8 character boundary. */
+static void clip_to(char *m, size_t max) {
+  if (!m) return;
+  size_t n = strnlen(m, max);
+  if (n < max) return;
+  n = max - 1;
+  while (n > 0 && ((unsigned char)m[n] & 0xC0) == 0x80) n--;
+  m[n] = '\0';
+}
+
+static void clip_message(char *m) { clip_to(m, MPX__ERRMSG_MAX); }
+
+/* Make slot `s` a failure; takes `msg` (heap or NULL). */
+static void slot_fail(serve_slot *s, const mpx__worker_id *who, int code, char *msg,
+                      uint64_t index) {
+  free(s->msg);
+  clip_message(msg);
+  s->msg = msg;
+  mpx__error__init(&s->e);
+  s->e.code = code < 0 ? code : MPX_ETASK;
+  s->e.message = msg ? msg : (char *)mpx_strerror(code);
+  s->e.pid = who->pid;
+  s->e.host = (char *)(who->host ? who->host : "");
+  s->e.rank = who->rank;
+  s->e.index = index;
+  s->r.error = &s->e;
+}
+
+/* Copy `n` bytes to the arena for slot `s`. */
+static int slot_copy(serve_slot *s, mpx__wbuf *arena, const void *data, size_t n) {
+  s->off = arena->len;
+  s->r.data.len = n;
+  return mpx__wbuf_append(arena, data, n);
+}
+
+static int run_single(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
+                      const mpx__worker_id *who, mpx_buf *buf, mpx__wbuf *arena) {
+  buf->len = 0;
+  char *msg = NULL;
+  int rc = mpx__task_run(task, who->index, t->arg.data, t->arg.len, buf, &msg);
+  if (rc) {
+    slot_fail(s, who, rc, msg, 0);
+    return MPX_OK;
+  }
+  if (buf->max && buf->len > buf->max) { /* a task that wrote around mpx_buf_reserve's check */
+    slot_fail(s, who, MPX_ETOOBIG,
+              mpx__strdupf("task '%s' returned %zu bytes, more than the limit of %zu", task->name,
+                           buf->len, buf->max),
+              0);
+    return MPX_OK;
+  }
+  if (buf->heap && buf->len >= SERVE_STEAL_MIN) {
+    s->r.data.len = buf->len;
+    s->owned = mpx__buf_steal(buf);
+    return MPX_OK;
+  }
+  return slot_copy(s, arena, buf->data, buf->len);
+}
+
+static int run_chunk(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
+                     const mpx__worker_id *who, const mpx__limits *lim, mpx_buf *buf,
+                     mpx__wbuf *arena) {
+  uint64_t count = t->count, isz = t->item_size, rsz = t->result_size;
+  if ((isz && count > UINT64_MAX / isz) || count * isz != (uint64_t)t->arg.len) {
+    slot_fail(s, who, MPX_EPROTO,
+              mpx__strdupf("map chunk of %" PRIu64 " items of %" PRIu64 " bytes has %zu bytes",
+                           count, isz, t->arg.len),
+              0);
+    return MPX_OK;
+  }
+  if (count > lim->max_items) {
+    slot_fail(s, who, MPX_ETOOBIG,
+              mpx__strdupf("map chunk of %" PRIu64 " items exceeds the limit of %zu items", count,
+                           lim->max_items),
+              0);
+    return MPX_OK;
+  }
+  if ((rsz && count > UINT64_MAX / rsz) || count * rsz > lim->max_payload) {
+    slot_fail(s, who, MPX_ETOOBIG,
+              mpx__strdupf("map chunk results of %" PRIu64 " x %" PRIu64
+                           " bytes exceed the limit of %zu bytes",
+                           count, rsz, lim->max_payload),
+              0);
+    return MPX_OK;
+  }
+  size_t total = (size_t)(count * rsz);
+  int rc = mpx__wbuf_reserve(arena, total);
+  if (rc) return rc;
+  s->off = arena->len;
+  const uint8_t *arg = t->arg.data;
+  uint64_t i;
+  for (i = 0; i < count; i++) {
+    buf->len = 0;
+    char *msg = NULL;
+    rc = mpx__task_run(task, who->index, arg ? arg + i * isz : NULL, (size_t)isz, buf, &msg);
+    if (rc) {
+      slot_fail(s, who, rc, msg, i);
+      break;
+    }
+    if (buf->len != rsz) {
+      slot_fail(s, who, MPX_ESIZE,
+                mpx__strdupf("task '%s' item %" PRIu64 " returned %zu bytes, expected %" PRIu64,
+                             task->name, i, buf->len, rsz),
+                i);
+      break;
+    }
+    if (rsz) memcpy(arena->data + s->off + i * rsz, buf->data, (size_t)rsz);
+  }
+  s->r.data.len = (size_t)(i * rsz);
+  arena->len += s->r.data.len;
+  return MPX_OK;
+}
+
+/* Largest successful data; NULL if none carries data. */
+static serve_slot *largest_data(serve_slot *slots, size_t n) {
+  serve_slot *best = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!slots[i].r.error && slots[i].r.data.len && (!best || slots[i].r.data.len > best->r.data.len))
+      best = &slots[i];
+  return best;
+}
+
+int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
+                     mpx__wbuf *out) {
+  if (!in || !lim || !out) return MPX_EINVAL;
+  mpx__worker_id anon = no_worker;
+  if (!who) {
+    anon.pid = (int)getpid();
+    who = &anon;
+  }
+  size_t n = in->n_tasks;
+  if (n > lim->max_items) return MPX_ETOOBIG; /* the reply could never be sent */
+  if (n > SIZE_MAX / (sizeof(serve_slot) + sizeof(Mpx__Result *))) return MPX_ENOMEM;
+  serve_slot *slots = NULL;
+  Mpx__Result **ptrs = NULL;
+  if (n) {
+    /* one block: slots, then the pointer array protobuf-c wants */
+    slots = malloc(n * (sizeof *slots + sizeof *ptrs));
+    if (!slots) return MPX_ENOMEM;
+    ptrs = (Mpx__Result **)(slots + n);
+  }
+  mpx__wbuf arena = {0};
+  uint8_t small[SERVE_INLINE];
+  mpx_buf buf;
+  mpx__buf_init(&buf, small, sizeof small, lim->max_payload);
+  int rc = MPX_OK;
+  size_t done = 0;
+  for (; done < n; done++) {
+    serve_slot *s = &slots[done];
+    const Mpx__Task *t = in->tasks[done];
+    mpx__result__init(&s->r);
+    s->r.call_id = t->call_id;
+    s->off = 0;
+    s->owned = NULL;
+    s->msg = NULL;
+    ptrs[done] = &s->r;
+    const mpx_task *task;
+    if (mpx_task_find_id(t->task_id, &task)) {
+      slot_fail(s, who, MPX_ENOTASK,
+                mpx__strdupf("no task is registered with id 0x%08" PRIx32, t->task_id), 0);
+      continue;
+    }
+    rc = t->count ? run_chunk(s, t, task, who, lim, &buf, &arena)
+                  : run_single(s, t, task, who, &buf, &arena);
+    if (rc) {
+      done++;
+      break;
+    }
+  }
+  mpx__buf_release(&buf);
+  if (rc == MPX_OK) {
+    for (size_t i = 0; i < n; i++)
+      if (!slots[i].owned) slots[i].r.data.data = slots[i].r.data.len ? arena.data + slots[i].off
+                                                                      : NULL;
+      else
+        slots[i].r.data.data = slots[i].owned;
+    Mpx__Batch reply = MPX__BATCH__INIT;
+    reply.n_results = n;
+    reply.results = ptrs;
+    while ((rc = mpx__batch_pack(&reply, lim, out)) == MPX_ETOOBIG) {
+      /* Each result fits but together they do not: fail the largest until the rest fit. */
+      serve_slot *big = largest_data(slots, n);
+      if (!big) break;
+      slot_fail(big, who, MPX_ETOOBIG,
+                mpx__strdupf("result of %zu bytes does not fit in one reply of at most %zu bytes "
+                             "with the other results",
+                             big->r.data.len, lim->max_message),
+                0);
+      big->r.data.len = 0;
+    }
+    if (rc == MPX_ETOOBIG) {
+      /* Errors alone are too many for one reply: keep their codes, shorten their messages. */
+      for (size_t i = 0; i < n; i++)
+        if (slots[i].r.error && slots[i].msg) clip_to(slots[i].msg, SERVE_SHORT_MSG);
+        else if (slots[i].r.error) slots[i].e.message = (char *)"";
+      rc = mpx__batch_pack(&reply, lim, out);
+    }
+  }
+  for (size_t i = 0; i < done; i++) {
+    free(slots[i].owned);
+    free(slots[i].msg);
+  }
+  mpx__wbuf_free(&arena);
+  free(slots);
+  return rc;
+}
+
+int mpx__serve_init(const char *initializer_name, const void *initargs, size_t len,
+                    const mpx__worker_id *who, char **message) {
+  if (message) *message = NULL;
+  if (!initializer_name || !*initializer_name) return MPX_OK;
+  if (!initargs && len) return MPX_EINVAL;
+  mpx__worker_id anon = no_worker;
+  if (!who) {
+    anon.pid = (int)getpid();
+    who = &anon;
+  }
+  const mpx_task *task;
+  if (mpx_task_find(initializer_name, &task)) {
+    if (message)
+      *message = mpx__strdupf("no initializer task is registered as '%s'", initializer_name);
+    return MPX_ENOTASK;
+  }
+  uint8_t small[SERVE_INLINE];
+  mpx_buf buf;
+  mpx__buf_init(&buf, small, sizeof small, 0);
+  char *msg = NULL;
+  int rc = mpx__task_run(task, who->index, initargs, len, &buf, &msg);
+  mpx__buf_release(&buf);
+  if (rc == MPX_OK) return MPX_OK;
+  if (message)
+    *message = mpx__strdupf("initializer '%s' failed (%s): %s", initializer_name,
+                            mpx_err_name(rc), msg ? msg : mpx_strerror(rc));
+  free(msg);
+  return MPX_EINIT;
+}
