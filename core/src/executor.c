@@ -103,7 +103,7 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
   c->threads_per_rank = o->threads_per_rank;
-  c->workers = o->workers;
+  c->workers = c->workers_opt = o->workers;
   /* a transport may set its own worker count (MPI: ranks) or refuse options */
   if (c->inner && c->inner->configure && (rc = c->inner->configure(c))) return rc;
   if (!c->workers) c->workers = info.default_workers;

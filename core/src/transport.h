@@ -41,6 +41,7 @@ typedef struct mpx__config {
                                     ranks); what mpx_executor_workers reports */
   bool no_kill;                  /* one worker cannot be ended (MPI): time limits are refused */
   const void *mpi_comm;          /* MPI: the session (mpi_impl.h) to run on; NULL: mpx_init's */
+  int workers_opt;               /* options.workers as given (0: default), for configure/start */
 } mpx__config;
 
 typedef struct mpx_transport mpx_transport;

@@ -1,0 +1,83 @@
+/* mpx/mpi.h: executors on MPI ranks. Include it (it includes <mpi.h> and mpx/mpx.h) to use
+ * mpx_comm_executor; programs that only use mpx_init and MPX_BACKEND_AUTO/MPI need just mpx/mpx.h.
+ *
+ * Two ways to run on ranks
+ *  - Job mode: `mpirun -np N ./app` with mpx_init() first in main. mpx_init sees the launcher
+ *    (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE/PMI_RANK, MPI_LOCALNRANKS or SLURM_PROCID in the
+ *    environment; MPX_MPI=0 or 1 overrides), initialises MPI with MPI_Init_thread (asking
+ *    MPI_THREAD_MULTIPLE, or SERIALIZED with MPX_MPI_THREAD_LEVEL=serialized; less than
+ *    SERIALIZED fails with MPX_EMPI), and with more than one rank: rank 0 returns MPX_MAIN and
+ *    runs the program, and MPX_BACKEND_AUTO picks MPI there; ranks 1..N-1 serve executor after
+ *    executor (one at a time) until mpx_finalize() on rank 0 tells them the job is over, then
+ *    finalise MPI themselves and return MPX_WORKER from mpx_init (return from main then). Outside
+ *    a launcher mpx_init does not touch MPI. If the program initialised MPI itself before
+ *    mpx_init, mpx_init leaves roles alone: use mpx_comm_executor. MPX_BACKEND_MPI without a job
+ *    of two or more ranks fails executor creation with MPX_EMPI (mpx_errmsg says why).
+ *  - Collective mode: mpx_comm_executor over any communicator (below), as mpi4py's
+ *    MPICommExecutor.
+ *
+ * Workers, threads and options under MPI
+ *  - The dispatcher's workers are worker ranks; each runs tasks on its own threads (hybrid):
+ *    threads_per_rank = 0 gives a rank the cores it owns (the cores it may use, split evenly
+ *    between the worker ranks of its node that see the same cores; a rank mpirun bound keeps its
+ *    own; the root's rank is not counted), 1 runs one task at a time per rank, k runs k.
+ *  - workers = 0 uses every worker rank; workers = W > 0 asks for W tasks at once, as on the other
+ *    backends: W threads over min(W, worker ranks) ranks (each at most threads_per_rank when it is
+ *    set). mpx_executor_workers() reports the task threads in all; map's default chunk size
+ *    follows it.
+ *  - The initializer runs once in each task thread of each rank used, before its tasks; a rank is
+ *    reused by later executors, so state it keeps in globals outlives an executor.
+ *  - binding is ignored (bind ranks with mpirun's --bind-to / --map-by).
+ *  - Arguments and results travel as packed protobuf-c Batches, one MPI message each;
+ *    max_payload is at most 1 GiB - 1 byte under MPI (one message carries at most INT_MAX bytes).
+ *  - task_timeout > 0, a per-submit timeout > 0 and max_tasks_per_worker > 0 are refused with
+ *    MPX_EPERM: a single rank cannot be ended or replaced without ending the job.
+ *  - One MPI executor at a time per communicator (MPX_ESTATE otherwise); several at once on
+ *    distinct communicators need MPI_THREAD_MULTIPLE. With MPI_THREAD_SERIALIZED the program must
+ *    not call MPI itself while an MPI executor exists.
+ *
+ * Progress and idle ranks: nothing busy-polls without bound. A rank waiting for a message polls
+ * MPI_Improbe / MPI_Testsome with exponential backoff (16 yields, then sleeps from 2 us doubling
+ * up to MPX_MPI_POLL_US microseconds, default 1000, range 10..100000), so an idle rank on an
+ * oversubscribed node costs about a thousand short wake-ups a second, and a task that arrives at
+ * an idle rank may wait up to that long before it starts. Submitting wakes the root at once.
+ *
+ * What survives and what does not
+ *  - A task that fails returns its code and message with the rank and host it ran on
+ *    ("... (rank 2 on node7)"); the executor goes on.
+ *  - A rank that dies (signal, exit, abort) ends the whole job under Open MPI's defaults: mpirun
+ *    kills every rank within seconds and names the lost rank ("mpirun noticed that process rank
+ *    1 ... exited on signal 9"), rank 0 included, so no future is left waiting. mpx does not
+ *    survive it: retries do not apply and nothing is replaced. (Open MPI's ULFM or
+ *    --enable-recovery are not used.)
+ *  - Rank 0 must call mpx_finalize() (or the worker ranks wait for it until mpirun ends the job).
+ *
+ * Thread-safety: mpx_comm_executor is collective over `comm` and is called by one thread per
+ * rank; the executor it returns is an ordinary executor. */
+#ifndef MPX_MPI_H
+#define MPX_MPI_H
+
+#include <mpi.h>
+
+#include "mpx/mpx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Collective over `comm` (call it on every rank of comm; MPI must be initialised with at least
+ * MPI_THREAD_SERIALIZED). On `root` it creates an MPI executor whose workers are the other ranks
+ * of comm, stores it in *out and returns MPX_MAIN; use and destroy it as any executor (the
+ * options' backend must be AUTO or MPI; the other options as under MPX_BACKEND_MPI; opt may be
+ * NULL). On every other rank it serves that executor and returns MPX_WORKER once it is shut down
+ * (*out is NULL there; opt and out are not used). The communicator is duplicated, so the
+ * program's own messages on comm never mix with mpx's. A negative code on failure: MPX_EINVAL
+ * (bad root, a communicator of one rank, NULL out on the root), MPX_EMPI (MPI not initialised or
+ * too low a thread level), or any code mpx_executor_create returns (then the worker ranks
+ * return MPX_WORKER too). */
+int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

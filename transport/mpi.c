@@ -1,0 +1,754 @@
+/* mpi.c: the MPI transport, root half: the ops table the dispatcher (dispatch.c) drives, the
+ * mpx_init / mpx_finalize hooks, and mpx_comm_executor. The worker half is mpi_worker.c; the wire
+ * and the progress rules are described in mpi_impl.h, the user-visible behaviour in mpx/mpi.h.
+ *
+ * Roles. mpx_init under a launcher initialises MPI (MPI_THREAD_MULTIPLE asked, SERIALIZED
+ * required) and builds the "world session" over a dup of MPI_COMM_WORLD: rank 0 returns MPX_MAIN,
+ * ranks 1..N-1 serve executor after executor until mpx_finalize on rank 0 sends TAG_STOP, then
+ * finalise MPI and return MPX_WORKER. mpx_comm_executor builds a one-shot session over the
+ * caller's communicator instead.
+ *
+ * Workers and slots. The dispatcher's worker i is one worker rank (comm ranks in order, skipping
+ * the root); each runs `threads` tasks at once and says so in READY's slots. cfg->workers is the
+ * number of ranks used and cfg->slots their threads in all (what mpx_executor_workers reports):
+ * options.workers = 0 uses every worker rank with threads_per_rank threads each (0: the cores the
+ * rank owns); options.workers = W > 0 asks for W tasks at once, as on the other backends: W slots
+ * over min(W, worker ranks) ranks (each capped at threads_per_rank when that is set).
+ *
+ * Thread-safety: MPI is called by one thread at a time per transport (the executor's creating
+ * thread in start, the dispatcher thread afterwards, the destroying thread in destroy); wake is
+ * the one op any thread may call, and it only rings a futex. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpi_impl.h"
+#include "mpx/mpi.h"
+#include "init.h"
+#include "mpx.pb-c.h"
+#include "task_impl.h"
+#include "transport.h"
+
+/* One MPI message carries at most INT_MAX bytes; a Batch can be twice max_payload, so keep
+ * max_payload at 1 GiB - 1 under MPI. */
+#define MPI_MAX_PAYLOAD (((size_t)1 << 30) - 1)
+
+static struct {
+  bool we_init;       /* mpx_init called MPI_Init_thread: mpx_finalize calls MPI_Finalize */
+  bool worker_done;   /* a worker rank finalised MPI already */
+  int provided;       /* the thread level MPI gave */
+  mpx__mpi_session *world; /* rank 0 of an mpx_init job */
+  _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
+} g;
+
+/* ---- small shared helpers ----------------------------------------------------------------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int mpx__mpi_fail(const char *what, int mpi_rc) {
+  char s[MPI_MAX_ERROR_STRING] = "";
+  int n = 0;
+  MPI_Error_string(mpi_rc, s, &n);
+  mpx__set_errmsg("%s failed: %s", what, s);
+  return MPX_EMPI;
+}
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
+  return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
+void mpx__bell_ring(mpx__bell *b) {
+  /* seq_cst on both sides (Dekker): either the sleeper sees the new seq before it sleeps, or we
+   * see `sleeping` and wake it */
+  atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst))
+    futex(&b->seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
+  if (ns <= 0) {
+    sched_yield();
+    return;
+  }
+  atomic_fetch_add_explicit(&b->sleeping, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&b->seq, memory_order_seq_cst) == seen) {
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    futex(&b->seq, FUTEX_WAIT, seen, &ts);
+  }
+  atomic_fetch_sub_explicit(&b->sleeping, 1, memory_order_relaxed);
+}
+
+long mpx__mpi_poll_max_ns(void) {
+  static _Atomic long cached;
+  long v = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (v) return v;
+  long us = 1000;
+  const char *e = getenv("MPX_MPI_POLL_US");
+  if (e && *e) {
+    char *end;
+    long x = strtol(e, &end, 10);
+    if (!*end && x > 0) us = x;
+  }
+  us = us < 10 ? 10 : us > 100000 ? 100000 : us;
+  atomic_store_explicit(&cached, us * 1000, memory_order_relaxed);
+  return us * 1000;
+}
+
+long mpx__backoff_next(mpx__backoff *b) {
+  enum { YIELDS = 16 };
+  if (++b->idle <= YIELDS) return 0;
+  long max = mpx__mpi_poll_max_ns();
+  b->ns = b->ns ? b->ns * 2 : 2000;
+  if (b->ns > max) b->ns = max;
+  return b->ns;
+}
+
+void mpx__mpi_thread_setup(void) {
+  static _Thread_local bool done;
+  if (done) return;
+  done = true;
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* 1 us, so that 2 us sleeps are not 50 us */
+}
+
+int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
+                    size_t len, uint8_t **take) {
+  if (len > INT_MAX) {
+    mpx__set_errmsg("a message of %zu bytes is over MPI's limit of %d", len, INT_MAX);
+    return MPX_ETOOBIG;
+  }
+  if (q->n == q->cap) {
+    int cap = q->cap ? q->cap * 2 : 16;
+    MPI_Request *r = realloc(q->req, (size_t)cap * sizeof *r);
+    if (r) q->req = r;
+    uint8_t **b = realloc(q->buf, (size_t)cap * sizeof *b);
+    if (b) q->buf = b;
+    int *ix = realloc(q->idx, (size_t)cap * sizeof *ix);
+    if (ix) q->idx = ix;
+    if (!r || !b || !ix) return MPX_ENOMEM;
+    q->cap = cap;
+  }
+  uint8_t *buf;
+  if (take && *take) {
+    buf = *take;
+    *take = NULL;
+  } else {
+    buf = malloc(len ? len : 1);
+    if (!buf) return MPX_ENOMEM;
+    if (len) memcpy(buf, data, len);
+  }
+  int rc = MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, comm, &q->req[q->n]);
+  if (rc != MPI_SUCCESS) {
+    free(buf);
+    return mpx__mpi_fail("MPI_Isend", rc);
+  }
+  q->buf[q->n++] = buf;
+  return MPX_OK;
+}
+
+int mpx__sendq_progress(mpx__sendq *q) {
+  if (!q->n) return 0;
+  int k = 0;
+  int rc = MPI_Testsome(q->n, q->req, &k, q->idx, MPI_STATUSES_IGNORE);
+  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Testsome", rc);
+  if (k == MPI_UNDEFINED || k == 0) return 0;
+  for (int i = 0; i < k; i++) {
+    free(q->buf[q->idx[i]]);
+    q->buf[q->idx[i]] = NULL;
+  }
+  int w = 0; /* compact: finished requests are MPI_REQUEST_NULL now */
+  for (int i = 0; i < q->n; i++)
+    if (q->buf[i]) {
+      q->req[w] = q->req[i];
+      q->buf[w++] = q->buf[i];
+    }
+  q->n = w;
+  return k;
+}
+
+int mpx__sendq_drain(mpx__sendq *q) {
+  mpx__backoff bo = {0};
+  mpx__bell none = {0};
+  while (q->n) {
+    int k = mpx__sendq_progress(q);
+    if (k < 0) return k;
+    if (k) mpx__backoff_reset(&bo);
+    else if (q->n) mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
+  }
+  return MPX_OK;
+}
+
+void mpx__sendq_free(mpx__sendq *q) {
+  for (int i = 0; i < q->n; i++) {
+    MPI_Cancel(&q->req[i]);
+    MPI_Request_free(&q->req[i]);
+    free(q->buf[i]);
+  }
+  free(q->req);
+  free(q->buf);
+  free(q->idx);
+  *q = (mpx__sendq){0};
+}
+
+int mpx__mpi_mrecv(MPI_Message *msg, size_t len, uint8_t **buf, size_t *cap) {
+  if (len > *cap || !*buf) {
+    size_t c = len > 4096 ? len : 4096;
+    uint8_t *p = malloc(c);
+    if (!p) {
+      char dummy;
+      MPI_Mrecv(&dummy, 0, MPI_BYTE, msg, MPI_STATUS_IGNORE); /* drop it (truncated) */
+      return MPX_ENOMEM;
+    }
+    free(*buf);
+    *buf = p;
+    *cap = c;
+  }
+  int rc = MPI_Mrecv(*buf, (int)len, MPI_BYTE, msg, MPI_STATUS_IGNORE);
+  return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Mrecv", rc);
+}
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+typedef struct node_info {
+  char cpuset[248];
+  int32_t cores;
+  int32_t is_root;
+} node_info;
+
+/* This rank's share of its node's cores: the cores it may use, split evenly between the worker
+ * ranks of the node that may use exactly the same set (ranks mpirun bound to distinct cores keep
+ * theirs). */
+static int node_share(mpx__mpi_session *s, int *share) {
+  node_info me = {0};
+  const mpx_topology *t;
+  mpx_topo_info info;
+  me.cores = 1;
+  if (!mpx_topology_get(&t) && !mpx_topology_info(t, &info)) {
+    me.cores = info.cores > 0 ? info.cores : 1;
+    mpx_topology_cpuset(t, me.cpuset, sizeof me.cpuset);
+  }
+  me.is_root = s->rank == s->root;
+  MPI_Comm node;
+  int rc = MPI_Comm_split_type(s->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Comm_split_type", rc);
+  int nn, nr;
+  MPI_Comm_size(node, &nn);
+  MPI_Comm_rank(node, &nr);
+  node_info *all = calloc((size_t)nn, sizeof *all);
+  if (!all) {
+    MPI_Comm_free(&node);
+    return MPX_ENOMEM;
+  }
+  rc = MPI_Allgather(&me, sizeof me, MPI_BYTE, all, sizeof me, MPI_BYTE, node);
+  MPI_Comm_free(&node);
+  if (rc != MPI_SUCCESS) {
+    free(all);
+    return mpx__mpi_fail("MPI_Allgather", rc);
+  }
+  int sharing = 0, idx = 0;
+  for (int i = 0; i < nn; i++) {
+    if (all[i].is_root || strcmp(all[i].cpuset, me.cpuset)) continue;
+    if (i < nr) idx++;
+    sharing++;
+  }
+  free(all);
+  if (me.is_root || sharing == 0) sharing = 1;
+  int k = me.cores / sharing + (idx < me.cores % sharing);
+  *share = k > 0 ? k : 1;
+  return MPX_OK;
+}
+
+int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session **out) {
+  *out = NULL;
+  mpx__mpi_session *s = calloc(1, sizeof *s);
+  if (!s) return MPX_ENOMEM;
+  int rc = MPI_Comm_dup(comm, &s->comm);
+  if (rc != MPI_SUCCESS) {
+    free(s);
+    return mpx__mpi_fail("MPI_Comm_dup", rc);
+  }
+  MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(s->comm, &s->rank);
+  MPI_Comm_size(s->comm, &s->size);
+  s->root = root;
+  s->nworkers = s->size - 1;
+  s->oneshot = oneshot;
+  atomic_init(&s->refs, 1);
+  if (gethostname(s->host, sizeof s->host)) snprintf(s->host, sizeof s->host, "?");
+  s->host[sizeof s->host - 1] = '\0';
+  int r = node_share(s, &s->my_cores);
+  if (r) s->my_cores = 1, r = 0; /* no topology: one thread */
+  if (s->rank == root && !(s->cores = calloc((size_t)s->size, sizeof *s->cores))) {
+    fprintf(stderr, "mpx: out of memory creating an MPI session\n");
+    MPI_Abort(s->comm, 1);
+  }
+  rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
+  if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
+  if (r) {
+    mpx__mpi_session_free(s);
+    return r;
+  }
+  *out = s;
+  return MPX_OK;
+}
+
+void mpx__mpi_session_free(mpx__mpi_session *s) {
+  if (!s) return;
+  MPI_Comm_free(&s->comm);
+  free(s->cores);
+  free(s);
+}
+
+static void session_unref(mpx__mpi_session *s) {
+  if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+    mpx__mpi_session_free(s);
+}
+
+/* Tell every worker rank in [0, size) but those in `skip` (may be NULL) that the session is over. */
+static void send_stop(mpx__mpi_session *s, const bool *skip) {
+  for (int r = 0; r < s->size; r++)
+    if (r != s->root && !(skip && skip[r])) MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+}
+
+/* ---- the worker / slot plan --------------------------------------------------------------- */
+
+static int worker_rank(const mpx__mpi_session *s, int i) { return i < s->root ? i : i + 1; }
+
+/* Ranks and threads for options (workers, threads_per_rank): returns the ranks used, fills
+ * threads[0..ranks) when not NULL and *slots. */
+static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, int *slots) {
+  int ranks = workers > 0 && workers < s->nworkers ? workers : s->nworkers;
+  int total = 0;
+  for (int i = 0; i < ranks; i++) {
+    int t;
+    if (workers > 0) {
+      t = workers / ranks + (i < workers % ranks);
+      if (tpr > 0 && t > tpr) t = tpr;
+    } else {
+      t = tpr > 0 ? tpr : s->cores[worker_rank(s, i)];
+    }
+    if (t < 1) t = 1;
+    if (threads) threads[i] = t;
+    total += t;
+  }
+  *slots = total;
+  return ranks;
+}
+
+static mpx__mpi_session *session_of(const mpx__config *cfg) {
+  return cfg->mpi_comm ? (mpx__mpi_session *)cfg->mpi_comm : g.world;
+}
+
+static int mpi_configure(mpx__config *cfg) {
+  mpx__mpi_session *s = session_of(cfg);
+  if (!s || s->nworkers < 1) {
+    mpx__set_errmsg("the MPI backend needs an MPI job of at least 2 ranks: run the program with "
+                    "mpirun -np N (N >= 2) and call mpx_init first, or use mpx_comm_executor");
+    return MPX_EMPI;
+  }
+  if (cfg->task_timeout > 0) {
+    mpx__set_errmsg("task_timeout is not supported on the MPI backend: one rank cannot be ended "
+                    "without ending the job");
+    return MPX_EPERM;
+  }
+  if (cfg->max_tasks_per_worker > 0) {
+    mpx__set_errmsg("max_tasks_per_worker is not supported on the MPI backend: a worker rank "
+                    "cannot be replaced");
+    return MPX_EPERM;
+  }
+  if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
+  int slots;
+  cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
+  cfg->slots = slots;
+  cfg->no_kill = true;
+  return MPX_OK;
+}
+
+/* ---- the root's transport ----------------------------------------------------------------- */
+
+typedef struct mpi_tp {
+  mpx__mpi_session *s;
+  const mpx__config *cfg;
+  mpx__limits lim;
+  int n;
+  int *index_of;   /* comm rank -> worker index, -1 if not used */
+  bool *bye;       /* per comm rank: BYE received (or the rank is not used) */
+  int byes_left;
+  mpx__sendq sq;
+  uint8_t *rbuf;
+  size_t rcap;
+  mpx__bell bell;
+  uint32_t seen;
+  bool stopped, counted;
+} mpi_tp;
+
+static int send_start(mpi_tp *tp, int i, int threads) {
+  const mpx__config *c = tp->cfg;
+  const char *name = c->initializer ? c->initializer->name : "";
+  mpx__mpi_start h = {.magic = MPX__MPI_START_MAGIC,
+                      .version = 1,
+                      .max_payload = c->max_payload,
+                      .threads = threads,
+                      .worker = i,
+                      .name_len = (uint32_t)strlen(name),
+                      .initargs_len = c->initargs_len};
+  size_t len = sizeof h + h.name_len + c->initargs_len;
+  if (len > INT_MAX) {
+    mpx__set_errmsg("initargs of %zu bytes are too large for one MPI message", c->initargs_len);
+    return MPX_ETOOBIG;
+  }
+  uint8_t *m = malloc(len);
+  if (!m) return MPX_ENOMEM;
+  memcpy(m, &h, sizeof h);
+  memcpy(m + sizeof h, name, h.name_len);
+  if (c->initargs_len) memcpy(m + sizeof h + h.name_len, c->initargs, c->initargs_len);
+  int rc = MPI_Send(m, (int)len, MPI_BYTE, worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
+  free(m);
+  return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Send", rc);
+}
+
+static void tp_free(mpi_tp *tp) {
+  mpx__sendq_free(&tp->sq);
+  free(tp->index_of);
+  free(tp->bye);
+  free(tp->rbuf);
+  if (tp->counted) atomic_fetch_sub(&g.active, 1);
+  free(tp);
+}
+
+static int mpi_start(mpx_transport **out, const mpx__config *cfg) {
+  *out = NULL;
+  mpx__mpi_session *s = session_of(cfg);
+  if (!s) return mpi_configure((mpx__config *)cfg); /* only to report the error */
+  bool expected = false;
+  if (!atomic_compare_exchange_strong(&s->busy, &expected, true)) {
+    mpx__set_errmsg("an MPI executor already runs on this communicator: destroy it first");
+    return MPX_ESTATE;
+  }
+  mpi_tp *tp = calloc(1, sizeof *tp);
+  if (!tp) {
+    atomic_store(&s->busy, false);
+    return MPX_ENOMEM;
+  }
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  if (atomic_fetch_add(&g.active, 1) > 0 && provided < MPI_THREAD_MULTIPLE) {
+    atomic_fetch_sub(&g.active, 1);
+    atomic_store(&s->busy, false);
+    free(tp);
+    mpx__set_errmsg("two MPI executors at once need MPI_THREAD_MULTIPLE; MPI provides less");
+    return MPX_ESTATE;
+  }
+  tp->counted = true;
+  tp->s = s;
+  tp->cfg = cfg;
+  tp->lim = mpx__limits_default(cfg->max_payload);
+  tp->index_of = malloc((size_t)s->size * sizeof *tp->index_of);
+  tp->bye = calloc((size_t)s->size, sizeof *tp->bye);
+  int *threads = calloc((size_t)s->nworkers, sizeof *threads);
+  int rc = tp->index_of && tp->bye && threads ? MPX_OK : MPX_ENOMEM;
+  if (!rc) {
+    int slots;
+    tp->n = plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
+    if (tp->n != cfg->workers) rc = MPX_EINVAL; /* configure was not called */
+    for (int r = 0; r < s->size; r++) tp->index_of[r] = -1, tp->bye[r] = true;
+    for (int i = 0; !rc && i < tp->n; i++) {
+      int r = worker_rank(s, i);
+      tp->index_of[r] = i;
+      tp->bye[r] = false;
+    }
+  }
+  int sent = 0;
+  for (; !rc && sent < tp->n; sent++) rc = send_start(tp, sent, threads[sent]);
+  free(threads);
+  if (rc && sent == 0) {
+    atomic_store(&s->busy, false);
+    tp_free(tp);
+    return rc;
+  }
+  if (rc) { /* some ranks started: the dispatcher's SHUTDOWN and stop end them */
+    for (int i = sent; i < tp->n; i++) tp->bye[worker_rank(s, i)] = true;
+  }
+  for (int r = 0; r < s->size; r++) tp->byes_left += !tp->bye[r];
+  atomic_fetch_add(&s->refs, 1);
+  s->served = true;
+  *out = (mpx_transport *)tp;
+  return rc;
+}
+
+static int mpi_send(mpx_transport *self, int worker, const uint8_t *data, size_t len) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  return mpx__sendq_post(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_BATCH, data,
+                         len, NULL);
+}
+
+/* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are
+ * counted here, never reported. */
+static int try_recv(mpi_tp *tp, mpx__event *ev) {
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    int rc = MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, tp->s->comm, &flag, &msg, &st);
+    if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Improbe", rc);
+    if (!flag) return 0;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    int src = st.MPI_SOURCE, i = src >= 0 && src < tp->s->size ? tp->index_of[src] : -1;
+    if (i < 0 || st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > tp->lim.max_message) {
+      char dummy;
+      MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* consumed (maybe truncated) */
+      if (i >= 0 && st.MPI_TAG == MPX__TAG_BYE && !tp->bye[src]) {
+        tp->bye[src] = true;
+        tp->byes_left--;
+      } else if (i >= 0 && st.MPI_TAG == MPX__TAG_BATCH) {
+        ev->kind = MPX__EV_WORKER_LOST;
+        ev->worker = i;
+        snprintf(ev->detail, sizeof ev->detail,
+                 "(rank %d) sent a message of %d bytes, over the limit of %zu", src, count,
+                 tp->lim.max_message);
+        return 1;
+      }
+      continue;
+    }
+    if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &tp->rbuf, &tp->rcap))) return rc;
+    ev->kind = MPX__EV_MESSAGE;
+    ev->worker = i;
+    ev->data = tp->rbuf;
+    ev->len = (size_t)count;
+    return 1;
+  }
+}
+
+static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
+  mpi_tp *tp = (mpi_tp *)self;
+  mpx__mpi_thread_setup();
+  ev->kind = MPX__EV_NONE;
+  if (tp->rcap > ((size_t)16 << 20)) { /* the last message was big: do not keep its buffer */
+    free(tp->rbuf);
+    tp->rbuf = NULL;
+    tp->rcap = 0;
+  }
+  uint32_t cur = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
+  bool woken = cur != tp->seen;
+  tp->seen = cur;
+  double deadline = now_s() + timeout_ms / 1e3;
+  mpx__backoff bo = {0};
+  for (;;) {
+    int rc = mpx__sendq_progress(&tp->sq);
+    if (rc < 0) return rc;
+    if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
+    if (woken || timeout_ms <= 0) return MPX_OK;
+    double left = deadline - now_s();
+    if (left <= 0) return MPX_OK;
+    long ns = mpx__backoff_next(&bo);
+    if (ns > left * 1e9) ns = (long)(left * 1e9) + 1;
+    mpx__bell_wait(&tp->bell, cur, ns);
+    uint32_t now = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
+    if (now != cur) { /* woken: one more look for a message, then return */
+      tp->seen = cur = now;
+      woken = true;
+    }
+  }
+}
+
+static int mpi_kill(mpx_transport *self, int worker, bool replace) {
+  (void)self, (void)worker, (void)replace;
+  mpx__set_errmsg("a single MPI rank cannot be ended without ending the job");
+  return MPX_EPERM;
+}
+
+static void mpi_wake(mpx_transport *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
+
+static void mpi_stop(mpx_transport *self, bool wait) {
+  mpi_tp *tp = (mpi_tp *)self;
+  (void)wait; /* always waits: the workers' last messages must be drained before the next executor */
+  if (tp->stopped) return;
+  tp->stopped = true;
+  mpx__sendq_drain(&tp->sq);
+  mpx__backoff bo = {0};
+  while (tp->byes_left > 0) {
+    mpx__event ev = {0};
+    int rc = try_recv(tp, &ev);
+    if (rc < 0) {
+      fprintf(stderr, "mpx: stopping the MPI executor: %s\n", mpx_errmsg());
+      break;
+    }
+    if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
+    else mpx__bell_wait(&tp->bell, atomic_load(&tp->bell.seq), mpx__backoff_next(&bo));
+  }
+  if (tp->s->oneshot) { /* ranks the executor did not use wait for their stop */
+    bool *used = calloc((size_t)tp->s->size, sizeof *used);
+    if (used)
+      for (int i = 0; i < tp->n; i++) used[worker_rank(tp->s, i)] = true;
+    send_stop(tp->s, used);
+    free(used);
+  }
+  atomic_store(&tp->s->busy, false);
+}
+
+static void mpi_destroy(mpx_transport *self) {
+  mpi_tp *tp = (mpi_tp *)self;
+  mpi_stop(self, true);
+  mpx__mpi_session *s = tp->s;
+  tp_free(tp);
+  session_unref(s);
+}
+
+const mpx_transport_ops mpx__mpi_transport = {
+    .name = "mpi",
+    .configure = mpi_configure,
+    .start = mpi_start,
+    .send = mpi_send,
+    .poll = mpi_poll,
+    .kill = mpi_kill,
+    .wake = mpi_wake,
+    .stop = mpi_stop,
+    .destroy = mpi_destroy,
+};
+
+/* ---- mpx_init / mpx_finalize hooks -------------------------------------------------------- */
+
+static bool launched(void) {
+  const char *e = getenv("MPX_MPI");
+  if (e && !strcmp(e, "0")) return false;
+  if (e && !strcmp(e, "1")) return true;
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK",
+                                     "MPI_LOCALNRANKS", "SLURM_PROCID"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    if (getenv(vars[i])) return true;
+  return false;
+}
+
+static const char *level_name(int level) {
+  switch (level) {
+  case MPI_THREAD_SINGLE: return "MPI_THREAD_SINGLE";
+  case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
+  case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
+  case MPI_THREAD_MULTIPLE: return "MPI_THREAD_MULTIPLE";
+  }
+  return "an unknown level";
+}
+
+int mpx__mpi_init(int *argc, char ***argv, bool *job) {
+  *job = false;
+  if (!launched()) return MPX_MAIN;
+  int inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (inited || finalized) return MPX_MAIN; /* the program owns MPI: see mpx_comm_executor */
+  const char *lv = getenv("MPX_MPI_THREAD_LEVEL");
+  int want = lv && !strcmp(lv, "serialized") ? MPI_THREAD_SERIALIZED : MPI_THREAD_MULTIPLE;
+  int rc = MPI_Init_thread(argc, argv, want, &g.provided);
+  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Init_thread", rc);
+  g.we_init = true;
+  if (g.provided < MPI_THREAD_SERIALIZED) {
+    mpx__set_errmsg("MPI provides only %s; mpx needs MPI_THREAD_SERIALIZED or better",
+                    level_name(g.provided));
+    fprintf(stderr, "mpx: %s\n", mpx_errmsg());
+    MPI_Finalize();
+    g.we_init = false;
+    return MPX_EMPI;
+  }
+  int size, rank;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (size < 2) return MPX_MAIN; /* one rank: MPI is up, the backend stays threads */
+  mpx__mpi_session *s;
+  if ((rc = mpx__mpi_session_new(MPI_COMM_WORLD, 0, false, &s))) return rc;
+  if (rank == 0) {
+    g.world = s;
+    *job = true;
+    return MPX_MAIN;
+  }
+  rc = mpx__mpi_serve(s);
+  if (rc) {
+    fprintf(stderr, "mpx: rank %d: %s\n", rank, mpx_errmsg());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  mpx__mpi_session_free(s);
+  MPI_Finalize();
+  g.we_init = false;
+  g.worker_done = true;
+  return MPX_WORKER;
+}
+
+int mpx__mpi_finalize(void) {
+  if (g.world) {
+    send_stop(g.world, NULL);
+    session_unref(g.world);
+    g.world = NULL;
+  }
+  if (!g.we_init) return MPX_OK;
+  g.we_init = false;
+  int rc = MPI_Finalize();
+  return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Finalize", rc);
+}
+
+/* ---- collective mode ---------------------------------------------------------------------- */
+
+int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out) {
+  if (out) *out = NULL;
+  int inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (!inited || finalized) {
+    mpx__set_errmsg("mpx_comm_executor needs MPI to be initialised (and not finalised)");
+    return MPX_EMPI;
+  }
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  if (provided < MPI_THREAD_SERIALIZED) {
+    mpx__set_errmsg("MPI provides only %s; mpx_comm_executor needs MPI_THREAD_SERIALIZED or "
+                    "better (MPI_Init_thread)",
+                    level_name(provided));
+    return MPX_EMPI;
+  }
+  int size, rank;
+  if (comm == MPI_COMM_NULL || MPI_Comm_size(comm, &size) != MPI_SUCCESS) {
+    mpx__set_errmsg("not a valid communicator");
+    return MPX_EINVAL;
+  }
+  MPI_Comm_rank(comm, &rank);
+  if (root < 0 || root >= size) {
+    mpx__set_errmsg("root %d is not a rank of the communicator (size %d)", root, size);
+    return MPX_EINVAL;
+  }
+  if (size < 2) {
+    mpx__set_errmsg("the communicator has a single rank: no worker ranks");
+    return MPX_EINVAL;
+  }
+  mpx__mpi_session *s;
+  int rc = mpx__mpi_session_new(comm, root, true, &s);
+  if (rc) return rc;
+  if (rank != root) {
+    rc = mpx__mpi_serve(s);
+    mpx__mpi_session_free(s);
+    return rc ? rc : MPX_WORKER;
+  }
+  mpx_options o = opt ? *opt : (mpx_options){0};
+  if (!out || (o.backend != MPX_BACKEND_AUTO && o.backend != MPX_BACKEND_MPI)) {
+    mpx__set_errmsg(out ? "mpx_comm_executor makes MPI executors: backend must be AUTO or MPI"
+                        : "out is NULL");
+    rc = MPX_EINVAL;
+  } else {
+    o.backend = MPX_BACKEND_MPI;
+    rc = mpx__executor_create_on(out, &o, s);
+  }
+  if (rc && !s->served) send_stop(s, NULL); /* the workers never heard of an executor */
+  session_unref(s);
+  return rc ? rc : MPX_MAIN;
+}

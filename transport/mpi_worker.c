@@ -1,0 +1,385 @@
+/* mpi_worker.c: the MPI transport, worker half: a worker rank serves executor after executor.
+ *
+ * For each executor (a TAG_START record from the root) the rank runs the initializer, answers
+ * with a Batch carrying Control READY (slots = its task threads; the initializer's Error if it
+ * failed), then serves Batches until Control SHUTDOWN, answers TAG_BYE and waits for the next
+ * start or TAG_STOP.
+ *
+ * One task thread: the serving thread runs each Batch itself (mpx__serve_batch) and posts the
+ * packed results with MPI_Isend, so it is back at MPI_Improbe while they travel. Several task
+ * threads (hybrid ranks): the serving thread only communicates; the task threads are started for
+ * the executor (each runs the initializer, as a thread worker does) and take work from the
+ * received Batches by guided self-scheduling (a claim of remaining / (2 * threads) tasks, at
+ * least 1), so long tasks spread over the threads one by one and short ones go in runs; each claim
+ * becomes one packed Batch of results in an outbox, and the task thread rings the serving
+ * thread's bell so that the results leave at once.
+ *
+ * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
+ * pool.lock; the bell is lock-free (mpi.c). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpi_impl.h"
+#include "mpx.pb-c.h"
+#include "task_impl.h"
+
+/* ---- the hybrid pool ---------------------------------------------------------------------- */
+
+typedef struct job {
+  Mpx__Batch *b;
+  size_t next, done;
+  struct job *link;
+} job;
+
+typedef struct reply {
+  uint8_t *data;
+  size_t len;
+  struct reply *link;
+} reply;
+
+typedef struct pool {
+  pthread_mutex_t lock;
+  pthread_cond_t work, inited;
+  job *head, *tail;
+  size_t tasks_left;     /* received, not yet answered */
+  reply *out, *out_tail;
+  bool quit;
+  int threads, started, init_done, init_rc;
+  char *init_msg;
+  pthread_t *tids;
+  mpx__bell *bell;
+  const mpx__worker_id *who;
+  const mpx__limits *lim;
+  const char *init_name;
+  const void *initargs;
+  size_t initargs_len;
+} pool;
+
+static void fatal(const char *what, int rc) {
+  fprintf(stderr, "mpx: worker rank: %s: %s\n", what, mpx_strerror(rc));
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  abort();
+}
+
+static void *pool_main(void *arg) {
+  pool *p = arg;
+  char *msg = NULL;
+  int rc = mpx__serve_init(p->init_name, p->initargs, p->initargs_len, p->who, &msg);
+  pthread_mutex_lock(&p->lock);
+  if (rc && !p->init_rc) {
+    p->init_rc = rc;
+    p->init_msg = msg;
+    msg = NULL;
+  }
+  p->init_done++;
+  pthread_cond_broadcast(&p->inited);
+  for (;;) {
+    while (!p->head && !p->quit) pthread_cond_wait(&p->work, &p->lock);
+    if (!p->head) break;
+    job *j = p->head;
+    size_t left = j->b->n_tasks - j->next, take = left / (2 * (size_t)p->threads);
+    if (take < 1) take = 1;
+    size_t first = j->next;
+    j->next += take;
+    if (j->next == j->b->n_tasks) { /* fully claimed: off the queue, still ours until done */
+      p->head = j->link;
+      if (!p->head) p->tail = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+
+    Mpx__Batch sub = MPX__BATCH__INIT;
+    sub.n_tasks = take;
+    sub.tasks = j->b->tasks + first;
+    mpx__wbuf out = {0};
+    rc = mpx__serve_batch(&sub, p->who, p->lim, &out);
+    if (rc) fatal("serving a batch", rc);
+    reply *r = malloc(sizeof *r);
+    if (!r) fatal("serving a batch", MPX_ENOMEM);
+    *r = (reply){.data = out.data, .len = out.len};
+
+    pthread_mutex_lock(&p->lock);
+    if (p->out_tail) p->out_tail->link = r;
+    else p->out = r;
+    p->out_tail = r;
+    p->tasks_left -= take;
+    j->done += take;
+    bool last = j->done == j->b->n_tasks;
+    pthread_mutex_unlock(&p->lock);
+    mpx__bell_ring(p->bell);
+    if (last) {
+      mpx__batch_free(j->b);
+      free(j);
+    }
+    pthread_mutex_lock(&p->lock);
+  }
+  pthread_mutex_unlock(&p->lock);
+  free(msg);
+  return NULL;
+}
+
+/* Start the threads and wait until each ran the initializer. */
+static int pool_start(pool *p) {
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->inited, NULL);
+  p->tids = calloc((size_t)p->threads, sizeof *p->tids);
+  if (!p->tids) return MPX_ENOMEM;
+  for (; p->started < p->threads; p->started++)
+    if (pthread_create(&p->tids[p->started], NULL, pool_main, p)) break;
+  pthread_mutex_lock(&p->lock);
+  while (p->init_done < p->started) pthread_cond_wait(&p->inited, &p->lock);
+  pthread_mutex_unlock(&p->lock);
+  return p->started ? MPX_OK : MPX_ESYS;
+}
+
+static void pool_stop(pool *p) {
+  pthread_mutex_lock(&p->lock);
+  p->quit = true;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->lock);
+  for (int i = 0; i < p->started; i++) pthread_join(p->tids[i], NULL);
+  while (p->out) {
+    reply *r = p->out;
+    p->out = r->link;
+    free(r->data);
+    free(r);
+  }
+  free(p->tids);
+  free(p->init_msg);
+  pthread_mutex_destroy(&p->lock);
+  pthread_cond_destroy(&p->work);
+  pthread_cond_destroy(&p->inited);
+}
+
+/* ---- one executor ------------------------------------------------------------------------- */
+
+typedef struct server {
+  mpx__mpi_session *s;
+  mpx__limits lim;
+  mpx__worker_id who;
+  mpx__sendq sq;
+  mpx__bell bell;
+  pool p;
+  bool hybrid;
+  uint8_t *rbuf;
+  size_t rcap;
+} server;
+
+/* Post the packed bytes in `out` (taken over). */
+static int post(server *sv, mpx__wbuf *out) {
+  uint8_t *take = out->data;
+  int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_BATCH, out->data, out->len,
+                           &take);
+  if (rc) free(take);
+  *out = (mpx__wbuf){0};
+  return rc;
+}
+
+static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) {
+  Mpx__Control c = MPX__CONTROL__INIT;
+  Mpx__Error e = MPX__ERROR__INIT;
+  c.kind = MPX__CONTROL__KIND__READY;
+  c.pid = sv->who.pid;
+  c.host = (char *)sv->who.host;
+  c.slots = slots;
+  if (init_rc) {
+    e.code = init_rc;
+    e.message = (char *)(init_msg ? init_msg : mpx_strerror(init_rc));
+    e.pid = sv->who.pid;
+    e.host = (char *)sv->who.host;
+    e.rank = sv->who.rank;
+    c.error = &e;
+  }
+  Mpx__Batch b = MPX__BATCH__INIT;
+  b.control = &c;
+  mpx__wbuf out = {0};
+  int rc = mpx__batch_pack(&b, &sv->lim, &out);
+  if (rc) {
+    mpx__wbuf_free(&out);
+    return rc;
+  }
+  return post(sv, &out);
+}
+
+/* Parse and check a start record; its strings point into `m`. */
+static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
+                       const uint8_t **initargs) {
+  if (len < sizeof *h) return MPX_EPROTO;
+  memcpy(h, m, sizeof *h);
+  if (h->magic != MPX__MPI_START_MAGIC || h->version != 1 || h->threads < 1 ||
+      h->threads > 4096 || h->name_len > MPX_TASK_NAME_MAX ||
+      h->initargs_len > len - sizeof *h || h->name_len != len - sizeof *h - h->initargs_len)
+    return MPX_EPROTO;
+  memcpy(name, m + sizeof *h, h->name_len);
+  name[h->name_len] = '\0';
+  *initargs = m + sizeof *h + h->name_len;
+  return MPX_OK;
+}
+
+static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
+  mpx__mpi_start h;
+  char name[MPX_TASK_NAME_MAX + 1];
+  const uint8_t *initargs;
+  int rc = parse_start(m, len, &h, name, &initargs);
+  if (rc) fatal("a malformed start record from the root", rc);
+  server sv = {.s = s};
+  sv.lim = mpx__limits_default(h.max_payload);
+  sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
+                            .host = s->host};
+  sv.hybrid = h.threads > 1;
+  int init_rc = 0;
+  char *init_msg = NULL;
+  if (sv.hybrid) {
+    sv.p = (pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
+                  .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
+    if ((rc = pool_start(&sv.p))) fatal("starting task threads", rc);
+    init_rc = sv.p.init_rc;
+    init_msg = sv.p.init_msg;
+  } else {
+    init_rc = mpx__serve_init(name, initargs, h.initargs_len, &sv.who, &init_msg);
+  }
+  rc = send_ready(&sv, sv.hybrid ? sv.p.started : 1, init_rc, init_msg);
+  if (!sv.hybrid) free(init_msg);
+  if (rc) fatal("sending READY", rc);
+
+  bool stopping = false;
+  mpx__backoff bo = {0};
+  for (;;) {
+    uint32_t seen = atomic_load_explicit(&sv.bell.seq, memory_order_seq_cst);
+    bool busy = false;
+    if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
+    busy |= rc > 0;
+    if (sv.hybrid) { /* results the task threads packed */
+      pthread_mutex_lock(&sv.p.lock);
+      reply *r = sv.p.out;
+      sv.p.out = sv.p.out_tail = NULL;
+      pthread_mutex_unlock(&sv.p.lock);
+      while (r) {
+        reply *next = r->link;
+        mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
+        if ((rc = post(&sv, &out))) fatal("sending results", rc);
+        free(r);
+        r = next;
+        busy = true;
+      }
+    }
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    rc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
+    if (rc != MPI_SUCCESS) {
+      rc = mpx__mpi_fail("MPI_Improbe", rc);
+      break;
+    }
+    if (flag) {
+      busy = true;
+      int count = 0;
+      MPI_Get_count(&st, MPI_BYTE, &count);
+      if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv.lim.max_message) {
+        char dummy;
+        MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+        fprintf(stderr, "mpx: rank %d: unexpected message (tag %d, %d bytes) ignored\n", s->rank,
+                st.MPI_TAG, count);
+      } else {
+        if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv.rbuf, &sv.rcap))) break;
+        Mpx__Batch *b;
+        if ((rc = mpx__batch_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
+          fatal("a malformed batch from the root", rc);
+        if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
+        if (b->n_tasks && sv.hybrid) {
+          job *j = calloc(1, sizeof *j);
+          if (!j) fatal("queueing a batch", MPX_ENOMEM);
+          j->b = b;
+          pthread_mutex_lock(&sv.p.lock);
+          if (sv.p.tail) sv.p.tail->link = j;
+          else sv.p.head = j;
+          sv.p.tail = j;
+          sv.p.tasks_left += b->n_tasks;
+          pthread_cond_broadcast(&sv.p.work);
+          pthread_mutex_unlock(&sv.p.lock);
+          b = NULL;
+        } else if (b->n_tasks) {
+          mpx__wbuf out = {0};
+          if ((rc = mpx__serve_batch(b, &sv.who, &sv.lim, &out))) fatal("serving a batch", rc);
+          if ((rc = post(&sv, &out))) fatal("sending results", rc);
+        }
+        mpx__batch_free(b);
+        if (sv.rcap > ((size_t)16 << 20)) {
+          free(sv.rbuf);
+          sv.rbuf = NULL;
+          sv.rcap = 0;
+        }
+      }
+    }
+    if (stopping) {
+      bool idle = true;
+      if (sv.hybrid) {
+        pthread_mutex_lock(&sv.p.lock);
+        idle = !sv.p.tasks_left && !sv.p.out;
+        pthread_mutex_unlock(&sv.p.lock);
+      }
+      if (idle) {
+        rc = mpx__sendq_drain(&sv.sq);
+        if (!rc) {
+          int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
+          if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
+        }
+        break;
+      }
+    }
+    if (busy) mpx__backoff_reset(&bo);
+    else mpx__bell_wait(&sv.bell, seen, mpx__backoff_next(&bo));
+  }
+  if (sv.hybrid) pool_stop(&sv.p);
+  mpx__sendq_free(&sv.sq);
+  free(sv.rbuf);
+  return rc < 0 ? rc : MPX_OK;
+}
+
+/* ---- the serve loop ----------------------------------------------------------------------- */
+
+int mpx__mpi_serve(mpx__mpi_session *s) {
+  mpx__mpi_thread_setup();
+  mpx__backoff bo = {0};
+  mpx__bell none = {0};
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  int rc = MPX_OK;
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    int mrc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
+    if (mrc != MPI_SUCCESS) {
+      rc = mpx__mpi_fail("MPI_Improbe", mrc);
+      break;
+    }
+    if (!flag) {
+      mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
+      continue;
+    }
+    mpx__backoff_reset(&bo);
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    if (st.MPI_TAG == MPX__TAG_START && (size_t)count <= ((size_t)1 << 30) + 4096) {
+      if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &buf, &cap))) break;
+      if ((rc = serve_executor(s, buf, (size_t)count))) break;
+      if (s->oneshot) break;
+      if (cap > 4096) {
+        free(buf);
+        buf = NULL;
+        cap = 0;
+      }
+      continue;
+    }
+    char dummy;
+    MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    if (st.MPI_TAG == MPX__TAG_STOP) break;
+    /* anything else between executors is stale: dropped */
+  }
+  free(buf);
+  return rc;
+}
