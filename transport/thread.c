@@ -112,13 +112,15 @@ static void heavy_barrier(void) {
 /* ---- submission queues ------------------------------------------------------------------ */
 
 static _Atomic uint64_t next_gen = 1;
-static _Thread_local struct {
+/* initial-exec: direct %fs accesses on the submit path, no __tls_get_addr calls */
+#define MPX__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static MPX__TLS struct {
   thread_tp *tp;
   uint64_t gen;
   sq *q;
 } tl_sq[TL_CACHE];
-static _Thread_local unsigned tl_rr;
-static _Thread_local pid_t tl_tid;
+static MPX__TLS unsigned tl_rr;
+static MPX__TLS pid_t tl_tid;
 static pthread_key_t tl_key;
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +50,8 @@ double mpx__now(void) {
  * a linked list) lets the next future be prefetched before it is needed. The memory kept is the
  * peak number of futures alive at once times 128 bytes. */
 
-enum { SLAB = 256, MAG = 1024 };
+enum { SLAB_FIRST = 256, SLAB_MAX = 16384, MAG = 1024 };
+#define HUGE_PAGE ((size_t)2 << 20)
 
 typedef struct magazine {
   struct magazine *next;
@@ -62,13 +64,15 @@ typedef struct fcache {
   bool keyed;
 } fcache;
 
-static _Thread_local fcache cache;
+/* initial-exec: a direct %fs access instead of a __tls_get_addr call on every submit */
+static _Thread_local fcache cache __attribute__((tls_model("initial-exec")));
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static struct {
   pthread_mutex_t lock;
   magazine *full, *empty;
-} depot = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  size_t slab; /* futures in the next slab: doubles up to SLAB_MAX (2 MiB, one huge page) */
+} depot = {.lock = PTHREAD_MUTEX_INITIALIZER, .slab = SLAB_FIRST};
 
 static void depot_push(magazine **list, magazine *m) {
   pthread_mutex_lock(&depot.lock);
@@ -111,6 +115,34 @@ static bool cache_setup(void) {
   return true;
 }
 
+/* Fill the empty magazine `m` from a new slab; what does not fit goes to the depot as full
+ * magazines. Slabs grow so that a program with many futures in flight takes few page faults:
+ * a 2 MiB slab is one transparent huge page. */
+static bool new_slab(magazine *m) {
+  pthread_mutex_lock(&depot.lock);
+  size_t n = depot.slab;
+  if (depot.slab < SLAB_MAX) depot.slab *= 2;
+  pthread_mutex_unlock(&depot.lock);
+  size_t bytes = n * sizeof(mpx_future);
+  mpx_future *slab = aligned_alloc(bytes >= HUGE_PAGE ? HUGE_PAGE : 64, bytes);
+  if (!slab) return false;
+  if (bytes >= HUGE_PAGE) (void)madvise(slab, bytes, MADV_HUGEPAGE); /* a hint; fine if refused */
+  size_t i = n;
+  while (i) { /* popped in address order */
+    magazine *into = m->n < MAG ? m : NULL;
+    if (!into) {
+      if (!(into = depot_pop(&depot.empty)) && !(into = malloc(sizeof *into))) break;
+      into->n = 0;
+    }
+    while (i && into->n < MAG) {
+      atomic_init(&slab[i - 1].magic, MPX__FUT_DEAD);
+      into->f[into->n++] = &slab[--i];
+    }
+    if (into != m) depot_push(&depot.full, into);
+  }
+  return m->n > 0; /* futures left without a magazine (no memory for one) stay unused */
+}
+
 /* The loaded magazine is empty: swap in the spare, a full one from the depot, or a new slab. */
 static bool refill(void) {
   if (!cache_setup()) return false;
@@ -126,13 +158,7 @@ static bool refill(void) {
     cache.loaded = full;
     return true;
   }
-  mpx_future *slab = aligned_alloc(64, SLAB * sizeof(mpx_future));
-  if (!slab) return false;
-  for (size_t i = 0; i < SLAB; i++) {
-    atomic_init(&slab[i].magic, MPX__FUT_DEAD);
-    m->f[m->n++] = &slab[SLAB - 1 - i]; /* popped in address order */
-  }
-  return true;
+  return new_slab(m);
 }
 
 static mpx_future *future_alloc(void) {
@@ -345,6 +371,14 @@ void mpx__future_run(mpx_future *f, int worker) {
 
 /* Drop `unit` (a user or an internal reference); free the future with the last one. */
 static void unref(mpx_future *f, uint32_t unit) {
+  /* Ours is the only reference left: nobody else can take one (that needs a reference), so no
+   * read-modify-write is needed. acquire: the other holders' work happens-before the free. */
+  if (atomic_load_explicit(&f->refs, memory_order_acquire) == unit) {
+    if (unit == MPX__REF_USER) atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
+    atomic_store_explicit(&f->refs, 0, memory_order_relaxed);
+    future_free(f);
+    return;
+  }
   /* acq_rel: our reads and writes happen-before the free by whoever drops the last reference
    * (an acquire fence would do, but ThreadSanitizer does not model fences) */
   uint32_t old = atomic_fetch_sub_explicit(&f->refs, unit, memory_order_acq_rel);
