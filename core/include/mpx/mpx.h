@@ -14,6 +14,12 @@
 #include "mpx/proto.h"
 #include "mpx/task.h"
 #include "mpx/topology.h"
+#include "mpx/ipc_dict.h"
+#include "mpx/ipc_pipe.h"
+#include "mpx/ipc_process.h"
+#include "mpx/ipc_queue.h"
+#include "mpx/ipc_shared.h"
+#include "mpx/ipc_sync.h"
 
 #ifdef __cplusplus
 extern "C" {

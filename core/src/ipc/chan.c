@@ -1,0 +1,339 @@
+/* chan.c: framed messages over a file descriptor; see chan.h for the wire format and contract.
+ * No locks and no global state: a channel belongs to its caller, who serialises senders and
+ * receivers (one of each at a time). */
+#include "chan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PARTS 15 /* + the header = 16 iovecs per frame */
+
+void mpx__chan_init(mpx__chan *c, int fd, size_t max_frame) {
+  *c = (mpx__chan){.fd = fd, .max_frame = max_frame ? max_frame : MPX__CHAN_MAX_DEFAULT};
+  if (c->max_frame > UINT32_MAX) c->max_frame = UINT32_MAX;
+  struct stat st;
+  c->is_socket = fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+void mpx__chan_close(mpx__chan *c) {
+  if (!c) return;
+  free(c->body);
+  c->body = NULL;
+  c->body_cap = 0;
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+}
+
+/* Milliseconds left until the deadline (monotonic seconds), for poll(); -1 = forever. */
+static int ms_left(double deadline) {
+  if (deadline < 0) return -1;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double left = deadline - ((double)ts.tv_sec + ts.tv_nsec * 1e-9);
+  if (left <= 0) return 0;
+  return left > (double)INT_MAX / 1000 ? INT_MAX : (int)ceil(left * 1000);
+}
+
+static double deadline_of(double timeout) {
+  if (isnan(timeout) || timeout < 0) return -1;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9 + timeout;
+}
+
+/* Wait for `events` on the fd: 1 ready, 0 timed out, negative code. */
+static int wait_fd(int fd, short events, int ms) {
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = poll(&p, 1, ms);
+    if (r > 0) return 1;
+    if (r == 0) return 0;
+    if (errno != EINTR) return MPX_ESYS;
+  }
+}
+
+int mpx__chan_sendv(mpx__chan *c, const struct iovec *parts, int n) {
+  if (!c || c->fd < 0 || n < 0 || n > MAX_PARTS || (n && !parts)) return MPX_EINVAL;
+  struct iovec iov[MAX_PARTS + 1];
+  size_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (!parts[i].iov_base && parts[i].iov_len) return MPX_EINVAL;
+    if (parts[i].iov_len > c->max_frame - total) return MPX_ETOOBIG;
+    total += parts[i].iov_len;
+    iov[i + 1] = parts[i];
+  }
+  unsigned char hdr[4] = {(unsigned char)total, (unsigned char)(total >> 8),
+                          (unsigned char)(total >> 16), (unsigned char)(total >> 24)};
+  iov[0] = (struct iovec){.iov_base = hdr, .iov_len = 4};
+  struct iovec *v = iov;
+  int nv = n + 1;
+  while (nv > 0) {
+    ssize_t w;
+    if (c->is_socket) {
+      struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
+      w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+    } else {
+      w = writev(c->fd, v, nv);
+    }
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        int r = wait_fd(c->fd, POLLOUT, -1);
+        if (r < 0) return r;
+        continue;
+      }
+      if (errno == EPIPE || errno == ECONNRESET) return MPX_EEOF;
+      return MPX_ESYS;
+    }
+    /* Skip what was written; resume a partly written part where it stopped. */
+    size_t done = (size_t)w;
+    while (nv > 0 && done >= v->iov_len) {
+      done -= v->iov_len;
+      v++;
+      nv--;
+    }
+    if (nv > 0) {
+      v->iov_base = (char *)v->iov_base + done;
+      v->iov_len -= done;
+    }
+  }
+  return MPX_OK;
+}
+
+int mpx__chan_send(mpx__chan *c, const void *data, size_t len) {
+  struct iovec v = {.iov_base = (void *)data, .iov_len = len};
+  return mpx__chan_sendv(c, &v, 1);
+}
+
+/* Read exactly `len` bytes (blocking, waiting with poll on a nonblocking fd). Returns 0,
+ * MPX_EEOF if EOF came before any byte, MPX_EPROTO if EOF came after some, MPX_ESYS. */
+static int read_full(int fd, void *buf, size_t len, bool some_already) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = read(fd, (char *)buf + got, len - got);
+    if (r > 0) {
+      got += (size_t)r;
+      continue;
+    }
+    if (r == 0) return (got || some_already) ? MPX_EPROTO : MPX_EEOF;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      int w = wait_fd(fd, POLLIN, -1);
+      if (w < 0) return w;
+      continue;
+    }
+    if (errno == ECONNRESET) return (got || some_already) ? MPX_EPROTO : MPX_EEOF;
+    return MPX_ESYS;
+  }
+  return MPX_OK;
+}
+
+/* Make sure the header of the next frame is in c->hdr (waiting for it to begin up to the
+ * deadline). Returns 0, MPX_ETIMEDOUT, MPX_EEOF, MPX_EPROTO, MPX_ESYS. */
+static int get_header(mpx__chan *c, double deadline) {
+  if (c->hdr_got == 4) return MPX_OK;
+  if (c->hdr_got == 0) {
+    int w = wait_fd(c->fd, POLLIN, ms_left(deadline));
+    if (w < 0) return w;
+    if (w == 0) return MPX_ETIMEDOUT;
+  }
+  int rc = read_full(c->fd, c->hdr + c->hdr_got, 4 - c->hdr_got, c->hdr_got > 0);
+  if (rc) {
+    if (rc == MPX_EPROTO) c->broken = true;
+    return rc;
+  }
+  c->hdr_got = 4;
+  c->body_got = 0;
+  c->body_len = (size_t)c->hdr[0] | (size_t)c->hdr[1] << 8 | (size_t)c->hdr[2] << 16 |
+                (size_t)c->hdr[3] << 24;
+  if (c->body_len > c->max_frame) { /* checked before anything is allocated */
+    c->broken = true;
+    return MPX_ETOOBIG;
+  }
+  return MPX_OK;
+}
+
+/* Copy out / finish a frame whose body is (partly) in c->body. */
+static int finish_into(mpx__chan *c, void *dst) {
+  if (c->body_got < c->body_len) {
+    int rc = read_full(c->fd, c->body + c->body_got, c->body_len - c->body_got, true);
+    if (rc) {
+      c->broken = true;
+      return rc == MPX_EEOF ? MPX_EPROTO : rc;
+    }
+    c->body_got = c->body_len;
+  }
+  if (c->body_len) memcpy(dst, c->body, c->body_len);
+  c->hdr_got = 0;
+  c->body_got = 0;
+  return MPX_OK;
+}
+
+int mpx__chan_recv(mpx__chan *c, void *buf, size_t cap, size_t *len, double timeout) {
+  if (!c || !len || (!buf && cap)) return MPX_EINVAL;
+  if (c->fd < 0) return MPX_ECLOSED;
+  if (c->broken) return MPX_EPROTO;
+  int rc = get_header(c, deadline_of(timeout));
+  if (rc) return rc;
+  *len = c->body_len;
+  if (c->body_len > cap) return MPX_ETOOBIG; /* stays pending */
+  if (c->body_got > 0) return finish_into(c, buf);
+  rc = c->body_len ? read_full(c->fd, buf, c->body_len, true) : 0;
+  if (rc) {
+    c->broken = true;
+    return rc == MPX_EEOF ? MPX_EPROTO : rc;
+  }
+  c->hdr_got = 0;
+  return MPX_OK;
+}
+
+int mpx__chan_recv_alloc(mpx__chan *c, void **data, size_t *len, double timeout) {
+  if (!c || !data || !len) return MPX_EINVAL;
+  *data = NULL;
+  *len = 0;
+  if (c->fd < 0) return MPX_ECLOSED;
+  if (c->broken) return MPX_EPROTO;
+  int rc = get_header(c, deadline_of(timeout));
+  if (rc) return rc;
+  void *p = NULL;
+  if (c->body_len && !(p = malloc(c->body_len))) return MPX_ENOMEM; /* frame stays pending */
+  size_t n;
+  rc = mpx__chan_recv(c, p, c->body_len, &n, 0);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  *data = p;
+  *len = n;
+  return MPX_OK;
+}
+
+int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len) {
+  if (!c || !data || !len) return MPX_EINVAL;
+  if (c->fd < 0) return MPX_ECLOSED;
+  if (c->broken) return MPX_EPROTO;
+  for (;;) {
+    unsigned char *dst;
+    size_t want;
+    if (c->hdr_got < 4) {
+      dst = c->hdr + c->hdr_got;
+      want = 4 - c->hdr_got;
+    } else {
+      dst = c->body + c->body_got;
+      want = c->body_len - c->body_got;
+    }
+    if (want) {
+      ssize_t r = read(c->fd, dst, want);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        if (errno != ECONNRESET) return MPX_ESYS;
+        r = 0;
+      }
+      if (r == 0) {
+        bool mid = c->hdr_got > 0;
+        if (mid) c->broken = true;
+        return mid ? MPX_EPROTO : MPX_EEOF;
+      }
+      if (c->hdr_got < 4) {
+        c->hdr_got += (unsigned)r;
+        if (c->hdr_got < 4) continue;
+        c->body_got = 0;
+        c->body_len = (size_t)c->hdr[0] | (size_t)c->hdr[1] << 8 | (size_t)c->hdr[2] << 16 |
+                      (size_t)c->hdr[3] << 24;
+        if (c->body_len > c->max_frame) {
+          c->broken = true;
+          return MPX_ETOOBIG;
+        }
+        if (c->body_len > c->body_cap) {
+          size_t cap = c->body_cap ? c->body_cap : 256;
+          while (cap < c->body_len) cap *= 2;
+          void *p = realloc(c->body, cap);
+          if (!p) return MPX_ENOMEM;
+          c->body = p;
+          c->body_cap = cap;
+        }
+        continue;
+      }
+      c->body_got += (size_t)r;
+      continue;
+    }
+    /* whole frame */
+    *data = c->body;
+    *len = c->body_len;
+    c->hdr_got = 0;
+    c->body_got = 0;
+    return 1;
+  }
+}
+
+int mpx__chan_poll(mpx__chan *c, double timeout) {
+  if (!c) return MPX_EINVAL;
+  if (c->fd < 0) return MPX_ECLOSED;
+  if (c->hdr_got > 0) return 1;
+  int w = wait_fd(c->fd, POLLIN, ms_left(deadline_of(timeout)));
+  return w;
+}
+
+/* ---- additions for the process backend's event loop (see chan.h) ---------------------------- */
+
+int mpx__chan_sendv_nb(mpx__chan *c, const struct iovec *parts, int n, size_t *sent) {
+  if (!c || !sent || c->fd < 0 || n < 0 || n > MAX_PARTS || (n && !parts)) return MPX_EINVAL;
+  struct iovec iov[MAX_PARTS + 1];
+  size_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (!parts[i].iov_base && parts[i].iov_len) return MPX_EINVAL;
+    if (parts[i].iov_len > c->max_frame - total) return MPX_ETOOBIG;
+    total += parts[i].iov_len;
+    iov[i + 1] = parts[i];
+  }
+  if (*sent > total + 4) return MPX_EINVAL;
+  unsigned char hdr[4] = {(unsigned char)total, (unsigned char)(total >> 8),
+                          (unsigned char)(total >> 16), (unsigned char)(total >> 24)};
+  iov[0] = (struct iovec){.iov_base = hdr, .iov_len = 4};
+  struct iovec *v = iov;
+  int nv = n + 1;
+  size_t skip = *sent;
+  for (;;) {
+    while (nv > 0 && skip >= v->iov_len) { /* skip what earlier calls wrote */
+      skip -= v->iov_len;
+      v++;
+      nv--;
+    }
+    if (nv == 0) return 1;
+    v->iov_base = (char *)v->iov_base + skip;
+    v->iov_len -= skip;
+    skip = 0;
+    ssize_t w;
+    if (c->is_socket) {
+      struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
+      w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      w = writev(c->fd, v, nv);
+    }
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (errno == EPIPE || errno == ECONNRESET) return MPX_EEOF;
+      return MPX_ESYS;
+    }
+    *sent += (size_t)w;
+    skip = (size_t)w;
+  }
+}
+
+void mpx__chan_shrink(mpx__chan *c, size_t keep) {
+  if (!c || c->body_cap <= keep || c->hdr_got != 0) return; /* no frame under way */
+  free(c->body);
+  c->body = NULL;
+  c->body_cap = 0;
+}

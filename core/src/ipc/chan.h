@@ -1,0 +1,95 @@
+/* chan.h: a framed byte channel over one file descriptor (internal to libmpx).
+ *
+ * Wire format: each frame is a 4-byte little-endian length followed by that many body bytes. The
+ * length is checked against the channel's max_frame before anything is allocated or read; a frame
+ * over the limit breaks the channel (later calls answer MPX_EPROTO), because skipping an
+ * attacker-sized body is not worth doing.
+ *
+ * One mechanism, two users: mpx_pipe (blocking fds, one frame per call) and the process backend's
+ * worker socketpairs (nonblocking fds polled in an event loop). So the channel offers
+ *   - mpx__chan_sendv: send one frame made of several parts (header + payload, envelope + bytes)
+ *     with writev/sendmsg, without copying them together; partial writes and EINTR are resumed,
+ *     EAGAIN on a nonblocking fd waits with poll(). A closed peer gives MPX_EEOF (no SIGPIPE:
+ *     sockets are written with MSG_NOSIGNAL).
+ *   - mpx__chan_recv: a blocking receive into the caller's buffer; a frame larger than the
+ *     buffer is left pending and MPX_ETOOBIG says how large it is, so a retry with a bigger buffer
+ *     gets it.
+ *   - mpx__chan_recv_alloc: the same into a malloc'd buffer of exactly the frame's size.
+ *   - mpx__chan_recv_nb: for nonblocking fds: read what the fd has, assemble the frame in the
+ *     channel's own growing buffer, answer 1 when a whole frame is there (0: come back when poll
+ *     says readable).
+ *   - mpx__chan_poll: readiness with a timeout (a pending frame or EOF counts as ready).
+ * The timeout of the blocking receives bounds the wait for a frame to begin; once its first bytes
+ * are in, the rest is read to the end (a peer that dies mid-frame gives EOF -> MPX_EPROTO).
+ *
+ * Thread-safety: a channel is not locked. One thread sends and one receives at a time (the
+ * caller serialises, as Python's Connection requires); sending and receiving may overlap. */
+#ifndef MPX_IPC_CHAN_H
+#define MPX_IPC_CHAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "mpx/error.h"
+
+/* Largest frame by default: 64 MiB (a uint32 length could say 4 GiB). */
+#define MPX__CHAN_MAX_DEFAULT ((size_t)64 << 20)
+
+typedef struct mpx__chan {
+  int fd;
+  size_t max_frame;
+  bool is_socket; /* sendmsg(MSG_NOSIGNAL) works; otherwise writev */
+  bool broken;    /* a frame over max_frame or a truncated frame was seen */
+  /* receive state: a header read ahead, and the body assembled by recv_nb */
+  unsigned char hdr[4];
+  unsigned hdr_got; /* 0..4 */
+  size_t body_len;  /* valid when hdr_got == 4 */
+  size_t body_got;  /* bytes of the body in `body` (recv_nb) */
+  unsigned char *body;
+  size_t body_cap;
+} mpx__chan;
+
+/* Start a channel on `fd` (not taken over: mpx__chan_close closes it). max_frame 0: default. */
+void mpx__chan_init(mpx__chan *c, int fd, size_t max_frame);
+/* Free the receive buffer and close the fd (if >= 0). */
+void mpx__chan_close(mpx__chan *c);
+
+/* Send one frame whose body is parts[0..n) concatenated. Returns 0, MPX_ETOOBIG (body over
+ * max_frame, nothing sent), MPX_EEOF (peer closed), MPX_EINVAL or MPX_ESYS. */
+int mpx__chan_sendv(mpx__chan *c, const struct iovec *parts, int n);
+/* Convenience: one part. */
+int mpx__chan_send(mpx__chan *c, const void *data, size_t len);
+
+/* Wait up to `timeout` seconds (negative: forever, 0: poll) for a frame to begin, then read it
+ * into buf[0..cap). *len = the frame's length. MPX_ETOOBIG with *len = the needed size when it
+ * does not fit (the frame stays pending); MPX_EEOF when the peer closed between frames;
+ * MPX_EPROTO on a truncated or oversized frame; MPX_ETIMEDOUT. */
+int mpx__chan_recv(mpx__chan *c, void *buf, size_t cap, size_t *len, double timeout);
+/* As mpx__chan_recv into a new malloc'd buffer (*data, caller frees; NULL when *len is 0). */
+int mpx__chan_recv_alloc(mpx__chan *c, void **data, size_t *len, double timeout);
+
+/* Nonblocking receive step for an fd opened O_NONBLOCK: returns 1 with *data and *len pointing at a
+ * whole frame inside the channel (valid until the next receive on it), 0 when more bytes are
+ * needed, MPX_EEOF, MPX_EPROTO or MPX_ESYS. */
+int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len);
+
+/* 1 if a receive would not block for the frame's start (data, a pending frame, or EOF), 0 if not
+ * within `timeout`; negative code on error. */
+int mpx__chan_poll(mpx__chan *c, double timeout);
+
+/* ---- additions for the process backend's event loop ---------------------------------------- */
+
+/* Nonblocking send of one frame (header + parts[0..n)), resumable: *sent counts the frame's bytes
+ * (header included) already written; start at 0 and call again with the same parts and *sent
+ * when the fd is writable. Never waits: returns 1 when the whole frame is out, 0 when the fd is
+ * full (*sent updated), MPX_ETOOBIG (nothing sent), MPX_EEOF (peer closed), MPX_EINVAL, MPX_ESYS.
+ * Sockets are written with MSG_DONTWAIT, so the fd itself may be blocking. */
+int mpx__chan_sendv_nb(mpx__chan *c, const struct iovec *parts, int n, size_t *sent);
+
+/* Free the receive buffer if it grew past `keep` bytes and no frame is under way (call it after a
+ * large frame was consumed), so that one large message does not pin its size for good. */
+void mpx__chan_shrink(mpx__chan *c, size_t keep);
+
+#endif

@@ -1,0 +1,150 @@
+/* shm.c: shared mappings, robust process-shared mutexes, shared futexes and deadlines for the
+ * multiprocessing primitives (see shm.h). Stateless: every function works on memory the caller
+ * passes, so it is safe from any thread and any process. */
+#include "shm.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+void *mpx__shm_alloc(size_t size, uint32_t magic) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  if (size < sizeof(mpx__shm_hdr) || size > SIZE_MAX - (size_t)page) return NULL;
+  size = (size + (size_t)page - 1) & ~((size_t)page - 1);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  mpx__shm_hdr *h = p;
+  h->size = size;
+  h->magic = magic;
+  return p;
+}
+
+void mpx__shm_free(void *obj) {
+  if (!obj) return;
+  mpx__shm_hdr *h = obj;
+  munmap(obj, h->size);
+}
+
+bool mpx__shm_check(const void *obj, uint32_t magic) {
+  return obj && ((const mpx__shm_hdr *)obj)->magic == magic;
+}
+
+int mpx__mutex_init(pthread_mutex_t *m, bool recursive) {
+  pthread_mutexattr_t a;
+  if (pthread_mutexattr_init(&a)) return MPX_ESYS;
+  int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (!rc)
+    rc = pthread_mutexattr_settype(&a,
+                                   recursive ? PTHREAD_MUTEX_RECURSIVE : PTHREAD_MUTEX_ERRORCHECK);
+  if (!rc) rc = pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc ? MPX_ESYS : MPX_OK;
+}
+
+int mpx__mutex_lock(pthread_mutex_t *m, const struct timespec *deadline) {
+  int rc;
+  if (!deadline)
+    rc = pthread_mutex_lock(m);
+  else if (mpx__deadline_passed(deadline))
+    rc = pthread_mutex_trylock(m);
+  else {
+    /* pthread_mutex_timedlock (CLOCK_REALTIME) rather than clocklock: sanitizers intercept it.
+     * The monotonic deadline is converted once; a wall-clock jump can only stretch one wait. */
+    struct timespec now_m, now_r, abs_r;
+    clock_gettime(CLOCK_MONOTONIC, &now_m);
+    clock_gettime(CLOCK_REALTIME, &now_r);
+    long long left = (long long)(deadline->tv_sec - now_m.tv_sec) * 1000000000LL +
+                     (deadline->tv_nsec - now_m.tv_nsec);
+    if (left < 0) left = 0;
+    long long ns = (long long)now_r.tv_nsec + left % 1000000000LL;
+    abs_r.tv_sec = now_r.tv_sec + (time_t)(left / 1000000000LL) + (time_t)(ns / 1000000000LL);
+    abs_r.tv_nsec = (long)(ns % 1000000000LL);
+    rc = pthread_mutex_timedlock(m, &abs_r);
+  }
+  switch (rc) {
+  case 0:
+    return MPX_OK;
+  case EOWNERDEAD:
+    /* We hold it now; make it usable again. The caller repairs what it guards. */
+    pthread_mutex_consistent(m);
+    return MPX_EOWNERDEAD;
+  case EBUSY:
+  case ETIMEDOUT:
+    return MPX_ETIMEDOUT;
+  case EDEADLK:
+    return MPX_ESTATE;
+  case ENOTRECOVERABLE:
+    return MPX_EBROKEN;
+  default:
+    return MPX_ESYS;
+  }
+}
+
+int mpx__mutex_unlock(pthread_mutex_t *m) {
+  int rc = pthread_mutex_unlock(m);
+  return rc == 0 ? MPX_OK : rc == EPERM ? MPX_EPERM : MPX_ESYS;
+}
+
+int mpx__mutex_unlock_owned(pthread_mutex_t *m) {
+  /* Check first rather than let pthread answer EPERM: sanitizers treat an unlock by a non-owner
+   * as a bug even when the call fails cleanly. glibc keeps the owner's tid in the mutex. */
+  if (m->__data.__owner != mpx__tid()) return MPX_EPERM;
+  return mpx__mutex_unlock(m);
+}
+
+bool mpx__mutex_held(pthread_mutex_t *m) { return m->__data.__owner == mpx__tid(); }
+
+struct timespec *mpx__deadline(double timeout, struct timespec *ts) {
+  if (isnan(timeout) || timeout < 0) return NULL;
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  if (timeout > 1e9) timeout = 1e9; /* ~31 years: forever in practice, no overflow */
+  double whole = floor(timeout);
+  ts->tv_sec += (time_t)whole;
+  ts->tv_nsec += (long)((timeout - whole) * 1e9);
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+bool mpx__deadline_passed(const struct timespec *deadline) {
+  if (!deadline) return false;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > deadline->tv_sec ||
+         (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+struct timespec *mpx__deadline_min_ms(const struct timespec *deadline, long ms,
+                                      struct timespec *out) {
+  struct timespec t;
+  mpx__deadline((double)ms / 1000.0, &t);
+  if (deadline && (deadline->tv_sec < t.tv_sec ||
+                   (deadline->tv_sec == t.tv_sec && deadline->tv_nsec < t.tv_nsec)))
+    t = *deadline;
+  *out = t;
+  return out;
+}
+
+int mpx__futex_wait(_Atomic uint32_t *word, uint32_t expect, const struct timespec *deadline) {
+  if (deadline && mpx__deadline_passed(deadline)) return MPX_ETIMEDOUT;
+  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; not PRIVATE: shared mappings. */
+  long rc =
+      syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expect, deadline, NULL, FUTEX_BITSET_MATCH_ANY);
+  if (rc == -1 && errno == ETIMEDOUT) return MPX_ETIMEDOUT;
+  return MPX_OK; /* woken, EAGAIN (word changed) or EINTR: the caller re-checks */
+}
+
+void mpx__futex_wake(_Atomic uint32_t *word, int n) {
+  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+int mpx__tid(void) { return (int)syscall(SYS_gettid); }
