@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <mpx/error.h>
 
@@ -29,6 +30,26 @@
   } while (0)
 
 #define CHECK_OK(expr) CHECK_RC(expr, MPX_OK)
+
+/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, tests run
+ * only their thread paths. */
+#if defined(__SANITIZE_THREAD__)
+#define NO_FORK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NO_FORK 1
+#endif
+#endif
+#ifndef NO_FORK
+#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
+#endif
+
+/* Monotonic seconds. */
+static inline double check_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 #define RUN(test)                                                                                  \
   do {                                                                                             \

@@ -12,23 +12,7 @@
 
 #include <mpx/mpx.h>
 
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_RC(e, want)                                                                          \
-  do {                                                                                             \
-    int rc_ = (e), w_ = (want);                                                                    \
-    if (rc_ != w_) {                                                                               \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__, __LINE__, #e,              \
-              mpx_err_name(rc_), mpx_err_name(w_));                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e) CHECK_RC(e, MPX_OK)
+#include "check.h"
 
 typedef struct karg {
   int kind; /* 0 lock, 1 rlock, 2 value, 3 condition */
@@ -41,19 +25,6 @@ typedef struct karg {
 } karg;
 
 /* Take the lock, say so, and wait to be killed. */
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
 
 static int holder(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   (void)ctx, (void)len, (void)out;

@@ -18,45 +18,10 @@
 
 #include <mpx/mpx.h>
 
+#include "check.h"
+
 #include "ipc/chan.h"
 #include "mpx.pb-c.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_RC(e, want)                                                                          \
-  do {                                                                                             \
-    int rc_ = (e), w_ = (want);                                                                    \
-    if (rc_ != w_) {                                                                               \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__, __LINE__, #e,              \
-              mpx_err_name(rc_), mpx_err_name(w_));                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e) CHECK_RC(e, MPX_OK)
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void test_duplex_local(void) {
   mpx_pipe *a, *b;
@@ -73,9 +38,9 @@ static void test_duplex_local(void) {
   CHECK(len == 0);
   /* nothing there: poll and recv time out */
   CHECK(mpx_pipe_poll(a, 0) == 0);
-  double t0 = now();
+  double t0 = check_now();
   CHECK(mpx_pipe_poll(a, 0.05) == 0);
-  CHECK(now() - t0 >= 0.045);
+  CHECK(check_now() - t0 >= 0.045);
   CHECK_RC(mpx_pipe_recv_bytes(a, buf, sizeof buf, &len, 0), MPX_ETIMEDOUT);
   CHECK_RC(mpx_pipe_recv_bytes(a, buf, sizeof buf, &len, 0.02), MPX_ETIMEDOUT);
   /* too small a buffer keeps the message */

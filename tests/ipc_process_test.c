@@ -15,42 +15,7 @@
 
 #include <mpx/mpx.h>
 
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_RC(e, want)                                                                          \
-  do {                                                                                             \
-    int rc_ = (e), w_ = (want);                                                                    \
-    if (rc_ != w_) {                                                                               \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__, __LINE__, #e,              \
-              mpx_err_name(rc_), mpx_err_name(w_));                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e) CHECK_RC(e, MPX_OK)
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "check.h"
 
 /* The argument says what to do: "ok", "fail", "exit:<n>", "usr1", "sleep", "check:<text>". */
 static int behave(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
@@ -117,9 +82,9 @@ static void test_lifecycle(void) {
   CHECK(pid > 0);
   CHECK(mpx_process_is_alive(p) == 1);
   CHECK_RC(mpx_process_join(p, 0), MPX_ETIMEDOUT);
-  double t0 = now();
+  double t0 = check_now();
   CHECK_RC(mpx_process_join(p, 0.1), MPX_ETIMEDOUT);
-  CHECK(now() - t0 >= 0.095);
+  CHECK(check_now() - t0 >= 0.095);
   CHECK_RC(mpx_process_exitcode(p, &code), MPX_ESTATE);
   CHECK_RC(mpx_process_destroy(p), MPX_ESTATE); /* still running */
   CHECK_OK(mpx_process_terminate(p));

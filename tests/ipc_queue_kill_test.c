@@ -13,49 +13,13 @@
 
 #include <mpx/mpx.h>
 
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_RC(e, want)                                                                          \
-  do {                                                                                             \
-    int rc_ = (e), w_ = (want);                                                                    \
-    if (rc_ != w_) {                                                                               \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__, __LINE__, #e,              \
-              mpx_err_name(rc_), mpx_err_name(w_));                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e)                                                                                \
-  do {                                                                                             \
-    int rc_ = (e);                                                                                 \
-    if (rc_) {                                                                                     \
-      fprintf(stderr, "%s:%d: %s returned %s\n", __FILE__, __LINE__, #e, mpx_err_name(rc_));       \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 typedef struct item_hdr {
   uint32_t magic, id, len, check;
 } item_hdr;
 
 #define MAGIC 0x1badf00du
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
 
 static uint32_t mix(uint32_t x) {
   x ^= x >> 16;

@@ -11,21 +11,7 @@
 
 #include <mpx/mpx.h>
 
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e)                                                                                \
-  do {                                                                                             \
-    int rc_ = (e);                                                                                 \
-    if (rc_) {                                                                                     \
-      fprintf(stderr, "%s:%d: %s returned %s\n", __FILE__, __LINE__, #e, mpx_err_name(rc_));       \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 #define NP 8
 #define NC 8
@@ -40,19 +26,6 @@ typedef struct shared {
   unsigned char *seen; /* NP * PER counters in a shared array */
   uint64_t *sums;      /* per consumer: sum of checksums */
 } shared;
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
 
 static size_t size_of(int prod, int seq) {
   if (seq % 211 == 0) return 20000 + (size_t)prod * 100; /* > ring: streamed */

@@ -11,44 +11,9 @@
 
 #include <mpx/mpx.h>
 
+#include "check.h"
+
 #include "mpx.pb-c.h"
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_RC(e, want)                                                                          \
-  do {                                                                                             \
-    int rc_ = (e), w_ = (want);                                                                    \
-    if (rc_ != w_) {                                                                               \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__, __LINE__, #e,              \
-              mpx_err_name(rc_), mpx_err_name(w_));                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e) CHECK_RC(e, MPX_OK)
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* A deterministic fill so the receiver can verify every byte of an item. */
 static void fill(unsigned char *p, size_t n, uint32_t seed) {
@@ -73,9 +38,9 @@ static void test_basic(void) {
   int x = 9;
   CHECK_RC(mpx_queue_put_nowait(q, &x, sizeof x), MPX_EFULL);
   CHECK_RC(mpx_queue_put(q, &x, sizeof x, true, 0), MPX_ETIMEDOUT);
-  double t0 = now();
+  double t0 = check_now();
   CHECK_RC(mpx_queue_put(q, &x, sizeof x, true, 0.05), MPX_ETIMEDOUT);
-  CHECK(now() - t0 >= 0.045 && now() - t0 < 2);
+  CHECK(check_now() - t0 >= 0.045 && check_now() - t0 < 2);
   for (int i = 0; i < 3; i++) {
     int y = -1;
     size_t len;
@@ -85,9 +50,9 @@ static void test_basic(void) {
   size_t len;
   CHECK_RC(mpx_queue_get_nowait(q, &x, sizeof x, &len), MPX_EEMPTY);
   CHECK_RC(mpx_queue_get(q, &x, sizeof x, &len, true, 0), MPX_ETIMEDOUT);
-  t0 = now();
+  t0 = check_now();
   CHECK_RC(mpx_queue_get(q, &x, sizeof x, &len, true, 0.05), MPX_ETIMEDOUT);
-  CHECK(now() - t0 >= 0.045);
+  CHECK(check_now() - t0 >= 0.045);
   CHECK_RC(mpx_queue_get(q, &x, sizeof x, &len, false, 5), MPX_EEMPTY); /* timeout ignored */
 
   /* zero-length items */

@@ -11,44 +11,10 @@
 
 #include <mpx/mpx.h>
 
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_RC(e, want)                                                                          \
-  do {                                                                                             \
-    int rc_ = (e), w_ = (want);                                                                    \
-    if (rc_ != w_) {                                                                               \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n", __FILE__, __LINE__, #e,              \
-              mpx_err_name(rc_), mpx_err_name(w_));                                                \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(e) CHECK_RC(e, MPX_OK)
-
-/* Forking under ThreadSanitizer is not supported: then, and with MPX_TEST_NO_FORK set, only the
- * thread paths run. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define NO_FORK 1
-#endif
-#endif
-#ifndef NO_FORK
-#define NO_FORK (getenv("MPX_TEST_NO_FORK") != NULL)
-#endif
+#include "check.h"
 
 static bool forks = true;
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 static void nap(double s) {
   struct timespec t = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
   nanosleep(&t, NULL);
@@ -193,9 +159,9 @@ static void test_semaphores(void) {
   CHECK_OK(mpx_semaphore_acquire(s, false, 0));
   CHECK_RC(mpx_semaphore_acquire(s, false, 0), MPX_ETIMEDOUT);
   CHECK_RC(mpx_semaphore_acquire(s, true, 0), MPX_ETIMEDOUT);
-  double t0 = now();
+  double t0 = check_now();
   CHECK_RC(mpx_semaphore_acquire(s, true, 0.05), MPX_ETIMEDOUT);
-  CHECK(now() - t0 >= 0.045);
+  CHECK(check_now() - t0 >= 0.045);
   for (int i = 0; i < 5; i++) CHECK_OK(mpx_semaphore_release(s)); /* unbounded */
   CHECK_OK(mpx_semaphore_value(s, &v));
   CHECK(v == 5);

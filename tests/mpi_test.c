@@ -84,12 +84,6 @@ MPX_TASK(die_on_rank1)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static int world_size(void) {
   int n = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &n);
@@ -162,7 +156,7 @@ static void test_skewed(void) {
   CHECK(mpx_executor_workers(ex) == ranks);
   enum { LONG = 10, SHORT = 40 };
   mpx_future *fs[LONG + SHORT];
-  double t0 = now();
+  double t0 = check_now();
   for (int i = 0; i < LONG + SHORT; i++) fs[i] = submit_where(ex, i < LONG ? 0.06 : 0.002);
   int long_on[64] = {0}, any_on[64] = {0};
   for (int i = 0; i < LONG + SHORT; i++) {
@@ -172,7 +166,7 @@ static void test_skewed(void) {
     any_on[w.rank]++;
     mpx_future_release(fs[i]);
   }
-  double took = now() - t0, serial = LONG * 0.06 + SHORT * 0.002;
+  double took = check_now() - t0, serial = LONG * 0.06 + SHORT * 0.002;
   fprintf(stderr, "   %d ranks: %.3f s for %.3f s of work; long tasks per rank:", ranks, took,
           serial);
   for (int r = 1; r <= ranks; r++) fprintf(stderr, " %d", long_on[r]);
@@ -296,7 +290,7 @@ static void run_hybrid(void) {
   CHECK(mpx_executor_workers(ex) == 2); /* one rank, two task threads */
   enum { N = 6 };
   mpx_future *fs[N];
-  double t0 = now();
+  double t0 = check_now();
   for (int i = 0; i < N; i++) fs[i] = submit_where(ex, 0.15);
   int64_t tids[N];
   int distinct = 0;
@@ -308,7 +302,7 @@ static void run_hybrid(void) {
     if (!seen) tids[distinct++] = w.tid;
     mpx_future_release(fs[i]);
   }
-  double took = now() - t0;
+  double took = check_now() - t0;
   fprintf(stderr, "   %d naps of 0.15 s on 1 rank x 2 threads: %.3f s, %d threads\n", N, took,
           distinct);
   CHECK(distinct == 2 && took < N * 0.15 * 0.75);
