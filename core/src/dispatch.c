@@ -5,8 +5,14 @@
  * Submitters append futures to one pending FIFO under `lock` and wake the dispatcher. The
  * dispatcher alone owns the per-worker windows: it moves pending futures into batches (one packed
  * mpx.Batch per send), keeping each worker's in-flight count under an adaptive window (about a
- * millisecond of work, from an average of observed task times) so that short tasks share
- * messages and long ones spread over workers; it turns results back into completed futures,
+ * millisecond of work per slot, from an average of task times measured per worker: from the
+ * moment its window became non-empty, or its previous results, to its next results; one task
+ * per slot until anything is measured, so that a long first task leaves the rest cancellable).
+ * Short tasks share messages and long ones spread over workers: pending tasks are shared among
+ * the workers with room, idle ones first, and one batch carries at most max_payload bytes of
+ * arguments (one larger argument goes alone), so it always fits max_message. A batch that still
+ * cannot be packed or sent fails its own tasks, not the worker. It turns results back into
+ * completed futures,
  * re-queues (retries) or fails the futures of a lost worker, and kills a worker whose task passed
  * its time limit. A task with a time limit is sent alone to an idle worker, so killing that worker
  * loses nothing else. Futures are identified on the wire by call ids that are their addresses;
@@ -35,6 +41,7 @@ typedef struct wslot {
   bool timed;           /* holds one task with a time limit */
   bool timed_out;       /* killed for its time limit; the lost event fails that task */
   double deadline;
+  double busy_since;    /* when its window last became non-empty or it last sent results */
   long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
   int slots;            /* tasks it runs at once (READY's slots), >= 1 */
   int pid;
@@ -53,6 +60,7 @@ typedef struct disp {
   bool stopping, closed, exited, joined;
   wslot *w;
   int n;
+  int next;              /* the worker feed_all serves first (rotates) */
   double task_avg;       /* seconds per task, EWMA */
   mpx__wbuf out;
   Mpx__Task *tasks;      /* scratch for one batch */
@@ -134,7 +142,7 @@ static void fill_task(Mpx__Task *t, mpx_future *f) {
 
 static void lose(disp *d, int i, const char *detail);
 
-/* Pack and send `k` tasks (already in w's window) to worker i. */
+/* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock. */
 static void send_batch(disp *d, int i, size_t k) {
   Mpx__Batch b = MPX__BATCH__INIT;
   b.n_tasks = k;
@@ -142,23 +150,53 @@ static void send_batch(disp *d, int i, size_t k) {
   mpx__wbuf_reset(&d->out);
   int rc = mpx__batch_pack(&b, &d->lim, &d->out);
   if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
-  if (rc == MPX_EWORKER_LOST) return; /* poll reports the loss; the window is re-queued then */
-  if (rc) lose(d, i, mpx_strerror(rc)); /* cannot happen for sizes checked at submit */
+  if (rc == 0 || rc == MPX_EWORKER_LOST) return; /* a loss: poll reports it, lose() re-queues */
+  /* The batch could not be packed or sent (a limit the submit checks did not cover, such as a
+   * map chunk of more items than the codec takes, or no memory): fail these k tasks, not the
+   * worker, which got nothing. */
+  wslot *w = &d->w[i];
+  size_t keep = w->inflight.n - k;
+  mpx_future *last = NULL, *f = w->inflight.head;
+  for (size_t j = 0; j < keep; j++) last = f, f = f->next;
+  if (last) last->next = NULL;
+  else w->inflight.head = NULL;
+  w->inflight.tail = last;
+  w->inflight.n = keep;
+  w->sent -= (long)k;
+  if (w->timed && !keep) w->timed = false;
+  while (f) {
+    mpx_future *next = f->next;
+    f->next = NULL;
+    mpx__future_fail(f, rc, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
+                                         f->task->name, i, mpx_strerror(rc)));
+    mpx__future_drop(f);
+    f = next;
+  }
 }
 
-/* Fill worker i's window from pending (under d->lock). */
-static void feed(disp *d, int i) {
+static bool has_room(const disp *d, const wslot *w) {
+  return w->ready && !w->dead && !w->timed && w->inflight.n < window(d, w->slots);
+}
+
+/* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. */
+static void feed(disp *d, int i, size_t share) {
   wslot *w = &d->w[i];
   long max = d->cfg->max_tasks_per_worker;
   size_t room = window(d, w->slots), k = 0;
-  if (!w->ready || w->dead || w->timed || w->inflight.n >= room) return;
+  if (!has_room(d, w)) return;
   room -= w->inflight.n;
+  if (room > share) room = share;
   if (room > BATCH_MAX) room = BATCH_MAX;
+  size_t bytes = 0;
   while (k < room && (!max || w->sent < max)) {
     mpx_future *f = d->pending.head;
     if (!f) break;
     bool timed = task_timeout(d, f) > 0;
     if (timed && (k || w->inflight.n)) break; /* a timed task goes alone to an idle worker */
+    /* arguments of one batch stay under max_payload together (one may reach it alone), so a
+     * batch always fits max_message (at least twice max_payload, see mpx__limits_default) */
+    if (k && bytes + f->arg_len > d->lim.max_payload) break;
+    bytes += f->arg_len;
     fifo_pop(&d->pending);
     if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
     if (!mpx__future_start(f)) { /* cancelled while pending */
@@ -166,6 +204,7 @@ static void feed(disp *d, int i) {
       continue;
     }
     f->worker = (int16_t)i;
+    if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
     fill_task(&d->tasks[k], f);
     d->task_ptrs[k] = &d->tasks[k];
@@ -180,9 +219,24 @@ static void feed(disp *d, int i) {
   if (k) send_batch(d, i, k);
 }
 
+/* Share pending tasks among the workers with room, idle workers first, starting at a rotating
+ * worker: a window sized from an average that is out of date (short tasks, then long ones) must
+ * not put every long task on one worker, nor a task behind a long one while a worker idles. */
 static void feed_all(disp *d) {
   pthread_mutex_lock(&d->lock);
-  for (int i = 0; i < d->n && d->pending.n; i++) feed(d, i);
+  if (d->pending.n) {
+    size_t open = 0;
+    for (int i = 0; i < d->n; i++) open += has_room(d, &d->w[i]);
+    if (open) {
+      size_t share = (d->pending.n + open - 1) / open;
+      for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < d->n && d->pending.n; k++) {
+          int i = (d->next + k) % d->n;
+          if ((d->w[i].inflight.n == 0) == (pass == 0)) feed(d, i, share);
+        }
+      d->next = (d->next + 1) % d->n;
+    }
+  }
   pthread_mutex_unlock(&d->lock);
 }
 
@@ -231,12 +285,20 @@ static void on_control(disp *d, int i, const Mpx__Control *c) {
   w->ready = true;
 }
 
+/* Fold the time `tasks` tasks took on one slot into the per-task average. */
+static void observe(disp *d, double seconds, size_t tasks) {
+  if (!tasks) return;
+  double per = seconds / (double)tasks;
+  d->task_avg = d->task_avg <= 0 ? per : 0.8 * d->task_avg + 0.2 * per;
+}
+
 static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   Mpx__Batch *b;
   int rc = mpx__batch_unpack(data, len, &d->lim, &b);
   if (rc) {
     char why[128];
-    snprintf(why, sizeof why, "sent a malformed message (%s)", mpx_strerror(rc));
+    snprintf(why, sizeof why, "pid %d sent a malformed message (%s) and was killed",
+             d->w[i].pid, mpx_strerror(rc));
     d->inner->kill(d->tp, i, true);
     lose(d, i, why);
     return;
@@ -250,6 +312,12 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     if (!f) continue; /* not ours (a stale or forged id): ignore, never dereference */
     complete(d, i, f, b->results[k], now);
     done++;
+  }
+  if (done) {
+    /* the worker was busy from busy_since (a send to its empty window, or its previous
+     * results) until now, on `slots` tasks at once */
+    observe(d, (now - w->busy_since) * (double)w->slots, done);
+    w->busy_since = now;
   }
   if (done && w->timed && !w->inflight.n) w->timed = false;
   mpx__batch_free(b);
@@ -277,7 +345,8 @@ static void lose(disp *d, int i, const char *detail) {
       fifo_push(&requeue, f);
     } else {
       mpx__future_fail(f, MPX_EWORKER_LOST,
-                       mpx__strdupf("task '%s' was lost: %s %s", f->task->name, who, detail));
+                       mpx__strdupf("task '%s' was lost with worker %d on %s: %s", f->task->name,
+                                    i, w->host[0] ? w->host : "?", detail));
       mpx__future_drop(f);
     }
   }
@@ -318,22 +387,10 @@ static void handle(disp *d, const mpx__event *ev) {
   else if (ev->kind == MPX__EV_WORKER_LOST) lose(d, ev->worker, ev->detail);
 }
 
-/* Fold the time a batch took into the per-task average. */
-static void observe(disp *d, double seconds, size_t tasks) {
-  if (!tasks) return;
-  double per = seconds / (double)tasks;
-  d->task_avg = d->task_avg <= 0 ? per : 0.8 * d->task_avg + 0.2 * per;
-}
 
 static size_t inflight(const disp *d) {
   size_t k = 0;
   for (int i = 0; i < d->n; i++) k += d->w[i].inflight.n;
-  return k;
-}
-
-static int total_slots(const disp *d) {
-  int k = 0;
-  for (int i = 0; i < d->n; i++) k += d->w[i].slots > 0 ? d->w[i].slots : 1;
   return k;
 }
 
@@ -368,7 +425,6 @@ static void send_shutdown(disp *d) {
 
 static void *dispatcher_main(void *arg) {
   disp *d = arg;
-  double t0 = mpx__now();
   for (;;) {
     feed_all(d);
     pthread_mutex_lock(&d->lock);
@@ -377,19 +433,14 @@ static void *dispatcher_main(void *arg) {
     if (stop && !inflight(d)) break;
     if (!live_workers(d)) fail_pending(d, MPX_EINIT, "cannot run: no worker is left");
     mpx__event ev = {0};
-    size_t before = inflight(d);
     int rc = d->inner->poll(d->tp, &ev, poll_ms(d));
     if (rc) {
       fail_pending(d, rc, "cannot run: the transport failed");
       break;
     }
     handle(d, &ev);
-    /* drain whatever else is ready without blocking, then measure */
+    /* drain whatever else is ready without blocking */
     while (ev.kind != MPX__EV_NONE && !d->inner->poll(d->tp, &ev, 0)) handle(d, &ev);
-    double t1 = mpx__now();
-    size_t after = inflight(d);
-    if (before > after) observe(d, (t1 - t0) * (double)total_slots(d), before - after);
-    t0 = t1;
     check_deadlines(d);
   }
   send_shutdown(d);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "future_impl.h"
 #include "init.h"
 #include "transport.h"
@@ -289,10 +290,15 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
   size_t chunk = opts && opts->chunksize ? opts->chunksize
                                          : (n + 4 * (size_t)slots(ex) - 1) /
                                                (4 * (size_t)slots(ex));
+  /* message backends: the codec takes at most MPX__DEFAULT_MAX_ITEMS items in one chunk */
+  if (ex->cfg.backend != MPX_BACKEND_THREADS && !(opts && opts->chunksize) &&
+      chunk > MPX__DEFAULT_MAX_ITEMS)
+    chunk = MPX__DEFAULT_MAX_ITEMS;
   if (ex->cfg.backend != MPX_BACKEND_THREADS &&
-      (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload)) {
-    mpx__set_errmsg("a map chunk of %zu items exceeds max_payload (%zu bytes)", chunk,
-                    ex->cfg.max_payload);
+      (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload ||
+       chunk > MPX__DEFAULT_MAX_ITEMS)) {
+    mpx__set_errmsg("a map chunk of %zu items exceeds max_payload (%zu bytes) or %zu items", chunk,
+                    ex->cfg.max_payload, (size_t)MPX__DEFAULT_MAX_ITEMS);
     return MPX_ETOOBIG;
   }
   map_run m = {.nchunks = (n + chunk - 1) / chunk};
