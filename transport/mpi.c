@@ -107,9 +107,15 @@ long mpx__mpi_poll_max_ns(void) {
   return us * 1000;
 }
 
+static long long mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 long mpx__backoff_next(mpx__backoff *b) {
-  enum { YIELDS = 16 };
-  if (++b->idle <= YIELDS) return 0;
+  if (b->idle++ == 0) b->t0 = mono_ns();
+  if (mono_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
   long max = mpx__mpi_poll_max_ns();
   b->ns = b->ns ? b->ns * 2 : 2000;
   if (b->ns > max) b->ns = max;

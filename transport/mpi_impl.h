@@ -17,8 +17,10 @@
  *
  * Progress: every MPI call of a rank is made by one thread at a time (the root's executor or
  * dispatcher thread; the worker's serving thread). Waiting is MPI_Improbe / MPI_Testsome in a
- * loop with exponential backoff: a few sched_yield()s, then futex sleeps of 2 us doubling up to
- * MPX_MPI_POLL_US (default 1000 us), so an idle rank costs ~1000 wake-ups a second. The sleep is
+ * loop with backoff: for MPX__SPIN_NS after the last message it polls between sched_yield()s (the
+ * next message of a conversation usually comes within a round trip, and yielding leaves the core
+ * to anyone who needs it), then futex sleeps of 2 us doubling up to MPX_MPI_POLL_US (default
+ * 1000 us), so a rank idle for longer costs ~1000 wake-ups a second. The sleep is
  * on a `bell` that other threads ring (the dispatcher's wake; a worker's task threads when a
  * reply is ready), which ends it at once. */
 #ifndef MPX_MPI_IMPL_H
@@ -79,10 +81,12 @@ void mpx__bell_ring(mpx__bell *b);
 /* Sleep up to ns unless seq has moved from `seen`. */
 void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns);
 
-/* Exponential backoff between empty polls. */
+/* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. */
+#define MPX__SPIN_NS 100000L
 typedef struct mpx__backoff {
-  int idle;   /* empty polls in a row */
-  long ns;    /* the next sleep */
+  int idle;       /* empty polls in a row */
+  long ns;        /* the next sleep */
+  long long t0;   /* monotonic ns of the first empty poll in a row */
 } mpx__backoff;
 /* Nanoseconds to sleep after one more empty poll (0: yield only). */
 long mpx__backoff_next(mpx__backoff *b);

@@ -60,7 +60,9 @@ typedef struct disp {
   bool stopping, closed, exited, joined;
   wslot *w;
   int n;
-  int next;              /* the worker feed_all serves first (rotates) */
+  int next;              /* the worker feed_all serves first: the last one that returned
+                            results (still polling, not yet backed off), so a lone task meets a
+                            warm worker; under load every worker gets its share anyway */
   double task_avg;       /* seconds per task, EWMA */
   mpx__wbuf out;
   Mpx__Task *tasks;      /* scratch for one batch */
@@ -234,7 +236,6 @@ static void feed_all(disp *d) {
           int i = (d->next + k) % d->n;
           if ((d->w[i].inflight.n == 0) == (pass == 0)) feed(d, i, share);
         }
-      d->next = (d->next + 1) % d->n;
     }
   }
   pthread_mutex_unlock(&d->lock);
@@ -312,6 +313,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     if (!f) continue; /* not ours (a stale or forged id): ignore, never dereference */
     complete(d, i, f, b->results[k], now);
     done++;
+    d->next = i;
   }
   if (done) {
     /* the worker was busy from busy_since (a send to its empty window, or its previous
