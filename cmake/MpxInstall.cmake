@@ -12,5 +12,7 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/mpxConfigVersion.cm
   COMPATIBILITY SameMajorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/mpxConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/mpxConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
+# mpx.pc finds its prefix relative to where it is installed, so the tree can be moved
+file(RELATIVE_PATH MPX_PC_UP "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/mpx.pc.in ${CMAKE_CURRENT_BINARY_DIR}/mpx.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/mpx.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -18,7 +18,7 @@ static const struct {
     {"empty", bench_empty, 1000000, "N empty tasks submitted, then every result taken"},
     {"map", bench_map, 10000000, "N empty items through map with default chunks"},
     {"latency", bench_latency, 100000, "N sequential submit->result round trips"},
-    {"fib", bench_fib, 8, "K calls of fib(n) serial, then on the backend (speedup)"},
+    {"fib", bench_fib, 16, "K calls of fib(n) serial, then on the backend (speedup)"},
     {"metg", bench_metg, 2000000, "smallest task duration with 50% efficiency (Task Bench)"},
     {"pingpong", bench_pingpong, 200000, "N token round trips over two queues (threads, processes)"},
 };
