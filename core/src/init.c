@@ -18,12 +18,9 @@ const char *mpx_version(void) { return MPX_VERSION_STRING; }
 
 int mpx_init(int *argc, char ***argv) {
   if (state.done) return state.role;
-  int role = MPX_MAIN;
-  if (mpx__mpi_init) {
-    role = mpx__mpi_init(argc, argv, &state.mpi_job);
-    if (role < 0) return role;
-  }
-  if (role == MPX_MAIN && mpx__procs_init) {
+  int role = mpx__mpi_init(argc, argv, &state.mpi_job);
+  if (role < 0) return role;
+  if (role == MPX_MAIN) {
     int rc = mpx__procs_init();
     if (rc < 0) return rc;
   }
@@ -35,8 +32,8 @@ int mpx_init(int *argc, char ***argv) {
 int mpx_finalize(void) {
   if (!state.done) return MPX_OK;
   int rc = MPX_OK;
-  if (mpx__procs_finalize && state.role == MPX_MAIN) mpx__procs_finalize();
-  if (mpx__mpi_finalize) rc = mpx__mpi_finalize();
+  if (state.role == MPX_MAIN) mpx__procs_finalize();
+  rc = mpx__mpi_finalize();
   state.done = false;
   return rc;
 }

@@ -1,5 +1,6 @@
 /* init.h: process-wide start-up state (mpx_init) and the hooks transports provide for it.
- * The hooks are weak so that libmpx links whichever transports are built in. */
+ * Every transport is always built in, and these are strong references: a weak one would not pull
+ * its object out of the static library (libmpx.a) and a static program would lose the backend. */
 #ifndef MPX_INIT_H
 #define MPX_INIT_H
 
@@ -16,11 +17,11 @@ int mpx__backend_parse(const char *s, mpx_backend *out);
 /* MPI transport (mpi.c): when launched by mpirun/srun, initialise MPI; worker ranks serve until
  * the root's executor shuts down and then return MPX_WORKER; the root returns MPX_MAIN with
  * *job set when there is more than one rank. Outside a launcher: MPX_MAIN, *job false. */
-int mpx__mpi_init(int *argc, char ***argv, bool *job) __attribute__((weak));
-int mpx__mpi_finalize(void) __attribute__((weak));
+int mpx__mpi_init(int *argc, char ***argv, bool *job);
+int mpx__mpi_finalize(void);
 
 /* Process transport (process.c): start the fork server while the process has one thread. */
-int mpx__procs_init(void) __attribute__((weak));
-void mpx__procs_finalize(void) __attribute__((weak));
+int mpx__procs_init(void);
+void mpx__procs_finalize(void);
 
 #endif

@@ -119,9 +119,10 @@ typedef struct mpx_transport_ops {
 extern const mpx_transport_ops mpx__thread_transport;
 /* The dispatcher (dispatch.c): a direct-style table that batches futures onto cfg->inner. */
 extern const mpx_transport_ops mpx__dispatch_transport;
-/* Set by the process and MPI transports when built in; NULL otherwise (weak). */
-extern const mpx_transport_ops mpx__process_transport __attribute__((weak));
-extern const mpx_transport_ops mpx__mpi_transport __attribute__((weak));
+/* The process and MPI transports: always built in (strong references, so that a static link
+ * pulls them in; see init.h). */
+extern const mpx_transport_ops mpx__process_transport;
+extern const mpx_transport_ops mpx__mpi_transport;
 
 /* mpx_executor_create on a given MPI session (mpx_comm_executor); NULL: as mpx_executor_create. */
 int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, const void *mpi_comm);
