@@ -379,6 +379,7 @@ static int mpi_configure(mpx__config *cfg) {
   cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
   cfg->slots = slots;
   cfg->no_kill = true;
+  cfg->polled = true;
   return MPX_OK;
 }
 

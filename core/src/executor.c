@@ -155,6 +155,10 @@ int mpx_executor_backend(const mpx_executor *ex) { return ex ? (int)ex->cfg.back
 
 /* Queue `f` (already holding the scheduler's reference) or fail it back to the caller. */
 static int submit_future(mpx_executor *ex, mpx_future *f) {
+  if (ex->cfg.polled) /* not yet published: a plain read and write of the state word will do */
+    atomic_store_explicit(&f->state,
+                          atomic_load_explicit(&f->state, memory_order_relaxed) | MPX__F_BRIEF_SPIN,
+                          memory_order_relaxed);
   int rc = ex->ops->submit(ex->tp, f);
   if (rc) {
     if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);

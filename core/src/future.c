@@ -405,7 +405,10 @@ static struct timespec to_timespec(double s) {
 /* Wait until done or `timeout` passes: 0 or MPX_ETIMEDOUT. */
 static int wait_done(mpx_future *f, double timeout) {
   uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
-  for (int spin = 0; spin < 2000 && !mpx__state_done(s); spin++) {
+  /* Spinning first saves the sleep and wake-up when the result is microseconds away; but where
+   * the transport's own threads poll (MPI), a spinning waiter takes the core they need. */
+  int spins = s & MPX__F_BRIEF_SPIN ? 100 : 2000;
+  for (int spin = 0; spin < spins && !mpx__state_done(s); spin++) {
     __builtin_ia32_pause();
     s = atomic_load_explicit(&f->state, memory_order_acquire);
   }

@@ -24,6 +24,7 @@ enum {
   MPX__F_CALLBACKS = 1u << 9,  /* the callback list is non-empty: run it on completion */
   MPX__F_CHUNK = 1u << 16,     /* a map chunk: owner points at its mpx__map_chunk */
   MPX__F_ARG_OWNED = 1u << 17, /* arg is a heap copy the future frees */
+  MPX__F_BRIEF_SPIN = 1u << 18, /* waiters spin briefly before sleeping (polled transports) */
 };
 
 #define MPX__RES_SMALL 8

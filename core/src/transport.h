@@ -40,6 +40,8 @@ typedef struct mpx__config {
   int slots;                     /* tasks run at once in all when not `workers` (MPI: threads over
                                     ranks); what mpx_executor_workers reports */
   bool no_kill;                  /* one worker cannot be ended (MPI): time limits are refused */
+  bool polled;                   /* progress is made by polling threads (MPI): a waiter spins only
+                                    briefly, so that it does not take their cores */
   const void *mpi_comm;          /* MPI: the session (mpi_impl.h) to run on; NULL: mpx_init's */
   int workers_opt;               /* options.workers as given (0: default), for configure/start */
 } mpx__config;
