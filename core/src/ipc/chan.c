@@ -61,19 +61,31 @@ static int wait_fd(int fd, short events, int ms) {
   }
 }
 
-int mpx__chan_sendv(mpx__chan *c, const struct iovec *parts, int n) {
+/* Check the parts of one frame and lay it out as iov[0] = the 4-byte little-endian header (in
+ * hdr), iov[1..n] = the parts; *total is the body length. */
+static int frame_layout(const mpx__chan *c, const struct iovec *parts, int n,
+                        struct iovec iov[MAX_PARTS + 1], unsigned char hdr[4], size_t *total) {
   if (!c || c->fd < 0 || n < 0 || n > MAX_PARTS || (n && !parts)) return MPX_EINVAL;
-  struct iovec iov[MAX_PARTS + 1];
-  size_t total = 0;
+  size_t t = 0;
   for (int i = 0; i < n; i++) {
     if (!parts[i].iov_base && parts[i].iov_len) return MPX_EINVAL;
-    if (parts[i].iov_len > c->max_frame - total) return MPX_ETOOBIG;
-    total += parts[i].iov_len;
+    if (parts[i].iov_len > c->max_frame - t) return MPX_ETOOBIG;
+    t += parts[i].iov_len;
     iov[i + 1] = parts[i];
   }
-  unsigned char hdr[4] = {(unsigned char)total, (unsigned char)(total >> 8),
-                          (unsigned char)(total >> 16), (unsigned char)(total >> 24)};
+  hdr[0] = (unsigned char)t, hdr[1] = (unsigned char)(t >> 8);
+  hdr[2] = (unsigned char)(t >> 16), hdr[3] = (unsigned char)(t >> 24);
   iov[0] = (struct iovec){.iov_base = hdr, .iov_len = 4};
+  *total = t;
+  return MPX_OK;
+}
+
+int mpx__chan_sendv(mpx__chan *c, const struct iovec *parts, int n) {
+  struct iovec iov[MAX_PARTS + 1];
+  unsigned char hdr[4];
+  size_t total;
+  int rc = frame_layout(c, parts, n, iov, hdr, &total);
+  if (rc) return rc;
   struct iovec *v = iov;
   int nv = n + 1;
   while (nv > 0) {
@@ -287,19 +299,13 @@ int mpx__chan_poll(mpx__chan *c, double timeout) {
 /* ---- additions for the process backend's event loop (see chan.h) ---------------------------- */
 
 int mpx__chan_sendv_nb(mpx__chan *c, const struct iovec *parts, int n, size_t *sent) {
-  if (!c || !sent || c->fd < 0 || n < 0 || n > MAX_PARTS || (n && !parts)) return MPX_EINVAL;
+  if (!sent) return MPX_EINVAL;
   struct iovec iov[MAX_PARTS + 1];
-  size_t total = 0;
-  for (int i = 0; i < n; i++) {
-    if (!parts[i].iov_base && parts[i].iov_len) return MPX_EINVAL;
-    if (parts[i].iov_len > c->max_frame - total) return MPX_ETOOBIG;
-    total += parts[i].iov_len;
-    iov[i + 1] = parts[i];
-  }
+  unsigned char hdr[4];
+  size_t total;
+  int rc = frame_layout(c, parts, n, iov, hdr, &total);
+  if (rc) return rc;
   if (*sent > total + 4) return MPX_EINVAL;
-  unsigned char hdr[4] = {(unsigned char)total, (unsigned char)(total >> 8),
-                          (unsigned char)(total >> 16), (unsigned char)(total >> 24)};
-  iov[0] = (struct iovec){.iov_base = hdr, .iov_len = 4};
   struct iovec *v = iov;
   int nv = n + 1;
   size_t skip = *sent;
