@@ -66,6 +66,7 @@ static int resolve_backend(mpx_backend b, mpx_backend *out) {
   return MPX_OK;
 }
 
+/* The message transport under the dispatcher, or NULL for threads (a direct transport). */
 static const mpx_transport_ops *inner_ops(mpx_backend b) {
   if (b == MPX_BACKEND_PROCESSES) return &mpx__process_transport;
   if (b == MPX_BACKEND_MPI) return &mpx__mpi_transport;
@@ -83,13 +84,7 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   }
   int rc = resolve_backend(o->backend, &c->backend);
   if (rc) return rc;
-  if (c->backend != MPX_BACKEND_THREADS) {
-    c->inner = inner_ops(c->backend);
-    if (!c->inner) {
-      mpx__set_errmsg("the %s backend is not built into this mpx", mpx_backend_name(c->backend));
-      return MPX_ENOTBUILT;
-    }
-  }
+  c->inner = inner_ops(c->backend); /* every backend is built in; NULL for threads */
   if (o->initializer && (rc = mpx_task_find(o->initializer, &c->initializer))) {
     mpx__set_errmsg("initializer '%s' is not a registered task", o->initializer);
     return rc;

@@ -68,8 +68,11 @@ typedef struct mpx_options {
                                   rank owns on its node; 1: one task at a time */
 } mpx_options;
 
-/* Create and start an executor. *out is NULL on failure. MPX_ENOTBUILT if the backend is not built
- * in; MPX_EINIT if the initializer failed in a worker. */
+/* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range
+ * (or a bad MPX_BACKEND), MPX_ENOTASK for an unknown initializer, MPX_EINIT if the initializer
+ * failed in a worker, MPX_EMPI for the MPI backend outside an MPI job of two or more ranks,
+ * MPX_EPERM for an option the backend cannot honour (see mpx/mpi.h); mpx_errmsg() says more.
+ * (MPX_ENOTBUILT is reserved for builds without a backend; every backend is built in now.) */
 int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
 
 /* The number of workers, or a negative code. */
