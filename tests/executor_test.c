@@ -14,6 +14,7 @@
 #include <mpx/mpx.h>
 
 #include "check.h"
+#include "mpx.pb-c.h" /* a message type to pass around: mpx.Error */
 
 static mpx_backend backend = MPX_BACKEND_THREADS;
 
@@ -88,6 +89,25 @@ static int whoami(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) 
   return mpx_buf_set(out, &w, sizeof w);
 }
 MPX_TASK(whoami)
+
+/* a task on a protobuf-c message: doubles the code and tags the message */
+static int twice(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  ProtobufCMessage *m;
+  int rc = mpx_msg_unpack(&mpx__error__descriptor, arg, len, 1 << 20, &m);
+  if (rc) return mpx_task_fail(ctx, rc, "not an mpx.Error");
+  Mpx__Error *in = (Mpx__Error *)m, res = MPX__ERROR__INIT;
+  size_t n = strlen(in->message) + 8;
+  char *msg = malloc(n);
+  snprintf(msg, n, "twice(%s)", in->message);
+  res.code = in->code * 2;
+  res.message = msg;
+  res.pid = in->pid;
+  rc = mpx_buf_set_msg(out, &res.base);
+  free(msg);
+  mpx_msg_free(m);
+  return rc;
+}
+MPX_TASK(twice)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -378,6 +398,46 @@ static void test_map(void) {
   mpx_executor_destroy(ex);
 }
 
+static void test_messages(void) {
+  mpx_executor *ex = make(2);
+  Mpx__Error e = MPX__ERROR__INIT;
+  char text[64];
+  snprintf(text, sizeof text, "hello");
+  e.code = -21;
+  e.message = text;
+  e.pid = 4242;
+  mpx_future *f;
+  CHECK_OK(mpx_submit_msg(ex, "twice", &e.base, NULL, &f));
+  snprintf(text, sizeof text, "changed"); /* the future holds its own packed copy */
+  ProtobufCMessage *m;
+  CHECK_OK(mpx_future_result_msg(f, MPX_FOREVER, &mpx__error__descriptor, 1 << 20, &m));
+  Mpx__Error *r = (Mpx__Error *)m;
+  CHECK(r->code == -42 && r->pid == 4242 && !strcmp(r->message, "twice(hello)"));
+  CHECK_RC(mpx_future_result_msg(f, 0, &mpx__error__descriptor, 4, &m), MPX_ETOOBIG);
+  CHECK(m == NULL);
+  mpx_msg_free((ProtobufCMessage *)r);
+  mpx_future_release(f);
+  /* a long message is adopted, not copied twice, and still arrives whole */
+  char big[4000];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  e.message = big;
+  CHECK_OK(mpx_submit_msg(ex, "twice", &e.base, NULL, &f));
+  CHECK_OK(mpx_future_result_msg(f, MPX_FOREVER, &mpx__error__descriptor, 0, &m));
+  CHECK(strlen(((Mpx__Error *)m)->message) == sizeof big - 1 + 7);
+  mpx_msg_free(m);
+  mpx_future_release(f);
+  /* bad input */
+  CHECK_RC(mpx_submit_msg(ex, "twice", NULL, NULL, &f), MPX_EINVAL);
+  CHECK_RC(mpx_submit_msg(ex, "nope", &e.base, NULL, &f), MPX_ENOTASK);
+  CHECK_RC(mpx_submit_msg(ex, "twice", &e.base, NULL, NULL), MPX_EINVAL);
+  /* a result that is not the message asked for */
+  CHECK_OK(mpx_submit(ex, "echo", "\xff\xff\xff", 3, &f));
+  CHECK_RC(mpx_future_result_msg(f, MPX_FOREVER, &mpx__error__descriptor, 0, &m), MPX_EPROTO);
+  mpx_future_release(f);
+  mpx_executor_destroy(ex);
+}
+
 static void test_shutdown(void) {
   /* cancel_futures: what has not started is cancelled, the running one finishes */
   mpx_executor *ex = make(1);
@@ -530,6 +590,7 @@ int main(int argc, char **argv) {
   RUN(test_wait);
   RUN(test_as_completed);
   RUN(test_map);
+  RUN(test_messages);
   RUN(test_shutdown);
   RUN(test_initializer);
   RUN(test_max_tasks_per_worker);

@@ -16,6 +16,7 @@
 
 #include "codec.h"
 #include "future_impl.h"
+#include "mpx/proto.h"
 #include "init.h"
 #include "transport.h"
 
@@ -169,27 +170,30 @@ static int enter(mpx_executor *ex) {
   return ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
 }
 
-int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
-                    const mpx_submit_opts *opts, mpx_future **out) {
-  if (!out) return MPX_EINVAL;
-  *out = NULL;
-  if (!ex || !task || (!arg && len)) return MPX_EINVAL;
-  if (opts && opts->retries > INT16_MAX) return MPX_EINVAL;
-  if (opts && opts->timeout > 0 && ex->cfg.no_kill) {
+/* Submit `task` on `arg`. With `adopt`, arg is a malloc'd block that is ours to free, whatever
+ * happens (the future frees it once it owns it). */
+static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
+                      const mpx_submit_opts *opts, bool adopt, mpx_future **out) {
+  int rc = MPX_OK;
+  if (!ex || !task || (!arg && len) || (opts && opts->retries > INT16_MAX)) {
+    rc = MPX_EINVAL;
+  } else if (opts && opts->timeout > 0 && ex->cfg.no_kill) {
     mpx__set_errmsg("task time limits are not supported on the %s backend",
                     mpx_backend_name(ex->cfg.backend));
-    return MPX_EPERM;
-  }
-  if (ex->cfg.backend != MPX_BACKEND_THREADS && len > ex->cfg.max_payload) {
+    rc = MPX_EPERM;
+  } else if (ex->cfg.backend != MPX_BACKEND_THREADS && len > ex->cfg.max_payload) {
     mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
-    return MPX_ETOOBIG;
+    rc = MPX_ETOOBIG;
   }
-  int rc = enter(ex);
-  if (rc) return rc;
-  mpx_future *f = mpx__future_new(task, arg, len, false);
-  if (!f) {
+  if (!rc) rc = enter(ex);
+  mpx_future *f = rc ? NULL : mpx__future_new(task, arg, len, adopt);
+  if (!rc && !f) {
     if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
-    return MPX_ENOMEM;
+    rc = MPX_ENOMEM;
+  }
+  if (rc) {
+    if (adopt) free((void *)arg);
+    return rc;
   }
   if (opts) {
     f->retries = (int16_t)(opts->retries < 0 ? -1 : opts->retries);
@@ -198,6 +202,26 @@ int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, siz
   rc = submit_future(ex, f);
   if (!rc) *out = f;
   return rc;
+}
+
+int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
+                    const mpx_submit_opts *opts, mpx_future **out) {
+  if (!out) return MPX_EINVAL;
+  *out = NULL;
+  return submit_one(ex, task, arg, len, opts, false, out);
+}
+
+int mpx_submit_msg(mpx_executor *ex, const char *task, const ProtobufCMessage *msg,
+                   const mpx_submit_opts *opts, mpx_future **out) {
+  if (!out) return MPX_EINVAL;
+  *out = NULL;
+  const mpx_task *t;
+  int rc = mpx_task_find(task, &t);
+  if (rc) return rc;
+  void *data;
+  size_t len;
+  if ((rc = mpx_msg_pack(msg, &data, &len))) return rc;
+  return submit_one(ex, t, data, len, opts, true, out);
 }
 
 int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out) {

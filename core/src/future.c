@@ -199,7 +199,7 @@ static void future_free(mpx_future *f) {
   future_recycle(f);
 }
 
-mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool copy_arg) {
+mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool adopt_arg) {
   mpx_future *f = future_alloc();
   if (!f) return NULL;
   uint32_t flags = 0;
@@ -207,14 +207,8 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool
   if (len <= MPX_INLINE_ARG) {
     if (len) memcpy(f->arg_small, arg, len);
     f->arg = f->arg_small;
-  } else if (copy_arg) {
-    void *p = malloc(len);
-    if (!p) {
-      future_recycle(f);
-      return NULL;
-    }
-    memcpy(p, arg, len);
-    f->arg = p;
+    if (adopt_arg) free((void *)arg);
+  } else if (adopt_arg) {
     flags |= MPX__F_ARG_OWNED;
   }
   atomic_init(&f->state, MPX_PENDING | flags);

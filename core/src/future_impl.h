@@ -64,8 +64,9 @@ typedef struct mpx__map_chunk {
 } mpx__map_chunk;
 
 /* A pending future with refs = 2 (caller + scheduler). Arguments up to MPX_INLINE_ARG bytes are
- * copied; `copy_arg` copies larger ones too (the future then frees them). NULL on ENOMEM. */
-mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool copy_arg);
+ * copied. With `adopt_arg`, `arg` is a malloc'd block the future takes over (freed at once when
+ * it was copied, else with the future). NULL on ENOMEM (an adopted block is then not freed). */
+mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool adopt_arg);
 
 /* PENDING -> RUNNING; false if it was cancelled meanwhile (then it must not run). */
 bool mpx__future_start(mpx_future *f);

@@ -26,6 +26,8 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "mpx/error.h"
+#include "mpx/executor.h"
+#include "mpx/future.h"
 #include "mpx/task.h"
 
 #ifdef __cplusplus
@@ -52,6 +54,16 @@ int mpx_msg_unpack(const ProtobufCMessageDescriptor *d, const void *data, size_t
 
 /* Free a message from mpx_msg_unpack (NULL is fine). Returns 0. */
 int mpx_msg_free(ProtobufCMessage *m);
+
+/* Submit `task` with `msg` packed as its argument (as mpx_submit_task otherwise; opts may be
+ * NULL). The packed bytes belong to the future, so `msg` may be freed or changed at once. */
+int mpx_submit_msg(mpx_executor *ex, const char *task, const ProtobufCMessage *msg,
+                   const mpx_submit_opts *opts, mpx_future **out);
+
+/* Wait up to `timeout` for the result (as mpx_future_result) and unpack it as a message of type
+ * `d` (as mpx_msg_unpack with `max_len`) into *out, to free with mpx_msg_free. */
+int mpx_future_result_msg(mpx_future *f, double timeout, const ProtobufCMessageDescriptor *d,
+                          size_t max_len, ProtobufCMessage **out);
 
 #ifdef __cplusplus
 }
