@@ -173,19 +173,9 @@ static void put_record(mpx_queue *q, uint32_t kind, const void *data, uint32_t l
   signal_seq(&q->data_seq, &q->cons_waiting);
 }
 
-/* With put_lock held after its holder died: abandon the item it was streaming, if any. */
-static void recover_put(mpx_queue *q) {
-  /* acquire: pairs with the release store of the dead holder (and the mutex hand-over) */
-  if (atomic_load_explicit(&q->in_item, memory_order_acquire)) {
-    put_record(q, K_ABORT, NULL, 0, 0); /* fits: every record leaves RESERVE bytes free */
-    atomic_store_explicit(&q->in_item, 0, memory_order_release); /* after the ABORT is out */
-  }
-}
-
 /* Lock one side. block = false: try for a short while (a holder that is only copying soon lets
  * go), then give up with MPX_ETIMEDOUT. EOWNERDEAD is handled by `recover` (may be NULL). */
-static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct timespec *dl,
-                     void (*recover)(mpx_queue *)) {
+static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct timespec *dl) {
   int rc;
   if (block) {
     rc = mpx__mutex_lock(m, dl);
@@ -199,11 +189,7 @@ static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct 
       mpx__cpu_relax();
     }
   }
-  if (rc == MPX_EOWNERDEAD) {
-    if (recover) recover(q);
-    rc = MPX_OK;
-  }
-  return rc;
+  return rc == MPX_EOWNERDEAD ? MPX_OK : rc; /* made consistent; the caller repairs the rest */
 }
 
 /* ---- waiting -------------------------------------------------------------------------------- */
@@ -261,9 +247,16 @@ static bool is_closed(const mpx_queue *q) {
 }
 
 /* Producer may write `need` bytes (plus the reserve), and if `counted`, one more item fits. */
+/* Free ring bytes between tail `t` and head `h` (0 if they are inconsistent, so that no check
+ * can underflow into "room"). */
+static uint64_t free_bytes(const mpx_queue *q, uint64_t t, uint64_t h) {
+  uint64_t used = used_bytes(t, h);
+  return used >= q->cap ? 0 : q->cap - used;
+}
+
 static bool fits(const mpx_queue *q, uint64_t t, uint64_t h, size_t need, bool counted) {
   if (counted && q->maxsize && count_items(t, h) >= (uint64_t)q->maxsize) return false;
-  return q->cap - used_bytes(t, h) >= need + RESERVE;
+  return free_bytes(q, t, h) >= need + RESERVE;
 }
 
 /* Producer (put_lock held) may write `need` bytes plus the reserve, and if `counted`, one more
@@ -293,6 +286,30 @@ static bool data_only(mpx_queue *q, size_t unused) {
   return bpos(atomic_load_explicit(&q->tail, memory_order_acquire)) != bpos(h);
 }
 
+/* Room for an ABORT record (the reserve included), from a fresh look at the head. */
+static bool abort_fits(mpx_queue *q, size_t unused) {
+  (void)unused;
+  uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed); /* ours (put_lock holder) */
+  /* acquire: the consumer has finished reading the bytes it released */
+  q->head_seen = atomic_load_explicit(&q->head, memory_order_acquire);
+  return free_bytes(q, t, q->head_seen) >= HDR;
+}
+
+/* With put_lock held: a streamer keeps put_lock for its whole item, so `in_item` up now means
+ * its producer died mid-item. Abandon that item with an ABORT, once there is room for one (a
+ * recoverer may itself have died between its ABORT and lowering in_item: the room check keeps a
+ * second ABORT from overrunning the ring). 0, or MPX_ETIMEDOUT with in_item still up, for the
+ * next holder to finish. */
+static int recover_put(mpx_queue *q, const struct timespec *dl) {
+  /* acquire: pairs with the release store of the dead holder (and the mutex hand-over) */
+  if (!atomic_load_explicit(&q->in_item, memory_order_acquire)) return MPX_OK;
+  int rc = wait_for(q, abort_fits, 0, &q->space_seq, &q->prod_waiting, &q->prod_spin, dl);
+  if (rc) return rc;
+  put_record(q, K_ABORT, NULL, 0, 0);
+  atomic_store_explicit(&q->in_item, 0, memory_order_release); /* after the ABORT is out */
+  return MPX_OK;
+}
+
 /* ---- put ------------------------------------------------------------------------------------ */
 
 int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double timeout) {
@@ -300,8 +317,13 @@ int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double
   if (is_closed(q)) return MPX_ECLOSED;
   struct timespec ts, *dl = block ? mpx__deadline(timeout, &ts) : NULL;
   int busy = block ? MPX_ETIMEDOUT : MPX_EFULL;
-  int rc = lock_side(q, &q->put_lock, block, dl, recover_put);
+  int rc = lock_side(q, &q->put_lock, block, dl);
   if (rc) return rc == MPX_ETIMEDOUT ? busy : rc;
+  struct timespec now;
+  if ((rc = recover_put(q, block ? dl : mpx__deadline(0, &now)))) {
+    mpx__mutex_unlock(&q->put_lock);
+    return rc == MPX_ETIMEDOUT ? busy : rc;
+  }
   const char *src = data;
   size_t rec = HDR + pad8(len);
   if (rec + RESERVE <= q->cap) { /* one piece */
@@ -347,7 +369,8 @@ int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double
     }
     uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed); /* ours */
     uint64_t h = q->head_seen; /* space_ok loaded it (acquire) when it last had to */
-    size_t room = (size_t)(q->cap - used_bytes(t, h)) - RESERVE - HDR;
+    uint64_t fb = free_bytes(q, t, h); /* >= HDR + 8 + RESERVE: we waited for that */
+    size_t room = fb > RESERVE + HDR ? (size_t)(fb - RESERVE - HDR) : 0;
     if (room > UINT32_MAX - 7) room = UINT32_MAX - 7;
     size_t chunk = len - off;
     if (chunk > (room & ~(size_t)7)) chunk = room & ~(size_t)7;
@@ -377,11 +400,12 @@ static int wait_rest(mpx_queue *q) {
     struct timespec now;
     mpx__deadline(0, &now);
     int rc = mpx__mutex_lock(&q->put_lock, &now);
-    if (rc == MPX_EOWNERDEAD) {
-      recover_put(q); /* appends the ABORT we are waiting for */
+    if (rc == MPX_EOWNERDEAD || rc == MPX_OK) {
+      /* We hold put_lock, so no one is streaming: if in_item is up, its producer died and we
+       * append the ABORT we are waiting for (the ring is empty for us: it fits). Else its last
+       * record is there. */
+      recover_put(q, &now);
       mpx__mutex_unlock(&q->put_lock);
-    } else if (rc == MPX_OK) {
-      mpx__mutex_unlock(&q->put_lock); /* the producer let go: its last record is there */
     }
   }
 }
@@ -417,7 +441,7 @@ static int get_impl(mpx_queue *q, void *buf, size_t cap, void **out, size_t *len
   struct timespec ts, *dl = block ? mpx__deadline(timeout, &ts) : NULL;
   bool nowait = !block || (dl && mpx__deadline_passed(dl));
   int empty = block ? MPX_ETIMEDOUT : MPX_EEMPTY;
-  int rc = lock_side(q, &q->get_lock, block, dl, NULL);
+  int rc = lock_side(q, &q->get_lock, block, dl);
   if (rc) return rc == MPX_ETIMEDOUT ? empty : rc;
   char *dst = NULL; /* the item being assembled */
   bool in_item = false;
