@@ -233,6 +233,17 @@ int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, 
   return mpx_submit_task(ex, t, arg, len, NULL, out);
 }
 
+int mpx_future_result_msg(mpx_future *f, double timeout, const ProtobufCMessageDescriptor *d,
+                          size_t max_len, ProtobufCMessage **out) {
+  if (!out) return MPX_EINVAL;
+  *out = NULL;
+  const void *data;
+  size_t len;
+  int rc = mpx_future_result(f, timeout, &data, &len);
+  if (rc) return rc;
+  return mpx_msg_unpack(d, data ? data : "", len, max_len, out);
+}
+
 /* ---- map ---------------------------------------------------------------------------------- */
 
 typedef struct map_run {

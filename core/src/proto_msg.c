@@ -61,14 +61,3 @@ int mpx_msg_free(ProtobufCMessage *m) {
   if (m) protobuf_c_message_free_unpacked(m, NULL);
   return MPX_OK;
 }
-
-int mpx_future_result_msg(mpx_future *f, double timeout, const ProtobufCMessageDescriptor *d,
-                          size_t max_len, ProtobufCMessage **out) {
-  if (!out) return MPX_EINVAL;
-  *out = NULL;
-  const void *data;
-  size_t len;
-  int rc = mpx_future_result(f, timeout, &data, &len);
-  if (rc) return rc;
-  return mpx_msg_unpack(d, data ? data : "", len, max_len, out);
-}
