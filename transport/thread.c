@@ -45,7 +45,9 @@ typedef struct thread_tp thread_tp;
 typedef struct sqbuf {
   size_t cap;           /* a power of two */
   struct sqbuf *older;  /* the array this one replaced, freed at destroy */
-  mpx_future *slot[];
+  /* Atomic only so that a thief's speculative read of a slot the owner is reusing is not a data
+   * race (the thief's CAS then fails and it drops what it read); relaxed: plain moves on x86. */
+  _Atomic(mpx_future *) slot[];
 } sqbuf;
 
 /* A submitting thread's queue. `bottom`, `buf` and `busy` are written by the owner only. */
@@ -152,7 +154,7 @@ static sq *sq_find(thread_tp *tp, pid_t tid) {
     if (atomic_compare_exchange_strong(&q->owner, &none, tid)) return q;
   }
   sq *q = aligned_alloc(64, sizeof *q);
-  sqbuf *b = malloc(sizeof *b + SQ_FIRST * sizeof(mpx_future *));
+  sqbuf *b = malloc(sizeof *b + SQ_FIRST * sizeof b->slot[0]);
   if (!q || !b) {
     free(q);
     free(b);
@@ -189,11 +191,14 @@ static sq *my_sq(thread_tp *tp) {
 
 /* Owner only: replace a full array by one twice as large, holding items [t, b). */
 static sqbuf *sq_grow(sq *q, sqbuf *old, size_t t, size_t b) {
-  sqbuf *n = malloc(sizeof *n + 2 * old->cap * sizeof(mpx_future *));
+  sqbuf *n = malloc(sizeof *n + 2 * old->cap * sizeof n->slot[0]);
   if (!n) return NULL;
   n->cap = 2 * old->cap;
   n->older = old;
-  for (size_t i = t; i < b; i++) n->slot[i & (n->cap - 1)] = old->slot[i & (old->cap - 1)];
+  for (size_t i = t; i < b; i++)
+    atomic_store_explicit(&n->slot[i & (n->cap - 1)],
+                          atomic_load_explicit(&old->slot[i & (old->cap - 1)], memory_order_relaxed),
+                          memory_order_relaxed);
   /* release: a thief that reads the new array sees the copied slots; the old array stays valid
    * for thieves that loaded it before, with the same items at the same indices */
   atomic_store_explicit(&q->buf, n, memory_order_release);
@@ -210,7 +215,7 @@ static int sq_push(sq *q, mpx_future *f) {
   }
   /* The slot was last read by the thief that took item b - cap, whose CAS moved top past it
    * before we could see top > b - cap: no thief still reads it. */
-  a->slot[b & (a->cap - 1)] = f;
+  atomic_store_explicit(&a->slot[b & (a->cap - 1)], f, memory_order_relaxed);
   /* release: a thief that sees the new bottom sees the slot and the future's fields */
   atomic_store_explicit(&q->bottom, b + 1, memory_order_release);
   return MPX_OK;
@@ -227,7 +232,8 @@ static int sq_steal(sq *q, mpx_future **out, int max, int workers) {
     if (k > (size_t)max) k = (size_t)max;
     /* acquire: loaded after bottom, so it holds every item below b (see sq_grow) */
     sqbuf *a = atomic_load_explicit(&q->buf, memory_order_acquire);
-    for (size_t i = 0; i < k; i++) out[i] = a->slot[(t + i) & (a->cap - 1)];
+    for (size_t i = 0; i < k; i++)
+      out[i] = atomic_load_explicit(&a->slot[(t + i) & (a->cap - 1)], memory_order_relaxed);
     /* acq_rel: the slots were read before the owner may reuse them (it acquires top) */
     if (atomic_compare_exchange_weak_explicit(&q->top, &t, t + k, memory_order_acq_rel,
                                               memory_order_relaxed))
