@@ -158,15 +158,24 @@ int mpx_dict_set(mpx_dict *d, const char *key, const void *val, size_t len) {
   return rc;
 }
 
-int mpx_dict_get(mpx_dict *d, const char *key, void *buf, size_t cap, size_t *len) {
-  if (!ok(d) || !len || (!buf && cap)) return MPX_EINVAL;
+/* Look `key` up with the lock held: on 0 the lock is held and *s is its slot (NULL when absent);
+ * a key too long to be stored answers MPX_ENOTFOUND without locking. */
+static int lookup_locked(mpx_dict *d, const char *key, slot **s) {
   size_t klen;
   int rc = check_key(d, key, &klen);
   if (rc) return rc == MPX_ETOOBIG ? MPX_ENOTFOUND : rc; /* too long to be there */
   uint32_t h = hash_key(key, klen);
   if ((rc = lock(d))) return rc;
-  slot *s, *f;
-  find(d, key, klen, h, &s, &f);
+  slot *f;
+  find(d, key, klen, h, s, &f);
+  return MPX_OK;
+}
+
+int mpx_dict_get(mpx_dict *d, const char *key, void *buf, size_t cap, size_t *len) {
+  if (!ok(d) || !len || (!buf && cap)) return MPX_EINVAL;
+  slot *s;
+  int rc = lookup_locked(d, key, &s);
+  if (rc) return rc;
   if (!s) {
     rc = MPX_ENOTFOUND;
   } else {
@@ -182,13 +191,9 @@ int mpx_dict_get(mpx_dict *d, const char *key, void *buf, size_t cap, size_t *le
 
 int mpx_dict_delete(mpx_dict *d, const char *key) {
   if (!ok(d)) return MPX_EINVAL;
-  size_t klen;
-  int rc = check_key(d, key, &klen);
-  if (rc) return rc == MPX_ETOOBIG ? MPX_ENOTFOUND : rc;
-  uint32_t h = hash_key(key, klen);
-  if ((rc = lock(d))) return rc;
-  slot *s, *f;
-  find(d, key, klen, h, &s, &f);
+  slot *s;
+  int rc = lookup_locked(d, key, &s);
+  if (rc) return rc;
   if (!s) {
     rc = MPX_ENOTFOUND;
   } else {
@@ -201,13 +206,9 @@ int mpx_dict_delete(mpx_dict *d, const char *key) {
 
 int mpx_dict_contains(mpx_dict *d, const char *key) {
   if (!ok(d)) return MPX_EINVAL;
-  size_t klen;
-  int rc = check_key(d, key, &klen);
-  if (rc) return rc == MPX_ETOOBIG ? 0 : rc;
-  uint32_t h = hash_key(key, klen);
-  if ((rc = lock(d))) return rc;
-  slot *s, *f;
-  find(d, key, klen, h, &s, &f);
+  slot *s;
+  int rc = lookup_locked(d, key, &s);
+  if (rc) return rc == MPX_ENOTFOUND ? 0 : rc; /* too long to be there */
   unlock(d);
   return s != NULL;
 }
