@@ -56,6 +56,16 @@
  * unless stopping or the worker was killed with replace = false; the
  * replacement announces itself with READY.
  *
+ * What a dead worker was running. Each transport shares one small memfd with
+ * its workers (passed with SCM_RIGHTS in the byte before the hello), a cache
+ * line per worker index. Serving stores each task's call id there as it
+ * starts; the worker clears it once the batch's results are sent. The loss
+ * event carries what the dead worker left there, so the dispatcher charges a
+ * retry to that task only: the rest of its window never started (or finished
+ * without its results being sent) and is re-queued uncharged. A death between
+ * batches charges nothing; one during a batch charges exactly one task, so a
+ * task that kills every worker it runs on still runs out of retries.
+ *
  * Flow control. send never blocks: what the socket does not take at once is
  * copied to the worker's out-queue and flushed when poll sees POLLOUT; so the
  * dispatcher can never deadlock with a worker that is itself blocked writing a
@@ -77,6 +87,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -106,6 +118,8 @@
  * spinning workers and dispatcher keep the woken submitter off the CPU and
  * round trips go from 14 us to 15-90 us. */
 #define SPIN_NS 20000
+/* uint64_t words per worker in the progress memfd: a cache line each. */
+#define PROGRESS_WORDS 8
 
 /* ==== fork server
  * ============================================================================
@@ -504,11 +518,48 @@ static int worker_recv(mpx__chan *c, const void **data, size_t *len,
   }
 }
 
+/* The byte before the hello, with the progress memfd attached (or none): map
+ * it. NULL when there is none. */
+static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
+  char byte;
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct iovec v = {.iov_base = &byte, .iov_len = 1};
+  struct msghdr m = {.msg_iov = &v,
+                     .msg_iovlen = 1,
+                     .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  ssize_t r;
+  while ((r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+    continue;
+  if (r != 1)
+    worker_exit(0); /* the parent went away before the hello */
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  if (!c || c->cmsg_type != SCM_RIGHTS)
+    return NULL;
+  int pfd;
+  memcpy(&pfd, CMSG_DATA(c), sizeof pfd);
+  struct stat st;
+  void *p = MAP_FAILED;
+  if (fstat(pfd, &st) == 0 && st.st_size > 0)
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, pfd,
+             0);
+  close(pfd);
+  if (p == MAP_FAILED)
+    return NULL;
+  *words = (size_t)st.st_size / sizeof(uint64_t);
+  return p;
+}
+
 static void worker_main(int fd, pid_t parent) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent)
     _exit(0);
   signal(SIGPIPE, SIG_IGN);
+  size_t progress_words = 0;
+  _Atomic uint64_t *progress = worker_progress(fd, &progress_words);
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   mpx__chan ch;
@@ -542,6 +593,9 @@ static void worker_main(int fd, pid_t parent) {
     mpx_topology_bind_process(&h.place);
   mpx__worker_id who = {
       .index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
+  size_t slot = (size_t)h.index * PROGRESS_WORDS;
+  if (progress && h.index >= 0 && slot < progress_words)
+    who.running = &progress[slot];
 
   int rc = MPX_OK;
   char *msg = NULL;
@@ -604,6 +658,8 @@ static void worker_main(int fd, pid_t parent) {
           68); /* out of memory: the dispatcher re-runs or fails the batch */
     if (mpx__chan_send(&ch, out.data, out.len))
       worker_exit(0);
+    if (who.running) /* the results are out: nothing of this batch is lost now */
+      atomic_store_explicit(who.running, 0, memory_order_relaxed);
     if (out.cap > KEEP_BUF)
       mpx__wbuf_free(&out);
     mpx__chan_shrink(&ch, KEEP_BUF);
@@ -662,6 +718,8 @@ typedef struct proc_tp {
   uint8_t *hello;
   size_t hello_len;
   long spin_ns; /* 0 when CPUs are scarce */
+  int progress_fd;            /* memfd shared with the workers, -1: none */
+  _Atomic uint64_t *progress; /* its mapping: PROGRESS_WORDS per worker */
 } proc_tp;
 
 static double now_s(void) { return mpx__now(); }
@@ -720,6 +778,34 @@ static void close_worker(proc_tp *tp, int i, const char *why) {
 static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len);
 static void hello_for(proc_tp *tp, int i);
 
+/* The byte before the hello, carrying the progress memfd when there is one.
+ * The socket is new and empty, so this one byte is taken at once. */
+static int send_progress(proc_tp *tp, int i) {
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  memset(&u, 0, sizeof u);
+  char byte = 'P';
+  struct iovec v = {.iov_base = &byte, .iov_len = 1};
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+  if (tp->progress_fd >= 0) {
+    m.msg_control = u.buf;
+    m.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &tp->progress_fd, sizeof(int));
+  }
+  atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0,
+                        memory_order_relaxed);
+  ssize_t r;
+  while ((r = sendmsg(tp->w[i].ch.fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    continue;
+  return r == 1 ? MPX_OK : MPX_ESYS;
+}
+
 static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
   pworker *w = &tp->w[i];
   w->pid = pid;
@@ -733,6 +819,11 @@ static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
   w->kill_pending = false;
   if (tp->stopping || kill_now) {
     close_worker(tp, i, NULL);
+    kill_worker(tp, i);
+    return;
+  }
+  if (send_progress(tp, i)) {
+    close_worker(tp, i, "could not be sent its hello");
     kill_worker(tp, i);
     return;
   }
@@ -753,6 +844,8 @@ static int spawn_direct(proc_tp *tp, int i) {
      */
     close(sv[0]);
     close(tp->wake_fd);
+    if (tp->progress_fd >= 0)
+      close(tp->progress_fd); /* it comes again over the socket */
     for (int k = 0; k < tp->n; k++) {
       if (tp->w[k].ch.fd >= 0)
         close(tp->w[k].ch.fd);
@@ -909,6 +1002,10 @@ static bool take_lost(proc_tp *tp, mpx__event *ev) {
     ev->kind = MPX__EV_WORKER_LOST;
     ev->worker = i;
     describe(w, tp->cfg, ev->detail, sizeof ev->detail);
+    /* the process is reaped: nothing writes its progress word any more */
+    ev->running_known = tp->progress_fd >= 0;
+    ev->running = atomic_exchange_explicit(
+        &tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
     w->state = W_NONE;
     if (w->pidfd >= 0)
       close(w->pidfd);
@@ -1177,6 +1274,26 @@ static int make_hello(proc_tp *tp) {
   return MPX_OK;
 }
 
+/* The progress words. Without a memfd (an old kernel, or none left) they are
+ * private memory and losses charge every task the worker held, as under MPI. */
+static int make_progress(proc_tp *tp) {
+  size_t len = (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t);
+  tp->progress_fd = memfd_create("mpx-progress", MFD_CLOEXEC);
+  if (tp->progress_fd >= 0 && ftruncate(tp->progress_fd, (off_t)len) == 0) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   tp->progress_fd, 0);
+    if (p != MAP_FAILED) {
+      tp->progress = p;
+      return MPX_OK;
+    }
+  }
+  if (tp->progress_fd >= 0)
+    close(tp->progress_fd);
+  tp->progress_fd = -1;
+  tp->progress = calloc(len / sizeof(uint64_t), sizeof(uint64_t));
+  return tp->progress ? MPX_OK : MPX_ENOMEM;
+}
+
 static void pt_stop(mpx_transport *self, bool wait);
 static void pt_destroy(mpx_transport *self);
 
@@ -1188,6 +1305,7 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   tp->n = cfg->workers;
   tp->lim = mpx__limits_default(cfg->max_payload);
   tp->fs = -1;
+  tp->progress_fd = -1;
   tp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   tp->w = calloc((size_t)tp->n, sizeof *tp->w);
   for (int i = 0; tp->w && i < tp->n; i++) {
@@ -1204,6 +1322,10 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
     int rc = tp->wake_fd < 0 ? MPX_ESYS : MPX_ENOMEM;
     pt_destroy((mpx_transport *)tp);
     return rc;
+  }
+  if (make_progress(tp)) {
+    pt_destroy((mpx_transport *)tp);
+    return MPX_ENOMEM;
   }
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   tp->spin_ns = cpus > (long)tp->n + 2 ? SPIN_NS : 0;
@@ -1300,6 +1422,13 @@ static void pt_destroy(mpx_transport *self) {
     close(tp->fs); /* the fork server ends what is left of this session */
   if (tp->wake_fd >= 0)
     close(tp->wake_fd);
+  if (tp->progress_fd >= 0) {
+    munmap((void *)tp->progress,
+           (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t));
+    close(tp->progress_fd);
+  } else {
+    free((void *)tp->progress);
+  }
   free(tp->w);
   free(tp->pfd);
   free(tp->pfd_w);

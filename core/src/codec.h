@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -138,6 +139,10 @@ typedef struct mpx__worker_id {
   int pid;          /* the worker's process id */
   int rank;         /* MPI rank, -1 when not under MPI */
   const char *host; /* host name; NULL sends "" */
+  /* NULL, or a word in memory the dispatcher's side can read after this process died: serving
+   * stores there the call id of each task as it starts, so that a worker's death charges a retry
+   * to the task it was running only (process.c clears it once the results are sent). */
+  _Atomic uint64_t *running;
 } mpx__worker_id;
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no

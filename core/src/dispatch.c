@@ -141,7 +141,7 @@ static void fill_task(Mpx__Task *t, mpx_future *f) {
   }
 }
 
-static void lose(disp *d, int i, const char *detail);
+static void lose(disp *d, int i, const char *detail, const mpx__event *ev);
 
 /* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock. */
 static void send_batch(disp *d, int i, size_t k) {
@@ -300,7 +300,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     snprintf(why, sizeof why, "pid %d sent a malformed message (%s) and was killed",
              d->w[i].pid, mpx_strerror(rc));
     d->inner->kill(d->tp, i, true);
-    lose(d, i, why);
+    lose(d, i, why, NULL);
     return;
   }
   if (b->control) on_control(d, i, b->control);
@@ -324,8 +324,11 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   mpx__batch_free(b);
 }
 
-/* Worker i is gone: re-queue or fail what it held. */
-static void lose(disp *d, int i, const char *detail) {
+/* Worker i is gone: re-queue or fail what it held. When the transport knows what the worker was
+ * running (ev->running_known), only that task is charged: it is retried while its retries last,
+ * else fails; the others never started (or ran without their results being sent) and are
+ * re-queued uncharged. Otherwise (ev NULL, or MPI) every task it held is charged. */
+static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   wslot *w = &d->w[i];
   char who[128];
   where(w, i, who, sizeof who);
@@ -340,6 +343,10 @@ static void lose(disp *d, int i, const char *detail) {
                        mpx__strdupf("task '%s' ran past its %.3g s time limit; %s was killed",
                                     f->task->name, task_timeout(d, f), who));
       mpx__future_drop(f);
+    } else if (ev && ev->running_known && (uint64_t)(uintptr_t)f != ev->running &&
+               mpx__future_requeue(f)) {
+      f->worker = -1; /* never started: not an attempt */
+      fifo_push(&requeue, f);
     } else if (task_retries(d, f) > 0 && mpx__future_requeue(f)) {
       f->retries = (int16_t)(task_retries(d, f) - 1);
       f->worker = -1;
@@ -385,7 +392,7 @@ static int poll_ms(disp *d) {
 
 static void handle(disp *d, const mpx__event *ev) {
   if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
-  else if (ev->kind == MPX__EV_WORKER_LOST) lose(d, ev->worker, ev->detail);
+  else if (ev->kind == MPX__EV_WORKER_LOST) lose(d, ev->worker, ev->detail, ev);
 }
 
 

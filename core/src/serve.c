@@ -194,6 +194,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     s->owned = NULL;
     s->msg = NULL;
     ptrs[done] = &s->r;
+    if (who->running) atomic_store_explicit(who->running, t->call_id, memory_order_relaxed);
     const mpx_task *task;
     if (mpx_task_find_id(t->task_id, &task)) {
       slot_fail(s, who, MPX_ENOTASK,

@@ -60,7 +60,9 @@ typedef struct mpx_options {
   long max_tasks_per_worker;   /* 0: unlimited; else the worker is replaced after that many */
   size_t max_pending;          /* 0: unbounded; else the bound on tasks queued and not started */
   mpx_full_policy on_full;
-  int retries;                 /* times a task lost with its worker is run again (processes) */
+  int retries;                 /* times a task lost with its worker is run again (processes).
+                                  Only the task a dead worker was running is charged; the rest of
+                                  its queue is re-run uncharged */
   double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes) */
   size_t max_payload;          /* bytes one argument or result may have across a process or rank
                                   boundary; 0: 1 GiB */
