@@ -12,6 +12,7 @@ typedef struct bench_args {
   const char *workload;
   mpx_backend backend;
   int workers;   /* 0: mpx's default */
+  mpx_binding binding; /* where workers are bound (hwloc); pingpong binds its two sides */
   long tasks;    /* N (or K for fib) */
   int fib_n;     /* fib: n */
   double task_us; /* metg: starting task duration */

@@ -12,15 +12,18 @@ double bench_now(void) {
 
 void bench_emit(const bench_args *a, const char *backend, const char *workload, int workers,
                 long tasks, double seconds, const char *extra_json) {
+  static const char *bindings[] = {"none", "core", "pu", "numa"};
+  const char *bind = a->binding >= 0 && a->binding <= 3 ? bindings[a->binding] : "?";
   double rate = seconds > 0 ? (double)tasks / seconds : 0;
   if (a->json) {
     printf("{\"peer\": \"mpx-%s\", \"backend\": \"%s\", \"workload\": \"%s\", \"workers\": %d, "
-           "\"tasks\": %ld, \"seconds\": %.6f, \"tasks_per_s\": %.1f%s%s}\n",
-           backend, backend, workload, workers, tasks, seconds, rate,
+           "\"tasks\": %ld, \"seconds\": %.6f, \"tasks_per_s\": %.1f, \"binding\": \"%s\"%s%s}\n",
+           backend, backend, workload, workers, tasks, seconds, rate, bind,
            extra_json ? ", " : "", extra_json ? extra_json : "");
   } else {
-    printf("%-10s %-9s %3d workers %11ld tasks %9.4f s %14.0f tasks/s  %s\n", backend, workload,
-           workers, tasks, seconds, rate, extra_json ? extra_json : "");
+    printf("%-10s %-9s %3d workers %11ld tasks %9.4f s %14.0f tasks/s  %s%s%s\n", backend,
+           workload, workers, tasks, seconds, rate, extra_json ? extra_json : "",
+           a->binding ? "  binding " : "", a->binding ? bind : "");
   }
   fflush(stdout);
 }

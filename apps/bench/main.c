@@ -1,7 +1,7 @@
 /* mpx-bench: the same workloads on every backend, figures as a table or --json lines with the
  * keys of ../shared/peers (peer, backend, workload, workers, tasks, seconds, tasks_per_s).
  *   mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W] [--tasks N]
- *             [--n FIB_N] [--json]
+ *             [--n FIB_N] [--binding none|core|pu|numa] [--json]
  * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +26,8 @@ enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
   fprintf(to, "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
-              "                 [--tasks N] [--n FIB_N] [--json]\nworkloads:\n");
+              "                 [--tasks N] [--n FIB_N] [--binding none|core|pu|numa] [--json]\n"
+              "workloads:\n");
   for (int i = 0; i < NWORKLOADS; i++)
     fprintf(to, "  %-9s %s (default N %ld)\n", workloads[i].name, workloads[i].what,
             workloads[i].default_tasks);
@@ -43,6 +44,16 @@ static int parse_backend(const char *s, mpx_backend *out) {
   for (int b = 0; b < 4; b++)
     if (!strcmp(s, names[b])) {
       *out = (mpx_backend)b;
+      return 0;
+    }
+  return -1;
+}
+
+static int parse_binding(const char *s, mpx_binding *out) {
+  static const char *names[] = {"none", "core", "pu", "numa"};
+  for (int b = 0; b < 4; b++)
+    if (!strcmp(s, names[b])) {
+      *out = (mpx_binding)b;
       return 0;
     }
   return -1;
@@ -76,6 +87,9 @@ int main(int argc, char **argv) {
       a.json = true;
     } else if (!strcmp(arg, "--backend")) {
       if (!val || parse_backend(val, &a.backend)) return bad("unknown backend", val);
+      i++;
+    } else if (!strcmp(arg, "--binding")) {
+      if (!val || parse_binding(val, &a.binding)) return bad("unknown binding", val);
       i++;
     } else if (!strcmp(arg, "--workers") || !strcmp(arg, "--tasks") || !strcmp(arg, "--n")) {
       if (!parse_long(val, !strcmp(arg, "--workers") ? 0 : 1, &v)) return bad("bad number", val);

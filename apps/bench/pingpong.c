@@ -1,7 +1,10 @@
 /* pingpong.c: the seeds' context-switch test. Two workers pass a token back and forth
  * a->tasks times over two mpx queues (ping: A -> B, pong: B -> A), once as two threads of this
  * process and once as two processes (the echo side forked through mpx_process). One round trip =
- * two puts and two gets; the figure to compare is round trips per second. */
+ * two puts and two gets; the figure to compare is round trips per second. With --binding, the
+ * two sides are bound to the first two places of that binding (hwloc), as an executor's workers
+ * would be: on a 2-CPU machine, whether the scheduler happens to put both on one CPU (every hand
+ * over a context switch) or on two (both spin) is otherwise what the figure measures. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,11 +12,26 @@
 #include "bench.h"
 #include "mpx/ipc_process.h"
 #include "mpx/ipc_queue.h"
+#include "mpx/topology.h"
 
 typedef struct echo_arg {
   mpx_queue *in, *out; /* shared mappings made before fork: valid in the child as in the parent */
   long n;
+  mpx_binding binding;
 } echo_arg;
+
+/* Bind the calling side (0: driver, 1: echo) per `binding`; a thread, or the whole process. */
+static int bind_side(mpx_binding binding, int side, bool process) {
+  if (binding == MPX_BIND_NONE) return MPX_OK;
+  const mpx_topology *t;
+  mpx_placement place[2];
+  int rc = mpx_topology_get(&t);
+  if (!rc) rc = mpx_topology_place(t, binding, 2, place);
+  if (!rc)
+    rc = process ? mpx_topology_bind_process(&place[side]) : mpx_topology_bind_thread(&place[side]);
+  if (rc) fprintf(stderr, "pingpong: cannot bind side %d: %s\n", side, mpx_strerror(rc));
+  return rc;
+}
 
 /* The B side: take each token and send it back incremented. */
 static int echo_loop(const echo_arg *e) {
@@ -33,11 +51,16 @@ static int pingpong_echo(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
   if (len != sizeof(echo_arg)) return mpx_task_fail(ctx, MPX_EINVAL, "bad echo argument");
   echo_arg e;
   memcpy(&e, arg, sizeof e);
-  return echo_loop(&e);
+  int rc = bind_side(e.binding, 1, true);
+  return rc ? rc : echo_loop(&e);
 }
 MPX_TASK(pingpong_echo);
 
-static void *echo_thread(void *p) { return (void *)(long)echo_loop(p); }
+static void *echo_thread(void *p) {
+  const echo_arg *e = p;
+  int rc = bind_side(e->binding, 1, false);
+  return (void *)(long)(rc ? rc : echo_loop(e));
+}
 
 /* The A side: returns seconds for n round trips, or a negative value on error. */
 static double drive(mpx_queue *ping, mpx_queue *pong, long n) {
@@ -61,7 +84,8 @@ int bench_pingpong(const bench_args *a) {
     return 1;
   }
   int status = 0;
-  echo_arg e = {.in = ping, .out = pong, .n = n};
+  echo_arg e = {.in = ping, .out = pong, .n = n, .binding = a->binding};
+  if (bind_side(a->binding, 0, false)) status = 1;
 
   /* two threads */
   pthread_t th;

@@ -50,7 +50,8 @@ MPX_TASK(bench_spin)
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 static int open_executor(const bench_args *a, mpx_executor **ex) {
-  int rc = mpx_executor_create(ex, &(mpx_options){.backend = a->backend, .workers = a->workers});
+  int rc = mpx_executor_create(ex, &(mpx_options){.backend = a->backend, .workers = a->workers,
+                                                     .binding = a->binding});
   if (rc) fprintf(stderr, "mpx-bench: cannot create the executor: %s %s\n", mpx_strerror(rc),
                   mpx_errmsg());
   return rc;
