@@ -22,9 +22,9 @@
  *
  * Wake-ups: the get_lock holder waits for data by spinning on `tail` (1-20 us, adaptive), then
  * sleeping on
- * the futex `data_seq` after raising `cons_waiting`; a producer bumps data_seq after each
- * publish and calls FUTEX_WAKE only if cons_waiting is up (a Dekker pair: both sides use seq_cst
- * for the flag and the counter). Space for producers works the same way with space_seq and
+ * the futex `data_seq` after raising `cons_waiting`; a producer, after each publish, fences and
+ * only if cons_waiting is up bumps data_seq and calls FUTEX_WAKE (a Dekker pair: a fence on
+ * each side between its own store and its load of the other's); close bumps it unconditionally. Space for producers works the same way with space_seq and
  * prod_waiting. Other producers and consumers sleep in the robust mutexes. */
 #include <limits.h>
 #include <protobuf-c/protobuf-c.h>
@@ -153,11 +153,16 @@ static uint64_t count_items(uint64_t tail, uint64_t head) {
   return (items(tail) - items(head)) & IMASK;
 }
 
-/* Wake whoever sleeps on `seq` if its flag says someone may. The seq_cst RMW and load pair with
- * the waiter's seq_cst flag store and seq load (see the file header). */
+/* Wake whoever sleeps on `seq` if its flag says someone may. The fence orders our publish (the
+ * tail or head store before the call) before the flag load, pairing with the waiter's flag store,
+ * fence and re-check (a Dekker pair, see wait_for). Only then is `seq` bumped: an unconditional
+ * RMW would take the line the other side is spinning on away from it on every hand-off. */
 static void signal_seq(_Atomic uint32_t *seq, _Atomic uint32_t *flag) {
-  atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(flag, memory_order_seq_cst)) mpx__futex_wake(seq, INT_MAX);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(flag, memory_order_relaxed)) {
+    atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
+    mpx__futex_wake(seq, INT_MAX);
+  }
 }
 
 /* Producer: write a record at `t` (the current tail, owned by the put_lock holder) and publish. */
@@ -228,7 +233,10 @@ static int wait_for(mpx_queue *q, cond_fn cond, size_t arg, _Atomic uint32_t *se
                           memory_order_relaxed);
   for (;;) {
     atomic_store_explicit(flag, 1, memory_order_seq_cst);         /* Dekker with signal_seq */
-    uint32_t s = atomic_load_explicit(seq, memory_order_seq_cst); /* after the flag (Dekker) */
+    atomic_thread_fence(memory_order_seq_cst);                    /* flag before the re-check */
+    /* A bump of seq we read here (by signal_seq or close) came after the publish it announces,
+     * so the re-check below sees that publish; one we miss makes futex_wait return at once. */
+    uint32_t s = atomic_load_explicit(seq, memory_order_seq_cst);
     if (cond(q, arg)) break;
     int rc = mpx__futex_wait(seq, s, dl);
     if (cond(q, arg)) break;
