@@ -34,7 +34,8 @@ static void usage(FILE *f, const char *prog) {
           "would be placed under the binding, one line per worker.\n"
           "\n"
           "  -w, --workers N     workers to place (default: the default workers)\n"
-          "  -b, --binding B     none, core, pu or numa (default: core)\n"
+          "  -b, --binding B     none, core, pu or numa (default: core, to show places; an\n"
+          "                      executor binds only when its options ask: default none)\n"
           "  -x, --xml FILE      read an hwloc XML file (lstopo --of xml) instead of this machine\n"
           "  -s, --synthetic D   use an hwloc synthetic machine, e.g. \"pack:2 numa:2 core:4 pu:2\"\n"
           "  -h, --help          print this help\n",
