@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,6 +397,9 @@ static struct timespec to_timespec(double s) {
   return ts;
 }
 
+/* Seconds a waiter yields its core before it sleeps (see wait_done). */
+#define YIELD_S 50e-6
+
 /* Wait until done or `timeout` passes: 0 or MPX_ETIMEDOUT. */
 static int wait_done(mpx_future *f, double timeout) {
   uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
@@ -409,6 +413,19 @@ static int wait_done(mpx_future *f, double timeout) {
   if (mpx__state_done(s)) return MPX_OK;
   if (timeout == 0) return MPX_ETIMEDOUT;
   double deadline = timeout > 0 ? mpx__now() + timeout : 0;
+  if (!(s & MPX__F_BRIEF_SPIN)) {
+    /* Then yield for a while: when workers outnumber free cores, the one that will complete f
+     * may be waiting for this very core, and a yield hands it over without the futex sleep and
+     * wake-up (a few microseconds each in a VM). With nothing else runnable it is a short spin. */
+    double until = mpx__now() + YIELD_S;
+    if (deadline && deadline < until) until = deadline;
+    for (int i = 1; !mpx__state_done(s); i++) {
+      sched_yield();
+      s = atomic_load_explicit(&f->state, memory_order_acquire);
+      if ((i & 7) == 0 && mpx__now() >= until) break;
+    }
+    if (mpx__state_done(s)) return MPX_OK;
+  }
   for (;;) {
     s = atomic_load_explicit(&f->state, memory_order_acquire);
     if (mpx__state_done(s)) return MPX_OK;
