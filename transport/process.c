@@ -59,12 +59,13 @@
  * What a dead worker was running. Each transport shares one small memfd with
  * its workers (passed with SCM_RIGHTS in the byte before the hello), a cache
  * line per worker index. Serving stores each task's call id there as it
- * starts; the worker clears it once the batch's results are sent. The loss
+ * starts; the worker clears it once the batch's results are packed, before
+ * it sends them (so the word never outlives the call ids it names). The loss
  * event carries what the dead worker left there, so the dispatcher charges a
  * retry to that task only: the rest of its window never started (or finished
- * without its results being sent) and is re-queued uncharged. A death between
- * batches charges nothing; one during a batch charges exactly one task, so a
- * task that kills every worker it runs on still runs out of retries.
+ * without its results being sent) and is re-queued uncharged. A death outside
+ * serving a batch charges nothing; one while serving charges exactly one task,
+ * so a task that kills every worker it runs on still runs out of retries.
  *
  * Flow control. send never blocks: what the socket does not take at once is
  * copied to the worker's out-queue and flushed when poll sees POLLOUT; so the
@@ -656,10 +657,13 @@ static void worker_main(int fd, pid_t parent) {
     if (rc)
       worker_exit(
           68); /* out of memory: the dispatcher re-runs or fails the batch */
+    /* Every task ran and the results are packed: a death from here on is no
+     * task's doing. Cleared before the send, so that once the results are out
+     * the word never names a call id that may be reused for a later task. */
+    if (who.running)
+      atomic_store_explicit(who.running, 0, memory_order_relaxed);
     if (mpx__chan_send(&ch, out.data, out.len))
       worker_exit(0);
-    if (who.running) /* the results are out: nothing of this batch is lost now */
-      atomic_store_explicit(who.running, 0, memory_order_relaxed);
     if (out.cap > KEEP_BUF)
       mpx__wbuf_free(&out);
     mpx__chan_shrink(&ch, KEEP_BUF);
