@@ -248,6 +248,45 @@ static void test_bad_input(void) {
   mpx_value_destroy(v);
 }
 
+/* The dict against a plain array model: random sets, deletes and lookups over few keys in a small
+ * table (long probe runs that wrap around, many tombstones reclaimed), every answer checked. */
+static void test_dict_model(void) {
+  enum { KEYS = 24, OPS = 200000 };
+  mpx_dict *d;
+  CHECK_OK(mpx_dict_create(&d, KEYS, 8, sizeof(long))); /* 64 slots for 24 keys */
+  long model[KEYS];
+  bool has[KEYS] = {false};
+  unsigned seed = 12345;
+  size_t live = 0;
+  for (long op = 0; op < OPS; op++) {
+    seed = seed * 1103515245u + 12345u;
+    int k = (int)((seed >> 8) % KEYS), what = (int)((seed >> 20) % 3);
+    char key[8];
+    snprintf(key, sizeof key, "k%d", k);
+    if (what == 0) {
+      CHECK_OK(mpx_dict_set(d, key, &op, sizeof op));
+      live += !has[k];
+      has[k] = true;
+      model[k] = op;
+    } else if (what == 1) {
+      CHECK_RC(mpx_dict_delete(d, key), has[k] ? MPX_OK : MPX_ENOTFOUND);
+      live -= has[k];
+      has[k] = false;
+    } else {
+      long v = -1;
+      size_t len = 0;
+      CHECK_RC(mpx_dict_get(d, key, &v, sizeof v, &len), has[k] ? MPX_OK : MPX_ENOTFOUND);
+      CHECK(!has[k] || (len == sizeof v && v == model[k]));
+    }
+    if (op % 1000 == 0) {
+      size_t n;
+      CHECK_OK(mpx_dict_len(d, &n));
+      CHECK(n == live);
+    }
+  }
+  mpx_dict_destroy(d);
+}
+
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   forks = !NO_FORK;
@@ -255,6 +294,7 @@ int main(int argc, char **argv) {
   test_value();
   test_array();
   test_dict();
+  test_dict_model();
   printf("ipc_shared_test: ok\n");
   return mpx_finalize();
 }

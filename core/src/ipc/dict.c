@@ -1,6 +1,7 @@
 /* dict.c: the shared dict (see ipc_dict.h): open addressing with linear probing over
  * fixed-size slots { state, hash, key length, value length, key[max_key+1], value[max_value] },
- * table size a power of two >= 2 * max_entries, deletions leave tombstones.
+ * table size a power of two >= 2 * max_entries, deletions leave tombstones (those that end a
+ * probe run are turned back into empty slots at once).
  *
  * All access is under one robust mutex. Crash consistency comes from the order of writes:
  *  - insert: key and value are written into a free slot, then `state` flips to USED (one store);
@@ -189,6 +190,17 @@ int mpx_dict_get(mpx_dict *d, const char *key, void *buf, size_t cap, size_t *le
   return rc;
 }
 
+/* Tombstones that end a probe run (the next slot is EMPTY) are on no other key's path: turn them
+ * back into EMPTY, from `s` backwards, so that churn does not fill the table with tombstones and
+ * make every miss scan it. One store per slot, each leaving a valid table: safe to die midway. */
+static void reclaim(mpx_dict *d, slot *s) {
+  size_t mask = d->nslots - 1;
+  size_t i = (size_t)((unsigned char *)s - d->slots) / d->slot_size;
+  if (at(d, (i + 1) & mask)->state != EMPTY) return;
+  for (size_t n = 0; n < d->nslots && at(d, i)->state == TOMB; n++, i = (i - 1) & mask)
+    at(d, i)->state = EMPTY;
+}
+
 int mpx_dict_delete(mpx_dict *d, const char *key) {
   if (!ok(d)) return MPX_EINVAL;
   slot *s;
@@ -199,6 +211,7 @@ int mpx_dict_delete(mpx_dict *d, const char *key) {
   } else {
     s->state = TOMB;
     d->count--;
+    reclaim(d, s);
   }
   unlock(d);
   return rc;
