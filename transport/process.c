@@ -538,7 +538,7 @@ static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
   if (r != 1)
     worker_exit(0); /* the parent went away before the hello */
   struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-  if (!c || c->cmsg_type != SCM_RIGHTS)
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
     return NULL;
   int pfd;
   memcpy(&pfd, CMSG_DATA(c), sizeof pfd);

@@ -21,11 +21,11 @@
  *    LAST records without a FIRST and discards them. `head` counts the LAST, so qsize stays exact.
  *
  * Wake-ups: the get_lock holder waits for data by spinning on `tail` (1-20 us, adaptive), then
- * sleeping on
- * the futex `data_seq` after raising `cons_waiting`; a producer, after each publish, fences and
- * only if cons_waiting is up bumps data_seq and calls FUTEX_WAKE (a Dekker pair: a fence on
- * each side between its own store and its load of the other's); close bumps it unconditionally. Space for producers works the same way with space_seq and
- * prod_waiting. Other producers and consumers sleep in the robust mutexes. */
+ * sleeping on the futex `data_seq` after raising `cons_waiting`; a producer, after each publish,
+ * fences and only if cons_waiting is up bumps data_seq and calls FUTEX_WAKE (a Dekker pair: a
+ * fence on each side between its own store and its load of the other's); close bumps it
+ * unconditionally. Space for producers works the same way with space_seq and prod_waiting.
+ * Other producers and consumers sleep in the robust mutexes. */
 #include <limits.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdalign.h>
