@@ -246,6 +246,43 @@ static void test_chan(void) {
   }
   CHECK(mpx__chan_recv_nb(&rx, &d, &len) == 1);
   CHECK(len == 3 && memcmp(d, "xyz", 3) == 0);
+  /* frames that arrive together are read ahead in one read and each returned before any 0; one
+   * larger than the read-ahead buffer, cut across it, is assembled whole */
+  CHECK(mpx__chan_recv_nb(&rx, &d, &len) == 0);
+  size_t large = MPX__CHAN_RA + 1000;
+  unsigned char *lg = malloc(large);
+  for (size_t i = 0; i < large; i++) lg[i] = (unsigned char)(i * 7);
+  struct iovec three[3] = {{"one", 3}, {"two!", 4}, {lg, large}};
+  pid_t sender = fork();
+  if (sender == 0) {
+    int bad = 0;
+    for (int k = 0; k < 3; k++) bad |= mpx__chan_sendv(&tx, &three[k], 1);
+    _exit(bad ? 1 : 0);
+  }
+  int got_frames = 0;
+  while (got_frames < 3) {
+    int r = mpx__chan_recv_nb(&rx, &d, &len);
+    CHECK(r >= 0);
+    if (r == 0) {
+      CHECK(mpx__chan_poll(&rx, 10) == 1);
+      continue;
+    }
+    CHECK(len == three[got_frames].iov_len && memcmp(d, three[got_frames].iov_base, len) == 0);
+    got_frames++;
+  }
+  int sst;
+  waitpid(sender, &sst, 0);
+  CHECK(WIFEXITED(sst) && WEXITSTATUS(sst) == 0);
+  free(lg);
+  CHECK(mpx__chan_recv_nb(&rx, &d, &len) == 0);
+  /* two small frames in one write: both come out of one read, the second without a syscall */
+  unsigned char two[2 * 6] = {2, 0, 0, 0, 'h', 'i', 2, 0, 0, 0, 'y', 'o'};
+  CHECK(write(sv[0], two, sizeof two) == (ssize_t)sizeof two);
+  CHECK(mpx__chan_recv_nb(&rx, &d, &len) == 1 && len == 2 && memcmp(d, "hi", 2) == 0);
+  CHECK(rx.ra_len - rx.ra_off == 6); /* the second frame waits in the read-ahead */
+  CHECK(mpx__chan_poll(&rx, 0) == 1);
+  CHECK(mpx__chan_recv_nb(&rx, &d, &len) == 1 && len == 2 && memcmp(d, "yo", 2) == 0);
+  CHECK(mpx__chan_recv_nb(&rx, &d, &len) == 0);
   /* a large frame on a nonblocking receiver: blocking recv waits with poll */
   size_t big = 1 << 19;
   char *b = malloc(big), *got = malloc(big);

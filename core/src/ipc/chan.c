@@ -29,6 +29,9 @@ void mpx__chan_close(mpx__chan *c) {
   free(c->body);
   c->body = NULL;
   c->body_cap = 0;
+  free(c->ra);
+  c->ra = NULL;
+  c->ra_off = c->ra_len = 0;
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
 }
@@ -126,12 +129,27 @@ int mpx__chan_send(mpx__chan *c, const void *data, size_t len) {
   return mpx__chan_sendv(c, &v, 1);
 }
 
+/* Up to `want` bytes: what recv_nb read ahead first, else from the fd. Returns as read(2). */
+static ssize_t chan_read(mpx__chan *c, void *dst, size_t want) {
+  size_t have = c->ra_len - c->ra_off;
+  if (!have) {
+    c->drained = false; /* a read of ours: recv_nb's note about the fd is stale */
+    return read(c->fd, dst, want);
+  }
+  size_t n = have < want ? have : want;
+  memcpy(dst, c->ra + c->ra_off, n);
+  c->ra_off += n;
+  if (c->ra_off == c->ra_len) c->ra_off = c->ra_len = 0;
+  return (ssize_t)n;
+}
+
 /* Read exactly `len` bytes (blocking, waiting with poll on a nonblocking fd). Returns 0,
  * MPX_EEOF if EOF came before any byte, MPX_EPROTO if EOF came after some, MPX_ESYS. */
-static int read_full(int fd, void *buf, size_t len, bool some_already) {
+static int read_full(mpx__chan *c, void *buf, size_t len, bool some_already) {
+  int fd = c->fd;
   size_t got = 0;
   while (got < len) {
-    ssize_t r = read(fd, (char *)buf + got, len - got);
+    ssize_t r = chan_read(c, (char *)buf + got, len - got);
     if (r > 0) {
       got += (size_t)r;
       continue;
@@ -153,12 +171,12 @@ static int read_full(int fd, void *buf, size_t len, bool some_already) {
  * deadline). Returns 0, MPX_ETIMEDOUT, MPX_EEOF, MPX_EPROTO, MPX_ESYS. */
 static int get_header(mpx__chan *c, double deadline) {
   if (c->hdr_got == 4) return MPX_OK;
-  if (c->hdr_got == 0) {
+  if (c->hdr_got == 0 && c->ra_len == c->ra_off) {
     int w = wait_fd(c->fd, POLLIN, ms_left(deadline));
     if (w < 0) return w;
     if (w == 0) return MPX_ETIMEDOUT;
   }
-  int rc = read_full(c->fd, c->hdr + c->hdr_got, 4 - c->hdr_got, c->hdr_got > 0);
+  int rc = read_full(c, c->hdr + c->hdr_got, 4 - c->hdr_got, c->hdr_got > 0);
   if (rc) {
     if (rc == MPX_EPROTO) c->broken = true;
     return rc;
@@ -177,7 +195,7 @@ static int get_header(mpx__chan *c, double deadline) {
 /* Copy out / finish a frame whose body is (partly) in c->body. */
 static int finish_into(mpx__chan *c, void *dst) {
   if (c->body_got < c->body_len) {
-    int rc = read_full(c->fd, c->body + c->body_got, c->body_len - c->body_got, true);
+    int rc = read_full(c, c->body + c->body_got, c->body_len - c->body_got, true);
     if (rc) {
       c->broken = true;
       return rc == MPX_EEOF ? MPX_EPROTO : rc;
@@ -199,7 +217,7 @@ int mpx__chan_recv(mpx__chan *c, void *buf, size_t cap, size_t *len, double time
   *len = c->body_len;
   if (c->body_len > cap) return MPX_ETOOBIG; /* stays pending */
   if (c->body_got > 0) return finish_into(c, buf);
-  rc = c->body_len ? read_full(c->fd, buf, c->body_len, true) : 0;
+  rc = c->body_len ? read_full(c, buf, c->body_len, true) : 0;
   if (rc) {
     c->broken = true;
     return rc == MPX_EEOF ? MPX_EPROTO : rc;
@@ -229,6 +247,26 @@ int mpx__chan_recv_alloc(mpx__chan *c, void **data, size_t *len, double timeout)
   return MPX_OK;
 }
 
+/* recv_nb's source of bytes: the read-ahead, refilled with one read of up to MPX__CHAN_RA bytes
+ * when it is empty (a large body is read straight into place instead). -2 without a syscall when
+ * the previous refill came back short: the fd had nothing more then, so the caller should poll. */
+static ssize_t read_ahead(mpx__chan *c, void *dst, size_t want) {
+  if (c->ra_len > c->ra_off || want >= MPX__CHAN_RA) return chan_read(c, dst, want);
+  if (c->drained) {
+    c->drained = false;
+    return -2;
+  }
+  if (!c->ra && !(c->ra = malloc(MPX__CHAN_RA))) return chan_read(c, dst, want);
+  ssize_t r = read(c->fd, c->ra, MPX__CHAN_RA);
+  if (r <= 0) return r;
+  c->ra_off = 0;
+  c->ra_len = (size_t)r;
+  bool drained = (size_t)r < MPX__CHAN_RA;
+  r = chan_read(c, dst, want);
+  c->drained = drained;
+  return r;
+}
+
 int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len) {
   if (!c || !data || !len) return MPX_EINVAL;
   if (c->fd < 0) return MPX_ECLOSED;
@@ -244,7 +282,8 @@ int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len) {
       want = c->body_len - c->body_got;
     }
     if (want) {
-      ssize_t r = read(c->fd, dst, want);
+      ssize_t r = read_ahead(c, dst, want);
+      if (r == -2) return 0; /* the fd was emptied by the last read: poll first */
       if (r < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -291,7 +330,7 @@ int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len) {
 int mpx__chan_poll(mpx__chan *c, double timeout) {
   if (!c) return MPX_EINVAL;
   if (c->fd < 0) return MPX_ECLOSED;
-  if (c->hdr_got > 0) return 1;
+  if (c->hdr_got > 0 || c->ra_len > c->ra_off) return 1;
   int w = wait_fd(c->fd, POLLIN, ms_left(deadline_of(timeout)));
   return w;
 }

@@ -49,7 +49,15 @@ typedef struct mpx__chan {
   size_t body_got;  /* bytes of the body in `body` (recv_nb) */
   unsigned char *body;
   size_t body_cap;
+  /* recv_nb reads ahead: one read(2) takes whatever the fd has (up to MPX__CHAN_RA bytes), so a
+   * small frame costs one syscall, and the bytes past it wait here for the next call */
+  unsigned char *ra;
+  size_t ra_off, ra_len; /* ra[ra_off..ra_len) not consumed yet */
+  bool drained;          /* recv_nb's last read-ahead came back short: the fd was empty then */
 } mpx__chan;
+
+/* Read-ahead buffer of recv_nb (allocated on its first use). */
+#define MPX__CHAN_RA ((size_t)64 << 10)
 
 /* Start a channel on `fd` (not taken over: mpx__chan_close closes it). max_frame 0: default. */
 void mpx__chan_init(mpx__chan *c, int fd, size_t max_frame);
@@ -72,7 +80,9 @@ int mpx__chan_recv_alloc(mpx__chan *c, void **data, size_t *len, double timeout)
 
 /* Nonblocking receive step for an fd opened O_NONBLOCK: returns 1 with *data and *len pointing at a
  * whole frame inside the channel (valid until the next receive on it), 0 when more bytes are
- * needed, MPX_EEOF, MPX_EPROTO or MPX_ESYS. */
+ * needed, MPX_EEOF, MPX_EPROTO or MPX_ESYS. A 0 means: wait until poll says the fd is readable
+ * (after a read that emptied the fd it is answered without a syscall; a whole frame already read
+ * ahead is always returned first, never left behind a 0). */
 int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len);
 
 /* 1 if a receive would not block for the frame's start (data, a pending frame, or EOF), 0 if not
