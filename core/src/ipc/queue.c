@@ -71,6 +71,9 @@ struct mpx_queue {
   _Atomic uint32_t in_item;   /* a streamed item is under way */
   _Atomic uint32_t prod_spin; /* adaptive spin budget (ns), a hint */
   uint64_t head_seen;         /* the head as last loaded: a lower bound, so free space is >= */
+  uint64_t tail_own;          /* the tail as we last stored it: the tail line itself is usually
+                                 in the spinning consumer's cache, and reading it back would cost
+                                 the producer a miss per put. Re-read after a holder died. */
   /* written by the put_lock holder, read by consumers */
   alignas(64) _Atomic uint64_t tail;
   _Atomic uint32_t data_seq; /* futex: bumped after each publish */
@@ -165,22 +168,24 @@ static void signal_seq(_Atomic uint32_t *seq, _Atomic uint32_t *flag) {
   }
 }
 
-/* Producer: write a record at `t` (the current tail, owned by the put_lock holder) and publish. */
+/* Producer: write a record at the tail (owned by the put_lock holder) and publish. */
 static void put_record(mpx_queue *q, uint32_t kind, const void *data, uint32_t len,
                        uint64_t total) {
-  uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed); /* only we write it */
+  uint64_t t = q->tail_own;
   rec_hdr h = {.kind = kind, .len = len, .total = total};
   ring_write(q, bpos(t), &h, HDR);
   if (len) ring_write(q, bpos(t) + HDR, data, len);
   uint64_t nt = advance(t, HDR + pad8(len), kind == K_WHOLE || kind == K_LAST);
   /* release: a consumer that sees the new tail sees the record's bytes */
   atomic_store_explicit(&q->tail, nt, memory_order_release);
+  q->tail_own = nt; /* a death between the two stores is repaired by put_locked */
   signal_seq(&q->data_seq, &q->cons_waiting);
 }
 
 /* Lock one side. block = false: try for a short while (a holder that is only copying soon lets
  * go), then give up with MPX_ETIMEDOUT. EOWNERDEAD is handled by `recover` (may be NULL). */
-static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct timespec *dl) {
+static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct timespec *dl,
+                     bool *owner_died) {
   int rc;
   if (block) {
     rc = mpx__mutex_lock(m, dl);
@@ -194,6 +199,7 @@ static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct 
       mpx__cpu_relax();
     }
   }
+  if (owner_died) *owner_died = rc == MPX_EOWNERDEAD;
   return rc == MPX_EOWNERDEAD ? MPX_OK : rc; /* made consistent; the caller repairs the rest */
 }
 
@@ -273,7 +279,7 @@ static bool space_ok(mpx_queue *q, size_t need_counted) {
   size_t need = need_counted >> 1;
   bool counted = need_counted & 1;
   if (is_closed(q)) return true;
-  uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed); /* ours (put_lock holder) */
+  uint64_t t = q->tail_own;
   if (fits(q, t, q->head_seen, need, counted)) return true;
   /* acquire: the consumer has finished reading the bytes it released */
   q->head_seen = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -297,10 +303,16 @@ static bool data_only(mpx_queue *q, size_t unused) {
 /* Room for an ABORT record (the reserve included), from a fresh look at the head. */
 static bool abort_fits(mpx_queue *q, size_t unused) {
   (void)unused;
-  uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed); /* ours (put_lock holder) */
+  uint64_t t = q->tail_own;
   /* acquire: the consumer has finished reading the bytes it released */
   q->head_seen = atomic_load_explicit(&q->head, memory_order_acquire);
   return free_bytes(q, t, q->head_seen) >= HDR;
+}
+
+/* With put_lock held, after its previous holder died: that holder may have died between
+ * publishing the tail and noting it in tail_own. The tail itself is the truth. */
+static void resync_tail(mpx_queue *q) {
+  q->tail_own = atomic_load_explicit(&q->tail, memory_order_acquire);
 }
 
 /* With put_lock held: a streamer keeps put_lock for its whole item, so `in_item` up now means
@@ -325,8 +337,10 @@ int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double
   if (is_closed(q)) return MPX_ECLOSED;
   struct timespec ts, *dl = block ? mpx__deadline(timeout, &ts) : NULL;
   int busy = block ? MPX_ETIMEDOUT : MPX_EFULL;
-  int rc = lock_side(q, &q->put_lock, block, dl);
+  bool died;
+  int rc = lock_side(q, &q->put_lock, block, dl, &died);
   if (rc) return rc == MPX_ETIMEDOUT ? busy : rc;
+  if (died) resync_tail(q);
   struct timespec now;
   if ((rc = recover_put(q, block ? dl : mpx__deadline(0, &now)))) {
     mpx__mutex_unlock(&q->put_lock);
@@ -375,7 +389,7 @@ int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double
         return rc;
       }
     }
-    uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed); /* ours */
+    uint64_t t = q->tail_own;
     uint64_t h = q->head_seen; /* space_ok loaded it (acquire) when it last had to */
     uint64_t fb = free_bytes(q, t, h); /* >= HDR + 8 + RESERVE: we waited for that */
     size_t room = fb > RESERVE + HDR ? (size_t)(fb - RESERVE - HDR) : 0;
@@ -408,6 +422,7 @@ static int wait_rest(mpx_queue *q) {
     struct timespec now;
     mpx__deadline(0, &now);
     int rc = mpx__mutex_lock(&q->put_lock, &now);
+    if (rc == MPX_EOWNERDEAD) resync_tail(q);
     if (rc == MPX_EOWNERDEAD || rc == MPX_OK) {
       /* We hold put_lock, so no one is streaming: if in_item is up, its producer died and we
        * append the ABORT we are waiting for (the ring is empty for us: it fits). Else its last
@@ -449,7 +464,7 @@ static int get_impl(mpx_queue *q, void *buf, size_t cap, void **out, size_t *len
   struct timespec ts, *dl = block ? mpx__deadline(timeout, &ts) : NULL;
   bool nowait = !block || (dl && mpx__deadline_passed(dl));
   int empty = block ? MPX_ETIMEDOUT : MPX_EEMPTY;
-  int rc = lock_side(q, &q->get_lock, block, dl);
+  int rc = lock_side(q, &q->get_lock, block, dl, NULL);
   if (rc) return rc == MPX_ETIMEDOUT ? empty : rc;
   char *dst = NULL; /* the item being assembled */
   bool in_item = false;
