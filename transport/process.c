@@ -1029,10 +1029,18 @@ static int read_worker(proc_tp *tp, int i, mpx__event *ev) {
   pworker *w = &tp->w[i];
   mpx__chan_shrink(
       &w->ch, KEEP_BUF); /* the last frame it returned is consumed by now */
+  bool looked = false;
   for (;;) {
     const void *data;
     size_t len;
     int r = mpx__chan_recv_nb(&w->ch, &data, &len);
+    if (r == 0 && w->exited && !looked) {
+      /* A 0 may come from the read-ahead's note that the fd was empty at its last read; the
+       * worker may have written more before it died. Look at the fd itself once. */
+      looked = true;
+      mpx__chan_forget_drained(&w->ch);
+      continue;
+    }
     if (r == 1) {
       if (len == 0) { /* the retire mark */
         w->retiring = true;

@@ -85,6 +85,10 @@ int mpx__chan_recv_alloc(mpx__chan *c, void **data, size_t *len, double timeout)
  * ahead is always returned first, never left behind a 0). */
 int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len);
 
+/* Make the next recv_nb read the fd even if its last read-ahead found the fd empty: for a caller
+ * that must see everything the peer wrote (the peer died) without polling first. */
+static inline void mpx__chan_forget_drained(mpx__chan *c) { c->drained = false; }
+
 /* 1 if a receive would not block for the frame's start (data, a pending frame, or EOF), 0 if not
  * within `timeout`; negative code on error. */
 int mpx__chan_poll(mpx__chan *c, double timeout);
