@@ -57,7 +57,7 @@
  * replacement announces itself with READY.
  *
  * What a dead worker was running. Each transport shares one small memfd with
- * its workers (passed with SCM_RIGHTS in the byte before the hello), a cache
+ * its workers (passed with SCM_RIGHTS in a message before the hello), a cache
  * line per worker index. Serving stores each task's call id there as it
  * starts; the worker clears it once the batch's results are packed, before
  * it sends them (so the word never outlives the call ids it names). The loss
@@ -132,7 +132,9 @@ enum {
   FS_KILL,
   FS_SPAWNED,
   FS_SPAWN_FAILED,
-  FS_EXITED
+  FS_EXITED,
+  FS_PROGRESS /* not the server's: sent before a worker's hello, with the
+                 progress memfd */
 };
 
 typedef struct fs_msg {
@@ -519,29 +521,18 @@ static int worker_recv(mpx__chan *c, const void **data, size_t *len,
   }
 }
 
-/* The byte before the hello, with the progress memfd attached (or none): map
+/* The message before the hello, with the progress memfd attached (or none): map
  * it. NULL when there is none. */
 static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
-  char byte;
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } u;
-  struct iovec v = {.iov_base = &byte, .iov_len = 1};
-  struct msghdr m = {.msg_iov = &v,
-                     .msg_iovlen = 1,
-                     .msg_control = u.buf,
-                     .msg_controllen = sizeof u.buf};
-  ssize_t r;
-  while ((r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-    continue;
-  if (r != 1)
-    worker_exit(0); /* the parent went away before the hello */
-  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-    return NULL;
+  fs_msg m;
   int pfd;
-  memcpy(&pfd, CMSG_DATA(c), sizeof pfd);
+  if (msg_recv(fd, &m, &pfd, 0) != 1 || m.op != FS_PROGRESS) {
+    if (pfd >= 0)
+      close(pfd);
+    worker_exit(0); /* the parent went away before the hello */
+  }
+  if (pfd < 0)
+    return NULL;
   struct stat st;
   void *p = MAP_FAILED;
   if (fstat(pfd, &st) == 0 && st.st_size > 0)
@@ -782,32 +773,13 @@ static void close_worker(proc_tp *tp, int i, const char *why) {
 static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len);
 static void hello_for(proc_tp *tp, int i);
 
-/* The byte before the hello, carrying the progress memfd when there is one.
- * The socket is new and empty, so this one byte is taken at once. */
+/* The message before the hello, carrying the progress memfd when there is one.
+ * The socket is new and empty, so it is taken at once. */
 static int send_progress(proc_tp *tp, int i) {
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } u;
-  memset(&u, 0, sizeof u);
-  char byte = 'P';
-  struct iovec v = {.iov_base = &byte, .iov_len = 1};
-  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
-  if (tp->progress_fd >= 0) {
-    m.msg_control = u.buf;
-    m.msg_controllen = sizeof u.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &tp->progress_fd, sizeof(int));
-  }
   atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0,
                         memory_order_relaxed);
-  ssize_t r;
-  while ((r = sendmsg(tp->w[i].ch.fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-    continue;
-  return r == 1 ? MPX_OK : MPX_ESYS;
+  fs_msg m = {.op = FS_PROGRESS, .index = i};
+  return msg_send(tp->w[i].ch.fd, &m, tp->progress_fd) ? MPX_ESYS : MPX_OK;
 }
 
 static void attach(proc_tp *tp, int i, pid_t pid, int fd) {

@@ -12,10 +12,11 @@
  * the workers with room, idle ones first, and one batch carries at most max_payload bytes of
  * arguments (one larger argument goes alone), so it always fits max_message. A batch that still
  * cannot be packed or sent fails its own tasks, not the worker. It turns results back into
- * completed futures, re-queues (retries) or fails the futures of a lost worker, and kills a
- * worker whose task passed its time limit. A task with a time limit is sent alone to an idle
- * worker, so killing that worker loses nothing else. Futures are identified on the wire by call ids that are their addresses;
- * the dispatcher only accepts ids that are in the sending worker's window. */
+ * completed futures, re-queues (retries) or fails the futures of a lost worker (charging a
+ * retry only to the task it was running, when the transport knows it), and kills a worker whose
+ * task passed its time limit. A task with a time limit is sent alone to an idle worker, so
+ * killing that worker loses nothing else. Futures are identified on the wire by call ids that
+ * are their addresses; the dispatcher only accepts ids that are in the sending worker's window. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
