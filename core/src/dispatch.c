@@ -365,8 +365,7 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
     d->pending.head = requeue.head;
     if (!d->pending.tail) d->pending.tail = requeue.tail;
     d->pending.n += requeue.n;
-    if (d->cfg->gate)
-      for (size_t k = 0; k < requeue.n; k++) atomic_fetch_add(&d->cfg->gate->count, 1);
+    if (d->cfg->gate) mpx__gate_return(d->cfg->gate, requeue.n);
   }
   pthread_mutex_unlock(&d->lock);
 }

@@ -43,6 +43,10 @@ void mpx__gate_leave(mpx__gate *g) {
     syscall(SYS_futex, &g->count, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
 }
 
+void mpx__gate_return(mpx__gate *g, size_t n) {
+  atomic_fetch_add(&g->count, (uint32_t)n);
+}
+
 void mpx__gate_wake_all(mpx__gate *g) {
   syscall(SYS_futex, &g->count, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
 }
