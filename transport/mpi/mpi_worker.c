@@ -15,7 +15,7 @@
  * thread's bell so that the results leave at once.
  *
  * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
- * pool.lock; the bell is lock-free (mpi.c). */
+ * pool.lock; the bell is lock-free (mpi_common.c). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
