@@ -6,7 +6,7 @@
  *
  * Fork server. fork() in a process that already runs threads copies only the
  * calling thread, and any lock another thread held (malloc arenas aside, which
- * glibc resets) stays held in the child. So mpx_init calls mpx__procs_init
+ * glibc resets) stays held in the child. So mpx_init calls procs_init
  * while the process has one thread, and that forks a small fork server: a
  * single-threaded copy of the program that forks every worker from its own
  * image. Each process transport opens a session with it (a SOCK_SEQPACKET
@@ -99,10 +99,10 @@
 
 #include "codec.h"
 #include "future_impl.h"
-#include "init.h"
 #include "ipc/chan.h"
 #include "task_impl.h"
-#include "transport.h"
+#include "link.h"
+#include "transports.h"
 
 /* Seconds stop(wait) gives workers to exit after SHUTDOWN before it kills them.
  */
@@ -142,7 +142,7 @@ typedef struct fs_msg {
       status; /* status: wait status (EXITED) or errno (SPAWN_FAILED) */
 } fs_msg;
 
-/* The one process-wide fork server (mpx__procs_init .. mpx__procs_finalize). */
+/* The one process-wide fork server (procs_init .. procs_fini). */
 static struct {
   pthread_mutex_t lock; /* sock: one request at a time */
   pid_t pid;            /* 0: none */
@@ -403,14 +403,15 @@ static void fs_main(int main_sock, pid_t parent) {
   _exit(0);
 }
 
-int mpx__procs_init(void) {
+static int procs_init(mpx__init_ctx *ctx) {
   if (fsrv.pid > 0)
     return MPX_OK;
   const char *env = getenv("MPX_FORK_SERVER");
   if (env && !strcmp(env, "0"))
     return MPX_OK;
-  if (mpx__mpi_job())
-    return MPX_OK; /* MPI libraries dislike fork; ranks use the MPI backend */
+  if (ctx->claimed)
+    return MPX_OK; /* a launcher's job (MPI): MPI libraries dislike fork; ranks use
+                      that backend */
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
     return MPX_ESYS;
@@ -433,9 +434,9 @@ int mpx__procs_init(void) {
   return MPX_OK;
 }
 
-void mpx__procs_finalize(void) {
+static int procs_fini(mpx__init_ctx *ctx) {
   if (fsrv.pid <= 0)
-    return;
+    return MPX_OK;
   pthread_mutex_lock(&fsrv.lock);
   close(fsrv.sock); /* EOF: the server kills and reaps its workers and exits */
   fsrv.sock = -1;
@@ -444,6 +445,7 @@ void mpx__procs_finalize(void) {
   pthread_mutex_unlock(&fsrv.lock);
   while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
     continue;
+  return MPX_OK;
 }
 
 /* The fork server's pid, 0 if none (tests). */
@@ -911,7 +913,7 @@ static void flush(proc_tp *tp, int i) {
   }
 }
 
-static int pt_send(mpx_transport *self, int worker, const uint8_t *data,
+static int pt_send(mpx__link *self, int worker, const uint8_t *data,
                    size_t len) {
   proc_tp *tp = (proc_tp *)self;
   if (worker < 0 || worker >= tp->n)
@@ -921,14 +923,14 @@ static int pt_send(mpx_transport *self, int worker, const uint8_t *data,
   return send_raw(tp, worker, data, len);
 }
 
-static void pt_wake(mpx_transport *self) {
+static void pt_wake(mpx__link *self) {
   proc_tp *tp = (proc_tp *)self;
   uint64_t one = 1;
   ssize_t r = write(tp->wake_fd, &one, sizeof one);
   (void)r; /* EAGAIN: the counter is already non-zero, a wake is due anyway */
 }
 
-static int pt_kill(mpx_transport *self, int worker, bool replace) {
+static int pt_kill(mpx__link *self, int worker, bool replace) {
   proc_tp *tp = (proc_tp *)self;
   if (worker < 0 || worker >= tp->n)
     return MPX_EINVAL;
@@ -1203,7 +1205,7 @@ static bool take_ready(proc_tp *tp, mpx__event *ev) {
   return take_lost(tp, ev);
 }
 
-static int pt_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
+static int pt_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   proc_tp *tp = (proc_tp *)self;
   ev->kind = MPX__EV_NONE;
   if (take_ready(tp, ev))
@@ -1278,10 +1280,10 @@ static int make_progress(proc_tp *tp) {
   return tp->progress ? MPX_OK : MPX_ENOMEM;
 }
 
-static void pt_stop(mpx_transport *self, bool wait);
-static void pt_destroy(mpx_transport *self);
+static void pt_stop(mpx__link *self, bool wait);
+static void pt_destroy(mpx__link *self);
 
-static int pt_start(mpx_transport **out, const mpx__config *cfg) {
+static int pt_start(mpx__link **out, const mpx__config *cfg) {
   proc_tp *tp = calloc(1, sizeof *tp);
   if (!tp)
     return MPX_ENOMEM;
@@ -1304,11 +1306,11 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   if (!tp->w || !tp->pfd || !tp->pfd_w || !tp->pfd_kind || tp->wake_fd < 0 ||
       make_hello(tp)) {
     int rc = tp->wake_fd < 0 ? MPX_ESYS : MPX_ENOMEM;
-    pt_destroy((mpx_transport *)tp);
+    pt_destroy((mpx__link *)tp);
     return rc;
   }
   if (make_progress(tp)) {
-    pt_destroy((mpx_transport *)tp);
+    pt_destroy((mpx__link *)tp);
     return MPX_ENOMEM;
   }
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1333,11 +1335,11 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   if (rc) {
     mpx__set_errmsg("could not start the worker processes (%s)",
                     strerror(errno));
-    pt_stop((mpx_transport *)tp, true);
-    pt_destroy((mpx_transport *)tp);
+    pt_stop((mpx__link *)tp, true);
+    pt_destroy((mpx__link *)tp);
     return rc;
   }
-  *out = (mpx_transport *)tp;
+  *out = (mpx__link *)tp;
   return MPX_OK;
 }
 
@@ -1355,7 +1357,7 @@ static bool all_gone(proc_tp *tp) {
   return true;
 }
 
-static void pt_stop(mpx_transport *self, bool wait) {
+static void pt_stop(mpx__link *self, bool wait) {
   proc_tp *tp = (proc_tp *)self;
   tp->stopping = true;
   if (!wait)
@@ -1380,7 +1382,7 @@ static void pt_stop(mpx_transport *self, bool wait) {
   }
 }
 
-static void pt_destroy(mpx_transport *self) {
+static void pt_destroy(mpx__link *self) {
   proc_tp *tp = (proc_tp *)self;
   if (!tp)
     return;
@@ -1421,8 +1423,7 @@ static void pt_destroy(mpx_transport *self) {
   free(tp);
 }
 
-const mpx_transport_ops mpx__process_transport = {
-    .name = "processes",
+static const mpx__link_ops process_link = {
     .start = pt_start,
     .send = pt_send,
     .poll = pt_poll,
@@ -1430,4 +1431,15 @@ const mpx_transport_ops mpx__process_transport = {
     .wake = pt_wake,
     .stop = pt_stop,
     .destroy = pt_destroy,
+};
+
+/* Payloads are encoded; one worker can be ended (time limits); the fork
+ * server lives from mpx_init to mpx_finalize (the init and fini hooks). */
+const mpx__transport mpx__process_transport = {
+    .name = "processes",
+    .backend = MPX_BACKEND_PROCESSES,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_KILL_ONE,
+    .init = procs_init,
+    .fini = procs_fini,
+    .link = &process_link,
 };

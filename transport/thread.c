@@ -1,5 +1,5 @@
 /* thread.c: the thread transport. Worker threads of this process run futures directly: pointers
- * pass through, nothing is encoded.
+ * pass through, nothing is encoded. It implements runner.h (the direct contract).
  *
  * Queues: every thread that submits gets its own submission queue (sq) in this executor: a
  * growable array that only it writes and workers steal from, Chase-Lev style without the owner's
@@ -35,7 +35,8 @@
 
 #include "future_impl.h"
 #include "task_impl.h"
-#include "transport.h"
+#include "runner.h"
+#include "transports.h"
 
 enum { SQ_FIRST = 1024, STEAL_MAX = 32, SPINS = 256, TL_CACHE = 4 };
 
@@ -256,7 +257,7 @@ static void wake_one(thread_tp *tp) {
   }
 }
 
-static int tp_submit(mpx_transport *self, mpx_future *f) {
+static int tp_submit(mpx__runner *self, mpx_future *f) {
   thread_tp *tp = (thread_tp *)self;
   if (!atomic_load_explicit(&tp->live, memory_order_relaxed))
     return MPX_EINIT; /* every slot died: nothing would run it */
@@ -468,9 +469,9 @@ static void tp_free(thread_tp *tp) {
   free(tp);
 }
 
-static void tp_stop(mpx_transport *self, bool wait);
+static void tp_stop(mpx__runner *self, bool wait);
 
-static int tp_start(mpx_transport **out, const mpx__config *cfg) {
+static int tp_start(mpx__runner **out, const mpx__config *cfg) {
   pthread_once(&mb_once, mb_init);
   thread_tp *tp = aligned_alloc(64, (sizeof *tp + 63) & ~(size_t)63);
   if (!tp) return MPX_ENOMEM;
@@ -498,17 +499,17 @@ static int tp_start(mpx_transport **out, const mpx__config *cfg) {
     tp->n = created; /* join only the threads that exist */
     if (failed) mpx__set_errmsg("%s", tp->init_msg);
     else mpx__set_errmsg("could not start worker thread %d", created);
-    tp_stop((mpx_transport *)tp, true);
+    tp_stop((mpx__runner *)tp, true);
     tp_free(tp);
     return failed ? MPX_EINIT : MPX_ESYS;
   }
-  *out = (mpx_transport *)tp;
+  *out = (mpx__runner *)tp;
   return MPX_OK;
 }
 
 static bool cancel_one(mpx_future *f) { return mpx__future_cancel(f); }
 
-static size_t tp_cancel_queued(mpx_transport *self) {
+static size_t tp_cancel_queued(mpx__runner *self) {
   thread_tp *tp = (thread_tp *)self;
   atomic_store(&tp->cancelling, true); /* also what workers hold in their stolen batches */
   return drain(tp, cancel_one);
@@ -516,7 +517,7 @@ static size_t tp_cancel_queued(mpx_transport *self) {
 
 /* Refuse every later submit: after the heavy barrier every submitter either sees `closed` or has
  * its busy flag visible to us; once those drop, every task that got in is queued. */
-static void tp_close(mpx_transport *self) {
+static void tp_close(mpx__runner *self) {
   thread_tp *tp = (thread_tp *)self;
   if (atomic_exchange(&tp->closed, true)) return;
   heavy_barrier();
@@ -524,7 +525,7 @@ static void tp_close(mpx_transport *self) {
     while (atomic_load_explicit(&q->busy, memory_order_acquire)) sched_yield();
 }
 
-static void tp_stop(mpx_transport *self, bool wait) {
+static void tp_stop(mpx__runner *self, bool wait) {
   thread_tp *tp = (thread_tp *)self;
   tp_close(self);
   atomic_store(&tp->stopping, true);
@@ -541,14 +542,21 @@ static void tp_stop(mpx_transport *self, bool wait) {
   fail_queued(tp);
 }
 
-static void tp_destroy(mpx_transport *self) { tp_free((thread_tp *)self); }
+static void tp_destroy(mpx__runner *self) { tp_free((thread_tp *)self); }
 
-const mpx_transport_ops mpx__thread_transport = {
-    .name = "threads",
+static const mpx__runner_ops thread_runner = {
     .start = tp_start,
     .submit = tp_submit,
     .close = tp_close,
     .cancel_queued = tp_cancel_queued,
     .stop = tp_stop,
     .destroy = tp_destroy,
+};
+
+/* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone. */
+const mpx__transport mpx__thread_transport = {
+    .name = "threads",
+    .backend = MPX_BACKEND_THREADS,
+    .caps = 0,
+    .runner = &thread_runner,
 };

@@ -1,6 +1,8 @@
-/* dispatch.c: the scheduler for message transports (processes, MPI). It presents the direct
- * transport ops to the executor and drives a message transport (cfg->inner) from one dispatcher
- * thread.
+/* dispatch.c: the scheduler for links (link.h: processes, MPI). It is a runner (runner.h) to the
+ * executor and drives the transport's link (cfg->link) from one dispatcher thread; the link's
+ * ops are called on the threads link.h names. The gate (cfg->gate) is changed only through
+ * gate.h: left when a task starts or is cancelled, returned to when a lost worker's tasks are
+ * re-queued.
  *
  * Submitters append futures to one pending FIFO under `lock` and wake the dispatcher. The
  * dispatcher alone owns the per-worker windows: it moves pending futures into batches (one packed
@@ -25,7 +27,8 @@
 #include "codec.h"
 #include "future_impl.h"
 #include "task_impl.h"
-#include "transport.h"
+#include "link.h"
+#include "runner.h"
 
 enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
 
@@ -50,8 +53,8 @@ typedef struct wslot {
 
 typedef struct disp {
   const mpx__config *cfg;
-  const mpx_transport_ops *inner;
-  mpx_transport *tp;
+  const mpx__link_ops *inner;
+  mpx__link *tp;
   mpx__limits lim;
   pthread_t thread;
   pthread_mutex_t lock;  /* pending, stopping */
@@ -508,11 +511,11 @@ static void disp_free(disp *d) {
   free(d);
 }
 
-static int disp_start(mpx_transport **out, const mpx__config *cfg) {
+static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   disp *d = calloc(1, sizeof *d);
   if (!d) return MPX_ENOMEM;
   d->cfg = cfg;
-  d->inner = cfg->inner;
+  d->inner = cfg->link;
   d->n = cfg->workers;
   d->lim = mpx__limits_default(cfg->max_payload);
   pthread_mutex_init(&d->lock, NULL);
@@ -535,11 +538,11 @@ static int disp_start(mpx_transport **out, const mpx__config *cfg) {
     disp_free(d);
     return rc;
   }
-  *out = (mpx_transport *)d;
+  *out = (mpx__runner *)d;
   return MPX_OK;
 }
 
-static int disp_submit(mpx_transport *self, mpx_future *f) {
+static int disp_submit(mpx__runner *self, mpx_future *f) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
   if (d->closed) {
@@ -553,14 +556,14 @@ static int disp_submit(mpx_transport *self, mpx_future *f) {
   return MPX_OK;
 }
 
-static void disp_close(mpx_transport *self) {
+static void disp_close(mpx__runner *self) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
   d->closed = true;
   pthread_mutex_unlock(&d->lock);
 }
 
-static size_t disp_cancel_queued(mpx_transport *self) {
+static size_t disp_cancel_queued(mpx__runner *self) {
   disp *d = (disp *)self;
   size_t k = 0;
   pthread_mutex_lock(&d->lock);
@@ -574,7 +577,7 @@ static size_t disp_cancel_queued(mpx_transport *self) {
   return k;
 }
 
-static void disp_stop(mpx_transport *self, bool wait) {
+static void disp_stop(mpx__runner *self, bool wait) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
   d->stopping = d->closed = true;
@@ -588,14 +591,13 @@ static void disp_stop(mpx_transport *self, bool wait) {
   if (join) pthread_join(d->thread, NULL);
 }
 
-static void disp_destroy(mpx_transport *self) {
+static void disp_destroy(mpx__runner *self) {
   disp *d = (disp *)self;
   d->inner->destroy(d->tp);
   disp_free(d);
 }
 
-const mpx_transport_ops mpx__dispatch_transport = {
-    .name = "dispatch",
+const mpx__runner_ops mpx__dispatch_runner = {
     .start = disp_start,
     .submit = disp_submit,
     .close = disp_close,

@@ -1,13 +1,16 @@
-/* mpi.c: the MPI transport, root half: the ops table the dispatcher (dispatch.c) drives, the
- * mpx_init / mpx_finalize hooks, and mpx_comm_executor. The worker half is mpi_worker.c, the
+/* mpi.c: the MPI transport, root half: its descriptor (registry.h) with the link the dispatcher
+ * drives (link.h), the init / fini hooks mpx_init and mpx_finalize call, and the endpoint ops
+ * behind mpx_comm_executor (core/src/comm_executor.c). The worker half is mpi_worker.c, the
  * helpers both use are in mpi_common.c; the wire and the progress rules are described in
- * mpi_impl.h, the user-visible behaviour in mpx/mpi.h.
+ * mpi_impl.h, the user-visible behaviour in mpx/mpi.h. The rest of libmpx reaches this file only
+ * through the descriptor, and it calls nothing above the link contract.
  *
  * Roles. mpx_init under a launcher initialises MPI (MPI_THREAD_MULTIPLE asked, SERIALIZED
  * required) and builds the "world session" over a dup of MPI_COMM_WORLD: rank 0 returns MPX_MAIN,
  * ranks 1..N-1 serve executor after executor until mpx_finalize on rank 0 sends TAG_STOP, then
- * finalise MPI and return MPX_WORKER. mpx_comm_executor builds a one-shot session over the
- * caller's communicator instead.
+ * finalise MPI and return MPX_WORKER (the init hook claims the job on rank 0 and sets the role
+ * to MPX_WORKER on the others). mpx_comm_executor opens an endpoint instead: a one-shot session
+ * over the caller's communicator, which cfg->endpoint then carries to configure and start.
  *
  * Workers and slots. The dispatcher's worker i is one worker rank (comm ranks in order, skipping
  * the root); each runs `threads` tasks at once and says so in READY's slots. cfg->workers is the
@@ -28,12 +31,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../transports.h"
+#include "link.h"
 #include "mpi_impl.h"
-#include "mpx/mpi.h"
-#include "init.h"
 #include "mpx.pb-c.h"
+#include "mpx/mpi.h"
 #include "task_impl.h"
-#include "transport.h"
 
 /* One MPI message carries at most INT_MAX bytes; a Batch can be twice max_payload, so keep
  * max_payload at 1 GiB - 1 under MPI. */
@@ -184,7 +187,7 @@ static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, i
 }
 
 static mpx__mpi_session *session_of(const mpx__config *cfg) {
-  return cfg->mpi_comm ? (mpx__mpi_session *)cfg->mpi_comm : g.world;
+  return cfg->endpoint ? (mpx__mpi_session *)cfg->endpoint : g.world;
 }
 
 static int mpi_configure(mpx__config *cfg) {
@@ -208,8 +211,6 @@ static int mpi_configure(mpx__config *cfg) {
   int slots;
   cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
   cfg->slots = slots;
-  cfg->no_kill = true;
-  cfg->polled = true;
   return MPX_OK;
 }
 
@@ -265,7 +266,7 @@ static void tp_free(mpi_tp *tp) {
   free(tp);
 }
 
-static int mpi_start(mpx_transport **out, const mpx__config *cfg) {
+static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   *out = NULL;
   mpx__mpi_session *s = session_of(cfg);
   if (!s) return mpi_configure((mpx__config *)cfg); /* only to report the error */
@@ -321,11 +322,11 @@ static int mpi_start(mpx_transport **out, const mpx__config *cfg) {
   for (int r = 0; r < s->size; r++) tp->byes_left += !tp->bye[r];
   atomic_fetch_add(&s->refs, 1);
   s->served = true;
-  *out = (mpx_transport *)tp;
+  *out = (mpx__link *)tp;
   return rc;
 }
 
-static int mpi_send(mpx_transport *self, int worker, const uint8_t *data, size_t len) {
+static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len) {
   mpi_tp *tp = (mpi_tp *)self;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   return mpx__sendq_post(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_BATCH, data,
@@ -370,7 +371,7 @@ static int try_recv(mpi_tp *tp, mpx__event *ev) {
   }
 }
 
-static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
+static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   mpi_tp *tp = (mpi_tp *)self;
   mpx__mpi_thread_setup();
   ev->kind = MPX__EV_NONE;
@@ -402,15 +403,15 @@ static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
   }
 }
 
-static int mpi_kill(mpx_transport *self, int worker, bool replace) {
+static int mpi_kill(mpx__link *self, int worker, bool replace) {
   (void)self, (void)worker, (void)replace;
   mpx__set_errmsg("a single MPI rank cannot be ended without ending the job");
   return MPX_EPERM;
 }
 
-static void mpi_wake(mpx_transport *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
+static void mpi_wake(mpx__link *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
 
-static void mpi_stop(mpx_transport *self, bool wait) {
+static void mpi_stop(mpx__link *self, bool wait) {
   mpi_tp *tp = (mpi_tp *)self;
   (void)wait; /* always waits: the workers' last messages must be drained before the next executor */
   if (tp->stopped) return;
@@ -437,25 +438,13 @@ static void mpi_stop(mpx_transport *self, bool wait) {
   atomic_store(&tp->s->busy, false);
 }
 
-static void mpi_destroy(mpx_transport *self) {
+static void mpi_destroy(mpx__link *self) {
   mpi_tp *tp = (mpi_tp *)self;
   mpi_stop(self, true);
   mpx__mpi_session *s = tp->s;
   tp_free(tp);
   session_unref(s);
 }
-
-const mpx_transport_ops mpx__mpi_transport = {
-    .name = "mpi",
-    .configure = mpi_configure,
-    .start = mpi_start,
-    .send = mpi_send,
-    .poll = mpi_poll,
-    .kill = mpi_kill,
-    .wake = mpi_wake,
-    .stop = mpi_stop,
-    .destroy = mpi_destroy,
-};
 
 /* ---- mpx_init / mpx_finalize hooks -------------------------------------------------------- */
 
@@ -480,16 +469,17 @@ static const char *level_name(int level) {
   return "an unknown level";
 }
 
-int mpx__mpi_init(int *argc, char ***argv, bool *job) {
-  *job = false;
-  if (!launched()) return MPX_MAIN;
+/* Under a launcher: initialise MPI; on rank 0 of a job of two or more ranks, build the world
+ * session and claim the job; on the other ranks serve until it is over and become a worker. */
+static int mpi_init(mpx__init_ctx *ctx) {
+  if (!launched()) return MPX_OK;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
-  if (inited || finalized) return MPX_MAIN; /* the program owns MPI: see mpx_comm_executor */
+  if (inited || finalized) return MPX_OK; /* the program owns MPI: see mpx_comm_executor */
   const char *lv = getenv("MPX_MPI_THREAD_LEVEL");
   int want = lv && !strcmp(lv, "serialized") ? MPI_THREAD_SERIALIZED : MPI_THREAD_MULTIPLE;
-  int rc = MPI_Init_thread(argc, argv, want, &g.provided);
+  int rc = MPI_Init_thread(ctx->argc, ctx->argv, want, &g.provided);
   if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Init_thread", rc);
   g.we_init = true;
   if (g.provided < MPI_THREAD_SERIALIZED) {
@@ -503,13 +493,13 @@ int mpx__mpi_init(int *argc, char ***argv, bool *job) {
   int size, rank;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (size < 2) return MPX_MAIN; /* one rank: MPI is up, the backend stays threads */
+  if (size < 2) return MPX_OK; /* one rank: MPI is up, the backend stays threads */
   mpx__mpi_session *s;
   if ((rc = mpx__mpi_session_new(MPI_COMM_WORLD, 0, false, &s))) return rc;
   if (rank == 0) {
     g.world = s;
-    *job = true;
-    return MPX_MAIN;
+    ctx->claimed = &mpx__mpi_transport;
+    return MPX_OK;
   }
   rc = mpx__mpi_serve(s);
   if (rc) {
@@ -520,10 +510,11 @@ int mpx__mpi_init(int *argc, char ***argv, bool *job) {
   MPI_Finalize();
   g.we_init = false;
   g.worker_done = true;
-  return MPX_WORKER;
+  ctx->role = MPX_WORKER;
+  return MPX_OK;
 }
 
-int mpx__mpi_finalize(void) {
+static int mpi_fini(mpx__init_ctx *ctx) {
   if (g.world) {
     send_stop(g.world, NULL);
     session_unref(g.world);
@@ -535,10 +526,13 @@ int mpx__mpi_finalize(void) {
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Finalize", rc);
 }
 
-/* ---- collective mode ---------------------------------------------------------------------- */
+/* ---- endpoints (collective mode: mpx_comm_executor, core/src/comm_executor.c) ------------ */
 
-int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out) {
-  if (out) *out = NULL;
+/* handle: a pointer to the user's communicator. The checks run on every rank before the collective
+ * session is built, so that they fail everywhere alike. */
+static int mpi_open_endpoint(const void *handle, int root, void **ep) {
+  *ep = NULL;
+  MPI_Comm comm = handle ? *(const MPI_Comm *)handle : MPI_COMM_NULL;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
@@ -571,21 +565,46 @@ int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_execu
   mpx__mpi_session *s;
   int rc = mpx__mpi_session_new(comm, root, true, &s);
   if (rc) return rc;
-  if (rank != root) {
-    rc = mpx__mpi_serve(s);
-    mpx__mpi_session_free(s);
-    return rc ? rc : MPX_WORKER;
-  }
-  mpx_options o = opt ? *opt : (mpx_options){0};
-  if (!out || (o.backend != MPX_BACKEND_AUTO && o.backend != MPX_BACKEND_MPI)) {
-    mpx__set_errmsg(out ? "mpx_comm_executor makes MPI executors: backend must be AUTO or MPI"
-                        : "out is NULL");
-    rc = MPX_EINVAL;
-  } else {
-    o.backend = MPX_BACKEND_MPI;
-    rc = mpx__executor_create_on(out, &o, s);
-  }
-  if (rc && !s->served) send_stop(s, NULL); /* the workers never heard of an executor */
-  session_unref(s);
-  return rc ? rc : MPX_MAIN;
+  *ep = s;
+  return rank == root ? MPX_MAIN : MPX_WORKER;
 }
+
+static int mpi_serve_endpoint(void *ep) {
+  mpx__mpi_session *s = ep;
+  int rc = mpx__mpi_serve(s);
+  mpx__mpi_session_free(s);
+  return rc ? rc : MPX_WORKER;
+}
+
+static void mpi_close_endpoint(void *ep) {
+  mpx__mpi_session *s = ep;
+  if (!s->served) send_stop(s, NULL); /* the workers never heard of an executor */
+  session_unref(s);
+}
+
+/* ---- the descriptor ----------------------------------------------------------------------- */
+
+static const mpx__link_ops mpi_link = {
+    .configure = mpi_configure,
+    .start = mpi_start,
+    .send = mpi_send,
+    .poll = mpi_poll,
+    .kill = mpi_kill,
+    .wake = mpi_wake,
+    .stop = mpi_stop,
+    .destroy = mpi_destroy,
+    .open_endpoint = mpi_open_endpoint,
+    .serve_endpoint = mpi_serve_endpoint,
+    .close_endpoint = mpi_close_endpoint,
+};
+
+/* Payloads are encoded; a single rank cannot be ended; progress is made by polling threads;
+ * executors can run over the user's communicators. */
+const mpx__transport mpx__mpi_transport = {
+    .name = "mpi",
+    .backend = MPX_BACKEND_MPI,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT,
+    .init = mpi_init,
+    .fini = mpi_fini,
+    .link = &mpi_link,
+};
