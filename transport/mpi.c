@@ -20,7 +20,6 @@
  * the one op any thread may call, and it only rings a futex. */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -35,6 +34,8 @@
 #include "mpx/mpi.h"
 #include "init.h"
 #include "mpx.pb-c.h"
+#include "os/clock.h"
+#include "os/futex.h"
 #include "task_impl.h"
 #include "transport.h"
 
@@ -52,12 +53,6 @@ static struct {
 
 /* ---- small shared helpers ----------------------------------------------------------------- */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int mpx__mpi_fail(const char *what, int mpi_rc) {
   char s[MPI_MAX_ERROR_STRING] = "";
   int n = 0;
@@ -66,16 +61,12 @@ int mpx__mpi_fail(const char *what, int mpi_rc) {
   return MPX_EMPI;
 }
 
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
-}
-
 void mpx__bell_ring(mpx__bell *b) {
   /* seq_cst on both sides (Dekker): either the sleeper sees the new seq before it sleeps, or we
    * see `sleeping` and wake it */
   atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst))
-    futex(&b->seq, FUTEX_WAKE, INT_MAX, NULL);
+    mpx__futex_wake_private(&b->seq, INT_MAX);
 }
 
 void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
@@ -86,7 +77,7 @@ void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
   atomic_fetch_add_explicit(&b->sleeping, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&b->seq, memory_order_seq_cst) == seen) {
     struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
-    futex(&b->seq, FUTEX_WAIT, seen, &ts);
+    mpx__futex_wait_private(&b->seq, seen, &ts);
   }
   atomic_fetch_sub_explicit(&b->sleeping, 1, memory_order_relaxed);
 }
@@ -107,15 +98,9 @@ long mpx__mpi_poll_max_ns(void) {
   return us * 1000;
 }
 
-static long long mono_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 long mpx__backoff_next(mpx__backoff *b) {
-  if (b->idle++ == 0) b->t0 = mono_ns();
-  if (mono_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
+  if (b->idle++ == 0) b->t0 = mpx__now_ns();
+  if (mpx__now_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
   long max = mpx__mpi_poll_max_ns();
   b->ns = b->ns ? b->ns * 2 : 2000;
   if (b->ns > max) b->ns = max;
@@ -552,14 +537,14 @@ static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
   uint32_t cur = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
   bool woken = cur != tp->seen;
   tp->seen = cur;
-  double deadline = now_s() + timeout_ms / 1e3;
+  double deadline = mpx__now() + timeout_ms / 1e3;
   mpx__backoff bo = {0};
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
     if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
     if (woken || timeout_ms <= 0) return MPX_OK;
-    double left = deadline - now_s();
+    double left = deadline - mpx__now();
     if (left <= 0) return MPX_OK;
     long ns = mpx__backoff_next(&bo);
     if (ns > left * 1e9) ns = (long)(left * 1e9) + 1;
