@@ -101,6 +101,8 @@
 #include "future_impl.h"
 #include "init.h"
 #include "ipc/chan.h"
+#include "os/clock.h"
+#include "os/spawn.h"
 #include "task_impl.h"
 #include "transport.h"
 
@@ -218,7 +220,7 @@ static int msg_recv(int sock, fs_msg *m, int *fd, int flags) {
   return 1;
 }
 
-static void worker_main(int fd, pid_t parent) __attribute__((noreturn));
+static void worker_main(int fd) __attribute__((noreturn));
 
 /* The server's state (it is single-threaded). */
 typedef struct fs_child {
@@ -262,8 +264,7 @@ static void fs_spawn(fs_state *s, int session, int index) {
     msg_send(session, &m, -1);
     return;
   }
-  pid_t me = getpid();
-  pid_t pid = fork();
+  pid_t pid = mpx__spawn(MPX__SPAWN_DIE_WITH_PARENT, 0);
   if (pid == 0) {
     close(s->main_sock);
     close(s->sigfd);
@@ -273,7 +274,7 @@ static void fs_spawn(fs_state *s, int session, int index) {
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
-    worker_main(sv[1], me);
+    worker_main(sv[1]);
   }
   close(sv[1]);
   if (pid < 0) {
@@ -309,11 +310,8 @@ static void fs_reap(fs_state *s) {
     }
 }
 
-static void fs_main(int main_sock, pid_t parent) __attribute__((noreturn));
-static void fs_main(int main_sock, pid_t parent) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent)
-    _exit(0); /* the parent died before the death signal was armed */
+static void fs_main(int main_sock) __attribute__((noreturn));
+static void fs_main(int main_sock) {
   prctl(PR_SET_NAME, "mpx-forkserver");
   signal(SIGPIPE, SIG_IGN);
   signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap workers before we
@@ -414,10 +412,8 @@ int mpx__procs_init(void) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
     return MPX_ESYS;
-  fflush(NULL); /* nothing buffered is copied into the server, so workers never
-                   repeat it */
-  pid_t parent = getpid();
-  pid_t pid = fork();
+  /* flushed: nothing buffered is copied into the server, so workers never repeat it */
+  pid_t pid = mpx__spawn(MPX__SPAWN_FLUSH | MPX__SPAWN_DIE_WITH_PARENT, 0);
   if (pid < 0) {
     close(sv[0]);
     close(sv[1]);
@@ -425,7 +421,7 @@ int mpx__procs_init(void) {
   }
   if (pid == 0) {
     close(sv[0]);
-    fs_main(sv[1], parent);
+    fs_main(sv[1]);
   }
   close(sv[1]);
   fsrv.pid = pid;
@@ -545,10 +541,7 @@ static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
   return p;
 }
 
-static void worker_main(int fd, pid_t parent) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent)
-    _exit(0);
+static void worker_main(int fd) {
   signal(SIGPIPE, SIG_IGN);
   size_t progress_words = 0;
   _Atomic uint64_t *progress = worker_progress(fd, &progress_words);
@@ -717,8 +710,6 @@ typedef struct proc_tp {
   _Atomic uint64_t *progress; /* its mapping: PROGRESS_WORDS per worker */
 } proc_tp;
 
-static double now_s(void) { return mpx__now(); }
-
 static void oq_free(pworker *w) {
   while (w->oq) {
     oframe *f = w->oq;
@@ -764,7 +755,7 @@ static void close_worker(proc_tp *tp, int i, const char *why) {
   oq_free(w);
   w->readable = false;
   w->state = W_CLOSED;
-  w->kill_at = now_s() + CLOSE_GRACE;
+  w->kill_at = mpx__now() + CLOSE_GRACE;
   if (why)
     kill_worker(tp, i); /* it broke the protocol: end it now */
 }
@@ -812,9 +803,7 @@ static int spawn_direct(proc_tp *tp, int i) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
     return MPX_ESYS;
-  fflush(NULL);
-  pid_t parent = getpid();
-  pid_t pid = fork();
+  pid_t pid = mpx__spawn(MPX__SPAWN_FLUSH | MPX__SPAWN_DIE_WITH_PARENT, 0);
   if (pid == 0) {
     /* The child of a threaded parent: close what it must not hold, then serve.
      */
@@ -828,7 +817,7 @@ static int spawn_direct(proc_tp *tp, int i) {
       if (tp->w[k].pidfd >= 0)
         close(tp->w[k].pidfd);
     }
-    worker_main(sv[1], parent);
+    worker_main(sv[1]);
   }
   close(sv[1]);
   if (pid < 0) {
@@ -1115,7 +1104,7 @@ static void reap_direct(proc_tp *tp, int i) {
 /* Kill workers that closed their socket but do not exit; poll timeout until the
  * next such. */
 static int close_deadlines(proc_tp *tp, int ms) {
-  double now = now_s();
+  double now = mpx__now();
   for (int i = 0; i < tp->n; i++) {
     pworker *w = &tp->w[i];
     if (w->state != W_CLOSED || w->exited)
@@ -1211,11 +1200,11 @@ static int pt_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
   /* Nothing known: look without blocking for a short while (a reply to a small
    * batch is usually a few microseconds away, and sleeping in poll costs two
    * context switches), then sleep. */
-  double start = now_s();
+  double start = mpx__now();
   double spin_end = start + (double)tp->spin_ns * 1e-9;
   double deadline = start + (timeout_ms > 0 ? timeout_ms : 0) / 1000.0;
   for (;;) {
-    double now = now_s();
+    double now = mpx__now();
     int ms;
     if (timeout_ms == 0 || now < spin_end)
       ms = 0;
@@ -1360,15 +1349,15 @@ static void pt_stop(mpx_transport *self, bool wait) {
   tp->stopping = true;
   if (!wait)
     return;
-  double t0 = now_s();
+  double t0 = mpx__now();
   bool killed = false;
   while (!all_gone(tp)) {
-    if (!killed && now_s() - t0 > STOP_GRACE) {
+    if (!killed && mpx__now() - t0 > STOP_GRACE) {
       for (int i = 0; i < tp->n; i++)
         kill_worker(tp, i);
       killed = true;
     }
-    if (now_s() - t0 > 3 * STOP_GRACE)
+    if (mpx__now() - t0 > 3 * STOP_GRACE)
       break; /* the reaper does not answer: give up */
     mpx__event ev;
     while (take_ready(tp, &ev))
