@@ -36,7 +36,7 @@
 
 #include "check.h"
 #include "codec.h"
-#include "ipc/chan.h"
+#include "os/chan.h"
 
 int mpx__procs_server_pid(
     void); /* process.c: the fork server's pid, 0 if none */

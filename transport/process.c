@@ -1,7 +1,7 @@
 /* process.c: the process transport. Workers are forked processes of this same
  * binary (so they have the same task registry); each talks to the dispatcher
  * (core/src/dispatch.c) over its own AF_UNIX socketpair carrying chan frames
- * (core/src/ipc/chan.h: a 4-byte length, then one packed mpx.Batch). Node-local
+ * (core/src/os/chan.h: a 4-byte length, then one packed mpx.Batch). Node-local
  * only: no listening socket, no shared-memory object.
  *
  * Fork server. fork() in a process that already runs threads copies only the
@@ -100,7 +100,7 @@
 #include "codec.h"
 #include "future_impl.h"
 #include "init.h"
-#include "ipc/chan.h"
+#include "os/chan.h"
 #include "os/clock.h"
 #include "os/spawn.h"
 #include "task_impl.h"

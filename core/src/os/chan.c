@@ -1,7 +1,7 @@
 /* chan.c: framed messages over a file descriptor; see chan.h for the wire format and contract.
  * No locks and no global state: a channel belongs to its caller, who serialises senders and
  * receivers (one of each at a time). */
-#include "chan.h"
+#include "os/chan.h"
 
 #include <errno.h>
 #include <fcntl.h>
