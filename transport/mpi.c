@@ -36,6 +36,7 @@
 #include "mpx.pb-c.h"
 #include "os/clock.h"
 #include "os/futex.h"
+#include "os/log.h"
 #include "task_impl.h"
 #include "transport.h"
 
@@ -282,7 +283,7 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   int r = node_share(s, &s->my_cores);
   if (r) s->my_cores = 1, r = 0; /* no topology: one thread */
   if (s->rank == root && !(s->cores = calloc((size_t)s->size, sizeof *s->cores))) {
-    fprintf(stderr, "mpx: out of memory creating an MPI session\n");
+    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
     MPI_Abort(s->comm, 1);
   }
   rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
@@ -576,7 +577,7 @@ static void mpi_stop(mpx_transport *self, bool wait) {
     mpx__event ev = {0};
     int rc = try_recv(tp, &ev);
     if (rc < 0) {
-      fprintf(stderr, "mpx: stopping the MPI executor: %s\n", mpx_errmsg());
+      mpx__log(MPX_LOG_WARN, "stopping the MPI executor: %s", mpx_errmsg());
       break;
     }
     if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
@@ -650,7 +651,7 @@ int mpx__mpi_init(int *argc, char ***argv, bool *job) {
   if (g.provided < MPI_THREAD_SERIALIZED) {
     mpx__set_errmsg("MPI provides only %s; mpx needs MPI_THREAD_SERIALIZED or better",
                     level_name(g.provided));
-    fprintf(stderr, "mpx: %s\n", mpx_errmsg());
+    mpx__log(MPX_LOG_ERROR, "%s", mpx_errmsg());
     MPI_Finalize();
     g.we_init = false;
     return MPX_EMPI;
@@ -668,7 +669,7 @@ int mpx__mpi_init(int *argc, char ***argv, bool *job) {
   }
   rc = mpx__mpi_serve(s);
   if (rc) {
-    fprintf(stderr, "mpx: rank %d: %s\n", rank, mpx_errmsg());
+    mpx__log(MPX_LOG_ERROR, "rank %d: %s", rank, mpx_errmsg());
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   mpx__mpi_session_free(s);

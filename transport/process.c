@@ -102,6 +102,7 @@
 #include "init.h"
 #include "os/chan.h"
 #include "os/clock.h"
+#include "os/log.h"
 #include "os/spawn.h"
 #include "task_impl.h"
 #include "transport.h"
@@ -977,7 +978,7 @@ static bool take_lost(proc_tp *tp, mpx__event *ev) {
     w->pidfd = -1;
     if (w->replace && !tp->stopping && spawn(tp, i)) {
       /* could not even ask for a replacement: the slot stays empty */
-      fprintf(stderr, "mpx: could not start a replacement for worker %d\n", i);
+      mpx__log(MPX_LOG_WARN, "could not start a replacement for worker %d", i);
     }
     return true;
   }
@@ -1072,8 +1073,8 @@ static void read_server(proc_tp *tp) {
     if (fd >= 0)
       close(fd);
     if (m.op == FS_SPAWN_FAILED && w->state == W_SPAWNING) {
-      fprintf(stderr, "mpx: the fork server could not start worker %d: %s\n",
-              m.index, strerror(m.status));
+      mpx__log(MPX_LOG_WARN, "the fork server could not start worker %d: %s", m.index,
+               strerror(m.status));
       w->state = W_NONE;
     } else if (m.op == FS_EXITED && m.pid == w->pid && w->state >= W_LIVE) {
       w->exited = true;

@@ -21,6 +21,7 @@
 #include "os/clock.h"
 #include "os/cpu.h"
 #include "os/futex.h"
+#include "os/log.h"
 #include "task_impl.h"
 
 _Static_assert(sizeof(struct mpx_future) <= 128, "a future must stay within 128 bytes");
@@ -245,7 +246,7 @@ static void run_callbacks(mpx_future *f) {
     bool heap = cb->heap;
     if (cb->fn(f, cb->arg) < 0) {
       atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
-      if (heap) fprintf(stderr, "mpx: a done-callback failed\n");
+      if (heap) mpx__log(MPX_LOG_WARN, "a done-callback failed");
     }
     if (heap) free(cb);
     cb = next;
@@ -553,7 +554,7 @@ int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg) {
   free(cb);
   if (fn(f, arg) < 0) {
     atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
-    fprintf(stderr, "mpx: a done-callback failed\n");
+    mpx__log(MPX_LOG_WARN, "a done-callback failed");
     return MPX_ECALLBACK;
   }
   return MPX_OK;

@@ -23,6 +23,7 @@
 
 #include "mpx/ipc_process.h"
 #include "os/clock.h"
+#include "os/log.h"
 #include "os/spawn.h"
 #include "task_impl.h"
 
@@ -98,8 +99,8 @@ static void __attribute__((noreturn)) child_main(mpx_process *p) {
   char *msg = NULL;
   int rc = mpx__task_run(p->task, -1, p->arg, p->len, &out, &msg);
   if (rc)
-    fprintf(stderr, "mpx process '%s' (pid %d): %s\n", p->name, (int)getpid(),
-            msg ? msg : mpx_strerror(rc));
+    mpx__log(MPX_LOG_ERROR, "process '%s' (pid %d): %s", p->name, (int)getpid(),
+             msg ? msg : mpx_strerror(rc));
   fflush(stdout);
   fflush(stderr);
   _exit(rc ? 1 : 0);
