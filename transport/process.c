@@ -1,81 +1,66 @@
-/* process.c: the process transport. Workers are forked processes of this same
- * binary (so they have the same task registry); each talks to the dispatcher
- * (core/src/dispatch.c) over its own AF_UNIX socketpair carrying chan frames
- * (core/src/os/chan.h: a 4-byte length, then one packed mpx.Batch). Node-local
- * only: no listening socket, no shared-memory object.
+/* process.c: the process transport. Workers are forked processes of this same binary (so they have
+ * the same task registry); each talks to the dispatcher (core/src/dispatch.c) over its own AF_UNIX
+ * socketpair carrying chan frames (core/src/os/chan.h: a 4-byte length, then one packed mpx.Batch).
+ * Node-local only: no listening socket, no shared-memory object.
  *
- * Fork server. fork() in a process that already runs threads copies only the
- * calling thread, and any lock another thread held (malloc arenas aside, which
- * glibc resets) stays held in the child. So mpx_init calls mpx__procs_init
- * while the process has one thread, and that forks a small fork server: a
- * single-threaded copy of the program that forks every worker from its own
- * image. Each process transport opens a session with it (a SOCK_SEQPACKET
- * socketpair whose one end is passed over the server's main socket with
- * SCM_RIGHTS). On a session the transport asks for SPAWN (worker index) and
- * KILL (pid, signal); the server answers SPAWNED (index, pid, and the parent's
- * end of the new worker's socketpair, SCM_RIGHTS) and, since the workers are
- * its children, reaps them (SIGCHLD through a signalfd) and sends EXITED
- * (index, pid, wait status). Only the reaper signals a worker, so a recycled
- * pid is never hit. When a session closes, the server kills what is left of
- * that session's workers; when the main socket closes (mpx_finalize, or the
- * parent's death) it kills all its workers, reaps them and exits. The server
- * and the workers set PR_SET_PDEATHSIG(SIGKILL) and re-check getppid() after
- * it: the parent's death kills the server, whose death kills the workers (a
- * worker also exits on EOF on its socket). Linux sends the death signal when
- * the *thread* that forked exits: mpx_init must run on a thread that lives as
- * long as the process (main).
+ * Fork server. fork() in a process that already runs threads copies only the calling thread, and
+ * any lock another thread held (malloc arenas aside, which glibc resets) stays held in the child.
+ * So mpx_init calls mpx__procs_init while the process has one thread, and that forks a small fork
+ * server: a single-threaded copy of the program that forks every worker from its own image. Each
+ * process transport opens a session with it (a SOCK_SEQPACKET socketpair whose one end is passed
+ * over the server's main socket with SCM_RIGHTS). On a session the transport asks for SPAWN (worker
+ * index) and KILL (pid, signal); the server answers SPAWNED (index, pid, and the parent's end of
+ * the new worker's socketpair, SCM_RIGHTS) and, since the workers are its children, reaps them
+ * (SIGCHLD through a signalfd) and sends EXITED (index, pid, wait status). Only the reaper signals
+ * a worker, so a recycled pid is never hit. When a session closes, the server kills what is left of
+ * that session's workers; when the main socket closes (mpx_finalize, or the parent's death) it
+ * kills all its workers, reaps them and exits. The server and the workers set
+ * PR_SET_PDEATHSIG(SIGKILL) and re-check getppid() after it: the parent's death kills the server,
+ * whose death kills the workers (a worker also exits on EOF on its socket). Linux sends the death
+ * signal when the *thread* that forked exits: mpx_init must run on a thread that lives as long as
+ * the process (main).
  *
- * Workers see the program as it was when mpx_init ran (the server's image), as
- * with Python's forkserver: global state set up after mpx_init is not in them;
- * arguments and initargs are.
+ * Workers see the program as it was when mpx_init ran (the server's image), as with Python's
+ * forkserver: global state set up after mpx_init is not in them; arguments and initargs are.
  *
- * Without mpx_init (no fork server) the transport forks workers directly from
- * the thread that starts the executor (and later, for replacements, from the
- * dispatcher thread), reaps them by pid with a pidfd in its poll set, and kills
- * them through the pidfd. This is the fork-from-a- threaded-process trap: a
- * worker may deadlock if the task or the initializer takes a lock that another
- * parent thread held at fork time (stdio and malloc are safe with glibc). Call
- * mpx_init. MPX_FORK_SERVER=0 in the environment makes mpx_init skip the fork
- * server (for tests).
+ * Without mpx_init (no fork server) the transport forks workers directly from the thread that
+ * starts the executor (and later, for replacements, from the dispatcher thread), reaps them by pid
+ * with a pidfd in its poll set, and kills them through the pidfd. This is the
+ * fork-from-a-threaded-process trap: a worker may deadlock if the task or the initializer takes a
+ * lock that another parent thread held at fork time (stdio and malloc are safe with glibc). Call
+ * mpx_init. MPX_FORK_SERVER=0 in the environment makes mpx_init skip the fork server (for tests).
  *
- * A worker receives one hello frame (its index, limits, placement, initializer
- * and initargs), binds itself, runs mpx__serve_init and answers a Batch with
- * Control READY (an Error if the initializer failed, after which it exits).
- * Then it loops: receive a frame, exit(0) on Control SHUTDOWN, else
- * mpx__serve_batch and send the results frame. After max_tasks_per_worker tasks
- * it sends a zero-length frame (the retire mark; an empty Batch is never a
- * reply) and exits 0.
+ * A worker receives one hello frame (its index, limits, placement, initializer and initargs), binds
+ * itself, runs mpx__serve_init and answers a Batch with Control READY (an Error if the initializer
+ * failed, after which it exits). Then it loops: receive a frame, exit(0) on Control SHUTDOWN, else
+ * mpx__serve_batch and send the results frame. After max_tasks_per_worker tasks it sends a
+ * zero-length frame (the retire mark; an empty Batch is never a reply) and exits 0.
  *
- * Losses. A worker is lost when its socket reaches EOF or breaks (a truncated,
- * oversized or unreadable frame: the transport kills it) or when its exit
- * status arrives. The transport reads everything a dead worker wrote before it
- * reports MPX__EV_WORKER_LOST, so results and READY always come before the
- * loss; it reports once it has both the closed socket and the wait status
- * (killing a worker that closed its socket but lives on), with a detail such as
- * "pid 1234 was killed by signal 9 (Killed)". It then starts a replacement,
- * unless stopping or the worker was killed with replace = false; the
- * replacement announces itself with READY.
+ * Losses. A worker is lost when its socket reaches EOF or breaks (a truncated, oversized or
+ * unreadable frame: the transport kills it) or when its exit status arrives. The transport reads
+ * everything a dead worker wrote before it reports MPX__EV_WORKER_LOST, so results and READY always
+ * come before the loss; it reports once it has both the closed socket and the wait status (killing
+ * a worker that closed its socket but lives on), with a detail such as "pid 1234 was killed by
+ * signal 9 (Killed)". It then starts a replacement, unless stopping or the worker was killed with
+ * replace = false; the replacement announces itself with READY.
  *
- * What a dead worker was running. Each transport shares one small memfd with
- * its workers (passed with SCM_RIGHTS in a message before the hello), a cache
- * line per worker index. Serving stores each task's call id there as it
- * starts; the worker clears it once the batch's results are packed, before
- * it sends them (so the word never outlives the call ids it names). The loss
- * event carries what the dead worker left there, so the dispatcher charges a
- * retry to that task only: the rest of its window never started (or finished
- * without its results being sent) and is re-queued uncharged. A death outside
- * serving a batch charges nothing; one while serving charges exactly one task,
- * so a task that kills every worker it runs on still runs out of retries.
+ * What a dead worker was running. Each transport shares one small memfd with its workers (passed
+ * with SCM_RIGHTS in a message before the hello), a cache line per worker index. Serving stores
+ * each task's call id there as it starts; the worker clears it once the batch's results are packed,
+ * before it sends them (so the word never outlives the call ids it names). The loss event carries
+ * what the dead worker left there, so the dispatcher charges a retry to that task only: the rest of
+ * its window never started (or finished without its results being sent) and is re-queued uncharged.
+ * A death outside serving a batch charges nothing; one while serving charges exactly one task, so a
+ * task that kills every worker it runs on still runs out of retries.
  *
- * Flow control. send never blocks: what the socket does not take at once is
- * copied to the worker's out-queue and flushed when poll sees POLLOUT; so the
- * dispatcher can never deadlock with a worker that is itself blocked writing a
- * large result. Every frame length read is checked against the limits
- * (mpx__limits_default(cfg->max_payload)) before a byte is allocated.
+ * Flow control. send never blocks: what the socket does not take at once is copied to the worker's
+ * out-queue and flushed when poll sees POLLOUT; so the dispatcher can never deadlock with a worker
+ * that is itself blocked writing a large result. Every frame length read is checked against the
+ * limits (mpx__limits_default(cfg->max_payload)) before a byte is allocated.
  *
- * Thread-safety: the ops are called by the dispatcher thread only, except wake
- * (any thread; an eventfd write). The fork server's main socket is shared by
- * every transport and guarded by a mutex; sessions are per transport. */
+ * Thread-safety: the ops are called by the dispatcher thread only, except wake (any thread; an
+ * eventfd write). The fork server's main socket is shared by every transport and guarded by a
+ * mutex; sessions are per transport. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -107,27 +92,22 @@
 #include "task_impl.h"
 #include "transport.h"
 
-/* Seconds stop(wait) gives workers to exit after SHUTDOWN before it kills them.
- */
+/* Seconds stop(wait) gives workers to exit after SHUTDOWN before it kills them. */
 #define STOP_GRACE 3.0
 /* Seconds a worker whose socket closed may live on before it is killed. */
 #define CLOSE_GRACE 0.5
-/* Receive buffers larger than this are freed after a frame (a 64 MiB result
- * does not stay). */
+/* Receive buffers larger than this are freed after a frame (a 64 MiB result does not stay). */
 #define KEEP_BUF ((size_t)1 << 20)
-/* How long an idle side looks at its socket (yielding the CPU in between)
- * before it sleeps in poll: a reply to a small batch is often a few
- * microseconds away and sleeping costs two context switches. Only when the
- * machine has CPUs to spare (more than workers + 2): measured on 2 CPUs,
- * spinning workers and dispatcher keep the woken submitter off the CPU and
- * round trips go from 14 us to 15-90 us. */
+/* How long an idle side looks at its socket (yielding the CPU in between) before it sleeps in poll:
+ * a reply to a small batch is often a few microseconds away and sleeping costs two context
+ * switches. Only when the machine has CPUs to spare (more than workers + 2): measured on 2 CPUs,
+ * spinning workers and dispatcher keep the woken submitter off the CPU and round trips go from 14
+ * us to 15-90 us. */
 #define SPIN_NS 20000
 /* uint64_t words per worker in the progress memfd: a cache line each. */
 #define PROGRESS_WORDS 8
 
-/* ==== fork server
- * ============================================================================
- */
+/* ---- fork server ----------------------------------------------------------------------------- */
 
 enum {
   FS_SESSION = 1,
@@ -136,13 +116,11 @@ enum {
   FS_SPAWNED,
   FS_SPAWN_FAILED,
   FS_EXITED,
-  FS_PROGRESS /* not the server's: sent before a worker's hello, with the
-                 progress memfd */
+  FS_PROGRESS /* not the server's: sent before a worker's hello, with the progress memfd */
 };
 
 typedef struct fs_msg {
-  int32_t op, index, pid,
-      status; /* status: wait status (EXITED) or errno (SPAWN_FAILED) */
+  int32_t op, index, pid, status; /* status: wait status (EXITED) or errno (SPAWN_FAILED) */
 } fs_msg;
 
 /* The one process-wide fork server (mpx__procs_init .. mpx__procs_finalize). */
@@ -172,35 +150,28 @@ static int msg_send(int sock, const fs_msg *m, int fd) {
   }
   for (;;) {
     ssize_t w = sendmsg(sock, &h, MSG_NOSIGNAL);
-    if (w == (ssize_t)sizeof *m)
-      return 0;
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w >= 0)
-      errno = EPROTO;
+    if (w == (ssize_t)sizeof *m) return 0;
+    if (w < 0 && errno == EINTR) continue;
+    if (w >= 0) errno = EPROTO;
     return -1;
   }
 }
 
-/* Receive one message and an optional fd (*fd = -1 if none). 1 got one, 0 EOF,
- * -1 error (errno; EAGAIN on a nonblocking socket with nothing to read). */
+/* Receive one message and an optional fd (*fd = -1 if none). 1 got one, 0 EOF, -1 error (errno;
+ * EAGAIN on a nonblocking socket with nothing to read). */
 static int msg_recv(int sock, fs_msg *m, int *fd, int flags) {
   struct iovec v = {.iov_base = m, .iov_len = sizeof *m};
   union {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } u;
-  struct msghdr h = {.msg_iov = &v,
-                     .msg_iovlen = 1,
-                     .msg_control = u.buf,
-                     .msg_controllen = sizeof u.buf};
+  struct msghdr h = {
+      .msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   *fd = -1;
   ssize_t r;
-  do
-    r = recvmsg(sock, &h, MSG_CMSG_CLOEXEC | flags);
+  do r = recvmsg(sock, &h, MSG_CMSG_CLOEXEC | flags);
   while (r < 0 && errno == EINTR);
-  if (r <= 0)
-    return (int)r;
+  if (r <= 0) return (int)r;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
         c->cmsg_len >= CMSG_LEN(sizeof(int))) {
@@ -212,8 +183,7 @@ static int msg_recv(int sock, fs_msg *m, int *fd, int flags) {
         close(got);
     }
   if (r != (ssize_t)sizeof *m || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-    if (*fd >= 0)
-      close(*fd);
+    if (*fd >= 0) close(*fd);
     *fd = -1;
     errno = EPROTO;
     return -1;
@@ -269,8 +239,7 @@ static void fs_spawn(fs_state *s, int session, int index) {
   if (pid == 0) {
     close(s->main_sock);
     close(s->sigfd);
-    for (size_t i = 0; i < s->nsessions; i++)
-      close(s->sessions[i]);
+    for (size_t i = 0; i < s->nsessions; i++) close(s->sessions[i]);
     close(sv[0]);
     sigset_t all;
     sigemptyset(&all);
@@ -284,28 +253,22 @@ static void fs_spawn(fs_state *s, int session, int index) {
     msg_send(session, &m, -1);
     return;
   }
-  s->kids[s->nkids++] =
-      (fs_child){.pid = pid, .session = session, .index = index};
+  s->kids[s->nkids++] = (fs_child){.pid = pid, .session = session, .index = index};
   m = (fs_msg){.op = FS_SPAWNED, .index = index, .pid = pid};
-  if (msg_send(session, &m, sv[0]))
-    kill(pid, SIGKILL); /* the session is gone */
+  if (msg_send(session, &m, sv[0])) kill(pid, SIGKILL); /* the session is gone */
   close(sv[0]);
 }
 
 static void fs_reap(fs_state *s) {
   struct signalfd_siginfo si;
-  while (read(s->sigfd, &si, sizeof si) > 0)
-    continue;
+  while (read(s->sigfd, &si, sizeof si) > 0) continue;
   int st;
   pid_t pid;
   while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
     for (size_t i = 0; i < s->nkids; i++) {
-      if (s->kids[i].pid != pid)
-        continue;
-      fs_msg m = {
-          .op = FS_EXITED, .index = s->kids[i].index, .pid = pid, .status = st};
-      if (s->kids[i].session >= 0)
-        msg_send(s->kids[i].session, &m, -1);
+      if (s->kids[i].pid != pid) continue;
+      fs_msg m = {.op = FS_EXITED, .index = s->kids[i].index, .pid = pid, .status = st};
+      if (s->kids[i].session >= 0) msg_send(s->kids[i].session, &m, -1);
       s->kids[i] = s->kids[--s->nkids];
       break;
     }
@@ -315,24 +278,20 @@ static void fs_main(int main_sock) __attribute__((noreturn));
 static void fs_main(int main_sock) {
   prctl(PR_SET_NAME, "mpx-forkserver");
   signal(SIGPIPE, SIG_IGN);
-  signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap workers before we
-                               see a status */
+  signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap workers before we see a status */
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
-  fs_state s = {.main_sock = main_sock,
-                .sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)};
-  if (s.sigfd < 0)
-    _exit(70);
+  fs_state s = {.main_sock = main_sock, .sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)};
+  if (s.sigfd < 0) _exit(70);
   struct pollfd *pfd = NULL;
   size_t cappfd = 0;
   for (;;) {
     size_t n = 2 + s.nsessions;
     if (n > cappfd) {
       struct pollfd *p = realloc(pfd, n * sizeof *p);
-      if (!p)
-        _exit(71);
+      if (!p) _exit(71);
       pfd = p;
       cappfd = n;
     }
@@ -341,22 +300,17 @@ static void fs_main(int main_sock) {
     for (size_t i = 0; i < s.nsessions; i++)
       pfd[2 + i] = (struct pollfd){.fd = s.sessions[i], .events = POLLIN};
     if (poll(pfd, n, -1) < 0) {
-      if (errno == EINTR)
-        continue;
+      if (errno == EINTR) continue;
       break;
     }
-    if (pfd[1].revents)
-      fs_reap(&s);
+    if (pfd[1].revents) fs_reap(&s);
     for (size_t i = n; i-- > 2;) {
-      if (!pfd[i].revents)
-        continue;
+      if (!pfd[i].revents) continue;
       int sess = s.sessions[i - 2], fd;
       fs_msg m;
       int r = msg_recv(sess, &m, &fd, MSG_DONTWAIT);
-      if (fd >= 0)
-        close(fd);
-      if (r < 0 && errno == EAGAIN)
-        continue;
+      if (fd >= 0) close(fd);
+      if (r < 0 && errno == EAGAIN) continue;
       if (r <= 0) { /* the transport closed its session: end its workers */
         fs_kill_session(&s, sess);
         close(sess);
@@ -367,17 +321,14 @@ static void fs_main(int main_sock) {
         fs_spawn(&s, sess, m.index);
       else if (m.op == FS_KILL)
         for (size_t k = 0; k < s.nkids; k++)
-          if (s.kids[k].pid == m.pid && s.kids[k].session == sess)
-            kill(m.pid, m.status);
+          if (s.kids[k].pid == m.pid && s.kids[k].session == sess) kill(m.pid, m.status);
     }
     if (pfd[0].revents) {
       fs_msg m;
       int fd;
       int r = msg_recv(main_sock, &m, &fd, MSG_DONTWAIT);
-      if (r < 0 && errno == EAGAIN)
-        continue;
-      if (r <= 0)
-        break; /* mpx_finalize or the parent's death */
+      if (r < 0 && errno == EAGAIN) continue;
+      if (r <= 0) break; /* mpx_finalize or the parent's death */
       if (m.op == FS_SESSION && fd >= 0) {
         if (s.nsessions == s.capsessions) {
           size_t cap = s.capsessions ? 2 * s.capsessions : 8;
@@ -395,24 +346,18 @@ static void fs_main(int main_sock) {
       }
     }
   }
-  for (size_t i = 0; i < s.nkids; i++)
-    kill(s.kids[i].pid, SIGKILL);
-  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
-    continue;
+  for (size_t i = 0; i < s.nkids; i++) kill(s.kids[i].pid, SIGKILL);
+  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) continue;
   _exit(0);
 }
 
 int mpx__procs_init(void) {
-  if (fsrv.pid > 0)
-    return MPX_OK;
+  if (fsrv.pid > 0) return MPX_OK;
   const char *env = getenv("MPX_FORK_SERVER");
-  if (env && !strcmp(env, "0"))
-    return MPX_OK;
-  if (mpx__mpi_job())
-    return MPX_OK; /* MPI libraries dislike fork; ranks use the MPI backend */
+  if (env && !strcmp(env, "0")) return MPX_OK;
+  if (mpx__mpi_job()) return MPX_OK; /* MPI libraries dislike fork; ranks use the MPI backend */
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
-    return MPX_ESYS;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return MPX_ESYS;
   /* flushed: nothing buffered is copied into the server, so workers never repeat it */
   pid_t pid = mpx__spawn(MPX__SPAWN_FLUSH | MPX__SPAWN_DIE_WITH_PARENT, 0);
   if (pid < 0) {
@@ -431,24 +376,22 @@ int mpx__procs_init(void) {
 }
 
 void mpx__procs_finalize(void) {
-  if (fsrv.pid <= 0)
-    return;
+  if (fsrv.pid <= 0) return;
   pthread_mutex_lock(&fsrv.lock);
   close(fsrv.sock); /* EOF: the server kills and reaps its workers and exits */
   fsrv.sock = -1;
   pid_t pid = fsrv.pid;
   fsrv.pid = 0;
   pthread_mutex_unlock(&fsrv.lock);
-  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-    continue;
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) continue;
 }
 
 /* The fork server's pid, 0 if none (tests). */
 int mpx__procs_server_pid(void);
 int mpx__procs_server_pid(void) { return (int)fsrv.pid; }
 
-/* Open a session: the returned socket receives SPAWNED/EXITED for the workers
- * asked through it. -1 if there is no fork server (or it is gone). */
+/* Open a session: the returned socket receives SPAWNED/EXITED for the workers asked through it. -1
+ * if there is no fork server (or it is gone). */
 static int fs_session(void) {
   int sv[2] = {-1, -1};
   pthread_mutex_lock(&fsrv.lock);
@@ -466,14 +409,11 @@ static int fs_session(void) {
   return rc;
 }
 
-/* ==== the worker
- * ============================================================================
- */
+/* ---- the worker ------------------------------------------------------------------------------ */
 
 #define HELLO_MAGIC 0x6d707868u /* "mpxh" */
 
-/* The first frame a worker receives: who it is and how to start. initargs
- * follow. */
+/* The first frame a worker receives: who it is and how to start. initargs follow. */
 typedef struct hello {
   uint32_t magic;
   int32_t index;
@@ -488,56 +428,46 @@ typedef struct hello {
 
 static void worker_exit(int code) __attribute__((noreturn));
 static void worker_exit(int code) {
-  fflush(NULL); /* task output is not lost; _exit skips the program's atexit
-                   handlers */
+  fflush(NULL); /* task output is not lost; _exit skips the program's atexit handlers */
   _exit(code);
 }
 
-/* Block until a whole frame is in; spin briefly first (the next batch often
- * follows at once). */
-static int worker_recv(mpx__chan *c, const void **data, size_t *len,
-                       long spin_ns) {
+/* Block until a whole frame is in; spin briefly first (the next batch often follows at once). */
+static int worker_recv(mpx__chan *c, const void **data, size_t *len, long spin_ns) {
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
     int r = mpx__chan_recv_nb(c, data, len);
-    if (r != 0)
-      return r;
+    if (r != 0) return r;
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     long ns = (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec);
     if (ns < spin_ns) {
-      sched_yield(); /* a spinning worker must not keep a woken thread off the
-                        CPU */
+      sched_yield(); /* a spinning worker must not keep a woken thread off the CPU */
       continue;
     }
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    if (poll(&p, 1, -1) < 0 && errno != EINTR)
-      return MPX_ESYS;
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) return MPX_ESYS;
     clock_gettime(CLOCK_MONOTONIC, &t0);
   }
 }
 
-/* The message before the hello, with the progress memfd attached (or none): map
- * it. NULL when there is none. */
+/* The message before the hello, with the progress memfd attached (or none): map it. NULL when there
+ * is none. */
 static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
   fs_msg m;
   int pfd;
   if (msg_recv(fd, &m, &pfd, 0) != 1 || m.op != FS_PROGRESS) {
-    if (pfd >= 0)
-      close(pfd);
+    if (pfd >= 0) close(pfd);
     worker_exit(0); /* the parent went away before the hello */
   }
-  if (pfd < 0)
-    return NULL;
+  if (pfd < 0) return NULL;
   struct stat st;
   void *p = MAP_FAILED;
   if (fstat(pfd, &st) == 0 && st.st_size > 0)
-    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, pfd,
-             0);
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0);
   close(pfd);
-  if (p == MAP_FAILED)
-    return NULL;
+  if (p == MAP_FAILED) return NULL;
   *words = (size_t)st.st_size / sizeof(uint64_t);
   return p;
 }
@@ -549,22 +479,17 @@ static void worker_main(int fd) {
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   mpx__chan ch;
-  mpx__chan_init(&ch, fd,
-                 MPX__FRAME_MAX); /* the hello comes from the trusted parent */
+  mpx__chan_init(&ch, fd, MPX__FRAME_MAX); /* the hello comes from the trusted parent */
   const void *data;
   size_t len;
-  if (worker_recv(&ch, &data, &len, 0) != 1)
-    worker_exit(0);
+  if (worker_recv(&ch, &data, &len, 0) != 1) worker_exit(0);
   hello h;
-  if (len < sizeof h)
-    worker_exit(64);
+  if (len < sizeof h) worker_exit(64);
   memcpy(&h, data, sizeof h);
-  if (h.magic != HELLO_MAGIC || h.initargs_len != len - sizeof h)
-    worker_exit(64);
+  if (h.magic != HELLO_MAGIC || h.initargs_len != len - sizeof h) worker_exit(64);
   void *initargs = NULL;
   if (h.initargs_len) {
-    if (!(initargs = malloc(h.initargs_len)))
-      worker_exit(65);
+    if (!(initargs = malloc(h.initargs_len))) worker_exit(65);
     memcpy(initargs, (const char *)data + sizeof h, h.initargs_len);
   }
   mpx__chan_shrink(&ch, KEEP_BUF);
@@ -575,13 +500,10 @@ static void worker_main(int fd) {
   char name[16];
   snprintf(name, sizeof name, "mpx-worker-%d", h.index);
   prctl(PR_SET_NAME, name);
-  if (h.place.cpuset[0])
-    mpx_topology_bind_process(&h.place);
-  mpx__worker_id who = {
-      .index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
+  if (h.place.cpuset[0]) mpx_topology_bind_process(&h.place);
+  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
   size_t slot = (size_t)h.index * PROGRESS_WORDS;
-  if (progress && h.index >= 0 && slot < progress_words)
-    who.running = &progress[slot];
+  if (progress && h.index >= 0 && slot < progress_words) who.running = &progress[slot];
 
   int rc = MPX_OK;
   char *msg = NULL;
@@ -589,11 +511,9 @@ static void worker_main(int fd) {
   if (h.has_init) {
     rc = mpx_task_find_id(h.init_id, &init);
     if (rc)
-      msg = mpx__strdupf("no initializer task is registered with id 0x%08x",
-                         h.init_id);
+      msg = mpx__strdupf("no initializer task is registered with id 0x%08x", h.init_id);
     else
-      rc = mpx__serve_init(init->name, initargs, (size_t)h.initargs_len, &who,
-                           &msg);
+      rc = mpx__serve_init(init->name, initargs, (size_t)h.initargs_len, &who, &msg);
   }
   free(initargs);
   Mpx__Error err = MPX__ERROR__INIT;
@@ -613,24 +533,17 @@ static void worker_main(int fd) {
   Mpx__Batch ready = MPX__BATCH__INIT;
   ready.control = &ctl;
   mpx__wbuf out = {0};
-  if (mpx__batch_pack(&ready, &lim, &out) ||
-      mpx__chan_send(&ch, out.data, out.len))
-    worker_exit(0);
+  if (mpx__batch_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
   free(msg);
-  if (rc)
-    worker_exit(0); /* the dispatcher reports the initializer's failure */
+  if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
 
   long done = 0;
   for (;;) {
     int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
-    if (r != 1)
-      worker_exit(
-          r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
+    if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
     Mpx__Batch *in;
-    if (mpx__batch_unpack(data, len, &lim, &in))
-      worker_exit(67);
-    if (in->control && in->control->kind == MPX__CONTROL__KIND__SHUTDOWN)
-      worker_exit(0);
+    if (mpx__batch_unpack(data, len, &lim, &in)) worker_exit(67);
+    if (in->control && in->control->kind == MPX__CONTROL__KIND__SHUTDOWN) worker_exit(0);
     if (!in->n_tasks) {
       mpx__batch_free(in);
       continue;
@@ -639,18 +552,13 @@ static void worker_main(int fd) {
     rc = mpx__serve_batch(in, &who, &lim, &out);
     done += (long)in->n_tasks;
     mpx__batch_free(in);
-    if (rc)
-      worker_exit(
-          68); /* out of memory: the dispatcher re-runs or fails the batch */
-    /* Every task ran and the results are packed: a death from here on is no
-     * task's doing. Cleared before the send, so that once the results are out
-     * the word never names a call id that may be reused for a later task. */
-    if (who.running)
-      atomic_store_explicit(who.running, 0, memory_order_relaxed);
-    if (mpx__chan_send(&ch, out.data, out.len))
-      worker_exit(0);
-    if (out.cap > KEEP_BUF)
-      mpx__wbuf_free(&out);
+    if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
+    /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
+     * before the send, so that once the results are out the word never names a call id that may be
+     * reused for a later task. */
+    if (who.running) atomic_store_explicit(who.running, 0, memory_order_relaxed);
+    if (mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+    if (out.cap > KEEP_BUF) mpx__wbuf_free(&out);
     mpx__chan_shrink(&ch, KEEP_BUF);
     if (h.max_tasks > 0 && done >= h.max_tasks) {
       mpx__chan_send(&ch, NULL, 0); /* the retire mark */
@@ -659,8 +567,7 @@ static void worker_main(int fd) {
   }
 }
 
-/* ==== the transport
- * ========================================================================= */
+/* ---- the transport --------------------------------------------------------------------------- */
 
 enum wstate {
   W_NONE,     /* no process (not started, or gone and not replaced) */
@@ -706,7 +613,7 @@ typedef struct proc_tp {
   int *pfd_kind;
   uint8_t *hello;
   size_t hello_len;
-  long spin_ns; /* 0 when CPUs are scarce */
+  long spin_ns;               /* 0 when CPUs are scarce */
   int progress_fd;            /* memfd shared with the workers, -1: none */
   _Atomic uint64_t *progress; /* its mapping: PROGRESS_WORDS per worker */
 } proc_tp;
@@ -720,20 +627,17 @@ static void oq_free(pworker *w) {
   w->oq_tail = NULL;
 }
 
-/* Close the socket of a LIVE worker: it is CLOSED until its exit status
- * arrives. */
+/* Close the socket of a LIVE worker: it is CLOSED until its exit status arrives. */
 static void close_worker(proc_tp *tp, int i, const char *why);
 
 static void kill_worker(proc_tp *tp, int i) {
   pworker *w = &tp->w[i];
-  if (w->exited || w->kill_sent)
-    return;
+  if (w->exited || w->kill_sent) return;
   if (w->state == W_SPAWNING) {
     w->kill_pending = true;
     return;
   }
-  if (w->pid <= 0)
-    return;
+  if (w->pid <= 0) return;
   w->kill_sent = true;
   if (tp->fs >= 0) {
     fs_msg m = {.op = FS_KILL, .index = i, .pid = w->pid, .status = SIGKILL};
@@ -741,35 +645,30 @@ static void kill_worker(proc_tp *tp, int i) {
   } else if (w->pidfd >= 0) {
     syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
   } else {
-    kill(w->pid,
-         SIGKILL); /* our unreaped child: the pid cannot have been reused */
+    kill(w->pid, SIGKILL); /* our unreaped child: the pid cannot have been reused */
   }
 }
 
 static void close_worker(proc_tp *tp, int i, const char *why) {
   pworker *w = &tp->w[i];
-  if (w->state != W_LIVE)
-    return;
-  if (why && !w->why[0])
-    snprintf(w->why, sizeof w->why, "%s", why);
+  if (w->state != W_LIVE) return;
+  if (why && !w->why[0]) snprintf(w->why, sizeof w->why, "%s", why);
   mpx__chan_close(&w->ch);
   oq_free(w);
   w->readable = false;
   w->state = W_CLOSED;
   w->kill_at = mpx__now() + CLOSE_GRACE;
-  if (why)
-    kill_worker(tp, i); /* it broke the protocol: end it now */
+  if (why) kill_worker(tp, i); /* it broke the protocol: end it now */
 }
 
 /* The worker's process exists and `fd` is its socket: send it the hello. */
 static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len);
 static void hello_for(proc_tp *tp, int i);
 
-/* The message before the hello, carrying the progress memfd when there is one.
- * The socket is new and empty, so it is taken at once. */
+/* The message before the hello, carrying the progress memfd when there is one. The socket is new
+ * and empty, so it is taken at once. */
 static int send_progress(proc_tp *tp, int i) {
-  atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0,
-                        memory_order_relaxed);
+  atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
   fs_msg m = {.op = FS_PROGRESS, .index = i};
   return msg_send(tp->w[i].ch.fd, &m, tp->progress_fd) ? MPX_ESYS : MPX_OK;
 }
@@ -802,21 +701,16 @@ static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
 /* Fork a worker directly (no fork server). */
 static int spawn_direct(proc_tp *tp, int i) {
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-    return MPX_ESYS;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return MPX_ESYS;
   pid_t pid = mpx__spawn(MPX__SPAWN_FLUSH | MPX__SPAWN_DIE_WITH_PARENT, 0);
   if (pid == 0) {
-    /* The child of a threaded parent: close what it must not hold, then serve.
-     */
+    /* The child of a threaded parent: close what it must not hold, then serve. */
     close(sv[0]);
     close(tp->wake_fd);
-    if (tp->progress_fd >= 0)
-      close(tp->progress_fd); /* it comes again over the socket */
+    if (tp->progress_fd >= 0) close(tp->progress_fd); /* it comes again over the socket */
     for (int k = 0; k < tp->n; k++) {
-      if (tp->w[k].ch.fd >= 0)
-        close(tp->w[k].ch.fd);
-      if (tp->w[k].pidfd >= 0)
-        close(tp->w[k].pidfd);
+      if (tp->w[k].ch.fd >= 0) close(tp->w[k].ch.fd);
+      if (tp->w[k].pidfd >= 0) close(tp->w[k].pidfd);
     }
     worker_main(sv[1]);
   }
@@ -826,8 +720,7 @@ static int spawn_direct(proc_tp *tp, int i) {
     return MPX_ESYS;
   }
   pworker *w = &tp->w[i];
-  w->pidfd = (int)syscall(SYS_pidfd_open, pid,
-                          0); /* unreaped child: the pid is ours */
+  w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* unreaped child: the pid is ours */
   attach(tp, i, pid, sv[0]);
   return MPX_OK;
 }
@@ -837,11 +730,9 @@ static int spawn(proc_tp *tp, int i) {
   w->pid = 0;
   w->exited = false;
   w->kill_pending = w->kill_sent = false;
-  if (tp->fs < 0)
-    return spawn_direct(tp, i);
+  if (tp->fs < 0) return spawn_direct(tp, i);
   fs_msg m = {.op = FS_SPAWN, .index = i};
-  if (msg_send(tp->fs, &m, -1))
-    return MPX_ESYS;
+  if (msg_send(tp->fs, &m, -1)) return MPX_ESYS;
   w->state = W_SPAWNING;
   return MPX_OK;
 }
@@ -849,17 +740,14 @@ static int spawn(proc_tp *tp, int i) {
 /* Queue or write one frame. */
 static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len) {
   pworker *w = &tp->w[i];
-  if (w->state != W_LIVE)
-    return MPX_EWORKER_LOST;
+  if (w->state != W_LIVE) return MPX_EWORKER_LOST;
   size_t sent = 0;
   if (!w->oq) {
     struct iovec v = {.iov_base = (void *)data, .iov_len = len};
     int r = mpx__chan_sendv_nb(&w->ch, &v, 1, &sent);
-    if (r == 1)
-      return MPX_OK;
+    if (r == 1) return MPX_OK;
     if (r < 0) {
-      if (r == MPX_ETOOBIG)
-        return r;
+      if (r == MPX_ETOOBIG) return r;
       close_worker(tp, i, r == MPX_EEOF ? NULL : "could not be written to");
       return MPX_EWORKER_LOST;
     }
@@ -872,8 +760,7 @@ static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len) {
   f->next = NULL;
   f->len = len;
   f->sent = sent;
-  if (len)
-    memcpy(f->data, data, len);
+  if (len) memcpy(f->data, data, len);
   if (w->oq_tail)
     w->oq_tail->next = f;
   else
@@ -888,26 +775,21 @@ static void flush(proc_tp *tp, int i) {
     oframe *f = w->oq;
     struct iovec v = {.iov_base = f->data, .iov_len = f->len};
     int r = mpx__chan_sendv_nb(&w->ch, &v, 1, &f->sent);
-    if (r == 0)
-      return;
+    if (r == 0) return;
     if (r < 0) {
       close_worker(tp, i, r == MPX_EEOF ? NULL : "could not be written to");
       return;
     }
     w->oq = f->next;
-    if (!w->oq)
-      w->oq_tail = NULL;
+    if (!w->oq) w->oq_tail = NULL;
     free(f);
   }
 }
 
-static int pt_send(mpx_transport *self, int worker, const uint8_t *data,
-                   size_t len) {
+static int pt_send(mpx_transport *self, int worker, const uint8_t *data, size_t len) {
   proc_tp *tp = (proc_tp *)self;
-  if (worker < 0 || worker >= tp->n)
-    return MPX_EINVAL;
-  if (len > tp->lim.max_message)
-    return MPX_ETOOBIG;
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  if (len > tp->lim.max_message) return MPX_ETOOBIG;
   return send_raw(tp, worker, data, len);
 }
 
@@ -920,41 +802,31 @@ static void pt_wake(mpx_transport *self) {
 
 static int pt_kill(mpx_transport *self, int worker, bool replace) {
   proc_tp *tp = (proc_tp *)self;
-  if (worker < 0 || worker >= tp->n)
-    return MPX_EINVAL;
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   pworker *w = &tp->w[worker];
   w->replace = replace;
-  if (w->state == W_NONE)
-    return MPX_OK;
+  if (w->state == W_NONE) return MPX_OK;
   kill_worker(tp, worker);
   return MPX_OK;
 }
 
-/* ---- events
- * ---------------------------------------------------------------------------------
- */
+/* ---- events ---------------------------------------------------------------------------------- */
 
-static void describe(const pworker *w, const mpx__config *cfg, char *buf,
-                     size_t n) {
+static void describe(const pworker *w, const mpx__config *cfg, char *buf, size_t n) {
   int st = w->status;
   if (st == -1)
-    snprintf(
-        buf, n,
-        "pid %d ended; its status is unknown (the program ignores SIGCHLD)",
-        (int)w->pid);
-  else if (w->why[0] && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL &&
-           w->kill_sent)
+    snprintf(buf, n, "pid %d ended; its status is unknown (the program ignores SIGCHLD)",
+             (int)w->pid);
+  else if (w->why[0] && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && w->kill_sent)
     snprintf(buf, n, "pid %d %s and was killed", (int)w->pid, w->why);
   else if (WIFSIGNALED(st))
-    snprintf(buf, n, "pid %d was killed by signal %d (%s)%s", (int)w->pid,
-             WTERMSIG(st), strsignal(WTERMSIG(st)),
-             WCOREDUMP(st) ? ", core dumped" : "");
+    snprintf(buf, n, "pid %d was killed by signal %d (%s)%s", (int)w->pid, WTERMSIG(st),
+             strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
   else if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && w->retiring)
-    snprintf(buf, n, "pid %d retired after %ld tasks", (int)w->pid,
-             cfg->max_tasks_per_worker);
+    snprintf(buf, n, "pid %d retired after %ld tasks", (int)w->pid, cfg->max_tasks_per_worker);
   else if (WIFEXITED(st))
-    snprintf(buf, n, "pid %d exited with status %d%s%s", (int)w->pid,
-             WEXITSTATUS(st), w->why[0] ? " after it " : "", w->why);
+    snprintf(buf, n, "pid %d exited with status %d%s%s", (int)w->pid, WEXITSTATUS(st),
+             w->why[0] ? " after it " : "", w->why);
   else
     snprintf(buf, n, "pid %d ended (wait status 0x%x)", (int)w->pid, st);
 }
@@ -963,18 +835,16 @@ static void describe(const pworker *w, const mpx__config *cfg, char *buf,
 static bool take_lost(proc_tp *tp, mpx__event *ev) {
   for (int i = 0; i < tp->n; i++) {
     pworker *w = &tp->w[i];
-    if (w->state != W_CLOSED || !w->exited)
-      continue;
+    if (w->state != W_CLOSED || !w->exited) continue;
     ev->kind = MPX__EV_WORKER_LOST;
     ev->worker = i;
     describe(w, tp->cfg, ev->detail, sizeof ev->detail);
     /* the process is reaped: nothing writes its progress word any more */
     ev->running_known = tp->progress_fd >= 0;
-    ev->running = atomic_exchange_explicit(
-        &tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
+    ev->running = atomic_exchange_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0,
+                                           memory_order_relaxed);
     w->state = W_NONE;
-    if (w->pidfd >= 0)
-      close(w->pidfd);
+    if (w->pidfd >= 0) close(w->pidfd);
     w->pidfd = -1;
     if (w->replace && !tp->stopping && spawn(tp, i)) {
       /* could not even ask for a replacement: the slot stays empty */
@@ -985,20 +855,18 @@ static bool take_lost(proc_tp *tp, mpx__event *ev) {
   return false;
 }
 
-/* Read one frame from worker i if it has one. 1: *ev is a message; 0: nothing
- * now. */
+/* Read one frame from worker i if it has one. 1: *ev is a message; 0: nothing now. */
 static int read_worker(proc_tp *tp, int i, mpx__event *ev) {
   pworker *w = &tp->w[i];
-  mpx__chan_shrink(
-      &w->ch, KEEP_BUF); /* the last frame it returned is consumed by now */
+  mpx__chan_shrink(&w->ch, KEEP_BUF); /* the last frame it returned is consumed by now */
   bool looked = false;
   for (;;) {
     const void *data;
     size_t len;
     int r = mpx__chan_recv_nb(&w->ch, &data, &len);
     if (r == 0 && w->exited && !looked) {
-      /* A 0 may come from the read-ahead's note that the fd was empty at its last read; the
-       * worker may have written more before it died. Look at the fd itself once. */
+      /* A 0 may come from the read-ahead's note that the fd was empty at its last read; the worker
+       * may have written more before it died. Look at the fd itself once. */
       looked = true;
       mpx__chan_forget_drained(&w->ch);
       continue;
@@ -1016,17 +884,14 @@ static int read_worker(proc_tp *tp, int i, mpx__event *ev) {
     }
     w->readable = false;
     if (r == 0) {
-      if (w->exited)
-        close_worker(tp, i,
-                     NULL); /* all it wrote is read; someone else holds it */
+      if (w->exited) close_worker(tp, i, NULL); /* all it wrote is read; someone else holds it */
       return 0;
     }
     char why[96];
     if (r == MPX_EEOF)
       why[0] = '\0';
     else if (r == MPX_ETOOBIG)
-      snprintf(why, sizeof why, "sent a frame over the limit of %zu bytes",
-               tp->lim.max_message);
+      snprintf(why, sizeof why, "sent a frame over the limit of %zu bytes", tp->lim.max_message);
     else if (r == MPX_EPROTO)
       snprintf(why, sizeof why, "sent a truncated frame");
     else
@@ -1042,27 +907,23 @@ static void read_server(proc_tp *tp) {
     fs_msg m;
     int fd;
     int r = msg_recv(tp->fs, &m, &fd, MSG_DONTWAIT);
-    if (r < 0 && errno == EAGAIN)
-      return;
+    if (r < 0 && errno == EAGAIN) return;
     if (r <= 0) { /* the fork server died: every worker died with it */
       close(tp->fs);
       tp->fs = -1;
       for (int i = 0; i < tp->n; i++) {
         pworker *w = &tp->w[i];
-        if (w->state == W_SPAWNING)
-          w->state = W_CLOSED;
+        if (w->state == W_SPAWNING) w->state = W_CLOSED;
         if (w->state != W_NONE && !w->exited) {
           w->exited = true;
           w->status = SIGKILL; /* as if killed: its reaper is gone */
-          if (!w->why[0])
-            snprintf(w->why, sizeof w->why, "lost its fork server");
+          if (!w->why[0]) snprintf(w->why, sizeof w->why, "lost its fork server");
         }
       }
       return;
     }
     if (m.index < 0 || m.index >= tp->n) {
-      if (fd >= 0)
-        close(fd);
+      if (fd >= 0) close(fd);
       continue;
     }
     pworker *w = &tp->w[m.index];
@@ -1070,8 +931,7 @@ static void read_server(proc_tp *tp) {
       attach(tp, m.index, m.pid, fd);
       continue;
     }
-    if (fd >= 0)
-      close(fd);
+    if (fd >= 0) close(fd);
     if (m.op == FS_SPAWN_FAILED && w->state == W_SPAWNING) {
       mpx__log(MPX_LOG_WARN, "the fork server could not start worker %d: %s", m.index,
                strerror(m.status));
@@ -1079,8 +939,7 @@ static void read_server(proc_tp *tp) {
     } else if (m.op == FS_EXITED && m.pid == w->pid && w->state >= W_LIVE) {
       w->exited = true;
       w->status = m.status;
-      if (w->state == W_LIVE)
-        w->readable = true; /* read what it wrote, then close */
+      if (w->state == W_LIVE) w->readable = true; /* read what it wrote, then close */
     }
   }
 }
@@ -1098,37 +957,30 @@ static void reap_direct(proc_tp *tp, int i) {
   w->pidfd = -1;
   w->exited = true;
   w->status = st;
-  if (w->state == W_LIVE)
-    w->readable = true;
+  if (w->state == W_LIVE) w->readable = true;
 }
 
-/* Kill workers that closed their socket but do not exit; poll timeout until the
- * next such. */
+/* Kill workers that closed their socket but do not exit; poll timeout until the next such. */
 static int close_deadlines(proc_tp *tp, int ms) {
   double now = mpx__now();
   for (int i = 0; i < tp->n; i++) {
     pworker *w = &tp->w[i];
-    if (w->state != W_CLOSED || w->exited)
-      continue;
+    if (w->state != W_CLOSED || w->exited) continue;
     if (now >= w->kill_at) {
       kill_worker(tp, i);
       /* direct mode without a pidfd: wait for it here (it was killed) */
-      if (tp->fs < 0 && w->pidfd < 0 && w->pid > 0 &&
-          waitpid(w->pid, &w->status, 0) == w->pid)
+      if (tp->fs < 0 && w->pidfd < 0 && w->pid > 0 && waitpid(w->pid, &w->status, 0) == w->pid)
         w->exited = true;
-      if (tp->fs < 0 && w->pidfd < 0 && !w->exited)
-        w->exited = true, w->status = SIGKILL;
+      if (tp->fs < 0 && w->pidfd < 0 && !w->exited) w->exited = true, w->status = SIGKILL;
       continue;
     }
     int left = (int)((w->kill_at - now) * 1000) + 1;
-    if (ms < 0 || left < ms)
-      ms = left;
+    if (ms < 0 || left < ms) ms = left;
   }
   return ms;
 }
 
-/* Wait for fds (up to ms) and note what is ready. Returns true if the wake fd
- * fired. */
+/* Wait for fds (up to ms) and note what is ready. Returns true if the wake fd fired. */
 static bool wait_fds(proc_tp *tp, int ms) {
   int k = 0;
   tp->pfd[k] = (struct pollfd){.fd = tp->wake_fd, .events = POLLIN};
@@ -1140,8 +992,7 @@ static bool wait_fds(proc_tp *tp, int ms) {
   for (int i = 0; i < tp->n; i++) {
     pworker *w = &tp->w[i];
     if (w->state == W_LIVE) {
-      tp->pfd[k] = (struct pollfd){.fd = w->ch.fd,
-                                   .events = POLLIN | (w->oq ? POLLOUT : 0)};
+      tp->pfd[k] = (struct pollfd){.fd = w->ch.fd, .events = POLLIN | (w->oq ? POLLOUT : 0)};
       tp->pfd_kind[k] = 0;
       tp->pfd_w[k++] = i;
     }
@@ -1152,13 +1003,11 @@ static bool wait_fds(proc_tp *tp, int ms) {
     }
   }
   int r = poll(tp->pfd, (nfds_t)k, ms);
-  if (r <= 0)
-    return false;
+  if (r <= 0) return false;
   bool woke = false;
   for (int j = 0; j < k; j++) {
     short re = tp->pfd[j].revents;
-    if (!re)
-      continue;
+    if (!re) continue;
     int i = tp->pfd_w[j];
     if (i == -1) {
       uint64_t v;
@@ -1170,22 +1019,18 @@ static bool wait_fds(proc_tp *tp, int ms) {
     } else if (tp->pfd_kind[j] == 1) {
       reap_direct(tp, i);
     } else {
-      if (re & POLLOUT)
-        flush(tp, i);
-      if (re & (POLLIN | POLLHUP | POLLERR))
-        tp->w[i].readable = true;
+      if (re & POLLOUT) flush(tp, i);
+      if (re & (POLLIN | POLLHUP | POLLERR)) tp->w[i].readable = true;
     }
   }
   return woke;
 }
 
-/* An event without blocking: a loss ready to report, or a frame from a worker
- * known readable. */
+/* An event without blocking: a loss ready to report, or a frame from a worker known readable. */
 static bool take_ready(proc_tp *tp, mpx__event *ev) {
   for (int k = 0; k < tp->n; k++) {
     int i = (tp->rr + k) % tp->n;
-    if (tp->w[i].state == W_LIVE && tp->w[i].readable &&
-        read_worker(tp, i, ev)) {
+    if (tp->w[i].state == W_LIVE && tp->w[i].readable && read_worker(tp, i, ev)) {
       tp->rr = (i + 1) % tp->n;
       return true;
     }
@@ -1196,11 +1041,9 @@ static bool take_ready(proc_tp *tp, mpx__event *ev) {
 static int pt_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
   proc_tp *tp = (proc_tp *)self;
   ev->kind = MPX__EV_NONE;
-  if (take_ready(tp, ev))
-    return MPX_OK;
-  /* Nothing known: look without blocking for a short while (a reply to a small
-   * batch is usually a few microseconds away, and sleeping in poll costs two
-   * context switches), then sleep. */
+  if (take_ready(tp, ev)) return MPX_OK;
+  /* Nothing known: look without blocking for a short while (a reply to a small batch is usually a
+   * few microseconds away, and sleeping in poll costs two context switches), then sleep. */
   double start = mpx__now();
   double spin_end = start + (double)tp->spin_ns * 1e-9;
   double deadline = start + (timeout_ms > 0 ? timeout_ms : 0) / 1000.0;
@@ -1217,22 +1060,18 @@ static int pt_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
       ms = (int)((deadline - now) * 1000) + 1;
     ms = close_deadlines(tp, ms);
     bool woke = wait_fds(tp, ms);
-    if (take_ready(tp, ev) || woke || timeout_ms == 0)
-      return MPX_OK;
-    if (ms == 0)
-      sched_yield();
+    if (take_ready(tp, ev) || woke || timeout_ms == 0) return MPX_OK;
+    if (ms == 0) sched_yield();
   }
 }
 
-/* ---- start, stop, destroy
- * -------------------------------------------------------------------- */
+/* ---- start, stop, destroy -------------------------------------------------------------------- */
 
 static int make_hello(proc_tp *tp) {
   const mpx__config *cfg = tp->cfg;
   size_t len = sizeof(hello) + cfg->initargs_len;
   tp->hello = malloc(len);
-  if (!tp->hello)
-    return MPX_ENOMEM;
+  if (!tp->hello) return MPX_ENOMEM;
   hello h;
   memset(&h, 0, sizeof h);
   h.magic = HELLO_MAGIC;
@@ -1242,27 +1081,24 @@ static int make_hello(proc_tp *tp) {
   h.init_id = cfg->initializer ? cfg->initializer->id : 0;
   h.initargs_len = cfg->initargs_len;
   memcpy(tp->hello, &h, sizeof h);
-  if (cfg->initargs_len)
-    memcpy(tp->hello + sizeof h, cfg->initargs, cfg->initargs_len);
+  if (cfg->initargs_len) memcpy(tp->hello + sizeof h, cfg->initargs, cfg->initargs_len);
   tp->hello_len = len;
   return MPX_OK;
 }
 
-/* The progress words. Without a memfd (an old kernel, or none left) they are
- * private memory and losses charge every task the worker held, as under MPI. */
+/* The progress words. Without a memfd (an old kernel, or none left) they are private memory and
+ * losses charge every task the worker held, as under MPI. */
 static int make_progress(proc_tp *tp) {
   size_t len = (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t);
   tp->progress_fd = memfd_create("mpx-progress", MFD_CLOEXEC);
   if (tp->progress_fd >= 0 && ftruncate(tp->progress_fd, (off_t)len) == 0) {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
-                   tp->progress_fd, 0);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, tp->progress_fd, 0);
     if (p != MAP_FAILED) {
       tp->progress = p;
       return MPX_OK;
     }
   }
-  if (tp->progress_fd >= 0)
-    close(tp->progress_fd);
+  if (tp->progress_fd >= 0) close(tp->progress_fd);
   tp->progress_fd = -1;
   tp->progress = calloc(len / sizeof(uint64_t), sizeof(uint64_t));
   return tp->progress ? MPX_OK : MPX_ENOMEM;
@@ -1273,8 +1109,7 @@ static void pt_destroy(mpx_transport *self);
 
 static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   proc_tp *tp = calloc(1, sizeof *tp);
-  if (!tp)
-    return MPX_ENOMEM;
+  if (!tp) return MPX_ENOMEM;
   tp->cfg = cfg;
   tp->n = cfg->workers;
   tp->lim = mpx__limits_default(cfg->max_payload);
@@ -1291,8 +1126,7 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   tp->pfd = calloc(npfd, sizeof *tp->pfd);
   tp->pfd_w = calloc(npfd, sizeof *tp->pfd_w);
   tp->pfd_kind = calloc(npfd, sizeof *tp->pfd_kind);
-  if (!tp->w || !tp->pfd || !tp->pfd_w || !tp->pfd_kind || tp->wake_fd < 0 ||
-      make_hello(tp)) {
+  if (!tp->w || !tp->pfd || !tp->pfd_w || !tp->pfd_kind || tp->wake_fd < 0 || make_hello(tp)) {
     int rc = tp->wake_fd < 0 ? MPX_ESYS : MPX_ENOMEM;
     pt_destroy((mpx_transport *)tp);
     return rc;
@@ -1314,15 +1148,12 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
         rc = MPX_ESYS;
       else
         read_server(tp);
-      if (tp->fs < 0)
-        rc = MPX_ESYS;
+      if (tp->fs < 0) rc = MPX_ESYS;
     }
-    if (!rc && tp->w[i].state == W_NONE)
-      rc = MPX_ESYS;
+    if (!rc && tp->w[i].state == W_NONE) rc = MPX_ESYS;
   }
   if (rc) {
-    mpx__set_errmsg("could not start the worker processes (%s)",
-                    strerror(errno));
+    mpx__set_errmsg("could not start the worker processes (%s)", strerror(errno));
     pt_stop((mpx_transport *)tp, true);
     pt_destroy((mpx_transport *)tp);
     return rc;
@@ -1333,38 +1164,31 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
 
 /* The hello of worker i (replacements): index and placement. */
 static void hello_for(proc_tp *tp, int i) {
-  memcpy(&((hello *)(void *)tp->hello)->place, &tp->cfg->places[i],
-         sizeof(mpx_placement));
+  memcpy(&((hello *)(void *)tp->hello)->place, &tp->cfg->places[i], sizeof(mpx_placement));
   ((hello *)(void *)tp->hello)->index = i;
 }
 
 static bool all_gone(proc_tp *tp) {
   for (int i = 0; i < tp->n; i++)
-    if (tp->w[i].state != W_NONE)
-      return false;
+    if (tp->w[i].state != W_NONE) return false;
   return true;
 }
 
 static void pt_stop(mpx_transport *self, bool wait) {
   proc_tp *tp = (proc_tp *)self;
   tp->stopping = true;
-  if (!wait)
-    return;
+  if (!wait) return;
   double t0 = mpx__now();
   bool killed = false;
   while (!all_gone(tp)) {
     if (!killed && mpx__now() - t0 > STOP_GRACE) {
-      for (int i = 0; i < tp->n; i++)
-        kill_worker(tp, i);
+      for (int i = 0; i < tp->n; i++) kill_worker(tp, i);
       killed = true;
     }
-    if (mpx__now() - t0 > 3 * STOP_GRACE)
-      break; /* the reaper does not answer: give up */
+    if (mpx__now() - t0 > 3 * STOP_GRACE) break; /* the reaper does not answer: give up */
     mpx__event ev;
-    while (take_ready(tp, &ev))
-      continue; /* late results and losses are dropped */
-    if (all_gone(tp))
-      break;
+    while (take_ready(tp, &ev)) continue; /* late results and losses are dropped */
+    if (all_gone(tp)) break;
     int ms = close_deadlines(tp, 50);
     wait_fds(tp, ms < 0 || ms > 50 ? 50 : ms);
   }
@@ -1372,12 +1196,10 @@ static void pt_stop(mpx_transport *self, bool wait) {
 
 static void pt_destroy(mpx_transport *self) {
   proc_tp *tp = (proc_tp *)self;
-  if (!tp)
-    return;
+  if (!tp) return;
   for (int i = 0; tp->w && i < tp->n; i++) {
     pworker *w = &tp->w[i];
-    if (w->ch.fd >= 0)
-      mpx__chan_close(&w->ch);
+    if (w->ch.fd >= 0) mpx__chan_close(&w->ch);
     free(w->ch.body);
     oq_free(w);
     if (tp->fs < 0 && w->pid > 0 && !w->exited && w->state != W_NONE) {
@@ -1386,19 +1208,14 @@ static void pt_destroy(mpx_transport *self) {
         syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
       else
         kill(w->pid, SIGKILL);
-      while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
-        continue;
+      while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR) continue;
     }
-    if (w->pidfd >= 0)
-      close(w->pidfd);
+    if (w->pidfd >= 0) close(w->pidfd);
   }
-  if (tp->fs >= 0)
-    close(tp->fs); /* the fork server ends what is left of this session */
-  if (tp->wake_fd >= 0)
-    close(tp->wake_fd);
+  if (tp->fs >= 0) close(tp->fs); /* the fork server ends what is left of this session */
+  if (tp->wake_fd >= 0) close(tp->wake_fd);
   if (tp->progress_fd >= 0) {
-    munmap((void *)tp->progress,
-           (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t));
+    munmap((void *)tp->progress, (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t));
     close(tp->progress_fd);
   } else {
     free((void *)tp->progress);
