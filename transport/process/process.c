@@ -1,70 +1,37 @@
-/* process.c: the process transport. Workers are forked processes of this same binary (so they have
- * the same task registry); each talks to the dispatcher (core/src/dispatch.c) over its own AF_UNIX
- * socketpair carrying chan frames (core/src/os/chan.h: a 4-byte length, then one packed mpx.Batch).
- * Node-local only: no listening socket, no shared-memory object.
+/* process.c: the process transport's state machine: the ops table the dispatcher
+ * (core/src/dispatch.c) drives over forked worker processes. The fork server is forkserver.c, the
+ * worker process worker.c; process_impl.h has the whole picture and the progress words.
  *
- * Fork server. fork() in a process that already runs threads copies only the calling thread, and
- * any lock another thread held (malloc arenas aside, which glibc resets) stays held in the child.
- * So mpx_init calls mpx__procs_init while the process has one thread, and that forks a small fork
- * server: a single-threaded copy of the program that forks every worker from its own image. Each
- * process transport opens a session with it (a SOCK_SEQPACKET socketpair whose one end is passed
- * over the server's main socket with SCM_RIGHTS). On a session the transport asks for SPAWN (worker
- * index) and KILL (pid, signal); the server answers SPAWNED (index, pid, and the parent's end of
- * the new worker's socketpair, SCM_RIGHTS) and, since the workers are its children, reaps them
- * (SIGCHLD through a signalfd) and sends EXITED (index, pid, wait status). Only the reaper signals
- * a worker, so a recycled pid is never hit. When a session closes, the server kills what is left of
- * that session's workers; when the main socket closes (mpx_finalize, or the parent's death) it
- * kills all its workers, reaps them and exits. The server and the workers set
- * PR_SET_PDEATHSIG(SIGKILL) and re-check getppid() after it: the parent's death kills the server,
- * whose death kills the workers (a worker also exits on EOF on its socket). Linux sends the death
- * signal when the *thread* that forked exits: mpx_init must run on a thread that lives as long as
- * the process (main).
- *
- * Workers see the program as it was when mpx_init ran (the server's image), as with Python's
- * forkserver: global state set up after mpx_init is not in them; arguments and initargs are.
- *
- * Without mpx_init (no fork server) the transport forks workers directly from the thread that
- * starts the executor (and later, for replacements, from the dispatcher thread), reaps them by pid
- * with a pidfd in its poll set, and kills them through the pidfd. This is the
+ * Starting workers. With a fork server (mpx_init ran), the transport opens a session with it and
+ * asks it for SPAWN; the worker's socket arrives with SPAWNED and its wait status with EXITED.
+ * Without mpx_init (no fork server) the transport forks workers directly (mpx__spawn) from the
+ * thread that starts the executor (and later, for replacements, from the dispatcher thread), reaps
+ * them by pid with a pidfd in its poll set, and kills them through the pidfd. This is the
  * fork-from-a-threaded-process trap: a worker may deadlock if the task or the initializer takes a
  * lock that another parent thread held at fork time (stdio and malloc are safe with glibc). Call
- * mpx_init. MPX_FORK_SERVER=0 in the environment makes mpx_init skip the fork server (for tests).
- *
- * A worker receives one hello frame (its index, limits, placement, initializer and initargs), binds
- * itself, runs mpx__serve_init and answers a Batch with Control READY (an Error if the initializer
- * failed, after which it exits). Then it loops: receive a frame, exit(0) on Control SHUTDOWN, else
- * mpx__serve_batch and send the results frame. After max_tasks_per_worker tasks it sends a
- * zero-length frame (the retire mark; an empty Batch is never a reply) and exits 0.
+ * mpx_init. Either way a new worker is sent the progress memfd, then its hello, and announces
+ * itself with READY.
  *
  * Losses. A worker is lost when its socket reaches EOF or breaks (a truncated, oversized or
  * unreadable frame: the transport kills it) or when its exit status arrives. The transport reads
- * everything a dead worker wrote before it reports MPX__EV_WORKER_LOST, so results and READY always
- * come before the loss; it reports once it has both the closed socket and the wait status (killing
- * a worker that closed its socket but lives on), with a detail such as "pid 1234 was killed by
- * signal 9 (Killed)". It then starts a replacement, unless stopping or the worker was killed with
- * replace = false; the replacement announces itself with READY.
+ * everything a dead worker wrote before it reports MPX__EV_WORKER_LOST, so results and READY
+ * always come before the loss; it reports once it has both the closed socket and the wait status
+ * (killing a worker that closed its socket but lives on), with a detail such as "pid 1234 was
+ * killed by signal 9 (Killed)" and what the worker's progress word held (the task it was running).
+ * It then starts a replacement, unless stopping or the worker was killed with replace = false;
+ * the replacement announces itself with READY.
  *
- * What a dead worker was running. Each transport shares one small memfd with its workers (passed
- * with SCM_RIGHTS in a message before the hello), a cache line per worker index. Serving stores
- * each task's call id there as it starts; the worker clears it once the batch's results are packed,
- * before it sends them (so the word never outlives the call ids it names). The loss event carries
- * what the dead worker left there, so the dispatcher charges a retry to that task only: the rest of
- * its window never started (or finished without its results being sent) and is re-queued uncharged.
- * A death outside serving a batch charges nothing; one while serving charges exactly one task, so a
- * task that kills every worker it runs on still runs out of retries.
- *
- * Flow control. send never blocks: what the socket does not take at once is copied to the worker's
- * out-queue and flushed when poll sees POLLOUT; so the dispatcher can never deadlock with a worker
- * that is itself blocked writing a large result. Every frame length read is checked against the
- * limits (mpx__limits_default(cfg->max_payload)) before a byte is allocated.
+ * Flow control. send never blocks: what the socket does not take at once is copied to the
+ * worker's out-queue and flushed when poll sees POLLOUT; so the dispatcher can never deadlock with
+ * a worker that is itself blocked writing a large result. Every frame length read is checked
+ * against the limits (mpx__limits_default(cfg->max_payload)) before a byte is allocated.
  *
  * Thread-safety: the ops are called by the dispatcher thread only, except wake (any thread; an
- * eventfd write). The fork server's main socket is shared by every transport and guarded by a
- * mutex; sessions are per transport. */
+ * eventfd write). The transport's state is the dispatcher's alone; its fork-server session is its
+ * own (the server's main socket, shared by every transport, is locked in forkserver.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -72,23 +39,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "future_impl.h"
-#include "init.h"
 #include "os/chan.h"
 #include "os/clock.h"
 #include "os/log.h"
 #include "os/spawn.h"
+#include "process_impl.h"
 #include "task_impl.h"
 #include "transport.h"
 
@@ -96,478 +59,12 @@
 #define STOP_GRACE 3.0
 /* Seconds a worker whose socket closed may live on before it is killed. */
 #define CLOSE_GRACE 0.5
-/* Receive buffers larger than this are freed after a frame (a 64 MiB result does not stay). */
-#define KEEP_BUF ((size_t)1 << 20)
-/* How long an idle side looks at its socket (yielding the CPU in between) before it sleeps in poll:
- * a reply to a small batch is often a few microseconds away and sleeping costs two context
+/* How long an idle side looks at its socket (yielding the CPU in between) before it sleeps in
+ * poll: a reply to a small batch is often a few microseconds away and sleeping costs two context
  * switches. Only when the machine has CPUs to spare (more than workers + 2): measured on 2 CPUs,
- * spinning workers and dispatcher keep the woken submitter off the CPU and round trips go from 14
- * us to 15-90 us. */
+ * spinning workers and dispatcher keep the woken submitter off the CPU and round trips go from
+ * 14 us to 15-90 us. */
 #define SPIN_NS 20000
-/* uint64_t words per worker in the progress memfd: a cache line each. */
-#define PROGRESS_WORDS 8
-
-/* ---- fork server ----------------------------------------------------------------------------- */
-
-enum {
-  FS_SESSION = 1,
-  FS_SPAWN,
-  FS_KILL,
-  FS_SPAWNED,
-  FS_SPAWN_FAILED,
-  FS_EXITED,
-  FS_PROGRESS /* not the server's: sent before a worker's hello, with the progress memfd */
-};
-
-typedef struct fs_msg {
-  int32_t op, index, pid, status; /* status: wait status (EXITED) or errno (SPAWN_FAILED) */
-} fs_msg;
-
-/* The one process-wide fork server (mpx__procs_init .. mpx__procs_finalize). */
-static struct {
-  pthread_mutex_t lock; /* sock: one request at a time */
-  pid_t pid;            /* 0: none */
-  int sock;
-} fsrv = {PTHREAD_MUTEX_INITIALIZER, 0, -1};
-
-/* Send `m` with an optional fd (SCM_RIGHTS). 0 or -1 (errno). */
-static int msg_send(int sock, const fs_msg *m, int fd) {
-  struct iovec v = {.iov_base = (void *)m, .iov_len = sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr h = {.msg_iov = &v, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    h.msg_control = u.buf;
-    h.msg_controllen = sizeof u.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  for (;;) {
-    ssize_t w = sendmsg(sock, &h, MSG_NOSIGNAL);
-    if (w == (ssize_t)sizeof *m) return 0;
-    if (w < 0 && errno == EINTR) continue;
-    if (w >= 0) errno = EPROTO;
-    return -1;
-  }
-}
-
-/* Receive one message and an optional fd (*fd = -1 if none). 1 got one, 0 EOF, -1 error (errno;
- * EAGAIN on a nonblocking socket with nothing to read). */
-static int msg_recv(int sock, fs_msg *m, int *fd, int flags) {
-  struct iovec v = {.iov_base = m, .iov_len = sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr h = {
-      .msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  *fd = -1;
-  ssize_t r;
-  do r = recvmsg(sock, &h, MSG_CMSG_CLOEXEC | flags);
-  while (r < 0 && errno == EINTR);
-  if (r <= 0) return (int)r;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int got;
-      memcpy(&got, CMSG_DATA(c), sizeof got);
-      if (*fd < 0)
-        *fd = got;
-      else
-        close(got);
-    }
-  if (r != (ssize_t)sizeof *m || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-    if (*fd >= 0) close(*fd);
-    *fd = -1;
-    errno = EPROTO;
-    return -1;
-  }
-  return 1;
-}
-
-static void worker_main(int fd) __attribute__((noreturn));
-
-/* The server's state (it is single-threaded). */
-typedef struct fs_child {
-  pid_t pid;
-  int session; /* its session's socket, -1 once that closed */
-  int index;
-} fs_child;
-
-typedef struct fs_state {
-  int main_sock, sigfd;
-  int *sessions;
-  size_t nsessions, capsessions;
-  fs_child *kids;
-  size_t nkids, capkids;
-} fs_state;
-
-static void fs_kill_session(fs_state *s, int session) {
-  for (size_t i = 0; i < s->nkids; i++)
-    if (s->kids[i].session == session) {
-      kill(s->kids[i].pid, SIGKILL); /* unreaped child: the pid is still ours */
-      s->kids[i].session = -1;
-    }
-}
-
-static void fs_spawn(fs_state *s, int session, int index) {
-  fs_msg m = {.op = FS_SPAWN_FAILED, .index = index};
-  int sv[2];
-  if (s->nkids == s->capkids) {
-    size_t cap = s->capkids ? 2 * s->capkids : 16;
-    fs_child *k = realloc(s->kids, cap * sizeof *k);
-    if (!k) {
-      m.status = ENOMEM;
-      msg_send(session, &m, -1);
-      return;
-    }
-    s->kids = k;
-    s->capkids = cap;
-  }
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
-    m.status = errno;
-    msg_send(session, &m, -1);
-    return;
-  }
-  pid_t pid = mpx__spawn(MPX__SPAWN_DIE_WITH_PARENT, 0);
-  if (pid == 0) {
-    close(s->main_sock);
-    close(s->sigfd);
-    for (size_t i = 0; i < s->nsessions; i++) close(s->sessions[i]);
-    close(sv[0]);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    worker_main(sv[1]);
-  }
-  close(sv[1]);
-  if (pid < 0) {
-    m.status = errno;
-    close(sv[0]);
-    msg_send(session, &m, -1);
-    return;
-  }
-  s->kids[s->nkids++] = (fs_child){.pid = pid, .session = session, .index = index};
-  m = (fs_msg){.op = FS_SPAWNED, .index = index, .pid = pid};
-  if (msg_send(session, &m, sv[0])) kill(pid, SIGKILL); /* the session is gone */
-  close(sv[0]);
-}
-
-static void fs_reap(fs_state *s) {
-  struct signalfd_siginfo si;
-  while (read(s->sigfd, &si, sizeof si) > 0) continue;
-  int st;
-  pid_t pid;
-  while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-    for (size_t i = 0; i < s->nkids; i++) {
-      if (s->kids[i].pid != pid) continue;
-      fs_msg m = {.op = FS_EXITED, .index = s->kids[i].index, .pid = pid, .status = st};
-      if (s->kids[i].session >= 0) msg_send(s->kids[i].session, &m, -1);
-      s->kids[i] = s->kids[--s->nkids];
-      break;
-    }
-}
-
-static void fs_main(int main_sock) __attribute__((noreturn));
-static void fs_main(int main_sock) {
-  prctl(PR_SET_NAME, "mpx-forkserver");
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would reap workers before we see a status */
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, NULL);
-  fs_state s = {.main_sock = main_sock, .sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)};
-  if (s.sigfd < 0) _exit(70);
-  struct pollfd *pfd = NULL;
-  size_t cappfd = 0;
-  for (;;) {
-    size_t n = 2 + s.nsessions;
-    if (n > cappfd) {
-      struct pollfd *p = realloc(pfd, n * sizeof *p);
-      if (!p) _exit(71);
-      pfd = p;
-      cappfd = n;
-    }
-    pfd[0] = (struct pollfd){.fd = main_sock, .events = POLLIN};
-    pfd[1] = (struct pollfd){.fd = s.sigfd, .events = POLLIN};
-    for (size_t i = 0; i < s.nsessions; i++)
-      pfd[2 + i] = (struct pollfd){.fd = s.sessions[i], .events = POLLIN};
-    if (poll(pfd, n, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if (pfd[1].revents) fs_reap(&s);
-    for (size_t i = n; i-- > 2;) {
-      if (!pfd[i].revents) continue;
-      int sess = s.sessions[i - 2], fd;
-      fs_msg m;
-      int r = msg_recv(sess, &m, &fd, MSG_DONTWAIT);
-      if (fd >= 0) close(fd);
-      if (r < 0 && errno == EAGAIN) continue;
-      if (r <= 0) { /* the transport closed its session: end its workers */
-        fs_kill_session(&s, sess);
-        close(sess);
-        s.sessions[i - 2] = s.sessions[--s.nsessions];
-        continue;
-      }
-      if (m.op == FS_SPAWN)
-        fs_spawn(&s, sess, m.index);
-      else if (m.op == FS_KILL)
-        for (size_t k = 0; k < s.nkids; k++)
-          if (s.kids[k].pid == m.pid && s.kids[k].session == sess) kill(m.pid, m.status);
-    }
-    if (pfd[0].revents) {
-      fs_msg m;
-      int fd;
-      int r = msg_recv(main_sock, &m, &fd, MSG_DONTWAIT);
-      if (r < 0 && errno == EAGAIN) continue;
-      if (r <= 0) break; /* mpx_finalize or the parent's death */
-      if (m.op == FS_SESSION && fd >= 0) {
-        if (s.nsessions == s.capsessions) {
-          size_t cap = s.capsessions ? 2 * s.capsessions : 8;
-          int *p = realloc(s.sessions, cap * sizeof *p);
-          if (!p) {
-            close(fd);
-            continue;
-          }
-          s.sessions = p;
-          s.capsessions = cap;
-        }
-        s.sessions[s.nsessions++] = fd;
-      } else if (fd >= 0) {
-        close(fd);
-      }
-    }
-  }
-  for (size_t i = 0; i < s.nkids; i++) kill(s.kids[i].pid, SIGKILL);
-  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) continue;
-  _exit(0);
-}
-
-int mpx__procs_init(void) {
-  if (fsrv.pid > 0) return MPX_OK;
-  const char *env = getenv("MPX_FORK_SERVER");
-  if (env && !strcmp(env, "0")) return MPX_OK;
-  if (mpx__mpi_job()) return MPX_OK; /* MPI libraries dislike fork; ranks use the MPI backend */
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return MPX_ESYS;
-  /* flushed: nothing buffered is copied into the server, so workers never repeat it */
-  pid_t pid = mpx__spawn(MPX__SPAWN_FLUSH | MPX__SPAWN_DIE_WITH_PARENT, 0);
-  if (pid < 0) {
-    close(sv[0]);
-    close(sv[1]);
-    return MPX_ESYS;
-  }
-  if (pid == 0) {
-    close(sv[0]);
-    fs_main(sv[1]);
-  }
-  close(sv[1]);
-  fsrv.pid = pid;
-  fsrv.sock = sv[0];
-  return MPX_OK;
-}
-
-void mpx__procs_finalize(void) {
-  if (fsrv.pid <= 0) return;
-  pthread_mutex_lock(&fsrv.lock);
-  close(fsrv.sock); /* EOF: the server kills and reaps its workers and exits */
-  fsrv.sock = -1;
-  pid_t pid = fsrv.pid;
-  fsrv.pid = 0;
-  pthread_mutex_unlock(&fsrv.lock);
-  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) continue;
-}
-
-/* The fork server's pid, 0 if none (tests). */
-int mpx__procs_server_pid(void);
-int mpx__procs_server_pid(void) { return (int)fsrv.pid; }
-
-/* Open a session: the returned socket receives SPAWNED/EXITED for the workers asked through it. -1
- * if there is no fork server (or it is gone). */
-static int fs_session(void) {
-  int sv[2] = {-1, -1};
-  pthread_mutex_lock(&fsrv.lock);
-  int rc = -1;
-  if (fsrv.pid > 0 && fsrv.sock >= 0 &&
-      !socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
-    fs_msg m = {.op = FS_SESSION};
-    if (!msg_send(fsrv.sock, &m, sv[1]))
-      rc = sv[0];
-    else
-      close(sv[0]);
-    close(sv[1]);
-  }
-  pthread_mutex_unlock(&fsrv.lock);
-  return rc;
-}
-
-/* ---- the worker ------------------------------------------------------------------------------ */
-
-#define HELLO_MAGIC 0x6d707868u /* "mpxh" */
-
-/* The first frame a worker receives: who it is and how to start. initargs follow. */
-typedef struct hello {
-  uint32_t magic;
-  int32_t index;
-  int64_t max_tasks;
-  uint64_t max_payload;
-  uint32_t init_id; /* initializer's task id */
-  uint32_t has_init;
-  uint64_t initargs_len;
-  int64_t spin_ns; /* how long to look for the next batch before sleeping */
-  mpx_placement place;
-} hello;
-
-static void worker_exit(int code) __attribute__((noreturn));
-static void worker_exit(int code) {
-  fflush(NULL); /* task output is not lost; _exit skips the program's atexit handlers */
-  _exit(code);
-}
-
-/* Block until a whole frame is in; spin briefly first (the next batch often follows at once). */
-static int worker_recv(mpx__chan *c, const void **data, size_t *len, long spin_ns) {
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    int r = mpx__chan_recv_nb(c, data, len);
-    if (r != 0) return r;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long ns = (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec);
-    if (ns < spin_ns) {
-      sched_yield(); /* a spinning worker must not keep a woken thread off the CPU */
-      continue;
-    }
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    if (poll(&p, 1, -1) < 0 && errno != EINTR) return MPX_ESYS;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-  }
-}
-
-/* The message before the hello, with the progress memfd attached (or none): map it. NULL when there
- * is none. */
-static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
-  fs_msg m;
-  int pfd;
-  if (msg_recv(fd, &m, &pfd, 0) != 1 || m.op != FS_PROGRESS) {
-    if (pfd >= 0) close(pfd);
-    worker_exit(0); /* the parent went away before the hello */
-  }
-  if (pfd < 0) return NULL;
-  struct stat st;
-  void *p = MAP_FAILED;
-  if (fstat(pfd, &st) == 0 && st.st_size > 0)
-    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0);
-  close(pfd);
-  if (p == MAP_FAILED) return NULL;
-  *words = (size_t)st.st_size / sizeof(uint64_t);
-  return p;
-}
-
-static void worker_main(int fd) {
-  signal(SIGPIPE, SIG_IGN);
-  size_t progress_words = 0;
-  _Atomic uint64_t *progress = worker_progress(fd, &progress_words);
-  int fl = fcntl(fd, F_GETFL);
-  fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-  mpx__chan ch;
-  mpx__chan_init(&ch, fd, MPX__FRAME_MAX); /* the hello comes from the trusted parent */
-  const void *data;
-  size_t len;
-  if (worker_recv(&ch, &data, &len, 0) != 1) worker_exit(0);
-  hello h;
-  if (len < sizeof h) worker_exit(64);
-  memcpy(&h, data, sizeof h);
-  if (h.magic != HELLO_MAGIC || h.initargs_len != len - sizeof h) worker_exit(64);
-  void *initargs = NULL;
-  if (h.initargs_len) {
-    if (!(initargs = malloc(h.initargs_len))) worker_exit(65);
-    memcpy(initargs, (const char *)data + sizeof h, h.initargs_len);
-  }
-  mpx__chan_shrink(&ch, KEEP_BUF);
-  mpx__limits lim = mpx__limits_default(h.max_payload);
-  ch.max_frame = lim.max_message;
-  char host[64] = "";
-  gethostname(host, sizeof host - 1);
-  char name[16];
-  snprintf(name, sizeof name, "mpx-worker-%d", h.index);
-  prctl(PR_SET_NAME, name);
-  if (h.place.cpuset[0]) mpx_topology_bind_process(&h.place);
-  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
-  size_t slot = (size_t)h.index * PROGRESS_WORDS;
-  if (progress && h.index >= 0 && slot < progress_words) who.running = &progress[slot];
-
-  int rc = MPX_OK;
-  char *msg = NULL;
-  const mpx_task *init = NULL;
-  if (h.has_init) {
-    rc = mpx_task_find_id(h.init_id, &init);
-    if (rc)
-      msg = mpx__strdupf("no initializer task is registered with id 0x%08x", h.init_id);
-    else
-      rc = mpx__serve_init(init->name, initargs, (size_t)h.initargs_len, &who, &msg);
-  }
-  free(initargs);
-  Mpx__Error err = MPX__ERROR__INIT;
-  Mpx__Control ctl = MPX__CONTROL__INIT;
-  ctl.kind = MPX__CONTROL__KIND__READY;
-  ctl.pid = who.pid;
-  ctl.host = host;
-  ctl.slots = 1;
-  if (rc) {
-    err.code = rc < 0 ? rc : MPX_EINIT;
-    err.message = msg ? msg : (char *)mpx_strerror(rc);
-    err.pid = who.pid;
-    err.host = host;
-    err.rank = -1;
-    ctl.error = &err;
-  }
-  Mpx__Batch ready = MPX__BATCH__INIT;
-  ready.control = &ctl;
-  mpx__wbuf out = {0};
-  if (mpx__batch_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
-  free(msg);
-  if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
-
-  long done = 0;
-  for (;;) {
-    int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
-    if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
-    Mpx__Batch *in;
-    if (mpx__batch_unpack(data, len, &lim, &in)) worker_exit(67);
-    if (in->control && in->control->kind == MPX__CONTROL__KIND__SHUTDOWN) worker_exit(0);
-    if (!in->n_tasks) {
-      mpx__batch_free(in);
-      continue;
-    }
-    mpx__wbuf_reset(&out);
-    rc = mpx__serve_batch(in, &who, &lim, &out);
-    done += (long)in->n_tasks;
-    mpx__batch_free(in);
-    if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
-    /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
-     * before the send, so that once the results are out the word never names a call id that may be
-     * reused for a later task. */
-    if (who.running) atomic_store_explicit(who.running, 0, memory_order_relaxed);
-    if (mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
-    if (out.cap > KEEP_BUF) mpx__wbuf_free(&out);
-    mpx__chan_shrink(&ch, KEEP_BUF);
-    if (h.max_tasks > 0 && done >= h.max_tasks) {
-      mpx__chan_send(&ch, NULL, 0); /* the retire mark */
-      worker_exit(0);
-    }
-  }
-}
-
-/* ---- the transport --------------------------------------------------------------------------- */
 
 enum wstate {
   W_NONE,     /* no process (not started, or gone and not replaced) */
@@ -641,7 +138,7 @@ static void kill_worker(proc_tp *tp, int i) {
   w->kill_sent = true;
   if (tp->fs >= 0) {
     fs_msg m = {.op = FS_KILL, .index = i, .pid = w->pid, .status = SIGKILL};
-    msg_send(tp->fs, &m, -1);
+    mpx__fs_send(tp->fs, &m, -1);
   } else if (w->pidfd >= 0) {
     syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
   } else {
@@ -670,7 +167,7 @@ static void hello_for(proc_tp *tp, int i);
 static int send_progress(proc_tp *tp, int i) {
   atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
   fs_msg m = {.op = FS_PROGRESS, .index = i};
-  return msg_send(tp->w[i].ch.fd, &m, tp->progress_fd) ? MPX_ESYS : MPX_OK;
+  return mpx__fs_send(tp->w[i].ch.fd, &m, tp->progress_fd) ? MPX_ESYS : MPX_OK;
 }
 
 static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
@@ -712,7 +209,7 @@ static int spawn_direct(proc_tp *tp, int i) {
       if (tp->w[k].ch.fd >= 0) close(tp->w[k].ch.fd);
       if (tp->w[k].pidfd >= 0) close(tp->w[k].pidfd);
     }
-    worker_main(sv[1]);
+    mpx__worker_main(sv[1]);
   }
   close(sv[1]);
   if (pid < 0) {
@@ -732,7 +229,7 @@ static int spawn(proc_tp *tp, int i) {
   w->kill_pending = w->kill_sent = false;
   if (tp->fs < 0) return spawn_direct(tp, i);
   fs_msg m = {.op = FS_SPAWN, .index = i};
-  if (msg_send(tp->fs, &m, -1)) return MPX_ESYS;
+  if (mpx__fs_send(tp->fs, &m, -1)) return MPX_ESYS;
   w->state = W_SPAWNING;
   return MPX_OK;
 }
@@ -906,7 +403,7 @@ static void read_server(proc_tp *tp) {
   for (;;) {
     fs_msg m;
     int fd;
-    int r = msg_recv(tp->fs, &m, &fd, MSG_DONTWAIT);
+    int r = mpx__fs_recv(tp->fs, &m, &fd, MSG_DONTWAIT);
     if (r < 0 && errno == EAGAIN) return;
     if (r <= 0) { /* the fork server died: every worker died with it */
       close(tp->fs);
@@ -1138,7 +635,7 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   tp->spin_ns = cpus > (long)tp->n + 2 ? SPIN_NS : 0;
   ((hello *)(void *)tp->hello)->spin_ns = tp->spin_ns;
-  tp->fs = fs_session();
+  tp->fs = mpx__fs_session();
   int rc = MPX_OK;
   for (int i = 0; i < tp->n && !rc; i++) {
     rc = spawn(tp, i);
@@ -1227,6 +724,8 @@ static void pt_destroy(mpx_transport *self) {
   free(tp->hello);
   free(tp);
 }
+
+/* ---- the ops table --------------------------------------------------------------------------- */
 
 const mpx_transport_ops mpx__process_transport = {
     .name = "processes",
