@@ -39,7 +39,7 @@
 #include "os/chan.h"
 
 int mpx__procs_server_pid(
-    void); /* process.c: the fork server's pid, 0 if none */
+    void); /* process/forkserver.c: the fork server's pid, 0 if none */
 
 /* ---- tasks
  * ----------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ int mpx__backend_parse(const char *s, mpx_backend *out);
 int mpx__mpi_init(int *argc, char ***argv, bool *job);
 int mpx__mpi_finalize(void);
 
-/* Process transport (process.c): start the fork server while the process has one thread. */
+/* Process transport (process/forkserver.c): start the fork server while the process has one
+ * thread. */
 int mpx__procs_init(void);
 void mpx__procs_finalize(void);
 
