@@ -45,7 +45,7 @@ enum {
   FS_SPAWNED,      /* server -> transport: `index` is `pid`, with the parent's socket end */
   FS_SPAWN_FAILED, /* server -> transport: errno in `status` */
   FS_EXITED,       /* server -> transport: `pid` was reaped, wait status in `status` */
-  FS_PROGRESS /* not the server's: sent before a worker's hello, with the progress memfd */
+  FS_PROGRESS      /* not the server's: sent before a worker's hello, with the progress memfd */
 };
 
 typedef struct fs_msg {
