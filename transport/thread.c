@@ -23,7 +23,6 @@
  * many tasks (fresh thread-locals, initializer run again). */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
@@ -34,6 +33,8 @@
 #include <unistd.h>
 
 #include "future_impl.h"
+#include "os/cpu.h"
+#include "os/futex.h"
 #include "task_impl.h"
 #include "runner.h"
 #include "transports.h"
@@ -253,7 +254,7 @@ static void wake_one(thread_tp *tp) {
   light_barrier(); /* the push is ordered before this read: see the header */
   if (atomic_load_explicit(&tp->sleepers, memory_order_relaxed) > 0) {
     atomic_fetch_add_explicit(&tp->epoch, 1, memory_order_relaxed);
-    syscall(SYS_futex, &tp->epoch, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    mpx__futex_wake_private(&tp->epoch, 1);
   }
 }
 
@@ -320,7 +321,7 @@ static mpx_future *idle(slot *s) {
   for (int i = 0; i < SPINS; i++) {
     if ((f = find_work(s))) return f;
     if (atomic_load_explicit(&tp->stopping, memory_order_relaxed)) return NULL;
-    if (i < SPINS / 2) __builtin_ia32_pause();
+    if (i < SPINS / 2) mpx__cpu_relax();
     else sched_yield();
   }
   uint32_t e = atomic_load_explicit(&tp->epoch, memory_order_acquire);
@@ -328,7 +329,7 @@ static mpx_future *idle(slot *s) {
   heavy_barrier(); /* sleepers is visible before we look at the queues: see the header */
   if (!(f = find_work(s)) && queues_empty(tp) && !atomic_load(&tp->stopping)) {
     struct timespec ts = {1, 0}; /* bounded, as a defence in depth */
-    syscall(SYS_futex, &tp->epoch, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, e, &ts, NULL, 0);
+    mpx__futex_wait_private(&tp->epoch, e, &ts);
   }
   atomic_fetch_sub_explicit(&tp->sleepers, 1, memory_order_relaxed);
   return f;
@@ -530,7 +531,7 @@ static void tp_stop(mpx__runner *self, bool wait) {
   tp_close(self);
   atomic_store(&tp->stopping, true);
   atomic_fetch_add(&tp->epoch, 1);
-  syscall(SYS_futex, &tp->epoch, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+  mpx__futex_wake_private(&tp->epoch, INT_MAX);
   if (!wait) return;
   pthread_mutex_lock(&tp->lock);
   bool join = !tp->joined;

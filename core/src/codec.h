@@ -141,7 +141,7 @@ typedef struct mpx__worker_id {
   const char *host; /* host name; NULL sends "" */
   /* NULL, or a word in memory the dispatcher's side can read after this process died: serving
    * stores there the call id of each task as it starts, so that a worker's death charges a retry
-   * to the task it was running only (process.c clears it once the results are packed). */
+   * to the task it was running only (process/worker.c clears it once the results are packed). */
   _Atomic uint64_t *running;
 } mpx__worker_id;
 

@@ -26,6 +26,7 @@
 
 #include "codec.h"
 #include "future_impl.h"
+#include "os/log.h"
 #include "task_impl.h"
 #include "link.h"
 #include "runner.h"
@@ -280,7 +281,7 @@ static void on_control(disp *d, int i, const Mpx__Control *c) {
   w->slots = c->slots > 0 ? c->slots : 1;
   if (c->error) { /* a replacement's initializer failed: retire the slot */
     char *msg = error_text(c->error, i);
-    fprintf(stderr, "mpx: %s; worker %d is not replaced\n", msg ? msg : "initializer failed", i);
+    mpx__log(MPX_LOG_WARN, "%s; worker %d is not replaced", msg ? msg : "initializer failed", i);
     free(msg);
     w->dead = true;
     d->inner->kill(d->tp, i, false);

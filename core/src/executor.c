@@ -19,6 +19,7 @@
 #include "future_impl.h"
 #include "mpx/proto.h"
 #include "registry.h"
+#include "os/log.h"
 
 struct mpx_executor {
   const mpx__runner_ops *ops;
@@ -114,6 +115,24 @@ int mpx_executor_create(mpx_executor **out, const mpx_options *opt) {
   return mpx__executor_create_on(out, opt, NULL);
 }
 
+/* INFO: the backend (and whether AUTO chose it), how many workers and where they are bound. */
+static void log_created(const mpx_executor *ex, mpx_backend asked) {
+  if (MPX_LOG_INFO > atomic_load_explicit(&mpx__log_gate, memory_order_relaxed)) return;
+  const mpx__config *c = &ex->cfg;
+  static const char *const bind[] = {"none", "core", "pu", "numa"};
+  char where[256] = "unbound";
+  size_t k = 0;
+  if (c->binding > MPX_BIND_NONE && c->binding <= MPX_BIND_NUMA)
+    k = (size_t)snprintf(where, sizeof where, "bound per %s to CPUs", bind[c->binding]);
+  for (int i = 0; k && i < c->workers && k < sizeof where; i++)
+    k += (size_t)snprintf(where + k, sizeof where - k, "%s %s", i ? ";" : "",
+                          c->places[i].cpuset[0] ? c->places[i].cpuset : "-");
+  mpx__log(MPX_LOG_INFO, "executor: backend %s%s, %d workers%s, %s", mpx_backend_name(c->backend),
+           asked == MPX_BACKEND_AUTO ? " (chosen by auto)" : "",
+           c->slots > 0 ? c->slots : c->workers,
+           c->backend == MPX_BACKEND_MPI ? " (MPI slots)" : "", where);
+}
+
 int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, void *endpoint) {
   if (!out) return MPX_EINVAL;
   *out = NULL;
@@ -131,6 +150,7 @@ int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, void *en
     free(ex);
     return rc;
   }
+  log_created(ex, opt ? opt->backend : MPX_BACKEND_AUTO);
   *out = ex;
   return MPX_OK;
 }

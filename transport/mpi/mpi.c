@@ -36,6 +36,8 @@
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
 #include "mpx/mpi.h"
+#include "os/clock.h"
+#include "os/log.h"
 #include "task_impl.h"
 
 /* One MPI message carries at most INT_MAX bytes; a Batch can be twice max_payload, so keep
@@ -49,14 +51,6 @@ static struct {
   mpx__mpi_session *world; /* rank 0 of an mpx_init job */
   _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
 } g;
-
-/* ---- small helpers ------------------------------------------------------------------------ */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 
@@ -130,7 +124,7 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   int r = node_share(s, &s->my_cores);
   if (r) s->my_cores = 1, r = 0; /* no topology: one thread */
   if (s->rank == root && !(s->cores = calloc((size_t)s->size, sizeof *s->cores))) {
-    fprintf(stderr, "mpx: out of memory creating an MPI session\n");
+    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
     MPI_Abort(s->comm, 1);
   }
   rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
@@ -383,14 +377,14 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   uint32_t cur = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
   bool woken = cur != tp->seen;
   tp->seen = cur;
-  double deadline = now_s() + timeout_ms / 1e3;
+  double deadline = mpx__now() + timeout_ms / 1e3;
   mpx__backoff bo = {0};
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
     if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
     if (woken || timeout_ms <= 0) return MPX_OK;
-    double left = deadline - now_s();
+    double left = deadline - mpx__now();
     if (left <= 0) return MPX_OK;
     long ns = mpx__backoff_next(&bo);
     if (ns > left * 1e9) ns = (long)(left * 1e9) + 1;
@@ -422,7 +416,7 @@ static void mpi_stop(mpx__link *self, bool wait) {
     mpx__event ev = {0};
     int rc = try_recv(tp, &ev);
     if (rc < 0) {
-      fprintf(stderr, "mpx: stopping the MPI executor: %s\n", mpx_errmsg());
+      mpx__log(MPX_LOG_WARN, "stopping the MPI executor: %s", mpx_errmsg());
       break;
     }
     if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
@@ -485,7 +479,7 @@ static int mpi_init(mpx__init_ctx *ctx) {
   if (g.provided < MPI_THREAD_SERIALIZED) {
     mpx__set_errmsg("MPI provides only %s; mpx needs MPI_THREAD_SERIALIZED or better",
                     level_name(g.provided));
-    fprintf(stderr, "mpx: %s\n", mpx_errmsg());
+    mpx__log(MPX_LOG_ERROR, "%s", mpx_errmsg());
     MPI_Finalize();
     g.we_init = false;
     return MPX_EMPI;
@@ -503,7 +497,7 @@ static int mpi_init(mpx__init_ctx *ctx) {
   }
   rc = mpx__mpi_serve(s);
   if (rc) {
-    fprintf(stderr, "mpx: rank %d: %s\n", rank, mpx_errmsg());
+    mpx__log(MPX_LOG_ERROR, "rank %d: %s", rank, mpx_errmsg());
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   mpx__mpi_session_free(s);

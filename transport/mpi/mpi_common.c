@@ -6,18 +6,18 @@
  * the thread that makes a rank's MPI calls (mpi_impl.h: one at a time per session). Nothing here
  * keeps state between calls except the cached MPX_MPI_POLL_US (an atomic, set once). */
 #include <limits.h>
-#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "errmsg.h"
 #include "mpx/error.h"
 #include "mpi_impl.h"
+#include "os/clock.h"
+#include "os/futex.h"
 int mpx__mpi_fail(const char *what, int mpi_rc) {
   char s[MPI_MAX_ERROR_STRING] = "";
   int n = 0;
@@ -26,16 +26,12 @@ int mpx__mpi_fail(const char *what, int mpi_rc) {
   return MPX_EMPI;
 }
 
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
-}
-
 void mpx__bell_ring(mpx__bell *b) {
   /* seq_cst on both sides (Dekker): either the sleeper sees the new seq before it sleeps, or we
    * see `sleeping` and wake it */
   atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst))
-    futex(&b->seq, FUTEX_WAKE, INT_MAX, NULL);
+    mpx__futex_wake_private(&b->seq, INT_MAX);
 }
 
 void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
@@ -46,7 +42,7 @@ void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
   atomic_fetch_add_explicit(&b->sleeping, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&b->seq, memory_order_seq_cst) == seen) {
     struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
-    futex(&b->seq, FUTEX_WAIT, seen, &ts);
+    mpx__futex_wait_private(&b->seq, seen, &ts);
   }
   atomic_fetch_sub_explicit(&b->sleeping, 1, memory_order_relaxed);
 }
@@ -67,15 +63,9 @@ long mpx__mpi_poll_max_ns(void) {
   return us * 1000;
 }
 
-static long long mono_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 long mpx__backoff_next(mpx__backoff *b) {
-  if (b->idle++ == 0) b->t0 = mono_ns();
-  if (mono_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
+  if (b->idle++ == 0) b->t0 = mpx__now_ns();
+  if (mpx__now_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
   long max = mpx__mpi_poll_max_ns();
   b->ns = b->ns ? b->ns * 2 : 2000;
   if (b->ns > max) b->ns = max;
