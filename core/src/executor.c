@@ -31,29 +31,6 @@ struct mpx_executor {
 
 #define MPX__DEFAULT_MAX_PAYLOAD ((size_t)1 << 30)
 
-const char *mpx_backend_name(mpx_backend b) {
-  switch (b) {
-  case MPX_BACKEND_AUTO: return "auto";
-  case MPX_BACKEND_THREADS: return "threads";
-  case MPX_BACKEND_PROCESSES: return "processes";
-  case MPX_BACKEND_MPI: return "mpi";
-  }
-  return "invalid";
-}
-
-int mpx__backend_parse(const char *s, mpx_backend *out) {
-  static const struct { const char *name; mpx_backend b; } names[] = {
-      {"auto", MPX_BACKEND_AUTO},           {"threads", MPX_BACKEND_THREADS},
-      {"thread", MPX_BACKEND_THREADS},      {"processes", MPX_BACKEND_PROCESSES},
-      {"process", MPX_BACKEND_PROCESSES},   {"mpi", MPX_BACKEND_MPI}};
-  for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
-    if (!strcmp(s, names[i].name)) {
-      *out = names[i].b;
-      return MPX_OK;
-    }
-  return MPX_EINVAL;
-}
-
 /* AUTO -> MPX_BACKEND from the environment, else the transport that claimed the job in mpx_init
  * (MPI when this is an MPI job), else threads. */
 static int resolve_backend(mpx_backend b, mpx_backend *out) {
