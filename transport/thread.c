@@ -20,7 +20,9 @@
  *    close sets `closed`, runs the heavy barrier and waits for every `busy` flag to drop. After
  *    that no submit can add a task, and every task that got in is in a queue workers drain.
  * With max_tasks_per_worker, a supervisor thread per slot replaces its worker thread after that
- * many tasks (fresh thread-locals, initializer run again). */
+ * many tasks (fresh thread-locals, initializer run again). The worker threads are marked in
+ * mpx__tl_transport, so that the executor knows a done-callback or a task calling shutdown or
+ * destroy runs on one of them (see executor.c). */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -379,6 +381,7 @@ static void announce(thread_tp *tp, bool up) {
 
 static void *worker_main(void *arg) {
   slot *s = arg;
+  mpx__tl_transport = s->tp;
   mpx_topology_bind_thread(&s->tp->cfg->places[s->index]);
   bool ok = run_initializer(s);
   announce(s->tp, ok);
@@ -421,6 +424,7 @@ static void slot_died(slot *s) {
  * initializer run and thread-locals. Returns (void *)1 when it retired. */
 static void *retiring_thread(void *arg) {
   slot *s = arg;
+  mpx__tl_transport = s->tp;
   mpx_topology_bind_thread(&s->tp->cfg->places[s->index]);
   bool ok = run_initializer(s);
   if (!s->announced) {
@@ -434,6 +438,7 @@ static void *retiring_thread(void *arg) {
 
 static void *supervisor_main(void *arg) {
   slot *s = arg;
+  mpx__tl_transport = s->tp; /* it may fail what is queued (slot_died), running callbacks */
   for (;;) {
     pthread_t t;
     if (pthread_create(&t, NULL, retiring_thread, s)) {

@@ -16,7 +16,10 @@
  * retry only to the task it was running, when the transport knows it), and kills a worker whose
  * task passed its time limit. A task with a time limit is sent alone to an idle worker, so
  * killing that worker loses nothing else. Futures are identified on the wire by call ids that
- * are their addresses; the dispatcher only accepts ids that are in the sending worker's window. */
+ * are their addresses; the dispatcher only accepts ids that are in the sending worker's window.
+ * Done-callbacks run on the dispatcher thread, which is marked in mpx__tl_transport: a callback
+ * that destroys the executor is deferred to a reaper thread that joins this one (executor.c), so
+ * nothing here runs after disp_free, and shutdown(wait) from it does not join itself. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,6 +437,7 @@ static void send_shutdown(disp *d) {
 
 static void *dispatcher_main(void *arg) {
   disp *d = arg;
+  mpx__tl_transport = d; /* callbacks run here: the executor must not join this thread from them */
   for (;;) {
     feed_all(d);
     pthread_mutex_lock(&d->lock);

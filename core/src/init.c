@@ -30,6 +30,7 @@ int mpx_init(int *argc, char ***argv) {
 }
 
 int mpx_finalize(void) {
+  mpx__executor_reap_wait(); /* executors destroyed from callbacks are gone before MPI is */
   if (!state.done) return MPX_OK;
   int rc = MPX_OK;
   if (state.role == MPX_MAIN) mpx__procs_finalize();

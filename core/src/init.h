@@ -20,6 +20,9 @@ int mpx__backend_parse(const char *s, mpx_backend *out);
 int mpx__mpi_init(int *argc, char ***argv, bool *job);
 int mpx__mpi_finalize(void);
 
+/* executor.c: wait until every executor destroyed from a callback has been torn down. */
+void mpx__executor_reap_wait(void);
+
 /* Process transport (process.c): start the fork server while the process has one thread. */
 int mpx__procs_init(void);
 void mpx__procs_finalize(void);
