@@ -146,6 +146,34 @@ static void destroy_in_callback(void) {
   }
 }
 
+static int destroy_now_cb(mpx_future *f, void *arg) {
+  (void)f;
+  cb_state *st = arg;
+  st->rc = mpx_executor_destroy(st->ex);
+  atomic_store(&st->ran, 1);
+  return 0;
+}
+
+/* shutdown(cancel_futures) cancels a queued future on the caller's thread, and its callback
+ * destroys the executor while that shutdown call is still using it: the destroy must wait until
+ * the shutdown returned (run this under ASan). */
+static void destroy_in_cancel_callback(void) {
+  cb_state st = {.ex = make(1)};
+  mpx_future *running = nap(st.ex, 0.2), *queued = nap(st.ex, 0.001);
+  CHECK_OK(mpx_future_add_done_callback(queued, destroy_now_cb, &st));
+  for (double give_up = check_now() + HANG_S; mpx_future_running(running) != 1;) {
+    CHECK(check_now() < give_up);
+    sleep_s(0.001);
+  }
+  CHECK_OK(mpx_executor_shutdown(st.ex, false, true));
+  await_flag(&st.ran);
+  CHECK_OK(st.rc);
+  CHECK_OK(mpx_future_result(running, HANG_S, NULL, NULL)); /* it had started: it still runs */
+  CHECK(mpx_future_cancelled(queued) == 1);
+  mpx_future_release(running);
+  mpx_future_release(queued);
+}
+
 static int read_cb(mpx_future *f, void *arg) {
   cb_state *st = arg;
   st->rc = mpx_future_result_copy(f, &st->value, sizeof st->value, 0);
@@ -224,6 +252,7 @@ static const struct {
     {"skew_tail", skew_tail, ON(MPX_BACKEND_MPI),
      "the MPI dispatcher still holds short tasks behind a long one under load (issue item 0)"},
     {"destroy_in_callback", destroy_in_callback, 0, NULL},
+    {"destroy_in_cancel_callback", destroy_in_cancel_callback, 0, NULL},
     {"callback_after_release", callback_after_release, 0, NULL},
     {"shutdown_wait_in_callback", shutdown_wait_in_callback, 0, NULL},
 };
