@@ -18,7 +18,12 @@
  * retry only to the task it was running, when the transport knows it), and kills a worker whose
  * task passed its time limit. A task with a time limit is sent alone to an idle worker, so
  * killing that worker loses nothing else. Futures are identified on the wire by call ids that
- * are their addresses; the dispatcher only accepts ids that are in the sending worker's window. */
+ * are their addresses; the dispatcher only accepts ids that are in the sending worker's window.
+ * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
+ * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
+ * thread (cancel_queued's on the caller's), which is marked in mpx__tl_transport: a callback that
+ * destroys the executor is deferred to a reaper thread that joins this one (executor.c), so
+ * nothing here runs after disp_free, and shutdown(wait) from it does not join itself. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +66,7 @@ typedef struct disp {
   pthread_mutex_t lock;  /* pending, stopping */
   pthread_cond_t idle;   /* signalled when the dispatcher thread exits */
   fifo pending;
+  fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
   bool stopping, closed, exited, joined;
   wslot *w;
   int n;
@@ -148,7 +154,8 @@ static void fill_task(Mpx__Task *t, mpx_future *f) {
 
 static void lose(disp *d, int i, const char *detail, const mpx__event *ev);
 
-/* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock. */
+/* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock; tasks
+ * it cannot send go to d->unsent, which feed_all fails after unlocking. */
 static void send_batch(disp *d, int i, size_t k) {
   Mpx__Batch b = MPX__BATCH__INIT;
   b.n_tasks = k;
@@ -170,12 +177,10 @@ static void send_batch(disp *d, int i, size_t k) {
   w->inflight.n = keep;
   w->sent -= (long)k;
   if (w->timed && !keep) w->timed = false;
-  while (f) {
+  while (f) { /* failed by feed_all once d->lock is released: callbacks run then */
     mpx_future *next = f->next;
-    f->next = NULL;
-    mpx__future_fail(f, rc, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
-                                         f->task->name, i, mpx_strerror(rc)));
-    mpx__future_drop(f);
+    f->error = rc;
+    fifo_push(&d->unsent, f);
     f = next;
   }
 }
@@ -243,6 +248,11 @@ static void feed_all(disp *d) {
     }
   }
   pthread_mutex_unlock(&d->lock);
+  for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
+    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
+                                               f->task->name, f->worker, mpx_strerror(f->error)));
+    mpx__future_drop(f);
+  }
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -340,8 +350,8 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   bool timed_out = w->timed_out;
   w->ready = w->timed = w->timed_out = false;
   mpx_future *f;
-  pthread_mutex_lock(&d->lock);
-  fifo requeue = {0};
+  fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
+                         failures' callbacks run unlocked */
   while ((f = fifo_pop(&w->inflight))) {
     if (timed_out) {
       mpx__future_fail(f, MPX_ETIMEDOUT,
@@ -364,6 +374,7 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
     }
   }
   /* retried tasks go first, in their original order; the gate counted them out already */
+  pthread_mutex_lock(&d->lock);
   if (requeue.n) {
     requeue.tail->next = d->pending.head;
     d->pending.head = requeue.head;
@@ -415,13 +426,15 @@ static bool live_workers(const disp *d) {
 /* Nothing can run the pending tasks any more: fail them. */
 static void fail_pending(disp *d, int code, const char *why) {
   pthread_mutex_lock(&d->lock);
+  fifo q = d->pending;
+  d->pending = (fifo){0};
+  pthread_mutex_unlock(&d->lock);
   mpx_future *f;
-  while ((f = fifo_pop(&d->pending))) {
+  while ((f = fifo_pop(&q))) { /* unlocked: the callbacks may call into this executor */
     if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
     mpx__future_fail(f, code, mpx__strdupf("task '%s' %s", f->task->name, why));
     mpx__future_drop(f);
   }
-  pthread_mutex_unlock(&d->lock);
 }
 
 static void send_shutdown(disp *d) {
@@ -437,6 +450,7 @@ static void send_shutdown(disp *d) {
 
 static void *dispatcher_main(void *arg) {
   disp *d = arg;
+  mpx__tl_transport = d; /* callbacks run here: the executor must not join this thread from them */
   for (;;) {
     feed_all(d);
     pthread_mutex_lock(&d->lock);
@@ -568,13 +582,15 @@ static size_t disp_cancel_queued(mpx__runner *self) {
   disp *d = (disp *)self;
   size_t k = 0;
   pthread_mutex_lock(&d->lock);
+  fifo q = d->pending;
+  d->pending = (fifo){0};
+  pthread_mutex_unlock(&d->lock);
   mpx_future *f;
-  while ((f = fifo_pop(&d->pending))) {
+  while ((f = fifo_pop(&q))) { /* unlocked: the callbacks may call into this executor */
     if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
     k += mpx__future_cancel(f);
     mpx__future_drop(f);
   }
-  pthread_mutex_unlock(&d->lock);
   return k;
 }
 

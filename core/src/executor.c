@@ -8,18 +8,31 @@
  *
  * Shutdown races with submit: `shut` only makes later submits fail fast; the transport's close
  * decides, inside its own queue operations, which racing submit got in (it is run) and which did
- * not (it fails with MPX_ESHUTDOWN). Nothing on the submit path is shared between submitters. */
+ * not (it fails with MPX_ESHUTDOWN). Nothing on the submit path is shared between submitters.
+ *
+ * Calls from the executor's own threads (a done-callback or a task running on one of its workers
+ * or on its dispatcher; mpx__tl_transport says which): such a thread cannot wait for itself.
+ * shutdown(wait) there shuts down without waiting and answers MPX_ESTATE. destroy there, or in any
+ * done-callback (which may run inside this executor's shutdown on the user's thread, cancelling
+ * futures), is deferred: it shuts down and hands the executor to a detached reaper thread, which
+ * waits until no shutdown call is in progress (`active`), then destroys it as destroy does
+ * (waiting for the queued tasks, joining the threads: the calling one by then has returned from
+ * its callback) and frees it. mpx_finalize, and mpx_executor_create outside callbacks and
+ * executor threads, wait for the reapers (an MPI communicator is free again only then). */
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec.h"
 #include "future_impl.h"
 #include "mpx/proto.h"
 #include "registry.h"
 #include "os/log.h"
+#include "os/reaper.h"
 
 struct mpx_executor {
   const mpx__runner_ops *ops;
@@ -27,6 +40,7 @@ struct mpx_executor {
   mpx__config cfg;
   mpx__gate gate;
   _Atomic bool shut;
+  _Atomic int active;   /* shutdown calls in progress: a deferred destroy waits for them */
 };
 
 #define MPX__DEFAULT_MAX_PAYLOAD ((size_t)1 << 30)
@@ -113,6 +127,9 @@ static void log_created(const mpx_executor *ex, mpx_backend asked) {
 int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, void *endpoint) {
   if (!out) return MPX_EINVAL;
   *out = NULL;
+  /* an executor destroyed from a callback is gone first (its MPI communicator is free again);
+   * not on a thread a reaper may be joining, which would wait for itself */
+  if (!mpx__tl_transport && !mpx__tl_callbacks) mpx__reaper_wait();
   static const mpx_options defaults;
   mpx_executor *ex = calloc(1, sizeof *ex);
   if (!ex) return MPX_ENOMEM;
@@ -351,21 +368,55 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
 
 /* ---- shutdown ----------------------------------------------------------------------------- */
 
+/* On one of ex's own threads (a worker, the dispatcher), which must not wait for itself. */
+static bool own_thread(const mpx_executor *ex) { return mpx__tl_transport == (const void *)ex->tp; }
+
 int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures) {
   if (!ex) return MPX_EINVAL;
+  atomic_fetch_add_explicit(&ex->active, 1, memory_order_relaxed);
+  bool self = wait && own_thread(ex);
   atomic_store_explicit(&ex->shut, true, memory_order_relaxed);
   if (ex->cfg.gate) mpx__gate_wake_all(ex->cfg.gate);
   ex->ops->close(ex->tp);
   if (cancel_futures) ex->ops->cancel_queued(ex->tp);
-  ex->ops->stop(ex->tp, wait);
+  ex->ops->stop(ex->tp, wait && !self);
+  /* release: a deferred destroy that sees 0 frees ex after our last use of it */
+  atomic_fetch_sub_explicit(&ex->active, 1, memory_order_release);
+  if (self) {
+    mpx__set_errmsg("shut down but not waited for: called on one of the executor's own threads "
+                    "(a done-callback or a task), which the wait would wait for");
+    return MPX_ESTATE;
+  }
   return MPX_OK;
 }
 
-int mpx_executor_destroy(mpx_executor *ex) {
-  if (!ex) return MPX_EINVAL;
+static void destroy_now(mpx_executor *ex) {
   mpx_executor_shutdown(ex, true, false);
   ex->ops->destroy(ex->tp);
   free(ex->cfg.places);
   free(ex);
+}
+
+static void reap(void *arg) {
+  mpx_executor *ex = arg;
+  /* acquire: the shutdown that ran our callback (if any) is done with ex */
+  while (atomic_load_explicit(&ex->active, memory_order_acquire))
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  destroy_now(ex);
+}
+
+/* destroy from a callback or an executor thread: shut down now, free on a reaper thread. */
+static int destroy_later(mpx_executor *ex) {
+  mpx_executor_shutdown(ex, false, false);
+  if (!mpx__reaper_run(reap, ex)) return MPX_OK;
+  mpx__set_errmsg("no thread to destroy the executor from a callback: it is shut down, not freed; "
+                  "destroy it again from another thread");
+  return MPX_ESYS;
+}
+
+int mpx_executor_destroy(mpx_executor *ex) {
+  if (!ex) return MPX_EINVAL;
+  if (own_thread(ex) || mpx__tl_callbacks) return destroy_later(ex);
+  destroy_now(ex);
   return MPX_OK;
 }

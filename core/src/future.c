@@ -4,8 +4,11 @@
  * fields written before it are visible to whoever sees the new state); then sleepers are woken
  * with a private futex if the WAITERS flag was set, and the callback list runs if the CALLBACKS
  * flag was set. Callback lists are guarded by one of 64 striped mutexes (cold path only), and
- * callbacks always run after that mutex is released. The hot path (submit, run, result, release)
- * takes no lock and, thanks to a per-thread cache of freed futures, usually no malloc. */
+ * callbacks always run after that mutex is released. Each user callback holds a user reference
+ * from mpx_future_add_done_callback until it has returned, so that a callback can read its
+ * future after the submitter released it (fire and forget): the handle dies with that reference.
+ * The hot path (submit, run, result, release) takes no lock and, thanks to a per-thread cache of
+ * freed futures, usually no malloc. */
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
@@ -32,6 +35,9 @@ struct mpx__cb {
   void *arg;
   bool heap; /* user callbacks are heap nodes; waiters embed theirs */
 };
+
+_Thread_local const void *mpx__tl_transport;
+_Thread_local int mpx__tl_callbacks;
 
 static pthread_mutex_t stripes[64] = {[0 ... 63] = PTHREAD_MUTEX_INITIALIZER};
 static _Atomic long callback_failures;
@@ -235,6 +241,8 @@ static int check(const mpx_future *f) {
 
 /* ---- completion ------------------------------------------------------------------------ */
 
+static void unref(mpx_future *f, uint32_t unit);
+
 static void run_callbacks(mpx_future *f) {
   pthread_mutex_t *m = stripe_of(f);
   pthread_mutex_lock(m);
@@ -244,11 +252,19 @@ static void run_callbacks(mpx_future *f) {
   while (cb) { /* in the order added, outside the lock */
     struct mpx__cb *next = cb->next;
     bool heap = cb->heap;
-    if (cb->fn(f, cb->arg) < 0) {
+    mpx__tl_callbacks++;
+    int rc = cb->fn(f, cb->arg);
+    mpx__tl_callbacks--;
+    if (rc < 0) {
       atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
       if (heap) mpx__log(MPX_LOG_WARN, "a done-callback failed");
     }
-    if (heap) free(cb);
+    if (heap) {
+      free(cb);
+      /* the user reference mpx_future_add_done_callback took for this callback; never the last
+       * reference (whoever completes f holds one until we return) */
+      unref(f, MPX__REF_USER);
+    }
     cb = next;
   }
 }
@@ -549,10 +565,22 @@ int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg) {
   if (!fn) return MPX_EINVAL;
   struct mpx__cb *cb = malloc(sizeof *cb);
   if (!cb) return MPX_ENOMEM;
+  if (atomic_load_explicit(&f->refs, memory_order_relaxed) >> 16 == 0xffff) {
+    free(cb);
+    return MPX_ENOMEM;
+  }
+  /* A user reference for the callback, dropped after it ran: the handle stays valid inside the
+   * callback even if every user reference was released before f completed (fire and forget).
+   * relaxed: the caller already holds a reference. */
+  atomic_fetch_add_explicit(&f->refs, MPX__REF_USER, memory_order_relaxed);
   *cb = (struct mpx__cb){.fn = fn, .arg = arg, .heap = true};
   if (add_callback(f, cb)) return MPX_OK;
   free(cb);
-  if (fn(f, arg) < 0) {
+  unref(f, MPX__REF_USER); /* done already: it runs now, under the caller's reference */
+  mpx__tl_callbacks++;
+  rc = fn(f, arg);
+  mpx__tl_callbacks--;
+  if (rc < 0) {
     atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
     mpx__log(MPX_LOG_WARN, "a done-callback failed");
     return MPX_ECALLBACK;

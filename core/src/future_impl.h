@@ -5,7 +5,8 @@
  * drops its own (mpx__future_drop) after completing the future, so a future lives until both the
  * user and the scheduler are done with it. User and internal references are counted apart, so
  * that a handle the user released answers MPX_ERELEASED even while the scheduler still holds the
- * future. A future is at most 128 bytes. */
+ * future. A user callback added and not yet run holds a user reference of its own (see future.c).
+ * A future is at most 128 bytes. */
 #ifndef MPX_FUTURE_IMPL_H
 #define MPX_FUTURE_IMPL_H
 
@@ -95,5 +96,12 @@ static inline uint32_t mpx__future_state(const mpx_future *f) {
   return atomic_load_explicit(&((mpx_future *)f)->state, memory_order_acquire) & MPX__ST_MASK;
 }
 static inline bool mpx__state_done(uint32_t s) { return (s & MPX__ST_MASK) >= MPX_FINISHED; }
+
+/* The transport this thread serves (a thread worker, the dispatcher), NULL elsewhere. Set by the
+ * transport's threads when they start, so that the executor can tell a call made on one of its own
+ * threads (from a done-callback or a task), which must not wait for that very thread. */
+extern _Thread_local const void *mpx__tl_transport;
+/* How many done-callbacks this thread is running now (they may nest). */
+extern _Thread_local int mpx__tl_callbacks;
 
 #endif

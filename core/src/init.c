@@ -11,6 +11,7 @@
  * Idempotent; not meant to race with itself. The lookups read state mpx_init wrote before any
  * executor existed, so any thread may call them afterwards. */
 #include "mpx/mpx.h"
+#include "os/reaper.h"
 #include "registry.h"
 
 static struct {
@@ -50,6 +51,7 @@ int mpx_init(int *argc, char ***argv) {
 }
 
 int mpx_finalize(void) {
+  mpx__reaper_wait(); /* executors destroyed from callbacks are gone before MPI is */
   if (!state.done) return MPX_OK;
   int rc = fini_from(state.inited);
   state.done = false;

@@ -121,10 +121,19 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
             void *results, size_t result_size, const mpx_map_opts *opts);
 
 /* Stop accepting work. cancel_futures cancels every task that has not started; wait blocks until
- * every started or queued task is done and the workers are gone. Calling it again is fine. */
+ * every started or queued task is done and the workers are gone. Calling it again is fine.
+ * Called with wait on one of the executor's own threads (from a done-callback or a task it runs),
+ * which the wait would have to wait for: it shuts down without waiting (queued tasks still run)
+ * and returns MPX_ESTATE (mpx_errmsg says why); call destroy, or shutdown with wait, from another
+ * thread to wait. */
 int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures);
 
-/* shutdown(wait = true, cancel_futures = false), then free. Futures stay valid until released. */
+/* shutdown(wait = true, cancel_futures = false), then free. Futures stay valid until released.
+ * From a done-callback (any executor's, on any thread) or a task of this executor, it is
+ * deferred: it shuts down and returns MPX_OK at once, and a helper thread waits for the queued
+ * tasks, joins the workers (the calling thread once its callback returned) and frees the executor.
+ * mpx_finalize, and mpx_executor_create (except from a callback or an executor's thread), wait
+ * until such deferred destroys are complete. Either way `ex` must not be used after the call. */
 int mpx_executor_destroy(mpx_executor *ex);
 
 #ifdef __cplusplus

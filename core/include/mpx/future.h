@@ -3,7 +3,10 @@
  * States: PENDING -> RUNNING -> FINISHED | FAILED, or PENDING -> CANCELLED. A future completes
  * exactly once. Done-callbacks run exactly once each, in the order they were added, on the thread
  * that completes the future (or at once, on the caller's thread, if it is already done), never
- * under an mpx lock, so a callback may call any mpx function.
+ * under an mpx lock, so a callback may call any mpx function, including destroying the executor
+ * that runs it (the free is deferred until the callback returned; see mpx_executor_destroy).
+ * shutdown with wait from a callback on the executor's own thread cannot wait for that thread: it
+ * shuts down and returns MPX_ESTATE (see mpx_executor_shutdown).
  *
  * A future is reference counted: mpx_submit hands the caller one reference, mpx_future_release
  * drops it. Result bytes stay valid until the last reference is dropped. All functions are safe
@@ -64,7 +67,11 @@ int mpx_future_cancel(mpx_future *f);
 typedef int (*mpx_done_fn)(mpx_future *f, void *arg);
 
 /* Add a callback: run once when the future completes, after those added before it, or at once if
- * it is already done. */
+ * it is already done. The callback holds a reference of its own until it returns: inside it `f`
+ * is a valid handle (its result, exception and state can be read) even when every reference the
+ * user held was released before it ran, so submit, add a callback, release is a complete
+ * fire-and-forget. The callback must not release that reference; after it returns, `f` is dead
+ * unless the user still holds one. */
 int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg);
 
 /* Number of callbacks that returned a negative code, process-wide (for tests and monitoring). */
