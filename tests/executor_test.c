@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <mpx/mpx.h>
+#include <mpx/proto.h> /* mpx_submit_msg, mpx_msg_unpack */
 
 #include "check.h"
 #include "mpx.pb-c.h" /* a message type to pass around: mpx.Error */
