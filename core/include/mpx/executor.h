@@ -75,7 +75,8 @@ typedef struct mpx_options {
  * (or a bad MPX_BACKEND), MPX_ENOTASK for an unknown initializer, MPX_EINIT if the initializer
  * failed in a worker, MPX_EMPI for the MPI backend outside an MPI job of two or more ranks,
  * MPX_EPERM for an option the backend cannot honour (see mpx/mpi.h); mpx_errmsg() says more.
- * (MPX_ENOTBUILT is reserved for builds without a backend; every backend is built in now.) */
+ * MPX_ENOTBUILT for MPX_BACKEND_MPI in an mpx built without MPI (MPX_WITH_MPI=OFF; see MPX_HAVE_MPI
+ * in mpx/features.h). */
 MPX_API int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
 
 /* The number of workers, or a negative code. */

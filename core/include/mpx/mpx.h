@@ -1,7 +1,8 @@
 /* mpx: submit, map and future results on threads, forked processes or MPI ranks.
  *
  * Include this one header; add <mpx/proto.h> to pass protobuf-c messages (this header does not
- * include protobuf-c) and <mpx/mpi.h> for the MPI communicator form.
+ * include protobuf-c) and <mpx/mpi.h> for the MPI communicator form. The multiprocessing
+ * primitives (<mpx/ipc_*.h>) are included when built in (MPX_HAVE_IPC, <mpx/features.h>).
  *
  * Call mpx_init() first thing in main(), before any thread is started: under mpirun it
  * initialises MPI and turns ranks 1..N-1 into workers (they serve tasks and mpx_init returns
@@ -11,6 +12,7 @@
 #ifndef MPX_MPX_H
 #define MPX_MPX_H
 
+#include "mpx/features.h"
 #include "mpx/export.h"
 #include "mpx/error.h"
 #include "mpx/executor.h"
@@ -18,12 +20,14 @@
 #include "mpx/log.h"
 #include "mpx/task.h"
 #include "mpx/topology.h"
+#if MPX_HAVE_IPC
 #include "mpx/ipc_dict.h"
 #include "mpx/ipc_pipe.h"
 #include "mpx/ipc_process.h"
 #include "mpx/ipc_queue.h"
 #include "mpx/ipc_shared.h"
 #include "mpx/ipc_sync.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
