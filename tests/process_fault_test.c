@@ -500,7 +500,8 @@ static void test_timeout(void) {
   double took = check_now() - t0;
   CHECK(code == MPX_ETIMEDOUT && strstr(msg, "time limit") &&
         strstr(msg, "pid "));
-  CHECK(took >= 0.45 && took < 3.0);
+  /* the 0.5 s limit ended it, not the 30 s wait (a generous bound: that it fired, not how fast) */
+  CHECK(took >= 0.45 && took < 15.0);
   mpx_future_release(h);
   for (uint64_t i = 0; i < N; i++)
     check_twice(fs[i], i);

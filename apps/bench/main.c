@@ -20,7 +20,9 @@ static const struct {
     {"latency", bench_latency, 100000, "N sequential submit->result round trips"},
     {"fib", bench_fib, 16, "K calls of fib(n) serial, then on the backend (speedup)"},
     {"metg", bench_metg, 2000000, "smallest task duration with 50% efficiency (Task Bench)"},
+#if MPX_HAVE_IPC /* pingpong uses mpx queues */
     {"pingpong", bench_pingpong, 200000, "N token round trips over two queues (threads, processes)"},
+#endif
     {"skew", bench_skew, 200, "one --long task then N --short ones; then N heavy-tailed ones"},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 #include "mpx/future.h"
 #include "mpx/task.h"
@@ -74,15 +75,16 @@ typedef struct mpx_options {
  * (or a bad MPX_BACKEND), MPX_ENOTASK for an unknown initializer, MPX_EINIT if the initializer
  * failed in a worker, MPX_EMPI for the MPI backend outside an MPI job of two or more ranks,
  * MPX_EPERM for an option the backend cannot honour (see mpx/mpi.h); mpx_errmsg() says more.
- * (MPX_ENOTBUILT is reserved for builds without a backend; every backend is built in now.) */
-int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
+ * MPX_ENOTBUILT for MPX_BACKEND_MPI in an mpx built without MPI (MPX_WITH_MPI=OFF; see MPX_HAVE_MPI
+ * in mpx/features.h). */
+MPX_API int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
 
 /* The number of workers, or a negative code. */
-int mpx_executor_workers(const mpx_executor *ex);
+MPX_API int mpx_executor_workers(const mpx_executor *ex);
 /* The backend in use (never MPX_BACKEND_AUTO once created), or a negative code. */
-int mpx_executor_backend(const mpx_executor *ex);
+MPX_API int mpx_executor_backend(const mpx_executor *ex);
 /* "threads", "processes" or "mpi"; "invalid" for a bad argument. */
-const char *mpx_backend_name(mpx_backend b);
+MPX_API const char *mpx_backend_name(mpx_backend b);
 
 /* Per-submit options; NULL means the executor's. */
 typedef struct mpx_submit_opts {
@@ -92,11 +94,12 @@ typedef struct mpx_submit_opts {
 
 /* Submit the task registered as `task` with `len` argument bytes; *out receives a future with one
  * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG. */
-int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out);
+MPX_API int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len,
+                       mpx_future **out);
 
 /* As mpx_submit with a task handle (no name lookup) and per-submit options (may be NULL). */
-int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
-                    const mpx_submit_opts *opts, mpx_future **out);
+MPX_API int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
+                            const mpx_submit_opts *opts, mpx_future **out);
 
 /* Where mpx_map reports the first failure, in item order. */
 typedef struct mpx_map_status {
@@ -117,8 +120,8 @@ typedef struct mpx_map_opts {
  * Blocks until all items are done and returns 0, or the first failure in item order (the other
  * results are still written where their tasks succeeded). `results` may be NULL when
  * result_size is 0. */
-int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
-            void *results, size_t result_size, const mpx_map_opts *opts);
+MPX_API int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size,
+                    size_t n, void *results, size_t result_size, const mpx_map_opts *opts);
 
 /* Stop accepting work. cancel_futures cancels every task that has not started; wait blocks until
  * every started or queued task is done and the workers are gone. Calling it again is fine.
@@ -126,7 +129,7 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
  * which the wait would have to wait for: it shuts down without waiting (queued tasks still run)
  * and returns MPX_ESTATE (mpx_errmsg says why); call destroy, or shutdown with wait, from another
  * thread to wait. */
-int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures);
+MPX_API int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures);
 
 /* shutdown(wait = true, cancel_futures = false), then free. Futures stay valid until released.
  * From a done-callback (any executor's, on any thread) or a task of this executor, it is
@@ -134,7 +137,7 @@ int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures);
  * tasks, joins the workers (the calling thread once its callback returned) and frees the executor.
  * mpx_finalize, and mpx_executor_create (except from a callback or an executor's thread), wait
  * until such deferred destroys are complete. Either way `ex` must not be used after the call. */
-int mpx_executor_destroy(mpx_executor *ex);
+MPX_API int mpx_executor_destroy(mpx_executor *ex);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -38,29 +39,29 @@ typedef enum mpx_future_state {
 /* Wait up to `timeout` for the task's result. On success *data points at the result bytes (valid
  * until the future is released; may be NULL when *len is 0). Otherwise returns MPX_ETIMEDOUT,
  * MPX_ECANCELLED, or the task's error code (see mpx_future_exception for its message). */
-int mpx_future_result(mpx_future *f, double timeout, const void **data, size_t *len);
+MPX_API int mpx_future_result(mpx_future *f, double timeout, const void **data, size_t *len);
 
 /* As mpx_future_result, copying the result into `dst`, which must be exactly `size` bytes long:
  * MPX_ESIZE (nothing copied) when the result has another length. */
-int mpx_future_result_copy(mpx_future *f, void *dst, size_t size, double timeout);
+MPX_API int mpx_future_result_copy(mpx_future *f, void *dst, size_t size, double timeout);
 
 /* Wait up to `timeout` for the outcome; then *code is 0 if the task succeeded or its error code,
  * and *message (may be NULL) is the error text ("" on success), valid until release. Returns
  * MPX_ETIMEDOUT if still not done; MPX_ECANCELLED if it was cancelled. */
-int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **message);
+MPX_API int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **message);
 
 /* 1 if finished, failed or cancelled, else 0; negative code on a bad handle. */
-int mpx_future_done(const mpx_future *f);
+MPX_API int mpx_future_done(const mpx_future *f);
 /* 1 if a worker is running it now, else 0. */
-int mpx_future_running(const mpx_future *f);
+MPX_API int mpx_future_running(const mpx_future *f);
 /* 1 if it was cancelled, else 0. */
-int mpx_future_cancelled(const mpx_future *f);
+MPX_API int mpx_future_cancelled(const mpx_future *f);
 /* The state now (a mpx_future_state), or a negative code. */
-int mpx_future_state_get(const mpx_future *f);
+MPX_API int mpx_future_state_get(const mpx_future *f);
 
 /* Cancel a future that has not started: 0 if it is now cancelled (or already was), MPX_ESTATE if
  * it is running or done (as Python, a running task is not interrupted). */
-int mpx_future_cancel(mpx_future *f);
+MPX_API int mpx_future_cancel(mpx_future *f);
 
 /* A done-callback. A negative return is reported on stderr and counted (see
  * mpx_future_callback_failures); the remaining callbacks still run. */
@@ -72,16 +73,16 @@ typedef int (*mpx_done_fn)(mpx_future *f, void *arg);
  * user held was released before it ran, so submit, add a callback, release is a complete
  * fire-and-forget. The callback must not release that reference; after it returns, `f` is dead
  * unless the user still holds one. */
-int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg);
+MPX_API int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg);
 
 /* Number of callbacks that returned a negative code, process-wide (for tests and monitoring). */
-long mpx_future_callback_failures(void);
+MPX_API long mpx_future_callback_failures(void);
 
 /* Take another reference (for handing the future to another owner). */
-int mpx_future_retain(mpx_future *f);
+MPX_API int mpx_future_retain(mpx_future *f);
 /* Drop a reference. The handle must not be used afterwards; functions that still detect the stale
  * handle answer MPX_ERELEASED. */
-int mpx_future_release(mpx_future *f);
+MPX_API int mpx_future_release(mpx_future *f);
 
 /* How mpx_wait decides it may return. */
 typedef enum mpx_wait_mode {
@@ -92,7 +93,7 @@ typedef enum mpx_wait_mode {
 
 /* Wait until the condition holds for `fs[0..n)`: 0 if it holds, MPX_ETIMEDOUT if not by then.
  * NULL entries are MPX_EINVAL. Duplicates are allowed. Use mpx_future_done to split the set. */
-int mpx_wait(mpx_future *const *fs, size_t n, mpx_wait_mode mode, double timeout);
+MPX_API int mpx_wait(mpx_future *const *fs, size_t n, mpx_wait_mode mode, double timeout);
 
 /* An iterator over futures in the order they complete (those already done come first). */
 typedef struct mpx_as_completed mpx_as_completed;
@@ -100,13 +101,13 @@ typedef struct mpx_as_completed mpx_as_completed;
 /* Start iterating over `fs[0..n)` (duplicates are yielded once). `timeout` bounds the whole
  * iteration, counted from this call, as Python's as_completed(timeout=...). The iterator holds a
  * reference to each future until it is destroyed. */
-int mpx_as_completed_create(mpx_future *const *fs, size_t n, double timeout,
-                            mpx_as_completed **it);
+MPX_API int mpx_as_completed_create(mpx_future *const *fs, size_t n, double timeout,
+                                    mpx_as_completed **it);
 /* The next completed future (*f; no reference is added), MPX_EEMPTY when all were yielded, or
  * MPX_ETIMEDOUT when the overall timeout passed first. */
-int mpx_as_completed_next(mpx_as_completed *it, mpx_future **f);
+MPX_API int mpx_as_completed_next(mpx_as_completed *it, mpx_future **f);
 /* Free the iterator and drop its references. */
-int mpx_as_completed_destroy(mpx_as_completed *it);
+MPX_API int mpx_as_completed_destroy(mpx_as_completed *it);
 
 #ifdef __cplusplus
 }

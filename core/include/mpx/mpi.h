@@ -59,6 +59,7 @@
 
 #include <mpi.h>
 
+#include "mpx/export.h"
 #include "mpx/mpx.h"
 
 #ifdef __cplusplus
@@ -75,7 +76,7 @@ extern "C" {
  * (bad root, a communicator of one rank, NULL out on the root), MPX_EMPI (MPI not initialised or
  * too low a thread level), or any code mpx_executor_create returns (then the worker ranks
  * return MPX_WORKER too). */
-int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out);
+MPX_API int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out);
 
 #ifdef __cplusplus
 }
