@@ -139,14 +139,19 @@ typedef struct mpx__worker_id {
   int pid;          /* the worker's process id */
   int rank;         /* MPI rank, -1 when not under MPI */
   const char *host; /* host name; NULL sends "" */
-  /* NULL, or a word in memory the dispatcher's side can read after this process died: serving
-   * stores there the call id of each task as it starts, so that a worker's death charges a retry
-   * to the task it was running only (process/worker.c clears it once the results are packed). */
-  _Atomic uint64_t *running;
+  /* NULL, or this worker's progress page (progress.h), which the dispatcher's side reads even
+   * after this process died: serving claims each task in the page's claim ring before it runs
+   * it (and skips, without a Result, a task it could not claim), and stores the call id and
+   * start time of each task it runs, so that a worker's death charges a retry to the task it was
+   * running only (process/worker.c clears `running` once the results are packed) and time limits
+   * count from the start. */
+  struct mpx__progress *progress;
+  uint64_t *seq; /* with progress: tasks received so far in this worker's stream */
 } mpx__worker_id;
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
- * frame header) to `out`. A task that fails, an unknown task id (MPX_ENOTASK), a chunk item
+ * frame header) to `out`; with who->progress, tasks whose claim the worker lost are skipped and
+ * have no Result (the Batch may then be empty: zero bytes). A task that fails, an unknown task id (MPX_ENOTASK), a chunk item
  * whose result is not result_size bytes (MPX_ESIZE), a result over max_payload or a chunk of more
  * than max_items items (MPX_ETOOBIG) or a
  * malformed chunk (MPX_EPROTO) becomes a Result with an Error (code, message, pid, host, rank,

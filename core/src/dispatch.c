@@ -32,11 +32,19 @@
 #include "codec.h"
 #include "future_impl.h"
 #include "os/log.h"
+#include "progress.h"
 #include "task_impl.h"
 #include "link.h"
 #include "runner.h"
 
 enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
+_Static_assert(MPX__CLAIM_RING >= 2 * WINDOW_MAX, "the claim ring must outlast a window");
+/* A worker with a window that has sent no results for this long is busy on a long task (or
+ * stalled): it is fed no more, and its tasks not started are taken back for an idle worker. */
+#define SILENT 5e-3
+/* How often windows are swept for futures the user cancelled, and time limits checked. */
+#define SWEEP_EVERY 20e-3
+#define LIMIT_EVERY 10e-3
 
 typedef struct fifo {
   mpx_future *head, *tail;
@@ -55,6 +63,13 @@ typedef struct wslot {
   int slots;            /* tasks it runs at once (READY's slots), >= 1 */
   int pid;
   char host[64];
+  /* With a progress page (processes): */
+  mpx__progress *page;  /* NULL: none (MPI): futures count as running once sent */
+  uint64_t seq;         /* tasks sent to the current process: their claim-ring index */
+  uint64_t beat;        /* the heartbeat last seen, and when it changed */
+  double beat_at;
+  bool stalled;         /* killed for a heartbeat that stopped */
+  uint64_t timed_out_id; /* killed for this task's time limit */
 } wslot;
 
 typedef struct disp {
@@ -68,6 +83,9 @@ typedef struct disp {
   fifo pending;
   fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
   bool stopping, closed, exited, joined;
+  bool cancel_sent;      /* shutdown(cancel_futures): cancel what windows hold unstarted */
+  bool timed_seen;       /* a task with a time limit was sent: check limits often */
+  double swept_at, limits_at;
   wslot *w;
   int n;
   int next;              /* the worker feed_all serves first: the last one that returned
@@ -163,11 +181,18 @@ static void send_batch(disp *d, int i, size_t k) {
   mpx__wbuf_reset(&d->out);
   int rc = mpx__batch_pack(&b, &d->lim, &d->out);
   if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
-  if (rc == 0 || rc == MPX_EWORKER_LOST) return; /* a loss: poll reports it, lose() re-queues */
+  wslot *w = &d->w[i];
+  if (rc == 0 || rc == MPX_EWORKER_LOST) { /* a loss: poll reports it, lose() re-queues */
+    w->seq += k;
+    return;
+  }
+  /* never sent: their claim words are free again (relaxed: the worker never sees them) */
+  for (size_t j = 0; w->page && j < k; j++)
+    atomic_store_explicit(&w->page->claim[(w->seq + j) % MPX__CLAIM_RING], 0,
+                          memory_order_relaxed);
   /* The batch could not be packed or sent (a limit the submit checks did not cover, such as a
    * map chunk of more items than the codec takes, or no memory): fail these k tasks, not the
    * worker, which got nothing. */
-  wslot *w = &d->w[i];
   size_t keep = w->inflight.n - k;
   mpx_future *last = NULL, *f = w->inflight.head;
   for (size_t j = 0; j < keep; j++) last = f, f = f->next;
@@ -185,11 +210,21 @@ static void send_batch(disp *d, int i, size_t k) {
   }
 }
 
-static bool has_room(const disp *d, const wslot *w) {
-  return w->ready && !w->dead && !w->timed && w->inflight.n < window(d, w->slots);
+/* A worker with a page whose window has sent nothing for SILENT is busy on a long task or
+ * stalled: new tasks wait in pending (cancellable, and free for the next idle worker). */
+static bool silent(const wslot *w, double now) {
+  return w->page && w->inflight.n && now - w->busy_since > SILENT;
 }
 
-/* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. */
+static bool has_room(const disp *d, const wslot *w) {
+  return w->ready && !w->dead && !w->timed && !w->stalled && !w->timed_out_id &&
+         w->inflight.n < window(d, w->slots) && !silent(w, mpx__now());
+}
+
+/* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
+ * progress page each task's claim word gets its call id before the future becomes SENT (so a
+ * cancel that sees SENT finds the id there); a word that still holds an unclaimed id (the worker
+ * is a whole ring behind) ends the batch. */
 static void feed(disp *d, int i, size_t share) {
   wslot *w = &d->w[i];
   long max = d->cfg->max_tasks_per_worker;
@@ -203,14 +238,30 @@ static void feed(disp *d, int i, size_t share) {
     mpx_future *f = d->pending.head;
     if (!f) break;
     bool timed = task_timeout(d, f) > 0;
-    if (timed && (k || w->inflight.n)) break; /* a timed task goes alone to an idle worker */
+    /* without a page, a timed task goes alone to an idle worker (killing it loses nothing else) */
+    if (timed && !w->page && (k || w->inflight.n)) break;
     /* arguments of one batch stay under max_payload together (one may reach it alone), so a
      * batch always fits max_message (at least twice max_payload, see mpx__limits_default) */
     if (k && bytes + f->arg_len > d->lim.max_payload) break;
+    _Atomic uint64_t *word = NULL;
+    if (w->page) {
+      word = &w->page->claim[(w->seq + k) % MPX__CLAIM_RING];
+      /* relaxed: only an unclaimed id matters, and only the worker changes it meanwhile */
+      if (atomic_load_explicit(word, memory_order_relaxed) > MPX__CLAIM_TAKEN) break;
+    }
     bytes += f->arg_len;
     fifo_pop(&d->pending);
     if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
-    if (!mpx__future_start(f)) { /* cancelled while pending */
+    bool ok;
+    if (word) {
+      /* release: see progress.h; the future's SENT (acq_rel) comes after */
+      atomic_store_explicit(word, (uint64_t)(uintptr_t)f, memory_order_release);
+      ok = mpx__future_send(f, word);
+      if (!ok) atomic_store_explicit(word, 0, memory_order_relaxed);
+    } else {
+      ok = mpx__future_start(f);
+    }
+    if (!ok) { /* cancelled while pending */
       mpx__future_drop(f);
       continue;
     }
@@ -221,13 +272,23 @@ static void feed(disp *d, int i, size_t share) {
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
-    if (timed) {
+    if (timed) d->timed_seen = true;
+    if (timed && !w->page) {
       w->timed = true;
       w->deadline = mpx__now() + task_timeout(d, f);
       break;
     }
   }
   if (k) send_batch(d, i, k);
+}
+
+/* Fail what send_batch could not send (after d->lock is released: callbacks run). */
+static void fail_unsent(disp *d) {
+  for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
+    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
+                                               f->task->name, f->worker, mpx_strerror(f->error)));
+    mpx__future_drop(f);
+  }
 }
 
 /* Share pending tasks among the workers with room, idle workers first, starting at a rotating
@@ -248,11 +309,7 @@ static void feed_all(disp *d) {
     }
   }
   pthread_mutex_unlock(&d->lock);
-  for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
-    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
-                                               f->task->name, f->worker, mpx_strerror(f->error)));
-    mpx__future_drop(f);
-  }
+  fail_unsent(d);
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -288,6 +345,12 @@ static void on_control(disp *d, int i, const Mpx__Control *c) {
   w->pid = c->pid;
   snprintf(w->host, sizeof w->host, "%s", c->host ? c->host : "");
   w->sent = 0;
+  w->seq = 0; /* a new process: a new stream, on a fresh page */
+  w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
+  w->stalled = false;
+  w->timed_out_id = 0;
+  if (w->page) w->beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
+  w->beat_at = mpx__now();
   w->slots = c->slots > 0 ? c->slots : 1;
   if (c->error) { /* a replacement's initializer failed: retire the slot */
     char *msg = error_text(c->error, i);
@@ -339,66 +402,247 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   mpx__batch_free(b);
 }
 
-/* Worker i is gone: re-queue or fail what it held. When the transport knows what the worker was
- * running (ev->running_known), only that task is charged: it is retried while its retries last,
- * else fails; the others never started (or ran without their results being sent) and are
- * re-queued uncharged. Otherwise (ev NULL, or MPI) every task it held is charged. */
+/* Put `q` (futures made PENDING again, in order) back at the head of pending, where the gate
+ * counts them again. Under d->lock. */
+static void requeue_front(disp *d, fifo *q) {
+  if (!q->n) return;
+  q->tail->next = d->pending.head;
+  d->pending.head = q->head;
+  if (!d->pending.tail) d->pending.tail = q->tail;
+  d->pending.n += q->n;
+  if (d->cfg->gate) mpx__gate_return(d->cfg->gate, q->n);
+  *q = (fifo){0};
+}
+
+/* Win back the claim of a SENT future from its worker: true if the worker had not started it
+ * (it will skip it). Otherwise *v says who had it: STARTED (the worker) or TAKEN (a user's
+ * cancel, which makes the future CANCELLED). */
+static bool take_back(mpx_future *f, uint64_t *v) {
+  _Atomic uint64_t *word =
+      (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed);
+  *v = (uint64_t)(uintptr_t)f;
+  /* acq_rel: as the worker's and a canceller's CAS on the same word (progress.h) */
+  return word && atomic_compare_exchange_strong_explicit(word, v, MPX__CLAIM_TAKEN,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire);
+}
+
+/* Charge one lost attempt to f: re-queue it while its retries last, else fail it. */
+static void charge(disp *d, int i, mpx_future *f, const char *detail, fifo *requeue) {
+  wslot *w = &d->w[i];
+  if (task_retries(d, f) > 0 && mpx__future_requeue(f)) {
+    f->retries = (int16_t)(task_retries(d, f) - 1);
+    f->worker = -1;
+    fifo_push(requeue, f);
+    return;
+  }
+  mpx__future_fail(f, MPX_EWORKER_LOST,
+                   mpx__strdupf("task '%s' was lost with worker %d on %s: %s", f->task->name, i,
+                                w->host[0] ? w->host : "?", detail));
+  mpx__future_drop(f);
+}
+
+/* Worker i is gone: re-queue or fail what it held. With a progress page, the dispatcher first
+ * wins back the claim of every task the worker had not started: those go back to the queue
+ * uncharged (a future a user cancelled meanwhile is only dropped). Of the started ones only the
+ * one it was running (ev->running) is charged a retry; the others ran but their results were
+ * not sent, and are re-queued uncharged. A task killed for its time limit fails with
+ * MPX_ETIMEDOUT and then nothing else is charged. Without a page, when the transport knows what
+ * the worker was running (ev->running_known) only that task is charged; otherwise (ev NULL, or
+ * MPI) every task it held is. */
 static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   wslot *w = &d->w[i];
-  char who[128];
+  char who[128], why[320];
   where(w, i, who, sizeof who);
+  if (w->stalled) {
+    snprintf(why, sizeof why, "stalled: no heartbeat for %.3g s; %s", d->cfg->stall_timeout,
+             detail);
+    detail = why;
+  }
   bool timed_out = w->timed_out;
-  w->ready = w->timed = w->timed_out = false;
+  uint64_t timed_id = w->timed_out_id;
+  w->ready = w->timed = w->timed_out = w->stalled = false;
+  w->timed_out_id = 0;
   mpx_future *f;
   fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
                          failures' callbacks run unlocked */
   while ((f = fifo_pop(&w->inflight))) {
-    if (timed_out) {
+    uint64_t id = (uint64_t)(uintptr_t)f, v;
+    if (w->page) {
+      if (take_back(f, &v)) { /* never started: not an attempt */
+        if (mpx__future_requeue(f)) {
+          f->worker = -1;
+          fifo_push(&requeue, f);
+        } else {
+          mpx__future_drop(f);
+        }
+      } else if (v == MPX__CLAIM_TAKEN) { /* cancelled by the user, who completes it */
+        mpx__future_drop(f);
+      } else if (id == timed_id) {
+        mpx__future_fail(f, MPX_ETIMEDOUT,
+                         mpx__strdupf("task '%s' ran past its %.3g s time limit; %s was killed",
+                                      f->task->name, task_timeout(d, f), who));
+        mpx__future_drop(f);
+      } else if (timed_id || (ev && id != ev->running)) {
+        if (mpx__future_requeue(f)) { /* ran (results not sent) or was killed by us: uncharged */
+          f->worker = -1;
+          fifo_push(&requeue, f);
+        } else {
+          mpx__future_drop(f);
+        }
+      } else {
+        charge(d, i, f, detail, &requeue);
+      }
+    } else if (timed_out) {
       mpx__future_fail(f, MPX_ETIMEDOUT,
                        mpx__strdupf("task '%s' ran past its %.3g s time limit; %s was killed",
                                     f->task->name, task_timeout(d, f), who));
       mpx__future_drop(f);
-    } else if (ev && ev->running_known && (uint64_t)(uintptr_t)f != ev->running &&
-               mpx__future_requeue(f)) {
+    } else if (ev && ev->running_known && id != ev->running && mpx__future_requeue(f)) {
       f->worker = -1; /* never started: not an attempt */
       fifo_push(&requeue, f);
-    } else if (task_retries(d, f) > 0 && mpx__future_requeue(f)) {
-      f->retries = (int16_t)(task_retries(d, f) - 1);
-      f->worker = -1;
-      fifo_push(&requeue, f);
     } else {
-      mpx__future_fail(f, MPX_EWORKER_LOST,
-                       mpx__strdupf("task '%s' was lost with worker %d on %s: %s", f->task->name,
-                                    i, w->host[0] ? w->host : "?", detail));
-      mpx__future_drop(f);
+      charge(d, i, f, detail, &requeue);
     }
   }
   /* retried tasks go first, in their original order; the gate counted them out already */
   pthread_mutex_lock(&d->lock);
-  if (requeue.n) {
-    requeue.tail->next = d->pending.head;
-    d->pending.head = requeue.head;
-    if (!d->pending.tail) d->pending.tail = requeue.tail;
-    d->pending.n += requeue.n;
-    if (d->cfg->gate) mpx__gate_return(d->cfg->gate, requeue.n);
-  }
+  requeue_front(d, &requeue);
   pthread_mutex_unlock(&d->lock);
 }
 
+/* Drop from the windows the futures a user cancelled (the worker skips them and never answers
+ * for them), so that they do not hold window room or keep shutdown waiting. */
+static void sweep(disp *d) {
+  for (int i = 0; i < d->n; i++) {
+    wslot *w = &d->w[i];
+    if (!w->page) continue;
+    mpx_future *prev = NULL, *f = w->inflight.head;
+    while (f) {
+      mpx_future *next = f->next;
+      if (mpx__future_state(f) == MPX_CANCELLED) {
+        if (prev) prev->next = next;
+        else w->inflight.head = next;
+        if (w->inflight.tail == f) w->inflight.tail = prev;
+        w->inflight.n--;
+        f->next = NULL;
+        mpx__future_drop(f);
+      } else {
+        prev = f;
+      }
+      f = next;
+    }
+  }
+}
+
+/* Take back from worker i's window every task it has not started (all of them when `all`...);
+ * `cancel`: cancel them instead of re-queuing. Returns how many were taken. */
+static size_t take_window(disp *d, int i, bool cancel, fifo *out) {
+  wslot *w = &d->w[i];
+  size_t k = 0;
+  mpx_future *prev = NULL, *f = w->inflight.head;
+  while (f) {
+    mpx_future *next = f->next;
+    uint64_t v;
+    if (take_back(f, &v)) {
+      if (prev) prev->next = next;
+      else w->inflight.head = next;
+      if (w->inflight.tail == f) w->inflight.tail = prev;
+      w->inflight.n--;
+      f->next = NULL;
+      k++;
+      if (cancel) {
+        mpx__future_cancel(f);
+        mpx__future_drop(f);
+      } else if (mpx__future_requeue(f)) {
+        f->worker = -1;
+        fifo_push(out, f);
+      } else {
+        mpx__future_drop(f);
+      }
+    } else {
+      prev = f;
+    }
+    f = next;
+  }
+  return k;
+}
+
+/* Fairness: when nothing is pending and a worker is idle, take back the tasks that a silent
+ * worker (busy on a long task for SILENT, or stalled) has not started, and give them to the idle
+ * workers. */
+static void rebalance(disp *d) {
+  pthread_mutex_lock(&d->lock);
+  bool empty = d->pending.n == 0;
+  pthread_mutex_unlock(&d->lock);
+  if (!empty) return;
+  double now = mpx__now();
+  int idle = 0;
+  for (int i = 0; i < d->n; i++)
+    idle += d->w[i].page && has_room(d, &d->w[i]) && !d->w[i].inflight.n;
+  if (!idle) return;
+  fifo got = {0};
+  for (int i = 0; i < d->n; i++)
+    if (d->w[i].ready && silent(&d->w[i], now)) take_window(d, i, false, &got);
+  if (!got.n) return;
+  size_t n = got.n, share = (n + (size_t)idle - 1) / (size_t)idle;
+  pthread_mutex_lock(&d->lock);
+  requeue_front(d, &got);
+  for (int i = 0; i < d->n && d->pending.n; i++)
+    if (d->w[i].page && !d->w[i].inflight.n) feed(d, i, share);
+  pthread_mutex_unlock(&d->lock);
+  fail_unsent(d);
+  (void)n;
+}
+
+/* Time limits and stalls. Without a page: a timed task is alone on its worker, killed at its
+ * deadline from the send. With one: a worker whose heartbeat has not moved for stall_timeout is
+ * killed (lose() re-queues what it had not started); and every LIMIT_EVERY the task each worker
+ * runs (the page's running word, then its start time: the worker stores them in the other
+ * order) is compared with its time limit, so timed tasks batch like others and the clock starts
+ * when the task does. */
 static void check_deadlines(disp *d) {
   double now = mpx__now();
+  bool limits = d->timed_seen && now - d->limits_at >= LIMIT_EVERY;
+  if (limits) d->limits_at = now;
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
     if (w->timed && !w->timed_out && now >= w->deadline) {
       w->timed_out = true;
       d->inner->kill(d->tp, i, true);
     }
+    if (!w->page || !w->ready || w->stalled || w->timed_out_id) continue;
+    /* relaxed: a counter compared with its last value */
+    uint64_t beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
+    if (beat != w->beat) {
+      w->beat = beat;
+      w->beat_at = now;
+    } else if (now - w->beat_at > d->cfg->stall_timeout) {
+      w->stalled = true;
+      d->inner->kill(d->tp, i, true);
+      continue;
+    }
+    if (!limits || !w->inflight.n) continue;
+    /* acquire: pairs with the worker's release store of running, after started_ns */
+    uint64_t id = atomic_load_explicit(&w->page->running, memory_order_acquire);
+    if (!id) continue;
+    mpx_future *f = w->inflight.head;
+    while (f && (uint64_t)(uintptr_t)f != id) f = f->next;
+    double limit = f ? task_timeout(d, f) : 0;
+    if (limit <= 0) continue;
+    double started =
+        (double)atomic_load_explicit(&w->page->started_ns, memory_order_relaxed) * 1e-9;
+    if (now - started > limit) {
+      w->timed_out_id = id;
+      d->inner->kill(d->tp, i, true);
+    }
   }
 }
 
-/* Milliseconds to block in poll: until the nearest deadline, at most 100 ms. */
+/* Milliseconds to block in poll: until the nearest deadline, at most 100 ms (LIMIT_EVERY once
+ * timed tasks run on workers with a page). */
 static int poll_ms(disp *d) {
-  double wait = 0.1, now = mpx__now();
+  double wait = d->timed_seen ? LIMIT_EVERY : 0.1, now = mpx__now();
   for (int i = 0; i < d->n; i++)
     if (d->w[i].timed && !d->w[i].timed_out && d->w[i].deadline - now < wait)
       wait = d->w[i].deadline - now;
@@ -448,6 +692,27 @@ static void send_shutdown(disp *d) {
     if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
 
+/* Sweeps, shutdown(cancel_futures) and fairness for workers with a progress page. */
+static void housekeeping(disp *d) {
+  double now = mpx__now();
+  pthread_mutex_lock(&d->lock);
+  bool cancel = d->cancel_sent;
+  pthread_mutex_unlock(&d->lock);
+  if (cancel) {
+    for (int i = 0; i < d->n; i++)
+      if (d->w[i].page) take_window(d, i, true, NULL);
+    pthread_mutex_lock(&d->lock);
+    d->cancel_sent = false;
+    pthread_cond_broadcast(&d->idle);
+    pthread_mutex_unlock(&d->lock);
+  }
+  if (now - d->swept_at >= SWEEP_EVERY) {
+    d->swept_at = now;
+    sweep(d);
+  }
+  rebalance(d);
+}
+
 static void *dispatcher_main(void *arg) {
   disp *d = arg;
   mpx__tl_transport = d; /* callbacks run here: the executor must not join this thread from them */
@@ -468,11 +733,13 @@ static void *dispatcher_main(void *arg) {
     /* drain whatever else is ready without blocking */
     while (ev.kind != MPX__EV_NONE && !d->inner->poll(d->tp, &ev, 0)) handle(d, &ev);
     check_deadlines(d);
+    housekeeping(d);
   }
   send_shutdown(d);
   d->inner->stop(d->tp, true);
   pthread_mutex_lock(&d->lock);
   d->exited = true;
+  d->cancel_sent = false;
   pthread_cond_broadcast(&d->idle);
   pthread_mutex_unlock(&d->lock);
   return NULL;
@@ -578,6 +845,8 @@ static void disp_close(mpx__runner *self) {
   pthread_mutex_unlock(&d->lock);
 }
 
+/* Cancel what is pending here, then have the dispatcher cancel what the windows hold and no
+ * worker has started (it owns the windows); wait for that, briefly. Returns the pending count. */
 static size_t disp_cancel_queued(mpx__runner *self) {
   disp *d = (disp *)self;
   size_t k = 0;
@@ -591,6 +860,21 @@ static size_t disp_cancel_queued(mpx__runner *self) {
     k += mpx__future_cancel(f);
     mpx__future_drop(f);
   }
+  /* the windows are the dispatcher's: it cancels their unstarted tasks (housekeeping). Wait for
+   * that, briefly, unless this is the dispatcher thread itself (a done-callback it runs): then it
+   * happens when the callback has returned. */
+  pthread_mutex_lock(&d->lock);
+  d->cancel_sent = !d->exited;
+  pthread_mutex_unlock(&d->lock);
+  d->inner->wake(d->tp);
+  if (mpx__tl_transport == d) return k;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2;
+  pthread_mutex_lock(&d->lock);
+  while (d->cancel_sent && !d->exited)
+    if (pthread_cond_timedwait(&d->idle, &d->lock, &until)) break;
+  pthread_mutex_unlock(&d->lock);
   return k;
 }
 

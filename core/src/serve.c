@@ -10,6 +10,11 @@
  *
  * A task id nothing is registered under never runs anything: it becomes an MPX_ENOTASK Result.
  *
+ * Claims (process workers, who->progress set): each task is claimed in the progress page
+ * (progress.h) just before it runs; a task whose claim the parent won (cancelled, or taken back
+ * to run elsewhere) is skipped and gets no Result. Then the call id and start time are stored
+ * for the dispatcher (relaxed: hints it reads racily, see progress.h).
+ *
  * Thread-safety: reentrant; tasks run on the calling thread, one after another, in Batch order. */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -19,6 +24,8 @@
 
 #include "codec.h"
 #include "mpx/error.h"
+#include "os/clock.h"
+#include "progress.h"
 #include "task_impl.h"
 
 /* Results at least this large that already live on the heap are handed over, not copied. */
@@ -184,7 +191,8 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
   mpx_buf buf;
   mpx__buf_init(&buf, small, sizeof small, lim->max_payload);
   int rc = MPX_OK;
-  size_t done = 0;
+  size_t done = 0, m = 0; /* m: results to send (tasks not skipped) */
+  mpx__progress *pg = who->progress;
   for (; done < n; done++) {
     serve_slot *s = &slots[done];
     const Mpx__Task *t = in->tasks[done];
@@ -193,8 +201,13 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     s->off = 0;
     s->owned = NULL;
     s->msg = NULL;
-    ptrs[done] = &s->r;
-    if (who->running) atomic_store_explicit(who->running, t->call_id, memory_order_relaxed);
+    if (pg) {
+      if (!mpx__claim_start(pg, (*who->seq)++, t->call_id)) continue; /* the parent has it */
+      atomic_store_explicit(&pg->started_ns, (uint64_t)mpx__now_ns(), memory_order_relaxed);
+      /* release: a dispatcher that sees this id sees its start time (or a later one) */
+      atomic_store_explicit(&pg->running, t->call_id, memory_order_release);
+    }
+    ptrs[m++] = &s->r;
     const mpx_task *task;
     if (mpx_task_find_id(t->task_id, &task)) {
       slot_fail(s, who, MPX_ENOTASK,
@@ -216,7 +229,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
       else
         slots[i].r.data.data = slots[i].owned;
     Mpx__Batch reply = MPX__BATCH__INIT;
-    reply.n_results = n;
+    reply.n_results = m;
     reply.results = ptrs;
     while ((rc = mpx__batch_pack(&reply, lim, out)) == MPX_ETOOBIG) {
       /* Each result fits but together they do not: fail the largest until the rest fit. */

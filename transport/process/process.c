@@ -1,6 +1,6 @@
 /* process.c: the process transport's state machine: the ops table the dispatcher
  * (core/src/dispatch.c) drives over forked worker processes. The fork server is forkserver.c, the
- * worker process worker.c; process_impl.h has the whole picture and the progress words.
+ * worker process worker.c; process_impl.h has the whole picture and the progress pages.
  *
  * Starting workers. With a fork server (mpx_init ran), the transport opens a session with it and
  * asks it for SPAWN; the worker's socket arrives with SPAWNED and its wait status with EXITED.
@@ -9,17 +9,23 @@
  * them by pid with a pidfd in its poll set, and kills them through the pidfd. This is the
  * fork-from-a-threaded-process trap: a worker may deadlock if the task or the initializer takes a
  * lock that another parent thread held at fork time (stdio and malloc are safe with glibc). Call
- * mpx_init. Either way a new worker is sent the progress memfd, then its hello, and announces
- * itself with READY.
+ * mpx_init. Either way a new worker is sent its own new progress page (a memfd mapped over the
+ * slot's fixed address here: process_impl.h), then its hello, and announces itself with READY.
  *
  * Losses. A worker is lost when its socket reaches EOF or breaks (a truncated, oversized or
  * unreadable frame: the transport kills it) or when its exit status arrives. The transport reads
  * everything a dead worker wrote before it reports MPX__EV_WORKER_LOST, so results and READY
  * always come before the loss; it reports once it has both the closed socket and the wait status
  * (killing a worker that closed its socket but lives on), with a detail such as "pid 1234 was
- * killed by signal 9 (Killed)" and what the worker's progress word held (the task it was running).
- * It then starts a replacement, unless stopping or the worker was killed with replace = false;
- * the replacement announces itself with READY.
+ * killed by signal 9 (Killed)" and what the worker's page held (the task it was running). A
+ * replacement is started at the next poll (after the dispatcher handled the loss on the old page),
+ * unless stopping or the worker was killed with replace = false; it announces itself with READY.
+ *
+ * Stalled mid-frame. A worker whose frame stays half-read, with no new byte for stall_timeout, has
+ * stopped answering (a task wrote into its socket, or the process hangs between two writes): the
+ * transport kills it, and its loss says "pid N stalled mid-frame (no byte for S s) and was
+ * killed". (A stopped or hung worker that writes nothing is the dispatcher's to find: its
+ * heartbeat stops.)
  *
  * Flow control. send never blocks: what the socket does not take at once is copied to the
  * worker's out-queue and flushed when poll sees POLLOUT; so the dispatcher can never deadlock with
@@ -41,6 +47,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +60,7 @@
 #include "os/log.h"
 #include "os/spawn.h"
 #include "process_impl.h"
+#include "progress.h"
 #include "task_impl.h"
 #include "link.h"
 
@@ -95,6 +103,10 @@ typedef struct pworker {
   bool kill_pending; /* killed while SPAWNING: kill once the pid is known */
   double kill_at;    /* CLOSED without a status: kill at this time */
   char why[112];     /* set when the transport broke the connection */
+  bool has_page;     /* the current process was given its progress page */
+  bool respawn;      /* lost: start a replacement at the next poll */
+  size_t frame_mark; /* bytes of a half-read frame at frame_since */
+  double frame_since;
 } pworker;
 
 typedef struct proc_tp {
@@ -111,10 +123,16 @@ typedef struct proc_tp {
   int *pfd_kind;
   uint8_t *hello;
   size_t hello_len;
-  long spin_ns;               /* 0 when CPUs are scarce */
-  int progress_fd;            /* memfd shared with the workers, -1: none */
-  _Atomic uint64_t *progress; /* its mapping: PROGRESS_WORDS per worker */
+  long spin_ns;   /* 0 when CPUs are scarce */
+  uint8_t *pages; /* n progress pages, page_sz apart: worker i's at a fixed address for the
+                     transport's life (see new_page) */
+  size_t page_sz;
+  double stall; /* seconds a frame may stay half-read before the worker is killed */
 } proc_tp;
+
+static mpx__progress *page_of(proc_tp *tp, int i) {
+  return (mpx__progress *)(void *)(tp->pages + (size_t)i * tp->page_sz);
+}
 
 static void oq_free(pworker *w) {
   while (w->oq) {
@@ -163,12 +181,36 @@ static void close_worker(proc_tp *tp, int i, const char *why) {
 static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len);
 static void hello_for(proc_tp *tp, int i);
 
-/* The message before the hello, carrying the progress memfd when there is one. The socket is new
- * and empty, so it is taken at once. */
+/* A fresh progress page for worker i: a new 0600 memfd mapped over the fixed address of slot i
+ * (MAP_FIXED replaces the previous worker's page in one step, so a future that still points into
+ * the slot always finds mapped memory; its claim CAS fails there, since a new page holds no call
+ * id). MADV_DONTFORK keeps the page out of children forked from this process (direct-fork mode),
+ * so a worker maps its own page only. Returns the memfd (to send, then close) or -1. Called only
+ * once the previous worker's loss was handled by the dispatcher (see take_lost), which reads the
+ * old page. */
+static int new_page(proc_tp *tp, int i) {
+  int fd = memfd_create("mpx-progress", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  if (fchmod(fd, 0600) || ftruncate(fd, (off_t)tp->page_sz) ||
+      mmap(page_of(tp, i), tp->page_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) ==
+          MAP_FAILED) {
+    close(fd);
+    return -1;
+  }
+  (void)madvise(page_of(tp, i), tp->page_sz, MADV_DONTFORK);
+  return fd;
+}
+
+/* The message before the hello, carrying the worker's new progress page. The socket is new and
+ * empty, so it is taken at once. */
 static int send_progress(proc_tp *tp, int i) {
-  atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
+  int fd = new_page(tp, i);
+  if (fd < 0) return MPX_ESYS;
   fs_msg m = {.op = FS_PROGRESS, .index = i};
-  return mpx__fs_send(tp->w[i].ch.fd, &m, tp->progress_fd) ? MPX_ESYS : MPX_OK;
+  int rc = mpx__fs_send(tp->w[i].ch.fd, &m, fd) ? MPX_ESYS : MPX_OK;
+  close(fd);
+  tp->w[i].has_page = true;
+  return rc;
 }
 
 static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
@@ -205,7 +247,6 @@ static int spawn_direct(proc_tp *tp, int i) {
     /* The child of a threaded parent: close what it must not hold, then serve. */
     close(sv[0]);
     close(tp->wake_fd);
-    if (tp->progress_fd >= 0) close(tp->progress_fd); /* it comes again over the socket */
     for (int k = 0; k < tp->n; k++) {
       if (tp->w[k].ch.fd >= 0) close(tp->w[k].ch.fd);
       if (tp->w[k].pidfd >= 0) close(tp->w[k].pidfd);
@@ -228,6 +269,8 @@ static int spawn(proc_tp *tp, int i) {
   w->pid = 0;
   w->exited = false;
   w->kill_pending = w->kill_sent = false;
+  w->has_page = w->respawn = false;
+  w->frame_since = 0;
   if (tp->fs < 0) return spawn_direct(tp, i);
   fs_msg m = {.op = FS_SPAWN, .index = i};
   if (mpx__fs_send(tp->fs, &m, -1)) return MPX_ESYS;
@@ -298,6 +341,11 @@ static void pt_wake(mpx__link *self) {
   (void)r; /* EAGAIN: the counter is already non-zero, a wake is due anyway */
 }
 
+static mpx__progress *pt_progress(mpx__link *self, int worker) {
+  proc_tp *tp = (proc_tp *)self;
+  return worker >= 0 && worker < tp->n ? page_of(tp, worker) : NULL;
+}
+
 static int pt_kill(mpx__link *self, int worker, bool replace) {
   proc_tp *tp = (proc_tp *)self;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
@@ -337,17 +385,17 @@ static bool take_lost(proc_tp *tp, mpx__event *ev) {
     ev->kind = MPX__EV_WORKER_LOST;
     ev->worker = i;
     describe(w, tp->cfg, ev->detail, sizeof ev->detail);
-    /* the process is reaped: nothing writes its progress word any more */
-    ev->running_known = tp->progress_fd >= 0;
-    ev->running = atomic_exchange_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0,
-                                           memory_order_relaxed);
+    /* the process is reaped: nothing writes its page any more. relaxed: the reap (a syscall)
+     * came after its last store. A process that never got its page ran nothing. */
+    ev->running_known = true;
+    ev->running =
+        w->has_page ? atomic_load_explicit(&page_of(tp, i)->running, memory_order_relaxed) : 0;
     w->state = W_NONE;
     if (w->pidfd >= 0) close(w->pidfd);
     w->pidfd = -1;
-    if (w->replace && !tp->stopping && spawn(tp, i)) {
-      /* could not even ask for a replacement: the slot stays empty */
-      mpx__log(MPX_LOG_WARN, "could not start a replacement for worker %d", i);
-    }
+    /* The replacement is started at the next poll, not now: its new page replaces this one,
+     * which the dispatcher reads while it handles this loss (the claims of its window). */
+    w->respawn = w->replace && !tp->stopping;
     return true;
   }
   return false;
@@ -536,9 +584,46 @@ static bool take_ready(proc_tp *tp, mpx__event *ev) {
   return take_lost(tp, ev);
 }
 
+/* Replacements for the losses the dispatcher has handled (see take_lost). */
+static void respawn(proc_tp *tp) {
+  for (int i = 0; i < tp->n; i++) {
+    pworker *w = &tp->w[i];
+    if (!w->respawn || w->state != W_NONE) continue;
+    w->respawn = false;
+    if (!tp->stopping && spawn(tp, i)) /* could not even ask: the slot stays empty */
+      mpx__log(MPX_LOG_WARN, "could not start a replacement for worker %d", i);
+  }
+}
+
+/* The progress deadline on the wire: a worker whose frame stays half-read, with no new byte for
+ * tp->stall seconds, stopped answering mid-frame. It is killed; the dispatcher charges the task it
+ * was running. */
+static void frame_deadlines(proc_tp *tp) {
+  double now = 0;
+  for (int i = 0; i < tp->n; i++) {
+    pworker *w = &tp->w[i];
+    if (w->state != W_LIVE || !w->ch.hdr_got) {
+      w->frame_since = 0;
+      continue;
+    }
+    size_t mark = w->ch.hdr_got + w->ch.body_got;
+    if (!now) now = mpx__now();
+    if (!w->frame_since || mark != w->frame_mark) {
+      w->frame_mark = mark;
+      w->frame_since = now;
+    } else if (now - w->frame_since > tp->stall) {
+      char why[96];
+      snprintf(why, sizeof why, "stalled mid-frame (no byte for %.3g s)", tp->stall);
+      close_worker(tp, i, why);
+    }
+  }
+}
+
 static int pt_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   proc_tp *tp = (proc_tp *)self;
   ev->kind = MPX__EV_NONE;
+  respawn(tp);
+  frame_deadlines(tp);
   if (take_ready(tp, ev)) return MPX_OK;
   /* Nothing known: look without blocking for a short while (a reply to a small batch is usually a
    * few microseconds away, and sleeping in poll costs two context switches), then sleep. */
@@ -584,22 +669,19 @@ static int make_hello(proc_tp *tp) {
   return MPX_OK;
 }
 
-/* The progress words. Without a memfd (an old kernel, or none left) they are private memory and
- * losses charge every task the worker held, as under MPI. */
-static int make_progress(proc_tp *tp) {
-  size_t len = (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t);
-  tp->progress_fd = memfd_create("mpx-progress", MFD_CLOEXEC);
-  if (tp->progress_fd >= 0 && ftruncate(tp->progress_fd, (off_t)len) == 0) {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, tp->progress_fd, 0);
-    if (p != MAP_FAILED) {
-      tp->progress = p;
-      return MPX_OK;
-    }
-  }
-  if (tp->progress_fd >= 0) close(tp->progress_fd);
-  tp->progress_fd = -1;
-  tp->progress = calloc(len / sizeof(uint64_t), sizeof(uint64_t));
-  return tp->progress ? MPX_OK : MPX_ENOMEM;
+/* Address space for the progress pages: worker i's page is mapped at a fixed place (new_page)
+ * and stays mapped until destroy, so a future's claim pointer never dangles while the transport
+ * lives. */
+static int make_pages(proc_tp *tp) {
+  long pg = sysconf(_SC_PAGESIZE);
+  size_t unit = pg > 0 ? (size_t)pg : 4096;
+  tp->page_sz = (sizeof(mpx__progress) + unit - 1) / unit * unit;
+  void *p = mmap(NULL, (size_t)tp->n * tp->page_sz, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return MPX_ENOMEM;
+  (void)madvise(p, (size_t)tp->n * tp->page_sz, MADV_DONTFORK);
+  tp->pages = p;
+  return MPX_OK;
 }
 
 static void pt_stop(mpx__link *self, bool wait);
@@ -612,7 +694,7 @@ static int pt_start(mpx__link **out, const mpx__config *cfg) {
   tp->n = cfg->workers;
   tp->lim = mpx__limits_default(cfg->max_payload);
   tp->fs = -1;
-  tp->progress_fd = -1;
+  tp->stall = cfg->stall_timeout > 0 ? cfg->stall_timeout : 5.0;
   tp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   tp->w = calloc((size_t)tp->n, sizeof *tp->w);
   for (int i = 0; tp->w && i < tp->n; i++) {
@@ -629,7 +711,7 @@ static int pt_start(mpx__link **out, const mpx__config *cfg) {
     pt_destroy((mpx__link *)tp);
     return rc;
   }
-  if (make_progress(tp)) {
+  if (make_pages(tp)) {
     pt_destroy((mpx__link *)tp);
     return MPX_ENOMEM;
   }
@@ -712,12 +794,7 @@ static void pt_destroy(mpx__link *self) {
   }
   if (tp->fs >= 0) close(tp->fs); /* the fork server ends what is left of this session */
   if (tp->wake_fd >= 0) close(tp->wake_fd);
-  if (tp->progress_fd >= 0) {
-    munmap((void *)tp->progress, (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t));
-    close(tp->progress_fd);
-  } else {
-    free((void *)tp->progress);
-  }
+  if (tp->pages) munmap(tp->pages, (size_t)tp->n * tp->page_sz);
   free(tp->w);
   free(tp->pfd);
   free(tp->pfd_w);
@@ -735,6 +812,7 @@ static const mpx__link_ops process_link = {
     .kill = pt_kill,
     .wake = pt_wake,
     .stop = pt_stop,
+    .progress = pt_progress,
     .destroy = pt_destroy,
 };
 

@@ -64,9 +64,18 @@ typedef struct mpx_options {
   int retries;                 /* times a task lost with its worker is run again (processes).
                                   Only the task a dead worker was running is charged; the rest of
                                   its queue is re-run uncharged */
-  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes) */
+  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer than that
+                                  from its start (processes). Timed tasks are batched like others:
+                                  killing the worker charges only the task past its limit */
   size_t max_payload;          /* bytes one argument or result may have across a process or rank
                                   boundary; 0: 1 GiB */
+  double stall_timeout;        /* processes: seconds a worker may go without a heartbeat (its
+                                  process is stopped or hung: a thread in it beats every 50 ms,
+                                  also during a long task) or with a reply frame half-written,
+                                  before it is killed and replaced. Tasks queued to it and not
+                                  started go to other workers uncharged; the task it was running
+                                  is charged one retry (MPX_EWORKER_LOST, 'stalled', when none is
+                                  left). 0: 5 s; negative: MPX_EINVAL */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
 } mpx_options;
