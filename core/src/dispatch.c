@@ -1,8 +1,8 @@
 /* dispatch.c: the scheduler for links (link.h: processes, MPI). It is a runner (runner.h) to the
  * executor and drives the transport's link (cfg->link) from one dispatcher thread; the link's
  * ops are called on the threads link.h names. The gate (cfg->gate) is changed only through
- * gate.h: left when a task starts or is cancelled, returned to when a lost worker's tasks are
- * re-queued.
+ * gate.h: left when a task is sent or cancelled, returned to when tasks are re-queued (a lost
+ * worker's, or those taken back from a silent one).
  *
  * Submitters append futures to one pending FIFO under `lock` and wake the dispatcher. The
  * dispatcher alone owns the per-worker windows: it moves pending futures into batches (one packed
@@ -14,16 +14,52 @@
  * the workers with room, idle ones first, and one batch carries at most max_payload bytes of
  * arguments (one larger argument goes alone), so it always fits max_message. A batch that still
  * cannot be packed or sent fails its own tasks, not the worker. It turns results back into
- * completed futures, re-queues (retries) or fails the futures of a lost worker (charging a
- * retry only to the task it was running, when the transport knows it), and kills a worker whose
- * task passed its time limit. A task with a time limit is sent alone to an idle worker, so
- * killing that worker loses nothing else. Futures are identified on the wire by call ids that
- * are their addresses; the dispatcher only accepts ids that are in the sending worker's window.
+ * completed futures. Futures are identified on the wire by call ids that are their addresses;
+ * the dispatcher only accepts ids that are in the sending worker's window.
+ *
+ * Workers with a progress page (the link's optional progress op: the process transport;
+ * progress.h). Before a task is sent its
+ * claim word in the worker's page gets its call id and the future becomes SENT (future_impl.h):
+ * it reads PENDING, and RUNNING only once the worker has claimed it (the worker claims each task
+ * just before running it). Exactly one side wins each claim word, the worker (STARTED) or this
+ * process (TAKEN: a user's mpx_future_cancel from any thread, or the dispatcher), so:
+ *  - cancel works until the task starts: the worker skips a task it could not claim and sends
+ *    no Result for it; the dispatcher drops cancelled futures from its windows every 20 ms
+ *    (sweep), and shutdown(cancel_futures) has it cancel every unstarted task in the windows;
+ *  - fairness: a worker whose window has returned nothing for SILENT (5 ms: a long task, or a
+ *    stalled process) is fed nothing more; when pending is empty and a worker is idle, the
+ *    dispatcher takes back every task the silent workers have not started and feeds the idle
+ *    ones (rebalance), so no task waits behind a running one while a worker idles;
+ *  - stalls: a worker whose heartbeat (a thread in it bumps it every 50 ms) has not moved for
+ *    cfg->stall_timeout is killed and replaced; the transport itself kills a worker that leaves
+ *    a frame half-written that long. Its loss re-queues what it had not started;
+ *  - time limits: every 10 ms (once a timed task was sent) the task each worker runs (the page's
+ *    running word and start time) is compared with its limit, and its worker killed when past
+ *    it; timed tasks are batched like the others.
+ * A lost worker's window (lose()): the dispatcher wins back the claim of every task not started
+ * (re-queued uncharged, at the head of pending), drops those a user cancelled, fails the task
+ * killed for its time limit with MPX_ETIMEDOUT (and then charges nothing else), re-queues
+ * uncharged the started ones the worker was not running (run, results not sent), and charges the
+ * one it was running (ev->running) a retry: re-queued while retries last, else MPX_EWORKER_LOST
+ * ("stalled: no heartbeat for N s; ..." when it was killed as stalled). The transport maps the
+ * replacement's fresh page over the same address only after this, so the claims are decided on
+ * the old page. shutdown(wait) and destroy wait for started tasks (as Python) and for the rest,
+ * which a stalled worker cannot hold longer than stall_timeout.
+ *
+ * Workers without a page (MPI: ranks share no memory with rank 0) keep the plain scheme: a
+ * future is RUNNING once sent and cannot be cancelled or taken back; a loss charges every task the
+ * worker held unless the transport reports which one it ran; a task with a time limit goes
+ * alone to an idle worker, killed at its deadline from the send (MPI refuses time limits).
+ *
  * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
  * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
  * thread (cancel_queued's on the caller's), which is marked in mpx__tl_transport: a callback that
  * destroys the executor is deferred to a reaper thread that joins this one (executor.c), so
- * nothing here runs after disp_free, and shutdown(wait) from it does not join itself. */
+ * nothing here runs after disp_free, and shutdown(wait) from it does not join itself.
+ *
+ * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows and every wslot are
+ * the dispatcher thread's alone. Claim words are shared with workers and cancelling threads:
+ * orderings are given where they are used (see also progress.h). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -692,6 +728,21 @@ static void send_shutdown(disp *d) {
     if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
 
+/* The transport failed: no result will come. Fail what the windows hold (a future must not stay
+ * SENT: its claim word goes away with the transport). */
+static void fail_windows(disp *d, int code) {
+  for (int i = 0; i < d->n; i++) {
+    mpx_future *f;
+    while ((f = fifo_pop(&d->w[i].inflight))) {
+      uint64_t v;
+      if (!d->w[i].page || take_back(f, &v) || v != MPX__CLAIM_TAKEN)
+        mpx__future_fail(f, code, mpx__strdupf("task '%s' was lost: the transport failed",
+                                               f->task->name));
+      mpx__future_drop(f); /* a future a user cancelled is CANCELLED already */
+    }
+  }
+}
+
 /* Sweeps, shutdown(cancel_futures) and fairness for workers with a progress page. */
 static void housekeeping(disp *d) {
   double now = mpx__now();
@@ -727,6 +778,7 @@ static void *dispatcher_main(void *arg) {
     int rc = d->inner->poll(d->tp, &ev, poll_ms(d));
     if (rc) {
       fail_pending(d, rc, "cannot run: the transport failed");
+      fail_windows(d, rc);
       break;
     }
     handle(d, &ev);
