@@ -141,10 +141,10 @@ typedef struct mpx__worker_id {
   const char *host; /* host name; NULL sends "" */
   /* NULL, or this worker's progress page (progress.h), which the dispatcher's side reads even
    * after this process died: serving claims each task in the page's claim ring before it runs
-   * it (and skips, without a Result, a task it could not claim), and stores the call id and
-   * start time of each task it runs, so that a worker's death charges a retry to the task it was
-   * running only (process/worker.c clears `running` once the results are packed) and time limits
-   * count from the start. */
+   * it (and skips, without a Result, a task it could not claim), and stores the call id of each
+   * task it runs, so that a worker's death charges a retry to the task it was running only
+   * (process/worker.c clears `running` once the results are packed) and time limits count from
+   * the start. */
   struct mpx__progress *progress;
   uint64_t *seq; /* with progress: tasks received so far in this worker's stream */
 } mpx__worker_id;

@@ -34,8 +34,8 @@
  *    cfg->stall_timeout is killed and replaced; the transport itself kills a worker that leaves
  *    a frame half-written that long. Its loss re-queues what it had not started;
  *  - time limits: every 10 ms (once a timed task was sent) the task each worker runs (the page's
- *    running word and start time) is compared with its limit, and its worker killed when past
- *    it; timed tasks are batched like the others.
+ *    running word) is timed from when the dispatcher first saw it there, and its worker killed
+ *    when past its limit; timed tasks are batched like the others.
  * A lost worker's window (lose()): the dispatcher wins back the claim of every task not started
  * (re-queued uncharged, at the head of pending), drops those a user cancelled, fails the task
  * killed for its time limit with MPX_ETIMEDOUT (and then charges nothing else), re-queues
@@ -106,6 +106,8 @@ typedef struct wslot {
   double beat_at;
   bool stalled;         /* killed for a heartbeat that stopped */
   uint64_t timed_out_id; /* killed for this task's time limit */
+  uint64_t run_id;      /* the running word last seen, and when it was first seen */
+  double run_seen;
 } wslot;
 
 typedef struct disp {
@@ -384,7 +386,7 @@ static void on_control(disp *d, int i, const Mpx__Control *c) {
   w->seq = 0; /* a new process: a new stream, on a fresh page */
   w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
   w->stalled = false;
-  w->timed_out_id = 0;
+  w->timed_out_id = w->run_id = 0;
   if (w->page) w->beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
   w->beat_at = mpx__now();
   w->slots = c->slots > 0 ? c->slots : 1;
@@ -633,10 +635,10 @@ static void rebalance(disp *d) {
 
 /* Time limits and stalls. Without a page: a timed task is alone on its worker, killed at its
  * deadline from the send. With one: a worker whose heartbeat has not moved for stall_timeout is
- * killed (lose() re-queues what it had not started); and every LIMIT_EVERY the task each worker
- * runs (the page's running word, then its start time: the worker stores them in the other
- * order) is compared with its time limit, so timed tasks batch like others and the clock starts
- * when the task does. */
+ * killed (lose() re-queues what it had not started); and every LIMIT_EVERY the running word of
+ * each worker is read: a task is timed from when its id was first seen there (at most
+ * LIMIT_EVERY after it started: the worker reads no clock per task), so timed tasks batch like
+ * others and the clock starts when the task does. */
 static void check_deadlines(disp *d) {
   double now = mpx__now();
   bool limits = d->timed_seen && now - d->limits_at >= LIMIT_EVERY;
@@ -658,17 +660,19 @@ static void check_deadlines(disp *d) {
       d->inner->kill(d->tp, i, true);
       continue;
     }
-    if (!limits || !w->inflight.n) continue;
-    /* acquire: pairs with the worker's release store of running, after started_ns */
-    uint64_t id = atomic_load_explicit(&w->page->running, memory_order_acquire);
-    if (!id) continue;
+    if (!limits) continue;
+    /* relaxed: a hint; an id seen late only starts its clock late */
+    uint64_t id = atomic_load_explicit(&w->page->running, memory_order_relaxed);
+    if (id != w->run_id) {
+      w->run_id = id;
+      w->run_seen = now;
+      continue;
+    }
+    if (!id || !w->inflight.n) continue;
     mpx_future *f = w->inflight.head;
     while (f && (uint64_t)(uintptr_t)f != id) f = f->next;
     double limit = f ? task_timeout(d, f) : 0;
-    if (limit <= 0) continue;
-    double started =
-        (double)atomic_load_explicit(&w->page->started_ns, memory_order_relaxed) * 1e-9;
-    if (now - started > limit) {
+    if (limit > 0 && now - w->run_seen > limit) {
       w->timed_out_id = id;
       d->inner->kill(d->tp, i, true);
     }

@@ -7,10 +7,10 @@
  *  - heartbeat: bumped every MPX__BEAT_MS by a small thread in the worker; it stops when the
  *    process is stopped (SIGSTOP, a debugger) or the whole process hangs, and goes on during a
  *    long task. The dispatcher reads it to detect a stalled worker;
- *  - running / started_ns: the call id of the task being served and when it started
- *    (CLOCK_MONOTONIC ns, the same clock in every process of the host); running is cleared once
- *    a batch's results are packed, before they are sent. The dispatcher charges a dead worker's
- *    retry to `running` only, and compares started_ns with a running task's time limit;
+ *  - running: the call id of the task being served; cleared once a batch's results are packed,
+ *    before they are sent. The dispatcher charges a dead worker's retry to `running` only, and
+ *    times a task with a limit from when it first sees its id there (it looks every 10 ms: no
+ *    clock is read per task in the worker);
  *  - claim[]: one word per task sent, indexed by the task's sequence number in that worker's
  *    stream (both sides count the tasks of every Batch in order) modulo MPX__CLAIM_RING. The
  *    parent stores the task's call id there before it sends the task (release). Before running
@@ -25,7 +25,7 @@
  * Memory orderings: the parent's store of a call id is a release (the worker sees it by the
  * time it reads the task anyway: the socket write and read order them, but the release costs
  * nothing on x86); both CASes are acq_rel (the winner's later writes, the task's results or the
- * cancelled state, come after its win); heartbeat, running and started_ns are relaxed (they
+ * cancelled state, come after its win); heartbeat and running are relaxed (they
  * are hints, read racily by design: a stale value costs at most one late or early decision,
  * which the next look corrects). */
 #ifndef MPX_PROGRESS_H
@@ -46,8 +46,7 @@
 typedef struct mpx__progress {
   _Atomic uint64_t heartbeat;
   _Atomic uint64_t running;
-  _Atomic uint64_t started_ns;
-  uint64_t pad[5]; /* the claim ring starts on its own cache line */
+  uint64_t pad[6]; /* the claim ring starts on its own cache line */
   _Atomic uint64_t claim[MPX__CLAIM_RING];
 } mpx__progress;
 

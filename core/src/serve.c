@@ -12,8 +12,8 @@
  *
  * Claims (process workers, who->progress set): each task is claimed in the progress page
  * (progress.h) just before it runs; a task whose claim the parent won (cancelled, or taken back
- * to run elsewhere) is skipped and gets no Result. Then the call id and start time are stored
- * for the dispatcher (relaxed: hints it reads racily, see progress.h).
+ * to run elsewhere) is skipped and gets no Result. Then its call id is stored as `running` for
+ * the dispatcher (relaxed: a hint it reads racily, see progress.h).
  *
  * Thread-safety: reentrant; tasks run on the calling thread, one after another, in Batch order. */
 #include <inttypes.h>
@@ -24,7 +24,6 @@
 
 #include "codec.h"
 #include "mpx/error.h"
-#include "os/clock.h"
 #include "progress.h"
 #include "task_impl.h"
 
@@ -203,9 +202,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     s->msg = NULL;
     if (pg) {
       if (!mpx__claim_start(pg, (*who->seq)++, t->call_id)) continue; /* the parent has it */
-      atomic_store_explicit(&pg->started_ns, (uint64_t)mpx__now_ns(), memory_order_relaxed);
-      /* release: a dispatcher that sees this id sees its start time (or a later one) */
-      atomic_store_explicit(&pg->running, t->call_id, memory_order_release);
+      atomic_store_explicit(&pg->running, t->call_id, memory_order_relaxed);
     }
     ptrs[m++] = &s->r;
     const mpx_task *task;

@@ -13,7 +13,7 @@
  *
  * Serving claims each task in the page's claim ring before it runs it (skipping, without a
  * Result, a task the parent claimed first: cancelled, or taken back to run elsewhere) and stores
- * its call id and start time there; the worker clears `running` once the batch's results are
+ * its call id there; the worker clears `running` once the batch's results are
  * packed, before it sends them. The heartbeat thread bumps the page's counter every MPX__BEAT_MS
  * (relaxed: the dispatcher only compares it with its last value). EOF on the socket
  * (the parent is gone) exits 0; a frame over the limit, a malformed batch or running out of
