@@ -13,7 +13,9 @@
  *    progress page, so that worker's death still charges its running task;
  *  - timed: 1000 short timed tasks and one that runs past its limit: only that one fails, with
  *    MPX_ETIMEDOUT;
- *  - options: a negative stall_timeout is refused.
+ *  - shutdown: shutdown(cancel_futures) cancels the futures queued to busy workers that have not
+ *    started, not only those still in the executor's queue;
+ *  - options: a negative stall_timeout is refused; a short one detects a stopped worker sooner.
  * No check asserts a speed: bounds are loose ("within 20 s", "before the long task ended").
  * Usage: stall_test [name...] (all when none). */
 #include <dirent.h>
@@ -466,12 +468,75 @@ static void test_timed(void) {
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
+/* shutdown(wait = false, cancel_futures = true) while both workers are busy and 100 tasks wait in
+ * their windows: every one of them is cancelled, none runs. */
+static void test_shutdown(void) {
+  mpx_executor *ex = make(2, 0);
+  char dir[200];
+  make_dir(dir, sizeof dir, "shutdown");
+  mpx_future *g[2];
+  for (int i = 0; i < 2; i++) g[i] = submit(ex, "gate", dir, strlen(dir), NULL);
+  wait_started(dir, 2);
+  enum { N = 100 };
+  mpx_future *fs[N];
+  for (uint64_t i = 0; i < N; i++) fs[i] = submit(ex, "twice", &i, sizeof i, NULL);
+  usleep(200000); /* let the dispatcher send them */
+  CHECK_OK(mpx_executor_shutdown(ex, false, true));
+  int cancelled = 0;
+  for (int i = 0; i < N; i++) cancelled += mpx_future_cancelled(fs[i]) == 1;
+  fprintf(stderr, "   %d of %d cancelled by shutdown\n", cancelled, N);
+  open_gate(dir);
+  CHECK(cancelled == N);
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(mpx_future_result(g[i], 30, NULL, NULL)); /* started: shutdown waits for them */
+    mpx_future_release(g[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    CHECK_RC(mpx_future_result(fs[i], 30, NULL, NULL), MPX_ECANCELLED);
+    mpx_future_release(fs[i]);
+  }
+  CHECK_OK(mpx_executor_destroy(ex));
+  remove_dir(dir);
+}
+
+#ifndef STALL_TEST_OLD_API
+/* stall_timeout: negative is refused; 1 s finds a stopped worker (and destroy ends) sooner. */
+static void test_options(void) {
+  mpx_executor *ex;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                   .workers = 1, .stall_timeout = -1}),
+           MPX_EINVAL);
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                   .workers = 1, .stall_timeout = 1.0}));
+  uint64_t x = 1;
+  mpx_future *f = submit(ex, "twice", &x, sizeof x, NULL);
+  check_twice(f, 1, 30);
+  mpx_future_release(f);
+  int pids[4];
+  CHECK(workers_now(pids, 4) == 1);
+  CHECK(kill(pids[0], SIGSTOP) == 0);
+  /* its one task waits until the stopped worker is found stalled and replaced */
+  double t0 = check_now();
+  f = submit(ex, "twice", &x, sizeof x, &(mpx_submit_opts){.retries = 1});
+  check_twice(f, 1, 30);
+  mpx_future_release(f);
+  fprintf(stderr, "   a task queued to a stopped worker (stall_timeout 1) done after %.2f s\n",
+          check_now() - t0);
+  CHECK_OK(mpx_executor_destroy(ex));
+  kill(pids[0], SIGCONT);
+}
+#endif
+
 static const struct {
   const char *name;
   void (*fn)(void);
 } tests[] = {
     {"queued", test_queued}, {"fair", test_fair},   {"sigstop", test_sigstop},
     {"frame", test_frame},   {"pages", test_pages}, {"timed", test_timed},
+    {"shutdown", test_shutdown},
+#ifndef STALL_TEST_OLD_API
+    {"options", test_options},
+#endif
 };
 
 int main(int argc, char **argv) {
