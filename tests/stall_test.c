@@ -156,8 +156,9 @@ static void check_twice(mpx_future *f, uint64_t x, double timeout) {
 
 static mpx_executor *make(int workers, int retries) {
   mpx_executor *ex;
-  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
-                                                   .workers = workers, .retries = retries}));
+  CHECK_OK(mpx_executor_create(
+      &ex,
+      &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = workers, .retries = retries}));
   /* warm up: the dispatcher measures task times and opens wide windows */
   enum { WARM = 4000 };
   static mpx_future *fs[WARM];
@@ -503,11 +504,12 @@ static void test_shutdown(void) {
 /* stall_timeout: negative is refused; 1 s finds a stopped worker (and destroy ends) sooner. */
 static void test_options(void) {
   mpx_executor *ex;
-  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
-                                                   .workers = 1, .stall_timeout = -1}),
-           MPX_EINVAL);
-  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
-                                                   .workers = 1, .stall_timeout = 1.0}));
+  CHECK_RC(
+      mpx_executor_create(
+          &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = -1}),
+      MPX_EINVAL);
+  CHECK_OK(mpx_executor_create(
+      &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = 1.0}));
   uint64_t x = 1;
   mpx_future *f = submit(ex, "twice", &x, sizeof x, NULL);
   check_twice(f, 1, 30);
@@ -531,8 +533,8 @@ static const struct {
   const char *name;
   void (*fn)(void);
 } tests[] = {
-    {"queued", test_queued}, {"fair", test_fair},   {"sigstop", test_sigstop},
-    {"frame", test_frame},   {"pages", test_pages}, {"timed", test_timed},
+    {"queued", test_queued},     {"fair", test_fair},   {"sigstop", test_sigstop},
+    {"frame", test_frame},       {"pages", test_pages}, {"timed", test_timed},
     {"shutdown", test_shutdown},
 #ifndef STALL_TEST_OLD_API
     {"options", test_options},

@@ -100,13 +100,13 @@ typedef struct wslot {
   int pid;
   char host[64];
   /* With a progress page (processes): */
-  mpx__progress *page;  /* NULL: none (MPI): futures count as running once sent */
-  uint64_t seq;         /* tasks sent to the current process: their claim-ring index */
-  uint64_t beat;        /* the heartbeat last seen, and when it changed */
+  mpx__progress *page; /* NULL: none (MPI): futures count as running once sent */
+  uint64_t seq;        /* tasks sent to the current process: their claim-ring index */
+  uint64_t beat;       /* the heartbeat last seen, and when it changed */
   double beat_at;
-  bool stalled;         /* killed for a heartbeat that stopped */
+  bool stalled;          /* killed for a heartbeat that stopped */
   uint64_t timed_out_id; /* killed for this task's time limit */
-  uint64_t run_id;      /* the running word last seen, and when it was first seen */
+  uint64_t run_id;       /* the running word last seen, and when it was first seen */
   double run_seen;
 } wslot;
 
@@ -121,8 +121,8 @@ typedef struct disp {
   fifo pending;
   fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
   bool stopping, closed, exited, joined;
-  bool cancel_sent;      /* shutdown(cancel_futures): cancel what windows hold unstarted */
-  bool timed_seen;       /* a task with a time limit was sent: check limits often */
+  bool cancel_sent; /* shutdown(cancel_futures): cancel what windows hold unstarted */
+  bool timed_seen;  /* a task with a time limit was sent: check limits often */
   double swept_at, limits_at;
   wslot *w;
   int n;
@@ -226,8 +226,7 @@ static void send_batch(disp *d, int i, size_t k) {
   }
   /* never sent: their claim words are free again (relaxed: the worker never sees them) */
   for (size_t j = 0; w->page && j < k; j++)
-    atomic_store_explicit(&w->page->claim[(w->seq + j) % MPX__CLAIM_RING], 0,
-                          memory_order_relaxed);
+    atomic_store_explicit(&w->page->claim[(w->seq + j) % MPX__CLAIM_RING], 0, memory_order_relaxed);
   /* The batch could not be packed or sent (a limit the submit checks did not cover, such as a
    * map chunk of more items than the codec takes, or no memory): fail these k tasks, not the
    * worker, which got nothing. */
@@ -460,9 +459,8 @@ static bool take_back(mpx_future *f, uint64_t *v) {
       (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed);
   *v = (uint64_t)(uintptr_t)f;
   /* acq_rel: as the worker's and a canceller's CAS on the same word (progress.h) */
-  return word && atomic_compare_exchange_strong_explicit(word, v, MPX__CLAIM_TAKEN,
-                                                         memory_order_acq_rel,
-                                                         memory_order_acquire);
+  return word && atomic_compare_exchange_strong_explicit(
+                     word, v, MPX__CLAIM_TAKEN, memory_order_acq_rel, memory_order_acquire);
 }
 
 /* Charge one lost attempt to f: re-queue it while its retries last, else fail it. */
@@ -559,8 +557,10 @@ static void sweep(disp *d) {
     while (f) {
       mpx_future *next = f->next;
       if (mpx__future_state(f) == MPX_CANCELLED) {
-        if (prev) prev->next = next;
-        else w->inflight.head = next;
+        if (prev)
+          prev->next = next;
+        else
+          w->inflight.head = next;
         if (w->inflight.tail == f) w->inflight.tail = prev;
         w->inflight.n--;
         f->next = NULL;
@@ -583,8 +583,10 @@ static size_t take_window(disp *d, int i, bool cancel, fifo *out) {
     mpx_future *next = f->next;
     uint64_t v;
     if (take_back(f, &v)) {
-      if (prev) prev->next = next;
-      else w->inflight.head = next;
+      if (prev)
+        prev->next = next;
+      else
+        w->inflight.head = next;
       if (w->inflight.tail == f) w->inflight.tail = prev;
       w->inflight.n--;
       f->next = NULL;
@@ -740,8 +742,8 @@ static void fail_windows(disp *d, int code) {
     while ((f = fifo_pop(&d->w[i].inflight))) {
       uint64_t v;
       if (!d->w[i].page || take_back(f, &v) || v != MPX__CLAIM_TAKEN)
-        mpx__future_fail(f, code, mpx__strdupf("task '%s' was lost: the transport failed",
-                                               f->task->name));
+        mpx__future_fail(f, code,
+                         mpx__strdupf("task '%s' was lost: the transport failed", f->task->name));
       mpx__future_drop(f); /* a future a user cancelled is CANCELLED already */
     }
   }

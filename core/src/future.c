@@ -527,7 +527,7 @@ static int user_state(const mpx_future *f) {
   _Atomic uint64_t *w = claim_word((mpx_future *)f);
   /* relaxed: a hint, as Python's running() is; the worker's claim happened or not */
   return w && atomic_load_explicit(w, memory_order_relaxed) == MPX__CLAIM_STARTED ? MPX_RUNNING
-                                                                                   : MPX_PENDING;
+                                                                                  : MPX_PENDING;
 }
 
 int mpx_future_state_get(const mpx_future *f) {

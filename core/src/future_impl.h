@@ -54,8 +54,8 @@ struct mpx_future {
   struct mpx__cb *cbs;    /* guarded by the future's stripe lock */
   struct mpx_future *next; /* link for whichever queue holds the future */
   union {
-    void *owner;               /* map chunk futures (MPX__F_CHUNK): their mpx__map_chunk */
-    _Atomic(uintptr_t) claim;  /* other futures while SENT: their claim word (progress.h) */
+    void *owner;              /* map chunk futures (MPX__F_CHUNK): their mpx__map_chunk */
+    _Atomic(uintptr_t) claim; /* other futures while SENT: their claim word (progress.h) */
   };
   int16_t retries;        /* message transports: runs left after a lost worker; -1 executor's */
   int16_t worker;         /* message transports: worker holding it, -1 none */

@@ -37,9 +37,9 @@
 /* Claim words per page: at least the largest window (dispatch.c's WINDOW_MAX tasks per worker
  * slot; process workers have one slot) times two, so that a slot is normally free again long
  * before it comes round. */
-#define MPX__CLAIM_RING 4096
+#define MPX__CLAIM_RING    4096
 #define MPX__CLAIM_STARTED ((uint64_t)1)
-#define MPX__CLAIM_TAKEN ((uint64_t)2)
+#define MPX__CLAIM_TAKEN   ((uint64_t)2)
 /* Heartbeat period of a worker, milliseconds. */
 #define MPX__BEAT_MS 50
 

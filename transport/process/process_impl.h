@@ -25,12 +25,12 @@
  * that worker's own page. In the page:
  *  - a heartbeat, bumped every MPX__BEAT_MS by a thread in the worker; the dispatcher kills a
  *    worker whose beat stops for stall_timeout (stopped, or the whole process hung);
- *  - running: serving stores each task's call id there as it starts; the worker clears running once the batch's results are packed, before it sends them
- *    (so the word never outlives the call ids it names). The loss event carries what a dead worker
- *    left there, so the dispatcher charges a retry to that task only: a death outside serving a
- *    batch charges nothing, one while serving charges exactly one task, so a task that kills
- *    every worker it runs on still runs out of retries. The dispatcher also times a task with a
- *    limit from when it first sees it there;
+ *  - running: serving stores each task's call id there as it starts; the worker clears running once
+ * the batch's results are packed, before it sends them (so the word never outlives the call ids it
+ * names). The loss event carries what a dead worker left there, so the dispatcher charges a retry
+ * to that task only: a death outside serving a batch charges nothing, one while serving charges
+ * exactly one task, so a task that kills every worker it runs on still runs out of retries. The
+ * dispatcher also times a task with a limit from when it first sees it there;
  *  - the claim ring: the dispatcher writes each task's call id before sending it, the worker
  *    claims it before running it and skips it if this process (a cancel, a take-back for an idle
  *    worker) claimed it first.
