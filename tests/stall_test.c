@@ -445,6 +445,24 @@ static void test_pages(void) {
   CHECK_OK(mpx_future_exception(victim, 20, &code, &msg));
   CHECK(code == MPX_EWORKER_LOST);
   mpx_future_release(victim);
+  /* a task that zeroes its own page with tasks queued behind it strands none of them: the worker
+   * sees the page is corrupt and exits, what it had not started runs elsewhere */
+  watch("tasks queued behind a task that zeroes its own page", 60);
+  for (int round = 0; round < 3; round++) {
+    s = submit(ex, "scribble", NULL, 0, NULL);
+    enum { N = 500 };
+    static mpx_future *fs[N];
+    for (uint64_t i = 0; i < N; i++) fs[i] = submit(ex, "twice", &i, sizeof i, NULL);
+    for (uint64_t i = 0; i < N; i++) {
+      check_twice(fs[i], i, 30);
+      mpx_future_release(fs[i]);
+    }
+    CHECK_OK(mpx_future_exception(s, 30, &code, &msg)); /* done: ran, or lost with its worker */
+    if (code) fprintf(stderr, "   scribble: %s: %s\n", mpx_err_name(code), msg);
+    CHECK(code == MPX_OK || code == MPX_EWORKER_LOST);
+    mpx_future_release(s);
+  }
+  watch(NULL, 0);
   CHECK_OK(mpx_executor_destroy(ex));
   unlink(path);
 }

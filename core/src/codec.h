@@ -151,7 +151,8 @@ typedef struct mpx__worker_id {
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
  * frame header) to `out`; with who->progress, tasks whose claim the worker lost are skipped and
- * have no Result (the Batch may then be empty: zero bytes). A task that fails, an unknown task id
+ * have no Result (the Batch may then be empty: zero bytes); MPX_EPROTO if the page
+ * shows it was overwritten (a claim word that reads 0 or STARTED before the worker reached it). A task that fails, an unknown task id
  * (MPX_ENOTASK), a chunk item whose result is not result_size bytes (MPX_ESIZE), a result over
  * max_payload or a chunk of more than max_items items (MPX_ETOOBIG) or a malformed chunk
  * (MPX_EPROTO) becomes a Result with an Error (code, message, pid, host, rank, and for chunks the

@@ -50,12 +50,18 @@ typedef struct mpx__progress {
   _Atomic uint64_t claim[MPX__CLAIM_RING];
 } mpx__progress;
 
-/* The worker's side: claim task number `seq` with call id `id` before running it. */
+/* The worker's side: claim task number `seq` with call id `id` before running it. 1: run it;
+ * 0: the parent has it (TAKEN, or the word was reused for a later task after a take-back): skip
+ * it; -1: the word holds 0 or STARTED, which the protocol never leaves in a word the worker has
+ * not reached yet: the page was overwritten (by a task of this worker), and the worker can no
+ * longer tell what it may run. */
 static inline int mpx__claim_start(mpx__progress *p, uint64_t seq, uint64_t id) {
-  uint64_t want = id;
-  return atomic_compare_exchange_strong_explicit(&p->claim[seq % MPX__CLAIM_RING], &want,
-                                                 MPX__CLAIM_STARTED, memory_order_acq_rel,
-                                                 memory_order_acquire);
+  uint64_t seen = id;
+  if (atomic_compare_exchange_strong_explicit(&p->claim[seq % MPX__CLAIM_RING], &seen,
+                                              MPX__CLAIM_STARTED, memory_order_acq_rel,
+                                              memory_order_acquire))
+    return 1;
+  return seen == MPX__CLAIM_TAKEN || seen > MPX__CLAIM_TAKEN ? 0 : -1;
 }
 
 #endif

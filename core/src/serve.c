@@ -201,7 +201,18 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     s->owned = NULL;
     s->msg = NULL;
     if (pg) {
-      if (!mpx__claim_start(pg, (*who->seq)++, t->call_id)) continue; /* the parent has it */
+      int claim = mpx__claim_start(pg, (*who->seq)++, t->call_id);
+      if (claim < 0) {
+        /* A corrupt page: stop. The task run just before is the likely culprit: name it as the
+         * one running, so that the worker's loss charges it (and not the tasks after it, which
+         * go back to the queue uncharged); relaxed as every store of `running`. */
+        atomic_store_explicit(&pg->running, done ? in->tasks[done - 1]->call_id : 0,
+                              memory_order_relaxed);
+        rc = MPX_EPROTO;
+        done++;
+        break;
+      }
+      if (!claim) continue; /* the parent has it */
       atomic_store_explicit(&pg->running, t->call_id, memory_order_relaxed);
     }
     ptrs[m++] = &s->r;

@@ -16,8 +16,9 @@
  * its call id there; the worker clears `running` once the batch's results are
  * packed, before it sends them. The heartbeat thread bumps the page's counter every MPX__BEAT_MS
  * (relaxed: the dispatcher only compares it with its last value). EOF on the socket
- * (the parent is gone) exits 0; a frame over the limit, a malformed batch or running out of
- * memory exit with a distinct status (64-68) that the transport reports as the loss's detail.
+ * (the parent is gone) exits 0; a frame over the limit, a malformed batch, running out of memory
+ * or a progress page a task overwrote exit with a distinct status (64-70) that the transport
+ * reports as the loss's detail.
  * Every exit flushes stdio and skips the program's atexit handlers.
  *
  * Locking: none; apart from the heartbeat thread, which touches nothing but its counter, the
@@ -189,7 +190,9 @@ void mpx__worker_main(int fd) {
     rc = mpx__serve_batch(in, &who, &lim, &out);
     done += (long)in->n_tasks;
     mpx__batch_free(in);
-    if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
+    /* out of memory (68), or a progress page that a task overwrote (70): the dispatcher re-runs
+     * or fails the batch */
+    if (rc) worker_exit(rc == MPX_EPROTO ? 70 : 68);
     /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
      * before the send, so that once the results are out the word never names a call id that may be
      * reused for a later task. relaxed: the dispatcher reads it after this process is reaped, or
