@@ -29,11 +29,12 @@ static const struct {
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
-  fprintf(to, "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
-              "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS]\n"
-              "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
-              "                 [--json]\n"
-              "workloads:\n");
+  fprintf(to,
+          "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
+          "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS]\n"
+          "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
+          "                 [--json]\n"
+          "workloads:\n");
   for (int i = 0; i < NWORKLOADS; i++)
     fprintf(to, "  %-9s %s (default N %ld)\n", workloads[i].name, workloads[i].what,
             workloads[i].default_tasks);

@@ -322,8 +322,9 @@ static void feed(disp *d, int i, size_t share) {
 /* Fail what send_batch could not send (after d->lock is released: callbacks run). */
 static void fail_unsent(disp *d) {
   for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
-    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
-                                               f->task->name, f->worker, mpx_strerror(f->error)));
+    mpx__future_fail(f, f->error,
+                     mpx__strdupf("task '%s' could not be sent to worker %d: %s", f->task->name,
+                                  f->worker, mpx_strerror(f->error)));
     mpx__future_drop(f);
   }
 }
