@@ -57,6 +57,9 @@
  * destroys the executor is deferred to a reaper thread that joins this one (executor.c), so
  * nothing here runs after disp_free, and shutdown(wait) from it does not join itself.
  *
+ * The code for workers with a page, and the time-limit and stall checks, is in dispatch_pages.c;
+ * the state both files share is in dispatch_impl.h.
+ *
  * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows and every wslot are
  * the dispatcher thread's alone. Claim words are shared with workers and cancelling threads:
  * orderings are given where they are used (see also progress.h). */
@@ -66,6 +69,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "dispatch_impl.h"
 #include "future_impl.h"
 #include "os/log.h"
 #include "progress.h"
@@ -73,87 +77,9 @@
 #include "link.h"
 #include "runner.h"
 
-enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
-_Static_assert(MPX__CLAIM_RING >= 2 * WINDOW_MAX, "the claim ring must outlast a window");
-/* A worker with a window that has sent no results for this long is busy on a long task (or
- * stalled): it is fed no more, and its tasks not started are taken back for an idle worker. */
-#define SILENT 5e-3
-/* How often windows are swept for futures the user cancelled, and time limits checked. */
-#define SWEEP_EVERY 20e-3
-#define LIMIT_EVERY 10e-3
-
-typedef struct fifo {
-  mpx_future *head, *tail;
-  size_t n;
-} fifo;
-
-typedef struct wslot {
-  fifo inflight;        /* sent, in order; results come back in this order */
-  bool ready;           /* READY received, not lost since */
-  bool dead;            /* initializer failed in a replacement: never used again */
-  bool timed;           /* holds one task with a time limit */
-  bool timed_out;       /* killed for its time limit; the lost event fails that task */
-  double deadline;
-  double busy_since;    /* when its window last became non-empty or it last sent results */
-  long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
-  int slots;            /* tasks it runs at once (READY's slots), >= 1 */
-  int pid;
-  char host[64];
-  /* With a progress page (processes): */
-  mpx__progress *page; /* NULL: none (MPI): futures count as running once sent */
-  uint64_t seq;        /* tasks sent to the current process: their claim-ring index */
-  uint64_t beat;       /* the heartbeat last seen, and when it changed */
-  double beat_at;
-  bool stalled;          /* killed for a heartbeat that stopped */
-  uint64_t timed_out_id; /* killed for this task's time limit */
-  uint64_t run_id;       /* the running word last seen, and when it was first seen */
-  double run_seen;
-} wslot;
-
-typedef struct disp {
-  const mpx__config *cfg;
-  const mpx__link_ops *inner;
-  mpx__link *tp;
-  mpx__limits lim;
-  pthread_t thread;
-  pthread_mutex_t lock;  /* pending, stopping */
-  pthread_cond_t idle;   /* signalled when the dispatcher thread exits */
-  fifo pending;
-  fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
-  bool stopping, closed, exited, joined;
-  bool cancel_sent; /* shutdown(cancel_futures): cancel what windows hold unstarted */
-  bool timed_seen;  /* a task with a time limit was sent: check limits often */
-  double swept_at, limits_at;
-  wslot *w;
-  int n;
-  int next;              /* the worker feed_all serves first: the last one that returned
-                            results (still polling, not yet backed off), so a lone task meets a
-                            warm worker; under load every worker gets its share anyway */
-  double task_avg;       /* seconds per task, EWMA */
-  mpx__wbuf out;
-  Mpx__Task *tasks;      /* scratch for one batch */
-  Mpx__Task **task_ptrs;
-} disp;
-
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static void fifo_push(fifo *q, mpx_future *f) {
-  f->next = NULL;
-  if (q->tail) q->tail->next = f;
-  else q->head = f;
-  q->tail = f;
-  q->n++;
-}
 
-static mpx_future *fifo_pop(fifo *q) {
-  mpx_future *f = q->head;
-  if (!f) return NULL;
-  q->head = f->next;
-  if (!q->head) q->tail = NULL;
-  q->n--;
-  f->next = NULL;
-  return f;
-}
 
 /* Remove the future with call id `id` from q (usually the head). */
 static mpx_future *fifo_take(fifo *q, uint64_t id) {
@@ -170,10 +96,6 @@ static mpx_future *fifo_take(fifo *q, uint64_t id) {
   return NULL;
 }
 
-static double task_timeout(const disp *d, const mpx_future *f) {
-  if (f->timeout < 0) return 0;
-  return f->timeout > 0 ? f->timeout : d->cfg->task_timeout;
-}
 
 static int task_retries(const disp *d, const mpx_future *f) {
   return f->retries >= 0 ? f->retries : d->cfg->retries;
@@ -185,14 +107,6 @@ static void where(const wslot *w, int i, char *buf, size_t n) {
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-/* In-flight tasks a worker with `slots` parallel slots gets: about 1 ms of work per slot. */
-static size_t window(const disp *d, int slots) {
-  double w = d->task_avg <= 0 ? WINDOW_MIN /* nothing measured yet: one task per slot, so that a
-                                                long first task leaves the rest cancellable */
-                              : 1e-3 / d->task_avg;
-  w = w < WINDOW_MIN ? WINDOW_MIN : w > WINDOW_MAX ? WINDOW_MAX : w;
-  return (size_t)w * (size_t)slots;
-}
 
 static void fill_task(Mpx__Task *t, mpx_future *f) {
   mpx__task__init(t);
@@ -247,22 +161,13 @@ static void send_batch(disp *d, int i, size_t k) {
   }
 }
 
-/* A worker with a page whose window has sent nothing for SILENT is busy on a long task or
- * stalled: new tasks wait in pending (cancellable, and free for the next idle worker). */
-static bool silent(const wslot *w, double now) {
-  return w->page && w->inflight.n && now - w->busy_since > SILENT;
-}
 
-static bool has_room(const disp *d, const wslot *w) {
-  return w->ready && !w->dead && !w->timed && !w->stalled && !w->timed_out_id &&
-         w->inflight.n < window(d, w->slots) && !silent(w, mpx__now());
-}
 
 /* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
  * progress page each task's claim word gets its call id before the future becomes SENT (so a
  * cancel that sees SENT finds the id there); a word that still holds an unclaimed id (the worker
  * is a whole ring behind) ends the batch. */
-static void feed(disp *d, int i, size_t share) {
+void mpx__disp_feed(disp *d, int i, size_t share) {
   wslot *w = &d->w[i];
   long max = d->cfg->max_tasks_per_worker;
   size_t room = window(d, w->slots), k = 0;
@@ -320,7 +225,7 @@ static void feed(disp *d, int i, size_t share) {
 }
 
 /* Fail what send_batch could not send (after d->lock is released: callbacks run). */
-static void fail_unsent(disp *d) {
+void mpx__disp_fail_unsent(disp *d) {
   for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
     mpx__future_fail(f, f->error,
                      mpx__strdupf("task '%s' could not be sent to worker %d: %s", f->task->name,
@@ -342,12 +247,12 @@ static void feed_all(disp *d) {
       for (int pass = 0; pass < 2; pass++)
         for (int k = 0; k < d->n && d->pending.n; k++) {
           int i = (d->next + k) % d->n;
-          if ((d->w[i].inflight.n == 0) == (pass == 0)) feed(d, i, share);
+          if ((d->w[i].inflight.n == 0) == (pass == 0)) mpx__disp_feed(d, i, share);
         }
     }
   }
   pthread_mutex_unlock(&d->lock);
-  fail_unsent(d);
+  mpx__disp_fail_unsent(d);
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -442,7 +347,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
 
 /* Put `q` (futures made PENDING again, in order) back at the head of pending, where the gate
  * counts them again. Under d->lock. */
-static void requeue_front(disp *d, fifo *q) {
+void mpx__disp_requeue_front(disp *d, fifo *q) {
   if (!q->n) return;
   q->tail->next = d->pending.head;
   d->pending.head = q->head;
@@ -452,17 +357,6 @@ static void requeue_front(disp *d, fifo *q) {
   *q = (fifo){0};
 }
 
-/* Win back the claim of a SENT future from its worker: true if the worker had not started it
- * (it will skip it). Otherwise *v says who had it: STARTED (the worker) or TAKEN (a user's
- * cancel, which makes the future CANCELLED). */
-static bool take_back(mpx_future *f, uint64_t *v) {
-  _Atomic uint64_t *word =
-      (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed);
-  *v = (uint64_t)(uintptr_t)f;
-  /* acq_rel: as the worker's and a canceller's CAS on the same word (progress.h) */
-  return word && atomic_compare_exchange_strong_explicit(
-                     word, v, MPX__CLAIM_TAKEN, memory_order_acq_rel, memory_order_acquire);
-}
 
 /* Charge one lost attempt to f: re-queue it while its retries last, else fail it. */
 static void charge(disp *d, int i, mpx_future *f, const char *detail, fifo *requeue) {
@@ -506,7 +400,7 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   while ((f = fifo_pop(&w->inflight))) {
     uint64_t id = (uint64_t)(uintptr_t)f, v;
     if (w->page) {
-      if (take_back(f, &v)) { /* never started: not an attempt */
+      if (mpx__disp_take_back(f, &v)) { /* never started: not an attempt */
         if (mpx__future_requeue(f)) {
           f->worker = -1;
           fifo_push(&requeue, f);
@@ -544,153 +438,14 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   }
   /* retried tasks go first, in their original order; the gate counted them out already */
   pthread_mutex_lock(&d->lock);
-  requeue_front(d, &requeue);
+  mpx__disp_requeue_front(d, &requeue);
   pthread_mutex_unlock(&d->lock);
 }
 
-/* Drop from the windows the futures a user cancelled (the worker skips them and never answers
- * for them), so that they do not hold window room or keep shutdown waiting. */
-static void sweep(disp *d) {
-  for (int i = 0; i < d->n; i++) {
-    wslot *w = &d->w[i];
-    if (!w->page) continue;
-    mpx_future *prev = NULL, *f = w->inflight.head;
-    while (f) {
-      mpx_future *next = f->next;
-      if (mpx__future_state(f) == MPX_CANCELLED) {
-        if (prev)
-          prev->next = next;
-        else
-          w->inflight.head = next;
-        if (w->inflight.tail == f) w->inflight.tail = prev;
-        w->inflight.n--;
-        f->next = NULL;
-        mpx__future_drop(f);
-      } else {
-        prev = f;
-      }
-      f = next;
-    }
-  }
-}
 
-/* Take back from worker i's window every task it has not started (all of them when `all`...);
- * `cancel`: cancel them instead of re-queuing. Returns how many were taken. */
-static size_t take_window(disp *d, int i, bool cancel, fifo *out) {
-  wslot *w = &d->w[i];
-  size_t k = 0;
-  mpx_future *prev = NULL, *f = w->inflight.head;
-  while (f) {
-    mpx_future *next = f->next;
-    uint64_t v;
-    if (take_back(f, &v)) {
-      if (prev)
-        prev->next = next;
-      else
-        w->inflight.head = next;
-      if (w->inflight.tail == f) w->inflight.tail = prev;
-      w->inflight.n--;
-      f->next = NULL;
-      k++;
-      if (cancel) {
-        mpx__future_cancel(f);
-        mpx__future_drop(f);
-      } else if (mpx__future_requeue(f)) {
-        f->worker = -1;
-        fifo_push(out, f);
-      } else {
-        mpx__future_drop(f);
-      }
-    } else {
-      prev = f;
-    }
-    f = next;
-  }
-  return k;
-}
 
-/* Fairness: when nothing is pending and a worker is idle, take back the tasks that a silent
- * worker (busy on a long task for SILENT, or stalled) has not started, and give them to the idle
- * workers. */
-static void rebalance(disp *d) {
-  pthread_mutex_lock(&d->lock);
-  bool empty = d->pending.n == 0;
-  pthread_mutex_unlock(&d->lock);
-  if (!empty) return;
-  double now = mpx__now();
-  int idle = 0;
-  for (int i = 0; i < d->n; i++)
-    idle += d->w[i].page && has_room(d, &d->w[i]) && !d->w[i].inflight.n;
-  if (!idle) return;
-  fifo got = {0};
-  for (int i = 0; i < d->n; i++)
-    if (d->w[i].ready && silent(&d->w[i], now)) take_window(d, i, false, &got);
-  if (!got.n) return;
-  size_t n = got.n, share = (n + (size_t)idle - 1) / (size_t)idle;
-  pthread_mutex_lock(&d->lock);
-  requeue_front(d, &got);
-  for (int i = 0; i < d->n && d->pending.n; i++)
-    if (d->w[i].page && !d->w[i].inflight.n) feed(d, i, share);
-  pthread_mutex_unlock(&d->lock);
-  fail_unsent(d);
-  (void)n;
-}
 
-/* Time limits and stalls. Without a page: a timed task is alone on its worker, killed at its
- * deadline from the send. With one: a worker whose heartbeat has not moved for stall_timeout is
- * killed (lose() re-queues what it had not started); and every LIMIT_EVERY the running word of
- * each worker is read: a task is timed from when its id was first seen there (at most
- * LIMIT_EVERY after it started: the worker reads no clock per task), so timed tasks batch like
- * others and the clock starts when the task does. */
-static void check_deadlines(disp *d) {
-  double now = mpx__now();
-  bool limits = d->timed_seen && now - d->limits_at >= LIMIT_EVERY;
-  if (limits) d->limits_at = now;
-  for (int i = 0; i < d->n; i++) {
-    wslot *w = &d->w[i];
-    if (w->timed && !w->timed_out && now >= w->deadline) {
-      w->timed_out = true;
-      d->inner->kill(d->tp, i, true);
-    }
-    if (!w->page || !w->ready || w->stalled || w->timed_out_id) continue;
-    /* relaxed: a counter compared with its last value */
-    uint64_t beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
-    if (beat != w->beat) {
-      w->beat = beat;
-      w->beat_at = now;
-    } else if (now - w->beat_at > d->cfg->stall_timeout) {
-      w->stalled = true;
-      d->inner->kill(d->tp, i, true);
-      continue;
-    }
-    if (!limits) continue;
-    /* relaxed: a hint; an id seen late only starts its clock late */
-    uint64_t id = atomic_load_explicit(&w->page->running, memory_order_relaxed);
-    if (id != w->run_id) {
-      w->run_id = id;
-      w->run_seen = now;
-      continue;
-    }
-    if (!id || !w->inflight.n) continue;
-    mpx_future *f = w->inflight.head;
-    while (f && (uint64_t)(uintptr_t)f != id) f = f->next;
-    double limit = f ? task_timeout(d, f) : 0;
-    if (limit > 0 && now - w->run_seen > limit) {
-      w->timed_out_id = id;
-      d->inner->kill(d->tp, i, true);
-    }
-  }
-}
 
-/* Milliseconds to block in poll: until the nearest deadline, at most 100 ms (LIMIT_EVERY once
- * timed tasks run on workers with a page). */
-static int poll_ms(disp *d) {
-  double wait = d->timed_seen ? LIMIT_EVERY : 0.1, now = mpx__now();
-  for (int i = 0; i < d->n; i++)
-    if (d->w[i].timed && !d->w[i].timed_out && d->w[i].deadline - now < wait)
-      wait = d->w[i].deadline - now;
-  return wait <= 0 ? 0 : (int)(wait * 1000) + 1;
-}
 
 static void handle(disp *d, const mpx__event *ev) {
   if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
@@ -735,41 +490,7 @@ static void send_shutdown(disp *d) {
     if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
 
-/* The transport failed: no result will come. Fail what the windows hold (a future must not stay
- * SENT: its claim word goes away with the transport). */
-static void fail_windows(disp *d, int code) {
-  for (int i = 0; i < d->n; i++) {
-    mpx_future *f;
-    while ((f = fifo_pop(&d->w[i].inflight))) {
-      uint64_t v;
-      if (!d->w[i].page || take_back(f, &v) || v != MPX__CLAIM_TAKEN)
-        mpx__future_fail(f, code,
-                         mpx__strdupf("task '%s' was lost: the transport failed", f->task->name));
-      mpx__future_drop(f); /* a future a user cancelled is CANCELLED already */
-    }
-  }
-}
 
-/* Sweeps, shutdown(cancel_futures) and fairness for workers with a progress page. */
-static void housekeeping(disp *d) {
-  double now = mpx__now();
-  pthread_mutex_lock(&d->lock);
-  bool cancel = d->cancel_sent;
-  pthread_mutex_unlock(&d->lock);
-  if (cancel) {
-    for (int i = 0; i < d->n; i++)
-      if (d->w[i].page) take_window(d, i, true, NULL);
-    pthread_mutex_lock(&d->lock);
-    d->cancel_sent = false;
-    pthread_cond_broadcast(&d->idle);
-    pthread_mutex_unlock(&d->lock);
-  }
-  if (now - d->swept_at >= SWEEP_EVERY) {
-    d->swept_at = now;
-    sweep(d);
-  }
-  rebalance(d);
-}
 
 static void *dispatcher_main(void *arg) {
   disp *d = arg;
@@ -782,17 +503,17 @@ static void *dispatcher_main(void *arg) {
     if (stop && !inflight(d)) break;
     if (!live_workers(d)) fail_pending(d, MPX_EINIT, "cannot run: no worker is left");
     mpx__event ev = {0};
-    int rc = d->inner->poll(d->tp, &ev, poll_ms(d));
+    int rc = d->inner->poll(d->tp, &ev, mpx__disp_poll_ms(d));
     if (rc) {
       fail_pending(d, rc, "cannot run: the transport failed");
-      fail_windows(d, rc);
+      mpx__disp_fail_windows(d, rc);
       break;
     }
     handle(d, &ev);
     /* drain whatever else is ready without blocking */
     while (ev.kind != MPX__EV_NONE && !d->inner->poll(d->tp, &ev, 0)) handle(d, &ev);
-    check_deadlines(d);
-    housekeeping(d);
+    mpx__disp_check_deadlines(d);
+    mpx__disp_housekeeping(d);
   }
   send_shutdown(d);
   d->inner->stop(d->tp, true);
