@@ -131,6 +131,16 @@ void mpx__frame_put_header(uint8_t hdr[MPX__FRAME_HDR], size_t len);
  * before reading or allocating the body. */
 int mpx__frame_get_header(const uint8_t hdr[MPX__FRAME_HDR], const mpx__limits *lim, size_t *len);
 
+/* ---- what a worker may report ----------------------------------------------------------- */
+
+/* The code the scheduler records for a task failure a worker reported: `code` itself when it is
+ * in the task-failure set (MPX_ETASK, EINVAL, ENOMEM, ENOTASK, ETIMEDOUT, ETOOBIG, EPROTO, ESIZE,
+ * ESYS, EMPI, EPERM, ESTATE, ENOTFOUND, EEXIST, EEOF, ECLOSED, EFULL, EEMPTY, EBROKEN,
+ * EOWNERDEAD, ETOPO: what a task's own code can fail with), else MPX_ETASK. Never MPX_ECANCELLED,
+ * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK or MPX_ENOTBUILT: those
+ * are the scheduler's own verdicts about a future, a worker or the executor, never a task's. */
+int mpx__task_code(int code);
+
 /* ---- the worker side (serve.c) ----------------------------------------------------------- */
 
 /* Who serves: goes into every Error a worker sends. */
@@ -153,7 +163,8 @@ typedef struct mpx__worker_id {
  * and for chunks the failing item's index, with the results before it in data); it is not an
  * error of this call. Should the Results together exceed max_message, the largest are replaced
  * by MPX_ETOOBIG errors until the Batch fits (then, if errors alone do not fit, their messages
- * are shortened). in->results and in->control are ignored (the
+ * are shortened, then dropped: an error result always fits, whatever max_payload is; its code is
+ * mpx__task_code's). in->results and in->control are ignored (the
  * transport handles Control). `who` may be NULL (index -1, this pid, rank -1, host "").
  * Returns 0, or MPX_ENOMEM / MPX_EINVAL / MPX_ETOOBIG (more tasks than max_items) with `out`
  * unchanged. */
