@@ -71,7 +71,15 @@
  * copied to the worker's out-queue and flushed when poll sees POLLOUT; so the
  * dispatcher can never deadlock with a worker that is itself blocked writing a
  * large result. Every frame length read is checked against the limits
- * (mpx__limits_default(cfg->max_payload)) before a byte is allocated.
+ * (mpx__limits_default(cfg->max_payload), max_message lowered to
+ * cfg->max_worker_memory) before a byte is allocated, and the receive buffer
+ * grows only with bytes received; a worker's out-queue may not grow past
+ * max_worker_memory either (the worker is killed: it does not read).
+ *
+ * Trust. A worker runs user code: the transport reports what it sent, and the
+ * dispatcher judges it. Who a worker is (peer) is the pid the transport forked
+ * or the fork server reported and the host name read once here. Failures to
+ * start a worker say what ran out (ran_out: file descriptors, memory).
  *
  * Thread-safety: the ops are called by the dispatcher thread only, except wake
  * (any thread; an eventfd write). The fork server's main socket is shared by
@@ -482,6 +490,7 @@ typedef struct hello {
   int32_t index;
   int64_t max_tasks;
   uint64_t max_payload;
+  uint64_t max_message; /* replies stay under it: the parent's max_worker_memory */
   uint32_t init_id; /* initializer's task id */
   uint32_t has_init;
   uint64_t initargs_len;
@@ -575,6 +584,8 @@ static void worker_main(int fd, pid_t parent) {
   }
   mpx__chan_shrink(&ch, KEEP_BUF);
   mpx__limits lim = mpx__limits_default(h.max_payload);
+  if (h.max_message && h.max_message < lim.max_message)
+    lim.max_message = (size_t)h.max_message;
   ch.max_frame = lim.max_message;
   char host[64] = "";
   gethostname(host, sizeof host - 1);
@@ -687,6 +698,7 @@ typedef struct pworker {
   int pidfd;    /* direct-fork mode: -1 once reaped */
   mpx__chan ch; /* fd -1 unless LIVE */
   oframe *oq, *oq_tail;
+  size_t oq_bytes; /* queued in oq, at most cfg->max_worker_memory */
   bool replace;  /* start a replacement when it is lost */
   bool readable; /* poll saw input: read before polling again */
   bool exited;   /* wait status known */
@@ -715,6 +727,8 @@ typedef struct proc_tp {
   long spin_ns; /* 0 when CPUs are scarce */
   int progress_fd;            /* memfd shared with the workers, -1: none */
   _Atomic uint64_t *progress; /* its mapping: PROGRESS_WORDS per worker */
+  char host[64];              /* this host's name, read once: workers run here */
+  int spawn_errno;            /* why the last worker could not be started, 0 */
 } proc_tp;
 
 static double now_s(void) { return mpx__now(); }
@@ -726,6 +740,7 @@ static void oq_free(pworker *w) {
     free(f);
   }
   w->oq_tail = NULL;
+  w->oq_bytes = 0;
 }
 
 /* Close the socket of a LIVE worker: it is CLOSED until its exit status
@@ -874,6 +889,10 @@ static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len) {
       return MPX_EWORKER_LOST;
     }
   }
+  if (w->oq && w->oq_bytes + len - sent > tp->cfg->max_worker_memory) {
+    close_worker(tp, i, "did not read its input (more than max_worker_memory queued)");
+    return MPX_EWORKER_LOST;
+  }
   oframe *f = malloc(sizeof *f + len);
   if (!f) {
     close_worker(tp, i, "could not be sent to (out of memory)");
@@ -889,6 +908,7 @@ static int send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len) {
   else
     w->oq = f;
   w->oq_tail = f;
+  w->oq_bytes += len;
   return MPX_OK;
 }
 
@@ -907,6 +927,7 @@ static void flush(proc_tp *tp, int i) {
     w->oq = f->next;
     if (!w->oq)
       w->oq_tail = NULL;
+    w->oq_bytes -= f->len;
     free(f);
   }
 }
@@ -926,6 +947,16 @@ static void pt_wake(mpx_transport *self) {
   uint64_t one = 1;
   ssize_t r = write(tp->wake_fd, &one, sizeof one);
   (void)r; /* EAGAIN: the counter is already non-zero, a wake is due anyway */
+}
+
+/* Who worker i is: the pid we forked or the fork server reported, this host. */
+static int pt_peer(mpx_transport *self, int worker, mpx__peer *out) {
+  proc_tp *tp = (proc_tp *)self;
+  if (worker < 0 || worker >= tp->n)
+    return MPX_EINVAL;
+  *out = (mpx__peer){.pid = (int)tp->w[worker].pid, .rank = -1, .slots = 1};
+  snprintf(out->host, sizeof out->host, "%s", tp->host);
+  return MPX_OK;
 }
 
 static int pt_kill(mpx_transport *self, int worker, bool replace) {
@@ -1248,6 +1279,7 @@ static int make_hello(proc_tp *tp) {
   h.magic = HELLO_MAGIC;
   h.max_tasks = cfg->max_tasks_per_worker;
   h.max_payload = cfg->max_payload;
+  h.max_message = tp->lim.max_message;
   h.has_init = cfg->initializer != NULL;
   h.init_id = cfg->initializer ? cfg->initializer->id : 0;
   h.initargs_len = cfg->initargs_len;
@@ -1288,6 +1320,10 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   tp->cfg = cfg;
   tp->n = cfg->workers;
   tp->lim = mpx__limits_default(cfg->max_payload);
+  if (cfg->max_worker_memory && tp->lim.max_message > cfg->max_worker_memory)
+    tp->lim.max_message = cfg->max_worker_memory; /* a larger frame is refused unread */
+  if (gethostname(tp->host, sizeof tp->host - 1))
+    snprintf(tp->host, sizeof tp->host, "?");
   tp->fs = -1;
   tp->progress_fd = -1;
   tp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1427,6 +1463,7 @@ const mpx_transport_ops mpx__process_transport = {
     .send = pt_send,
     .poll = pt_poll,
     .kill = pt_kill,
+    .peer = pt_peer,
     .wake = pt_wake,
     .stop = pt_stop,
     .destroy = pt_destroy,

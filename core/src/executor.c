@@ -100,10 +100,25 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
   c->threads_per_rank = o->threads_per_rank;
+  if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||
+                               o->max_worker_memory < c->max_payload + ((size_t)64 << 10))) {
+    mpx__set_errmsg("max_worker_memory (%zu) must be at least max_payload (%zu) + 64 KiB",
+                    o->max_worker_memory, c->max_payload);
+    return MPX_EINVAL;
+  }
+  c->max_worker_memory = o->max_worker_memory; /* 0: resolved below, after configure */
   c->workers = c->workers_opt = o->workers;
   /* a transport may set its own worker count (MPI: ranks) or refuse options */
   if (c->inner && c->inner->configure && (rc = c->inner->configure(c))) return rc;
   if (!c->workers) c->workers = info.default_workers;
+  if (c->backend != MPX_BACKEND_PROCESSES) {
+    c->max_worker_memory = 0; /* MPI receives each message whole, at its announced size */
+  } else if (!c->max_worker_memory) { /* max_payload + 64 MiB, never past a whole message */
+    mpx__limits lim = mpx__limits_default(c->max_payload);
+    size_t extra = (size_t)64 << 20;
+    c->max_worker_memory =
+        lim.max_payload > lim.max_message - extra ? lim.max_message : lim.max_payload + extra;
+  }
   c->binding = o->binding;
   c->places = calloc((size_t)c->workers, sizeof *c->places);
   if (!c->places) return MPX_ENOMEM;

@@ -44,6 +44,9 @@ typedef struct mpx__config {
                                     briefly, so that it does not take their cores */
   const void *mpi_comm;          /* MPI: the session (mpi_impl.h) to run on; NULL: mpx_init's */
   int workers_opt;               /* options.workers as given (0: default), for configure/start */
+  size_t max_worker_memory;      /* processes: bytes the parent holds for one worker at most (its
+                                    receive buffer, its out-queue), never 0 once resolved; a frame
+                                    over it is refused before it is read. 0 for other backends */
 } mpx__config;
 
 typedef struct mpx_transport mpx_transport;
@@ -52,7 +55,8 @@ typedef struct mpx_transport mpx_transport;
 typedef enum mpx__event_kind {
   MPX__EV_NONE = 0,
   MPX__EV_MESSAGE,      /* a packed mpx.Batch from `worker` (results or control); data/len.
-                           A worker's first message is its Control READY. */
+                           A worker's first message is its Control READY. Untrusted: the
+                           dispatcher checks it (see dispatch.c, 'Trust'). */
   MPX__EV_WORKER_LOST,  /* `worker` died or exited; `detail` says how (pid and signal, exit
                            status, rank). A replacement, if any, announces itself with READY. */
 } mpx__event_kind;
@@ -70,6 +74,16 @@ typedef struct mpx__event {
   bool running_known;
   uint64_t running;
 } mpx__event;
+
+/* Who a message transport's worker is, from the transport's own knowledge (the pid it forked or
+ * the fork server reported, the rank it sends to, a host name it looked up itself, the threads
+ * it started the worker with), never from anything the worker sent: a worker runs user code. */
+typedef struct mpx__peer {
+  int pid;       /* process id, 0 when not known (MPI ranks) */
+  int rank;      /* MPI rank, -1 for a process worker */
+  int slots;     /* tasks it runs at once, >= 1 */
+  char host[64]; /* "" when not known */
+} mpx__peer;
 
 typedef struct mpx_transport_ops {
   const char *name; /* "threads", "processes", "mpi" */
@@ -122,6 +136,10 @@ typedef struct mpx_transport_ops {
    * computed yet. Sets workers (and slots, no_kill) for this transport, may lower max_payload, or
    * refuses options it cannot honour (a code and mpx__set_errmsg). */
   int (*configure)(mpx__config *cfg);
+
+  /* Message transports: fill *out for the current process of `worker` (the dispatcher calls it
+   * when it accepts that process's READY, its first message). Dispatcher thread only. */
+  int (*peer)(mpx_transport *self, int worker, mpx__peer *out);
 } mpx_transport_ops;
 
 extern const mpx_transport_ops mpx__thread_transport;
