@@ -216,12 +216,18 @@ static int msg_recv(int sock, fs_msg *m, int *fd, int flags) {
       else
         close(got);
     }
-  if (r != (ssize_t)sizeof *m || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+  if (r != (ssize_t)sizeof *m || (h.msg_flags & MSG_TRUNC)) {
     if (*fd >= 0)
       close(*fd);
     *fd = -1;
     errno = EPROTO;
     return -1;
+  }
+  if (h.msg_flags & MSG_CTRUNC) { /* the fd sent could not be installed: out of fds. The */
+    if (*fd >= 0)                  /* message itself is whole: 1, *fd = -1, errno = EMFILE */
+      close(*fd);
+    *fd = -1;
+    errno = EMFILE;
   }
   return 1;
 }
@@ -458,12 +464,31 @@ void mpx__procs_finalize(void) {
 int mpx__procs_server_pid(void);
 int mpx__procs_server_pid(void) { return (int)fsrv.pid; }
 
+/* What ran out, for an errno of a failed socketpair/memfd/eventfd/fork/fd
+ * passing: messages name the resource, not just strerror. */
+static const char *ran_out(int e) {
+  switch (e) {
+  case EMFILE:
+    return "out of file descriptors (EMFILE: this process's limit, see ulimit -n)";
+  case ENFILE:
+    return "out of file descriptors (ENFILE: the system's limit)";
+  case ENOMEM:
+    return "out of memory (ENOMEM)";
+  case EAGAIN:
+    return "out of processes or memory (EAGAIN)";
+  default:
+    return strerror(e);
+  }
+}
+
 /* Open a session: the returned socket receives SPAWNED/EXITED for the workers
- * asked through it. -1 if there is no fork server (or it is gone). */
+ * asked through it. -1 if there is no fork server (or it is gone; errno 0) or
+ * the session could not be made (errno). */
 static int fs_session(void) {
   int sv[2] = {-1, -1};
   pthread_mutex_lock(&fsrv.lock);
   int rc = -1;
+  errno = 0;
   if (fsrv.pid > 0 && fsrv.sock >= 0 &&
       !socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
     fs_msg m = {.op = FS_SESSION};
@@ -825,8 +850,10 @@ static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
 /* Fork a worker directly (no fork server). */
 static int spawn_direct(proc_tp *tp, int i) {
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    tp->spawn_errno = errno;
     return MPX_ESYS;
+  }
   fflush(NULL);
   pid_t parent = getpid();
   pid_t pid = fork();
@@ -847,6 +874,7 @@ static int spawn_direct(proc_tp *tp, int i) {
   }
   close(sv[1]);
   if (pid < 0) {
+    tp->spawn_errno = errno;
     close(sv[0]);
     return MPX_ESYS;
   }
@@ -1111,11 +1139,21 @@ static void read_server(proc_tp *tp) {
       attach(tp, m.index, m.pid, fd);
       continue;
     }
+    if (m.op == FS_SPAWNED && fd < 0 && w->state == W_SPAWNING) {
+      /* its socket could not be received (out of fds): end it, the slot stays empty */
+      fs_msg k = {.op = FS_KILL, .index = m.index, .pid = m.pid, .status = SIGKILL};
+      msg_send(tp->fs, &k, -1);
+      tp->spawn_errno = EMFILE;
+      fprintf(stderr, "mpx: could not start worker %d: %s\n", m.index, ran_out(EMFILE));
+      w->state = W_NONE;
+      continue;
+    }
     if (fd >= 0)
       close(fd);
     if (m.op == FS_SPAWN_FAILED && w->state == W_SPAWNING) {
       fprintf(stderr, "mpx: the fork server could not start worker %d: %s\n",
-              m.index, strerror(m.status));
+              m.index, ran_out(m.status));
+      tp->spawn_errno = m.status;
       w->state = W_NONE;
     } else if (m.op == FS_EXITED && m.pid == w->pid && w->state >= W_LIVE) {
       w->exited = true;
@@ -1327,6 +1365,7 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   tp->fs = -1;
   tp->progress_fd = -1;
   tp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  int wake_errno = errno;
   tp->w = calloc((size_t)tp->n, sizeof *tp->w);
   for (int i = 0; tp->w && i < tp->n; i++) {
     tp->w[i].pidfd = -1;
@@ -1340,6 +1379,9 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   if (!tp->w || !tp->pfd || !tp->pfd_w || !tp->pfd_kind || tp->wake_fd < 0 ||
       make_hello(tp)) {
     int rc = tp->wake_fd < 0 ? MPX_ESYS : MPX_ENOMEM;
+    if (tp->wake_fd < 0)
+      mpx__set_errmsg("could not create the executor's wake-up eventfd: %s",
+                      ran_out(wake_errno));
     pt_destroy((mpx_transport *)tp);
     return rc;
   }
@@ -1351,24 +1393,35 @@ static int pt_start(mpx_transport **out, const mpx__config *cfg) {
   tp->spin_ns = cpus > (long)tp->n + 2 ? SPIN_NS : 0;
   ((hello *)(void *)tp->hello)->spin_ns = tp->spin_ns;
   tp->fs = fs_session();
-  int rc = MPX_OK;
+  if (tp->fs < 0 && errno) {
+    mpx__set_errmsg("could not open a session with the fork server: %s",
+                    ran_out(errno));
+    pt_destroy((mpx_transport *)tp);
+    return MPX_ESYS;
+  }
+  int rc = MPX_OK, failed = -1;
+  const char *why = NULL;
   for (int i = 0; i < tp->n && !rc; i++) {
-    rc = spawn(tp, i);
+    failed = i;
+    if ((rc = spawn(tp, i)) && !tp->spawn_errno)
+      tp->spawn_errno = errno;
     while (!rc && tp->w[i].state == W_SPAWNING) {
       struct pollfd p = {.fd = tp->fs, .events = POLLIN};
       if (poll(&p, 1, 10000) <= 0)
-        rc = MPX_ESYS;
+        rc = MPX_ESYS, why = "the fork server did not answer within 10 s";
       else
         read_server(tp);
       if (tp->fs < 0)
-        rc = MPX_ESYS;
+        rc = MPX_ESYS, why = "the fork server is gone";
     }
     if (!rc && tp->w[i].state == W_NONE)
       rc = MPX_ESYS;
   }
   if (rc) {
-    mpx__set_errmsg("could not start the worker processes (%s)",
-                    strerror(errno));
+    mpx__set_errmsg("could not start worker %d of %d: %s", failed, tp->n,
+                    why                ? why
+                    : tp->spawn_errno ? ran_out(tp->spawn_errno)
+                                      : "unknown reason");
     pt_stop((mpx_transport *)tp, true);
     pt_destroy((mpx_transport *)tp);
     return rc;
