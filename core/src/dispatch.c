@@ -325,12 +325,13 @@ static void violate(disp *d, int i, const char *fmt, ...) {
   va_end(ap);
   char who[160];
   where(w, i, who, sizeof who);
-  snprintf(w->why, sizeof w->why, "%s %s and was killed", who, what);
+  if (w->rank >= 0) snprintf(w->why, sizeof w->why, "rank %d %s and was killed", w->rank, what);
+  else snprintf(w->why, sizeof w->why, "pid %d %s and was killed", w->pid, what);
   w->ready = false;
   w->killed = true;
   if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
-  snprintf(w->why, sizeof w->why, "%s %s and was retired", who, what);
-  fprintf(stderr, "mpx: %s\n", w->why);
+  snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
+  fprintf(stderr, "mpx: %s %s and is not used any more\n", who, what);
   w->dead = true;
   mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
   ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
@@ -478,7 +479,8 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
       fifo_push(&requeue, f);
     } else {
       mpx__future_fail(f, MPX_EWORKER_LOST,
-                       mpx__strdupf("task '%s' was lost with %s: %s", f->task->name, who, detail));
+                       mpx__strdupf("task '%s' was lost with worker %d on %s: %s", f->task->name,
+                                    i, w->host[0] ? w->host : "?", detail));
       mpx__future_drop(f);
     }
   }
