@@ -14,6 +14,7 @@
  *    address space does not grow by the claim), and one over max_worker_memory is refused unread;
  *  - max_payload 16: failing tasks and oversized results come back as error results, and the
  *    worker (its pid) stays;
+ *  - max_worker_memory: refused below max_payload + 64 KiB; replies are trimmed to fit it;
  *  - fd exhaustion: creating an executor under a low RLIMIT_NOFILE fails with a message that says
  *    file descriptors ran out.
  * Tasks find their worker's socket by scanning their fds (the one stream socket a worker has) and
@@ -417,6 +418,56 @@ static void test_huge_header(void) {
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
+/* max_worker_memory: refused below max_payload + 64 KiB; a reply of several large results is
+ * trimmed to fit it (the largest become MPX_ETOOBIG), and the worker stays. */
+static int result_n(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)len;
+  uint64_t n;
+  memcpy(&n, arg, sizeof n);
+  void *p;
+  int rc = mpx_buf_reserve(out, n, &p);
+  if (rc) return rc;
+  memset(p, 1, n);
+  return 0;
+}
+MPX_TASK(result_n)
+
+static void test_budget(void) {
+  mpx_executor *ex = (mpx_executor *)1;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = backend,
+                                                   .workers = 1,
+                                                   .max_payload = 1 << 20,
+                                                   .max_worker_memory = 1 << 20}),
+           MPX_EINVAL);
+  CHECK(ex == NULL);
+  CHECK(strstr(mpx_errmsg(), "max_worker_memory"));
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend,
+                                                   .workers = 1,
+                                                   .max_payload = 1 << 20,
+                                                   .max_worker_memory = (1 << 20) + (256 << 10)}));
+  int32_t pid = worker_pid(ex);
+  warm(ex); /* wide windows: the next tasks share batches */
+  enum { N = 16 };
+  mpx_future *fs[N];
+  uint64_t n = 700 << 10; /* two of them do not fit one reply */
+  for (int i = 0; i < N; i++) fs[i] = submit(ex, "result_n", &n, sizeof n);
+  int ok = 0;
+  for (int i = 0; i < N; i++) {
+    size_t len = 0;
+    int rc = mpx_future_result(fs[i], 120, NULL, &len);
+    CHECK(rc == MPX_OK || rc == MPX_ETOOBIG);
+    if (rc == MPX_OK) {
+      ok++;
+      CHECK(len == n);
+    }
+    mpx_future_release(fs[i]);
+  }
+  fprintf(stderr, "   %d of %d results of %" PRIu64 " KiB came back whole\n", ok, N, n >> 10);
+  CHECK(ok > 0);
+  CHECK(worker_pid(ex) == pid); /* no worker was killed for a large reply */
+  CHECK_OK(mpx_executor_destroy(ex));
+}
+
 static void test_tiny_payload(void) {
   mpx_executor *ex = make(1, 16);
   int32_t pid = worker_pid(ex);
@@ -492,6 +543,7 @@ int main(int argc, char **argv) {
     CASE(test_forged_results);
     CASE(test_huge_header);
     CASE(test_tiny_payload);
+    CASE(test_budget);
     CASE(test_fd_exhaustion);
   }
   CHECK_OK(mpx_finalize());

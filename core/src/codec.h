@@ -143,7 +143,8 @@ int mpx__task_code(int code);
 
 /* ---- the worker side (serve.c) ----------------------------------------------------------- */
 
-/* Who serves: goes into every Error a worker sends. */
+/* Who serves: goes into every Error a worker sends (the scheduler does not trust these fields:
+ * it names workers from the transport's own knowledge, see transport.h's mpx__peer). */
 typedef struct mpx__worker_id {
   int index;        /* worker index (what mpx_task_worker reports), -1 unknown */
   int pid;          /* the worker's process id */

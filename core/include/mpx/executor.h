@@ -75,8 +75,9 @@ typedef struct mpx_options {
                                   worker that announces a larger frame is killed before any of it
                                   is read (its running task is charged); one whose unread input
                                   exceeds it is killed too. Buffers grow with the bytes that
-                                  actually arrive. 0: max_payload + 64 MiB (at most twice
-                                  max_payload); else at least max_payload + 64 KiB */
+                                  actually arrive. 0: max_payload + 64 MiB; else at least
+                                  max_payload + 64 KiB (MPX_EINVAL below). Ignored by the other
+                                  backends (MPI receives each message at its announced size) */
 } mpx_options;
 
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range
