@@ -13,7 +13,7 @@
  *  - a header that claims gigabytes, then stalls: the executor reserves nothing for it (its
  *    address space does not grow by the claim), and one over max_worker_memory is refused unread;
  *  - max_payload 16: failing tasks and oversized results come back as error results, and the
- *    worker (its pid) stays;
+ *    worker (its pid) stays; an initializer's failure still reaches create;
  *  - max_worker_memory: refused below max_payload + 64 KiB; replies are trimmed to fit it;
  *  - fd exhaustion: creating an executor under a low RLIMIT_NOFILE fails with a message that says
  *    file descriptors ran out.
@@ -418,6 +418,25 @@ static void test_huge_header(void) {
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
+static int bad_init(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)arg, (void)len, (void)out;
+  return mpx_task_fail(ctx, MPX_EINVAL, "this initializer fails with a long message");
+}
+MPX_TASK(bad_init)
+
+/* An initializer's failure reaches create whatever max_payload is (READY is cut to fit). */
+static void test_tiny_payload_init(void) {
+  mpx_executor *ex = (mpx_executor *)1;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = backend,
+                                                   .workers = 1,
+                                                   .max_payload = 16,
+                                                   .initializer = "bad_init"}),
+           MPX_EINIT);
+  CHECK(ex == NULL);
+  fprintf(stderr, "   %s\n", mpx_errmsg());
+  CHECK(strstr(mpx_errmsg(), "initializer failed in worker 0"));
+}
+
 /* max_worker_memory: refused below max_payload + 64 KiB; a reply of several large results is
  * trimmed to fit it (the largest become MPX_ETOOBIG), and the worker stays. */
 static int result_n(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
@@ -543,6 +562,7 @@ int main(int argc, char **argv) {
     CASE(test_forged_results);
     CASE(test_huge_header);
     CASE(test_tiny_payload);
+    CASE(test_tiny_payload_init);
     CASE(test_budget);
     CASE(test_fd_exhaustion);
   }

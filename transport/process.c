@@ -655,9 +655,11 @@ static void worker_main(int fd, pid_t parent) {
   Mpx__Batch ready = MPX__BATCH__INIT;
   ready.control = &ctl;
   mpx__wbuf out = {0};
+  char *cut = mpx__control_fit(&ctl, &lim); /* READY fits any max_payload */
   if (mpx__batch_pack(&ready, &lim, &out) ||
       mpx__chan_send(&ch, out.data, out.len))
     worker_exit(0);
+  free(cut);
   free(msg);
   if (rc)
     worker_exit(0); /* the dispatcher reports the initializer's failure */

@@ -172,6 +172,11 @@ typedef struct mpx__worker_id {
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out);
 
+/* Make a Control (a worker's READY) packable under `lim`, whatever max_payload is: an Error
+ * message over max_payload bytes is cut (a heap copy, returned: free it after packing), host
+ * names over it are left out (the scheduler names hosts itself). NULL when nothing was copied. */
+char *mpx__control_fit(Mpx__Control *c, const mpx__limits *lim);
+
 /* Run the worker initializer `initializer_name` once with `initargs` (its result is dropped).
  * NULL or "" name: nothing to run, 0. Unknown name: MPX_ENOTASK; the task fails: MPX_EINIT. On
  * failure *message (if message is not NULL) receives a heap string to free, else NULL. */

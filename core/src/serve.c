@@ -288,6 +288,20 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
   return rc;
 }
 
+char *mpx__control_fit(Mpx__Control *c, const mpx__limits *lim) {
+  if (!c || !lim) return NULL;
+  size_t max = lim->max_payload;
+  if (c->host && strlen(c->host) > max) c->host = (char *)"";
+  Mpx__Error *e = c->error;
+  if (!e) return NULL;
+  if (e->host && strlen(e->host) > max) e->host = (char *)"";
+  if (!e->message || strlen(e->message) <= max) return NULL;
+  char *cut = strdup(e->message);
+  if (cut) clip_to(cut, max + 1);
+  e->message = cut ? cut : (char *)"";
+  return cut;
+}
+
 int mpx__serve_init(const char *initializer_name, const void *initargs, size_t len,
                     const mpx__worker_id *who, char **message) {
   if (message) *message = NULL;
