@@ -66,6 +66,9 @@
  * without its results being sent) and is re-queued uncharged. A death outside
  * serving a batch charges nothing; one while serving charges exactly one task,
  * so a task that kills every worker it runs on still runs out of retries.
+ * When the dispatcher ends a worker (a protocol violation, a time limit), the
+ * word is read at that moment (pt_kill), so the charge goes to the task that
+ * ran when the violation was seen, not to one the worker started afterwards.
  *
  * Flow control. send never blocks: what the socket does not take at once is
  * copied to the worker's out-queue and flushed when poll sees POLLOUT; so the
@@ -733,6 +736,8 @@ typedef struct pworker {
   bool retiring; /* sent the retire mark */
   bool kill_sent;
   bool kill_pending; /* killed while SPAWNING: kill once the pid is known */
+  bool snapped;          /* pt_kill noted what it ran then: the loss reports that */
+  uint64_t snap_running;
   double kill_at;    /* CLOSED without a status: kill at this time */
   char why[112];     /* set when the transport broke the connection */
 } pworker;
@@ -997,6 +1002,11 @@ static int pt_kill(mpx_transport *self, int worker, bool replace) {
   w->replace = replace;
   if (w->state == W_NONE)
     return MPX_OK;
+  if (!w->snapped) { /* the task running when the dispatcher decided, not at the death */
+    w->snapped = true;
+    w->snap_running = atomic_load_explicit(
+        &tp->progress[(size_t)worker * PROGRESS_WORDS], memory_order_relaxed);
+  }
   kill_worker(tp, worker);
   return MPX_OK;
 }
@@ -1043,6 +1053,9 @@ static bool take_lost(proc_tp *tp, mpx__event *ev) {
     ev->running_known = tp->progress_fd >= 0;
     ev->running = atomic_exchange_explicit(
         &tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
+    if (w->snapped)
+      ev->running = w->snap_running;
+    w->snapped = false;
     w->state = W_NONE;
     if (w->pidfd >= 0)
       close(w->pidfd);

@@ -70,7 +70,8 @@ typedef struct mpx__event {
   /* MPX__EV_WORKER_LOST: when `running_known`, the worker published what it served and
    * `running` is the call id of the task it was running, or had run last in a batch whose results
    * it was still packing (0: none); only that task is charged a retry, the rest of its window never
-   * started and goes back to the queue. Otherwise every task it held is charged. */
+   * started and goes back to the queue. Otherwise every task it held is charged. For a worker the
+   * dispatcher ended (kill), `running` is what it ran when kill was called, not at its death. */
   bool running_known;
   uint64_t running;
 } mpx__event;
