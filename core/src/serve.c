@@ -268,6 +268,15 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
         else if (slots[i].r.error) slots[i].e.message = (char *)"";
       rc = mpx__batch_pack(&reply, lim, out);
     }
+    if (rc == MPX_ENOMEM) {
+      /* No memory for the reply as it is: every result becomes a bare MPX_ENOMEM error (or
+       * keeps its own code), which needs a few bytes per task. */
+      for (size_t i = 0; i < n; i++) {
+        if (!slots[i].r.error) slot_fail(&slots[i], who, MPX_ENOMEM, NULL, 0);
+        slots[i].r.data.len = 0;
+      }
+      rc = MPX_ETOOBIG; /* and strip the messages below */
+    }
     if (rc == MPX_ETOOBIG) {
       /* Still too large: codes alone (a failed chunk's partial results go too). */
       for (size_t i = 0; i < n; i++)
