@@ -20,7 +20,7 @@
 
 #include "check.h"
 
-#include "ipc/chan.h"
+#include "os/chan.h"
 #include "mpx.pb-c.h"
 
 static void test_duplex_local(void) {

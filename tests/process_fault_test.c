@@ -36,10 +36,10 @@
 
 #include "check.h"
 #include "codec.h"
-#include "ipc/chan.h"
+#include "os/chan.h"
 
 int mpx__procs_server_pid(
-    void); /* process.c: the fork server's pid, 0 if none */
+    void); /* process/forkserver.c: the fork server's pid, 0 if none */
 
 /* ---- tasks
  * ----------------------------------------------------------------------------------

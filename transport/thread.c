@@ -1,5 +1,5 @@
 /* thread.c: the thread transport. Worker threads of this process run futures directly: pointers
- * pass through, nothing is encoded.
+ * pass through, nothing is encoded. It implements runner.h (the direct contract).
  *
  * Queues: every thread that submits gets its own submission queue (sq) in this executor: a
  * growable array that only it writes and workers steal from, Chase-Lev style without the owner's
@@ -23,7 +23,6 @@
  * many tasks (fresh thread-locals, initializer run again). */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
@@ -34,8 +33,11 @@
 #include <unistd.h>
 
 #include "future_impl.h"
+#include "os/cpu.h"
+#include "os/futex.h"
 #include "task_impl.h"
-#include "transport.h"
+#include "runner.h"
+#include "transports.h"
 
 enum { SQ_FIRST = 1024, STEAL_MAX = 32, SPINS = 256, TL_CACHE = 4 };
 
@@ -252,11 +254,11 @@ static void wake_one(thread_tp *tp) {
   light_barrier(); /* the push is ordered before this read: see the header */
   if (atomic_load_explicit(&tp->sleepers, memory_order_relaxed) > 0) {
     atomic_fetch_add_explicit(&tp->epoch, 1, memory_order_relaxed);
-    syscall(SYS_futex, &tp->epoch, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    mpx__futex_wake_private(&tp->epoch, 1);
   }
 }
 
-static int tp_submit(mpx_transport *self, mpx_future *f) {
+static int tp_submit(mpx__runner *self, mpx_future *f) {
   thread_tp *tp = (thread_tp *)self;
   if (!atomic_load_explicit(&tp->live, memory_order_relaxed))
     return MPX_EINIT; /* every slot died: nothing would run it */
@@ -319,7 +321,7 @@ static mpx_future *idle(slot *s) {
   for (int i = 0; i < SPINS; i++) {
     if ((f = find_work(s))) return f;
     if (atomic_load_explicit(&tp->stopping, memory_order_relaxed)) return NULL;
-    if (i < SPINS / 2) __builtin_ia32_pause();
+    if (i < SPINS / 2) mpx__cpu_relax();
     else sched_yield();
   }
   uint32_t e = atomic_load_explicit(&tp->epoch, memory_order_acquire);
@@ -327,7 +329,7 @@ static mpx_future *idle(slot *s) {
   heavy_barrier(); /* sleepers is visible before we look at the queues: see the header */
   if (!(f = find_work(s)) && queues_empty(tp) && !atomic_load(&tp->stopping)) {
     struct timespec ts = {1, 0}; /* bounded, as a defence in depth */
-    syscall(SYS_futex, &tp->epoch, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, e, &ts, NULL, 0);
+    mpx__futex_wait_private(&tp->epoch, e, &ts);
   }
   atomic_fetch_sub_explicit(&tp->sleepers, 1, memory_order_relaxed);
   return f;
@@ -468,9 +470,9 @@ static void tp_free(thread_tp *tp) {
   free(tp);
 }
 
-static void tp_stop(mpx_transport *self, bool wait);
+static void tp_stop(mpx__runner *self, bool wait);
 
-static int tp_start(mpx_transport **out, const mpx__config *cfg) {
+static int tp_start(mpx__runner **out, const mpx__config *cfg) {
   pthread_once(&mb_once, mb_init);
   thread_tp *tp = aligned_alloc(64, (sizeof *tp + 63) & ~(size_t)63);
   if (!tp) return MPX_ENOMEM;
@@ -498,17 +500,17 @@ static int tp_start(mpx_transport **out, const mpx__config *cfg) {
     tp->n = created; /* join only the threads that exist */
     if (failed) mpx__set_errmsg("%s", tp->init_msg);
     else mpx__set_errmsg("could not start worker thread %d", created);
-    tp_stop((mpx_transport *)tp, true);
+    tp_stop((mpx__runner *)tp, true);
     tp_free(tp);
     return failed ? MPX_EINIT : MPX_ESYS;
   }
-  *out = (mpx_transport *)tp;
+  *out = (mpx__runner *)tp;
   return MPX_OK;
 }
 
 static bool cancel_one(mpx_future *f) { return mpx__future_cancel(f); }
 
-static size_t tp_cancel_queued(mpx_transport *self) {
+static size_t tp_cancel_queued(mpx__runner *self) {
   thread_tp *tp = (thread_tp *)self;
   atomic_store(&tp->cancelling, true); /* also what workers hold in their stolen batches */
   return drain(tp, cancel_one);
@@ -516,7 +518,7 @@ static size_t tp_cancel_queued(mpx_transport *self) {
 
 /* Refuse every later submit: after the heavy barrier every submitter either sees `closed` or has
  * its busy flag visible to us; once those drop, every task that got in is queued. */
-static void tp_close(mpx_transport *self) {
+static void tp_close(mpx__runner *self) {
   thread_tp *tp = (thread_tp *)self;
   if (atomic_exchange(&tp->closed, true)) return;
   heavy_barrier();
@@ -524,12 +526,12 @@ static void tp_close(mpx_transport *self) {
     while (atomic_load_explicit(&q->busy, memory_order_acquire)) sched_yield();
 }
 
-static void tp_stop(mpx_transport *self, bool wait) {
+static void tp_stop(mpx__runner *self, bool wait) {
   thread_tp *tp = (thread_tp *)self;
   tp_close(self);
   atomic_store(&tp->stopping, true);
   atomic_fetch_add(&tp->epoch, 1);
-  syscall(SYS_futex, &tp->epoch, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+  mpx__futex_wake_private(&tp->epoch, INT_MAX);
   if (!wait) return;
   pthread_mutex_lock(&tp->lock);
   bool join = !tp->joined;
@@ -541,14 +543,21 @@ static void tp_stop(mpx_transport *self, bool wait) {
   fail_queued(tp);
 }
 
-static void tp_destroy(mpx_transport *self) { tp_free((thread_tp *)self); }
+static void tp_destroy(mpx__runner *self) { tp_free((thread_tp *)self); }
 
-const mpx_transport_ops mpx__thread_transport = {
-    .name = "threads",
+static const mpx__runner_ops thread_runner = {
     .start = tp_start,
     .submit = tp_submit,
     .close = tp_close,
     .cancel_queued = tp_cancel_queued,
     .stop = tp_stop,
     .destroy = tp_destroy,
+};
+
+/* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone. */
+const mpx__transport mpx__thread_transport = {
+    .name = "threads",
+    .backend = MPX_BACKEND_THREADS,
+    .caps = 0,
+    .runner = &thread_runner,
 };

@@ -144,7 +144,7 @@ int mpx__task_code(int code);
 /* ---- the worker side (serve.c) ----------------------------------------------------------- */
 
 /* Who serves: goes into every Error a worker sends (the scheduler does not trust these fields:
- * it names workers from the transport's own knowledge, see transport.h's mpx__peer). */
+ * it names workers from the transport's own knowledge, see link.h's mpx__peer). */
 typedef struct mpx__worker_id {
   int index;        /* worker index (what mpx_task_worker reports), -1 unknown */
   int pid;          /* the worker's process id */
@@ -152,7 +152,7 @@ typedef struct mpx__worker_id {
   const char *host; /* host name; NULL sends "" */
   /* NULL, or a word in memory the dispatcher's side can read after this process died: serving
    * stores there the call id of each task as it starts, so that a worker's death charges a retry
-   * to the task it was running only (process.c clears it once the results are packed). */
+   * to the task it was running only (process/worker.c clears it once the results are packed). */
   _Atomic uint64_t *running;
 } mpx__worker_id;
 

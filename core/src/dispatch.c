@@ -1,6 +1,8 @@
-/* dispatch.c: the scheduler for message transports (processes, MPI). It presents the direct
- * transport ops to the executor and drives a message transport (cfg->inner) from one dispatcher
- * thread.
+/* dispatch.c: the scheduler for links (link.h: processes, MPI). It is a runner (runner.h) to the
+ * executor and drives the transport's link (cfg->link) from one dispatcher thread; the link's
+ * ops are called on the threads link.h names. The gate (cfg->gate) is changed only through
+ * gate.h: left when a task starts or is cancelled, returned to when a lost worker's tasks are
+ * re-queued.
  *
  * Submitters append futures to one pending FIFO under `lock` and wake the dispatcher. The
  * dispatcher alone owns the per-worker windows: it moves pending futures into batches (one packed
@@ -31,7 +33,7 @@
  *    the rest of its window is re-queued uncharged. Its messages are ignored until the loss;
  *  - codes are restricted to task failures (mpx__task_code: never MPX_ECANCELLED,
  *    MPX_EWORKER_LOST, ...); the worker's text is kept, but pid, rank, host and slots come from
- *    the transport (mpx__peer), never from Control or Error fields;
+ *    the link (its peer op, link.h's mpx__peer), never from Control or Error fields;
  *  - sizes are bounded by d->lim (max_message lowered to cfg->max_worker_memory).
  *
  * Locking: `lock` guards pending and the stop flags; the windows (w[]) belong to the dispatcher
@@ -44,8 +46,10 @@
 
 #include "codec.h"
 #include "future_impl.h"
+#include "os/log.h"
 #include "task_impl.h"
-#include "transport.h"
+#include "link.h"
+#include "runner.h"
 
 enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
 
@@ -75,8 +79,8 @@ typedef struct wslot {
 
 typedef struct disp {
   const mpx__config *cfg;
-  const mpx_transport_ops *inner;
-  mpx_transport *tp;
+  const mpx__link_ops *inner;
+  mpx__link *tp;
   mpx__limits lim;
   pthread_t thread;
   pthread_mutex_t lock;  /* pending, stopping */
@@ -331,7 +335,7 @@ static void violate(disp *d, int i, const char *fmt, ...) {
   w->killed = true;
   if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
   snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
-  fprintf(stderr, "mpx: %s %s and is not used any more\n", who, what);
+  mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
   w->dead = true;
   mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
   ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
@@ -357,7 +361,7 @@ static void on_ready(disp *d, int i, const Mpx__Control *c) {
   w->seq_sent = w->seq_done = 0;
   if (c->error) { /* a replacement's initializer failed: retire the slot */
     char *msg = error_text(d, c->error, i);
-    fprintf(stderr, "mpx: %s; worker %d is not replaced\n", msg ? msg : "initializer failed", i);
+    mpx__log(MPX_LOG_WARN, "%s; worker %d is not replaced", msg ? msg : "initializer failed", i);
     free(msg);
     w->dead = true;
     d->inner->kill(d->tp, i, false);
@@ -458,7 +462,8 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
     detail = why;
   }
   w->ready = w->timed = w->timed_out = w->killed = false;
-  if (d->cfg->no_kill) w->dead = true; /* a rank is never replaced: nothing will say READY */
+  /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
+  if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
   mpx_future *f;
   pthread_mutex_lock(&d->lock);
   fifo requeue = {0};
@@ -490,8 +495,7 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
     d->pending.head = requeue.head;
     if (!d->pending.tail) d->pending.tail = requeue.tail;
     d->pending.n += requeue.n;
-    if (d->cfg->gate)
-      for (size_t k = 0; k < requeue.n; k++) atomic_fetch_add(&d->cfg->gate->count, 1);
+    if (d->cfg->gate) mpx__gate_return(d->cfg->gate, requeue.n);
   }
   pthread_mutex_unlock(&d->lock);
 }
@@ -645,11 +649,11 @@ static void disp_free(disp *d) {
   free(d);
 }
 
-static int disp_start(mpx_transport **out, const mpx__config *cfg) {
+static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   disp *d = calloc(1, sizeof *d);
   if (!d) return MPX_ENOMEM;
   d->cfg = cfg;
-  d->inner = cfg->inner;
+  d->inner = cfg->link;
   d->n = cfg->workers;
   d->lim = mpx__limits_default(cfg->max_payload);
   pthread_mutex_init(&d->lock, NULL);
@@ -676,11 +680,11 @@ static int disp_start(mpx_transport **out, const mpx__config *cfg) {
     disp_free(d);
     return rc;
   }
-  *out = (mpx_transport *)d;
+  *out = (mpx__runner *)d;
   return MPX_OK;
 }
 
-static int disp_submit(mpx_transport *self, mpx_future *f) {
+static int disp_submit(mpx__runner *self, mpx_future *f) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
   if (d->closed) {
@@ -694,14 +698,14 @@ static int disp_submit(mpx_transport *self, mpx_future *f) {
   return MPX_OK;
 }
 
-static void disp_close(mpx_transport *self) {
+static void disp_close(mpx__runner *self) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
   d->closed = true;
   pthread_mutex_unlock(&d->lock);
 }
 
-static size_t disp_cancel_queued(mpx_transport *self) {
+static size_t disp_cancel_queued(mpx__runner *self) {
   disp *d = (disp *)self;
   size_t k = 0;
   pthread_mutex_lock(&d->lock);
@@ -715,7 +719,7 @@ static size_t disp_cancel_queued(mpx_transport *self) {
   return k;
 }
 
-static void disp_stop(mpx_transport *self, bool wait) {
+static void disp_stop(mpx__runner *self, bool wait) {
   disp *d = (disp *)self;
   pthread_mutex_lock(&d->lock);
   d->stopping = d->closed = true;
@@ -729,14 +733,13 @@ static void disp_stop(mpx_transport *self, bool wait) {
   if (join) pthread_join(d->thread, NULL);
 }
 
-static void disp_destroy(mpx_transport *self) {
+static void disp_destroy(mpx__runner *self) {
   disp *d = (disp *)self;
   d->inner->destroy(d->tp);
   disp_free(d);
 }
 
-const mpx_transport_ops mpx__dispatch_transport = {
-    .name = "dispatch",
+const mpx__runner_ops mpx__dispatch_runner = {
     .start = disp_start,
     .submit = disp_submit,
     .close = disp_close,

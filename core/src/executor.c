@@ -1,9 +1,10 @@
 /* executor.c: the public executor: options, submit, map, shutdown, destroy.
  *
  * The executor resolves options (workers and placement from hwloc, the initializer by name, the
- * backend), then hands futures to one transport ops table: the thread transport directly, or the
- * dispatcher (dispatch.c) that batches them onto a process or MPI transport. It never looks at
- * which transport runs.
+ * backend, found in the list of transports: registry.h), then hands futures to one runner
+ * (runner.h): the transport's own when it takes futures (threads), or the dispatcher
+ * (dispatch.c) that batches them onto the transport's link (processes, MPI). It never looks at
+ * which transport runs: what differs is in the transport's capability word (config.h).
  *
  * Shutdown races with submit: `shut` only makes later submits fail fast; the transport's close
  * decides, inside its own queue operations, which racing submit got in (it is run) and which did
@@ -17,12 +18,12 @@
 #include "codec.h"
 #include "future_impl.h"
 #include "mpx/proto.h"
-#include "init.h"
-#include "transport.h"
+#include "registry.h"
+#include "os/log.h"
 
 struct mpx_executor {
-  const mpx_transport_ops *ops;
-  mpx_transport *tp;
+  const mpx__runner_ops *ops;
+  mpx__runner *tp;
   mpx__config cfg;
   mpx__gate gate;
   _Atomic bool shut;
@@ -53,7 +54,8 @@ int mpx__backend_parse(const char *s, mpx_backend *out) {
   return MPX_EINVAL;
 }
 
-/* AUTO -> MPX_BACKEND from the environment, else MPI when this is an MPI job, else threads. */
+/* AUTO -> MPX_BACKEND from the environment, else the transport that claimed the job in mpx_init
+ * (MPI when this is an MPI job), else threads. */
 static int resolve_backend(mpx_backend b, mpx_backend *out) {
   if (b == MPX_BACKEND_AUTO) {
     const char *env = getenv("MPX_BACKEND");
@@ -61,17 +63,10 @@ static int resolve_backend(mpx_backend b, mpx_backend *out) {
       mpx__set_errmsg("MPX_BACKEND=%s is not one of auto, threads, processes, mpi", env);
       return MPX_EINVAL;
     }
-    if (b == MPX_BACKEND_AUTO) b = mpx__mpi_job() ? MPX_BACKEND_MPI : MPX_BACKEND_THREADS;
+    if (b == MPX_BACKEND_AUTO) b = mpx__transport_auto();
   }
   *out = b;
   return MPX_OK;
-}
-
-/* The message transport under the dispatcher, or NULL for threads (a direct transport). */
-static const mpx_transport_ops *inner_ops(mpx_backend b) {
-  if (b == MPX_BACKEND_PROCESSES) return &mpx__process_transport;
-  if (b == MPX_BACKEND_MPI) return &mpx__mpi_transport;
-  return NULL;
 }
 
 static int resolve_options(mpx_executor *ex, const mpx_options *o) {
@@ -84,8 +79,9 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
     return MPX_EINVAL;
   }
   int rc = resolve_backend(o->backend, &c->backend);
-  if (rc) return rc;
-  c->inner = inner_ops(c->backend); /* every backend is built in; NULL for threads */
+  if (rc || (rc = mpx__transport_find(c->backend, &c->transport))) return rc;
+  c->caps = c->transport->caps;
+  c->link = c->transport->link; /* NULL for a runner */
   if (o->initializer && (rc = mpx_task_find(o->initializer, &c->initializer))) {
     mpx__set_errmsg("initializer '%s' is not a registered task", o->initializer);
     return rc;
@@ -106,19 +102,12 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
                     o->max_worker_memory, c->max_payload);
     return MPX_EINVAL;
   }
-  c->max_worker_memory = o->max_worker_memory; /* 0: resolved below, after configure */
+  /* as given: the process link's configure resolves 0, other links clear it; runners ignore it */
+  c->max_worker_memory = c->link ? o->max_worker_memory : 0;
   c->workers = c->workers_opt = o->workers;
   /* a transport may set its own worker count (MPI: ranks) or refuse options */
-  if (c->inner && c->inner->configure && (rc = c->inner->configure(c))) return rc;
+  if (c->link && c->link->configure && (rc = c->link->configure(c))) return rc;
   if (!c->workers) c->workers = info.default_workers;
-  if (c->backend != MPX_BACKEND_PROCESSES) {
-    c->max_worker_memory = 0; /* MPI receives each message whole, at its announced size */
-  } else if (!c->max_worker_memory) { /* max_payload + 64 MiB, never past a whole message */
-    mpx__limits lim = mpx__limits_default(c->max_payload);
-    size_t extra = (size_t)64 << 20;
-    c->max_worker_memory =
-        lim.max_payload > lim.max_message - extra ? lim.max_message : lim.max_payload + extra;
-  }
   c->binding = o->binding;
   c->places = calloc((size_t)c->workers, sizeof *c->places);
   if (!c->places) return MPX_ENOMEM;
@@ -134,17 +123,34 @@ int mpx_executor_create(mpx_executor **out, const mpx_options *opt) {
   return mpx__executor_create_on(out, opt, NULL);
 }
 
-int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, const void *mpi_comm) {
+/* INFO: the backend (and whether AUTO chose it), how many workers and where they are bound. */
+static void log_created(const mpx_executor *ex, mpx_backend asked) {
+  if (MPX_LOG_INFO > atomic_load_explicit(&mpx__log_gate, memory_order_relaxed)) return;
+  const mpx__config *c = &ex->cfg;
+  static const char *const bind[] = {"none", "core", "pu", "numa"};
+  char where[256] = "unbound";
+  size_t k = 0;
+  if (c->binding > MPX_BIND_NONE && c->binding <= MPX_BIND_NUMA)
+    k = (size_t)snprintf(where, sizeof where, "bound per %s to CPUs", bind[c->binding]);
+  for (int i = 0; k && i < c->workers && k < sizeof where; i++)
+    k += (size_t)snprintf(where + k, sizeof where - k, "%s %s", i ? ";" : "",
+                          c->places[i].cpuset[0] ? c->places[i].cpuset : "-");
+  mpx__log(MPX_LOG_INFO, "executor: backend %s%s, %d workers%s, %s", mpx_backend_name(c->backend),
+           asked == MPX_BACKEND_AUTO ? " (chosen by auto)" : "",
+           c->slots > 0 ? c->slots : c->workers,
+           c->backend == MPX_BACKEND_MPI ? " (MPI slots)" : "", where);
+}
+
+int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, void *endpoint) {
   if (!out) return MPX_EINVAL;
   *out = NULL;
   static const mpx_options defaults;
   mpx_executor *ex = calloc(1, sizeof *ex);
   if (!ex) return MPX_ENOMEM;
-  ex->cfg.mpi_comm = mpi_comm;
+  ex->cfg.endpoint = endpoint;
   int rc = resolve_options(ex, opt ? opt : &defaults);
   if (!rc) {
-    ex->ops = ex->cfg.backend == MPX_BACKEND_THREADS ? &mpx__thread_transport
-                                                     : &mpx__dispatch_transport;
+    ex->ops = ex->cfg.link ? &mpx__dispatch_runner : ex->cfg.transport->runner;
     rc = ex->ops->start(&ex->tp, &ex->cfg);
   }
   if (rc) {
@@ -152,6 +158,7 @@ int mpx__executor_create_on(mpx_executor **out, const mpx_options *opt, const vo
     free(ex);
     return rc;
   }
+  log_created(ex, opt ? opt->backend : MPX_BACKEND_AUTO);
   *out = ex;
   return MPX_OK;
 }
@@ -166,7 +173,8 @@ int mpx_executor_backend(const mpx_executor *ex) { return ex ? (int)ex->cfg.back
 
 /* Queue `f` (already holding the scheduler's reference) or fail it back to the caller. */
 static int submit_future(mpx_executor *ex, mpx_future *f) {
-  if (ex->cfg.polled) /* not yet published: a plain read and write of the state word will do */
+  /* not yet published: a plain read and write of the state word will do */
+  if (ex->cfg.caps & MPX__CAP_POLLED)
     atomic_store_explicit(&f->state,
                           atomic_load_explicit(&f->state, memory_order_relaxed) | MPX__F_BRIEF_SPIN,
                           memory_order_relaxed);
@@ -185,6 +193,12 @@ static int enter(mpx_executor *ex) {
   return ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
 }
 
+/* Time limits are enforced by ending the worker that overran: a transport that encodes payloads
+ * (its workers are elsewhere) must be able to end one; a runner in this process ignores them. */
+static bool time_limits_ok(const mpx_executor *ex) {
+  return !(ex->cfg.caps & MPX__CAP_ENCODES) || (ex->cfg.caps & MPX__CAP_KILL_ONE);
+}
+
 /* Submit `task` on `arg`. With `adopt`, arg is a malloc'd block that is ours to free, whatever
  * happens (the future frees it once it owns it). */
 static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
@@ -192,11 +206,11 @@ static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, s
   int rc = MPX_OK;
   if (!ex || !task || (!arg && len) || (opts && opts->retries > INT16_MAX)) {
     rc = MPX_EINVAL;
-  } else if (opts && opts->timeout > 0 && ex->cfg.no_kill) {
+  } else if (opts && opts->timeout > 0 && !time_limits_ok(ex)) {
     mpx__set_errmsg("task time limits are not supported on the %s backend",
                     mpx_backend_name(ex->cfg.backend));
     rc = MPX_EPERM;
-  } else if (ex->cfg.backend != MPX_BACKEND_THREADS && len > ex->cfg.max_payload) {
+  } else if ((ex->cfg.caps & MPX__CAP_ENCODES) && len > ex->cfg.max_payload) {
     mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
     rc = MPX_ETOOBIG;
   }
@@ -339,11 +353,11 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
   size_t chunk = opts && opts->chunksize ? opts->chunksize
                                          : (n + 4 * (size_t)slots(ex) - 1) /
                                                (4 * (size_t)slots(ex));
-  /* message backends: the codec takes at most MPX__DEFAULT_MAX_ITEMS items in one chunk */
-  if (ex->cfg.backend != MPX_BACKEND_THREADS && !(opts && opts->chunksize) &&
-      chunk > MPX__DEFAULT_MAX_ITEMS)
+  /* encoded payloads: the codec takes at most MPX__DEFAULT_MAX_ITEMS items in one chunk */
+  bool encodes = ex->cfg.caps & MPX__CAP_ENCODES;
+  if (encodes && !(opts && opts->chunksize) && chunk > MPX__DEFAULT_MAX_ITEMS)
     chunk = MPX__DEFAULT_MAX_ITEMS;
-  if (ex->cfg.backend != MPX_BACKEND_THREADS &&
+  if (encodes &&
       (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload ||
        chunk > MPX__DEFAULT_MAX_ITEMS)) {
     mpx__set_errmsg("a map chunk of %zu items exceeds max_payload (%zu bytes) or %zu items", chunk,

@@ -8,18 +8,20 @@
  * takes no lock and, thanks to a per-thread cache of freed futures, usually no malloc. */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "future_impl.h"
+#include "os/clock.h"
+#include "os/cpu.h"
+#include "os/futex.h"
+#include "os/log.h"
 #include "task_impl.h"
 
 _Static_assert(sizeof(struct mpx_future) <= 128, "a future must stay within 128 bytes");
@@ -36,12 +38,6 @@ static _Atomic long callback_failures;
 
 static pthread_mutex_t *stripe_of(const mpx_future *f) {
   return &stripes[((uintptr_t)f >> 7) & 63];
-}
-
-double mpx__now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 /* ---- allocation: slabs, per-thread magazines and a shared depot ---------------------------
@@ -239,10 +235,6 @@ static int check(const mpx_future *f) {
 
 /* ---- completion ------------------------------------------------------------------------ */
 
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
-}
-
 static void run_callbacks(mpx_future *f) {
   pthread_mutex_t *m = stripe_of(f);
   pthread_mutex_lock(m);
@@ -254,7 +246,7 @@ static void run_callbacks(mpx_future *f) {
     bool heap = cb->heap;
     if (cb->fn(f, cb->arg) < 0) {
       atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
-      if (heap) fprintf(stderr, "mpx: a done-callback failed\n");
+      if (heap) mpx__log(MPX_LOG_WARN, "a done-callback failed");
     }
     if (heap) free(cb);
     cb = next;
@@ -270,7 +262,7 @@ static bool transition(mpx_future *f, uint32_t from, uint32_t to) {
   } while (!atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~MPX__ST_MASK) | to,
                                                   memory_order_acq_rel, memory_order_relaxed));
   if (to >= MPX_FINISHED) {
-    if (s & MPX__F_WAITERS) futex(&f->state, FUTEX_WAKE, INT_MAX, NULL);
+    if (s & MPX__F_WAITERS) mpx__futex_wake_private(&f->state, INT_MAX);
     if (s & MPX__F_CALLBACKS) run_callbacks(f);
   }
   return true;
@@ -407,7 +399,7 @@ static int wait_done(mpx_future *f, double timeout) {
    * the transport's own threads poll (MPI), a spinning waiter takes the core they need. */
   int spins = s & MPX__F_BRIEF_SPIN ? 100 : 2000;
   for (int spin = 0; spin < spins && !mpx__state_done(s); spin++) {
-    __builtin_ia32_pause();
+    mpx__cpu_relax();
     s = atomic_load_explicit(&f->state, memory_order_acquire);
   }
   if (mpx__state_done(s)) return MPX_OK;
@@ -443,7 +435,7 @@ static int wait_done(mpx_future *f, double timeout) {
       ts = to_timespec(left);
       tsp = &ts;
     }
-    futex(&f->state, FUTEX_WAIT, s, tsp);
+    mpx__futex_wait_private(&f->state, s, tsp);
   }
 }
 
@@ -562,7 +554,7 @@ int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg) {
   free(cb);
   if (fn(f, arg) < 0) {
     atomic_fetch_add_explicit(&callback_failures, 1, memory_order_relaxed);
-    fprintf(stderr, "mpx: a done-callback failed\n");
+    mpx__log(MPX_LOG_WARN, "a done-callback failed");
     return MPX_ECALLBACK;
   }
   return MPX_OK;

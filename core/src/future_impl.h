@@ -16,6 +16,7 @@
 
 #include "mpx/executor.h"
 #include "mpx/future.h"
+#include "os/clock.h" /* mpx__now, for the files that include this one */
 
 /* Static flags in the state word's upper bits: set before the future is published, never changed. */
 enum {
@@ -94,8 +95,5 @@ static inline uint32_t mpx__future_state(const mpx_future *f) {
   return atomic_load_explicit(&((mpx_future *)f)->state, memory_order_acquire) & MPX__ST_MASK;
 }
 static inline bool mpx__state_done(uint32_t s) { return (s & MPX__ST_MASK) >= MPX_FINISHED; }
-
-/* Monotonic clock in seconds. */
-double mpx__now(void);
 
 #endif

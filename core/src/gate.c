@@ -3,16 +3,14 @@
 #include "gate.h"
 
 #include <limits.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "mpx/error.h"
+#include "os/futex.h"
 
 static void futex_wait(_Atomic uint32_t *a, uint32_t v) {
   struct timespec ts = {0, 50 * 1000 * 1000}; /* bounded, so shutdown is noticed */
-  syscall(SYS_futex, a, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, v, &ts, NULL, 0);
+  mpx__futex_wait_private(a, v, &ts);
 }
 
 void mpx__gate_init(mpx__gate *g, size_t max, bool fail_when_full) {
@@ -40,9 +38,13 @@ int mpx__gate_enter(mpx__gate *g, _Atomic bool *closed) {
 void mpx__gate_leave(mpx__gate *g) {
   atomic_fetch_sub(&g->count, 1);
   if (atomic_load(&g->sleepers))
-    syscall(SYS_futex, &g->count, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    mpx__futex_wake_private(&g->count, 1);
+}
+
+void mpx__gate_return(mpx__gate *g, size_t n) {
+  atomic_fetch_add(&g->count, (uint32_t)n);
 }
 
 void mpx__gate_wake_all(mpx__gate *g) {
-  syscall(SYS_futex, &g->count, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+  mpx__futex_wake_private(&g->count, INT_MAX);
 }

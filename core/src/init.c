@@ -1,39 +1,74 @@
-/* init.c: mpx_init and mpx_finalize. Call them from main's thread: mpx_init before any other
- * thread starts (the process transport forks its fork server here, and MPI must be initialised by
- * the thread that will finalise it). Idempotent; not meant to race with itself. */
-#include <pthread.h>
+/* init.c: mpx_init and mpx_finalize, and the lookups in the list of transports (registry.h).
+ *
+ * mpx_init walks mpx__transports in order and calls each init hook with one context; it names no
+ * transport. A transport may claim the job (MPX_BACKEND_AUTO then picks it) or make this process
+ * a worker that already served (the walk stops; mpx_init returns MPX_WORKER). If an init fails,
+ * the hooks that ran are undone in reverse order and mpx_init returns its code. mpx_finalize calls
+ * fini in reverse order for every transport whose init ran.
+ *
+ * Call them from main's thread: mpx_init before any other thread starts (the process transport
+ * forks its fork server there, and MPI must be initialised by the thread that will finalise it).
+ * Idempotent; not meant to race with itself. The lookups read state mpx_init wrote before any
+ * executor existed, so any thread may call them afterwards. */
+#include <string.h>
 
-#include "init.h"
 #include "mpx/mpx.h"
+#include "registry.h"
 
 static struct {
   bool done;
-  int role;
-  bool mpi_job;
+  int inited; /* transports whose init ran, a prefix of mpx__transports */
+  mpx__init_ctx ctx;
 } state;
-
-bool mpx__mpi_job(void) { return state.mpi_job; }
 
 const char *mpx_version(void) { return MPX_VERSION_STRING; }
 
+static int fini_from(int n) {
+  int rc = MPX_OK;
+  for (int i = n - 1; i >= 0; i--) {
+    const mpx__transport *t = mpx__transports[i];
+    int r = t->fini ? t->fini(&state.ctx) : MPX_OK;
+    if (r && !rc) rc = r;
+  }
+  return rc;
+}
+
 int mpx_init(int *argc, char ***argv) {
-  if (state.done) return state.role;
-  int role = mpx__mpi_init(argc, argv, &state.mpi_job);
-  if (role < 0) return role;
-  if (role == MPX_MAIN) {
-    int rc = mpx__procs_init();
-    if (rc < 0) return rc;
+  if (state.done) return state.ctx.role;
+  state.ctx = (mpx__init_ctx){.argc = argc, .argv = argv, .role = MPX_MAIN};
+  state.inited = 0;
+  for (int i = 0; mpx__transports[i] && state.ctx.role == MPX_MAIN; i++) {
+    const mpx__transport *t = mpx__transports[i];
+    int rc = t->init ? t->init(&state.ctx) : MPX_OK;
+    if (rc < 0) {
+      fini_from(state.inited);
+      state.ctx = (mpx__init_ctx){0};
+      return rc;
+    }
+    state.inited = i + 1;
   }
   state.done = true;
-  state.role = role;
-  return role;
+  return state.ctx.role;
 }
 
 int mpx_finalize(void) {
   if (!state.done) return MPX_OK;
-  int rc = MPX_OK;
-  if (state.role == MPX_MAIN) mpx__procs_finalize();
-  rc = mpx__mpi_finalize();
+  int rc = fini_from(state.inited);
   state.done = false;
+  state.inited = 0;
   return rc;
+}
+
+int mpx__transport_find(mpx_backend b, const mpx__transport **out) {
+  for (int i = 0; mpx__transports[i]; i++)
+    if (mpx__transports[i]->backend == b) {
+      *out = mpx__transports[i];
+      return MPX_OK;
+    }
+  mpx__set_errmsg("the %s backend is not built into this mpx", mpx_backend_name(b));
+  return MPX_ENOTBUILT;
+}
+
+mpx_backend mpx__transport_auto(void) {
+  return state.ctx.claimed ? state.ctx.claimed->backend : MPX_BACKEND_THREADS;
 }

@@ -4,13 +4,14 @@
  * under mpirun it initialises MPI and turns ranks 1..N-1 into workers (they serve tasks and
  * mpx_init returns MPX_WORKER when the job's executor shuts down); it is also where the process
  * backend starts its fork server, so that worker processes are forked from a parent with a single
- * thread. Call mpx_finalize() last. */
+ * thread. Call mpx_finalize() last. mpx writes nothing to stderr unless asked to: see mpx/log.h. */
 #ifndef MPX_MPX_H
 #define MPX_MPX_H
 
 #include "mpx/error.h"
 #include "mpx/executor.h"
 #include "mpx/future.h"
+#include "mpx/log.h"
 #include "mpx/proto.h"
 #include "mpx/task.h"
 #include "mpx/topology.h"

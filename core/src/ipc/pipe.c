@@ -1,4 +1,4 @@
-/* pipe.c: multiprocessing.Pipe over a socketpair, using the framed channel of chan.c.
+/* pipe.c: multiprocessing.Pipe over a socketpair, using the framed channel of os/chan.c.
  *
  * An end is a heap handle holding one mpx__chan and what the end may do. No locks: the caller
  * keeps to one sender and one receiver per end at a time (see ipc_pipe.h). After fork() each
@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chan.h"
+#include "os/chan.h"
 #include "mpx/ipc_pipe.h"
 
 #define PIPE_MAGIC 0x6d707850u /* "mpxP" */

@@ -16,13 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mpx/ipc_process.h"
+#include "os/clock.h"
+#include "os/log.h"
+#include "os/spawn.h"
 #include "task_impl.h"
 
 #define PROC_MAGIC 0x6d707870u /* "mpxp" */
@@ -91,18 +93,14 @@ int mpx_process_set_daemon(mpx_process *p, bool daemon) {
 int mpx_process_daemon(const mpx_process *p) { return valid(p) ? (int)p->daemon : MPX_EINVAL; }
 
 /* The child: run the task once and leave without running the parent's atexit handlers. */
-static void __attribute__((noreturn)) child_main(mpx_process *p, pid_t parent) {
-  if (p->daemon) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(128 + SIGKILL); /* the parent died before prctl took hold */
-  }
+static void __attribute__((noreturn)) child_main(mpx_process *p) {
   mpx_buf out;
   mpx__buf_init(&out, NULL, 0, 0);
   char *msg = NULL;
   int rc = mpx__task_run(p->task, -1, p->arg, p->len, &out, &msg);
   if (rc)
-    fprintf(stderr, "mpx process '%s' (pid %d): %s\n", p->name, (int)getpid(),
-            msg ? msg : mpx_strerror(rc));
+    mpx__log(MPX_LOG_ERROR, "process '%s' (pid %d): %s", p->name, (int)getpid(),
+             msg ? msg : mpx_strerror(rc));
   fflush(stdout);
   fflush(stderr);
   _exit(rc ? 1 : 0);
@@ -117,9 +115,9 @@ int mpx_process_start(mpx_process *p) {
   }
   fflush(stdout); /* or the child would print the parent's buffered output again */
   fflush(stderr);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) child_main(p, parent);
+  /* a daemon dies with us; one whose parent died before prctl took hold exits 128 + SIGKILL */
+  pid_t pid = mpx__spawn(p->daemon ? MPX__SPAWN_DIE_WITH_PARENT : 0, 128 + SIGKILL);
+  if (pid == 0) child_main(p);
   if (pid < 0) {
     pthread_mutex_unlock(&p->lock);
     return MPX_ESYS;
@@ -155,15 +153,9 @@ static void try_reap(mpx_process *p) {
   p->pidfd = -1;
 }
 
-static double mono(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 int mpx_process_join(mpx_process *p, double timeout) {
   if (!valid(p)) return MPX_EINVAL;
-  double end = (isnan(timeout) || timeout < 0) ? -1 : mono() + timeout;
+  double end = (isnan(timeout) || timeout < 0) ? -1 : mpx__now() + timeout;
   double nap = 0.0005;
   for (;;) {
     pthread_mutex_lock(&p->lock);
@@ -176,7 +168,7 @@ int mpx_process_join(mpx_process *p, double timeout) {
     int state = p->state;
     pthread_mutex_unlock(&p->lock);
     if (state == ENDED) return MPX_OK;
-    double left = end < 0 ? -1 : end - mono();
+    double left = end < 0 ? -1 : end - mpx__now();
     if (end >= 0 && left <= 0) return MPX_ETIMEDOUT;
     if (fd >= 0) {
       /* The fd stays open while the state is STARTED, and only try_reap closes it, under the

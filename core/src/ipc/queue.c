@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "mpx/ipc_queue.h"
+#include "os/clock.h"
 #include "shm.h"
 
 enum { K_WHOLE = 1, K_FIRST = 2, K_CONT = 3, K_LAST = 4, K_ABORT = 5 };
@@ -98,12 +99,6 @@ static inline uint64_t advance(uint64_t w, uint64_t bytes, uint64_t n) {
 static inline size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 static bool valid(const mpx_queue *q) { return mpx__shm_check(q, MPX__MAGIC_QUEUE); }
-
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
 
 int mpx_queue_create(mpx_queue **out, long maxsize, size_t ring_bytes) {
   if (!out) return MPX_EINVAL;
@@ -192,10 +187,10 @@ static int lock_side(mpx_queue *q, pthread_mutex_t *m, bool block, const struct 
   } else {
     struct timespec now;
     mpx__deadline(0, &now);
-    double until = now_ns() + TRY_NS;
+    double until = (double)mpx__now_ns() + TRY_NS;
     for (int i = 0;; i++) {
       rc = mpx__mutex_lock(m, &now);
-      if (rc != MPX_ETIMEDOUT || ((i & 63) == 63 && now_ns() > until)) break;
+      if (rc != MPX_ETIMEDOUT || ((i & 63) == 63 && (double)mpx__now_ns() > until)) break;
       mpx__cpu_relax();
     }
   }
@@ -219,7 +214,7 @@ static int wait_for(mpx_queue *q, cond_fn cond, size_t arg, _Atomic uint32_t *se
    * a spin on every hand-off. (sched_yield spinning was tried: it hands whole time slices to
    * unrelated CPU hogs sharing the core.) The budget is a hint: relaxed loads and stores. */
   uint32_t learnt = atomic_load_explicit(spin, memory_order_relaxed);
-  double start = now_ns();
+  double start = (double)mpx__now_ns();
   /* About one wait in 32 (by the clock's bits) probes with the full budget: when both sides
    * have fallen back to sleeping, only a long spin finds out that they could spin again. */
   uint32_t budget = (((uint64_t)start >> 10) & 31) == 0 ? SPIN_MAX : learnt;
@@ -232,7 +227,7 @@ static int wait_for(mpx_queue *q, cond_fn cond, size_t arg, _Atomic uint32_t *se
       }
       return MPX_OK;
     }
-    if ((i & 63) == 0 && now_ns() - start > budget) break;
+    if ((i & 63) == 0 && (double)mpx__now_ns() - start > budget) break;
   }
   if (learnt > SPIN_MIN)
     atomic_store_explicit(spin, learnt / 2 < SPIN_MIN ? SPIN_MIN : learnt / 2,

@@ -1,11 +1,10 @@
-/* shm.c: shared mappings, robust process-shared mutexes, shared futexes and deadlines for the
- * multiprocessing primitives (see shm.h). Stateless: every function works on memory the caller
+/* shm.c: shared mappings, robust process-shared mutexes and deadlines for the multiprocessing
+ * primitives (see shm.h; their shared futexes are in os/futex.c). Stateless: every function works on memory the caller
  * passes, so it is safe from any thread and any process. */
 #include "shm.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -132,19 +131,6 @@ struct timespec *mpx__deadline_min_ms(const struct timespec *deadline, long ms,
     t = *deadline;
   *out = t;
   return out;
-}
-
-int mpx__futex_wait(_Atomic uint32_t *word, uint32_t expect, const struct timespec *deadline) {
-  if (deadline && mpx__deadline_passed(deadline)) return MPX_ETIMEDOUT;
-  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; not PRIVATE: shared mappings. */
-  long rc =
-      syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expect, deadline, NULL, FUTEX_BITSET_MATCH_ANY);
-  if (rc == -1 && errno == ETIMEDOUT) return MPX_ETIMEDOUT;
-  return MPX_OK; /* woken, EAGAIN (word changed) or EINTR: the caller re-checks */
-}
-
-void mpx__futex_wake(_Atomic uint32_t *word, int n) {
-  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 int mpx__tid(void) { return (int)syscall(SYS_gettid); }

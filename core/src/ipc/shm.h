@@ -8,7 +8,8 @@
  *   EOWNERDEAD from the kernel's robust-futex list; mpx__mutex_lock marks the mutex consistent and
  *   reports MPX_EOWNERDEAD with the mutex held, so the caller can repair what it guards.
  * - Futexes (shared, not FUTEX_PRIVATE: the words live in memory several processes map) with
- *   absolute CLOCK_MONOTONIC deadlines.
+ *   absolute CLOCK_MONOTONIC deadlines: mpx__futex_wait/wake from os/futex.h, included here, as
+ *   is mpx__cpu_relax (os/cpu.h) for the spin loops.
  * - Deadlines: a timeout in seconds (negative = forever, 0 = do not block) becomes an absolute
  *   monotonic time once, at the start of an operation, so retries never stretch it.
  *
@@ -23,6 +24,8 @@
 #include <time.h>
 
 #include "mpx/error.h"
+#include "os/cpu.h"
+#include "os/futex.h"
 
 /* At the start of every shared object. */
 typedef struct mpx__shm_hdr {
@@ -74,22 +77,6 @@ bool mpx__deadline_passed(const struct timespec *deadline);
 /* The earlier of `deadline` (may be NULL = forever) and now + `ms` milliseconds, into *out. */
 struct timespec *mpx__deadline_min_ms(const struct timespec *deadline, long ms,
                                       struct timespec *out);
-
-/* Sleep while *word == expect, until woken or the absolute monotonic deadline (NULL = forever).
- * Returns 0 when woken or the word changed (callers re-check their condition; spurious wake-ups
- * happen), MPX_ETIMEDOUT when the deadline passed. */
-int mpx__futex_wait(_Atomic uint32_t *word, uint32_t expect, const struct timespec *deadline);
-/* Wake up to `n` sleepers on `word` (INT32_MAX for all). */
-void mpx__futex_wake(_Atomic uint32_t *word, int n);
-
-/* One spin step: a pause instruction. */
-static inline void mpx__cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
 
 /* The caller's kernel thread id (a syscall: use off hot paths). */
 int mpx__tid(void);

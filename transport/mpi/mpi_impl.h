@@ -1,10 +1,12 @@
-/* mpi_impl.h: what the two halves of the MPI transport share. Internal to libmpx.
+/* mpi_impl.h: what the files of the MPI transport share. Internal to libmpx.
  *
- * mpi.c is the root's half (the ops table the dispatcher drives, the init hooks, the collective
- * entry point); mpi_worker.c is the worker ranks' half (serve executor after executor, hybrid
- * threads). A session is one communicator (a dup of MPI_COMM_WORLD from mpx_init, or of the
- * user's communicator in mpx_comm_executor) with one root; worker ranks of a session serve at most
- * one executor at a time.
+ * mpi.c is the root's half (the descriptor and link the dispatcher drives, the init hooks, the
+ * endpoint ops behind mpx_comm_executor); mpi_worker.c is the worker ranks' half (serve executor
+ * after executor, hybrid threads); mpi_common.c holds the helpers both use (error text, bell,
+ * backoff, send queue, matched receive, thread setup), so neither half calls into the other's
+ * file for them. A session is one communicator (a dup of MPI_COMM_WORLD from mpx_init, or of the
+ * user's communicator in mpx_comm_executor) with one root; worker ranks of a session serve at
+ * most one executor at a time.
  *
  * The wire, on the session's private communicator:
  *   root -> worker  TAG_START  a start record (below): serve an executor with this configuration

@@ -1,4 +1,5 @@
-/* chan.h: a framed byte channel over one file descriptor (internal to libmpx).
+/* chan.h: a framed byte channel over one file descriptor (internal to libmpx; in os/ because
+ * both mpx_pipe in core/src/ipc and the process transport are built on it).
  *
  * Wire format: each frame is a 4-byte little-endian length followed by that many body bytes. The
  * length is checked against the channel's max_frame before anything is allocated or read; a frame
@@ -24,8 +25,8 @@
  *
  * Thread-safety: a channel is not locked. One thread sends and one receives at a time (the
  * caller serialises, as Python's Connection requires); sending and receiving may overlap. */
-#ifndef MPX_IPC_CHAN_H
-#define MPX_IPC_CHAN_H
+#ifndef MPX_OS_CHAN_H
+#define MPX_OS_CHAN_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
  * against max_frame before anything else, and recv_nb's buffer grows geometrically with the body
  * bytes that actually arrived (capped by the frame's length), so a header that claims gigabytes
  * and then stalls costs the reader nothing. */
-#include "chan.h"
+#include "os/chan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "os/clock.h"
 
 #define MAX_PARTS 15 /* + the header = 16 iovecs per frame */
 
@@ -44,18 +46,14 @@ void mpx__chan_close(mpx__chan *c) {
 /* Milliseconds left until the deadline (monotonic seconds), for poll(); -1 = forever. */
 static int ms_left(double deadline) {
   if (deadline < 0) return -1;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double left = deadline - ((double)ts.tv_sec + ts.tv_nsec * 1e-9);
+  double left = deadline - mpx__now();
   if (left <= 0) return 0;
   return left > (double)INT_MAX / 1000 ? INT_MAX : (int)ceil(left * 1000);
 }
 
 static double deadline_of(double timeout) {
   if (isnan(timeout) || timeout < 0) return -1;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9 + timeout;
+  return mpx__now() + timeout;
 }
 
 /* Wait for `events` on the fd: 1 ready, 0 timed out, negative code. */

@@ -1,12 +1,16 @@
-/* mpi.c: the MPI transport, root half: the ops table the dispatcher (dispatch.c) drives, the
- * mpx_init / mpx_finalize hooks, and mpx_comm_executor. The worker half is mpi_worker.c; the wire
- * and the progress rules are described in mpi_impl.h, the user-visible behaviour in mpx/mpi.h.
+/* mpi.c: the MPI transport, root half: its descriptor (registry.h) with the link the dispatcher
+ * drives (link.h), the init / fini hooks mpx_init and mpx_finalize call, and the endpoint ops
+ * behind mpx_comm_executor (core/src/comm_executor.c). The worker half is mpi_worker.c, the
+ * helpers both use are in mpi_common.c; the wire and the progress rules are described in
+ * mpi_impl.h, the user-visible behaviour in mpx/mpi.h. The rest of libmpx reaches this file only
+ * through the descriptor, and it calls nothing above the link contract.
  *
  * Roles. mpx_init under a launcher initialises MPI (MPI_THREAD_MULTIPLE asked, SERIALIZED
  * required) and builds the "world session" over a dup of MPI_COMM_WORLD: rank 0 returns MPX_MAIN,
  * ranks 1..N-1 serve executor after executor until mpx_finalize on rank 0 sends TAG_STOP, then
- * finalise MPI and return MPX_WORKER. mpx_comm_executor builds a one-shot session over the
- * caller's communicator instead.
+ * finalise MPI and return MPX_WORKER (the init hook claims the job on rank 0 and sets the role
+ * to MPX_WORKER on the others). mpx_comm_executor opens an endpoint instead: a one-shot session
+ * over the caller's communicator, which cfg->endpoint then carries to configure and start.
  *
  * Workers and slots. The dispatcher's worker i is one worker rank (comm ranks in order, skipping
  * the root); each runs `threads` tasks at once and says so in READY's slots. cfg->workers is the
@@ -20,23 +24,21 @@
  * the one op any thread may call, and it only rings a futex. */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../transports.h"
+#include "link.h"
 #include "mpi_impl.h"
-#include "mpx/mpi.h"
-#include "init.h"
 #include "mpx.pb-c.h"
+#include "mpx/mpi.h"
+#include "os/clock.h"
+#include "os/log.h"
 #include "task_impl.h"
-#include "transport.h"
 
 /* One MPI message carries at most INT_MAX bytes; a Batch can be twice max_payload, so keep
  * max_payload at 1 GiB - 1 under MPI. */
@@ -49,181 +51,6 @@ static struct {
   mpx__mpi_session *world; /* rank 0 of an mpx_init job */
   _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
 } g;
-
-/* ---- small shared helpers ----------------------------------------------------------------- */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-int mpx__mpi_fail(const char *what, int mpi_rc) {
-  char s[MPI_MAX_ERROR_STRING] = "";
-  int n = 0;
-  MPI_Error_string(mpi_rc, s, &n);
-  mpx__set_errmsg("%s failed: %s", what, s);
-  return MPX_EMPI;
-}
-
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
-}
-
-void mpx__bell_ring(mpx__bell *b) {
-  /* seq_cst on both sides (Dekker): either the sleeper sees the new seq before it sleeps, or we
-   * see `sleeping` and wake it */
-  atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst))
-    futex(&b->seq, FUTEX_WAKE, INT_MAX, NULL);
-}
-
-void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
-  if (ns <= 0) {
-    sched_yield();
-    return;
-  }
-  atomic_fetch_add_explicit(&b->sleeping, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&b->seq, memory_order_seq_cst) == seen) {
-    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
-    futex(&b->seq, FUTEX_WAIT, seen, &ts);
-  }
-  atomic_fetch_sub_explicit(&b->sleeping, 1, memory_order_relaxed);
-}
-
-long mpx__mpi_poll_max_ns(void) {
-  static _Atomic long cached;
-  long v = atomic_load_explicit(&cached, memory_order_relaxed);
-  if (v) return v;
-  long us = 1000;
-  const char *e = getenv("MPX_MPI_POLL_US");
-  if (e && *e) {
-    char *end;
-    long x = strtol(e, &end, 10);
-    if (!*end && x > 0) us = x;
-  }
-  us = us < 10 ? 10 : us > 100000 ? 100000 : us;
-  atomic_store_explicit(&cached, us * 1000, memory_order_relaxed);
-  return us * 1000;
-}
-
-static long long mono_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-long mpx__backoff_next(mpx__backoff *b) {
-  if (b->idle++ == 0) b->t0 = mono_ns();
-  if (mono_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
-  long max = mpx__mpi_poll_max_ns();
-  b->ns = b->ns ? b->ns * 2 : 2000;
-  if (b->ns > max) b->ns = max;
-  return b->ns;
-}
-
-void mpx__mpi_thread_setup(void) {
-  static _Thread_local bool done;
-  if (done) return;
-  done = true;
-  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* 1 us, so that 2 us sleeps are not 50 us */
-}
-
-int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
-                    size_t len, uint8_t **take) {
-  if (len > INT_MAX) {
-    mpx__set_errmsg("a message of %zu bytes is over MPI's limit of %d", len, INT_MAX);
-    return MPX_ETOOBIG;
-  }
-  if (q->n == q->cap) {
-    int cap = q->cap ? q->cap * 2 : 16;
-    MPI_Request *r = realloc(q->req, (size_t)cap * sizeof *r);
-    if (r) q->req = r;
-    uint8_t **b = realloc(q->buf, (size_t)cap * sizeof *b);
-    if (b) q->buf = b;
-    int *ix = realloc(q->idx, (size_t)cap * sizeof *ix);
-    if (ix) q->idx = ix;
-    if (!r || !b || !ix) return MPX_ENOMEM;
-    q->cap = cap;
-  }
-  uint8_t *buf;
-  if (take && *take) {
-    buf = *take;
-    *take = NULL;
-  } else {
-    buf = malloc(len ? len : 1);
-    if (!buf) return MPX_ENOMEM;
-    if (len) memcpy(buf, data, len);
-  }
-  int rc = MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, comm, &q->req[q->n]);
-  if (rc != MPI_SUCCESS) {
-    free(buf);
-    return mpx__mpi_fail("MPI_Isend", rc);
-  }
-  q->buf[q->n++] = buf;
-  return MPX_OK;
-}
-
-int mpx__sendq_progress(mpx__sendq *q) {
-  if (!q->n) return 0;
-  int k = 0;
-  int rc = MPI_Testsome(q->n, q->req, &k, q->idx, MPI_STATUSES_IGNORE);
-  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Testsome", rc);
-  if (k == MPI_UNDEFINED || k == 0) return 0;
-  for (int i = 0; i < k; i++) {
-    free(q->buf[q->idx[i]]);
-    q->buf[q->idx[i]] = NULL;
-  }
-  int w = 0; /* compact: finished requests are MPI_REQUEST_NULL now */
-  for (int i = 0; i < q->n; i++)
-    if (q->buf[i]) {
-      q->req[w] = q->req[i];
-      q->buf[w++] = q->buf[i];
-    }
-  q->n = w;
-  return k;
-}
-
-int mpx__sendq_drain(mpx__sendq *q) {
-  mpx__backoff bo = {0};
-  mpx__bell none = {0};
-  while (q->n) {
-    int k = mpx__sendq_progress(q);
-    if (k < 0) return k;
-    if (k) mpx__backoff_reset(&bo);
-    else if (q->n) mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
-  }
-  return MPX_OK;
-}
-
-void mpx__sendq_free(mpx__sendq *q) {
-  for (int i = 0; i < q->n; i++) {
-    MPI_Cancel(&q->req[i]);
-    MPI_Request_free(&q->req[i]);
-    free(q->buf[i]);
-  }
-  free(q->req);
-  free(q->buf);
-  free(q->idx);
-  *q = (mpx__sendq){0};
-}
-
-int mpx__mpi_mrecv(MPI_Message *msg, size_t len, uint8_t **buf, size_t *cap) {
-  if (len > *cap || !*buf) {
-    size_t c = len > 4096 ? len : 4096;
-    uint8_t *p = malloc(c);
-    if (!p) {
-      char dummy;
-      MPI_Mrecv(&dummy, 0, MPI_BYTE, msg, MPI_STATUS_IGNORE); /* drop it (truncated) */
-      return MPX_ENOMEM;
-    }
-    free(*buf);
-    *buf = p;
-    *cap = c;
-  }
-  int rc = MPI_Mrecv(*buf, (int)len, MPI_BYTE, msg, MPI_STATUS_IGNORE);
-  return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Mrecv", rc);
-}
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 
@@ -297,7 +124,7 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   int r = node_share(s, &s->my_cores);
   if (r) s->my_cores = 1, r = 0; /* no topology: one thread */
   if (s->rank == root && !(s->cores = calloc((size_t)s->size, sizeof *s->cores))) {
-    fprintf(stderr, "mpx: out of memory creating an MPI session\n");
+    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
     MPI_Abort(s->comm, 1);
   }
   rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
@@ -305,7 +132,7 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   /* every rank's host name, before any task runs: error messages name hosts from this, never
    * from what a worker sends */
   if (s->rank == root && !(s->hosts = calloc((size_t)s->size, sizeof *s->hosts))) {
-    fprintf(stderr, "mpx: out of memory creating an MPI session\n");
+    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
     MPI_Abort(s->comm, 1);
   }
   rc = MPI_Gather(s->host, (int)sizeof s->host, MPI_CHAR, s->hosts, (int)sizeof s->host, MPI_CHAR,
@@ -365,7 +192,7 @@ static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, i
 }
 
 static mpx__mpi_session *session_of(const mpx__config *cfg) {
-  return cfg->mpi_comm ? (mpx__mpi_session *)cfg->mpi_comm : g.world;
+  return cfg->endpoint ? (mpx__mpi_session *)cfg->endpoint : g.world;
 }
 
 static int mpi_configure(mpx__config *cfg) {
@@ -386,11 +213,10 @@ static int mpi_configure(mpx__config *cfg) {
     return MPX_EPERM;
   }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
+  cfg->max_worker_memory = 0; /* ignored: MPI receives each message whole, at its announced size */
   int slots;
   cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
   cfg->slots = slots;
-  cfg->no_kill = true;
-  cfg->polled = true;
   return MPX_OK;
 }
 
@@ -448,7 +274,7 @@ static void tp_free(mpi_tp *tp) {
   free(tp);
 }
 
-static int mpi_start(mpx_transport **out, const mpx__config *cfg) {
+static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   *out = NULL;
   mpx__mpi_session *s = session_of(cfg);
   if (!s) return mpi_configure((mpx__config *)cfg); /* only to report the error */
@@ -504,11 +330,11 @@ static int mpi_start(mpx_transport **out, const mpx__config *cfg) {
   for (int r = 0; r < s->size; r++) tp->byes_left += !tp->bye[r];
   atomic_fetch_add(&s->refs, 1);
   s->served = true;
-  *out = (mpx_transport *)tp;
+  *out = (mpx__link *)tp;
   return rc;
 }
 
-static int mpi_send(mpx_transport *self, int worker, const uint8_t *data, size_t len) {
+static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len) {
   mpi_tp *tp = (mpi_tp *)self;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   return mpx__sendq_post(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_BATCH, data,
@@ -553,7 +379,7 @@ static int try_recv(mpi_tp *tp, mpx__event *ev) {
   }
 }
 
-static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
+static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   mpi_tp *tp = (mpi_tp *)self;
   mpx__mpi_thread_setup();
   ev->kind = MPX__EV_NONE;
@@ -565,14 +391,14 @@ static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
   uint32_t cur = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
   bool woken = cur != tp->seen;
   tp->seen = cur;
-  double deadline = now_s() + timeout_ms / 1e3;
+  double deadline = mpx__now() + timeout_ms / 1e3;
   mpx__backoff bo = {0};
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
     if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
     if (woken || timeout_ms <= 0) return MPX_OK;
-    double left = deadline - now_s();
+    double left = deadline - mpx__now();
     if (left <= 0) return MPX_OK;
     long ns = mpx__backoff_next(&bo);
     if (ns > left * 1e9) ns = (long)(left * 1e9) + 1;
@@ -587,7 +413,7 @@ static int mpi_poll(mpx_transport *self, mpx__event *ev, int timeout_ms) {
 
 /* Who worker i is: its rank, the host it reported at session start (before any task ran) and
  * the threads we started it with. */
-static int mpi_peer(mpx_transport *self, int worker, mpx__peer *out) {
+static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
   mpi_tp *tp = (mpi_tp *)self;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   int r = worker_rank(tp->s, worker);
@@ -596,15 +422,15 @@ static int mpi_peer(mpx_transport *self, int worker, mpx__peer *out) {
   return MPX_OK;
 }
 
-static int mpi_kill(mpx_transport *self, int worker, bool replace) {
+static int mpi_kill(mpx__link *self, int worker, bool replace) {
   (void)self, (void)worker, (void)replace;
   mpx__set_errmsg("a single MPI rank cannot be ended without ending the job");
   return MPX_EPERM;
 }
 
-static void mpi_wake(mpx_transport *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
+static void mpi_wake(mpx__link *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
 
-static void mpi_stop(mpx_transport *self, bool wait) {
+static void mpi_stop(mpx__link *self, bool wait) {
   mpi_tp *tp = (mpi_tp *)self;
   (void)wait; /* always waits: the workers' last messages must be drained before the next executor */
   if (tp->stopped) return;
@@ -615,7 +441,7 @@ static void mpi_stop(mpx_transport *self, bool wait) {
     mpx__event ev = {0};
     int rc = try_recv(tp, &ev);
     if (rc < 0) {
-      fprintf(stderr, "mpx: stopping the MPI executor: %s\n", mpx_errmsg());
+      mpx__log(MPX_LOG_WARN, "stopping the MPI executor: %s", mpx_errmsg());
       break;
     }
     if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
@@ -631,26 +457,13 @@ static void mpi_stop(mpx_transport *self, bool wait) {
   atomic_store(&tp->s->busy, false);
 }
 
-static void mpi_destroy(mpx_transport *self) {
+static void mpi_destroy(mpx__link *self) {
   mpi_tp *tp = (mpi_tp *)self;
   mpi_stop(self, true);
   mpx__mpi_session *s = tp->s;
   tp_free(tp);
   session_unref(s);
 }
-
-const mpx_transport_ops mpx__mpi_transport = {
-    .name = "mpi",
-    .configure = mpi_configure,
-    .start = mpi_start,
-    .send = mpi_send,
-    .poll = mpi_poll,
-    .kill = mpi_kill,
-    .peer = mpi_peer,
-    .wake = mpi_wake,
-    .stop = mpi_stop,
-    .destroy = mpi_destroy,
-};
 
 /* ---- mpx_init / mpx_finalize hooks -------------------------------------------------------- */
 
@@ -675,22 +488,23 @@ static const char *level_name(int level) {
   return "an unknown level";
 }
 
-int mpx__mpi_init(int *argc, char ***argv, bool *job) {
-  *job = false;
-  if (!launched()) return MPX_MAIN;
+/* Under a launcher: initialise MPI; on rank 0 of a job of two or more ranks, build the world
+ * session and claim the job; on the other ranks serve until it is over and become a worker. */
+static int mpi_init(mpx__init_ctx *ctx) {
+  if (!launched()) return MPX_OK;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
-  if (inited || finalized) return MPX_MAIN; /* the program owns MPI: see mpx_comm_executor */
+  if (inited || finalized) return MPX_OK; /* the program owns MPI: see mpx_comm_executor */
   const char *lv = getenv("MPX_MPI_THREAD_LEVEL");
   int want = lv && !strcmp(lv, "serialized") ? MPI_THREAD_SERIALIZED : MPI_THREAD_MULTIPLE;
-  int rc = MPI_Init_thread(argc, argv, want, &g.provided);
+  int rc = MPI_Init_thread(ctx->argc, ctx->argv, want, &g.provided);
   if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Init_thread", rc);
   g.we_init = true;
   if (g.provided < MPI_THREAD_SERIALIZED) {
     mpx__set_errmsg("MPI provides only %s; mpx needs MPI_THREAD_SERIALIZED or better",
                     level_name(g.provided));
-    fprintf(stderr, "mpx: %s\n", mpx_errmsg());
+    mpx__log(MPX_LOG_ERROR, "%s", mpx_errmsg());
     MPI_Finalize();
     g.we_init = false;
     return MPX_EMPI;
@@ -698,27 +512,28 @@ int mpx__mpi_init(int *argc, char ***argv, bool *job) {
   int size, rank;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (size < 2) return MPX_MAIN; /* one rank: MPI is up, the backend stays threads */
+  if (size < 2) return MPX_OK; /* one rank: MPI is up, the backend stays threads */
   mpx__mpi_session *s;
   if ((rc = mpx__mpi_session_new(MPI_COMM_WORLD, 0, false, &s))) return rc;
   if (rank == 0) {
     g.world = s;
-    *job = true;
-    return MPX_MAIN;
+    ctx->claimed = &mpx__mpi_transport;
+    return MPX_OK;
   }
   rc = mpx__mpi_serve(s);
   if (rc) {
-    fprintf(stderr, "mpx: rank %d: %s\n", rank, mpx_errmsg());
+    mpx__log(MPX_LOG_ERROR, "rank %d: %s", rank, mpx_errmsg());
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   mpx__mpi_session_free(s);
   MPI_Finalize();
   g.we_init = false;
   g.worker_done = true;
-  return MPX_WORKER;
+  ctx->role = MPX_WORKER;
+  return MPX_OK;
 }
 
-int mpx__mpi_finalize(void) {
+static int mpi_fini(mpx__init_ctx *ctx) {
   if (g.world) {
     send_stop(g.world, NULL);
     session_unref(g.world);
@@ -730,10 +545,13 @@ int mpx__mpi_finalize(void) {
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Finalize", rc);
 }
 
-/* ---- collective mode ---------------------------------------------------------------------- */
+/* ---- endpoints (collective mode: mpx_comm_executor, core/src/comm_executor.c) ------------ */
 
-int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out) {
-  if (out) *out = NULL;
+/* handle: a pointer to the user's communicator. The checks run on every rank before the collective
+ * session is built, so that they fail everywhere alike. */
+static int mpi_open_endpoint(const void *handle, int root, void **ep) {
+  *ep = NULL;
+  MPI_Comm comm = handle ? *(const MPI_Comm *)handle : MPI_COMM_NULL;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
@@ -766,21 +584,47 @@ int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_execu
   mpx__mpi_session *s;
   int rc = mpx__mpi_session_new(comm, root, true, &s);
   if (rc) return rc;
-  if (rank != root) {
-    rc = mpx__mpi_serve(s);
-    mpx__mpi_session_free(s);
-    return rc ? rc : MPX_WORKER;
-  }
-  mpx_options o = opt ? *opt : (mpx_options){0};
-  if (!out || (o.backend != MPX_BACKEND_AUTO && o.backend != MPX_BACKEND_MPI)) {
-    mpx__set_errmsg(out ? "mpx_comm_executor makes MPI executors: backend must be AUTO or MPI"
-                        : "out is NULL");
-    rc = MPX_EINVAL;
-  } else {
-    o.backend = MPX_BACKEND_MPI;
-    rc = mpx__executor_create_on(out, &o, s);
-  }
-  if (rc && !s->served) send_stop(s, NULL); /* the workers never heard of an executor */
-  session_unref(s);
-  return rc ? rc : MPX_MAIN;
+  *ep = s;
+  return rank == root ? MPX_MAIN : MPX_WORKER;
 }
+
+static int mpi_serve_endpoint(void *ep) {
+  mpx__mpi_session *s = ep;
+  int rc = mpx__mpi_serve(s);
+  mpx__mpi_session_free(s);
+  return rc ? rc : MPX_WORKER;
+}
+
+static void mpi_close_endpoint(void *ep) {
+  mpx__mpi_session *s = ep;
+  if (!s->served) send_stop(s, NULL); /* the workers never heard of an executor */
+  session_unref(s);
+}
+
+/* ---- the descriptor ----------------------------------------------------------------------- */
+
+static const mpx__link_ops mpi_link = {
+    .configure = mpi_configure,
+    .start = mpi_start,
+    .send = mpi_send,
+    .poll = mpi_poll,
+    .kill = mpi_kill,
+    .peer = mpi_peer,
+    .wake = mpi_wake,
+    .stop = mpi_stop,
+    .destroy = mpi_destroy,
+    .open_endpoint = mpi_open_endpoint,
+    .serve_endpoint = mpi_serve_endpoint,
+    .close_endpoint = mpi_close_endpoint,
+};
+
+/* Payloads are encoded; a single rank cannot be ended; progress is made by polling threads;
+ * executors can run over the user's communicators. */
+const mpx__transport mpx__mpi_transport = {
+    .name = "mpi",
+    .backend = MPX_BACKEND_MPI,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT,
+    .init = mpi_init,
+    .fini = mpi_fini,
+    .link = &mpi_link,
+};

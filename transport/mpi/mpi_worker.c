@@ -15,7 +15,7 @@
  * thread's bell so that the results leave at once.
  *
  * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
- * pool.lock; the bell is lock-free (mpi.c). */
+ * pool.lock; the bell is lock-free (mpi_common.c). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +24,7 @@
 
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
+#include "os/log.h"
 #include "task_impl.h"
 
 /* ---- the hybrid pool ---------------------------------------------------------------------- */
@@ -59,7 +60,7 @@ typedef struct pool {
 } pool;
 
 static void fatal(const char *what, int rc) {
-  fprintf(stderr, "mpx: worker rank: %s: %s\n", what, mpx_strerror(rc));
+  mpx__log(MPX_LOG_ERROR, "worker rank: %s: %s", what, mpx_strerror(rc));
   MPI_Abort(MPI_COMM_WORLD, 1);
   abort();
 }
@@ -283,8 +284,8 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
       if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv.lim.max_message) {
         char dummy;
         MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-        fprintf(stderr, "mpx: rank %d: unexpected message (tag %d, %d bytes) ignored\n", s->rank,
-                st.MPI_TAG, count);
+        mpx__log(MPX_LOG_WARN, "rank %d: unexpected message (tag %d, %d bytes) ignored", s->rank,
+                 st.MPI_TAG, count);
       } else {
         if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv.rbuf, &sv.rcap))) break;
         Mpx__Batch *b;

@@ -1,0 +1,181 @@
+/* worker.c: the process transport's worker process (see process_impl.h for the whole picture).
+ *
+ * A worker is forked (by the fork server, or directly by the transport without one) with
+ * mpx__spawn's death signal armed, and runs mpx__worker_main on its end of a socketpair. It first
+ * receives an FS_PROGRESS message carrying the transport's progress memfd (or none) and maps it;
+ * then one hello frame (its index, limits, placement, initializer and initargs). Its replies stay
+ * under the hello's max_message (the parent's max_worker_memory): mpx__serve_batch trims a reply
+ * of many results to it. It names itself mpx-worker-<index>, binds itself to its placement, runs
+ * mpx__serve_init and answers a Batch with Control READY (an Error if the initializer failed,
+ * after which it exits; mpx__control_fit makes READY fit any max_payload). Then it loops: receive
+ * a frame, exit(0) on Control SHUTDOWN, else mpx__serve_batch and send the results frame. After
+ * max_tasks_per_worker tasks it sends a zero-length frame (the retire mark; an empty Batch is
+ * never a reply) and exits 0.
+ *
+ * Serving stores each task's call id in the worker's progress word as it starts; the worker
+ * clears the word once the batch's results are packed, before it sends them. EOF on the socket
+ * (the parent is gone) exits 0; a frame over the limit, a malformed batch or running out of
+ * memory exit with a distinct status (64-68) that the transport reports as the loss's detail.
+ * Every exit flushes stdio and skips the program's atexit handlers.
+ *
+ * Locking: none; the worker process is single-threaded as far as this file is concerned (tasks
+ * may start threads of their own). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "os/chan.h"
+#include "os/clock.h"
+#include "process_impl.h"
+#include "task_impl.h"
+
+static void worker_exit(int code) __attribute__((noreturn));
+static void worker_exit(int code) {
+  fflush(NULL); /* task output is not lost; _exit skips the program's atexit handlers */
+  _exit(code);
+}
+
+/* Block until a whole frame is in; spin briefly first (the next batch often follows at once). */
+static int worker_recv(mpx__chan *c, const void **data, size_t *len, long spin_ns) {
+  int64_t t0 = mpx__now_ns();
+  for (;;) {
+    int r = mpx__chan_recv_nb(c, data, len);
+    if (r != 0) return r;
+    if (mpx__now_ns() - t0 < spin_ns) {
+      sched_yield(); /* a spinning worker must not keep a woken thread off the CPU */
+      continue;
+    }
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) return MPX_ESYS;
+    t0 = mpx__now_ns();
+  }
+}
+
+/* The message before the hello, with the progress memfd attached (or none): map it. NULL when there
+ * is none. */
+static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
+  fs_msg m;
+  int pfd;
+  if (mpx__fs_recv(fd, &m, &pfd, 0) != 1 || m.op != FS_PROGRESS) {
+    if (pfd >= 0) close(pfd);
+    worker_exit(0); /* the parent went away before the hello */
+  }
+  if (pfd < 0) return NULL;
+  struct stat st;
+  void *p = MAP_FAILED;
+  if (fstat(pfd, &st) == 0 && st.st_size > 0)
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0);
+  close(pfd);
+  if (p == MAP_FAILED) return NULL;
+  *words = (size_t)st.st_size / sizeof(uint64_t);
+  return p;
+}
+
+void mpx__worker_main(int fd) {
+  signal(SIGPIPE, SIG_IGN);
+  size_t progress_words = 0;
+  _Atomic uint64_t *progress = worker_progress(fd, &progress_words);
+  int fl = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  mpx__chan ch;
+  mpx__chan_init(&ch, fd, MPX__FRAME_MAX); /* the hello comes from the trusted parent */
+  const void *data;
+  size_t len;
+  if (worker_recv(&ch, &data, &len, 0) != 1) worker_exit(0);
+  hello h;
+  if (len < sizeof h) worker_exit(64);
+  memcpy(&h, data, sizeof h);
+  if (h.magic != HELLO_MAGIC || h.initargs_len != len - sizeof h) worker_exit(64);
+  void *initargs = NULL;
+  if (h.initargs_len) {
+    if (!(initargs = malloc(h.initargs_len))) worker_exit(65);
+    memcpy(initargs, (const char *)data + sizeof h, h.initargs_len);
+  }
+  mpx__chan_shrink(&ch, KEEP_BUF);
+  mpx__limits lim = mpx__limits_default(h.max_payload);
+  if (h.max_message && h.max_message < lim.max_message) lim.max_message = (size_t)h.max_message;
+  ch.max_frame = lim.max_message;
+  char host[64] = "";
+  gethostname(host, sizeof host - 1);
+  char name[16];
+  snprintf(name, sizeof name, "mpx-worker-%d", h.index);
+  prctl(PR_SET_NAME, name);
+  if (h.place.cpuset[0]) mpx_topology_bind_process(&h.place);
+  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
+  size_t slot = (size_t)h.index * PROGRESS_WORDS;
+  if (progress && h.index >= 0 && slot < progress_words) who.running = &progress[slot];
+
+  int rc = MPX_OK;
+  char *msg = NULL;
+  const mpx_task *init = NULL;
+  if (h.has_init) {
+    rc = mpx_task_find_id(h.init_id, &init);
+    if (rc)
+      msg = mpx__strdupf("no initializer task is registered with id 0x%08x", h.init_id);
+    else
+      rc = mpx__serve_init(init->name, initargs, (size_t)h.initargs_len, &who, &msg);
+  }
+  free(initargs);
+  Mpx__Error err = MPX__ERROR__INIT;
+  Mpx__Control ctl = MPX__CONTROL__INIT;
+  ctl.kind = MPX__CONTROL__KIND__READY;
+  ctl.pid = who.pid;
+  ctl.host = host;
+  ctl.slots = 1;
+  if (rc) {
+    err.code = rc < 0 ? rc : MPX_EINIT;
+    err.message = msg ? msg : (char *)mpx_strerror(rc);
+    err.pid = who.pid;
+    err.host = host;
+    err.rank = -1;
+    ctl.error = &err;
+  }
+  Mpx__Batch ready = MPX__BATCH__INIT;
+  ready.control = &ctl;
+  mpx__wbuf out = {0};
+  char *cut = mpx__control_fit(&ctl, &lim); /* READY fits any max_payload */
+  if (mpx__batch_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+  free(cut);
+  free(msg);
+  if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
+
+  long done = 0;
+  for (;;) {
+    int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
+    if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
+    Mpx__Batch *in;
+    if (mpx__batch_unpack(data, len, &lim, &in)) worker_exit(67);
+    if (in->control && in->control->kind == MPX__CONTROL__KIND__SHUTDOWN) worker_exit(0);
+    if (!in->n_tasks) {
+      mpx__batch_free(in);
+      continue;
+    }
+    mpx__wbuf_reset(&out);
+    rc = mpx__serve_batch(in, &who, &lim, &out);
+    done += (long)in->n_tasks;
+    mpx__batch_free(in);
+    if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
+    /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
+     * before the send, so that once the results are out the word never names a call id that may be
+     * reused for a later task. */
+    if (who.running) atomic_store_explicit(who.running, 0, memory_order_relaxed);
+    if (mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+    if (out.cap > KEEP_BUF) mpx__wbuf_free(&out);
+    mpx__chan_shrink(&ch, KEEP_BUF);
+    if (h.max_tasks > 0 && done >= h.max_tasks) {
+      mpx__chan_send(&ch, NULL, 0); /* the retire mark */
+      worker_exit(0);
+    }
+  }
+}
