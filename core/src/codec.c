@@ -38,6 +38,18 @@ mpx__limits mpx__limits_default(size_t max_payload) {
       .max_payload = max_payload, .max_message = max_message, .max_items = MPX__DEFAULT_MAX_ITEMS};
 }
 
+int mpx__task_code(int code) {
+  switch (code) {
+  case MPX_ETASK: case MPX_EINVAL: case MPX_ENOMEM: case MPX_ENOTASK: case MPX_ETIMEDOUT:
+  case MPX_ETOOBIG: case MPX_EPROTO: case MPX_ESIZE: case MPX_ESYS: case MPX_EMPI: case MPX_EPERM:
+  case MPX_ESTATE: case MPX_ENOTFOUND: case MPX_EEXIST: case MPX_EEOF: case MPX_ECLOSED:
+  case MPX_EFULL: case MPX_EEMPTY: case MPX_EBROKEN: case MPX_EOWNERDEAD: case MPX_ETOPO:
+    return code;
+  default:
+    return MPX_ETASK;
+  }
+}
+
 /* ---- wbuf -------------------------------------------------------------------------------- */
 
 int mpx__wbuf_reserve(mpx__wbuf *b, size_t extra) {

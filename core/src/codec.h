@@ -131,9 +131,20 @@ void mpx__frame_put_header(uint8_t hdr[MPX__FRAME_HDR], size_t len);
  * before reading or allocating the body. */
 int mpx__frame_get_header(const uint8_t hdr[MPX__FRAME_HDR], const mpx__limits *lim, size_t *len);
 
+/* ---- what a worker may report ----------------------------------------------------------- */
+
+/* The code the scheduler records for a task failure a worker reported: `code` itself when it is
+ * in the task-failure set (MPX_ETASK, EINVAL, ENOMEM, ENOTASK, ETIMEDOUT, ETOOBIG, EPROTO, ESIZE,
+ * ESYS, EMPI, EPERM, ESTATE, ENOTFOUND, EEXIST, EEOF, ECLOSED, EFULL, EEMPTY, EBROKEN,
+ * EOWNERDEAD, ETOPO: what a task's own code can fail with), else MPX_ETASK. Never MPX_ECANCELLED,
+ * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK or MPX_ENOTBUILT: those
+ * are the scheduler's own verdicts about a future, a worker or the executor, never a task's. */
+int mpx__task_code(int code);
+
 /* ---- the worker side (serve.c) ----------------------------------------------------------- */
 
-/* Who serves: goes into every Error a worker sends. */
+/* Who serves: goes into every Error a worker sends (the scheduler does not trust these fields:
+ * it names workers from the transport's own knowledge, see link.h's mpx__peer). */
 typedef struct mpx__worker_id {
   int index;        /* worker index (what mpx_task_worker reports), -1 unknown */
   int pid;          /* the worker's process id */
@@ -151,19 +162,25 @@ typedef struct mpx__worker_id {
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
  * frame header) to `out`; with who->progress, tasks whose claim the worker lost are skipped and
- * have no Result (the Batch may then be empty: zero bytes); MPX_EPROTO if the page
- * shows it was overwritten (a claim word that reads 0 or STARTED before the worker reached it). A
- * task that fails, an unknown task id (MPX_ENOTASK), a chunk item whose result is not result_size
- * bytes (MPX_ESIZE), a result over max_payload or a chunk of more than max_items items
- * (MPX_ETOOBIG) or a malformed chunk (MPX_EPROTO) becomes a Result with an Error (code, message,
- * pid, host, rank, and for chunks the failing item's index, with the results before it in data); it
- * is not an error of this call. Should the Results together exceed max_message, the largest are
- * replaced by MPX_ETOOBIG errors until the Batch fits (then, if errors alone do not fit, their
- * messages are shortened). in->results and in->control are ignored (the transport handles Control).
- * `who` may be NULL (index -1, this pid, rank -1, host ""). Returns 0, or MPX_ENOMEM / MPX_EINVAL /
- * MPX_ETOOBIG (more tasks than max_items) with `out` unchanged. */
+ * have no Result (the Batch may then be empty: zero bytes); MPX_EPROTO if the page shows it was
+ * overwritten (a claim word that reads 0 or STARTED before the worker reached it). A task that
+ * fails, an unknown task id (MPX_ENOTASK), a chunk item whose result is not result_size bytes
+ * (MPX_ESIZE), a result over max_payload or a chunk of more than max_items items (MPX_ETOOBIG) or
+ * a malformed chunk (MPX_EPROTO) becomes a Result with an Error (code, message, pid, host, rank,
+ * and for chunks the failing item's index, with the results before it in data); it is not an
+ * error of this call. Should the Results together exceed max_message, the largest are replaced
+ * by MPX_ETOOBIG errors until the Batch fits (then, if errors alone do not fit, their messages
+ * are shortened, then dropped: an error result always fits, whatever max_payload is; its code is
+ * mpx__task_code's). in->results and in->control are ignored (the transport handles Control).
+ * `who` may be NULL (index -1, this pid, rank -1, host ""). Returns 0, or MPX_ENOMEM /
+ * MPX_EINVAL / MPX_ETOOBIG (more tasks than max_items) with `out` unchanged. */
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out);
+
+/* Make a Control (a worker's READY) packable under `lim`, whatever max_payload is: an Error
+ * message over max_payload bytes is cut (a heap copy, returned: free it after packing), host
+ * names over it are left out (the scheduler names hosts itself). NULL when nothing was copied. */
+char *mpx__control_fit(Mpx__Control *c, const mpx__limits *lim);
 
 /* Run the worker initializer `initializer_name` once with `initargs` (its result is dropped).
  * NULL or "" name: nothing to run, 0. Unknown name: MPX_ENOTASK; the task fails: MPX_EINIT. On

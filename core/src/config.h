@@ -64,6 +64,11 @@ typedef struct mpx__config {
   int slots;       /* tasks run at once in all when not `workers` (MPI: threads over ranks); what
                       mpx_executor_workers reports */
   int workers_opt; /* options.workers as given (0: default), for configure/start */
+  /* processes: bytes the parent holds for one worker at most (its receive buffer, its
+   * out-queue); a frame over it is refused before it is read. options.max_worker_memory (its
+   * floor checked) before configure; the process link's configure resolves 0 (never 0 after it),
+   * other links' configure set 0 (MPI); 0 for runners. */
+  size_t max_worker_memory;
 } mpx__config;
 
 #endif

@@ -1,8 +1,8 @@
 /* dispatch.c: the scheduler for links (link.h: processes, MPI). It is a runner (runner.h) to the
  * executor and drives the transport's link (cfg->link) from one dispatcher thread; the link's
  * ops are called on the threads link.h names. The gate (cfg->gate) is changed only through
- * gate.h: left when a task is sent or cancelled, returned to when tasks are re-queued (a lost
- * worker's, or those taken back from a silent one).
+ * gate.h: left when a task starts or is cancelled, returned to when a lost worker's tasks are
+ * re-queued.
  *
  * Submitters append futures to one pending FIFO under `lock` and wake the dispatcher. The
  * dispatcher alone owns the per-worker windows: it moves pending futures into batches (one packed
@@ -14,8 +14,10 @@
  * the workers with room, idle ones first, and one batch carries at most max_payload bytes of
  * arguments (one larger argument goes alone), so it always fits max_message. A batch that still
  * cannot be packed or sent fails its own tasks, not the worker. It turns results back into
- * completed futures. Futures are identified on the wire by call ids that are their addresses;
- * the dispatcher only accepts ids that are in the sending worker's window.
+ * completed futures, re-queues (retries) or fails the futures of a lost worker (charging a
+ * retry only to the task it was running, when the transport knows it), and kills a worker whose
+ * task passed its time limit. Futures are identified on the wire by call ids that
+ * are their addresses (tagged with their number in the window for in-order workers).
  *
  * Workers with a progress page (the link's optional progress op: the process transport;
  * progress.h). Before a task is sent its
@@ -57,13 +59,30 @@
  * destroys the executor is deferred to a reaper thread that joins this one (executor.c), so
  * nothing here runs after disp_free, and shutdown(wait) from it does not join itself.
  *
+ * Trust. A worker runs user code, so everything it sends is hostile until checked:
+ *  - a worker process's first message must be one Control READY (its initializer's error, if
+ *    any, retires the slot only then); a later READY, any other control, tasks, or results
+ *    before READY are violations;
+ *  - a result is accepted only for a call id in that worker's window, once; a worker that runs one
+ *    task at a time (processes, single-threaded ranks: slots == 1) answers in the order it was
+ *    sent, so only the oldest id of its window is accepted: a task can answer for itself, never
+ *    for the tasks queued behind it (hybrid ranks answer out of order: any id of the window);
+ *  - a malformed message, a violation or a result it may not send gets the worker killed and
+ *    replaced; its loss charges only the task it was running (the transport's progress word),
+ *    the rest of its window is re-queued uncharged. Its messages are ignored until the loss;
+ *  - codes are restricted to task failures (mpx__task_code: never MPX_ECANCELLED,
+ *    MPX_EWORKER_LOST, ...); the worker's text is kept, but pid, rank, host and slots come from
+ *    the link (its peer op, link.h's mpx__peer), never from Control or Error fields;
+ *  - sizes are bounded by d->lim (max_message lowered to cfg->max_worker_memory).
+ *
  * The code for workers with a page, and the time-limit and stall checks, is in dispatch_pages.c;
  * the state both files share is in dispatch_impl.h.
  *
- * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows and every wslot are
- * the dispatcher thread's alone. Claim words are shared with workers and cancelling threads:
- * orderings are given where they are used (see also progress.h). */
+ * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows (w[]) belong to the
+ * dispatcher thread alone (and to the starting thread before it exists). Claim words are shared
+ * with workers and cancelling threads: orderings are given where they are used (progress.h). */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +91,6 @@
 #include "dispatch_impl.h"
 #include "future_impl.h"
 #include "os/log.h"
-#include "progress.h"
 #include "task_impl.h"
 #include "link.h"
 #include "runner.h"
@@ -101,17 +119,22 @@ static int task_retries(const disp *d, const mpx_future *f) {
   return f->retries >= 0 ? f->retries : d->cfg->retries;
 }
 
+
+/* Where worker i runs, from the transport's own knowledge (mpx__peer), never from a message. */
 static void where(const wslot *w, int i, char *buf, size_t n) {
-  snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
+  if (w->rank >= 0)
+    snprintf(buf, n, "worker %d (rank %d on %s)", i, w->rank, w->host[0] ? w->host : "?");
+  else
+    snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
 
-static void fill_task(Mpx__Task *t, mpx_future *f) {
+static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
   mpx__task__init(t);
   t->task_id = f->task->id;
-  t->call_id = (uint64_t)(uintptr_t)f;
+  t->call_id = id;
   t->arg.data = (uint8_t *)f->arg;
   t->arg.len = f->arg_len;
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
@@ -152,6 +175,7 @@ static void send_batch(disp *d, int i, size_t k) {
   w->inflight.tail = last;
   w->inflight.n = keep;
   w->sent -= (long)k;
+  w->seq_sent -= k;
   if (w->timed && !keep) w->timed = false;
   while (f) { /* failed by feed_all once d->lock is released: callbacks run then */
     mpx_future *next = f->next;
@@ -160,7 +184,6 @@ static void send_batch(disp *d, int i, size_t k) {
     f = next;
   }
 }
-
 
 
 /* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
@@ -210,7 +233,7 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
     f->worker = (int16_t)i;
     if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
-    fill_task(&d->tasks[k], f);
+    fill_task(&d->tasks[k], f, call_id(w, f, w->seq_sent++));
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
@@ -227,9 +250,8 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
 /* Fail what send_batch could not send (after d->lock is released: callbacks run). */
 void mpx__disp_fail_unsent(disp *d) {
   for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
-    mpx__future_fail(f, f->error,
-                     mpx__strdupf("task '%s' could not be sent to worker %d: %s", f->task->name,
-                                  f->worker, mpx_strerror(f->error)));
+    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
+                                               f->task->name, f->worker, mpx_strerror(f->error)));
     mpx__future_drop(f);
   }
 }
@@ -257,12 +279,13 @@ static void feed_all(disp *d) {
 
 /* ---- receiving ---------------------------------------------------------------------------- */
 
-static char *error_text(const Mpx__Error *e, int i) {
+/* The text of a task failure a worker reported: its message (the worker's words, kept) and where
+ * it ran, from the transport's own knowledge (where()), never from the Error's pid/host/rank. */
+static char *error_text(const disp *d, const Mpx__Error *e, int i) {
   const char *msg = e && e->message && e->message[0] ? e->message : mpx_strerror(e ? e->code : 0);
-  if (e && e->rank >= 0)
-    return mpx__strdupf("%s (rank %d on %s)", msg, e->rank, e->host ? e->host : "?");
-  return mpx__strdupf("%s (worker %d, pid %d on %s)", msg, i, e ? e->pid : 0,
-                      e && e->host ? e->host : "?");
+  char who[160];
+  where(&d->w[i], i, who, sizeof who);
+  return mpx__strdupf("%s (%s)", msg, who);
 }
 
 static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double now) {
@@ -275,28 +298,67 @@ static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double
       size_t before = c->failed * c->result_size;
       if (r->data.len == before && before) memcpy(c->results, r->data.data, before);
     }
-    mpx__future_fail(f, r->error->code, error_text(r->error, i));
+    /* a worker reports task failures only: never a cancellation, a loss, ... (mpx__task_code) */
+    mpx__future_fail(f, mpx__task_code(r->error->code), error_text(d, r->error, i));
   } else {
     mpx__future_finish_copy(f, r->data.data, r->data.len);
   }
   mpx__future_drop(f);
 }
 
-static void on_control(disp *d, int i, const Mpx__Control *c) {
+/* Worker i broke the protocol (see 'Trust' in the header): it is ended and replaced, and its loss
+ * charges only the task it was running. Its messages are ignored until the transport reports the
+ * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
+ * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
+ * charged, the rest goes back to the queue. */
+static void violate(disp *d, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void violate(disp *d, int i, const char *fmt, ...) {
   wslot *w = &d->w[i];
-  if (c->kind != MPX__CONTROL__KIND__READY) return;
-  w->pid = c->pid;
-  snprintf(w->host, sizeof w->host, "%s", c->host ? c->host : "");
+  char what[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  char who[160];
+  where(w, i, who, sizeof who);
+  if (w->rank >= 0) snprintf(w->why, sizeof w->why, "rank %d %s and was killed", w->rank, what);
+  else snprintf(w->why, sizeof w->why, "pid %d %s and was killed", w->pid, what);
+  w->ready = false;
+  w->killed = true;
+  if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
+  snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
+  mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
+  w->dead = true;
+  mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
+  ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
+  lose(d, i, w->why, &ev);
+}
+
+/* Accept the READY that a worker process sends as its first message: who it is comes from the
+ * transport (peer), not from the message. */
+static void take_peer(disp *d, int i) {
+  wslot *w = &d->w[i];
+  mpx__peer p = {.pid = 0, .rank = -1, .slots = 1, .host = ""};
+  if (d->inner->peer) d->inner->peer(d->tp, i, &p);
+  w->pid = p.pid;
+  w->rank = p.rank;
+  snprintf(w->host, sizeof w->host, "%s", p.host);
+  w->slots = p.slots > 0 ? p.slots : 1;
+}
+
+static void on_ready(disp *d, int i, const Mpx__Control *c) {
+  wslot *w = &d->w[i];
+  take_peer(d, i);
   w->sent = 0;
+  w->seq_sent = w->seq_done = 0;
   w->seq = 0; /* a new process: a new stream, on a fresh page */
   w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
   w->stalled = false;
   w->timed_out_id = w->run_id = 0;
   if (w->page) w->beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
   w->beat_at = mpx__now();
-  w->slots = c->slots > 0 ? c->slots : 1;
   if (c->error) { /* a replacement's initializer failed: retire the slot */
-    char *msg = error_text(c->error, i);
+    char *msg = error_text(d, c->error, i);
     mpx__log(MPX_LOG_WARN, "%s; worker %d is not replaced", msg ? msg : "initializer failed", i);
     free(msg);
     w->dead = true;
@@ -313,24 +375,71 @@ static void observe(disp *d, double seconds, size_t tasks) {
   d->task_avg = d->task_avg <= 0 ? per : 0.8 * d->task_avg + 0.2 * per;
 }
 
+/* The future a result from worker i is for, taken out of its window, or NULL: the call id must
+ * be in the window (sent and not answered yet, so each is accepted once); a worker that runs
+ * one task at a time answers in the order it was sent, so only the oldest id is accepted (a
+ * task cannot answer for the tasks queued behind it). */
+static mpx_future *accept_result(disp *d, int i, uint64_t id) {
+  wslot *w = &d->w[i];
+  if (w->slots == 1) {
+    /* a task a user cancelled before its worker reached it (its claim word reads TAKEN) is skipped
+     * by the worker, which never answers for it: out of the window, the next one is the oldest.
+     * relaxed: TAKEN is final for that word until the future leaves the window */
+    for (mpx_future *h; w->page && (h = w->inflight.head);) {
+      _Atomic uint64_t *word =
+          (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(h), memory_order_relaxed);
+      if (!word || atomic_load_explicit(word, memory_order_relaxed) != MPX__CLAIM_TAKEN) break;
+      mpx__future_drop(fifo_pop(&w->inflight));
+    }
+    if (!w->inflight.head || call_id(w, w->inflight.head, w->seq_done) != id) return NULL;
+    w->seq_done++;
+    return fifo_pop(&w->inflight);
+  }
+  return fifo_take(&w->inflight, id); /* hybrid ranks: threads answer out of order */
+}
+
+static const char *control_name(int kind) {
+  switch (kind) {
+  case MPX__CONTROL__KIND__READY: return "READY";
+  case MPX__CONTROL__KIND__SHUTDOWN: return "SHUTDOWN";
+  case MPX__CONTROL__KIND__RETIRE: return "RETIRE";
+  default: return "NONE";
+  }
+}
+
 static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
+  wslot *w = &d->w[i];
+  if (w->killed || w->dead) return; /* ended for a violation or retired: leftovers are ignored */
   Mpx__Batch *b;
   int rc = mpx__batch_unpack(data, len, &d->lim, &b);
   if (rc) {
-    char why[128];
-    snprintf(why, sizeof why, "pid %d sent a malformed message (%s) and was killed",
-             d->w[i].pid, mpx_strerror(rc));
-    d->inner->kill(d->tp, i, true);
-    lose(d, i, why, NULL);
+    violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
     return;
   }
-  if (b->control) on_control(d, i, b->control);
-  wslot *w = &d->w[i];
+  if (!w->ready) { /* a worker process's first message: READY and nothing else */
+    if (!b->control || b->control->kind != MPX__CONTROL__KIND__READY || b->n_results || b->n_tasks)
+      violate(d, i, "sent a message other than READY as its first");
+    else
+      on_ready(d, i, b->control);
+    mpx__batch_free(b);
+    return;
+  }
+  if (b->control || b->n_tasks) { /* a serving worker sends results only */
+    violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
+                                                      : control_name(b->control->kind));
+    mpx__batch_free(b);
+    return;
+  }
   double now = mpx__now();
   size_t done = 0;
   for (size_t k = 0; k < b->n_results; k++) {
-    mpx_future *f = fifo_take(&w->inflight, b->results[k]->call_id);
-    if (!f) continue; /* not ours (a stale or forged id): ignore, never dereference */
+    uint64_t id = b->results[k]->call_id;
+    mpx_future *f = accept_result(d, i, id);
+    if (!f) { /* never dereferenced: a stale, repeated, out of order or forged id */
+      violate(d, i, "sent a result for call id 0x%llx, which it was not running",
+              (unsigned long long)id);
+      break;
+    }
     complete(d, i, f, b->results[k], now);
     done++;
     d->next = i;
@@ -383,22 +492,27 @@ static void charge(disp *d, int i, mpx_future *f, const char *detail, fifo *requ
  * MPI) every task it held is. */
 static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   wslot *w = &d->w[i];
-  char who[128], why[320];
+  char who[160], why[sizeof w->why + 64];
   where(w, i, who, sizeof who);
-  if (w->stalled) {
+  if (w->killed) { /* ended for a protocol violation: say that, not just 'killed by signal 9' */
+    snprintf(why, sizeof why, "%s", w->why);
+    detail = why;
+  } else if (w->stalled) {
     snprintf(why, sizeof why, "stalled: no heartbeat for %.3g s; %s", d->cfg->stall_timeout,
              detail);
     detail = why;
   }
   bool timed_out = w->timed_out;
   uint64_t timed_id = w->timed_out_id;
-  w->ready = w->timed = w->timed_out = w->stalled = false;
+  w->ready = w->timed = w->timed_out = w->stalled = w->killed = false;
   w->timed_out_id = 0;
+  /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
+  if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
   mpx_future *f;
   fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
                          failures' callbacks run unlocked */
-  while ((f = fifo_pop(&w->inflight))) {
-    uint64_t id = (uint64_t)(uintptr_t)f, v;
+  for (uint64_t seq = w->seq_done; (f = fifo_pop(&w->inflight)); seq++) {
+    uint64_t id = call_id(w, f, seq), v;
     if (w->page) {
       if (mpx__disp_take_back(f, &v)) { /* never started: not an attempt */
         if (mpx__future_requeue(f)) {
@@ -444,9 +558,6 @@ static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
 
 
 
-
-
-
 static void handle(disp *d, const mpx__event *ev) {
   if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
   else if (ev->kind == MPX__EV_WORKER_LOST) lose(d, ev->worker, ev->detail, ev);
@@ -489,8 +600,6 @@ static void send_shutdown(disp *d) {
   for (int i = 0; i < d->n; i++)
     if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
-
-
 
 static void *dispatcher_main(void *arg) {
   disp *d = arg;
@@ -539,20 +648,31 @@ static int await_ready(disp *d) {
       return MPX_EINIT;
     }
     if (ev.kind == MPX__EV_MESSAGE) {
+      /* each worker's first message must be one READY (the initializer is user code too) */
       Mpx__Batch *b;
-      if ((rc = mpx__batch_unpack(ev.data, ev.len, &d->lim, &b))) return rc;
-      const Mpx__Control *c = b->control;
-      if (c && c->kind == MPX__CONTROL__KIND__READY) {
-        if (c->error) {
-          char *msg = error_text(c->error, ev.worker);
-          mpx__set_errmsg("initializer failed in worker %d: %s", ev.worker, msg ? msg : "?");
-          free(msg);
-          mpx__batch_free(b);
-          return MPX_EINIT;
-        }
-        on_control(d, ev.worker, c);
-        ready++;
+      if ((rc = mpx__batch_unpack(ev.data, ev.len, &d->lim, &b))) {
+        mpx__set_errmsg("worker %d sent a malformed message while starting (%s)", ev.worker,
+                        mpx_strerror(rc));
+        return MPX_EINIT;
       }
+      const Mpx__Control *c = b->control;
+      if (d->w[ev.worker].ready || !c || c->kind != MPX__CONTROL__KIND__READY || b->n_results ||
+          b->n_tasks) {
+        mpx__set_errmsg("worker %d sent a message other than one READY while starting",
+                        ev.worker);
+        mpx__batch_free(b);
+        return MPX_EINIT;
+      }
+      if (c->error) {
+        take_peer(d, ev.worker);
+        char *msg = error_text(d, c->error, ev.worker);
+        mpx__set_errmsg("initializer failed in worker %d: %s", ev.worker, msg ? msg : "?");
+        free(msg);
+        mpx__batch_free(b);
+        return MPX_EINIT;
+      }
+      on_ready(d, ev.worker, c);
+      ready++;
       mpx__batch_free(b);
     }
     if (mpx__now() > give_up) {
@@ -586,6 +706,10 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   d->tasks = calloc(BATCH_MAX, sizeof *d->tasks);
   d->task_ptrs = calloc(BATCH_MAX, sizeof *d->task_ptrs);
   int rc = d->w && d->tasks && d->task_ptrs ? MPX_OK : MPX_ENOMEM;
+  for (int i = 0; d->w && i < d->n; i++) d->w[i].rank = -1;
+  /* what one worker may make us hold: no message from it is larger (see mpx__config) */
+  if (cfg->max_worker_memory && d->lim.max_message > cfg->max_worker_memory)
+    d->lim.max_message = cfg->max_worker_memory;
   if (!rc) rc = d->inner->start(&d->tp, cfg);
   if (rc) {
     disp_free(d);

@@ -41,13 +41,18 @@ typedef struct wslot {
   double deadline;
   double busy_since;    /* when its window last became non-empty or it last sent results */
   long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
-  int slots;            /* tasks it runs at once (READY's slots), >= 1 */
-  int pid;
+  int slots;            /* tasks it runs at once (the transport's mpx__peer), >= 1 */
+  bool killed;          /* ended for a protocol violation; its loss is not reported yet */
+  uint64_t seq_sent;    /* slots == 1: tasks sent to the current process (the next one's number) */
+  uint64_t seq_done;    /* slots == 1: results accepted from it (the window head's number) */
+  int pid;              /* pid, rank and host: the transport's mpx__peer, never a message's */
+  int rank;
   char host[64];
+  char why[384];        /* killed: what it did */
   /* With a progress page (processes): */
-  mpx__progress *page; /* NULL: none (MPI): futures count as running once sent */
-  uint64_t seq;        /* tasks sent to the current process: their claim-ring index */
-  uint64_t beat;       /* the heartbeat last seen, and when it changed */
+  mpx__progress *page;  /* NULL: none (MPI): futures count as running once sent */
+  uint64_t seq;         /* tasks sent to the current process: their claim-ring index */
+  uint64_t beat;        /* the heartbeat last seen, and when it changed */
   double beat_at;
   bool stalled;          /* killed for a heartbeat that stopped */
   uint64_t timed_out_id; /* killed for this task's time limit */
@@ -98,6 +103,23 @@ static inline mpx_future *fifo_pop(fifo *q) {
   q->n--;
   f->next = NULL;
   return f;
+}
+
+/* The call id of the future numbered `seq` in worker w's window: its address, and for a worker
+ * that answers in order (slots == 1) a number's low 16 bits in the top bits of the id, so that a
+ * late answer for a future that was completed early (a task that answered for itself, then
+ * finished) never matches a new future at the same address. With a progress page the number is
+ * the future's claim-ring index (seq is not used): take-backs and cancels leave gaps in a window,
+ * and the claim pointer says where each future is; the claim word itself holds the plain address
+ * (the worker strips the tag, MPX__CALL_ADDR). */
+static inline uint64_t call_id(const wslot *w, mpx_future *f, uint64_t seq) {
+  uint64_t a = (uint64_t)(uintptr_t)f;
+  if (w->slots != 1 || a >> 48) return a;
+  if (w->page) {
+    uintptr_t word = atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed);
+    seq = (uint64_t)((_Atomic uint64_t *)word - w->page->claim);
+  }
+  return a | (seq & 0xffff) << 48;
 }
 
 /* A task's time limit in seconds, 0: none. */

@@ -153,7 +153,7 @@ void mpx__disp_check_deadlines(disp *d) {
     }
     if (!id || !w->inflight.n) continue;
     mpx_future *f = w->inflight.head;
-    while (f && (uint64_t)(uintptr_t)f != id) f = f->next;
+    while (f && call_id(w, f, 0) != id) f = f->next; /* page workers: seq is not used */
     double limit = f ? task_timeout(d, f) : 0;
     if (limit > 0 && now - w->run_seen > limit) {
       w->timed_out_id = id;

@@ -89,6 +89,14 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->task_timeout = o->task_timeout;
   c->stall_timeout = o->stall_timeout > 0 ? o->stall_timeout : 5.0;
   c->threads_per_rank = o->threads_per_rank;
+  if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||
+                               o->max_worker_memory < c->max_payload + ((size_t)64 << 10))) {
+    mpx__set_errmsg("max_worker_memory (%zu) must be at least max_payload (%zu) + 64 KiB",
+                    o->max_worker_memory, c->max_payload);
+    return MPX_EINVAL;
+  }
+  /* as given: the process link's configure resolves 0, other links clear it; runners ignore it */
+  c->max_worker_memory = c->link ? o->max_worker_memory : 0;
   c->workers = c->workers_opt = o->workers;
   /* a transport may set its own worker count (MPI: ranks) or refuse options */
   if (c->link && c->link->configure && (rc = c->link->configure(c))) return rc;

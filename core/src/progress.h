@@ -40,6 +40,9 @@
 #define MPX__CLAIM_RING    4096
 #define MPX__CLAIM_STARTED ((uint64_t)1)
 #define MPX__CLAIM_TAKEN   ((uint64_t)2)
+/* The address a call id names (the dispatcher tags ids with a number in their top 16 bits): what
+ * a claim word holds. */
+#define MPX__CALL_ADDR(id) ((id) & (((uint64_t)1 << 48) - 1))
 /* Heartbeat period of a worker, milliseconds. */
 #define MPX__BEAT_MS 50
 

@@ -197,7 +197,9 @@ static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) 
   Mpx__Batch b = MPX__BATCH__INIT;
   b.control = &c;
   mpx__wbuf out = {0};
+  char *cut = mpx__control_fit(&c, &sv->lim); /* READY fits any max_payload */
   int rc = mpx__batch_pack(&b, &sv->lim, &out);
+  free(cut);
   if (rc) {
     mpx__wbuf_free(&out);
     return rc;

@@ -5,13 +5,15 @@
  * same task registry). Each worker talks to the dispatcher (core/src/dispatch.c) over its own
  * AF_UNIX socketpair carrying chan frames (core/src/os/chan.h: a 4-byte length, then one packed
  * mpx.Batch). Node-local only: no listening socket, no shared-memory object. Three programs make
- * it up, one file each:
+ * it up:
  *  - forkserver.c: the fork server, a single-threaded process forked by mpx_init that forks every
  *    worker and reaps them; its message protocol (fs_msg over SOCK_SEQPACKET, fds passed with
  *    SCM_RIGHTS) and the client calls the transport uses (mpx__fs_session, mpx__fs_send/recv);
  *  - worker.c: the worker process: its progress page and heartbeat, the hello, the initializer,
  *    the serve loop;
- *  - process.c: the transport state machine the dispatcher drives, and its ops table.
+ *  - process.c: the transport state machine the dispatcher drives, and its ops table; with
+ *    lifecycle.c (starting, ending and reaping worker processes) and process_link.h (the state
+ *    those two share).
  *
  * Progress pages (core/src/progress.h). Each worker process gets its own page: a new 0600 memfd,
  * passed with SCM_RIGHTS in an FS_PROGRESS message before the hello, mapped by the transport and
@@ -25,17 +27,21 @@
  * that worker's own page. In the page:
  *  - a heartbeat, bumped every MPX__BEAT_MS by a thread in the worker; the dispatcher kills a
  *    worker whose beat stops for stall_timeout (stopped, or the whole process hung);
- *  - running: serving stores each task's call id there as it starts; the worker clears running once
- * the batch's results are packed, before it sends them (so the word never outlives the call ids it
- * names). The loss event carries what a dead worker left there, so the dispatcher charges a retry
- * to that task only: a death outside serving a batch charges nothing, one while serving charges
- * exactly one task, so a task that kills every worker it runs on still runs out of retries. The
- * dispatcher also times a task with a limit from when it first sees it there;
+ *  - running: serving stores each task's call id there as it starts; the worker clears running
+ *    once the batch's results are packed, before it sends them (so the word never outlives the
+ *    call ids it names). The loss event carries what a dead worker left there, so the dispatcher
+ *    charges a retry to that task only: a death outside serving a batch charges nothing, one
+ *    while serving charges exactly one task, so a task that kills every worker it runs on still
+ *    runs out of retries. When the dispatcher ends a worker (a protocol violation, a time limit,
+ *    a stall), the word is read at that moment (pt_kill), so the charge goes to the task that ran
+ *    when the decision was made, not to one the worker started afterwards. The dispatcher also
+ *    times a task with a limit from when it first sees it there;
  *  - the claim ring: the dispatcher writes each task's call id before sending it, the worker
  *    claims it before running it and skips it if this process (a cancel, a take-back for an idle
  *    worker) claimed it first.
- * A worker for which no page can be made (memfd_create failed) is killed at once, as one that
- * could not be sent its hello, and reported lost.
+ * A worker for which no page can be made (memfd_create or mmap failed) is killed at once and
+ * reported lost, its loss saying what ran out ("could not get its progress page: out of file
+ * descriptors ...").
  *
  * Nothing here holds state; see each file for its own locking. */
 #ifndef MPX_TRANSPORT_PROCESS_IMPL_H
@@ -69,10 +75,13 @@ typedef struct fs_msg {
 /* Send `m` with an optional fd (SCM_RIGHTS; -1: none). 0 or -1 (errno). */
 int mpx__fs_send(int sock, const fs_msg *m, int fd);
 /* Receive one message and an optional fd (*fd = -1 if none). 1 got one, 0 EOF, -1 error (errno;
- * EAGAIN on a nonblocking socket, or with MSG_DONTWAIT in flags, when there is nothing to read). */
+ * EAGAIN on a nonblocking socket, or with MSG_DONTWAIT in flags, when there is nothing to read).
+ * A whole message whose fd could not be installed (this process is out of file descriptors) is
+ * 1 with *fd = -1 and errno = EMFILE. */
 int mpx__fs_recv(int sock, fs_msg *m, int *fd, int flags);
 /* Open a session with the fork server: the returned socket receives SPAWNED/EXITED for the
- * workers asked through it. -1 if there is no fork server (or it is gone). Any thread. */
+ * workers asked through it. -1 if there is no fork server (or it is gone; errno 0) or the session
+ * could not be made (errno: socketpair or the fd passing failed). Any thread. */
 int mpx__fs_session(void);
 
 /* The transport's init and fini hooks (the process-wide fork server): mpx_init starts it while the
@@ -90,7 +99,8 @@ typedef struct hello {
   int32_t index;
   int64_t max_tasks;
   uint64_t max_payload;
-  uint32_t init_id; /* initializer's task id */
+  uint64_t max_message; /* replies stay under it: the parent's max_worker_memory */
+  uint32_t init_id;     /* initializer's task id */
   uint32_t has_init;
   uint64_t initargs_len;
   int64_t spin_ns; /* how long to look for the next batch before sleeping */

@@ -4,12 +4,14 @@
  * mpx__spawn's death signal armed, and runs mpx__worker_main on its end of a socketpair. It first
  * receives an FS_PROGRESS message carrying its own progress page (a memfd, process_impl.h) and
  * maps it, and starts its heartbeat thread; then one hello frame (its index, limits, placement,
- * initializer and initargs). It names itself mpx-worker-<index>, binds itself to its placement,
- * runs mpx__serve_init and answers a Batch with Control READY (an Error if the initializer failed,
- * after which it exits). Then it loops: receive a frame, exit(0) on Control SHUTDOWN, else
- * mpx__serve_batch and send the results frame (none when every task of the batch was skipped:
- * an empty Batch is never sent). After max_tasks_per_worker tasks received it sends a zero-length
- * frame (the retire mark) and exits 0.
+ * initializer and initargs). Its replies stay under the hello's max_message (the parent's
+ * max_worker_memory): mpx__serve_batch trims a reply of many results to it. It names itself
+ * mpx-worker-<index>, binds itself to its placement, runs mpx__serve_init and answers a Batch
+ * with Control READY (an Error if the initializer failed, after which it exits; mpx__control_fit
+ * makes READY fit any max_payload). Then it loops: receive a frame, exit(0) on Control SHUTDOWN,
+ * else mpx__serve_batch and send the results frame (none when every task of the batch was
+ * skipped: an empty Batch is never sent). After max_tasks_per_worker tasks received it sends a
+ * zero-length frame (the retire mark) and exits 0.
  *
  * Serving claims each task in the page's claim ring before it runs it (skipping, without a
  * Result, a task the parent claimed first: cancelled, or taken back to run elsewhere) and stores
@@ -131,6 +133,7 @@ void mpx__worker_main(int fd) {
   }
   mpx__chan_shrink(&ch, KEEP_BUF);
   mpx__limits lim = mpx__limits_default(h.max_payload);
+  if (h.max_message && h.max_message < lim.max_message) lim.max_message = (size_t)h.max_message;
   ch.max_frame = lim.max_message;
   char host[64] = "";
   gethostname(host, sizeof host - 1);
@@ -171,7 +174,9 @@ void mpx__worker_main(int fd) {
   Mpx__Batch ready = MPX__BATCH__INIT;
   ready.control = &ctl;
   mpx__wbuf out = {0};
+  char *cut = mpx__control_fit(&ctl, &lim); /* READY fits any max_payload */
   if (mpx__batch_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+  free(cut);
   free(msg);
   if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
 

@@ -78,6 +78,16 @@ typedef struct mpx_options {
                                   left). 0: 5 s; negative: MPX_EINVAL */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
+  size_t max_worker_memory;    /* processes: bytes the executor holds for one worker at most (what
+                                  it is receiving from it, what waits to be written to it), and so
+                                  the largest message a worker may send (a reply of many results
+                                  is trimmed to fit: the largest become MPX_ETOOBIG errors). A
+                                  worker that announces a larger frame is killed before any of it
+                                  is read (its running task is charged); one whose unread input
+                                  exceeds it is killed too. Buffers grow with the bytes that
+                                  actually arrive. 0: max_payload + 64 MiB; else at least
+                                  max_payload + 64 KiB (MPX_EINVAL below). Ignored by the other
+                                  backends (MPI receives each message at its announced size) */
 } mpx_options;
 
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range
