@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "mpx/executor.h"
 #include "mpx/future.h"
@@ -103,5 +104,22 @@ static inline bool mpx__state_done(uint32_t s) { return (s & MPX__ST_MASK) >= MP
 extern _Thread_local const void *mpx__tl_transport;
 /* How many done-callbacks this thread is running now (they may nest). */
 extern _Thread_local int mpx__tl_callbacks;
+
+/* A node of a future's callback list. */
+struct mpx__cb {
+  struct mpx__cb *next;
+  mpx_done_fn fn;
+  void *arg;
+  bool heap; /* user callbacks are heap nodes; waiters (wait.c) embed theirs */
+};
+
+/* For wait.c: validate a user handle (0, MPX_EINVAL, MPX_ERELEASED); add `cb` to f's callback
+ * list (false: f is already done, nothing added); take `cb` off again (false: completion already
+ * detached it). Any thread. */
+int mpx__future_check(const mpx_future *f);
+bool mpx__future_add_cb(mpx_future *f, struct mpx__cb *cb);
+bool mpx__future_remove_cb(mpx_future *f, struct mpx__cb *cb);
+/* Seconds (clamped at 0) as a timespec. */
+struct timespec mpx__timespec_of(double s);
 
 #endif
