@@ -197,7 +197,11 @@ static void future_recycle(mpx_future *f) {
 static void future_free(mpx_future *f) {
   if (f->res != f->res_small) free(f->res);
   free(f->errmsg);
-  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_ARG_OWNED) free((void *)f->arg);
+  uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
+  /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
+  if (flags & MPX__F_MAP_PRIV)
+    mpx__map_private_unref(((mpx__map_chunk *)f->owner)->priv);
   atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
   future_recycle(f);
 }

@@ -107,8 +107,11 @@ typedef struct mpx_map_status {
 
 /* Map options; NULL means defaults. */
 typedef struct mpx_map_opts {
-  size_t chunksize;        /* items per task message; 0: ceil(n / (4 * workers)), as Python */
-  double timeout;          /* overall, seconds; 0 or negative: no limit */
+  size_t chunksize;        /* items per task message; 0: ceil(n / (4 * workers)), as Python.
+                              Larger than n (or, on processes and MPI, than the 1 Mi items one
+                              message takes): one chunk of that many */
+  double timeout;          /* overall, seconds, counted from the call; 0, negative or +infinity:
+                              no limit; NaN: MPX_EINVAL */
   mpx_map_status *status;  /* optional: details of the first failure */
 } mpx_map_opts;
 
@@ -116,7 +119,17 @@ typedef struct mpx_map_opts {
  * (exactly `result_size` bytes; MPX_ESIZE otherwise) to results + i * result_size, in order.
  * Blocks until all items are done and returns 0, or the first failure in item order (the other
  * results are still written where their tasks succeeded). `results` may be NULL when
- * result_size is 0. */
+ * result_size is 0. MPX_EINVAL when n * item_size or n * result_size overflows size_t;
+ * MPX_ETOOBIG (processes, MPI) when one chunk's items or results exceed max_payload.
+ *
+ * Without a timeout, tasks read `items` and write `results` in place. With a timeout, map
+ * copies the items into a private buffer and the chunks write their results into one too; a
+ * chunk's results are copied to `results` when map sees it done. At the deadline, map cancels
+ * the chunks that have not started and returns MPX_ETIMEDOUT at once (status: the first item of
+ * the first chunk not done): chunks still running finish into the private buffers, their
+ * results are dropped, and the buffers are freed when the last one ends. So after map returns,
+ * whatever it returned, `items` and `results` are the caller's again: nothing reads or writes
+ * them. The copies cost memory (n * (item_size + result_size)) and time only with a timeout. */
 int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
             void *results, size_t result_size, const mpx_map_opts *opts);
 
