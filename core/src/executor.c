@@ -61,18 +61,60 @@ static int resolve_backend(mpx_backend b, mpx_backend *out) {
   return MPX_OK;
 }
 
+/* Seconds an option gives must be a finite number: NaN and infinities are refused. The check is
+ * made as a float too, the width a per-submit timeout is kept in. */
+static int check_seconds(const char *what, double s) {
+  if (isfinite(s) && isfinite((float)s)) return MPX_OK;
+  mpx__set_errmsg("%s is %g: not a finite number of seconds", what, s);
+  return MPX_EINVAL;
+}
+
+/* An option the transport cannot honour (it lacks capability `cap`) is refused, never ignored. */
+static int check_cap(const mpx__config *c, bool asked, unsigned cap, const char *what, double v) {
+  if (!asked || (c->caps & cap)) return MPX_OK;
+  bool here = !(c->caps & MPX__CAP_ENCODES); /* tasks run on threads of this process */
+  const char *why = cap == MPX__CAP_KILL_ONE
+                        ? (here ? "a task runs on a thread of this process, which cannot be "
+                                  "stopped alone"
+                                : "one worker cannot be ended without ending the job")
+                    : cap == MPX__CAP_RETRY
+                        ? (here ? "a task is never lost with its worker thread, so it is never "
+                                  "run again"
+                                : "a lost worker is not replaced (it ends the job)")
+                        : "its workers cannot be replaced";
+  mpx__set_errmsg("%s = %g is not supported on the %s backend: %s", what, v, c->transport->name,
+                  why);
+  return MPX_EPERM;
+}
+
+static int out_of_range(const char *what) {
+  mpx__set_errmsg("option %s is out of range", what);
+  return MPX_EINVAL;
+}
+
 static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   mpx__config *c = &ex->cfg;
-  if (o->backend < MPX_BACKEND_AUTO || o->backend > MPX_BACKEND_MPI || o->workers < 0 ||
-      o->binding < MPX_BIND_NONE || o->binding > MPX_BIND_NUMA || o->max_tasks_per_worker < 0 ||
-      o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL || o->retries < 0 ||
-      o->task_timeout < 0 || o->threads_per_rank < 0 || (!o->initargs && o->initargs_len)) {
-    mpx__set_errmsg("an option is out of range");
-    return MPX_EINVAL;
-  }
-  int rc = resolve_backend(o->backend, &c->backend);
-  if (rc || (rc = mpx__transport_find(c->backend, &c->transport))) return rc;
+  if (o->backend < MPX_BACKEND_AUTO || o->backend > MPX_BACKEND_MPI) return out_of_range("backend");
+  if (o->workers < 0) return out_of_range("workers");
+  if (o->binding < MPX_BIND_NONE || o->binding > MPX_BIND_NUMA) return out_of_range("binding");
+  if (o->max_tasks_per_worker < 0) return out_of_range("max_tasks_per_worker");
+  if (o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL) return out_of_range("on_full");
+  if (o->retries < 0) return out_of_range("retries");
+  if (o->threads_per_rank < 0) return out_of_range("threads_per_rank");
+  if (!o->initargs && o->initargs_len) return out_of_range("initargs_len (initargs is NULL)");
+  int rc = check_seconds("task_timeout", o->task_timeout);
+  if (rc) return rc;
+  if (o->task_timeout < 0) return out_of_range("task_timeout");
+  if ((rc = resolve_backend(o->backend, &c->backend)) ||
+      (rc = mpx__transport_find(c->backend, &c->transport)))
+    return rc;
   c->caps = c->transport->caps;
+  if ((rc = check_cap(c, o->task_timeout > 0, MPX__CAP_KILL_ONE, "task_timeout",
+                      o->task_timeout)) ||
+      (rc = check_cap(c, o->retries > 0, MPX__CAP_RETRY, "retries", o->retries)) ||
+      (rc = check_cap(c, o->max_tasks_per_worker > 0, MPX__CAP_RECYCLE, "max_tasks_per_worker",
+                      (double)o->max_tasks_per_worker)))
+    return rc;
   c->link = c->transport->link; /* NULL for a runner */
   if (o->initializer && (rc = mpx_task_find(o->initializer, &c->initializer))) {
     mpx__set_errmsg("initializer '%s' is not a registered task", o->initializer);
@@ -180,10 +222,19 @@ static int enter(mpx_executor *ex) {
   return ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
 }
 
-/* Time limits are enforced by ending the worker that overran: a transport that encodes payloads
- * (its workers are elsewhere) must be able to end one; a runner in this process ignores them. */
-static bool time_limits_ok(const mpx_executor *ex) {
-  return !(ex->cfg.caps & MPX__CAP_ENCODES) || (ex->cfg.caps & MPX__CAP_KILL_ONE);
+/* Per-submit options: a finite timeout; a time limit and retries only where the transport can
+ * honour them (as the executor's options). */
+static int check_submit_opts(const mpx_executor *ex, const mpx_submit_opts *o) {
+  if (o->retries > INT16_MAX) {
+    mpx__set_errmsg("per-submit retries = %d exceeds %d", o->retries, INT16_MAX);
+    return MPX_EINVAL;
+  }
+  int rc = check_seconds("per-submit timeout", o->timeout);
+  if (!rc) rc = check_cap(&ex->cfg, o->timeout > 0, MPX__CAP_KILL_ONE, "per-submit timeout",
+                          o->timeout);
+  if (!rc) rc = check_cap(&ex->cfg, o->retries > 0, MPX__CAP_RETRY, "per-submit retries",
+                          o->retries);
+  return rc;
 }
 
 /* Submit `task` on `arg`. With `adopt`, arg is a malloc'd block that is ours to free, whatever
@@ -191,12 +242,10 @@ static bool time_limits_ok(const mpx_executor *ex) {
 static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
                       const mpx_submit_opts *opts, bool adopt, mpx_future **out) {
   int rc = MPX_OK;
-  if (!ex || !task || (!arg && len) || (opts && opts->retries > INT16_MAX)) {
+  if (!ex || !task || (!arg && len)) {
     rc = MPX_EINVAL;
-  } else if (opts && opts->timeout > 0 && !time_limits_ok(ex)) {
-    mpx__set_errmsg("task time limits are not supported on the %s backend",
-                    mpx_backend_name(ex->cfg.backend));
-    rc = MPX_EPERM;
+  } else if (opts && (rc = check_submit_opts(ex, opts))) {
+    /* rc and the message are set */
   } else if ((ex->cfg.caps & MPX__CAP_ENCODES) && len > ex->cfg.max_payload) {
     mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
     rc = MPX_ETOOBIG;

@@ -57,13 +57,18 @@ typedef struct mpx_options {
                                   initargs; its failure fails the executor's start with MPX_EINIT */
   const void *initargs;
   size_t initargs_len;
-  long max_tasks_per_worker;   /* 0: unlimited; else the worker is replaced after that many */
+  long max_tasks_per_worker;   /* 0: unlimited; else the worker is replaced after that many
+                                  (threads, processes; MPX_EPERM on MPI) */
   size_t max_pending;          /* 0: unbounded; else the bound on tasks queued and not started */
   mpx_full_policy on_full;
   int retries;                 /* times a task lost with its worker is run again (processes).
                                   Only the task a dead worker was running is charged; the rest of
-                                  its queue is re-run uncharged */
-  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes) */
+                                  its queue is re-run uncharged. > 0 is MPX_EPERM on threads (a
+                                  task is never lost with its thread) and MPI (a lost rank ends
+                                  the job) */
+  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes;
+                                  MPX_EPERM on threads and MPI, which cannot end one worker).
+                                  NaN or infinite: MPX_EINVAL */
   size_t max_payload;          /* bytes one argument or result may have across a process or rank
                                   boundary; 0: 1 GiB */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
@@ -73,7 +78,9 @@ typedef struct mpx_options {
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range
  * (or a bad MPX_BACKEND), MPX_ENOTASK for an unknown initializer, MPX_EINIT if the initializer
  * failed in a worker, MPX_EMPI for the MPI backend outside an MPI job of two or more ranks,
- * MPX_EPERM for an option the backend cannot honour (see mpx/mpi.h); mpx_errmsg() says more.
+ * MPX_EPERM for an option the backend cannot honour (task_timeout, retries,
+ * max_tasks_per_worker: see each, and mpx/mpi.h): such options are refused, never ignored;
+ * mpx_errmsg() names the option and the backend.
  * (MPX_ENOTBUILT is reserved for builds without a backend; every backend is built in now.) */
 int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
 
@@ -84,14 +91,17 @@ int mpx_executor_backend(const mpx_executor *ex);
 /* "threads", "processes" or "mpi"; "invalid" for a bad argument. */
 const char *mpx_backend_name(mpx_backend b);
 
-/* Per-submit options; NULL means the executor's. */
+/* Per-submit options; NULL means the executor's. As the executor's options, a time limit and
+ * retries are refused with MPX_EPERM where the backend cannot honour them (threads, MPI). */
 typedef struct mpx_submit_opts {
-  int retries;         /* < 0: the executor's */
-  double timeout;      /* seconds; 0: the executor's task_timeout; < 0: none */
+  int retries;         /* < 0: the executor's; 0: none; > 0: processes only; at most INT16_MAX */
+  double timeout;      /* seconds; 0: the executor's task_timeout; < 0: none; > 0: processes
+                          only; NaN or infinite: MPX_EINVAL */
 } mpx_submit_opts;
 
 /* Submit the task registered as `task` with `len` argument bytes; *out receives a future with one
- * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG. */
+ * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG, MPX_EINVAL /
+ * MPX_EPERM for per-submit options (mpx_submit_task). */
 int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out);
 
 /* As mpx_submit with a task handle (no name lookup) and per-submit options (may be NULL). */
