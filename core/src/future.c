@@ -11,6 +11,7 @@
  * freed futures, usually no malloc. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "future_impl.h"
 #include "os/clock.h"
 #include "os/cpu.h"
@@ -459,6 +461,16 @@ static int wait_done(mpx_future *f, double timeout) {
   }
 }
 
+/* A wait's timeout: NaN is refused (MPX_EINVAL); +infinity waits without limit, as MPX_FOREVER. */
+static int wait_timeout(double *timeout) {
+  if (isnan(*timeout)) {
+    mpx__set_errmsg("timeout is NaN (MPX_FOREVER or any negative number waits without limit)");
+    return MPX_EINVAL;
+  }
+  if (isinf(*timeout)) *timeout = MPX_FOREVER;
+  return MPX_OK;
+}
+
 static int outcome(const mpx_future *f) {
   uint32_t s = mpx__future_state(f);
   if (s == MPX_CANCELLED) return MPX_ECANCELLED;
@@ -469,7 +481,7 @@ static int outcome(const mpx_future *f) {
 int mpx_future_result(mpx_future *f, double timeout, const void **data, size_t *len) {
   int rc = check(f);
   if (rc) return rc;
-  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = wait_timeout(&timeout)) || (rc = wait_done(f, timeout))) return rc;
   if ((rc = outcome(f))) return rc;
   if (data) *data = f->res_len ? f->res : NULL;
   if (len) *len = f->res_len;
@@ -490,7 +502,7 @@ int mpx_future_result_copy(mpx_future *f, void *dst, size_t size, double timeout
 int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **message) {
   int rc = check(f);
   if (rc) return rc;
-  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = wait_timeout(&timeout)) || (rc = wait_done(f, timeout))) return rc;
   if (mpx__future_state(f) == MPX_CANCELLED) return MPX_ECANCELLED;
   int c = outcome(f);
   if (code) *code = c;
@@ -668,6 +680,8 @@ static int cmp_ptr(const void *a, const void *b) {
 
 static int waiter_create(mpx_future *const *fs, size_t n, double timeout, waiter **out) {
   if (!fs && n) return MPX_EINVAL;
+  int trc = wait_timeout(&timeout);
+  if (trc) return trc;
   for (size_t i = 0; i < n; i++) {
     int rc = check(fs[i]);
     if (rc) return rc;
