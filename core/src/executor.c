@@ -4,7 +4,12 @@
  * backend, found in the list of transports: registry.h), then hands futures to one runner
  * (runner.h): the transport's own when it takes futures (threads), or the dispatcher
  * (dispatch.c) that batches them onto the transport's link (processes, MPI). It never looks at
- * which transport runs: what differs is in the transport's capability word (config.h).
+ * which transport runs: what differs is in the transport's capability word (config.h). An option
+ * the transport lacks the capability for (time limits, retries, max_tasks_per_worker) is refused
+ * with MPX_EPERM, never ignored; seconds must be finite (MPX_EINVAL).
+ *
+ * map with a timeout may return while chunks run: they then work in a private block that map and
+ * each chunk future hold a reference on, freed by the last to let go (see the map section).
  *
  * Shutdown races with submit: `shut` only makes later submits fail fast; the transport's close
  * decides, inside its own queue operations, which racing submit got in (it is run) and which did
@@ -19,8 +24,8 @@
  * (waiting for the queued tasks, joining the threads: the calling one by then has returned from
  * its callback) and frees it. mpx_finalize, and mpx_executor_create outside callbacks and
  * executor threads, wait for the reapers (an MPI communicator is free again only then). */
-#include <pthread.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdatomic.h>
