@@ -1,4 +1,5 @@
-/* future.c: the future state machine, waiting, done-callbacks, wait() and as_completed.
+/* future.c: the future state machine, waiting on one future, done-callbacks, references (wait()
+ * and as_completed are in wait.c).
  *
  * The state word holds the state and two flags. Completion is one CAS on it (acq_rel: the result
  * fields written before it are visible to whoever sees the new state); then sleepers are woken
@@ -11,6 +12,7 @@
  * freed futures, usually no malloc. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "future_impl.h"
 #include "os/clock.h"
 #include "os/cpu.h"
@@ -190,7 +193,11 @@ static void future_recycle(mpx_future *f) {
 static void future_free(mpx_future *f) {
   if (f->res != f->res_small) free(f->res);
   free(f->errmsg);
-  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_ARG_OWNED) free((void *)f->arg);
+  uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
+  /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
+  if (flags & MPX__F_MAP_PRIV)
+    mpx__map_private_unref(((mpx__map_chunk *)f->owner)->priv);
   atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
   future_recycle(f);
 }
@@ -448,6 +455,16 @@ static int wait_done(mpx_future *f, double timeout) {
   }
 }
 
+/* A wait's timeout: NaN is refused (MPX_EINVAL); +infinity waits without limit, as MPX_FOREVER. */
+int mpx__wait_timeout(double *timeout) {
+  if (isnan(*timeout)) {
+    mpx__set_errmsg("timeout is NaN (MPX_FOREVER or any negative number waits without limit)");
+    return MPX_EINVAL;
+  }
+  if (isinf(*timeout)) *timeout = MPX_FOREVER;
+  return MPX_OK;
+}
+
 static int outcome(const mpx_future *f) {
   uint32_t s = mpx__future_state(f);
   if (s == MPX_CANCELLED) return MPX_ECANCELLED;
@@ -458,7 +475,7 @@ static int outcome(const mpx_future *f) {
 int mpx_future_result(mpx_future *f, double timeout, const void **data, size_t *len) {
   int rc = mpx__future_check(f);
   if (rc) return rc;
-  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = mpx__wait_timeout(&timeout)) || (rc = wait_done(f, timeout))) return rc;
   if ((rc = outcome(f))) return rc;
   if (data) *data = f->res_len ? f->res : NULL;
   if (len) *len = f->res_len;
@@ -479,7 +496,7 @@ int mpx_future_result_copy(mpx_future *f, void *dst, size_t size, double timeout
 int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **message) {
   int rc = mpx__future_check(f);
   if (rc) return rc;
-  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = mpx__wait_timeout(&timeout)) || (rc = wait_done(f, timeout))) return rc;
   if (mpx__future_state(f) == MPX_CANCELLED) return MPX_ECANCELLED;
   int c = outcome(f);
   if (code) *code = c;

@@ -75,6 +75,8 @@ static int cmp_ptr(const void *a, const void *b) {
 
 static int waiter_create(mpx_future *const *fs, size_t n, double timeout, waiter **out) {
   if (!fs && n) return MPX_EINVAL;
+  int trc = mpx__wait_timeout(&timeout);
+  if (trc) return trc;
   for (size_t i = 0; i < n; i++) {
     int rc = mpx__future_check(fs[i]);
     if (rc) return rc;
