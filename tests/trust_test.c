@@ -77,7 +77,7 @@ static void write_own_socket(const void *bytes, size_t n) {
 static void write_batch(const Mpx__Batch *b) {
   mpx__limits lim = mpx__limits_default(0);
   mpx__wbuf w = {0};
-  if (mpx__batch_pack_framed(b, &lim, &w) == 0) write_own_socket(w.data, w.len);
+  if (mpx__codec_pack_framed(b, &lim, &w) == 0) write_own_socket(w.data, w.len);
   mpx__wbuf_free(&w);
 }
 

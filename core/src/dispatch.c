@@ -154,7 +154,7 @@ static void send_batch(disp *d, int i, size_t k) {
   b.n_tasks = k;
   b.tasks = d->task_ptrs;
   mpx__wbuf_reset(&d->out);
-  int rc = mpx__batch_pack(&b, &d->lim, &d->out);
+  int rc = mpx__codec_pack(&b, &d->lim, &d->out);
   if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
   wslot *w = &d->w[i];
   if (rc == 0 || rc == MPX_EWORKER_LOST) { /* a loss: poll reports it, lose() re-queues */
@@ -411,7 +411,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   wslot *w = &d->w[i];
   if (w->killed || w->dead) return; /* ended for a violation or retired: leftovers are ignored */
   Mpx__Batch *b;
-  int rc = mpx__batch_unpack(data, len, &d->lim, &b);
+  int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {
     violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
     return;
@@ -421,13 +421,13 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
       violate(d, i, "sent a message other than READY as its first");
     else
       on_ready(d, i, b->control);
-    mpx__batch_free(b);
+    mpx__codec_free(b);
     return;
   }
   if (b->control || b->n_tasks) { /* a serving worker sends results only */
     violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
                                                       : control_name(b->control->kind));
-    mpx__batch_free(b);
+    mpx__codec_free(b);
     return;
   }
   double now = mpx__now();
@@ -451,7 +451,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     w->busy_since = now;
   }
   if (done && w->timed && !w->inflight.n) w->timed = false;
-  mpx__batch_free(b);
+  mpx__codec_free(b);
 }
 
 /* Put `q` (futures made PENDING again, in order) back at the head of pending, where the gate
@@ -596,7 +596,7 @@ static void send_shutdown(disp *d) {
   Mpx__Batch b = MPX__BATCH__INIT;
   b.control = &c;
   mpx__wbuf_reset(&d->out);
-  if (mpx__batch_pack(&b, &d->lim, &d->out)) return;
+  if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
   for (int i = 0; i < d->n; i++)
     if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
@@ -650,7 +650,7 @@ static int await_ready(disp *d) {
     if (ev.kind == MPX__EV_MESSAGE) {
       /* each worker's first message must be one READY (the initializer is user code too) */
       Mpx__Batch *b;
-      if ((rc = mpx__batch_unpack(ev.data, ev.len, &d->lim, &b))) {
+      if ((rc = mpx__codec_unpack(ev.data, ev.len, &d->lim, &b))) {
         mpx__set_errmsg("worker %d sent a malformed message while starting (%s)", ev.worker,
                         mpx_strerror(rc));
         return MPX_EINIT;
@@ -660,7 +660,7 @@ static int await_ready(disp *d) {
           b->n_tasks) {
         mpx__set_errmsg("worker %d sent a message other than one READY while starting",
                         ev.worker);
-        mpx__batch_free(b);
+        mpx__codec_free(b);
         return MPX_EINIT;
       }
       if (c->error) {
@@ -668,12 +668,12 @@ static int await_ready(disp *d) {
         char *msg = error_text(d, c->error, ev.worker);
         mpx__set_errmsg("initializer failed in worker %d: %s", ev.worker, msg ? msg : "?");
         free(msg);
-        mpx__batch_free(b);
+        mpx__codec_free(b);
         return MPX_EINIT;
       }
       on_ready(d, ev.worker, c);
       ready++;
-      mpx__batch_free(b);
+      mpx__codec_free(b);
     }
     if (mpx__now() > give_up) {
       mpx__set_errmsg("workers did not report ready within 60 s");

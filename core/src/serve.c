@@ -269,7 +269,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     Mpx__Batch reply = MPX__BATCH__INIT;
     reply.n_results = m;
     reply.results = ptrs;
-    while ((rc = mpx__batch_pack(&reply, lim, out)) == MPX_ETOOBIG) {
+    while ((rc = mpx__codec_pack(&reply, lim, out)) == MPX_ETOOBIG) {
       /* Each result fits but together they do not: fail the largest until the rest fit. */
       serve_slot *big = largest_data(slots, n);
       if (!big) break;
@@ -286,7 +286,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
       for (size_t i = 0; i < n; i++)
         if (slots[i].r.error && slots[i].msg) clip_to(slots[i].msg, SERVE_SHORT_MSG);
         else if (slots[i].r.error) slots[i].e.message = (char *)"";
-      rc = mpx__batch_pack(&reply, lim, out);
+      rc = mpx__codec_pack(&reply, lim, out);
     }
     if (rc == MPX_ENOMEM) {
       /* No memory for the reply as it is: every result becomes a bare MPX_ENOMEM error (or
@@ -305,7 +305,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
           slots[i].e.host = (char *)"";
           slots[i].r.data.len = 0;
         }
-      rc = mpx__batch_pack(&reply, lim, out);
+      rc = mpx__codec_pack(&reply, lim, out);
     }
   }
   for (size_t i = 0; i < done; i++) {

@@ -202,16 +202,6 @@ static int mpi_configure(mpx__config *cfg) {
                     "mpirun -np N (N >= 2) and call mpx_init first, or use mpx_comm_executor");
     return MPX_EMPI;
   }
-  if (cfg->task_timeout > 0) {
-    mpx__set_errmsg("task_timeout is not supported on the MPI backend: one rank cannot be ended "
-                    "without ending the job");
-    return MPX_EPERM;
-  }
-  if (cfg->max_tasks_per_worker > 0) {
-    mpx__set_errmsg("max_tasks_per_worker is not supported on the MPI backend: a worker rank "
-                    "cannot be replaced");
-    return MPX_EPERM;
-  }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
   cfg->max_worker_memory = 0; /* ignored: MPI receives each message whole, at its announced size */
   int slots;
@@ -618,7 +608,9 @@ static const mpx__link_ops mpi_link = {
     .close_endpoint = mpi_close_endpoint,
 };
 
-/* Payloads are encoded; a single rank cannot be ended; progress is made by polling threads;
+/* Payloads are encoded; a single rank cannot be ended, re-run or replaced (no KILL_ONE, RETRY or
+ * RECYCLE: the executor refuses time limits, retries and max_tasks_per_worker); progress is made
+ * by polling threads;
  * executors can run over the user's communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",

@@ -541,12 +541,13 @@ static const mpx__link_ops process_link = {
     .progress = pt_progress,
 };
 
-/* Payloads are encoded; one worker can be ended (time limits); the fork server lives from mpx_init
- * to mpx_finalize (the init and fini hooks, forkserver.c). */
+/* Payloads are encoded; one worker can be ended (time limits), lost and replaced (retries) or
+ * recycled; the fork server lives from mpx_init to mpx_finalize (the init and fini hooks,
+ * forkserver.c). */
 const mpx__transport mpx__process_transport = {
     .name = "processes",
     .backend = MPX_BACKEND_PROCESSES,
-    .caps = MPX__CAP_ENCODES | MPX__CAP_KILL_ONE,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_KILL_ONE | MPX__CAP_RETRY | MPX__CAP_RECYCLE,
     .init = mpx__procs_init,
     .fini = mpx__procs_fini,
     .link = &process_link,

@@ -175,7 +175,7 @@ void mpx__worker_main(int fd) {
   ready.control = &ctl;
   mpx__wbuf out = {0};
   char *cut = mpx__control_fit(&ctl, &lim); /* READY fits any max_payload */
-  if (mpx__batch_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+  if (mpx__codec_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
   free(cut);
   free(msg);
   if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
@@ -185,16 +185,16 @@ void mpx__worker_main(int fd) {
     int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
     if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
     Mpx__Batch *in;
-    if (mpx__batch_unpack(data, len, &lim, &in)) worker_exit(67);
+    if (mpx__codec_unpack(data, len, &lim, &in)) worker_exit(67);
     if (in->control && in->control->kind == MPX__CONTROL__KIND__SHUTDOWN) worker_exit(0);
     if (!in->n_tasks) {
-      mpx__batch_free(in);
+      mpx__codec_free(in);
       continue;
     }
     mpx__wbuf_reset(&out);
     rc = mpx__serve_batch(in, &who, &lim, &out);
     done += (long)in->n_tasks;
-    mpx__batch_free(in);
+    mpx__codec_free(in);
     /* out of memory (68), or a progress page that a task overwrote (70): the dispatcher re-runs
      * or fails the batch */
     if (rc) worker_exit(rc == MPX_EPROTO ? 70 : 68);
