@@ -1,10 +1,10 @@
-/* dispatch_impl.h: what the dispatcher's two files share (private to dispatch.c and
- * dispatch_pages.c): its state (a pending FIFO, one window per worker) and the helpers both use.
- * dispatch.c has the whole picture: batching, results, losses, start and stop; dispatch_pages.c
- * what only workers with a progress page (progress.h) get: sweeps of cancelled futures,
- * shutdown(cancel_futures) on the windows, taking tasks back for idle workers, stall and
- * time-limit checks. Everything here is the dispatcher thread's, except what `lock` guards
- * (see dispatch.c). */
+/* dispatch_impl.h: what the dispatcher's three files share (private to them): its state (a
+ * pending FIFO, one window per worker) and the helpers they all use. dispatch.c has the whole
+ * picture: batching, results, start and stop; dispatch_loss.c a lost worker's window;
+ * dispatch_pages.c what only workers with a progress page (progress.h) get (sweeps of cancelled
+ * futures, shutdown(cancel_futures) on the windows, taking tasks back for idle workers) and the
+ * stall and time-limit checks. Everything here is the dispatcher thread's, except what `lock`
+ * guards (see dispatch.c). */
 #ifndef MPX_DISPATCH_IMPL_H
 #define MPX_DISPATCH_IMPL_H
 
@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "codec.h"
 #include "future_impl.h"
@@ -122,6 +123,18 @@ static inline uint64_t call_id(const wslot *w, mpx_future *f, uint64_t seq) {
   return a | (seq & 0xffff) << 48;
 }
 
+static inline int task_retries(const disp *d, const mpx_future *f) {
+  return f->retries >= 0 ? f->retries : d->cfg->retries;
+}
+
+/* Where worker i runs, from the transport's own knowledge (mpx__peer), never from a message. */
+static inline void where(const wslot *w, int i, char *buf, size_t n) {
+  if (w->rank >= 0)
+    snprintf(buf, n, "worker %d (rank %d on %s)", i, w->rank, w->host[0] ? w->host : "?");
+  else
+    snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
+}
+
 /* A task's time limit in seconds, 0: none. */
 static inline double task_timeout(const disp *d, const mpx_future *f) {
   if (f->timeout < 0) return 0;
@@ -154,6 +167,11 @@ static inline bool has_room(const disp *d, const wslot *w) {
 void mpx__disp_feed(disp *d, int i, size_t share);
 /* Fail what a send could not send (after d->lock is released: callbacks run). */
 void mpx__disp_fail_unsent(disp *d);
+
+/* dispatch_loss.c */
+/* Worker i is gone (ev: the link's loss event, NULL when unknown): re-queue, charge or fail
+ * what its window held. */
+void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev);
 /* Put `q` back at the head of pending, where the gate counts them again. Under d->lock. */
 void mpx__disp_requeue_front(disp *d, fifo *q);
 
