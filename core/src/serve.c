@@ -13,7 +13,10 @@
  * Claims (process workers, who->progress set): each task is claimed in the progress page
  * (progress.h) just before it runs; a task whose claim the parent won (cancelled, or taken back
  * to run elsewhere) is skipped and gets no Result. Then its call id is stored as `running` for
- * the dispatcher (relaxed: a hint it reads racily, see progress.h).
+ * the dispatcher (relaxed: a hint it reads racily, see progress.h). A claim word that reads 0 or
+ * STARTED before the worker reached it means a task overwrote the page: serving stops with
+ * MPX_EPROTO (the worker exits; the task run just before is named as running, so it is charged).
+ *
  * Whatever a task returns, the worker goes on serving: a failure's code is mapped into the task
  * failure set (mpx__task_code), an error result always fits (its message is cut to max_payload
  * bytes, then to a few bytes, then dropped, keeping the code), a result over max_payload or one
