@@ -80,7 +80,10 @@ typedef struct mpx_options {
                                   before it is killed and replaced. Tasks queued to it and not
                                   started go to other workers uncharged; the task it was running
                                   is charged one retry (MPX_EWORKER_LOST, 'stalled', when none is
-                                  left). 0: 5 s; negative: MPX_EINVAL */
+                                  left). 0: 5 s; negative, NaN or infinite: MPX_EINVAL. Keep
+                                  it well above the beat (a loaded host delays the beating
+                                  thread: under a second risks ending healthy workers). Ignored
+                                  on threads and MPI (no per-worker page there, see README) */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
   size_t max_worker_memory;    /* processes: bytes the executor holds for one worker at most (what
