@@ -519,13 +519,18 @@ static void test_shutdown(void) {
 }
 
 #ifndef STALL_TEST_OLD_API
-/* stall_timeout: negative is refused; 1 s finds a stopped worker (and destroy ends) sooner. */
+/* stall_timeout: negative is refused, and any on threads; 1 s finds a stopped worker (and destroy
+ * ends) sooner. */
 static void test_options(void) {
   mpx_executor *ex;
   CHECK_RC(
       mpx_executor_create(
           &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = -1}),
       MPX_EINVAL);
+  /* refused where it cannot be honoured, never ignored */
+  CHECK_RC(mpx_executor_create(
+               &ex, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1, .stall_timeout = 1}),
+           MPX_EPERM);
   CHECK_OK(mpx_executor_create(
       &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = 1.0}));
   uint64_t x = 1;
