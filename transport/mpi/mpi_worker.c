@@ -5,14 +5,21 @@
  * failed), then serves Batches until Control SHUTDOWN, answers TAG_BYE and waits for the next
  * start or TAG_STOP.
  *
- * One task thread: the serving thread runs each Batch itself (mpx__serve_batch) and posts the
- * packed results with MPI_Isend, so it is back at MPI_Improbe while they travel. Several task
- * threads (hybrid ranks): the serving thread only communicates; the task threads are started for
- * the executor (each runs the initializer, as a thread worker does) and take work from the
- * received Batches by guided self-scheduling (a claim of remaining / (2 * threads) tasks, at
- * least 1), so long tasks spread over the threads one by one and short ones go in runs; each claim
- * becomes one packed Batch of results in an outbox, and the task thread rings the serving
- * thread's bell so that the results leave at once.
+ * The serving thread only communicates; the task threads (one or more, started for the executor:
+ * each runs the initializer, as a thread worker does) take work from the received Batches by
+ * guided self-scheduling (a claim of remaining / (2 * threads) tasks, at least 1), so long tasks
+ * spread over the threads one by one and short ones go in runs; each claim becomes one packed
+ * Batch of results in an outbox, and the task thread rings the serving thread's bell so that the
+ * results leave at once.
+ *
+ * Take-back. Every received task has a claim word (0 queued) that its task thread CASes to
+ * STARTED just before running it (serve.c, who->claims). On a Control TAKEBACK the serving thread
+ * CASes every word still 0 to TAKEN (newest first; with one task thread it stops at the first it
+ * cannot take, so that it gives back the tail of what it received, as the dispatcher requires of
+ * a one-slot rank) and answers at once with a Control RETURNED whose Results carry only those
+ * call ids; the task threads skip them (no Result). Exactly one CAS wins each word, so a task is
+ * either run here or given back, never both. Because the serving thread never runs a task, it
+ * answers while a long one runs: that is why even one task thread is a thread of its own.
  *
  * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
  * pool.lock; the bell is lock-free (mpi_common.c). */
@@ -25,14 +32,17 @@
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
 #include "os/log.h"
+#include "progress.h"
 #include "task_impl.h"
 
-/* ---- the hybrid pool ---------------------------------------------------------------------- */
+/* ---- the task threads -------------------------------------------------------------------- */
 
 typedef struct job {
   Mpx__Batch *b;
   size_t next, done;
-  struct job *link;
+  struct job *link, *prev; /* the live jobs (not fully answered), in arrival order */
+  _Atomic uint64_t claim[]; /* per task: 0 queued, STARTED (a task thread runs it), TAKEN (given
+                               back to the dispatcher): serve.c's who->claims */
 } job;
 
 typedef struct reply {
@@ -44,8 +54,9 @@ typedef struct reply {
 typedef struct pool {
   pthread_mutex_t lock;
   pthread_cond_t work, inited;
-  job *head, *tail;
-  size_t tasks_left;     /* received, not yet answered */
+  job *head, *tail;      /* every live job */
+  job *cur;              /* the first one with tasks no thread has claimed yet; NULL: none */
+  size_t tasks_left;     /* received, not yet answered or skipped */
   reply *out, *out_tail;
   bool quit;
   int threads, started, init_done, init_rc;
@@ -78,38 +89,44 @@ static void *pool_main(void *arg) {
   p->init_done++;
   pthread_cond_broadcast(&p->inited);
   for (;;) {
-    while (!p->head && !p->quit) pthread_cond_wait(&p->work, &p->lock);
-    if (!p->head) break;
-    job *j = p->head;
+    while (!p->cur && !p->quit) pthread_cond_wait(&p->work, &p->lock);
+    if (!p->cur) break;
+    job *j = p->cur;
     size_t left = j->b->n_tasks - j->next, take = left / (2 * (size_t)p->threads);
     if (take < 1) take = 1;
     size_t first = j->next;
     j->next += take;
-    if (j->next == j->b->n_tasks) { /* fully claimed: off the queue, still ours until done */
-      p->head = j->link;
-      if (!p->head) p->tail = NULL;
-    }
+    if (j->next == j->b->n_tasks) p->cur = j->link; /* fully claimed: still live until done */
     pthread_mutex_unlock(&p->lock);
 
     Mpx__Batch sub = MPX__BATCH__INIT;
     sub.n_tasks = take;
     sub.tasks = j->b->tasks + first;
+    mpx__worker_id who = *p->who;
+    who.claims = j->claim + first; /* tasks the server gave back are skipped */
     mpx__wbuf out = {0};
-    rc = mpx__serve_batch(&sub, p->who, p->lim, &out);
+    rc = mpx__serve_batch(&sub, &who, p->lim, &out);
     if (rc) fatal("serving a batch", rc);
-    reply *r = malloc(sizeof *r);
-    if (!r) fatal("serving a batch", MPX_ENOMEM);
-    *r = (reply){.data = out.data, .len = out.len};
+    reply *r = NULL;
+    if (out.len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
+    if (r) *r = (reply){.data = out.data, .len = out.len};
+    else mpx__wbuf_free(&out); /* every task of the run was given back: nothing to send */
 
     pthread_mutex_lock(&p->lock);
-    if (p->out_tail) p->out_tail->link = r;
-    else p->out = r;
-    p->out_tail = r;
+    if (r && p->out_tail) p->out_tail->link = r;
+    else if (r) p->out = r;
+    if (r) p->out_tail = r;
     p->tasks_left -= take;
     j->done += take;
     bool last = j->done == j->b->n_tasks;
+    if (last) { /* off the live list: the server's take-back walks it under the lock */
+      if (j->prev) j->prev->link = j->link;
+      else p->head = j->link;
+      if (j->link) j->link->prev = j->prev;
+      else p->tail = j->prev;
+    }
     pthread_mutex_unlock(&p->lock);
-    mpx__bell_ring(p->bell);
+    if (r) mpx__bell_ring(p->bell);
     if (last) {
       mpx__codec_free(j->b);
       free(j);
@@ -119,6 +136,50 @@ static void *pool_main(void *arg) {
   pthread_mutex_unlock(&p->lock);
   free(msg);
   return NULL;
+}
+
+/* Queue a received Batch of tasks for the task threads (server thread). */
+static void pool_add(pool *p, Mpx__Batch *b) {
+  job *j = calloc(1, sizeof *j + b->n_tasks * sizeof j->claim[0]); /* claims 0: queued */
+  if (!j) fatal("queueing a batch", MPX_ENOMEM);
+  j->b = b;
+  pthread_mutex_lock(&p->lock);
+  j->prev = p->tail;
+  if (p->tail) p->tail->link = j;
+  else p->head = j;
+  p->tail = j;
+  if (!p->cur) p->cur = j;
+  p->tasks_left += b->n_tasks;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* Take back up to `max` tasks no thread has started (their words: 0 -> TAKEN; the threads skip
+ * them) into ids[], in the order they were received; returns how many (server thread). It walks
+ * from the newest task back; with one task thread it stops at the first word it cannot take, so
+ * that what it gives back is always the tail of what the rank received: that thread starts tasks
+ * in order, and the dispatcher accepts from a one-slot rank only the tail of its window. */
+static size_t pool_take_back(pool *p, uint64_t *ids, size_t max) {
+  size_t k = 0;
+  pthread_mutex_lock(&p->lock);
+  for (job *j = p->tail; j && k < max; j = j->prev)
+    for (size_t t = j->b->n_tasks; t-- > 0 && k < max;) {
+      uint64_t queued = 0;
+      /* relaxed: see serve.c (one CAS on the word wins; nothing else is read through it) */
+      if (atomic_compare_exchange_strong_explicit(&j->claim[t], &queued, MPX__CLAIM_TAKEN,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ids[k++] = j->b->tasks[t]->call_id;
+      else if (p->started == 1)
+        goto done;
+    }
+done:
+  pthread_mutex_unlock(&p->lock);
+  for (size_t a = 0; a < k / 2; a++) { /* newest first -> in order */
+    uint64_t x = ids[a];
+    ids[a] = ids[k - 1 - a];
+    ids[k - 1 - a] = x;
+  }
+  return k;
 }
 
 /* Start the threads and wait until each ran the initializer. */
@@ -164,7 +225,6 @@ typedef struct server {
   mpx__sendq sq;
   mpx__bell bell;
   pool p;
-  bool hybrid;
   uint8_t *rbuf;
   size_t rcap;
 } server;
@@ -207,6 +267,36 @@ static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) 
   return post(sv, &out);
 }
 
+/* Answer a TAKEBACK: give back what no task thread has started, as a Control RETURNED whose
+ * Results carry only those call ids (none: nothing was left). */
+static void give_back(server *sv) {
+  pthread_mutex_lock(&sv->p.lock);
+  size_t cap = sv->p.tasks_left; /* only this thread adds tasks: an upper bound */
+  pthread_mutex_unlock(&sv->p.lock);
+  if (cap > sv->lim.max_items) cap = sv->lim.max_items;
+  uint64_t *ids = malloc((cap ? cap : 1) * (sizeof *ids + sizeof(Mpx__Result) +
+                                            sizeof(Mpx__Result *)));
+  if (!ids) fatal("giving tasks back", MPX_ENOMEM);
+  Mpx__Result *rs = (Mpx__Result *)(ids + (cap ? cap : 1));
+  Mpx__Result **rp = (Mpx__Result **)(rs + (cap ? cap : 1));
+  size_t k = pool_take_back(&sv->p, ids, cap);
+  for (size_t i = 0; i < k; i++) {
+    mpx__result__init(&rs[i]);
+    rs[i].call_id = ids[i];
+    rp[i] = &rs[i];
+  }
+  Mpx__Control c = MPX__CONTROL__INIT;
+  c.kind = MPX__CONTROL__KIND__RETURNED;
+  Mpx__Batch b = MPX__BATCH__INIT;
+  b.control = &c;
+  b.n_results = k;
+  b.results = rp;
+  mpx__wbuf out = {0};
+  int rc = mpx__codec_pack(&b, &sv->lim, &out); /* bare ids of at most max_items tasks: fits */
+  free(ids);
+  if (rc || (rc = post(sv, &out))) fatal("giving tasks back", rc);
+}
+
 /* Parse and check a start record; its strings point into `m`. */
 static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
                        const uint8_t **initargs) {
@@ -232,20 +322,12 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
                             .host = s->host};
-  sv.hybrid = h.threads > 1;
-  int init_rc = 0;
-  char *init_msg = NULL;
-  if (sv.hybrid) {
-    sv.p = (pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
-                  .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
-    if ((rc = pool_start(&sv.p))) fatal("starting task threads", rc);
-    init_rc = sv.p.init_rc;
-    init_msg = sv.p.init_msg;
-  } else {
-    init_rc = mpx__serve_init(name, initargs, h.initargs_len, &sv.who, &init_msg);
-  }
-  rc = send_ready(&sv, sv.hybrid ? sv.p.started : 1, init_rc, init_msg);
-  if (!sv.hybrid) free(init_msg);
+  /* task threads even for one: the server must stay free to answer a TAKEBACK while a task
+   * runs */
+  sv.p = (pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
+                .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
+  if ((rc = pool_start(&sv.p))) fatal("starting task threads", rc);
+  rc = send_ready(&sv, sv.p.started, sv.p.init_rc, sv.p.init_msg);
   if (rc) fatal("sending READY", rc);
 
   bool stopping = false;
@@ -255,7 +337,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     bool busy = false;
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
-    if (sv.hybrid) { /* results the task threads packed */
+    { /* results the task threads packed */
       pthread_mutex_lock(&sv.p.lock);
       reply *r = sv.p.out;
       sv.p.out = sv.p.out_tail = NULL;
@@ -292,22 +374,10 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
         if ((rc = mpx__codec_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
           fatal("a malformed batch from the root", rc);
         if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
-        if (b->n_tasks && sv.hybrid) {
-          job *j = calloc(1, sizeof *j);
-          if (!j) fatal("queueing a batch", MPX_ENOMEM);
-          j->b = b;
-          pthread_mutex_lock(&sv.p.lock);
-          if (sv.p.tail) sv.p.tail->link = j;
-          else sv.p.head = j;
-          sv.p.tail = j;
-          sv.p.tasks_left += b->n_tasks;
-          pthread_cond_broadcast(&sv.p.work);
-          pthread_mutex_unlock(&sv.p.lock);
+        if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) give_back(&sv);
+        if (b->n_tasks) {
+          pool_add(&sv.p, b);
           b = NULL;
-        } else if (b->n_tasks) {
-          mpx__wbuf out = {0};
-          if ((rc = mpx__serve_batch(b, &sv.who, &sv.lim, &out))) fatal("serving a batch", rc);
-          if ((rc = post(&sv, &out))) fatal("sending results", rc);
         }
         mpx__codec_free(b);
         if (sv.rcap > ((size_t)16 << 20)) {
@@ -318,12 +388,9 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
       }
     }
     if (stopping) {
-      bool idle = true;
-      if (sv.hybrid) {
-        pthread_mutex_lock(&sv.p.lock);
-        idle = !sv.p.tasks_left && !sv.p.out;
-        pthread_mutex_unlock(&sv.p.lock);
-      }
+      pthread_mutex_lock(&sv.p.lock);
+      bool idle = !sv.p.tasks_left && !sv.p.out;
+      pthread_mutex_unlock(&sv.p.lock);
       if (idle) {
         rc = mpx__sendq_drain(&sv.sq);
         if (!rc) {
@@ -336,7 +403,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     if (busy) mpx__backoff_reset(&bo);
     else mpx__bell_wait(&sv.bell, seen, mpx__backoff_next(&bo));
   }
-  if (sv.hybrid) pool_stop(&sv.p);
+  pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
   free(sv.rbuf);
   return rc < 0 ? rc : MPX_OK;
