@@ -234,7 +234,10 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
       break;
     }
   }
-  if (k) send_batch(d, i, k);
+  if (k) {
+    w->answered = false;
+    send_batch(d, i, k);
+  }
 }
 
 /* Fail what send_batch could not send (after d->lock is released: callbacks run). */
@@ -301,8 +304,7 @@ static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double
  * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
  * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
  * charged, the rest goes back to the queue. */
-static void violate(disp *d, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void violate(disp *d, int i, const char *fmt, ...) {
+void mpx__disp_violate(disp *d, int i, const char *fmt, ...) {
   wslot *w = &d->w[i];
   char what[160];
   va_list ap;
@@ -318,7 +320,7 @@ static void violate(disp *d, int i, const char *fmt, ...) {
   if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
   snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
   mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
-  w->dead = true;
+  w->dead = w->retired = true; /* still told SHUTDOWN, so that it says BYE */
   mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
   ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
   mpx__disp_lose(d, i, w->why, &ev);
@@ -343,6 +345,8 @@ static void on_ready(disp *d, int i, const Mpx__Control *c) {
   w->seq_sent = w->seq_done = 0;
   w->seq = 0; /* a new process: a new stream, on a fresh page */
   w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
+  w->reclaim = w->page || (d->cfg->caps & MPX__CAP_TAKEBACK);
+  w->asked = w->answered = false;
   w->stalled = false;
   w->timed_out_id = w->run_id = 0;
   if (w->page) w->beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
@@ -393,6 +397,8 @@ static const char *control_name(int kind) {
   case MPX__CONTROL__KIND__READY: return "READY";
   case MPX__CONTROL__KIND__SHUTDOWN: return "SHUTDOWN";
   case MPX__CONTROL__KIND__RETIRE: return "RETIRE";
+  case MPX__CONTROL__KIND__TAKEBACK: return "TAKEBACK";
+  case MPX__CONTROL__KIND__RETURNED: return "RETURNED";
   default: return "NONE";
   }
 }
@@ -403,19 +409,24 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   Mpx__Batch *b;
   int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {
-    violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
+    mpx__disp_violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
     return;
   }
   if (!w->ready) { /* a worker process's first message: READY and nothing else */
     if (!b->control || b->control->kind != MPX__CONTROL__KIND__READY || b->n_results || b->n_tasks)
-      violate(d, i, "sent a message other than READY as its first");
+      mpx__disp_violate(d, i, "sent a message other than READY as its first");
     else
       on_ready(d, i, b->control);
     mpx__codec_free(b);
     return;
   }
-  if (b->control || b->n_tasks) { /* a serving worker sends results only */
-    violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__RETURNED && !b->n_tasks) {
+    mpx__disp_returned(d, i, b); /* a rank gives back what it has not started */
+    mpx__codec_free(b);
+    return;
+  }
+  if (b->control || b->n_tasks) { /* a serving worker sends results only (or RETURNED) */
+    mpx__disp_violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
                                                       : control_name(b->control->kind));
     mpx__codec_free(b);
     return;
@@ -426,7 +437,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     uint64_t id = b->results[k]->call_id;
     mpx_future *f = accept_result(d, i, id);
     if (!f) { /* never dereferenced: a stale, repeated, out of order or forged id */
-      violate(d, i, "sent a result for call id 0x%llx, which it was not running",
+      mpx__disp_violate(d, i, "sent a result for call id 0x%llx, which it was not running",
               (unsigned long long)id);
       break;
     }
@@ -435,6 +446,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     d->next = i;
   }
   if (done) {
+    w->answered = false; /* it moved on: it may be asked to give back again */
     /* the worker was busy from busy_since (a send to its empty window, or its previous
      * results) until now, on `slots` tasks at once */
     observe(d, (now - w->busy_since) * (double)w->slots, done);
@@ -490,7 +502,7 @@ static void send_shutdown(disp *d) {
   mpx__wbuf_reset(&d->out);
   if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
   for (int i = 0; i < d->n; i++)
-    if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
+    if (!d->w[i].dead || d->w[i].retired) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
 
 static void *dispatcher_main(void *arg) {
