@@ -48,10 +48,16 @@
  * the old page. shutdown(wait) and destroy wait for started tasks (as Python) and for the rest,
  * which a stalled worker cannot hold longer than stall_timeout.
  *
- * Workers without a page (MPI: ranks share no memory with rank 0) keep the plain scheme: a
- * future is RUNNING once sent and cannot be cancelled or taken back; a loss charges every task the
- * worker held unless the transport reports which one it ran; a task with a time limit goes
- * alone to an idle worker, killed at its deadline from the send (MPI refuses time limits).
+ * Workers without a page (MPI: ranks share no memory with rank 0): a future is RUNNING once
+ * sent and cannot be cancelled; a loss charges every task the worker held unless the transport
+ * reports which one it ran; a task with a time limit goes alone to an idle worker, killed at its
+ * deadline from the send (MPI refuses time limits). With MPX__CAP_TAKEBACK (MPI) fairness is kept
+ * by messages (dispatch_pages.c): a silent rank is fed no more, and when pending is empty and a
+ * worker idles, a silent rank holding more tasks than it runs at once is sent a Control TAKEBACK;
+ * it answers with a Control RETURNED listing the tasks none of its threads started (which it
+ * will never run), and those go back to the head of pending, uncharged (PENDING again), for the
+ * idle workers. Nothing is sent to a rank between its TAKEBACK and its RETURNED, nor asked of it
+ * again until it has sent results or been sent tasks since its last RETURNED.
  *
  * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
  * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
@@ -67,6 +73,11 @@
  *    task at a time (processes, single-threaded ranks: slots == 1) answers in the order it was
  *    sent, so only the oldest id of its window is accepted: a task can answer for itself, never
  *    for the tasks queued behind it (hybrid ranks answer out of order: any id of the window);
+ *  - a RETURNED is accepted only in answer to a TAKEBACK (once), with bare call ids only, and
+ *    only for ids of the worker's window: from a one-slot rank exactly the tail of its window in
+ *    order (it starts tasks in order; the ids before keep their numbers), from a hybrid rank any
+ *    ids of the window, each once. A task that reached its rank's communicator can at worst give
+ *    back itself or the tasks queued behind it, which its rank may do anyway;
  *  - a malformed message, a violation or a result it may not send gets the worker killed and
  *    replaced; its loss charges only the task it was running (the transport's progress word),
  *    the rest of its window is re-queued uncharged. Its messages are ignored until the loss;
@@ -76,8 +87,9 @@
  *  - sizes are bounded by d->lim (max_message lowered to cfg->max_worker_memory).
  *
  * Files: this one batches, sends, takes results, starts and stops; dispatch_loss.c handles a
- * lost worker's window (lose(), above); dispatch_pages.c has what only workers with a page need
- * and the time-limit and stall checks; dispatch_impl.h the state they share.
+ * lost worker's window (lose(), above); dispatch_pages.c has taking tasks back (claim words and
+ * TAKEBACK), what else only workers with a page need, and the time-limit and stall checks;
+ * dispatch_impl.h the state they share.
  *
  * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows (w[]) belong to the
  * dispatcher thread alone (and to the starting thread before it exists). Claim words are shared
@@ -98,8 +110,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-
-
 /* Remove the future with call id `id` from q (usually the head). */
 static mpx_future *fifo_take(fifo *q, uint64_t id) {
   mpx_future *prev = NULL;
@@ -115,12 +125,7 @@ static mpx_future *fifo_take(fifo *q, uint64_t id) {
   return NULL;
 }
 
-
-
-
-
 /* ---- sending ------------------------------------------------------------------------------ */
-
 
 static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
   mpx__task__init(t);
@@ -135,7 +140,6 @@ static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
     t->result_size = c->result_size;
   }
 }
-
 
 /* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock; tasks
  * it cannot send go to d->unsent, which feed_all fails after unlocking. */
@@ -174,7 +178,6 @@ static void send_batch(disp *d, int i, size_t k) {
     f = next;
   }
 }
-
 
 /* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
  * progress page each task's claim word gets its call id before the future becomes SENT (so a
@@ -456,17 +459,10 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   mpx__codec_free(b);
 }
 
-
-
-
-
-
-
 static void handle(disp *d, const mpx__event *ev) {
   if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
   else if (ev->kind == MPX__EV_WORKER_LOST) mpx__disp_lose(d, ev->worker, ev->detail, ev);
 }
-
 
 static size_t inflight(const disp *d) {
   size_t k = 0;

@@ -1,9 +1,10 @@
 /* dispatch_impl.h: what the dispatcher's three files share (private to them): its state (a
  * pending FIFO, one window per worker) and the helpers they all use. dispatch.c has the whole
  * picture: batching, results, start and stop; dispatch_loss.c a lost worker's window;
- * dispatch_pages.c what only workers with a progress page (progress.h) get (sweeps of cancelled
- * futures, shutdown(cancel_futures) on the windows, taking tasks back for idle workers) and the
- * stall and time-limit checks. Everything here is the dispatcher thread's, except what `lock`
+ * dispatch_pages.c taking tasks back for idle workers (claim words of a progress page,
+ * progress.h, or TAKEBACK / RETURNED with a rank), what else only workers with a page get (sweeps
+ * of cancelled futures, shutdown(cancel_futures) on the windows) and the stall and time-limit
+ * checks. Everything here is the dispatcher thread's, except what `lock`
  * guards (see dispatch.c). */
 #ifndef MPX_DISPATCH_IMPL_H
 #define MPX_DISPATCH_IMPL_H

@@ -1,11 +1,13 @@
-/* dispatch_pages.c: the dispatcher's work for workers with a progress page (progress.h: the
- * process transport), and its time-limit and stall checks. dispatch.c's header has the whole
- * picture; this file: winning claims back (take_back), dropping from the windows what a user
- * cancelled (sweep), cancelling the windows' unstarted tasks for shutdown(cancel_futures),
- * taking back a silent worker's unstarted tasks for idle workers (rebalance), killing a worker
- * whose heartbeat stopped or whose running task passed its limit, and failing the windows when
- * the link fails. All of it runs on the dispatcher thread, which owns the windows; pending is
- * touched under d->lock, and futures are completed with it released (their callbacks may call
+/* dispatch_pages.c: the dispatcher's taking back of tasks a worker has not started, its other
+ * work for workers with a progress page (progress.h: the process transport), and its time-limit
+ * and stall checks. dispatch.c's header has the whole picture; this file: winning claims back
+ * (take_back), dropping from the windows what a user cancelled (sweep), cancelling the windows'
+ * unstarted tasks for shutdown(cancel_futures), taking back a silent worker's unstarted tasks for
+ * idle workers (rebalance: through the claim words of a page, or by a Control TAKEBACK to a rank
+ * with MPX__CAP_TAKEBACK, whose RETURNED mpx__disp_returned checks and re-queues), killing a
+ * worker whose heartbeat stopped or whose running task passed its limit, and failing the windows
+ * when the link fails. All of it runs on the dispatcher thread, which owns the windows; pending
+ * is touched under d->lock, and futures are completed with it released (their callbacks may call
  * into the executor). Claim words are shared with workers and cancelling threads: each atomic
  * says its ordering. */
 #include <pthread.h>

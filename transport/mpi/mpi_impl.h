@@ -12,7 +12,9 @@
  *   root -> worker  TAG_START  a start record (below): serve an executor with this configuration
  *   root -> worker  TAG_STOP   empty: the session is over, return
  *   both ways       TAG_BATCH  one packed mpx.Batch (tasks down; results and Control READY up;
- *                              Control SHUTDOWN down ends the executor)
+ *                              Control SHUTDOWN down ends the executor; Control TAKEBACK down
+ *                              is answered at once by one Control RETURNED up, whose Results
+ *                              are the bare call ids of the tasks given back, see mpi_worker.c)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
  * MPI keeps messages between two ranks on one communicator in order, so BYE is the last message
  * of an executor and a root that drains up to it leaves nothing behind for the next one.
