@@ -159,10 +159,11 @@ static inline size_t window(const disp *d, int slots) {
 }
 
 /* A worker that tasks can be won back from (a page, or a rank that answers TAKEBACK) whose
- * window has sent nothing for SILENT is busy on a long task or stalled: new tasks wait in
- * pending (cancellable, and free for the next idle worker). */
+ * window holds a task per slot or more and has sent nothing for SILENT is busy on long tasks or
+ * stalled: new tasks wait in pending (cancellable, and free for the next idle worker). A hybrid
+ * rank holding fewer tasks than threads has a thread free: it is fed. */
 static inline bool silent(const wslot *w, double now) {
-  return w->reclaim && w->inflight.n && now - w->busy_since > SILENT;
+  return w->reclaim && w->inflight.n >= (size_t)w->slots && now - w->busy_since > SILENT;
 }
 
 /* Worker i may be sent more now. */
