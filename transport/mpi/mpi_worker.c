@@ -22,8 +22,10 @@
  * answers while a long one runs: that is why even one task thread is a thread of its own.
  *
  * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
- * pool.lock; the bell is lock-free (mpi_common.c). */
+ * pool.lock; the bell is lock-free (mpi_common.c); claim words are CASed (relaxed: one CAS wins
+ * each, nothing else is read through them); has_work is a relaxed hint the lock confirms. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
+#include "os/clock.h"
 #include "os/log.h"
 #include "progress.h"
 #include "task_impl.h"
@@ -56,6 +59,7 @@ typedef struct pool {
   pthread_cond_t work, inited;
   job *head, *tail;      /* every live job */
   job *cur;              /* the first one with tasks no thread has claimed yet; NULL: none */
+  _Atomic bool has_work; /* cur != NULL, for the threads' brief spin before they sleep */
   size_t tasks_left;     /* received, not yet answered or skipped */
   reply *out, *out_tail;
   bool quit;
@@ -89,6 +93,18 @@ static void *pool_main(void *arg) {
   p->init_done++;
   pthread_cond_broadcast(&p->inited);
   for (;;) {
+    if (!p->cur && !p->quit) {
+      /* yield-spin briefly before sleeping, as the serving thread does (mpi_impl.h): the next
+       * task of a conversation usually comes within a round trip, and a sleeping thread costs a
+       * wake-up on every task */
+      pthread_mutex_unlock(&p->lock);
+      int64_t t0 = mpx__now_ns();
+      /* relaxed: a hint; the lock below gives the answer */
+      while (!atomic_load_explicit(&p->has_work, memory_order_relaxed) &&
+             mpx__now_ns() - t0 < MPX__SPIN_NS)
+        sched_yield();
+      pthread_mutex_lock(&p->lock);
+    }
     while (!p->cur && !p->quit) pthread_cond_wait(&p->work, &p->lock);
     if (!p->cur) break;
     job *j = p->cur;
@@ -96,7 +112,10 @@ static void *pool_main(void *arg) {
     if (take < 1) take = 1;
     size_t first = j->next;
     j->next += take;
-    if (j->next == j->b->n_tasks) p->cur = j->link; /* fully claimed: still live until done */
+    if (j->next == j->b->n_tasks) { /* fully claimed: still live until done */
+      p->cur = j->link;
+      atomic_store_explicit(&p->has_work, p->cur != NULL, memory_order_relaxed);
+    }
     pthread_mutex_unlock(&p->lock);
 
     Mpx__Batch sub = MPX__BATCH__INIT;
@@ -149,6 +168,7 @@ static void pool_add(pool *p, Mpx__Batch *b) {
   else p->head = j;
   p->tail = j;
   if (!p->cur) p->cur = j;
+  atomic_store_explicit(&p->has_work, true, memory_order_relaxed);
   p->tasks_left += b->n_tasks;
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
