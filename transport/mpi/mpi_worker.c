@@ -5,25 +5,33 @@
  * failed), then serves Batches until Control SHUTDOWN, answers TAG_BYE and waits for the next
  * start or TAG_STOP.
  *
- * The serving thread only communicates; the task threads (one or more, started for the executor:
- * each runs the initializer, as a thread worker does) take work from the received Batches by
- * guided self-scheduling (a claim of remaining / (2 * threads) tasks, at least 1), so long tasks
- * spread over the threads one by one and short ones go in runs; each claim becomes one packed
- * Batch of results in an outbox, and the task thread rings the serving thread's bell so that the
- * results leave at once.
+ * One task thread: the serving thread runs each Batch itself (no hand-off, so short tasks keep
+ * their latency) and posts the packed results with MPI_Isend. A standby thread looks every 2 ms
+ * (500 wake-ups a second while an executor runs) whether the serving thread is still in the Batch
+ * it saw last time; if so it takes the baton (the mutex held by whichever thread calls MPI, so
+ * SERIALIZED suffices) and serves messages until that Batch is done: tasks are queued for the
+ * serving thread, a TAKEBACK answered. Several task threads (hybrid ranks): the serving thread
+ * only communicates; the task threads (started for the executor: each runs the initializer, as a
+ * thread worker does) take work from the received Batches by guided self-scheduling (a claim of
+ * remaining / (2 * threads) tasks, at least 1), so long tasks spread over the threads one by one
+ * and short ones go in runs; each claim becomes one packed Batch of results in an outbox, and the
+ * task thread rings the serving thread's bell so that the results leave at once.
  *
- * Take-back. Every received task has a claim word (0 queued) that its task thread CASes to
- * STARTED just before running it (serve.c, who->claims). On a Control TAKEBACK the serving thread
- * CASes every word still 0 to TAKEN (newest first; with one task thread it stops at the first it
+ * Take-back. Every received task has a claim word (0 queued) that its runner CASes to STARTED
+ * just before running it (serve.c, who->claims). On a Control TAKEBACK the thread with the baton
+ * CASes every word still 0 to TAKEN (newest first; with one task runner it stops at the first it
  * cannot take, so that it gives back the tail of what it received, as the dispatcher requires of
  * a one-slot rank) and answers at once with a Control RETURNED whose Results carry only those
- * call ids; the task threads skip them (no Result). Exactly one CAS wins each word, so a task is
- * either run here or given back, never both. Because the serving thread never runs a task, it
- * answers while a long one runs: that is why even one task thread is a thread of its own.
+ * call ids; the runner skips them (no Result). Exactly one CAS wins each word, so a task is either
+ * run here or given back, never both. A TAKEBACK is answered within a few milliseconds even while
+ * a long task runs: by a hybrid rank's serving thread, which runs no task, or by a one-thread
+ * rank's standby.
  *
- * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
- * pool.lock; the bell is lock-free (mpi_common.c); claim words are CASed (relaxed: one CAS wins
- * each, nothing else is read through them); has_work is a relaxed hint the lock confirms. */
+ * Thread-safety: one thread at a time calls MPI and uses the receive buffer and send queue: the
+ * serving thread, or a one-thread rank's standby while it holds the baton. The pool's queue and
+ * outbox are under pool.lock; the bell is lock-free (mpi_common.c); claim words are CASed
+ * (relaxed: one CAS wins each, nothing else is read through them); has_work, running and runs
+ * are relaxed hints that the lock or the baton then confirms. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -202,11 +210,16 @@ done:
   return k;
 }
 
-/* Start the threads and wait until each ran the initializer. */
-static int pool_start(pool *p) {
+/* Start the threads and wait until each ran the initializer; `none`: no thread (a one-thread
+ * rank's serving thread runs its tasks itself, see run_own), only the queue. */
+static int pool_start(pool *p, bool none) {
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->work, NULL);
   pthread_cond_init(&p->inited, NULL);
+  if (none) {
+    p->started = 1; /* the one task runner, for pool_take_back's rule */
+    return MPX_OK;
+  }
   p->tids = calloc((size_t)p->threads, sizeof *p->tids);
   if (!p->tids) return MPX_ENOMEM;
   for (; p->started < p->threads; p->started++)
@@ -222,7 +235,7 @@ static void pool_stop(pool *p) {
   p->quit = true;
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
-  for (int i = 0; i < p->started; i++) pthread_join(p->tids[i], NULL);
+  for (int i = 0; p->tids && i < p->started; i++) pthread_join(p->tids[i], NULL);
   while (p->out) {
     reply *r = p->out;
     p->out = r->link;
@@ -247,6 +260,15 @@ typedef struct server {
   pool p;
   uint8_t *rbuf;
   size_t rcap;
+  bool stopping;       /* SHUTDOWN received */
+  /* One task thread (own): the serving thread runs the tasks itself; while a run lasts, a
+   * standby thread may take the baton and serve messages (see standby_main) */
+  bool own;
+  pthread_mutex_t baton; /* held by whichever thread calls MPI */
+  _Atomic bool running;  /* the serving thread is in a run (baton released) */
+  _Atomic uint64_t runs; /* runs started */
+  _Atomic bool quit;
+  pthread_t standby;
 } server;
 
 /* Post the packed bytes in `out` (taken over). */
@@ -332,6 +354,110 @@ static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *na
   return MPX_OK;
 }
 
+/* Take one message from the root if there is one (with the baton): tasks are queued, a TAKEBACK
+ * answered, a SHUTDOWN noted. 1: one was taken, 0: none, or a negative code. */
+static int take_message(server *sv) {
+  int flag = 0;
+  MPI_Message msg;
+  MPI_Status st;
+  int rc = MPI_Improbe(sv->s->root, MPI_ANY_TAG, sv->s->comm, &flag, &msg, &st);
+  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Improbe", rc);
+  if (!flag) return 0;
+  int count = 0;
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv->lim.max_message) {
+    char dummy;
+    MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    mpx__log(MPX_LOG_WARN, "rank %d: unexpected message (tag %d, %d bytes) ignored", sv->s->rank,
+             st.MPI_TAG, count);
+    return 1;
+  }
+  if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv->rbuf, &sv->rcap))) return rc;
+  Mpx__Batch *b;
+  if ((rc = mpx__codec_unpack(sv->rbuf, (size_t)count, &sv->lim, &b)))
+    fatal("a malformed batch from the root", rc);
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) sv->stopping = true;
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) give_back(sv);
+  if (b->n_tasks) {
+    pool_add(&sv->p, b);
+    b = NULL;
+  }
+  mpx__codec_free(b);
+  if (sv->rcap > ((size_t)16 << 20)) {
+    free(sv->rbuf);
+    sv->rbuf = NULL;
+    sv->rcap = 0;
+  }
+  return 1;
+}
+
+/* A one-thread rank: run the oldest queued Batch on the serving thread (no hand-off: the fast
+ * path of short tasks), with the baton released so that the standby can serve messages if the
+ * run lasts; then post its results. Called with the baton, returns with it. */
+static void run_own(server *sv) {
+  pool *p = &sv->p;
+  pthread_mutex_lock(&p->lock);
+  job *j = p->cur;
+  j->next = j->b->n_tasks;
+  p->cur = j->link;
+  atomic_store_explicit(&p->has_work, p->cur != NULL, memory_order_relaxed);
+  pthread_mutex_unlock(&p->lock);
+  mpx__worker_id who = sv->who;
+  who.claims = j->claim; /* tasks the standby gave back meanwhile are skipped */
+  mpx__wbuf out = {0};
+  /* relaxed: hints for the standby, which then takes the baton (that orders the rest) */
+  atomic_fetch_add_explicit(&sv->runs, 1, memory_order_relaxed);
+  atomic_store_explicit(&sv->running, true, memory_order_relaxed);
+  pthread_mutex_unlock(&sv->baton);
+  int rc = mpx__serve_batch(j->b, &who, &sv->lim, &out);
+  atomic_store_explicit(&sv->running, false, memory_order_relaxed);
+  mpx__bell_ring(&sv->bell); /* a standby sleeping with the baton: give it back now */
+  pthread_mutex_lock(&sv->baton);
+  if (rc) fatal("serving a batch", rc);
+  pthread_mutex_lock(&p->lock);
+  p->tasks_left -= j->b->n_tasks;
+  if (j->prev) j->prev->link = j->link;
+  else p->head = j->link;
+  if (j->link) j->link->prev = j->prev;
+  else p->tail = j->prev;
+  pthread_mutex_unlock(&p->lock);
+  mpx__codec_free(j->b);
+  free(j);
+  if (!out.len) mpx__wbuf_free(&out); /* all given back: nothing to send */
+  else if ((rc = post(sv, &out))) fatal("sending results", rc);
+}
+
+/* A one-thread rank's standby: every 2 ms it looks whether the serving thread is still in the
+ * run it saw last time; if so (a task of 2 ms or more), it takes the baton and serves messages
+ * (queues tasks, answers TAKEBACK from the run's unstarted tasks and the queue) until that run
+ * ends. So a long task never keeps a TAKEBACK waiting, and short ones pay no hand-off. */
+static void *standby_main(void *arg) {
+  server *sv = arg;
+  mpx__mpi_thread_setup();
+  uint64_t seen = 0;
+  const struct timespec tick = {0, 2000000};
+  while (!atomic_load_explicit(&sv->quit, memory_order_relaxed)) {
+    nanosleep(&tick, NULL);
+    uint64_t r = atomic_load_explicit(&sv->runs, memory_order_relaxed);
+    if (!atomic_load_explicit(&sv->running, memory_order_relaxed) || r != seen) {
+      seen = r;
+      continue;
+    }
+    pthread_mutex_lock(&sv->baton);
+    mpx__backoff bo = {0};
+    while (atomic_load_explicit(&sv->running, memory_order_relaxed) &&
+           atomic_load_explicit(&sv->runs, memory_order_relaxed) == r) {
+      uint32_t bell = atomic_load_explicit(&sv->bell.seq, memory_order_seq_cst);
+      int got = take_message(sv);
+      if (got < 0 || mpx__sendq_progress(&sv->sq) < 0) fatal("serving while a task runs", got);
+      if (got) mpx__backoff_reset(&bo);
+      else mpx__bell_wait(&sv->bell, bell, mpx__backoff_next(&bo));
+    }
+    pthread_mutex_unlock(&sv->baton);
+  }
+  return NULL;
+}
+
 static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   mpx__mpi_start h;
   char name[MPX_TASK_NAME_MAX + 1];
@@ -342,16 +468,20 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
                             .host = s->host};
-  /* task threads even for one: the server must stay free to answer a TAKEBACK while a task
-   * runs */
+  sv.own = h.threads == 1;
   sv.p = (pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
                 .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
-  if ((rc = pool_start(&sv.p))) fatal("starting task threads", rc);
+  if ((rc = pool_start(&sv.p, sv.own))) fatal("starting task threads", rc);
+  pthread_mutex_init(&sv.baton, NULL);
+  if (sv.own) {
+    sv.p.init_rc = mpx__serve_init(name, initargs, h.initargs_len, &sv.who, &sv.p.init_msg);
+    if (pthread_create(&sv.standby, NULL, standby_main, &sv)) fatal("starting a thread", MPX_ESYS);
+  }
   rc = send_ready(&sv, sv.p.started, sv.p.init_rc, sv.p.init_msg);
   if (rc) fatal("sending READY", rc);
 
-  bool stopping = false;
   mpx__backoff bo = {0};
+  pthread_mutex_lock(&sv.baton);
   for (;;) {
     uint32_t seen = atomic_load_explicit(&sv.bell.seq, memory_order_seq_cst);
     bool busy = false;
@@ -371,43 +501,15 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
         busy = true;
       }
     }
-    int flag = 0;
-    MPI_Message msg;
-    MPI_Status st;
-    rc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
-    if (rc != MPI_SUCCESS) {
-      rc = mpx__mpi_fail("MPI_Improbe", rc);
-      break;
-    }
-    if (flag) {
+    if (sv.own && sv.p.cur) { /* only this thread takes jobs: no lock needed to look */
+      run_own(&sv);
       busy = true;
-      int count = 0;
-      MPI_Get_count(&st, MPI_BYTE, &count);
-      if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv.lim.max_message) {
-        char dummy;
-        MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-        mpx__log(MPX_LOG_WARN, "rank %d: unexpected message (tag %d, %d bytes) ignored", s->rank,
-                 st.MPI_TAG, count);
-      } else {
-        if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv.rbuf, &sv.rcap))) break;
-        Mpx__Batch *b;
-        if ((rc = mpx__codec_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
-          fatal("a malformed batch from the root", rc);
-        if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
-        if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) give_back(&sv);
-        if (b->n_tasks) {
-          pool_add(&sv.p, b);
-          b = NULL;
-        }
-        mpx__codec_free(b);
-        if (sv.rcap > ((size_t)16 << 20)) {
-          free(sv.rbuf);
-          sv.rbuf = NULL;
-          sv.rcap = 0;
-        }
-      }
+    } else if ((rc = take_message(&sv)) < 0) {
+      break;
+    } else {
+      busy |= rc > 0;
     }
-    if (stopping) {
+    if (sv.stopping) {
       pthread_mutex_lock(&sv.p.lock);
       bool idle = !sv.p.tasks_left && !sv.p.out;
       pthread_mutex_unlock(&sv.p.lock);
@@ -423,6 +525,12 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     if (busy) mpx__backoff_reset(&bo);
     else mpx__bell_wait(&sv.bell, seen, mpx__backoff_next(&bo));
   }
+  pthread_mutex_unlock(&sv.baton);
+  if (sv.own) {
+    atomic_store_explicit(&sv.quit, true, memory_order_relaxed);
+    pthread_join(sv.standby, NULL);
+  }
+  pthread_mutex_destroy(&sv.baton);
   pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
   free(sv.rbuf);
