@@ -391,6 +391,50 @@ static int take_message(server *sv) {
   return 1;
 }
 
+/* Post the results in the outbox (with the baton), consecutive replies merged into one message
+ * while it stays under max_message and 64 replies (each of at most BATCH_MAX results of one
+ * received Batch: far under max_items): packed Batches of Results concatenate into one Batch (a
+ * repeated field appends). True if anything was posted. */
+static bool post_outbox(server *sv) {
+  pthread_mutex_lock(&sv->p.lock);
+  reply *r = sv->p.out;
+  sv->p.out = sv->p.out_tail = NULL;
+  pthread_mutex_unlock(&sv->p.lock);
+  bool any = r != NULL;
+  while (r) {
+    mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
+    reply *next = r->link;
+    free(r);
+    int merged = 1;
+    for (r = next; r && merged < 64 && out.len + r->len <= sv->lim.max_message; r = next, merged++) {
+      if (mpx__wbuf_append(&out, r->data, r->len)) break; /* no memory: post it apart */
+      next = r->link;
+      free(r->data);
+      free(r);
+    }
+    int rc = post(sv, &out);
+    if (rc) fatal("sending results", rc);
+  }
+  return any;
+}
+
+/* Queue the packed results in `out` (taken over; nothing if empty) for post_outbox. */
+static void outbox_add(pool *p, mpx__wbuf *out) {
+  reply *r = NULL;
+  if (out->len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
+  if (!r) {
+    mpx__wbuf_free(out);
+    return;
+  }
+  *r = (reply){.data = out->data, .len = out->len};
+  *out = (mpx__wbuf){0};
+  pthread_mutex_lock(&p->lock);
+  if (p->out_tail) p->out_tail->link = r;
+  else p->out = r;
+  p->out_tail = r;
+  pthread_mutex_unlock(&p->lock);
+}
+
 /* A one-thread rank: run the oldest queued Batch on the serving thread (no hand-off: the fast
  * path of short tasks), with the baton released so that the standby can serve messages if the
  * run lasts; then post its results. Called with the baton, returns with it. */
@@ -403,17 +447,31 @@ static void run_own(server *sv) {
   atomic_store_explicit(&p->has_work, p->cur != NULL, memory_order_relaxed);
   pthread_mutex_unlock(&p->lock);
   mpx__worker_id who = sv->who;
-  who.claims = j->claim; /* tasks the standby gave back meanwhile are skipped */
-  mpx__wbuf out = {0};
   /* relaxed: hints for the standby, which then takes the baton (that orders the rest) */
   atomic_fetch_add_explicit(&sv->runs, 1, memory_order_relaxed);
   atomic_store_explicit(&sv->running, true, memory_order_relaxed);
   pthread_mutex_unlock(&sv->baton);
-  int rc = mpx__serve_batch(j->b, &who, &sv->lim, &out);
+  /* in runs of k tasks, k doubling while a run takes under 20 us (empty tasks: a few runs) and
+   * back to 1 otherwise, each run's results to the outbox: a task that ends before a long one
+   * has its result posted by the standby, not held until the Batch is done */
+  size_t n = j->b->n_tasks, k = 1;
+  for (size_t first = 0; first < n;) {
+    if (k > n - first) k = n - first;
+    Mpx__Batch sub = MPX__BATCH__INIT;
+    sub.n_tasks = k;
+    sub.tasks = j->b->tasks + first;
+    who.claims = j->claim + first; /* tasks the standby gave back meanwhile are skipped */
+    mpx__wbuf out = {0};
+    int64_t t0 = mpx__now_ns();
+    int rc = mpx__serve_batch(&sub, &who, &sv->lim, &out);
+    if (rc) fatal("serving a batch", rc);
+    first += k;
+    k = mpx__now_ns() - t0 < 20000 ? 2 * k : 1;
+    outbox_add(p, &out);
+  }
   atomic_store_explicit(&sv->running, false, memory_order_relaxed);
   mpx__bell_ring(&sv->bell); /* a standby sleeping with the baton: give it back now */
   pthread_mutex_lock(&sv->baton);
-  if (rc) fatal("serving a batch", rc);
   pthread_mutex_lock(&p->lock);
   p->tasks_left -= j->b->n_tasks;
   if (j->prev) j->prev->link = j->link;
@@ -423,8 +481,7 @@ static void run_own(server *sv) {
   pthread_mutex_unlock(&p->lock);
   mpx__codec_free(j->b);
   free(j);
-  if (!out.len) mpx__wbuf_free(&out); /* all given back: nothing to send */
-  else if ((rc = post(sv, &out))) fatal("sending results", rc);
+  post_outbox(sv);
 }
 
 /* A one-thread rank's standby: every 2 ms it looks whether the serving thread is still in the
@@ -450,6 +507,7 @@ static void *standby_main(void *arg) {
       uint32_t bell = atomic_load_explicit(&sv->bell.seq, memory_order_seq_cst);
       int got = take_message(sv);
       if (got < 0 || mpx__sendq_progress(&sv->sq) < 0) fatal("serving while a task runs", got);
+      got |= post_outbox(sv); /* results of the tasks the run has done so far */
       if (got) mpx__backoff_reset(&bo);
       else mpx__bell_wait(&sv->bell, bell, mpx__backoff_next(&bo));
     }
@@ -487,21 +545,8 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     bool busy = false;
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
-    { /* results the task threads packed */
-      pthread_mutex_lock(&sv.p.lock);
-      reply *r = sv.p.out;
-      sv.p.out = sv.p.out_tail = NULL;
-      pthread_mutex_unlock(&sv.p.lock);
-      while (r) {
-        reply *next = r->link;
-        mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
-        if ((rc = post(&sv, &out))) fatal("sending results", rc);
-        free(r);
-        r = next;
-        busy = true;
-      }
-    }
-    if (sv.own && sv.p.cur) { /* only this thread takes jobs: no lock needed to look */
+    busy |= post_outbox(&sv);
+    if (sv.own && sv.p.cur) { /* the standby queues jobs only with the baton, which we hold */
       run_own(&sv);
       busy = true;
     } else if ((rc = take_message(&sv)) < 0) {
