@@ -158,12 +158,16 @@ static inline size_t window(const disp *d, int slots) {
   return (size_t)w * (size_t)slots;
 }
 
-/* A worker that tasks can be won back from (a page, or a rank that answers TAKEBACK) whose
- * window holds a task per slot or more and has sent nothing for SILENT is busy on long tasks or
- * stalled: new tasks wait in pending (cancellable, and free for the next idle worker). A hybrid
- * rank holding fewer tasks than threads has a thread free: it is fed. */
+/* Worker w's window has sent nothing for SILENT: it is busy on long tasks or stalled. */
+static inline bool quiet(const wslot *w, double now) {
+  return w->inflight.n && now - w->busy_since > SILENT;
+}
+
+/* A one-slot worker that tasks can be won back from (a page, or a rank that answers TAKEBACK)
+ * and is quiet: new tasks wait in pending (cancellable, and free for the next idle worker). A
+ * hybrid rank is still fed: its other threads take what waits behind a long task. */
 static inline bool silent(const wslot *w, double now) {
-  return w->reclaim && w->inflight.n >= (size_t)w->slots && now - w->busy_since > SILENT;
+  return w->reclaim && w->slots == 1 && quiet(w, now);
 }
 
 /* Worker i may be sent more now. */

@@ -122,7 +122,7 @@ static void rebalance(disp *d) {
   fifo got = {0};
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
-    if (!w->ready || !silent(w, now)) continue;
+    if (!w->ready || !w->reclaim || !quiet(w, now)) continue;
     if (w->page) take_window(d, i, false, &got);
     else if (!w->asked && !w->answered && w->inflight.n > (size_t)w->slots) ask_back(d, i);
   }

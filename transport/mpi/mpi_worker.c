@@ -101,18 +101,6 @@ static void *pool_main(void *arg) {
   p->init_done++;
   pthread_cond_broadcast(&p->inited);
   for (;;) {
-    if (!p->cur && !p->quit) {
-      /* yield-spin briefly before sleeping, as the serving thread does (mpi_impl.h): the next
-       * task of a conversation usually comes within a round trip, and a sleeping thread costs a
-       * wake-up on every task */
-      pthread_mutex_unlock(&p->lock);
-      int64_t t0 = mpx__now_ns();
-      /* relaxed: a hint; the lock below gives the answer */
-      while (!atomic_load_explicit(&p->has_work, memory_order_relaxed) &&
-             mpx__now_ns() - t0 < MPX__SPIN_NS)
-        sched_yield();
-      pthread_mutex_lock(&p->lock);
-    }
     while (!p->cur && !p->quit) pthread_cond_wait(&p->work, &p->lock);
     if (!p->cur) break;
     job *j = p->cur;
