@@ -414,7 +414,8 @@ static void test_stopped_running(void) {
   int code = 0;
   const char *msg = "";
   CHECK_OK(mpx_future_exception(g, 0, &code, &msg));
-  fprintf(stderr, "   destroy took %.2f s; the stopped task: %s: %s\n", took, mpx_err_name(code), msg);
+  fprintf(stderr, "   destroy took %.2f s; the stopped task: %s: %s\n", took, mpx_err_name(code),
+          msg);
   CHECK(took < 5 + 10); /* stall_timeout (5 s) plus a generous margin */
   CHECK(code == MPX_EWORKER_LOST && strstr(msg, "stalled"));
   mpx_future_release(g);
@@ -562,9 +563,10 @@ static void test_options(void) {
           &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = -1}),
       MPX_EINVAL);
   /* refused where it cannot be honoured, never ignored */
-  CHECK_RC(mpx_executor_create(
-               &ex, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1, .stall_timeout = 1}),
-           MPX_EPERM);
+  CHECK_RC(
+      mpx_executor_create(
+          &ex, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1, .stall_timeout = 1}),
+      MPX_EPERM);
   CHECK_OK(mpx_executor_create(
       &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = 1.0}));
   uint64_t x = 1;
@@ -590,8 +592,9 @@ static const struct {
   const char *name;
   void (*fn)(void);
 } tests[] = {
-    {"queued", test_queued},     {"fair", test_fair},   {"sigstop", test_sigstop},
-    {"frame", test_frame},       {"pages", test_pages}, {"timed", test_timed},
+    {"queued", test_queued},     {"fair", test_fair},
+    {"sigstop", test_sigstop},   {"frame", test_frame},
+    {"pages", test_pages},       {"timed", test_timed},
     {"shutdown", test_shutdown}, {"stopped_running", test_stopped_running},
 #ifndef STALL_TEST_OLD_API
     {"options", test_options},
