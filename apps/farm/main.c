@@ -325,7 +325,9 @@ static int run_main(int argc, char **argv) {
     if (sep >= 0) o.in.args = pos + sep + 1, o.in.nargs = npos - sep - 1;
   } else {
     if (strcmp(pos[0], "-") != 0 && stat(pos[0], &st) < 0)
-      farm_die_usage("cannot read the task file '%s': %s", pos[0], strerror(errno));
+      farm_die_usage("cannot read the task file '%s': %s (a command over argument lines needs "
+                     "{}, ::: or -a)",
+                     pos[0], strerror(errno));
     if (strcmp(pos[0], "-") != 0 && S_ISDIR(st.st_mode))
       farm_die_usage("the task file '%s' is a directory", pos[0]);
     o.in.taskfile = pos[0];
