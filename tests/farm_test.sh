@@ -270,7 +270,7 @@ check "environment: seq, line, repeat, attempt, cores" bash -c \
 
 # ---- 9. walltime: a fake SLURM_JOB_END_TIME; then resume ----------------------------------------
 printf 'sleep ${NAP:-30}\nsleep ${NAP:-30}\nsleep ${NAP:-30}\n' >t_wall
-SLURM_JOB_END_TIME=$(($(date +%s) + 4)) "$farm" -j1 --deadline-margin 2 --grace 1 t_wall \
+SLURM_JOB_END_TIME=$(($(date +%s) + 8)) "$farm" -j1 --deadline-margin 2 --grace 1 t_wall \
   >/dev/null 2>wall.err
 rc=$?
 check "walltime: exit status counts the unfinished tasks" [ "$rc" -eq 3 ]
