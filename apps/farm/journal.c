@@ -17,19 +17,22 @@
  * done, before its output is printed). A write(2) that returned is in the kernel's page cache,
  * which survives the death of the process: a SIGKILL of the farm at any moment loses no record
  * that was written, and a finished attempt is written as soon as the coordinator learns of it.
- * fdatasync(2) runs every `sync_every` records or `sync_seconds` seconds (default 1000 / 1 s,
- * whichever first) and at close, which bounds what a crash of the whole node can lose. A torn or
+ * fdatasync(2) is asked for every `sync_every` records or `sync_seconds` seconds (default 1000 /
+ * 1 s, whichever first) and done at close, which bounds what a crash of the whole node can lose;
+ * a syncer thread runs it, so a slow disk never stalls the coordinator. A torn or
  * corrupt line (no newline, a bad CRC: a node crash mid-write, a full disk) is ignored by every
  * reader; before appending, a file that does not end in a newline gets one, so a torn tail never
  * swallows the next record. A partial write(2) is ended with a newline and written again.
  * Resume: an attempt with an S record and no F record was running when the farm died and runs
  * again; a task whose command hash differs from the journal's is run again (and said so).
  *
- * Locking: none; the journal belongs to the coordinator thread. Readers (status, joblog, resume)
+ * Locking: the journal belongs to the coordinator thread; the syncer thread only calls fdatasync
+ * on the descriptor, woken through `mu`/`cv`. Readers (status, joblog, resume)
  * read a copy of the file as it is, possibly while a farm appends to it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,7 +47,30 @@ struct farm_journal {
   long unsynced;
   char *buf;
   size_t cap;
+  /* the syncer thread: fdatasync off the coordinator's path (a slow disk or a parallel file
+   * system must not stall the farm); `want` and `quit` under mu */
+  pthread_t syncer;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int want, quit, has_syncer;
 };
+
+static void *syncer_main(void *arg) {
+  farm_journal *j = arg;
+  pthread_mutex_lock(&j->mu);
+  while (!j->quit) {
+    if (!j->want) {
+      pthread_cond_wait(&j->cv, &j->mu);
+      continue;
+    }
+    j->want = 0;
+    pthread_mutex_unlock(&j->mu);
+    fdatasync(j->fd);
+    pthread_mutex_lock(&j->mu);
+  }
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
+}
 
 static uint32_t crc_table[256];
 
@@ -80,6 +106,9 @@ farm_journal *farm_journal_open(const char *path, int sync_every, double sync_se
   if (!j) return close(fd), NULL;
   j->fd = fd, j->sync_every = sync_every, j->sync_seconds = sync_seconds;
   j->last_sync = farm_now();
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
+  j->has_syncer = pthread_create(&j->syncer, NULL, syncer_main, j) == 0;
   struct stat st;
   if (fstat(fd, &st) == 0 && st.st_size == 0) {
     static const char hdr[] = "# mpx-farm journal v1\n";
@@ -96,7 +125,7 @@ farm_journal *farm_journal_open(const char *path, int sync_every, double sync_se
   return j;
 fail:
   fprintf(stderr, "mpx-farm: cannot write the journal %s: %s\n", path, strerror(errno));
-  close(fd), free(j);
+  farm_journal_close(j);
   return NULL;
 }
 
@@ -177,7 +206,13 @@ int farm_journal_finish(farm_journal *j, const farm_task *t, const farm_res *r, 
 void farm_journal_tick(farm_journal *j, double now) {
   if (!j || !j->unsynced) return;
   if (now < 0 || now - j->last_sync >= j->sync_seconds || j->unsynced >= j->sync_every) {
-    fdatasync(j->fd);
+    if (j->has_syncer) {
+      pthread_mutex_lock(&j->mu);
+      j->want = 1;
+      pthread_cond_signal(&j->cv);
+      pthread_mutex_unlock(&j->mu);
+    } else
+      fdatasync(j->fd);
     j->unsynced = 0;
     j->last_sync = now < 0 ? farm_now() : now;
   }
@@ -185,6 +220,13 @@ void farm_journal_tick(farm_journal *j, double now) {
 
 void farm_journal_close(farm_journal *j) {
   if (!j) return;
+  if (j->has_syncer) {
+    pthread_mutex_lock(&j->mu);
+    j->quit = 1;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->syncer, NULL);
+  }
   fdatasync(j->fd);
   close(j->fd);
   free(j->buf);

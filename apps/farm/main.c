@@ -295,7 +295,8 @@ static int run_main(int argc, char **argv) {
     case 'v': o.verbose = 1; break;
     case 'h': fputs(usage_text, stdout); return 0;
     default:
-      if (optopt > 0 && optopt < 128) farm_die_usage("option -%c is unknown or lacks its value", optopt);
+      if (optopt > 0 && optopt < 128)
+        farm_die_usage("option -%c is unknown or lacks its value", optopt);
       farm_die_usage("option '%s' is unknown or lacks its value", argv[optind - 1]);
     }
   }
