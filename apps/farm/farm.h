@@ -79,6 +79,8 @@ uint64_t farm_hash(const char *s);
 
 enum { FARM_OUT_GROUP = 0, FARM_OUT_UNGROUP, FARM_OUT_RESULTS, FARM_OUT_PACK };
 
+enum { FARM_BIND = 1, FARM_SLOT_WORKER = 2 };
+
 /* What the coordinator sends for one attempt. Strings point into the record's bytes. */
 typedef struct farm_cmd {
   int64_t seq, line;
@@ -214,7 +216,8 @@ int farm_status_main(int argc, char **argv);
 
 typedef struct farm_opts {
   farm_input in;
-  int jobs; /* slots per worker process (threads, MPI rank); 0: usable cores */
+  int jobs;        /* slots per worker process (threads, MPI rank); 0: usable cores */
+  int rank0_slots; /* MPI: tasks rank 0 runs itself; -1: jobs - 1 */
   mpx_backend backend;
   const char *journal; /* NULL: none */
   const char *joblog;  /* written from the journal at the end */

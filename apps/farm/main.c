@@ -30,6 +30,7 @@ static const char usage_text[] =
     "\n"
     "  -j, --jobs N             slots per worker process or MPI rank (default: usable cores)\n"
     "      --backend B          auto, threads, processes or mpi (auto: mpi under mpirun)\n"
+    "      --rank0-slots N      MPI: tasks rank 0 runs besides coordinating (default: -j - 1)\n"
     "  -a, --arg-file FILE      template arguments, one a line (- for stdin)\n"
     "      --journal FILE       the journal (default TASKFILE.journal; none for stdin or a\n"
     "                           template unless given)\n"
@@ -184,7 +185,8 @@ enum {
   O_PINTERVAL,
   O_BIND,
   O_GPUS,
-  O_DRYRUN
+  O_DRYRUN,
+  O_RANK0
 };
 
 static int run_main(int argc, char **argv) {
@@ -216,10 +218,12 @@ static int run_main(int argc, char **argv) {
                                         {"bind", 0, 0, O_BIND},
                                         {"gpus", 1, 0, O_GPUS},
                                         {"dry-run", 0, 0, O_DRYRUN},
+                                        {"rank0-slots", 1, 0, O_RANK0},
                                         {"verbose", 0, 0, 'v'},
                                         {"help", 0, 0, 'h'},
                                         {0, 0, 0, 0}};
   farm_opts o = {.backend = MPX_BACKEND_AUTO,
+                 .rank0_slots = -1,
                  .retry_any = 1,
                  .poison = 2,
                  .grace = 5,
@@ -292,6 +296,7 @@ static int run_main(int argc, char **argv) {
     case O_BIND: o.bind = 1; break;
     case O_GPUS: o.gpus = optarg; break;
     case O_DRYRUN: o.dry_run = 1; break;
+    case O_RANK0: o.rank0_slots = (int)inum("--rank0-slots", optarg, 0, 65536); break;
     case 'v': o.verbose = 1; break;
     case 'h': fputs(usage_text, stdout); return 0;
     default:

@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,8 +318,18 @@ static int farm_run_task(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
   farm_cmd c;
   if (farm_cmd_decode(arg, len, &c) < 0)
     return mpx_task_fail(ctx, MPX_EPROTO, "mpx-farm: malformed command record (%zu bytes)", len);
-  int worker = mpx_task_worker(ctx);
-  int slot = worker < 0 ? 0 : worker % c.slots;
+  /* The slot: the worker's index when each worker is a process of its own (FARM_SLOT_WORKER),
+   * else the index this thread drew the first time it ran a task in this process: worker
+   * threads live as long as the executor, so the threads of a process hold 0..slots-1. */
+  static _Atomic int next_slot;
+  static __thread int my_slot = -1;
+  int worker = mpx_task_worker(ctx), slot;
+  if (c.bind & FARM_SLOT_WORKER)
+    slot = worker < 0 ? 0 : worker % c.slots;
+  else {
+    if (my_slot < 0) my_slot = next_slot++;
+    slot = my_slot % c.slots;
+  }
   farm_res r = {.seq = c.seq,
                 .attempt = c.attempt,
                 .host = host,
@@ -347,7 +358,7 @@ static int farm_run_task(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
   env_num(&e, "PARALLEL_SEQ", (long)c.seq);
   if (c.repeat >= 0) env_num(&e, "DISBATCH_REPEAT_INDEX", c.repeat);
   cpu_set_t cpus, *cpusp = NULL;
-  if (c.bind) {
+  if (c.bind & FARM_BIND) {
     const mpx_topology *t;
     mpx_placement pl[1024];
     int n = c.slots < 1024 ? c.slots : 1024;

@@ -3,10 +3,12 @@
  * It runs on the main thread of the only process (threads and processes backends) or of rank 0
  * (MPI). Tasks are submitted to an mpx executor as command records while the cores they need are
  * free (CORES directive), plus, on the processes and MPI backends, as many again queued ahead so a
- * worker never waits for the round trip. Each future gets a done-callback that appends it to a
- * mutex-protected FIFO and signals a condition variable; the main loop sleeps on it (at most
- * 100 ms, so signals, progress and the walltime are looked at even when nothing ends) and handles
- * endings one by one: F record in the journal first, then output, then retries and halts.
+ * worker never waits for the round trip. Under MPI, rank 0 is no worker of the MPI executor, so
+ * a second, threads executor runs --rank0-slots tasks there (default -j minus one, leaving a core
+ * to the coordinator) when the worker ranks are full. Each future gets a done-callback that appends
+ * it to a mutex-protected FIFO and signals a condition variable; the main loop sleeps on it (at
+ * most 100 ms, so signals, progress and the walltime are looked at even when nothing ends) and
+ * handles endings one by one: F record in the journal first, then output, then retries and halts.
  * Rules:
  *  - BARRIER: a task after a barrier is submitted only when every task before it is final;
  *    BARRIER CHECK stops the run there if any of them failed.
@@ -43,6 +45,7 @@ typedef struct inflight {
   mpx_future *f;
   long ti;
   int attempt, cores;
+  int local; /* 1: on rank 0's own threads (--rank0-slots) */
   void *buf;
   struct inflight *next;                /* in the done FIFO */
   struct inflight *prev_all, *next_all; /* in the list of everything sent */
@@ -83,9 +86,12 @@ typedef struct farm_state {
   farm_opts *o;
   farm_list *l;
   mpx_executor *ex;
+  mpx_executor *local; /* MPI only: threads on rank 0 (--rank0-slots), or NULL */
+  int local_slots, used_local;
   const mpx_task *task;
   farm_journal *j;
   int total_slots, slots_per_worker, limit;
+  int slot_is_worker; /* processes backend: one slot per worker process */
   int used_cores;
   inflight *all;
   long ninflight;
@@ -147,7 +153,7 @@ static void stop_all(farm_state *s, int how) {
 
 /* ---- submitting ------------------------------------------------------------------------------ */
 
-static int submit(farm_state *s, long ti) {
+static int submit(farm_state *s, long ti, int local) {
   farm_opts *o = s->o;
   farm_task *t = &s->l->tasks[ti];
   int attempt = ++t->attempts;
@@ -161,8 +167,9 @@ static int submit(farm_state *s, long ti) {
                 .attempt = attempt,
                 .cores = t->cores,
                 .out_mode = o->out_mode,
-                .slots = s->slots_per_worker,
-                .bind = o->bind,
+                .slots = local ? s->local_slots : s->slots_per_worker,
+                .bind = (o->bind ? FARM_BIND : 0) |
+                        (s->slot_is_worker && !local ? FARM_SLOT_WORKER : 0),
                 .timeout = timeout,
                 .grace = o->grace,
                 .kill_at = o->deadline > 0 ? o->deadline - o->deadline_margin : 0,
@@ -176,20 +183,23 @@ static int submit(farm_state *s, long ti) {
     fprintf(stderr, "mpx-farm: out of memory\n");
     return -1;
   }
-  x->ti = ti, x->attempt = attempt, x->cores = t->cores;
+  x->ti = ti, x->attempt = attempt, x->cores = t->cores, x->local = local;
   if (s->j && farm_journal_start(s->j, t, attempt, farm_now()) < 0) {
     fprintf(stderr, "mpx-farm: cannot write the journal: %s\n", strerror(errno));
     free(x->buf), free(x);
     return -1;
   }
-  int rc = mpx_submit_task(s->ex, s->task, x->buf, len, NULL, &x->f);
+  int rc = mpx_submit_task(local ? s->local : s->ex, s->task, x->buf, len, NULL, &x->f);
   if (rc) {
     fprintf(stderr, "mpx-farm: submit failed: %s (%s)\n", mpx_strerror(rc), mpx_errmsg());
     free(x->buf), free(x);
     return -1;
   }
   t->state = FARM_T_RUNNING;
-  s->used_cores += t->cores;
+  if (local)
+    s->used_local += t->cores;
+  else
+    s->used_cores += t->cores;
   s->ninflight++;
   x->next_all = s->all;
   if (s->all) s->all->prev_all = x;
@@ -227,7 +237,11 @@ static int fill(farm_state *s) {
     long ti = pick(s);
     if (ti < 0) return 0;
     farm_task *t = &s->l->tasks[ti];
-    if (s->used_cores > 0 && s->used_cores + t->cores > s->limit) return 0;
+    int local = 0;
+    if (s->used_cores > 0 && s->used_cores + t->cores > s->limit) {
+      if (!s->local || (s->used_local > 0 && s->used_local + t->cores > s->local_slots)) return 0;
+      local = 1;
+    }
     if (o->deadline > 0) {
       double exp = o->expected > 0 ? o->expected : median_runtime(s);
       if (farm_now() + exp > o->deadline - o->deadline_margin) {
@@ -245,7 +259,7 @@ static int fill(farm_state *s) {
       s->rq_head++;
     else
       s->next++;
-    if (submit(s, ti) < 0) return -1;
+    if (submit(s, ti, local) < 0) return -1;
   }
   return 0;
 }
@@ -338,7 +352,10 @@ static void handle(farm_state *s, inflight *x) {
     fprintf(stderr, "mpx-farm: cannot write the journal: %s\n", strerror(errno));
   if (o->out_mode == FARM_OUT_PACK && r.where[0]) farm_pack_index(o->out_dir, &r);
   if (r.out_inline || r.err_inline) farm_output_print(&r, o->tag ? t->tag : NULL);
-  s->used_cores -= x->cores;
+  if (x->local)
+    s->used_local -= x->cores;
+  else
+    s->used_cores -= x->cores;
   s->ninflight--;
   if (r.outcome == FARM_R_OK) {
     double *n = realloc(s->ok_rt, (size_t)(s->n_ok_rt + 1) * sizeof *n);
@@ -471,28 +488,41 @@ int farm_run(farm_opts *o, farm_list *l) {
   s.total_slots = mpx_executor_workers(s.ex);
   if (s.total_slots < 1) s.total_slots = 1;
   int backend = mpx_executor_backend(s.ex);
-  s.slots_per_worker = backend == MPX_BACKEND_MPI         ? (o->jobs > 0 ? o->jobs : 1)
-                       : backend == MPX_BACKEND_PROCESSES ? 1
-                                                          : s.total_slots;
+  s.slot_is_worker = backend == MPX_BACKEND_PROCESSES;
+  mpx_topo_info tinfo = {.default_workers = 1};
+  const mpx_topology *topo;
+  if (mpx_topology_get(&topo) == 0) mpx_topology_info(topo, &tinfo);
+  /* MPI: a rank's threads (-j, else its cores: rank 0's count stands in for the others) */
+  s.slots_per_worker =
+      backend == MPX_BACKEND_MPI ? (o->jobs > 0 ? o->jobs : tinfo.default_workers) : s.total_slots;
   int uniform = 1, maxc = 1;
   for (long i = 0; i < l->n; i++) {
     if (l->tasks[i].cores != 1) uniform = 0;
     if (l->tasks[i].cores > maxc) maxc = l->tasks[i].cores;
   }
   s.limit = s.total_slots + (uniform && backend != MPX_BACKEND_THREADS ? s.total_slots : 0);
+  if (backend == MPX_BACKEND_MPI && o->rank0_slots != 0) {
+    int n = o->rank0_slots > 0 ? o->rank0_slots
+            : o->jobs > 0      ? o->jobs - 1
+                               : tinfo.default_workers - 1;
+    if (n > 0 && mpx_executor_create(
+                     &s.local, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = n}) == 0)
+      s.local_slots = n;
+  }
   if (maxc > s.total_slots)
     fprintf(stderr,
             "mpx-farm: a task needs %d cores but the farm has %d slots: such tasks run "
             "alone\n",
             maxc, s.total_slots);
   if (o->verbose)
-    fprintf(stderr, "mpx-farm: %ld task(s) on %d slot(s), %s backend\n", l->n, s.total_slots,
-            mpx_backend_name((mpx_backend)backend));
+    fprintf(stderr, "mpx-farm: %ld task(s) on %d slot(s), %s backend, %d on rank 0\n", l->n,
+            s.total_slots + s.local_slots, mpx_backend_name((mpx_backend)backend), s.local_slots);
 
   if (o->journal) {
     s.j = farm_journal_open(o->journal, 1000, 1.0);
     if (!s.j) {
       mpx_executor_destroy(s.ex);
+      if (s.local) mpx_executor_destroy(s.local);
       return free(s.seg_left), 1;
     }
     farm_journal_run(s.j, l->n, o->resume == 2 ? "resume-failed" : o->resume ? "resume" : "new");
@@ -519,8 +549,7 @@ int farm_run(farm_opts *o, farm_list *l) {
     inflight *x = take_done(0.1);
     for (int k = 0; x; k++) {
       handle(&s, x);
-      if (!s.stopping && s.used_cores < s.limit && k % 4 == 3 && fill(&s) < 0)
-        stop_all(&s, 2), status = 1;
+      if (!s.stopping && k % 4 == 3 && fill(&s) < 0) stop_all(&s, 2), status = 1;
       x = take_done(0);
     }
     double now = farm_now();
@@ -530,6 +559,7 @@ int farm_run(farm_opts *o, farm_list *l) {
   farm_progress_update(&s.prog, farm_now(), s.ok - base_ok, s.failed - base_failed, 0, 1);
   farm_progress_end(&s.prog);
   mpx_executor_destroy(s.ex);
+  if (s.local) mpx_executor_destroy(s.local);
   farm_journal_close(s.j);
   if (o->journal) {
     if (o->joblog) {
