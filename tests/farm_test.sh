@@ -268,6 +268,26 @@ printf '#MPX CORES 1\n#MPX REPEAT 2 start 4 step 3 echo $MPX_FARM_SEQ $MPX_FARM_
 check "environment: seq, line, repeat, attempt, cores" bash -c \
   "[ \"\$(sort env.out | tr '\n' ';')\" = '1 2 4 1 1 1;2 2 7 1 1 2;' ]"
 
+# ---- 8b. per-slot binding and GPUs ----------------------------------------------------------
+"$farm" -j2 --no-journal --bind --gpus 0,1,2 \
+  'test -n "$MPX_FARM_CPUSET" && echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES $ROCR_VISIBLE_DEVICES #{}' \
+  ::: 1 2 3 4 >slots.out
+check "--bind: every task saw its slot's cpuset" [ $? -eq 0 ]
+check "--gpus: the list is split between the slots" \
+  bash -c "[ \"\$(sort -u slots.out | tr '\n' ';')\" = '0 0,2 0,2;1 1 1;' ]"
+if command -v lstopo-no-graphics >/dev/null && lstopo-no-graphics --of xml --whole-io >topo.xml 2>/dev/null &&
+  grep -q 'type="PCIDev"' topo.xml; then
+  # two of this machine's PCI devices become NVIDIA 3D controllers; hwloc reads the file instead
+  awk 'BEGIN { n = 0 } /type="PCIDev"/ && n < 2 && !/pci_type="06/ {
+         sub(/pci_type="[^"]*"/, "pci_type=\"0302 [10de:20b0] [10de:1450] a1\""); n++ } { print }' \
+    topo.xml >gpu.xml
+  HWLOC_XMLFILE=$PWD/gpu.xml "$farm" -j2 --no-journal 'echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES #{}' \
+    ::: 1 2 3 4 | sort -u >gpu.out
+  check "GPUs hwloc sees are split between slots" bash -c "[ \"\$(tr '\n' ';' <gpu.out)\" = '0 0;1 1;' ]"
+else
+  echo "ok - # SKIP hwloc GPU discovery (no lstopo-no-graphics or no PCI devices)"
+fi
+
 # ---- 9. walltime: a fake SLURM_JOB_END_TIME; then resume ----------------------------------------
 printf 'sleep ${NAP:-30}\nsleep ${NAP:-30}\nsleep ${NAP:-30}\n' >t_wall
 SLURM_JOB_END_TIME=$(($(date +%s) + 8)) "$farm" -j1 --deadline-margin 2 --grace 1 t_wall \

@@ -253,6 +253,9 @@ typedef struct farm_opts {
 int farm_run(farm_opts *o, farm_list *l);
 
 double farm_now(void); /* epoch seconds */
+/* GPUs hwloc sees on this node ("0,1,..." in out), unless CUDA/ROCR_VISIBLE_DEVICES are set;
+ * returns how many (gpus.c). */
+int farm_gpus_detect(char *out, size_t len);
 void farm_die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 #endif

@@ -57,7 +57,8 @@ static const char usage_text[] =
     "      --progress MODE      auto, bar, lines or off (auto: bar on a terminal, else lines)\n"
     "      --progress-interval S  seconds between progress lines (default 30)\n"
     "      --bind               bind each slot to a core (hwloc); MPX_FARM_CPUSET\n"
-    "      --gpus LIST          split these GPU ids between slots (CUDA/ROCR_VISIBLE_DEVICES)\n"
+    "      --gpus LIST|none     split these GPU ids between slots (CUDA/ROCR_VISIBLE_DEVICES;\n"
+    "                           default: the NVIDIA and AMD GPUs hwloc sees)\n"
     "      --dry-run            print the commands, run nothing\n"
     "  -v, --verbose            say more on stderr\n"
     "  -h, --help               this text\n"
@@ -362,6 +363,9 @@ static int run_main(int argc, char **argv) {
   }
   if (o.out_dir && ensure_dir(o.out_dir) < 0)
     farm_die_usage("cannot create the output directory '%s': %s", o.out_dir, strerror(errno));
+  char gbuf[1024];
+  if (!o.gpus && farm_gpus_detect(gbuf, sizeof gbuf) > 0) o.gpus = gbuf;
+  if (o.gpus && strcmp(o.gpus, "none") == 0) o.gpus = NULL;
   int rc = farm_run(&o, &l);
   farm_list_free(&l);
   free(tmpl);
