@@ -105,7 +105,7 @@ typedef struct farm_state {
   long n_ok_rt, median_at;
   double median;
   int stopping; /* 1 halt soon / barrier check / deadline, 2 halt now or signal */
-  int halt_exit, deadline_hit, check_failed;
+  int halt_exit, deadline_hit, check_failed, journal_failed;
   farm_progress prog;
 } farm_state;
 
@@ -336,6 +336,9 @@ static void handle(farm_state *s, inflight *x) {
               x->attempt, code ? mpx_err_name(code) : "malformed result record", *msg ? ": " : "",
               msg ? msg : "");
   }
+  /* A worker that died while the farm stops (Ctrl-C reaches forked workers too) was stopped, not
+   * crashed by its task: journal it as stopped, so resume runs it again. */
+  if (r.outcome == FARM_R_LOST && (got_signal || s->stopping == 2)) r.outcome = FARM_R_STOPPED;
   if (r.outcome == FARM_R_LOST) t->lost++;
   t->last_exit = r.exitval;
   int final = 1, retry = 0;
@@ -348,8 +351,12 @@ static void handle(farm_state *s, inflight *x) {
             "mpx-farm: task %ld (line %ld) is a poison task: it lost its worker %d "
             "time(s); not retried\n",
             t->seq, t->line, t->lost);
-  if (s->j && farm_journal_finish(s->j, t, &r, final) < 0)
-    fprintf(stderr, "mpx-farm: cannot write the journal: %s\n", strerror(errno));
+  if (s->j && farm_journal_finish(s->j, t, &r, final) < 0) {
+    /* without its journal the run cannot be resumed safely: start nothing more */
+    fprintf(stderr, "mpx-farm: cannot write the journal: %s; stopping\n", strerror(errno));
+    s->journal_failed = 1;
+    stop_all(s, 1);
+  }
   if (o->out_mode == FARM_OUT_PACK && r.where[0]) farm_pack_index(o->out_dir, &r);
   if (r.out_inline || r.err_inline) farm_output_print(&r, o->tag ? t->tag : NULL);
   if (x->local)
@@ -579,7 +586,7 @@ int farm_run(farm_opts *o, farm_list *l) {
             l->n, s.ok, s.failed, left, el, el > 0 ? (double)ran / el : 0.0,
             left && o->journal ? " (run again with --resume to finish)" : "");
   free(s.seg_left), free(s.ok_rt), free(s.retryq);
-  if (status) return status;
+  if (status || s.journal_failed) return status ? status : 1;
   if (got_signal) return 128 + got_signal;
   if (s.halt_exit) return s.halt_exit;
   long bad = s.failed + left;
