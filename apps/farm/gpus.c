@@ -22,6 +22,8 @@ int farm_gpus_detect(char *out, size_t len) {
   hwloc_topology_t t;
   if (hwloc_topology_init(&t) < 0) return 0;
   hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+  /* PCI from Linux sysfs, not libpciaccess (which leaks at exit and reads config space) */
+  hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
   int n = 0;
   if (hwloc_topology_load(t) == 0) {
     for (hwloc_obj_t o = NULL; (o = hwloc_get_next_pcidev(t, o)) != NULL;) {
