@@ -6,7 +6,8 @@
 # task file with failures, a timeout and a barrier, exactly; SIGKILL of the farm mid-run and
 # --resume (every task ends run exactly once to success, the journal proves it, including the
 # tasks that were running when it died); an edited line is run again; --resume-failed; a poison
-# task stops after N worker losses; --halt soon,fail=1 stops starting tasks; 1 MiB of output per
+# task stops after N worker losses; --halt soon,fail=1 stops starting tasks; --retry-on exit=C,
+# --timeout P%, BARRIER CHECK, --max-fails; --bind, --gpus and hwloc GPU discovery; 1 MiB of output per
 # task intact and never interleaved (grouped, --pack + cat, --results); the walltime (a fake
 # SLURM_JOB_END_TIME) and SIGTERM leave a journal that resumes. With MPIEXEC: the same file on
 # processes and on MPI -np 3 gives the same journal modulo host and time.
@@ -239,6 +240,27 @@ check "halt now: exit value of the failed task (5)" [ $? -eq 5 ]
 check "halt now: the running task was stopped" bash -c \
   "awk -F'\t' '\$1==\"F\" && \$5==\"stopped\"' halt2.journal | grep -q ."
 
+# ---- 6b. retry policies, --timeout P%, BARRIER CHECK, --max-fails ------------------------------
+printf 'exit 4\nexit 5\n' >t_retry
+"$farm" -j2 --retries 2 --retry-on exit=4:9 t_retry >/dev/null 2>&1
+rc=$?
+check "--retry-on exit=4: exit 4 runs 3 times, exit 5 once; exit 2" bash -c \
+  "[ $rc -eq 2 ] && [ \"\$(awk -F'\t' '\$1==\"F\" { print \$2 \":\" \$3 \":\" \$4 }' t_retry.journal | sort | tr '\n' ' ')\" = '1:1:0 1:2:0 1:3:1 2:1:1 ' ]"
+printf 'sleep 0.2\nsleep 0.2\nsleep 0.2\nsleep 30\n' >t_pct
+"$farm" -j1 --timeout 300% --grace 1 t_pct >/dev/null 2>&1
+rc=$?
+check "--timeout 300%: the long task is stopped once three succeeded" bash -c \
+  "[ $rc -eq 1 ] && awk -F'\t' '\$1==\"F\" && \$2==4 && \$5==\"timeout\"' t_pct.journal | grep -q ."
+printf 'exit 1\necho b\n#MPX BARRIER CHECK\necho c\n' >t_check
+"$farm" -j2 t_check >check.out 2>check.err
+rc=$?
+check "BARRIER CHECK: the run stops there (exit 2: one failed, one not run; nothing after it ran)" bash -c \
+  "[ $rc -eq 2 ] && [ \"\$(cat check.out)\" = b ] && grep -q 'BARRIER CHECK on line 3' check.err"
+printf 'exit 1\nexit 1\nsleep 0.3\nsleep 0.3\nsleep 0.3\nsleep 0.3\nsleep 0.3\nsleep 0.3\n' >t_maxf
+"$farm" -j1 --max-fails 2 t_maxf >/dev/null 2>&1
+check "--max-fails 2: nothing starts after the second failure" bash -c \
+  "[ \$(awk -F'\t' '\$1==\"S\"' t_maxf.journal | wc -l) -eq 2 ]"
+
 # ---- 7. 1 MiB of output per task, intact, never interleaved -------------------------------------
 for c in a b c d; do echo "head -c 1048576 /dev/zero | tr '\\0' $c; echo done-$c >&2"; done >t_big
 "$farm" -j4 --no-journal t_big >big.out 2>big.err
@@ -298,8 +320,9 @@ check "walltime: the running task was signalled, journalled as not final" bash -
   "[ \"\$(frecs_() { awk -F'\t' '\$1==\"F\" { print \$2, \$4, \$5 }' t_wall.journal; }; frecs_)\" = '1 0 deadline' ]"
 check "walltime: nothing else started" [ "$(srecs t_wall.journal | wc -l)" -eq 1 ]
 NAP=0 "$farm" -j2 --resume t_wall >/dev/null 2>&1
+rc=$?
 check "walltime: the next job resumes and finishes" bash -c \
-  "[ \$? -eq 0 ] && [ \$(awk -F'\t' '\$1==\"F\" && \$5==\"ok\"' t_wall.journal | wc -l) -eq 3 ]"
+  "[ $rc -eq 0 ] && [ \$(awk -F'\t' '\$1==\"F\" && \$5==\"ok\"' t_wall.journal | wc -l) -eq 3 ]"
 
 # ---- 10. SIGTERM stops cleanly ------------------------------------------------------------------
 printf 'sleep 30\nsleep 30\nsleep 30\nsleep 30\n' >t_term
