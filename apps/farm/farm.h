@@ -12,6 +12,7 @@
  *   journal.c   the append-only journal, resume, the joblog and the status file
  *   output.c    grouped and tagged output, the pack files and `mpx-farm cat`
  *   progress.c  the progress bar or batch-log lines, and `mpx-farm status`
+ *   gpus.c      the GPUs hwloc sees, split between slots
  * Only the coordinator (the main thread of rank 0) touches tasks, the journal and the terminal;
  * workers see nothing but the command record they are sent. */
 #ifndef MPX_FARM_H

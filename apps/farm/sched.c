@@ -18,7 +18,9 @@
  *  - --timeout S or P%: sent with the command; P% of the median runtime of the successful tasks
  *    so far (no limit until three succeeded).
  *  - --halt now|soon,fail=N|N% and --max-fails N: after that many final failures nothing new
- *    starts and queued tasks are cancelled; `now` also stops the running ones (TERM, grace, KILL).
+ *    starts and queued tasks are cancelled; `now` also stops the running ones (TERM, grace, KILL)
+ *    through the stop pipe (run.c), which reaches this process and its forked workers: under MPI
+ *    the worker ranks' tasks run to their end (mpx gives no way to reach a busy rank).
  *  - Walltime (--deadline or SLURM_JOB_END_TIME): nothing starts once now + the expected runtime
  *    (--expected-runtime, else the median) passes end - margin, and running tasks are sent TERM at
  *    end - margin by their worker; such attempts are journalled as not final, so --resume in the
