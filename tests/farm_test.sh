@@ -62,6 +62,7 @@ EOF
   rc_m=$?
   norm same_p.journal >p.norm
   norm same_m.journal >m.norm
+  check "MPI -np 3: an F record for each of the 7 tasks" [ "$(wc -l <m.norm)" -eq 7 ]
   check "processes and MPI -np 3: same F records (modulo host/time)" cmp -s p.norm m.norm
   check "processes: exit 2 (two failed tasks)" [ "$rc_p" -eq 2 ]
   check "MPI: the job fails too (mpirun passes rank 0's status on)" [ "$rc_m" -ne 0 ]

@@ -24,7 +24,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +304,50 @@ static void wait_child(pid_t pid, int out_fd, int err_fd, capture *out, capture 
   if (pidfd >= 0) close(pidfd);
 }
 
+/* ---- slots -------------------------------------------------------------------------------------
+ */
+
+/* A process's slots: at most `slots` tasks of this process run at once, each in the lowest free
+ * slot (its cpuset and GPU share). A process may have more task threads than slots (MPI ranks get
+ * two per slot so the next task waits here, not a round trip away); a thread without a slot waits
+ * for one, and gives up (-1) when the farm stops. */
+static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
+static unsigned char slot_busy[4096];
+
+static int stopped(void) {
+  struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
+  return poll(&p, 1, 0) > 0;
+}
+
+static int slot_acquire(int slots) {
+  if (slots > (int)sizeof slot_busy) slots = (int)sizeof slot_busy;
+  pthread_mutex_lock(&slot_mu);
+  for (;;) {
+    for (int i = 0; i < slots; i++)
+      if (!slot_busy[i]) {
+        slot_busy[i] = 1;
+        pthread_mutex_unlock(&slot_mu);
+        return i;
+      }
+    if (stopped()) break;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&slot_cv, &slot_mu, &ts);
+  }
+  pthread_mutex_unlock(&slot_mu);
+  return -1;
+}
+
+static void slot_release(int slot) {
+  pthread_mutex_lock(&slot_mu);
+  slot_busy[slot] = 0;
+  pthread_cond_signal(&slot_cv);
+  pthread_mutex_unlock(&slot_mu);
+}
+
 /* ---- the task ----------------------------------------------------------------------------------
  */
 
@@ -318,17 +361,21 @@ static int farm_run_task(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
   farm_cmd c;
   if (farm_cmd_decode(arg, len, &c) < 0)
     return mpx_task_fail(ctx, MPX_EPROTO, "mpx-farm: malformed command record (%zu bytes)", len);
-  /* The slot: the worker's index when each worker is a process of its own (FARM_SLOT_WORKER),
-   * else the index this thread drew the first time it ran a task in this process: worker
-   * threads live as long as the executor, so the threads of a process hold 0..slots-1. */
-  static _Atomic int next_slot;
-  static __thread int my_slot = -1;
-  int worker = mpx_task_worker(ctx), slot;
+  int worker = mpx_task_worker(ctx), slot = 0;
   if (c.bind & FARM_SLOT_WORKER)
     slot = worker < 0 ? 0 : worker % c.slots;
-  else {
-    if (my_slot < 0) my_slot = next_slot++;
-    slot = my_slot % c.slots;
+  else if ((slot = slot_acquire(c.slots)) < 0) { /* stopped while waiting: never started */
+    farm_res r = {.seq = c.seq,
+                  .attempt = c.attempt,
+                  .host = host,
+                  .where = "",
+                  .rank = my_rank,
+                  .exitval = -1,
+                  .outcome = FARM_R_STOPPED};
+    void *p;
+    int rc = mpx_buf_reserve(outbuf, farm_res_size(&r), &p);
+    if (rc == 0) farm_res_encode(&r, p);
+    return rc;
   }
   farm_res r = {.seq = c.seq,
                 .attempt = c.attempt,
@@ -438,6 +485,7 @@ static int farm_run_task(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
     r.where = packname;
   else if (c.out_mode == FARM_OUT_GROUP || c.out_mode == FARM_OUT_PACK)
     r.out = out.p, r.out_inline = out.n, r.err = err.p, r.err_inline = err.n;
+  if (!(c.bind & FARM_SLOT_WORKER)) slot_release(slot);
   void *p;
   int rc = mpx_buf_reserve(outbuf, farm_res_size(&r), &p);
   if (rc == 0) farm_res_encode(&r, p);

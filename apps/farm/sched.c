@@ -479,10 +479,23 @@ int farm_run(farm_opts *o, farm_list *l) {
   if (o->journal && apply_journal(&s) < 0) return free(s.seg_left), FARM_EXIT_USAGE;
   s.to_run = l->n - s.ok - s.failed;
 
+  int uniform = 1, maxc = 1;
+  for (long i = 0; i < l->n; i++) {
+    if (l->tasks[i].cores != 1) uniform = 0;
+    if (l->tasks[i].cores > maxc) maxc = l->tasks[i].cores;
+  }
+  mpx_topo_info tinfo = {.default_workers = 1};
+  const mpx_topology *topo;
+  if (mpx_topology_get(&topo) == 0) mpx_topology_info(topo, &tinfo);
   mpx_options eo = {.backend = o->backend};
   if (o->backend != MPX_BACKEND_MPI) eo.workers = o->jobs;
   eo.threads_per_rank = o->jobs;
   int rc = mpx_executor_create(&s.ex, &eo);
+  /* Under MPI mpx sends a rank one task per thread when tasks take a millisecond or more, so the
+   * next task of a slot waits for a round trip to rank 0 (about 0.3-0.5 ms here). Giving ranks
+   * more threads than slots (the slot pool of run.c would still cap what runs) was tried: no gain
+   * measurable on this machine, and a task queued in a rank can no longer be withdrawn by a halt,
+   * so it is not done. */
   if (rc == 0 && eo.workers != 0 && mpx_executor_backend(s.ex) == MPX_BACKEND_MPI) {
     mpx_executor_destroy(s.ex), s.ex = NULL;
     eo.workers = 0;
@@ -498,17 +511,9 @@ int farm_run(farm_opts *o, farm_list *l) {
   if (s.total_slots < 1) s.total_slots = 1;
   int backend = mpx_executor_backend(s.ex);
   s.slot_is_worker = backend == MPX_BACKEND_PROCESSES;
-  mpx_topo_info tinfo = {.default_workers = 1};
-  const mpx_topology *topo;
-  if (mpx_topology_get(&topo) == 0) mpx_topology_info(topo, &tinfo);
-  /* MPI: a rank's threads (-j, else its cores: rank 0's count stands in for the others) */
+  /* MPI: a rank's slots (-j, else its cores: rank 0's count stands in for the others) */
   s.slots_per_worker =
       backend == MPX_BACKEND_MPI ? (o->jobs > 0 ? o->jobs : tinfo.default_workers) : s.total_slots;
-  int uniform = 1, maxc = 1;
-  for (long i = 0; i < l->n; i++) {
-    if (l->tasks[i].cores != 1) uniform = 0;
-    if (l->tasks[i].cores > maxc) maxc = l->tasks[i].cores;
-  }
   s.limit = s.total_slots + (uniform && backend != MPX_BACKEND_THREADS ? s.total_slots : 0);
   if (backend == MPX_BACKEND_MPI && o->rank0_slots != 0) {
     int n = o->rank0_slots > 0 ? o->rank0_slots
