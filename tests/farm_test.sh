@@ -66,6 +66,10 @@ EOF
   check "processes and MPI -np 3: same F records (modulo host/time)" cmp -s p.norm m.norm
   check "processes: exit 2 (two failed tasks)" [ "$rc_p" -eq 2 ]
   check "MPI: the job fails too (mpirun passes rank 0's status on)" [ "$rc_m" -ne 0 ]
+  timeout 300 "$mpiexec" --oversubscribe -np 3 "$farm" -j1 --no-journal \
+    'test -z "$OMPI_COMM_WORLD_RANK$PMIX_RANK" && echo clean $MPX_FARM_RANK #{}' ::: 1 2 3 4 >env_m.out 2>/dev/null
+  check "MPI: tasks run on the worker ranks, without the launcher's rank variables" \
+    bash -c "[ \$(grep -c '^clean [12]\$' env_m.out) -eq 4 ]"
 }
 if [ -n "$mpiexec" ]; then # farm_test.sh FARM MPIEXEC: only the MPI comparison
   same_on_mpi

@@ -44,12 +44,33 @@ static size_t base_n;
 static char host[256];
 static int my_rank;
 
+/* Set per task, or dropped: what the launcher set for the farm's own ranks (OMPI_* but the
+ * user's MCA choices and the root permission, PMIX_*, PMI_*) would make an MPI (or mpx) program
+ * started by a task believe it is a rank of the farm's job. */
 static const char *const overridden[] = {"MPX_FARM_",
-                                         "PARALLEL_SEQ=", "DISBATCH_REPEAT_INDEX=", NULL};
+                                         "PARALLEL_SEQ=",
+                                         "DISBATCH_REPEAT_INDEX=",
+                                         "OMPI_",
+                                         "PMIX_",
+                                         "PMI_",
+                                         "OMPI_MCA_ess",
+                                         "OMPI_MCA_pmix",
+                                         "OMPI_MCA_orte_",
+                                         "OMPI_MCA_initial_wdir",
+                                         "OMPI_MCA_shmem_RUNTIME_QUERY_hint",
+                                         NULL};
+static const char *const kept[] = {"OMPI_MCA_", "OMPI_ALLOW_RUN_AS_ROOT", NULL};
+
+static int has_prefix(const char *e, const char *const *list, int from, int to) {
+  for (int i = from; i < to && list[i]; i++)
+    if (strncmp(e, list[i], strlen(list[i])) == 0) return 1;
+  return 0;
+}
 
 static int is_overridden(const char *e, int gpus) {
-  for (int i = 0; overridden[i]; i++)
-    if (strncmp(e, overridden[i], strlen(overridden[i])) == 0) return 1;
+  if (has_prefix(e, overridden, 0, 3)) return 1;
+  if (has_prefix(e, overridden, 3, 6) && !has_prefix(e, kept, 0, 2)) return 1;
+  if (has_prefix(e, overridden, 6, 100)) return 1;
   if (gpus && (strncmp(e, "CUDA_VISIBLE_DEVICES=", 21) == 0 ||
                strncmp(e, "ROCR_VISIBLE_DEVICES=", 21) == 0))
     return 1;

@@ -316,6 +316,7 @@ static void handle(farm_state *s, inflight *x) {
   const void *data;
   size_t len;
   farm_res r;
+  char lost_host[256];
   int code = mpx_future_result(x->f, 0, &data, &len);
   if (code != 0 || farm_res_decode(data, len, &r) < 0) {
     const char *msg = "";
@@ -329,9 +330,18 @@ static void handle(farm_state *s, inflight *x) {
                    .start = farm_now()};
     if (code == MPX_ECANCELLED)
       r.outcome = FARM_R_STOPPED;
-    else if (code == MPX_EWORKER_LOST)
+    else if (code == MPX_EWORKER_LOST) {
       r.outcome = FARM_R_LOST;
-    else
+      /* "... lost with worker 1 on HOST: pid PID was killed by signal N (...)" */
+      const char *sg = msg ? strstr(msg, "by signal ") : NULL;
+      if (sg) r.sig = atoi(sg + 10);
+      const char *on = msg ? strstr(msg, " on ") : NULL, *pid = msg ? strstr(msg, ": pid ") : NULL;
+      if (on && pid && pid > on + 4 && pid - (on + 4) < (long)sizeof lost_host) {
+        snprintf(lost_host, sizeof lost_host, "%.*s", (int)(pid - (on + 4)), on + 4);
+        r.host = lost_host;
+        r.pid = atoi(pid + 6);
+      }
+    } else
       r.outcome = FARM_R_FAIL;
     if (code != MPX_ECANCELLED && !(s->stopping == 2 && code == MPX_EWORKER_LOST))
       fprintf(stderr, "mpx-farm: task %ld (line %ld) attempt %d: %s%s%s\n", t->seq, t->line,
