@@ -315,6 +315,13 @@ else
   echo "ok - # SKIP hwloc GPU discovery (no lstopo-no-graphics or no PCI devices)"
 fi
 
+# ---- 8c. progress in a batch log ------------------------------------------------------------------
+"$farm" -j1 --no-journal --progress lines --progress-interval 0.2 'sleep 0.3 #{}' ::: 1 2 3 \
+  2>progress.err
+check "--progress lines: dated lines with done, failed, running, tasks/s and ETA" \
+  grep -Eq '^mpx-farm: [0-9-]+ [0-9:]+ [0-9]+/3 done, 0 failed, [0-9]+ running, [0-9.]+ tasks/s, ETA' \
+  progress.err
+
 # ---- 9. walltime: a fake SLURM_JOB_END_TIME; then resume ----------------------------------------
 printf 'sleep ${NAP:-30}\nsleep ${NAP:-30}\nsleep ${NAP:-30}\n' >t_wall
 SLURM_JOB_END_TIME=$(($(date +%s) + 8)) "$farm" -j1 --deadline-margin 2 --grace 1 t_wall \
