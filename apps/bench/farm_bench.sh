@@ -9,7 +9,8 @@
 # mpirun if found; MPIEXEC= skips the MPI row).
 # Rows: mpx-farm -j2 with its journal (threads backend, one spawning thread per slot); the same
 # under `mpirun -np 3` (rank 0 coordinates, 2 worker ranks of one slot each); xargs -P2 -n1 true
-# (the fork+exec limit, no bookkeeping); GNU parallel -j2 --joblog. Then a resume of the N-task
+# (the fork+exec limit, no bookkeeping; true found on PATH); xargs running the farm's own command
+# (/bin/sh -c true: the baseline for mpx-farm's per-task overhead); GNU parallel -j2 --joblog. Then a resume of the N-task
 # journal where one line changed: the time until that one task has run and the farm exited.
 # Needs: bash, GNU time is not needed (date +%s.%N), bc. GNU parallel and Open MPI are optional
 # (packages parallel, openmpi-bin: benchmark-only peers, listed in .ci/deps).
@@ -55,6 +56,10 @@ t0=$(now)
 seq 1 "$n" | xargs -P2 -n1 true
 row "xargs -P2 -n1 true" "$n" "$(echo "$(now) - $t0" | bc)"
 
+t0=$(now)
+seq 1 "$n" | xargs -P2 -n1 /bin/sh -c true
+row "xargs -P2 -n1 /bin/sh -c true" "$n" "$(echo "$(now) - $t0" | bc)"
+
 if command -v parallel >/dev/null; then
   t0=$(now)
   seq 1 "$pn" | parallel -j2 --joblog par.joblog true
@@ -77,5 +82,7 @@ echo "ratios: mpx-farm / xargs = $(echo "scale=2; $f / ${rates["xargs -P2 -n1 tr
 [ -n "${rates["mpirun -np 3 mpx-farm -j1 (journal)"]:-}" ] &&
   echo "        mpx-farm MPI / mpx-farm local = $(echo "scale=2; ${rates["mpirun -np 3 mpx-farm -j1 (journal)"]} / $f" | bc)" \
     "(the MPI row includes mpirun's start-up)"
-echo "per-task overhead of mpx-farm over xargs: $(echo "scale=3; (${secs["mpx-farm -j2 (journal)"]} - ${secs["xargs -P2 -n1 true"]}) * 2000 / $n" | bc) ms per task per slot (negative: faster)"
+echo "per-task overhead of mpx-farm over xargs running the same /bin/sh -c true:" \
+  "$(echo "scale=3; (${secs["mpx-farm -j2 (journal)"]} - ${secs["xargs -P2 -n1 /bin/sh -c true"]}) * 2000 / $n" | bc)" \
+  "ms per task per slot (negative: faster)"
 echo "steal (cpu ticks since boot): $(steal)"
