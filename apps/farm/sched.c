@@ -448,11 +448,11 @@ static int apply_journal(farm_state *s) {
     if (!je->seq) continue;
     t->attempts = je->attempts;
     if (je->hash != t->hash) {
-      changed++;
-      fprintf(stderr,
-              "mpx-farm: task %ld (line %ld) changed since the journal: running it "
-              "again\n",
-              t->seq, t->line);
+      if (++changed <= 20)
+        fprintf(stderr,
+                "mpx-farm: task %ld (line %ld) changed since the journal: running it "
+                "again\n",
+                t->seq, t->line);
       continue;
     }
     if (!je->have_final || je->started) continue;
@@ -461,6 +461,11 @@ static int apply_journal(farm_state *s) {
     else if (o->resume == 1)
       make_final(s, t, FARM_T_FAILED), skipped++;
   }
+  if (changed > 20)
+    fprintf(stderr,
+            "mpx-farm: ... %ld task(s) in all changed since the journal (is it the journal "
+            "of this task file?)\n",
+            changed);
   if (n - 1 > s->l->n)
     fprintf(stderr, "mpx-farm: the journal has tasks beyond the %ld of the task file; ignored\n",
             s->l->n);
