@@ -218,13 +218,30 @@ static int parse_cpulist(const char *s, cpu_set_t *set) {
 /* ---- waiting -----------------------------------------------------------------------------------
  */
 
+/* Output kept per stream in grouped and packed modes: the result of a task must fit mpx's
+ * max_payload (1 GiB) on the processes and MPI backends. Bytes beyond it are read (the task does
+ * not block) and counted, not kept; stderr says how many. --results has no limit. */
+#define FARM_CAPTURE_MAX ((size_t)256 << 20)
+
 typedef struct capture {
   char *p;
   size_t n, cap;
+  uint64_t dropped;
 } capture;
 
 static int cap_read(int fd, capture *c) {
   for (;;) {
+    if (c->n >= FARM_CAPTURE_MAX) {
+      char scratch[65536];
+      ssize_t r = read(fd, scratch, sizeof scratch);
+      if (r > 0) {
+        c->dropped += (uint64_t)r;
+        continue;
+      }
+      if (r == 0) return 0;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN ? 1 : 0;
+    }
     if (c->cap - c->n < 65536) {
       size_t cap = c->cap ? c->cap * 2 : 65536;
       char *np = realloc(c->p, cap);
@@ -496,7 +513,15 @@ static int farm_run_task(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
     if (fds[1] >= 0) close(fds[1]);
     if (fds[2] >= 0) close(fds[2]);
   } else {
-    r.out_len = out.n, r.err_len = err.n;
+    r.out_len = out.n + out.dropped, r.err_len = err.n + err.dropped;
+    char note[160];
+    for (int k = 0; k < 2; k++) {
+      uint64_t d = k ? err.dropped : out.dropped;
+      if (!d) continue;
+      snprintf(note, sizeof note, "%llu bytes of %s dropped (over %zu MiB; --results keeps all)",
+               (unsigned long long)d, k ? "stderr" : "stdout", FARM_CAPTURE_MAX >> 20);
+      (void)cap_note(&err, "mpx-farm: ", note);
+    }
   }
   if (devnull >= 0) close(devnull);
   free(envv);
