@@ -295,6 +295,14 @@ printf '#MPX CORES 1\n#MPX REPEAT 2 start 4 step 3 echo $MPX_FARM_SEQ $MPX_FARM_
 check "environment: seq, line, repeat, attempt, cores" bash -c \
   "[ \"\$(sort env.out | tr '\n' ';')\" = '1 2 4 1 1 1;2 2 7 1 1 2;' ]"
 
+printf '2,sleep 0.5; echo $MPX_FARM_CORES\n1,echo $MPX_FARM_CORES\n1,echo $MPX_FARM_CORES\n' >t_cores2
+"$farm" -j2 --core-counts t_cores2 >cores.out 2>&1
+check "--core-counts (pylauncher N,cmd): cores in the environment" \
+  bash -c "[ \"\$(sort cores.out | tr '\n' ' ')\" = '1 1 2 ' ]"
+check "a 2-core task holds both slots: the 1-core tasks start after it ends" awk -F'\t' '
+  $1 == "F" && $2 == 1 { end1 = $8 + $9 } $1 == "F" && $2 > 1 { if (!s || $8 < s) s = $8 }
+  END { exit !(s + 0.002 >= end1) }' t_cores2.journal
+
 # ---- 8b. per-slot binding and GPUs ----------------------------------------------------------
 "$farm" -j2 --no-journal --bind --gpus 0,1,2 \
   'test -n "$MPX_FARM_CPUSET" && echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES $ROCR_VISIBLE_DEVICES #{}' \

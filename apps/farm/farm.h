@@ -68,6 +68,7 @@ typedef struct farm_input {
   const char *argfile;  /* -a FILE ("-" for stdin); NULL: ::: args or stdin */
   char **args;          /* ::: arguments */
   int nargs;
+  int core_counts; /* task file lines are "N,command" (pylauncher): N cores each */
 } farm_input;
 
 /* Read the tasks. On bad input returns -1 after writing one line "mpx-farm: FILE:LINE: what" to

@@ -32,6 +32,7 @@ static const char usage_text[] =
     "      --backend B          auto, threads, processes or mpi (auto: mpi under mpirun)\n"
     "      --rank0-slots N      MPI: tasks rank 0 runs besides coordinating (default: -j - 1)\n"
     "  -a, --arg-file FILE      template arguments, one a line (- for stdin)\n"
+    "      --core-counts        task file lines are N,command (pylauncher): N cores each\n"
     "      --journal FILE       the journal (default TASKFILE.journal; none for stdin or a\n"
     "                           template unless given)\n"
     "      --no-journal         keep no journal\n"
@@ -187,6 +188,7 @@ enum {
   O_BIND,
   O_GPUS,
   O_DRYRUN,
+  O_CORECOUNTS,
   O_RANK0
 };
 
@@ -220,6 +222,7 @@ static int run_main(int argc, char **argv) {
                                         {"gpus", 1, 0, O_GPUS},
                                         {"dry-run", 0, 0, O_DRYRUN},
                                         {"rank0-slots", 1, 0, O_RANK0},
+                                        {"core-counts", 0, 0, O_CORECOUNTS},
                                         {"verbose", 0, 0, 'v'},
                                         {"help", 0, 0, 'h'},
                                         {0, 0, 0, 0}};
@@ -297,6 +300,7 @@ static int run_main(int argc, char **argv) {
     case O_BIND: o.bind = 1; break;
     case O_GPUS: o.gpus = optarg; break;
     case O_DRYRUN: o.dry_run = 1; break;
+    case O_CORECOUNTS: o.in.core_counts = 1; break;
     case O_RANK0: o.rank0_slots = (int)inum("--rank0-slots", optarg, 0, 65536); break;
     case 'v': o.verbose = 1; break;
     case 'h': fputs(usage_text, stdout); return 0;

@@ -11,7 +11,8 @@
  *                        next command line
  *   BARRIER [CHECK]      the tasks after it start when every task before it is done; with CHECK,
  *                        the run stops there if any of them failed
- *   CORES n              the following commands need n cores each (pylauncher's per-line cores)
+ *   CORES n              the following commands need n cores each
+ * With --core-counts every command line starts with "N," (pylauncher's format): N cores.
  * An unknown directive, a bad number, a REPEAT or a continuation with nothing after it is an
  * error: one line "mpx-farm: FILE:LINE: what" on stderr, and the caller exits 2 before anything
  * runs.
@@ -137,17 +138,27 @@ static char *word(char **p) {
 typedef struct parse_state {
   const char *file;
   char *prefix, *suffix;
-  int cores;
+  int cores, core_counts;
   long repeat_n, repeat_start, repeat_step, repeat_line; /* repeat_n >= 0: a REPEAT is pending */
 } parse_state;
 
 static int add_command(farm_list *l, parse_state *ps, long line, const char *text) {
   long n = ps->repeat_n >= 0 ? ps->repeat_n : 1;
+  int cores = ps->cores;
+  if (ps->core_counts) { /* pylauncher's "N,command" */
+    char *end;
+    errno = 0;
+    long c = strtol(text, &end, 10);
+    if (errno || end == text || *end != ',' || c < 1 || c > 4096)
+      return bad(ps->file, line, "--core-counts: the line must start with N, (1 to 4096 cores)");
+    cores = (int)c;
+    text = end + 1;
+  }
   for (long i = 0; i < n; i++) {
     char *cmd = concat3(ps->prefix, text, ps->suffix);
     if (!cmd) return -1;
     int rep = ps->repeat_n >= 0 ? (int)(ps->repeat_start + i * ps->repeat_step) : -1;
-    if (add_task(l, line, rep, ps->cores, cmd, cmd) < 0) return free(cmd), -1;
+    if (add_task(l, line, rep, cores, cmd, cmd) < 0) return free(cmd), -1;
   }
   ps->repeat_n = -1;
   return 0;
@@ -214,14 +225,18 @@ static int directive(farm_list *l, parse_state *ps, long line, char *rest) {
   return bad(ps->file, line, "unknown directive '%s' (PREFIX, SUFFIX, REPEAT, BARRIER, CORES)", kw);
 }
 
-static int load_taskfile(const char *path, farm_list *l) {
+static int load_taskfile(const char *path, int core_counts, farm_list *l) {
   size_t len;
   char *buf = slurp(path, &len);
   const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
   if (!buf) return bad(name, 0, "cannot read the task file: %s", strerror(errno));
   if (memchr(buf, '\0', len)) return free(buf), bad(name, 0, "the task file contains a NUL byte");
-  parse_state ps = {
-      .file = name, .prefix = strdup(""), .suffix = strdup(""), .cores = 1, .repeat_n = -1};
+  parse_state ps = {.file = name,
+                    .prefix = strdup(""),
+                    .suffix = strdup(""),
+                    .cores = 1,
+                    .repeat_n = -1,
+                    .core_counts = core_counts};
   int rc = ps.prefix && ps.suffix ? 0 : -1;
   long lineno = 0;
   char *p = buf;
@@ -384,7 +399,8 @@ static int load_template(const farm_input *in, farm_list *l) {
 
 int farm_list_load(const farm_input *in, farm_list *out) {
   memset(out, 0, sizeof *out);
-  int rc = in->taskfile ? load_taskfile(in->taskfile, out) : load_template(in, out);
+  int rc =
+      in->taskfile ? load_taskfile(in->taskfile, in->core_counts, out) : load_template(in, out);
   if (rc) {
     if (errno == ENOMEM) fprintf(stderr, "mpx-farm: out of memory reading the tasks\n");
     farm_list_free(out);
