@@ -19,8 +19,12 @@ if(NOT PROTOC_C_EXECUTABLE)
   message(FATAL_ERROR "protoc-c not found: apt-get install -y protobuf-c-compiler")
 endif()
 
-find_package(MPI COMPONENTS C)
-if(NOT MPI_C_FOUND)
-  message(FATAL_ERROR "MPI (Open MPI) not found: apt-get install -y libopenmpi-dev openmpi-bin")
+# MPI only for the MPI backend (MPX_WITH_MPI, default ON); without it MPI is not searched for.
+if(MPX_WITH_MPI)
+  find_package(MPI COMPONENTS C)
+  if(NOT MPI_C_FOUND)
+    message(FATAL_ERROR "MPI (Open MPI) not found: apt-get install -y libopenmpi-dev openmpi-bin "
+                        "(or configure with -DMPX_WITH_MPI=OFF)")
+  endif()
+  find_program(MPX_MPIEXEC NAMES mpirun mpiexec HINTS ${MPI_HOME} PATH_SUFFIXES bin)
 endif()
-find_program(MPX_MPIEXEC NAMES mpirun mpiexec HINTS ${MPI_HOME} PATH_SUFFIXES bin)

@@ -4,8 +4,25 @@ install(TARGETS mpx mpx_static EXPORT mpxTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/include/mpx DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# the public headers, less those of parts left out, and the generated <mpx/features.h>
+set(MPX_HEADER_EXCLUDES PATTERN "*.in" EXCLUDE)
+if(NOT MPX_WITH_MPI)
+  list(APPEND MPX_HEADER_EXCLUDES PATTERN "mpi.h" EXCLUDE)
+endif()
+if(NOT MPX_WITH_IPC)
+  list(APPEND MPX_HEADER_EXCLUDES PATTERN "ipc_*.h" EXCLUDE)
+endif()
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/include/mpx DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        ${MPX_HEADER_EXCLUDES})
+install(FILES ${MPX_GENERATED_INCLUDE}/mpx/features.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mpx)
 install(EXPORT mpxTargets NAMESPACE mpx:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
+# what the installed package requires: MPI only when the MPI backend is built in
+set(MPX_PC_REQUIRES "hwloc libprotobuf-c")
+set(MPX_FIND_MPI "")
+if(MPX_WITH_MPI)
+  string(APPEND MPX_PC_REQUIRES " ompi-c")
+  set(MPX_FIND_MPI "find_dependency(MPI COMPONENTS C)")
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/mpxConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/mpxConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/mpxConfigVersion.cmake

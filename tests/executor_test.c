@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <mpx/mpx.h>
+#include <mpx/proto.h> /* mpx_submit_msg, mpx_msg_unpack */
 
 #include "check.h"
 #include "mpx.pb-c.h" /* a message type to pass around: mpx.Error */
@@ -391,7 +392,7 @@ static void test_map(void) {
   CHECK_RC(mpx_map(ex, "nope", in, sizeof(long), 10, out, sizeof(long), NULL), MPX_ENOTASK);
   CHECK_RC(mpx_map(ex, "square", NULL, sizeof(long), 10, out, sizeof(long), NULL), MPX_EINVAL);
   CHECK_RC(mpx_map(NULL, "square", in, sizeof(long), 10, out, sizeof(long), NULL), MPX_EINVAL);
-  /* a timeout: the rest is cancelled, running chunks are waited for */
+  /* a timeout: the rest is cancelled, map returns at once (options_test checks more) */
   double naps[8] = {0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2};
   CHECK_RC(mpx_map(ex, "nap", naps, sizeof(double), 8, NULL, 0,
                    &(mpx_map_opts){.chunksize = 1, .timeout = 0.1}), MPX_ETIMEDOUT);
@@ -575,6 +576,19 @@ static void test_max_pending(void) {
   mpx_executor_destroy(ex);
 }
 
+/* In an mpx built without MPI (MPX_WITH_MPI=OFF) the MPI backend answers MPX_ENOTBUILT, and says
+ * why; with MPI built in, mpi_test covers the MPI backend outside an MPI job. */
+static void test_backend_not_built(void) {
+#if !MPX_HAVE_MPI
+  mpx_executor *ex = (mpx_executor *)&ex;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI}), MPX_ENOTBUILT);
+  CHECK(ex == NULL && strstr(mpx_errmsg(), "not built"));
+  fprintf(stderr, "   MPX_BACKEND_MPI: %s\n", mpx_errmsg());
+#else
+  fprintf(stderr, "   skipped: the MPI backend is built in\n");
+#endif
+}
+
 int main(int argc, char **argv) {
   int role = mpx_init(&argc, &argv);
   if (role == MPX_WORKER) return 0;
@@ -595,6 +609,7 @@ int main(int argc, char **argv) {
   RUN(test_initializer);
   RUN(test_max_tasks_per_worker);
   RUN(test_max_pending);
+  RUN(test_backend_not_built);
   CHECK_OK(mpx_finalize());
   fprintf(stderr, "executor_test (%s): all passed\n", mpx_backend_name(backend));
   return 0;

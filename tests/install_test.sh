@@ -3,6 +3,8 @@
 # then build and run a program against it with find_package(mpx) (shared and static) and with
 # pkg-config, on threads and on processes. SANITIZERS (as MPX_SANITIZE) instruments the program
 # as mpx was, since an instrumented static libmpx needs the sanitizer runtime.
+# First it checks that the installed headers and package files match the parts built in (no
+# mpx/mpi.h and no MPI requirement without MPI, no mpx/ipc_*.h without IPC, no protobuf-c in mpx.h).
 set -euo pipefail
 build=$1 src=$2 san=${3:-}
 flags=""
@@ -10,6 +12,20 @@ flags=""
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" > /dev/null
+# the headers and package files installed match the parts built in (mpx/features.h)
+inc="$tmp/prefix/include/mpx"
+fail() { echo "install_test: $*" >&2; exit 1; }
+have() { grep -q "^#define MPX_HAVE_$1 1" "$inc/features.h"; }
+if have MPI; then [ -f "$inc/mpi.h" ] || fail "mpx/mpi.h is not installed"
+else
+  [ ! -e "$inc/mpi.h" ] || fail "mpx/mpi.h is installed without MPI"
+  ! grep -q "ompi-c\\|find_dependency(MPI" "$(find "$tmp/prefix" -name mpx.pc)" \
+    "$(find "$tmp/prefix" -name mpxConfig.cmake)" || fail "the package files require MPI"
+fi
+if have IPC; then [ -f "$inc/ipc_queue.h" ] || fail "mpx/ipc_*.h are not installed"
+else [ -z "$(ls "$inc"/ipc_*.h 2>/dev/null)" ] || fail "mpx/ipc_*.h are installed without IPC"
+fi
+! grep -q "#include.*protobuf" "$inc/mpx.h" || fail "mpx/mpx.h includes protobuf-c"
 cmake -S "$src/tests/install" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
       -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" > /dev/null
 cmake --build "$tmp/consumer" > /dev/null

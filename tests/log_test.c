@@ -55,6 +55,7 @@ static void run_executor(mpx_backend backend) {
 static void noisy_things(void) {
   run_executor(MPX_BACKEND_THREADS);
   run_executor(MPX_BACKEND_PROCESSES);
+#if MPX_HAVE_IPC /* mpx_process: built with the multiprocessing primitives */
   mpx_process *p;
   CHECK_OK(mpx_process_create(&p, "fails", NULL, 0, "failing")); /* its child used to print */
   CHECK_OK(mpx_process_start(p));
@@ -63,6 +64,7 @@ static void noisy_things(void) {
   CHECK_OK(mpx_process_exitcode(p, &code));
   CHECK(code == 1);
   CHECK_OK(mpx_process_destroy(p));
+#endif
 }
 
 /* Run fn in a child whose stderr goes to a pipe, with MPX_LOG = env (NULL: unset); return what

@@ -3,14 +3,18 @@
  *               are balanced over ranks; shutdown with pending work (wait, cancel_futures);
  *               results of 1 MiB and 64 MiB; hybrid slots; refused options; executors in turn
  *   hybrid      (mpirun -np 2) one worker rank running 2 tasks at once on its threads
+ *               (two tasks that wait for each other)
  *   collective  (mpirun -np 4) MPI initialised by the program, mpx_comm_executor over two halves
  *               of MPI_COMM_WORLD split at once
  *   nompi       (no mpirun) AUTO picks threads; MPX_BACKEND_MPI fails clearly
  *   kill        (mpirun -np 3) a task SIGKILLs worker rank 1 mid-run: the job must end (the
- *               script mpi_kill.sh checks the exit status, the time and the message) */
+ *               script mpi_kill.sh checks the exit status, the time and the message)
+ * Timings are printed, never asserted: the checks are of behaviour (which ranks and threads ran
+ * what), so that a loaded machine cannot fail them. */
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -50,6 +54,23 @@ static int where(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   return mpx_buf_set(out, &w, sizeof w);
 }
 MPX_TASK(where)
+
+/* Arrive, then wait (up to 30 s) until `want` tasks of this process have arrived: answers 1 when
+ * they did, that is when `want` of them ran at the same time in this rank, else 0. */
+static atomic_int arrived;
+static int rendezvous(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx;
+  int want = 2;
+  if (len == sizeof want) memcpy(&want, arg, sizeof want);
+  int seen = atomic_fetch_add(&arrived, 1) + 1;
+  for (int i = 0; i < 30000 && seen < want; i++) {
+    nap_s(0.001);
+    seen = atomic_load(&arrived);
+  }
+  int met = seen >= want;
+  return mpx_buf_set(out, &met, sizeof met);
+}
+MPX_TASK(rendezvous)
 
 static int boom(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   (void)arg, (void)len, (void)out;
@@ -173,7 +194,10 @@ static void test_skewed(void) {
   fprintf(stderr, "\n");
   for (int r = 1; r <= ranks && ranks <= 4; r++)
     CHECK(any_on[r] > 0 && long_on[r] >= LONG / ranks - 2); /* no rank did all the long ones */
-  CHECK(took < serial * (ranks > 1 ? 0.8 : 1.5));
+  /* the long tasks spread: more than one rank ran some (the timing is printed, never asserted) */
+  int ranks_with_long = 0;
+  for (int r = 1; r <= ranks; r++) ranks_with_long += long_on[r] > 0;
+  CHECK(ranks == 1 || ranks_with_long >= 2);
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
@@ -305,7 +329,17 @@ static void run_hybrid(void) {
   double took = check_now() - t0;
   fprintf(stderr, "   %d naps of 0.15 s on 1 rank x 2 threads: %.3f s, %d threads\n", N, took,
           distinct);
-  CHECK(distinct == 2 && took < N * 0.15 * 0.75);
+  CHECK(distinct == 2);
+  /* and the two threads run tasks at the same time: two tasks that each wait for the other */
+  mpx_future *r[2];
+  int want = 2;
+  for (int i = 0; i < 2; i++) CHECK_OK(mpx_submit(ex, "rendezvous", &want, sizeof want, &r[i]));
+  for (int i = 0; i < 2; i++) {
+    int met = 0;
+    CHECK_OK(mpx_future_result_copy(r[i], &met, sizeof met, MPX_FOREVER));
+    CHECK(met == 1);
+    mpx_future_release(r[i]);
+  }
   CHECK_OK(mpx_executor_destroy(ex));
   /* threads_per_rank = 1: one at a time */
   CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI,

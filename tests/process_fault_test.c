@@ -500,7 +500,8 @@ static void test_timeout(void) {
   double took = check_now() - t0;
   CHECK(code == MPX_ETIMEDOUT && strstr(msg, "time limit") &&
         strstr(msg, "pid "));
-  CHECK(took >= 0.45 && took < 3.0);
+  /* the 0.5 s limit ended it, not the 30 s wait (a generous bound: that it fired, not how fast) */
+  CHECK(took >= 0.45 && took < 15.0);
   mpx_future_release(h);
   for (uint64_t i = 0; i < N; i++)
     check_twice(fs[i], i);
@@ -581,7 +582,7 @@ static void test_wire(void) {
       CHECK(write(sv[1], junk, 9) == 9);
       CHECK(mpx__chan_recv_nb(&c, &data, &len) == 1 && len == 5);
       Mpx__Batch *b;
-      CHECK_RC(mpx__batch_unpack(data, len, &lim, &b), MPX_EPROTO);
+      CHECK_RC(mpx__codec_unpack(data, len, &lim, &b), MPX_EPROTO);
     }
     mpx__chan_close(&c);
     if (sv[1] >= 0)

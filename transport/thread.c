@@ -10,17 +10,36 @@
  * what is queued at once (never more than 32), so backlogged queues drain in batches and short
  * ones stay balanced.
  *
- * Two races are settled with an asymmetric barrier (Linux membarrier: the rare side pays an IPI
+ * Taken batches: a worker runs the first task it took and keeps the rest in its slot's `batch`,
+ * a bounded Chase-Lev deque that it refills only when empty (from the submission queues). The
+ * owner pops at `tail`, oldest first (the batch is stored reversed), with no read-modify-write
+ * but for the last task; a worker that finds every submission queue empty steals one task back
+ * from another worker's batch at `head` with a CAS, so no task waits behind a long one while a
+ * worker is idle. A worker that keeps more than one task wakes a sleeper (see below) to come and
+ * take some.
+ *
+ * Three races are settled with an asymmetric barrier (Linux membarrier: the rare side pays an IPI
  * so that the hot side needs only a compiler barrier; without membarrier the hot side uses a
  * seq_cst fence):
  *  - sleeping: a worker announces itself in `sleepers`, runs the heavy barrier, re-checks every
- *    queue, then sleeps on the `epoch` futex; a submitter reads `sleepers` after publishing. Either
- *    the submitter sees the sleeper (and wakes it) or the worker sees the task.
+ *    queue and every other worker's batch, then sleeps on the `epoch` futex; a submitter reads
+ *    `sleepers` after publishing, and so does a worker that put tasks in its batch. Either the
+ *    publisher sees the sleeper (and wakes it) or the worker sees the task.
  *  - shutdown: a submitter raises its sq's `busy` flag, checks `closed`, pushes, lowers `busy`;
  *    close sets `closed`, runs the heavy barrier and waits for every `busy` flag to drop. After
  *    that no submit can add a task, and every task that got in is in a queue workers drain.
+ *  - steal-back: Chase-Lev's owner stores `tail`, then reads `head`; its thief reads `head`, then
+ *    `tail`; each needs a StoreLoad barrier in between. The owner, on every task, has the light
+ *    one; a thief, rarely (only when a batch looks non-empty), the heavy one. Taking only one task
+ *    per steal keeps Chase-Lev's argument: both can want the same task only when it is the last,
+ *    and then both CAS `head`.
+ * Workers exit on stop once the submission queues and every batch are empty; a worker running a
+ * task keeps its batch until it runs it or others steal it.
  * With max_tasks_per_worker, a supervisor thread per slot replaces its worker thread after that
- * many tasks (fresh thread-locals, initializer run again). */
+ * many tasks (fresh thread-locals, initializer run again); a worker never holds, and a thief never
+ * steals, more than its own thread may still run. The worker threads are marked in
+ * mpx__tl_transport, so that the executor knows a done-callback or a task calling shutdown or
+ * destroy runs on one of them (see executor.c). */
 #include <errno.h>
 #include <limits.h>
 #include <linux/membarrier.h>
@@ -63,14 +82,23 @@ typedef struct sq {
   _Alignas(64) _Atomic size_t top; /* thieves CAS it forward */
 } sq;
 
+/* A worker's taken batch: tasks it took and has not started, [head, tail), the oldest at tail - 1.
+ * Only its owner writes `tail` and the items (those only when head == tail); thieves CAS `head`.
+ * Items are atomic for the same reason as sqbuf's slots: a thief's stale read of an item the owner
+ * is refilling is dropped when its CAS fails (head only grows, so no ABA). */
+typedef struct batch {
+  _Alignas(64) _Atomic size_t head;
+  _Atomic size_t tail;
+  _Atomic(mpx_future *) item[STEAL_MAX];
+} batch;
+
 typedef struct slot {
+  batch b;                /* first: its own cache lines */
   thread_tp *tp;
   int index;
   pthread_t tid;          /* the worker, or its supervisor with max_tasks_per_worker */
   long done;              /* tasks run by the current worker thread */
   bool announced;         /* the start-up latch has heard from this slot */
-  mpx_future *batch[STEAL_MAX]; /* stolen, not yet run: only this worker's */
-  int nbatch, next;
 } slot;
 
 struct thread_tp {
@@ -278,31 +306,93 @@ static int tp_submit(mpx__runner *self, mpx_future *f) {
 
 /* ---- workers ---------------------------------------------------------------------------- */
 
-/* Refill s->batch from the queues: at most what this worker may still run before it retires. */
-static bool steal(slot *s) {
+/* Owner only: the oldest task of its batch, or NULL. */
+static mpx_future *batch_pop(batch *b) {
+  size_t t = atomic_load_explicit(&b->tail, memory_order_relaxed);
+  if (atomic_load_explicit(&b->head, memory_order_relaxed) >= t) return NULL; /* empty: no steal
+                                                                                 can refill it */
+  atomic_store_explicit(&b->tail, --t, memory_order_relaxed);
+  light_barrier(); /* tail is visible before we read head: see the header */
+  size_t h = atomic_load_explicit(&b->head, memory_order_relaxed);
+  mpx_future *f = NULL;
+  if (h <= t) {
+    f = atomic_load_explicit(&b->item[t & (STEAL_MAX - 1)], memory_order_relaxed);
+    if (h < t) return f;
+    /* the last one: a thief may want it too */
+    if (!atomic_compare_exchange_strong_explicit(&b->head, &h, h + 1, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+      f = NULL;
+  }
+  atomic_store_explicit(&b->tail, t + 1, memory_order_relaxed); /* empty: head == tail */
+  return f;
+}
+
+/* Thief: the newest task of another worker's batch, or NULL. */
+static mpx_future *batch_steal(batch *b) {
+  size_t h = atomic_load_explicit(&b->head, memory_order_acquire);
+  if (h >= atomic_load_explicit(&b->tail, memory_order_acquire)) return NULL; /* a cheap look */
+  heavy_barrier(); /* head was read before tail: see the header */
+  /* acquire: the items below tail are published (batch_fill) */
+  size_t t = atomic_load_explicit(&b->tail, memory_order_acquire);
+  if (h >= t) return NULL;
+  mpx_future *f = atomic_load_explicit(&b->item[h & (STEAL_MAX - 1)], memory_order_relaxed);
+  /* acq_rel: the item was read before the owner may refill its place */
+  if (!atomic_compare_exchange_strong_explicit(&b->head, &h, h + 1, memory_order_acq_rel,
+                                               memory_order_relaxed))
+    return NULL;
+  return f;
+}
+
+/* Owner only, b empty (head == tail): publish in[0..n), in[0] the oldest, popped first. The places
+ * reused held tasks already taken, which a late thief may still read; its CAS then fails. */
+static void batch_fill(batch *b, mpx_future *const *in, int n) {
+  size_t t = atomic_load_explicit(&b->tail, memory_order_relaxed);
+  for (int i = 0; i < n; i++)
+    atomic_store_explicit(&b->item[(t + (size_t)(n - 1 - i)) & (STEAL_MAX - 1)], in[i],
+                          memory_order_relaxed);
+  atomic_store_explicit(&b->tail, t + (size_t)n, memory_order_release);
+}
+
+static bool batch_empty(batch *b) {
+  return atomic_load_explicit(&b->head, memory_order_acquire) >=
+         atomic_load_explicit(&b->tail, memory_order_acquire);
+}
+
+/* Take tasks into got[]: from the submission queues, else one back from another worker's batch;
+ * at most what this worker may still run before it retires. Returns how many. */
+static int steal(slot *s, mpx_future **got) {
   thread_tp *tp = s->tp;
   long max = tp->cfg->max_tasks_per_worker, cap = STEAL_MAX;
   if (max && max - s->done < cap) cap = max - s->done;
-  if (cap <= 0) return false;
+  if (cap <= 0) return 0;
   sq *head = atomic_load_explicit(&tp->sqs, memory_order_acquire);
   for (sq *q = head; q; q = q->next) {
-    int k = sq_steal(q, s->batch, (int)cap, tp->n);
-    if (k) {
-      s->nbatch = k, s->next = 0;
-      return true;
-    }
+    int k = sq_steal(q, got, (int)cap, tp->n);
+    if (k) return k;
   }
-  return false;
+  for (int j = 1; j < tp->n; j++) /* what another worker took and has not started */
+    if ((got[0] = batch_steal(&tp->slots[(s->index + j) % tp->n].b))) return 1;
+  return 0;
 }
 
 static mpx_future *find_work(slot *s) {
-  if (s->next < s->nbatch || steal(s)) return s->batch[s->next++];
-  return NULL;
+  mpx_future *got[STEAL_MAX], *f = batch_pop(&s->b);
+  if (f) return f;
+  int k = steal(s, got);
+  if (!k) return NULL;
+  if (k > 1) { /* keep the rest where an idle worker can take it */
+    batch_fill(&s->b, got + 1, k - 1);
+    wake_one(s->tp);
+  }
+  return got[0];
 }
 
+/* No task is queued or waiting in a batch. */
 static bool queues_empty(thread_tp *tp) {
   for (sq *q = atomic_load_explicit(&tp->sqs, memory_order_acquire); q; q = q->next)
     if (!sq_empty(q)) return false;
+  for (int i = 0; i < tp->n; i++)
+    if (!batch_empty(&tp->slots[i].b)) return false;
   return true;
 }
 
@@ -381,6 +471,7 @@ static void announce(thread_tp *tp, bool up) {
 
 static void *worker_main(void *arg) {
   slot *s = arg;
+  mpx__tl_transport = s->tp;
   mpx_topology_bind_thread(&s->tp->cfg->places[s->index]);
   bool ok = run_initializer(s);
   announce(s->tp, ok);
@@ -423,6 +514,7 @@ static void slot_died(slot *s) {
  * initializer run and thread-locals. Returns (void *)1 when it retired. */
 static void *retiring_thread(void *arg) {
   slot *s = arg;
+  mpx__tl_transport = s->tp;
   mpx_topology_bind_thread(&s->tp->cfg->places[s->index]);
   bool ok = run_initializer(s);
   if (!s->announced) {
@@ -436,6 +528,7 @@ static void *retiring_thread(void *arg) {
 
 static void *supervisor_main(void *arg) {
   slot *s = arg;
+  mpx__tl_transport = s->tp; /* it may fail what is queued (slot_died), running callbacks */
   for (;;) {
     pthread_t t;
     if (pthread_create(&t, NULL, retiring_thread, s)) {
@@ -482,11 +575,12 @@ static int tp_start(mpx__runner **out, const mpx__config *cfg) {
   tp->n = cfg->workers;
   pthread_mutex_init(&tp->lock, NULL);
   pthread_cond_init(&tp->cond, NULL);
-  tp->slots = calloc((size_t)tp->n, sizeof *tp->slots);
+  tp->slots = aligned_alloc(64, (size_t)tp->n * sizeof *tp->slots); /* sizeof: 64's multiple */
   if (!tp->slots) {
     tp_free(tp);
     return MPX_ENOMEM;
   }
+  memset(tp->slots, 0, (size_t)tp->n * sizeof *tp->slots);
   for (int i = 0; i < tp->n; i++) tp->slots[i] = (slot){.tp = tp, .index = i};
   void *(*entry)(void *) = cfg->max_tasks_per_worker > 0 ? supervisor_main : worker_main;
   int created = 0;
@@ -512,7 +606,7 @@ static bool cancel_one(mpx_future *f) { return mpx__future_cancel(f); }
 
 static size_t tp_cancel_queued(mpx__runner *self) {
   thread_tp *tp = (thread_tp *)self;
-  atomic_store(&tp->cancelling, true); /* also what workers hold in their stolen batches */
+  atomic_store(&tp->cancelling, true); /* also what workers hold in their taken batches */
   return drain(tp, cancel_one);
 }
 
@@ -554,10 +648,11 @@ static const mpx__runner_ops thread_runner = {
     .destroy = tp_destroy,
 };
 
-/* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone. */
+/* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone
+ * and is never lost; a worker thread can be replaced (max_tasks_per_worker). */
 const mpx__transport mpx__thread_transport = {
     .name = "threads",
     .backend = MPX_BACKEND_THREADS,
-    .caps = 0,
+    .caps = MPX__CAP_RECYCLE,
     .runner = &thread_runner,
 };

@@ -16,6 +16,8 @@ typedef struct bench_args {
   long tasks;    /* N (or K for fib) */
   int fib_n;     /* fib: n */
   double task_us; /* metg: starting task duration */
+  double long_s;  /* skew: the long task's seconds */
+  double short_ms; /* skew: each short task's milliseconds (the heavy tail's smallest) */
   bool json;
 } bench_args;
 
@@ -34,5 +36,6 @@ int bench_latency(const bench_args *a);
 int bench_fib(const bench_args *a);
 int bench_metg(const bench_args *a);
 int bench_pingpong(const bench_args *a);
+int bench_skew(const bench_args *a);
 
 #endif

@@ -1,7 +1,7 @@
 /* mpx-bench: the same workloads on every backend, figures as a table or --json lines with the
  * keys of ../shared/peers (peer, backend, workload, workers, tasks, seconds, tasks_per_s).
  *   mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W] [--tasks N]
- *             [--n FIB_N] [--binding none|core|pu|numa] [--json]
+ *             [--n FIB_N] [--long SECONDS] [--short MS] [--binding none|core|pu|numa] [--json]
  * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +20,17 @@ static const struct {
     {"latency", bench_latency, 100000, "N sequential submit->result round trips"},
     {"fib", bench_fib, 16, "K calls of fib(n) serial, then on the backend (speedup)"},
     {"metg", bench_metg, 2000000, "smallest task duration with 50% efficiency (Task Bench)"},
+#if MPX_HAVE_IPC /* pingpong uses mpx queues */
     {"pingpong", bench_pingpong, 200000, "N token round trips over two queues (threads, processes)"},
+#endif
+    {"skew", bench_skew, 200, "one --long task then N --short ones; then N heavy-tailed ones"},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
   fprintf(to, "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
-              "                 [--tasks N] [--n FIB_N] [--binding none|core|pu|numa] [--json]\n"
+              "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS]\n"
+              "                 [--binding none|core|pu|numa] [--json]\n"
               "workloads:\n");
   for (int i = 0; i < NWORKLOADS; i++)
     fprintf(to, "  %-9s %s (default N %ld)\n", workloads[i].name, workloads[i].what,
@@ -37,6 +41,15 @@ static int bad(const char *msg, const char *arg) {
   fprintf(stderr, "mpx-bench: %s: %s\n", msg, arg ? arg : "(missing)");
   usage(stderr);
   return 2;
+}
+
+static bool parse_double(const char *s, double *out) {
+  if (!s) return false;
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || end == s || !(v > 0)) return false;
+  *out = v;
+  return true;
 }
 
 static int parse_backend(const char *s, mpx_backend *out) {
@@ -75,7 +88,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mpx-bench: mpx_init: %s %s\n", mpx_strerror(role), mpx_errmsg());
     return 1;
   }
-  bench_args a = {.fib_n = 32};
+  bench_args a = {.fib_n = 32, .long_s = 1.0, .short_ms = 1.0};
   int w = -1;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -90,6 +103,10 @@ int main(int argc, char **argv) {
       i++;
     } else if (!strcmp(arg, "--binding")) {
       if (!val || parse_binding(val, &a.binding)) return bad("unknown binding", val);
+      i++;
+    } else if (!strcmp(arg, "--long") || !strcmp(arg, "--short")) {
+      if (!parse_double(val, !strcmp(arg, "--long") ? &a.long_s : &a.short_ms))
+        return bad("bad duration", val);
       i++;
     } else if (!strcmp(arg, "--workers") || !strcmp(arg, "--tasks") || !strcmp(arg, "--n")) {
       if (!parse_long(val, !strcmp(arg, "--workers") ? 0 : 1, &v)) return bad("bad number", val);

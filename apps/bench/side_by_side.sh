@@ -35,6 +35,8 @@ r "$B" fib --backend threads --workers 2 --n 35 --json
 r "$B" fib --backend processes --workers 2 --n 35 --json
 r "$B" metg --backend threads --workers 2 --json
 r "$B" metg --backend processes --workers 2 --json
+r "$B" skew --backend threads --workers 2 --json
+r "$B" skew --backend processes --workers 2 --json
 r "$P" pingpong 50000
 r "$B" pingpong --tasks 1000000 --json
 r "$P" mpi 20000 2
@@ -42,6 +44,7 @@ r mpirun --oversubscribe -np 3 "$B" empty --backend mpi --tasks 1000000 --json
 r mpirun --oversubscribe -np 3 "$B" map --backend mpi --tasks 20000000 --json
 r mpirun --oversubscribe -np 3 "$B" fib --backend mpi --n 35 --json
 r mpirun --oversubscribe -np 3 "$B" latency --backend mpi --tasks 50000 --json
+r mpirun --oversubscribe -np 3 "$B" skew --backend mpi --json
 echo "# pairs: OpenMP tasks, then mpx-threads, on empty (2M tasks)"
 peers_build=${PEERS_BUILD:-/tmp/mpx-peers}
 for _ in 1 2 3 4 5; do

@@ -4,10 +4,21 @@
  *   latency  N sequential submit -> result round trips
  *   fib      K calls of fib(n): serial, then on the backend; the speedup
  *   metg     the smallest task duration at which W workers still reach 50% efficiency (Task
- *            Bench's METG), from busy tasks of decreasing length */
+ *            Bench's METG), from busy tasks of decreasing length
+ *   skew     tail latency behind a long task: one --long task, then N --short ones; reports when
+ *            the last short one was seen done against the ideal, which is the short work spread
+ *            over the other W - 1 workers (N*short/(W-1)), or, when that exceeds the long task,
+ *            everything spread over all W ((long + N*short)/W); host_ratio uses, for N*short,
+ *            N short sleeps timed in a row on this host first (a loaded host oversleeps, which is
+ *            no scheduler's fault). Then N sleeps of heavy-tailed
+ *            length (Pareto, alpha 1.2, smallest --short, capped at --long; a fixed seed, in drawn
+ *            order): the makespan against max(longest, sum/W). Tasks sleep rather than spin, so
+ *            that the figures measure scheduling, not the CPU share this host gives the workers. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -46,6 +57,19 @@ static int bench_spin(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *o
   return 0;
 }
 MPX_TASK(bench_spin)
+
+/* Sleep for the double of seconds given. */
+static int bench_nap(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)out;
+  double s;
+  if (len != sizeof s) return mpx_task_fail(ctx, MPX_EINVAL, "nap wants a double");
+  memcpy(&s, arg, sizeof s);
+  struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
+  while (nanosleep(&ts, &ts)) {
+  }
+  return 0;
+}
+MPX_TASK(bench_nap)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -240,6 +264,106 @@ int bench_metg(const bench_args *a) {
   char extra[64]; /* -1: not even the coarsest grain reached 50% */
   snprintf(extra, sizeof extra, "\"metg_us\": %.3f", metg);
   bench_emit(a, backend_of(ex), "metg", w, 0, 0, extra);
+  mpx_executor_destroy(ex);
+  return 0;
+}
+
+/* Submit a nap of `s` seconds into *f. */
+static int nap(mpx_executor *ex, const mpx_task *t, double s, mpx_future **f) {
+  int rc = mpx_submit_task(ex, t, &s, sizeof s, NULL, f);
+  if (rc) fail("skew submit", rc);
+  return rc;
+}
+
+/* Wait for every future; the first failure's code. */
+static int wait_all(mpx_future **fs, long n) {
+  int rc = mpx_wait(fs, (size_t)n, MPX_ALL_COMPLETED, MPX_FOREVER);
+  for (long i = 0; !rc && i < n; i++) {
+    int code = 0;
+    rc = mpx_future_exception(fs[i], 0, &code, NULL);
+    if (!rc) rc = code;
+  }
+  if (rc) fail("skew result", rc);
+  return rc;
+}
+
+/* When the last of the short tasks (`work` seconds in all) can be done, a long task of `lng`
+ * seconds running on one of w workers: the short ones spread over the other w - 1, or over all w
+ * once the long one is done. */
+static double ideal_tail(int w, double lng, double work) {
+  if (w < 2) return lng + work;
+  return work / (w - 1) <= lng ? work / (w - 1) : (lng + work) / w;
+}
+
+int bench_skew(const bench_args *a) {
+  mpx_executor *ex;
+  if (open_executor(a, &ex)) return 1;
+  const mpx_task *t;
+  mpx_task_find("bench_nap", &t);
+  int w = mpx_executor_workers(ex);
+  long n = a->tasks;
+  double lng = a->long_s, sh = a->short_ms * 1e-3;
+  mpx_future **fs = calloc((size_t)n + 1, sizeof *fs);
+  if (!fs) return fail("skew", MPX_ENOMEM);
+  { /* warm up: every worker runs a few naps, so that start-up is not counted */
+    for (long i = 0; i < 4L * w && i < n; i++)
+      if (nap(ex, t, sh, &fs[i])) return 1;
+    if (wait_all(fs, n < 4L * w ? n : 4L * w)) return 1;
+    for (long i = 0; i < 4L * w && i < n; i++) mpx_future_release(fs[i]);
+  }
+  /* this host's own floor: n short sleeps in a row here (a loaded host oversleeps) */
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    struct timespec ts = {(time_t)sh, (long)((sh - floor(sh)) * 1e9)};
+    while (nanosleep(&ts, &ts)) {
+    }
+  }
+  double serial = bench_now() - t0;
+  /* one long task, then n short ones */
+  t0 = bench_now();
+  if (nap(ex, t, lng, &fs[n])) return 1;
+  for (long i = 0; i < n; i++)
+    if (nap(ex, t, sh, &fs[i])) return 1;
+  if (wait_all(fs, n)) return 1;
+  double last_short = bench_now() - t0;
+  if (wait_all(&fs[n], 1)) return 1;
+  double all = bench_now() - t0;
+  for (long i = 0; i <= n; i++) mpx_future_release(fs[i]);
+  double ideal = ideal_tail(w, lng, (double)n * sh), host = ideal_tail(w, lng, serial);
+  char extra[384];
+  snprintf(extra, sizeof extra,
+           "\"mode\": \"long+short\", \"long_s\": %.3f, \"short_ms\": %.3f, \"last_short_s\": "
+           "%.6f, \"ideal_s\": %.6f, \"ratio\": %.3f, \"long_done_s\": %.6f, "
+           "\"host_ideal_s\": %.6f, \"host_ratio\": %.3f",
+           lng, a->short_ms, last_short, ideal, last_short / ideal, all, host, last_short / host);
+  bench_emit(a, backend_of(ex), "skew", w, n + 1, last_short, extra);
+
+  /* heavy tail: Pareto(alpha 1.2) from `sh`, capped at the long task, fixed seed */
+  double *d = malloc((size_t)n * sizeof *d), sum = 0, longest = 0;
+  if (!d) return fail("skew", MPX_ENOMEM);
+  unsigned long long x = 0x9e3779b97f4a7c15ull;
+  for (long i = 0; i < n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+    double u = ((double)(x >> 11) + 1) / 9007199254740993.0; /* (0, 1] */
+    d[i] = sh / pow(u, 1 / 1.2);
+    if (d[i] > lng) d[i] = lng;
+    sum += d[i];
+    if (d[i] > longest) longest = d[i];
+  }
+  t0 = bench_now();
+  for (long i = 0; i < n; i++)
+    if (nap(ex, t, d[i], &fs[i])) return 1;
+  if (wait_all(fs, n)) return 1;
+  double makespan = bench_now() - t0;
+  for (long i = 0; i < n; i++) mpx_future_release(fs[i]);
+  ideal = sum / w > longest ? sum / w : longest;
+  snprintf(extra, sizeof extra,
+           "\"mode\": \"pareto\", \"alpha\": 1.2, \"min_ms\": %.3f, \"sum_s\": %.6f, "
+           "\"longest_s\": %.6f, \"makespan_s\": %.6f, \"ideal_s\": %.6f, \"ratio\": %.3f",
+           a->short_ms, sum, longest, makespan, ideal, makespan / ideal);
+  bench_emit(a, backend_of(ex), "skew-pareto", w, n, makespan, extra);
+  free(d);
+  free(fs);
   mpx_executor_destroy(ex);
   return 0;
 }

@@ -1,4 +1,4 @@
-/* init.c: mpx_init and mpx_finalize, and the lookups in the list of transports (registry.h).
+/* init.c: mpx_init and mpx_finalize, and what AUTO picks from what they found (registry.h).
  *
  * mpx_init walks mpx__transports in order and calls each init hook with one context; it names no
  * transport. A transport may claim the job (MPX_BACKEND_AUTO then picks it) or make this process
@@ -10,9 +10,8 @@
  * forks its fork server there, and MPI must be initialised by the thread that will finalise it).
  * Idempotent; not meant to race with itself. The lookups read state mpx_init wrote before any
  * executor existed, so any thread may call them afterwards. */
-#include <string.h>
-
 #include "mpx/mpx.h"
+#include "os/reaper.h"
 #include "registry.h"
 
 static struct {
@@ -52,21 +51,12 @@ int mpx_init(int *argc, char ***argv) {
 }
 
 int mpx_finalize(void) {
+  mpx__reaper_wait(); /* executors destroyed from callbacks are gone before MPI is */
   if (!state.done) return MPX_OK;
   int rc = fini_from(state.inited);
   state.done = false;
   state.inited = 0;
   return rc;
-}
-
-int mpx__transport_find(mpx_backend b, const mpx__transport **out) {
-  for (int i = 0; mpx__transports[i]; i++)
-    if (mpx__transports[i]->backend == b) {
-      *out = mpx__transports[i];
-      return MPX_OK;
-    }
-  mpx__set_errmsg("the %s backend is not built into this mpx", mpx_backend_name(b));
-  return MPX_ENOTBUILT;
 }
 
 mpx_backend mpx__transport_auto(void) {

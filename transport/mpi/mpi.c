@@ -129,6 +129,16 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   }
   rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
   if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
+  /* every rank's host name, before any task runs: error messages name hosts from this, never
+   * from what a worker sends */
+  if (s->rank == root && !(s->hosts = calloc((size_t)s->size, sizeof *s->hosts))) {
+    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
+    MPI_Abort(s->comm, 1);
+  }
+  rc = MPI_Gather(s->host, (int)sizeof s->host, MPI_CHAR, s->hosts, (int)sizeof s->host, MPI_CHAR,
+                  root, s->comm);
+  if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
+  for (int i = 0; s->hosts && i < s->size; i++) s->hosts[i][sizeof s->host - 1] = '\0';
   if (r) {
     mpx__mpi_session_free(s);
     return r;
@@ -141,6 +151,7 @@ void mpx__mpi_session_free(mpx__mpi_session *s) {
   if (!s) return;
   MPI_Comm_free(&s->comm);
   free(s->cores);
+  free(s->hosts);
   free(s);
 }
 
@@ -191,17 +202,8 @@ static int mpi_configure(mpx__config *cfg) {
                     "mpirun -np N (N >= 2) and call mpx_init first, or use mpx_comm_executor");
     return MPX_EMPI;
   }
-  if (cfg->task_timeout > 0) {
-    mpx__set_errmsg("task_timeout is not supported on the MPI backend: one rank cannot be ended "
-                    "without ending the job");
-    return MPX_EPERM;
-  }
-  if (cfg->max_tasks_per_worker > 0) {
-    mpx__set_errmsg("max_tasks_per_worker is not supported on the MPI backend: a worker rank "
-                    "cannot be replaced");
-    return MPX_EPERM;
-  }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
+  cfg->max_worker_memory = 0; /* ignored: MPI receives each message whole, at its announced size */
   int slots;
   cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
   cfg->slots = slots;
@@ -216,6 +218,7 @@ typedef struct mpi_tp {
   mpx__limits lim;
   int n;
   int *index_of;   /* comm rank -> worker index, -1 if not used */
+  int *threads;    /* per worker index: the task threads it was started with */
   bool *bye;       /* per comm rank: BYE received (or the rank is not used) */
   int byes_left;
   mpx__sendq sq;
@@ -254,6 +257,7 @@ static int send_start(mpi_tp *tp, int i, int threads) {
 static void tp_free(mpi_tp *tp) {
   mpx__sendq_free(&tp->sq);
   free(tp->index_of);
+  free(tp->threads);
   free(tp->bye);
   free(tp->rbuf);
   if (tp->counted) atomic_fetch_sub(&g.active, 1);
@@ -304,7 +308,7 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   }
   int sent = 0;
   for (; !rc && sent < tp->n; sent++) rc = send_start(tp, sent, threads[sent]);
-  free(threads);
+  tp->threads = threads; /* for mpi_peer */
   if (rc && sent == 0) {
     atomic_store(&s->busy, false);
     tp_free(tp);
@@ -395,6 +399,17 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
       woken = true;
     }
   }
+}
+
+/* Who worker i is: its rank, the host it reported at session start (before any task ran) and
+ * the threads we started it with. */
+static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  int r = worker_rank(tp->s, worker);
+  *out = (mpx__peer){.pid = 0, .rank = r, .slots = tp->threads ? tp->threads[worker] : 1};
+  snprintf(out->host, sizeof out->host, "%s", tp->s->hosts ? tp->s->hosts[r] : "");
+  return MPX_OK;
 }
 
 static int mpi_kill(mpx__link *self, int worker, bool replace) {
@@ -584,6 +599,7 @@ static const mpx__link_ops mpi_link = {
     .send = mpi_send,
     .poll = mpi_poll,
     .kill = mpi_kill,
+    .peer = mpi_peer,
     .wake = mpi_wake,
     .stop = mpi_stop,
     .destroy = mpi_destroy,
@@ -592,7 +608,9 @@ static const mpx__link_ops mpi_link = {
     .close_endpoint = mpi_close_endpoint,
 };
 
-/* Payloads are encoded; a single rank cannot be ended; progress is made by polling threads;
+/* Payloads are encoded; a single rank cannot be ended, re-run or replaced (no KILL_ONE, RETRY or
+ * RECYCLE: the executor refuses time limits, retries and max_tasks_per_worker); progress is made
+ * by polling threads;
  * executors can run over the user's communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",

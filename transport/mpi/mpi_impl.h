@@ -50,6 +50,7 @@ typedef struct mpx__mpi_session {
   _Atomic int refs;  /* root: the owner (mpx_init or mpx_comm_executor) and a running transport */
   bool served;       /* root: START was sent, so the workers will hear a SHUTDOWN */
   char host[64];
+  char (*hosts)[64]; /* root only: per comm rank, its host name (gathered at session start) */
 } mpx__mpi_session;
 
 /* Create a session over `comm` (collective over comm): dup, node-local core shares, gathered at

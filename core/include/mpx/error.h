@@ -6,6 +6,8 @@
 #ifndef MPX_ERROR_H
 #define MPX_ERROR_H
 
+#include "mpx/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,15 +51,16 @@ typedef enum mpx_error {
 } mpx_error;
 
 /* A sentence that explains `code` ("unknown mpx error" for a code not in the list). Never NULL. */
-const char *mpx_strerror(int code);
+MPX_API const char *mpx_strerror(int code);
 
-/* The code's name, such as "MPX_ETIMEDOUT" ("MPX_UNKNOWN" for a code not in the list). Never NULL. */
-const char *mpx_err_name(int code);
+/* The code's name, such as "MPX_ETIMEDOUT" ("MPX_UNKNOWN" for a code not in the list).
+ * Never NULL. */
+MPX_API const char *mpx_err_name(int code);
 
 /* Details of the last failure of an mpx call on this thread (which worker's initializer failed,
  * which file could not be read, ...), or "" if none was recorded. Valid until the next mpx call on
  * this thread. */
-const char *mpx_errmsg(void);
+MPX_API const char *mpx_errmsg(void);
 
 #ifdef __cplusplus
 }

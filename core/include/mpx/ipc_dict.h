@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -26,30 +27,30 @@ typedef struct mpx_dict mpx_dict;
 
 /* A dict for up to max_entries entries, keys up to max_key bytes (not counting the NUL) and
  * values up to max_value bytes. */
-int mpx_dict_create(mpx_dict **d, size_t max_entries, size_t max_key, size_t max_value);
+MPX_API int mpx_dict_create(mpx_dict **d, size_t max_entries, size_t max_key, size_t max_value);
 
 /* Insert or overwrite. MPX_EFULL (new key, dict full), MPX_ETOOBIG (key or value too long). */
-int mpx_dict_set(mpx_dict *d, const char *key, const void *val, size_t len);
+MPX_API int mpx_dict_set(mpx_dict *d, const char *key, const void *val, size_t len);
 /* Copy the value into buf[0..cap); *len = its length. MPX_ENOTFOUND; MPX_ETOOBIG (with *len =
  * the size needed) when it does not fit. */
-int mpx_dict_get(mpx_dict *d, const char *key, void *buf, size_t cap, size_t *len);
+MPX_API int mpx_dict_get(mpx_dict *d, const char *key, void *buf, size_t cap, size_t *len);
 /* Remove: 0 or MPX_ENOTFOUND. */
-int mpx_dict_delete(mpx_dict *d, const char *key);
+MPX_API int mpx_dict_delete(mpx_dict *d, const char *key);
 /* 1 if present, else 0. */
-int mpx_dict_contains(mpx_dict *d, const char *key);
+MPX_API int mpx_dict_contains(mpx_dict *d, const char *key);
 /* Entries now (*n). */
-int mpx_dict_len(mpx_dict *d, size_t *n);
+MPX_API int mpx_dict_len(mpx_dict *d, size_t *n);
 /* A snapshot of the keys (*keys: n malloc'd strings in a malloc'd array; free with
  * mpx_dict_keys_free). */
-int mpx_dict_keys(mpx_dict *d, char ***keys, size_t *n);
-void mpx_dict_keys_free(char **keys, size_t n);
+MPX_API int mpx_dict_keys(mpx_dict *d, char ***keys, size_t *n);
+MPX_API void mpx_dict_keys_free(char **keys, size_t n);
 /* Iterate without allocating: start with *cursor = 0; returns 1 with the next key copied into
  * key[0..key_cap) (NUL-terminated; key_cap > max_key always suffices), 0 at the end. Keys added
  * or removed meanwhile may or may not be seen; others are seen exactly once. */
-int mpx_dict_next(mpx_dict *d, size_t *cursor, char *key, size_t key_cap);
+MPX_API int mpx_dict_next(mpx_dict *d, size_t *cursor, char *key, size_t key_cap);
 /* Remove every entry. */
-int mpx_dict_clear(mpx_dict *d);
-int mpx_dict_destroy(mpx_dict *d);
+MPX_API int mpx_dict_clear(mpx_dict *d);
+MPX_API int mpx_dict_destroy(mpx_dict *d);
 
 #ifdef __cplusplus
 }

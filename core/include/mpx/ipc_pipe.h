@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -30,48 +31,48 @@ struct ProtobufCMessageDescriptor;
 
 /* Make a connected pair. duplex: both ends send and receive. Not duplex: *a is read-only and *b
  * is write-only (as Python's Pipe(duplex=False) returns (reader, writer)). */
-int mpx_pipe_create(mpx_pipe **a, mpx_pipe **b, bool duplex);
+MPX_API int mpx_pipe_create(mpx_pipe **a, mpx_pipe **b, bool duplex);
 
 /* Set the largest message this end accepts or sends (bytes, 1..4 GiB-1); default 64 MiB. */
-int mpx_pipe_set_max(mpx_pipe *p, size_t max_bytes);
+MPX_API int mpx_pipe_set_max(mpx_pipe *p, size_t max_bytes);
 
 /* Send `len` bytes as one message (blocks until written). MPX_EPERM on a read-only end,
  * MPX_EEOF if the peer is closed, MPX_ETOOBIG over the maximum, MPX_ECLOSED if this end is. */
-int mpx_pipe_send_bytes(mpx_pipe *p, const void *data, size_t len);
+MPX_API int mpx_pipe_send_bytes(mpx_pipe *p, const void *data, size_t len);
 
 /* Receive one message into buf[0..cap); *len = its length. MPX_ETOOBIG (with *len = the size
  * needed) leaves the message pending for a retry with a bigger buffer. MPX_EEOF when the peer
  * is closed and nothing is left; MPX_ETIMEDOUT; MPX_EPERM on a write-only end. */
-int mpx_pipe_recv_bytes(mpx_pipe *p, void *buf, size_t cap, size_t *len, double timeout);
+MPX_API int mpx_pipe_recv_bytes(mpx_pipe *p, void *buf, size_t cap, size_t *len, double timeout);
 
 /* As mpx_pipe_recv_bytes into a malloc'd buffer of the message's size (*data; free() it). */
-int mpx_pipe_recv_bytes_alloc(mpx_pipe *p, void **data, size_t *len, double timeout);
+MPX_API int mpx_pipe_recv_bytes_alloc(mpx_pipe *p, void **data, size_t *len, double timeout);
 
 /* Send a protobuf-c message (packed with protobuf_c_message_pack). */
-int mpx_pipe_send(mpx_pipe *p, const struct ProtobufCMessage *msg);
+MPX_API int mpx_pipe_send(mpx_pipe *p, const struct ProtobufCMessage *msg);
 
 /* Receive a message and unpack it with `desc` into *msg (free with
  * protobuf_c_message_free_unpacked(*msg, NULL)). MPX_EPROTO if it does not unpack (the bytes are
  * consumed). */
-int mpx_pipe_recv(mpx_pipe *p, const struct ProtobufCMessageDescriptor *desc,
-                  struct ProtobufCMessage **msg, double timeout);
+MPX_API int mpx_pipe_recv(mpx_pipe *p, const struct ProtobufCMessageDescriptor *desc,
+                          struct ProtobufCMessage **msg, double timeout);
 
 /* 1 if a message (or end-of-file) is ready to receive, 0 if not within `timeout`, or a code. */
-int mpx_pipe_poll(mpx_pipe *p, double timeout);
+MPX_API int mpx_pipe_poll(mpx_pipe *p, double timeout);
 
 /* The end's file descriptor (*fd), for poll()/epoll in the caller's own loop. */
-int mpx_pipe_fileno(const mpx_pipe *p, int *fd);
+MPX_API int mpx_pipe_fileno(const mpx_pipe *p, int *fd);
 
 /* 1 if this end can receive / send, 0 if not, negative on bad input. */
-int mpx_pipe_readable(const mpx_pipe *p);
-int mpx_pipe_writable(const mpx_pipe *p);
+MPX_API int mpx_pipe_readable(const mpx_pipe *p);
+MPX_API int mpx_pipe_writable(const mpx_pipe *p);
 
 /* Close this end's descriptor (closing twice is fine). The handle stays valid: later calls on
  * it answer MPX_ECLOSED. Each process closes its own copies of the ends it does not use. */
-int mpx_pipe_close(mpx_pipe *p);
+MPX_API int mpx_pipe_close(mpx_pipe *p);
 
 /* Close (if still open) and free the handle; it must not be used afterwards. */
-int mpx_pipe_destroy(mpx_pipe *p);
+MPX_API int mpx_pipe_destroy(mpx_pipe *p);
 
 #ifdef __cplusplus
 }

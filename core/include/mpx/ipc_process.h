@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -40,40 +41,40 @@ typedef struct mpx_process mpx_process;
 
 /* A process that will run task `task` on a copy of arg[0..len). `name` may be NULL
  * ("Process-<n>"). MPX_ENOTASK if no task has that name. */
-int mpx_process_create(mpx_process **p, const char *task, const void *arg, size_t len,
-                       const char *name);
+MPX_API int mpx_process_create(mpx_process **p, const char *task, const void *arg, size_t len,
+                               const char *name);
 
 /* Mark as daemon or not (before start; MPX_ESTATE after). */
-int mpx_process_set_daemon(mpx_process *p, bool daemon);
+MPX_API int mpx_process_set_daemon(mpx_process *p, bool daemon);
 /* 1 if daemon, else 0. */
-int mpx_process_daemon(const mpx_process *p);
+MPX_API int mpx_process_daemon(const mpx_process *p);
 
 /* Fork and run the task in the child. MPX_ESTATE if already started, MPX_ESYS if fork fails. */
-int mpx_process_start(mpx_process *p);
+MPX_API int mpx_process_start(mpx_process *p);
 
 /* Wait up to `timeout` for the process to end: 0 when it has (exit code known), MPX_ETIMEDOUT,
  * MPX_ESTATE if never started. */
-int mpx_process_join(mpx_process *p, double timeout);
+MPX_API int mpx_process_join(mpx_process *p, double timeout);
 
 /* 1 if started and not yet ended, else 0. */
-int mpx_process_is_alive(mpx_process *p);
+MPX_API int mpx_process_is_alive(mpx_process *p);
 
 /* Send SIGTERM / SIGKILL. 0 also when it has already ended; MPX_ESTATE if never started. */
-int mpx_process_terminate(mpx_process *p);
-int mpx_process_kill(mpx_process *p);
+MPX_API int mpx_process_terminate(mpx_process *p);
+MPX_API int mpx_process_kill(mpx_process *p);
 
 /* The child's pid (MPX_ESTATE before start). */
-int mpx_process_pid(const mpx_process *p, int *pid);
+MPX_API int mpx_process_pid(const mpx_process *p, int *pid);
 
 /* The exit code (see above) once ended; MPX_ESTATE while it runs or before start. */
-int mpx_process_exitcode(mpx_process *p, int *code);
+MPX_API int mpx_process_exitcode(mpx_process *p, int *code);
 
 /* The process's name (valid until destroy). */
-int mpx_process_name(const mpx_process *p, const char **name);
+MPX_API int mpx_process_name(const mpx_process *p, const char **name);
 
 /* Free the handle (Python's close()): MPX_ESTATE if it still runs. A process never started, or
  * ended (reaped here if needed), is freed. */
-int mpx_process_destroy(mpx_process *p);
+MPX_API int mpx_process_destroy(mpx_process *p);
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -47,47 +48,49 @@ struct ProtobufCMessageDescriptor;
  * shared ring of `ring_bytes` (0: MPX_QUEUE_RING_DEFAULT; rounded up to a power of two, at least
  * 128, at most 2 GiB). Each item takes 16 bytes of header plus its size rounded up to 8 in the
  * ring. */
-int mpx_queue_create(mpx_queue **q, long maxsize, size_t ring_bytes);
+MPX_API int mpx_queue_create(mpx_queue **q, long maxsize, size_t ring_bytes);
 
 /* Unmap the queue from this process (other processes keep using theirs). */
-int mpx_queue_destroy(mpx_queue *q);
+MPX_API int mpx_queue_destroy(mpx_queue *q);
 
 /* Put a copy of data[0..len). Returns 0, MPX_EFULL (block = false and no room now: the count
  * bound is reached, the ring has no room, or the item must be streamed), MPX_ETIMEDOUT,
  * MPX_ECLOSED, MPX_EINVAL. */
-int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double timeout);
+MPX_API int mpx_queue_put(mpx_queue *q, const void *data, size_t len, bool block, double timeout);
 /* put(block = false). */
-int mpx_queue_put_nowait(mpx_queue *q, const void *data, size_t len);
+MPX_API int mpx_queue_put_nowait(mpx_queue *q, const void *data, size_t len);
 
 /* Take the oldest item into buf[0..cap); *len = its size. MPX_ETOOBIG (with *len = the size
  * needed) leaves the item at the head for a retry with a bigger buffer. Returns 0, MPX_EEMPTY
  * (block = false and no whole item now), MPX_ETIMEDOUT, MPX_ECLOSED (closed and drained). */
-int mpx_queue_get(mpx_queue *q, void *buf, size_t cap, size_t *len, bool block, double timeout);
+MPX_API int mpx_queue_get(mpx_queue *q, void *buf, size_t cap, size_t *len, bool block,
+                          double timeout);
 /* get(block = false). */
-int mpx_queue_get_nowait(mpx_queue *q, void *buf, size_t cap, size_t *len);
+MPX_API int mpx_queue_get_nowait(mpx_queue *q, void *buf, size_t cap, size_t *len);
 /* As mpx_queue_get into a malloc'd buffer of the item's size (*data, free() it; NULL if *len
  * is 0). */
-int mpx_queue_get_alloc(mpx_queue *q, void **data, size_t *len, bool block, double timeout);
+MPX_API int mpx_queue_get_alloc(mpx_queue *q, void **data, size_t *len, bool block, double timeout);
 
 /* Put a protobuf-c message (packed with protobuf_c_message_pack). */
-int mpx_queue_put_msg(mpx_queue *q, const struct ProtobufCMessage *msg, bool block, double timeout);
+MPX_API int mpx_queue_put_msg(mpx_queue *q, const struct ProtobufCMessage *msg, bool block,
+                              double timeout);
 /* Take an item and unpack it with `desc` (*msg: free with protobuf_c_message_free_unpacked).
  * MPX_EPROTO if the item does not unpack (the item is consumed). */
-int mpx_queue_get_msg(mpx_queue *q, const struct ProtobufCMessageDescriptor *desc,
-                      struct ProtobufCMessage **msg, bool block, double timeout);
+MPX_API int mpx_queue_get_msg(mpx_queue *q, const struct ProtobufCMessageDescriptor *desc,
+                              struct ProtobufCMessage **msg, bool block, double timeout);
 
 /* Number of whole items in the queue now (*n). Exact when nothing moves, a snapshot otherwise. */
-int mpx_queue_qsize(const mpx_queue *q, size_t *n);
+MPX_API int mpx_queue_qsize(const mpx_queue *q, size_t *n);
 /* 1 if no whole item is queued, else 0 (negative on bad input). */
-int mpx_queue_empty(const mpx_queue *q);
+MPX_API int mpx_queue_empty(const mpx_queue *q);
 /* 1 if the queue is bounded and holds maxsize items, else 0. */
-int mpx_queue_full(const mpx_queue *q);
+MPX_API int mpx_queue_full(const mpx_queue *q);
 
 /* Close the queue for every process: puts fail with MPX_ECLOSED, gets drain then MPX_ECLOSED,
  * and all waiters wake. Closing twice is fine. */
-int mpx_queue_close(mpx_queue *q);
+MPX_API int mpx_queue_close(mpx_queue *q);
 /* 1 if closed, else 0. */
-int mpx_queue_closed(const mpx_queue *q);
+MPX_API int mpx_queue_closed(const mpx_queue *q);
 
 #ifdef __cplusplus
 }

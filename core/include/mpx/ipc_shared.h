@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -29,32 +30,33 @@ typedef struct mpx_value mpx_value;
 typedef struct mpx_array mpx_array;
 
 /* A value of `size` bytes (1..1 GiB), initialised from `init` (NULL: zeros). */
-int mpx_value_create(mpx_value **v, size_t size, const void *init, bool lock);
-int mpx_value_get(mpx_value *v, void *dst, size_t size);
-int mpx_value_set(mpx_value *v, const void *src, size_t size);
+MPX_API int mpx_value_create(mpx_value **v, size_t size, const void *init, bool lock);
+MPX_API int mpx_value_get(mpx_value *v, void *dst, size_t size);
+MPX_API int mpx_value_set(mpx_value *v, const void *src, size_t size);
 /* Take / drop the value's lock (recursive). MPX_EPERM if it has none. */
-int mpx_value_lock(mpx_value *v, double timeout);
-int mpx_value_unlock(mpx_value *v);
+MPX_API int mpx_value_lock(mpx_value *v, double timeout);
+MPX_API int mpx_value_unlock(mpx_value *v);
 /* The shared bytes themselves (*ptr), for work done under mpx_value_lock. */
-int mpx_value_ptr(mpx_value *v, void **ptr);
-int mpx_value_size(const mpx_value *v, size_t *size);
-int mpx_value_destroy(mpx_value *v);
+MPX_API int mpx_value_ptr(mpx_value *v, void **ptr);
+MPX_API int mpx_value_size(const mpx_value *v, size_t *size);
+MPX_API int mpx_value_destroy(mpx_value *v);
 
 /* An array of `count` elements of `elem_size` bytes (total 1..1 GiB), initialised from `init`
  * (count * elem_size bytes; NULL: zeros). */
-int mpx_array_create(mpx_array **a, size_t elem_size, size_t count, const void *init, bool lock);
+MPX_API int mpx_array_create(mpx_array **a, size_t elem_size, size_t count, const void *init,
+                             bool lock);
 /* One element; MPX_EINVAL for an index out of range. */
-int mpx_array_get(mpx_array *a, size_t index, void *dst, size_t size);
-int mpx_array_set(mpx_array *a, size_t index, const void *src, size_t size);
+MPX_API int mpx_array_get(mpx_array *a, size_t index, void *dst, size_t size);
+MPX_API int mpx_array_set(mpx_array *a, size_t index, const void *src, size_t size);
 /* n elements from `start` (a slice), under one lock hold. */
-int mpx_array_read(mpx_array *a, size_t start, size_t n, void *dst);
-int mpx_array_write(mpx_array *a, size_t start, size_t n, const void *src);
-int mpx_array_lock(mpx_array *a, double timeout);
-int mpx_array_unlock(mpx_array *a);
-int mpx_array_ptr(mpx_array *a, void **ptr);
-int mpx_array_len(const mpx_array *a, size_t *count);
-int mpx_array_elem_size(const mpx_array *a, size_t *elem_size);
-int mpx_array_destroy(mpx_array *a);
+MPX_API int mpx_array_read(mpx_array *a, size_t start, size_t n, void *dst);
+MPX_API int mpx_array_write(mpx_array *a, size_t start, size_t n, const void *src);
+MPX_API int mpx_array_lock(mpx_array *a, double timeout);
+MPX_API int mpx_array_unlock(mpx_array *a);
+MPX_API int mpx_array_ptr(mpx_array *a, void **ptr);
+MPX_API int mpx_array_len(const mpx_array *a, size_t *count);
+MPX_API int mpx_array_elem_size(const mpx_array *a, size_t *elem_size);
+MPX_API int mpx_array_destroy(mpx_array *a);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,8 @@
 #ifndef MPX_LOG_H
 #define MPX_LOG_H
 
+#include "mpx/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,16 +41,16 @@ typedef void (*mpx_log_fn)(int level, const char *msg, void *user);
 /* Install `fn` (called with `user`) as the logger; NULL makes mpx silent. Replaces the logger
  * MPX_LOG installed, if any, and keeps the current level. A thread that was already inside the
  * previous logger may still finish that call after mpx_log_set returns. */
-void mpx_log_set(mpx_log_fn fn, void *user);
+MPX_API void mpx_log_set(mpx_log_fn fn, void *user);
 
 /* Set the level: messages more verbose than `level` are dropped before they are formatted.
  * Returns MPX_OK, or MPX_EINVAL when level is not MPX_LOG_OFF..MPX_LOG_DEBUG (nothing changes). */
-int mpx_log_set_level(int level);
+MPX_API int mpx_log_set_level(int level);
 
 /* The default logger: writes "mpx: error: <msg>\n" (or warn, info, debug) to stderr with a
  * single write(2), so lines from several threads or processes do not interleave. `user` is
  * ignored. Install it with mpx_log_set(mpx_log_default, NULL). */
-void mpx_log_default(int level, const char *msg, void *user);
+MPX_API void mpx_log_default(int level, const char *msg, void *user);
 
 #ifdef __cplusplus
 }

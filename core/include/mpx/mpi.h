@@ -30,8 +30,9 @@
  *  - binding is ignored (bind ranks with mpirun's --bind-to / --map-by).
  *  - Arguments and results travel as packed protobuf-c Batches, one MPI message each;
  *    max_payload is at most 1 GiB - 1 byte under MPI (one message carries at most INT_MAX bytes).
- *  - task_timeout > 0, a per-submit timeout > 0 and max_tasks_per_worker > 0 are refused with
- *    MPX_EPERM: a single rank cannot be ended or replaced without ending the job.
+ *  - task_timeout > 0, a per-submit timeout > 0, retries > 0 (executor or per-submit) and
+ *    max_tasks_per_worker > 0 are refused with MPX_EPERM: a single rank cannot be ended or
+ *    replaced without ending the job, so a task lost with its rank is never run again.
  *  - One MPI executor at a time per communicator (MPX_ESTATE otherwise); several at once on
  *    distinct communicators need MPI_THREAD_MULTIPLE. With MPI_THREAD_SERIALIZED the program must
  *    not call MPI itself while an MPI executor exists.
@@ -59,6 +60,7 @@
 
 #include <mpi.h>
 
+#include "mpx/export.h"
 #include "mpx/mpx.h"
 
 #ifdef __cplusplus
@@ -75,7 +77,7 @@ extern "C" {
  * (bad root, a communicator of one rank, NULL out on the root), MPX_EMPI (MPI not initialised or
  * too low a thread level), or any code mpx_executor_create returns (then the worker ranks
  * return MPX_WORKER too). */
-int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out);
+MPX_API int mpx_comm_executor(MPI_Comm comm, int root, const mpx_options *opt, mpx_executor **out);
 
 #ifdef __cplusplus
 }

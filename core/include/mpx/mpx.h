@@ -1,26 +1,33 @@
 /* mpx: submit, map and future results on threads, forked processes or MPI ranks.
  *
- * Include this one header. Call mpx_init() first thing in main(), before any thread is started:
- * under mpirun it initialises MPI and turns ranks 1..N-1 into workers (they serve tasks and
- * mpx_init returns MPX_WORKER when the job's executor shuts down); it is also where the process
- * backend starts its fork server, so that worker processes are forked from a parent with a single
- * thread. Call mpx_finalize() last. mpx writes nothing to stderr unless asked to: see mpx/log.h. */
+ * Include this one header; add <mpx/proto.h> to pass protobuf-c messages (this header does not
+ * include protobuf-c) and <mpx/mpi.h> for the MPI communicator form. The multiprocessing
+ * primitives (<mpx/ipc_*.h>) are included when built in (MPX_HAVE_IPC, <mpx/features.h>).
+ *
+ * Call mpx_init() first thing in main(), before any thread is started: under mpirun it
+ * initialises MPI and turns ranks 1..N-1 into workers (they serve tasks and mpx_init returns
+ * MPX_WORKER when the job's executor shuts down); it is also where the process backend starts
+ * its fork server, so that worker processes are forked from a parent with a single thread. Call
+ * mpx_finalize() last. mpx writes nothing to stderr unless asked to: see mpx/log.h. */
 #ifndef MPX_MPX_H
 #define MPX_MPX_H
 
+#include "mpx/features.h"
+#include "mpx/export.h"
 #include "mpx/error.h"
 #include "mpx/executor.h"
 #include "mpx/future.h"
 #include "mpx/log.h"
-#include "mpx/proto.h"
 #include "mpx/task.h"
 #include "mpx/topology.h"
+#if MPX_HAVE_IPC
 #include "mpx/ipc_dict.h"
 #include "mpx/ipc_pipe.h"
 #include "mpx/ipc_process.h"
 #include "mpx/ipc_queue.h"
 #include "mpx/ipc_shared.h"
 #include "mpx/ipc_sync.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,13 +46,13 @@ enum {
 
 /* Initialise mpx (argc/argv may be NULL). Returns MPX_MAIN, MPX_WORKER, or a negative code.
  * Calling it again returns the first answer. */
-int mpx_init(int *argc, char ***argv);
+MPX_API int mpx_init(int *argc, char ***argv);
 
 /* Release what mpx_init set up (finalises MPI if mpx initialised it). Returns 0 or a code. */
-int mpx_finalize(void);
+MPX_API int mpx_finalize(void);
 
 /* mpx's version string. */
-const char *mpx_version(void);
+MPX_API const char *mpx_version(void);
 
 #ifdef __cplusplus
 }

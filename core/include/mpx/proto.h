@@ -25,6 +25,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 #include "mpx/executor.h"
 #include "mpx/future.h"
@@ -37,33 +38,34 @@ extern "C" {
 /* Pack `m` into a new malloc'd buffer: *data (free() it) and *len. An empty message gives
  * *len == 0 and a valid 1-byte allocation. MPX_EINVAL for NULL arguments or a `m` whose
  * descriptor is not a message descriptor; MPX_ENOMEM. */
-int mpx_msg_pack(const ProtobufCMessage *m, void **data, size_t *len);
+MPX_API int mpx_msg_pack(const ProtobufCMessage *m, void **data, size_t *len);
 
 /* Inside a task: make the packed bytes of `m` the task's result, packed straight into the result
  * buffer (mpx_buf_reserve), without an intermediate copy. MPX_EINVAL; MPX_ETOOBIG when the packed
  * message exceeds the result limit; MPX_ENOMEM. */
-int mpx_buf_set_msg(mpx_buf *out, const ProtobufCMessage *m);
+MPX_API int mpx_buf_set_msg(mpx_buf *out, const ProtobufCMessage *m);
 
 /* Unpack `len` bytes at `data` as a message of type `d` into *out (free with mpx_msg_free).
  * `max_len` bounds both `len` and every string, bytes or unknown field inside (0: no bound).
  * MPX_ETOOBIG over max_len, or for more than 2^20 elements of repeated message fields and
  * unknown fields; MPX_EPROTO for malformed, truncated or too deeply nested bytes, or whatever
  * else protobuf-c refuses; MPX_EINVAL for NULL arguments. *out is NULL on error. */
-int mpx_msg_unpack(const ProtobufCMessageDescriptor *d, const void *data, size_t len,
-                   size_t max_len, ProtobufCMessage **out);
+MPX_API int mpx_msg_unpack(const ProtobufCMessageDescriptor *d, const void *data, size_t len,
+                           size_t max_len, ProtobufCMessage **out);
 
 /* Free a message from mpx_msg_unpack (NULL is fine). Returns 0. */
-int mpx_msg_free(ProtobufCMessage *m);
+MPX_API int mpx_msg_free(ProtobufCMessage *m);
 
 /* Submit `task` with `msg` packed as its argument (as mpx_submit_task otherwise; opts may be
  * NULL). The packed bytes belong to the future, so `msg` may be freed or changed at once. */
-int mpx_submit_msg(mpx_executor *ex, const char *task, const ProtobufCMessage *msg,
-                   const mpx_submit_opts *opts, mpx_future **out);
+MPX_API int mpx_submit_msg(mpx_executor *ex, const char *task, const ProtobufCMessage *msg,
+                           const mpx_submit_opts *opts, mpx_future **out);
 
 /* Wait up to `timeout` for the result (as mpx_future_result) and unpack it as a message of type
  * `d` (as mpx_msg_unpack with `max_len`) into *out, to free with mpx_msg_free. */
-int mpx_future_result_msg(mpx_future *f, double timeout, const ProtobufCMessageDescriptor *d,
-                          size_t max_len, ProtobufCMessage **out);
+MPX_API int mpx_future_result_msg(mpx_future *f, double timeout,
+                                  const ProtobufCMessageDescriptor *d, size_t max_len,
+                                  ProtobufCMessage **out);
 
 #ifdef __cplusplus
 }

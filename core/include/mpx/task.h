@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 
 #ifdef __cplusplus
@@ -43,14 +44,14 @@ typedef struct mpx_task {
 /* Register `fn` under `name` (1..MPX_TASK_NAME_MAX characters; the string must outlive the
  * process, as a literal does). MPX_EEXIST if the name, or another name with the same id, is
  * taken; MPX_EINVAL for NULL or bad names. */
-int mpx_task_register(const char *name, mpx_task_fn fn);
+MPX_API int mpx_task_register(const char *name, mpx_task_fn fn);
 
 /* Find a task by name (*out = handle). MPX_ENOTASK if none. Submitting with a handle skips the
  * name lookup on hot paths. */
-int mpx_task_find(const char *name, const mpx_task **out);
+MPX_API int mpx_task_find(const char *name, const mpx_task **out);
 
 /* Find a task by wire id. MPX_ENOTASK if none. */
-int mpx_task_find_id(uint32_t id, const mpx_task **out);
+MPX_API int mpx_task_find_id(uint32_t id, const mpx_task **out);
 
 /* Register the static function `fn` under its own name at load time. */
 #define MPX_TASK(fn) MPX_TASK_NAMED(fn, #fn)
@@ -60,22 +61,27 @@ int mpx_task_find_id(uint32_t id, const mpx_task **out);
   }
 
 /* Fail the current task: records `code` (negative MPX_E*; MPX_ETASK if 0 or positive) and a
- * printf-style message, and returns the code so a task can `return mpx_task_fail(...)`. */
-int mpx_task_fail(mpx_task_ctx *ctx, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+ * printf-style message, and returns the code so a task can `return mpx_task_fail(...)`.
+ * On process and MPI workers a task may fail only with a task-failure code: MPX_ETASK, EINVAL,
+ * ENOMEM, ENOTASK, ETIMEDOUT, ETOOBIG, EPROTO, ESIZE, ESYS, EMPI, EPERM, ESTATE, ENOTFOUND, EEXIST,
+ * EEOF, ECLOSED, EFULL, EEMPTY, EBROKEN, EOWNERDEAD, ETOPO. Any other code (MPX_ECANCELLED,
+ * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK, MPX_ENOTBUILT: the
+ * executor's own verdicts) is reported as MPX_ETASK, with the task's message. */
+MPX_API int mpx_task_fail(mpx_task_ctx *ctx, int code, const char *fmt, ...)
+            __attribute__((format(printf, 3, 4)));
 
 /* Index of the worker running this task (0-based), or -1 when unknown. */
-int mpx_task_worker(const mpx_task_ctx *ctx);
+MPX_API int mpx_task_worker(const mpx_task_ctx *ctx);
 
 /* Set the result to a copy of `len` bytes at `data` (data may be NULL when len is 0). */
-int mpx_buf_set(mpx_buf *out, const void *data, size_t len);
+MPX_API int mpx_buf_set(mpx_buf *out, const void *data, size_t len);
 
 /* Make room for `len` result bytes and return where to write them in *data (the result's length
  * becomes `len`). Lets a task build a large result in place, without a second copy. */
-int mpx_buf_reserve(mpx_buf *out, size_t len, void **data);
+MPX_API int mpx_buf_reserve(mpx_buf *out, size_t len, void **data);
 
 /* The result's current bytes and length (either pointer may be NULL). */
-int mpx_buf_get(const mpx_buf *out, void **data, size_t *len);
+MPX_API int mpx_buf_get(const mpx_buf *out, void **data, size_t *len);
 
 #ifdef __cplusplus
 }

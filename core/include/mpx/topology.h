@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "mpx/export.h"
 #include "mpx/error.h"
 #include "mpx/executor.h"
 
@@ -45,43 +46,44 @@ typedef struct mpx_placement {
 
 /* The process-wide topology (loaded on first use, never freed by the caller). MPX_ETOPO if hwloc
  * could not read the machine or nothing is usable; the answer is cached either way. */
-int mpx_topology_get(const mpx_topology **out);
+MPX_API int mpx_topology_get(const mpx_topology **out);
 
 /* Load a topology from an hwloc XML file (synthetic machines in tests); free with
  * mpx_topology_free. Everything in it counts as usable and it has no CPU quota. *out is NULL on
  * failure: MPX_ENOTFOUND if the file cannot be read, MPX_ETOPO if hwloc cannot load it. */
-int mpx_topology_load_xml(const char *path, mpx_topology **out);
+MPX_API int mpx_topology_load_xml(const char *path, mpx_topology **out);
 
 /* Load a synthetic topology from an hwloc description such as "pack:2 numa:2 core:4 pu:2"; as
  * load_xml, with MPX_EINVAL for a description hwloc rejects. */
-int mpx_topology_load_synthetic(const char *description, mpx_topology **out);
+MPX_API int mpx_topology_load_synthetic(const char *description, mpx_topology **out);
 
 /* Free a loaded topology. MPX_EPERM (and nothing happens) for the process-wide one. */
-int mpx_topology_free(mpx_topology *t);
+MPX_API int mpx_topology_free(mpx_topology *t);
 
 /* Counts of what is usable. */
-int mpx_topology_info(const mpx_topology *t, mpx_topo_info *out);
+MPX_API int mpx_topology_info(const mpx_topology *t, mpx_topo_info *out);
 
 /* The usable set as an OS CPU list ("0-3,8") in buf; MPX_ETOOBIG if it was truncated to fit. */
-int mpx_topology_cpuset(const mpx_topology *t, char *buf, size_t len);
+MPX_API int mpx_topology_cpuset(const mpx_topology *t, char *buf, size_t len);
 
 /* The number of distinct places under `binding` (workers beyond it wrap around): usable cores,
  * PUs or NUMA nodes, or 1 for MPX_BIND_NONE. A negative code on bad input. */
-int mpx_topology_places(const mpx_topology *t, mpx_binding binding);
+MPX_API int mpx_topology_places(const mpx_topology *t, mpx_binding binding);
 
 /* Placement of `n` workers under `binding`: out[0..n) (more workers than places wrap around).
  * CORE and PU placements alternate packages, then NUMA nodes within a package; PU fills every
  * core's first PU before any SMT sibling. NUMA gives each worker all usable PUs of one node. */
-int mpx_topology_place(const mpx_topology *t, mpx_binding binding, int n, mpx_placement *out);
+MPX_API int mpx_topology_place(const mpx_topology *t, mpx_binding binding, int n,
+                               mpx_placement *out);
 
 /* Bind the calling thread to a placement computed on the process-wide topology, or to the OS CPU
  * list in a hand-made one (binding MPX_BIND_NONE). No-op for an unbound placement (empty cpuset).
  * MPX_EINVAL for a placement that does not match the process-wide topology or an unparsable list,
  * MPX_ESYS if the OS refused the binding. */
-int mpx_topology_bind_thread(const mpx_placement *p);
+MPX_API int mpx_topology_bind_thread(const mpx_placement *p);
 
 /* Bind the whole calling process, all its threads (for forked workers); as bind_thread. */
-int mpx_topology_bind_process(const mpx_placement *p);
+MPX_API int mpx_topology_bind_process(const mpx_placement *p);
 
 #ifdef __cplusplus
 }
