@@ -35,6 +35,7 @@
 #include "link.h"
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
+#include "mpx/job.h"
 #include "mpx/mpi.h"
 #include "os/clock.h"
 #include "os/log.h"
@@ -442,15 +443,12 @@ static void mpi_destroy(mpx__link *self) {
 
 /* ---- mpx_init / mpx_finalize hooks -------------------------------------------------------- */
 
-static bool launched(void) {
-  const char *e = getenv("MPX_MPI");
-  if (e && !strcmp(e, "0")) return false;
-  if (e && !strcmp(e, "1")) return true;
-  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK",
-                                     "MPI_LOCALNRANKS", "SLURM_PROCID"};
-  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-    if (getenv(vars[i])) return true;
-  return false;
+/* The launch rules of mpx/job.h (job.c), logged at info so that MPX_LOG=info shows why. */
+static bool launched(mpx_job *j) {
+  mpx_job_get(j);
+  mpx__log(MPX_LOG_INFO, "launch: %s: %s",
+           j->spawned ? "spawned worker" : j->launched ? "MPI ranks" : "no MPI job", j->reason);
+  return j->launched;
 }
 
 static const char *level_name(int level) {
@@ -466,7 +464,8 @@ static const char *level_name(int level) {
 /* Under a launcher: initialise MPI; on rank 0 of a job of two or more ranks, build the world
  * session and claim the job; on the other ranks serve until it is over and become a worker. */
 static int mpi_init(mpx__init_ctx *ctx) {
-  if (!launched()) return MPX_OK;
+  mpx_job job;
+  if (!launched(&job)) return MPX_OK;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
@@ -487,7 +486,13 @@ static int mpi_init(mpx__init_ctx *ctx) {
   int size, rank;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (size < 2) return MPX_OK; /* one rank: MPI is up, the backend stays threads */
+  if (size < 2) { /* one rank: MPI is up, the backend stays threads */
+    if (job.tasks > 1)
+      mpx__log(MPX_LOG_WARN, "the launcher started %d tasks but MPI sees one rank: with srun, "
+               "use --mpi=pmix (or the PMI your MPI was built with); running on threads",
+               job.tasks);
+    return MPX_OK;
+  }
   mpx__mpi_session *s;
   if ((rc = mpx__mpi_session_new(MPI_COMM_WORLD, 0, false, &s))) return rc;
   if (rank == 0) {

@@ -2,9 +2,12 @@
  * mpx_comm_executor; programs that only use mpx_init and MPX_BACKEND_AUTO/MPI need just mpx/mpx.h.
  *
  * Two ways to run on ranks
- *  - Job mode: `mpirun -np N ./app` with mpx_init() first in main. mpx_init sees the launcher
- *    (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE/PMI_RANK, MPI_LOCALNRANKS or SLURM_PROCID in the
- *    environment; MPX_MPI=0 or 1 overrides), initialises MPI with MPI_Init_thread (asking
+ *  - Job mode: `mpirun -np N ./app` (or `srun --mpi=pmix -n N ./app`) with mpx_init() first in
+ *    main. mpx_init starts MPI only when this process is one of several ranks of a launched job,
+ *    by the rules of mpx/job.h (mpirun's OMPI_COMM_WORLD_SIZE > 1, PMI_SIZE > 1, a PMIx rank, an
+ *    srun step of more than one task; never a Slurm batch step, a one-task srun, a PBS script or a
+ *    plain run; MPX_MPI=0 or 1 overrides; MPX_LOG=info logs the decision and why), and
+ *    initialises MPI with MPI_Init_thread (asking
  *    MPI_THREAD_MULTIPLE, or SERIALIZED with MPX_MPI_THREAD_LEVEL=serialized; less than
  *    SERIALIZED fails with MPX_EMPI), and with more than one rank: rank 0 returns MPX_MAIN and
  *    runs the program, and MPX_BACKEND_AUTO picks MPI there; ranks 1..N-1 serve executor after
