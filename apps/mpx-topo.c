@@ -30,20 +30,21 @@ typedef struct topo_args {
 } topo_args;
 
 static void usage(FILE *f, const char *prog) {
-  fprintf(f,
-          "usage: %s [--workers N] [--binding none|core|pu|numa] [--xml FILE | --synthetic DESC]\n"
-          "\n"
-          "Print the packages, NUMA nodes, cores and PUs this process may use, the cgroup CPU\n"
-          "quota, the default number of workers and the usable cpuset, then where N workers\n"
-          "would be placed under the binding, one line per worker.\n"
-          "\n"
-          "  -w, --workers N     workers to place (default: the default workers)\n"
-          "  -b, --binding B     none, core, pu or numa (default: core, to show places; an\n"
-          "                      executor binds only when its options ask: default none)\n"
-          "  -x, --xml FILE      read an hwloc XML file (lstopo --of xml) instead of this machine\n"
-          "  -s, --synthetic D   use an hwloc synthetic machine, e.g. \"pack:2 numa:2 core:4 pu:2\"\n"
-          "  -h, --help          print this help\n",
-          prog);
+  fprintf(
+      f,
+      "usage: %s [--workers N] [--binding none|core|pu|numa] [--xml FILE | --synthetic DESC]\n"
+      "\n"
+      "Print the packages, NUMA nodes, cores and PUs this process may use, the cgroup CPU\n"
+      "quota, the default number of workers and the usable cpuset, then where N workers\n"
+      "would be placed under the binding, one line per worker.\n"
+      "\n"
+      "  -w, --workers N     workers to place (default: the default workers)\n"
+      "  -b, --binding B     none, core, pu or numa (default: core, to show places; an\n"
+      "                      executor binds only when its options ask: default none)\n"
+      "  -x, --xml FILE      read an hwloc XML file (lstopo --of xml) instead of this machine\n"
+      "  -s, --synthetic D   use an hwloc synthetic machine, e.g. \"pack:2 numa:2 core:4 pu:2\"\n"
+      "  -h, --help          print this help\n",
+      prog);
 }
 
 static int usage_error(const char *prog, const char *what, const char *arg) {
@@ -124,15 +125,17 @@ static void report_job(void) {
   printf("batch system:    %s%s%s\n", sched_names[j.scheduler], j.job_id[0] ? " job " : "",
          j.job_id);
   printf("launch:          %s (%s)\n",
-         j.spawned ? "spawned worker" : j.launched ? "MPI ranks" : "not launched: threads", j.reason);
+         j.spawned    ? "spawned worker"
+         : j.launched ? "MPI ranks"
+                      : "not launched: threads",
+         j.reason);
   if (j.tasks > 0 || j.rank >= 0) printf("rank:            %d of %d\n", j.rank, j.tasks);
   if (j.cpus_per_task > 0) printf("cpus per task:   %d (SLURM_CPUS_PER_TASK)\n", j.cpus_per_task);
   if (j.ncpus > 0) printf("ncpus:           %d (PBS NCPUS)\n", j.ncpus);
   if (j.nodes > 0) printf("job nodes:       %d\n", j.nodes);
   if (j.node_slots > 0) printf("nodefile slots:  %d\n", j.node_slots);
   double end, left;
-  if (mpx_job_deadline(&end, &left) == 0)
-    printf("job ends:        %.0f (in %.0f s)\n", end, left);
+  if (mpx_job_deadline(&end, &left) == 0) printf("job ends:        %.0f (in %.0f s)\n", end, left);
 }
 
 static int report(const mpx_topology *t, const char *source, const topo_args *a) {

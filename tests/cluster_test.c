@@ -10,8 +10,13 @@
  *   slurmfacts   SLURM_CPUS_PER_TASK, SLURM_JOB_NUM_NODES and SLURM_JOB_END_TIME reach
  *                mpx_topology_info and mpx_job_deadline
  *   pbsfacts     PBS_NODEFILE (host count, slots) and NCPUS reach them
- * The environment is faked with setenv before the first mpx call, never inherited from a real
- * batch system: the test clears every launcher variable first. No timing is asserted. */
+ *   spawnrefused spawn mode refused: MPX_MPI=0, then a spawn this MPI cannot place (map_by slot
+ *                without oversubscription, 10000 workers): MPX_EMPI naming the spawn, nothing
+ * started spawn        a plain run with MPX_BACKEND=mpi and workers = 2: two spawned workers run
+ * the tasks in two other pids; a smaller executor reuses them, a bigger one respawns The
+ * environment is faked with setenv before the first mpx call, never inherited from a real batch
+ * system: the test clears every launcher variable first. No timing is asserted. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -28,12 +33,30 @@ static int where(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
 }
 MPX_TASK(where)
 
-static const char *const launch_vars[] = {
-    "MPX_MPI", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK",
-    "PMIX_RANK", "PMIX_NAMESPACE", "MPI_LOCALNRANKS", "SLURM_JOB_ID", "SLURM_JOBID",
-    "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_STEP_ID", "SLURM_STEPID",
-    "SLURM_STEP_NUM_TASKS", "SLURM_CPUS_PER_TASK", "SLURM_JOB_NUM_NODES", "SLURM_NNODES",
-    "SLURM_JOB_END_TIME", "PBS_JOBID", "PBS_NODEFILE", "NCPUS", NULL};
+static const char *const launch_vars[] = {"MPX_MPI",
+                                          "OMPI_COMM_WORLD_SIZE",
+                                          "OMPI_COMM_WORLD_RANK",
+                                          "PMI_SIZE",
+                                          "PMI_RANK",
+                                          "PMIX_RANK",
+                                          "PMIX_NAMESPACE",
+                                          "MPI_LOCALNRANKS",
+                                          "SLURM_JOB_ID",
+                                          "SLURM_JOBID",
+                                          "SLURM_PROCID",
+                                          "SLURM_NTASKS",
+                                          "SLURM_NPROCS",
+                                          "SLURM_STEP_ID",
+                                          "SLURM_STEPID",
+                                          "SLURM_STEP_NUM_TASKS",
+                                          "SLURM_CPUS_PER_TASK",
+                                          "SLURM_JOB_NUM_NODES",
+                                          "SLURM_NNODES",
+                                          "SLURM_JOB_END_TIME",
+                                          "PBS_JOBID",
+                                          "PBS_NODEFILE",
+                                          "NCPUS",
+                                          NULL};
 
 static void clear_env(void) {
   for (int i = 0; launch_vars[i]; i++) unsetenv(launch_vars[i]);
@@ -137,13 +160,114 @@ static void plain_run(const char *const *kv) {
   CHECK_RC(mpx_finalize(), MPX_OK);
 }
 
+/* Run `n` where-tasks on ex; count the distinct pids into pids[0..*npids), at most 16. */
+static void pids_of(mpx_executor *ex, int n, int32_t *pids, int *npids) {
+  *npids = 0;
+  mpx_future *fs[256];
+  CHECK(n <= 256);
+  for (int i = 0; i < n; i++) CHECK_RC(mpx_submit(ex, "where", NULL, 0, &fs[i]), MPX_OK);
+  for (int i = 0; i < n; i++) {
+    int32_t pid = 0;
+    CHECK_RC(mpx_future_result_copy(fs[i], &pid, sizeof pid, MPX_FOREVER), MPX_OK);
+    mpx_future_release(fs[i]);
+    bool seen = false;
+    for (int k = 0; k < *npids && !seen; k++) seen = pids[k] == pid;
+    if (!seen && *npids < 16) pids[(*npids)++] = pid;
+  }
+}
+
+static int busy_ms(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len;
+  struct timespec ts = {0, 2000000};
+  nanosleep(&ts, NULL);
+  return where(ctx, arg, len, out);
+}
+MPX_TASK(busy_ms)
+
+static void mode_spawnrefused(void) {
+  clear_env();
+  setenv("MPX_MPI", "0", 1);
+  int argc = 1;
+  char *args[] = {"cluster_test", NULL}, **argv = args;
+  CHECK_RC(mpx_init(&argc, &argv), MPX_MAIN);
+  mpx_executor *ex = NULL;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI, .workers = 2}),
+           MPX_EMPI);
+  CHECK(ex == NULL && strstr(mpx_errmsg(), "MPX_MPI=0"));
+  int inited = 1;
+  MPI_Initialized(&inited);
+  CHECK(!inited);
+  CHECK_RC(mpx_finalize(), MPX_OK);
+  /* an MPI that cannot place the workers: refused with MPI's reason, MPI still finalised */
+  unsetenv("MPX_MPI");
+  setenv("MPX_MPI_SPAWN_MAP_BY", "slot", 1);
+  unsetenv("OMPI_MCA_rmaps_base_oversubscribe"); /* ctest sets it for the mpirun tests */
+  CHECK_RC(mpx_init(&argc, &argv), MPX_MAIN);
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI, .workers = 10000}),
+           MPX_EMPI);
+  CHECK(ex == NULL && strstr(mpx_errmsg(), "spawn mode") && strstr(mpx_errmsg(), "10000 workers"));
+  printf("  refused: %s\n", mpx_errmsg());
+  CHECK_RC(mpx_finalize(), MPX_OK);
+}
+
+static void mode_spawn(void) {
+  clear_env();
+  setenv("MPX_BACKEND", "mpi", 1);
+  int argc = 1;
+  char *args[] = {"cluster_test", NULL}, **argv = args;
+  int role = mpx_init(&argc, &argv);
+  if (role == MPX_WORKER) exit(0); /* never here: the workers' main returns in main() */
+  CHECK_RC(role, MPX_MAIN);
+  int inited = 1;
+  MPI_Initialized(&inited);
+  CHECK(!inited); /* not before the first MPI executor */
+  mpx_executor *ex;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.workers = 2}), MPX_OK);
+  CHECK(mpx_executor_backend(ex) == MPX_BACKEND_MPI && mpx_executor_workers(ex) == 2);
+  int32_t pids[16];
+  int n = 0;
+  pids_of(ex, 200, pids, &n);
+  for (int i = 0; i < n; i++) CHECK(pids[i] != (int32_t)getpid());
+  /* both workers serve: 2 ms tasks, so that one worker cannot take them all */
+  mpx_future *fs[40];
+  int32_t seen[2] = {0, 0};
+  int nseen = 0;
+  for (int i = 0; i < 40; i++) CHECK_RC(mpx_submit(ex, "busy_ms", NULL, 0, &fs[i]), MPX_OK);
+  for (int i = 0; i < 40; i++) {
+    int32_t pid;
+    CHECK_RC(mpx_future_result_copy(fs[i], &pid, sizeof pid, MPX_FOREVER), MPX_OK);
+    mpx_future_release(fs[i]);
+    CHECK(pid != (int32_t)getpid());
+    if (nseen < 2 && (nseen == 0 || seen[0] != pid)) seen[nseen++] = pid;
+  }
+  printf("  spawned workers: pids %d and %d (this process %d)\n", (int)seen[0], (int)seen[1],
+         (int)getpid());
+  CHECK(nseen == 2);
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  /* a smaller executor reuses the pool */
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.workers = 1}), MPX_OK);
+  pids_of(ex, 20, pids, &n);
+  CHECK(n == 1 && (pids[0] == seen[0] || pids[0] == seen[1]));
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  /* a bigger one ends it and spawns anew */
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.workers = 3}), MPX_OK);
+  CHECK(mpx_executor_workers(ex) == 3);
+  pids_of(ex, 50, pids, &n);
+  for (int i = 0; i < n; i++) CHECK(pids[i] != (int32_t)getpid());
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  CHECK_RC(mpx_finalize(), MPX_OK);
+  int fin = 0;
+  MPI_Finalized(&fin);
+  CHECK(fin); /* spawn mode started MPI, mpx_finalize ended it */
+}
+
 static void mode_slurmfacts(void) {
   clear_env();
   time_t end = time(NULL) + 3600;
   char endv[64];
   snprintf(endv, sizeof endv, "SLURM_JOB_END_TIME=%lld", (long long)end);
-  set_env(ENV("SLURM_JOB_ID=41", "SLURM_PROCID=0", "SLURM_CPUS_PER_TASK=1",
-              "SLURM_JOB_NUM_NODES=3", endv));
+  set_env(ENV("SLURM_JOB_ID=41", "SLURM_PROCID=0", "SLURM_CPUS_PER_TASK=1", "SLURM_JOB_NUM_NODES=3",
+              endv));
   const mpx_topology *t;
   mpx_topo_info in;
   CHECK_RC(mpx_topology_get(&t), MPX_OK);
@@ -188,19 +312,33 @@ static void mode_pbsfacts(void) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  /* spawn mode's workers are this binary: they serve in mpx_init and return here */
+  if (argc > 1 && !strcmp(argv[argc - 1], "--mpx-spawned-worker"))
+    return mpx_init(&argc, &argv) == MPX_WORKER ? 0 : 1;
   const char *mode = argc > 1 ? argv[1] : "";
-  if (!strcmp(mode, "rules")) mode_rules();
+  if (!strcmp(mode, "rules"))
+    mode_rules();
   else if (!strcmp(mode, "batch"))
     plain_run(ENV("SLURM_JOB_ID=101", "SLURM_PROCID=0", "SLURM_NTASKS=4", "SLURM_CPUS_PER_TASK=2"));
-  else if (!strcmp(mode, "batch1")) plain_run(ENV("SLURM_JOB_ID=101", "SLURM_PROCID=0"));
+  else if (!strcmp(mode, "batch1"))
+    plain_run(ENV("SLURM_JOB_ID=101", "SLURM_PROCID=0"));
   else if (!strcmp(mode, "srun1"))
-    plain_run(ENV("SLURM_JOB_ID=101", "SLURM_PROCID=0", "SLURM_STEP_ID=0",
-                  "SLURM_STEP_NUM_TASKS=1", "SLURM_NTASKS=1"));
-  else if (!strcmp(mode, "pbs")) plain_run(ENV("PBS_JOBID=7.pbs", "NCPUS=2"));
-  else if (!strcmp(mode, "slurmfacts")) mode_slurmfacts();
-  else if (!strcmp(mode, "pbsfacts")) mode_pbsfacts();
+    plain_run(ENV("SLURM_JOB_ID=101", "SLURM_PROCID=0", "SLURM_STEP_ID=0", "SLURM_STEP_NUM_TASKS=1",
+                  "SLURM_NTASKS=1"));
+  else if (!strcmp(mode, "pbs"))
+    plain_run(ENV("PBS_JOBID=7.pbs", "NCPUS=2"));
+  else if (!strcmp(mode, "slurmfacts"))
+    mode_slurmfacts();
+  else if (!strcmp(mode, "pbsfacts"))
+    mode_pbsfacts();
+  else if (!strcmp(mode, "spawnrefused"))
+    mode_spawnrefused();
+  else if (!strcmp(mode, "spawn"))
+    mode_spawn();
   else {
-    fprintf(stderr, "usage: %s rules|batch|batch1|srun1|pbs|slurmfacts|pbsfacts\n", argv[0]);
+    fprintf(stderr,
+            "usage: %s rules|batch|batch1|srun1|pbs|slurmfacts|pbsfacts|spawnrefused|spawn\n",
+            argv[0]);
     return 2;
   }
   printf("cluster_test %s: ok\n", mode);

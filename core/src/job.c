@@ -135,8 +135,10 @@ static void decide(mpx_job *j) {
   if (getenv("PMIX_RANK")) {
     j->rank = (int)env_num("PMIX_RANK");
     if (step_tasks >= 0)
-      return say(j, step_tasks > 1, "pmix", "a PMIx launcher started %ld task%s (PMIX_RANK, "
-                 "SLURM_STEP_NUM_TASKS=%ld)", step_tasks, step_tasks == 1 ? "" : "s", step_tasks);
+      return say(j, step_tasks > 1, "pmix",
+                 "a PMIx launcher started %ld task%s (PMIX_RANK, "
+                 "SLURM_STEP_NUM_TASKS=%ld)",
+                 step_tasks, step_tasks == 1 ? "" : "s", step_tasks);
     return say(j, true, "pmix",
                "a PMIx launcher (PMIX_RANK) without a task count: MPI_Init decides the roles");
   }
@@ -148,12 +150,12 @@ static void decide(mpx_job *j) {
                step_tasks, step_tasks == 1 ? "" : "s", step_tasks);
   }
   if (j->scheduler == MPX_SCHED_SLURM)
-    return say(j, false, "none", "a Slurm batch step or allocation shell, not an srun step "
+    return say(j, false, "none",
+               "a Slurm batch step or allocation shell, not an srun step "
                "(SLURM_JOB_ID=%s without SLURM_STEP_NUM_TASKS; SLURM_PROCID says nothing here)",
                j->job_id);
   if (j->scheduler == MPX_SCHED_PBS)
-    return say(j, false, "none", "a PBS job script (PBS_JOBID=%s), not a launched rank",
-               j->job_id);
+    return say(j, false, "none", "a PBS job script (PBS_JOBID=%s), not a launched rank", j->job_id);
   return say(j, false, "none", "no launcher in the environment: a plain run");
 }
 

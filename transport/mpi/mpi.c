@@ -11,6 +11,9 @@
  * finalise MPI and return MPX_WORKER (the init hook claims the job on rank 0 and sets the role
  * to MPX_WORKER on the others). mpx_comm_executor opens an endpoint instead: a one-shot session
  * over the caller's communicator, which cfg->endpoint then carries to configure and start.
+ * Without either (no launched job), configure plans and start gets spawn mode's session
+ * (mpi_spawn.c), which spawns the workers at the first MPI executor; a spawned process's init
+ * serves its parent and becomes a worker.
  *
  * Workers and slots. The dispatcher's worker i is one worker rank (comm ranks in order, skipping
  * the root); each runs `threads` tasks at once and says so in READY's slots. cfg->workers is the
@@ -48,6 +51,8 @@
 static struct {
   bool we_init;       /* mpx_init called MPI_Init_thread: mpx_finalize calls MPI_Finalize */
   bool worker_done;   /* a worker rank finalised MPI already */
+  bool hooked;        /* mpx_init ran this transport's init: spawn mode may start workers */
+  bool mpi_off;       /* MPX_MPI=0: no MPI at all, not even spawn mode */
   int provided;       /* the thread level MPI gave */
   mpx__mpi_session *world; /* rank 0 of an mpx_init job */
   _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
@@ -171,7 +176,7 @@ static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, i
       t = workers / ranks + (i < workers % ranks);
       if (tpr > 0 && t > tpr) t = tpr;
     } else {
-      t = tpr > 0 ? tpr : s->cores[worker_rank(s, i)];
+      t = tpr > 0 ? tpr : s->spawned ? 1 : s->cores[worker_rank(s, i)];
     }
     if (t < 1) t = 1;
     if (threads) threads[i] = t;
@@ -185,9 +190,35 @@ static mpx__mpi_session *session_of(const mpx__config *cfg) {
   return cfg->endpoint ? (mpx__mpi_session *)cfg->endpoint : g.world;
 }
 
+/* Spawn mode (mpi_spawn.c): no launched job and no endpoint. The workers to spawn, or a code. */
+static int spawn_count(const mpx__config *cfg, int *n) {
+  if (g.mpi_off) {
+    mpx__set_errmsg("MPX_MPI=0: the MPI backend is off (unset it to spawn MPI workers, or run "
+                    "under mpirun -np N)");
+    return MPX_EMPI;
+  }
+  if (!g.hooked) {
+    mpx__set_errmsg("the MPI backend outside mpirun spawns its workers, which needs mpx_init("
+                    "&argc, &argv) first in main (the workers enter their role there)");
+    return MPX_EMPI;
+  }
+  *n = cfg->workers_opt;
+  if (*n <= 0) {
+    const mpx_topology *t;
+    mpx_topo_info in;
+    *n = !mpx_topology_get(&t) && !mpx_topology_info(t, &in) ? in.default_workers : 1;
+  }
+  return MPX_OK;
+}
+
 static int mpi_configure(mpx__config *cfg) {
   mpx__mpi_session *s = session_of(cfg);
-  if (!s || s->nworkers < 1) {
+  int spawn = 0;
+  if (!s && !cfg->endpoint) {
+    int rc = spawn_count(cfg, &spawn);
+    if (rc) return rc;
+  }
+  if (!spawn && (!s || s->nworkers < 1)) {
     mpx__set_errmsg("the MPI backend needs an MPI job of at least 2 ranks: run the program with "
                     "mpirun -np N (N >= 2) and call mpx_init first, or use mpx_comm_executor");
     return MPX_EMPI;
@@ -203,6 +234,12 @@ static int mpi_configure(mpx__config *cfg) {
     return MPX_EPERM;
   }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
+  if (spawn) { /* what plan() will give over `spawn` fresh ranks of one thread each */
+    int tpr = cfg->threads_per_rank > 0 ? cfg->threads_per_rank : 1;
+    cfg->workers = spawn;
+    cfg->slots = cfg->workers_opt > 0 ? spawn : spawn * tpr;
+    return MPX_OK;
+  }
   int slots;
   cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
   cfg->slots = slots;
@@ -264,6 +301,10 @@ static void tp_free(mpi_tp *tp) {
 static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   *out = NULL;
   mpx__mpi_session *s = session_of(cfg);
+  if (!s && !cfg->endpoint && g.hooked && !g.mpi_off) {
+    int rc = mpx__mpi_spawn_session(cfg->workers, &s);
+    if (rc) return rc;
+  }
   if (!s) return mpi_configure((mpx__config *)cfg); /* only to report the error */
   bool expected = false;
   if (!atomic_compare_exchange_strong(&s->busy, &expected, true)) {
@@ -446,8 +487,8 @@ static void mpi_destroy(mpx__link *self) {
 /* The launch rules of mpx/job.h (job.c), logged at info so that MPX_LOG=info shows why. */
 static bool launched(mpx_job *j) {
   mpx_job_get(j);
-  mpx__log(MPX_LOG_INFO, "launch: %s: %s",
-           j->spawned ? "spawned worker" : j->launched ? "MPI ranks" : "no MPI job", j->reason);
+  const char *what = j->spawned ? "spawned worker" : j->launched ? "MPI ranks" : "no MPI job";
+  mpx__log(MPX_LOG_INFO, "launch: %s: %s", what, j->reason);
   return j->launched;
 }
 
@@ -465,7 +506,20 @@ static const char *level_name(int level) {
  * session and claim the job; on the other ranks serve until it is over and become a worker. */
 static int mpi_init(mpx__init_ctx *ctx) {
   mpx_job job;
-  if (!launched(&job)) return MPX_OK;
+  g.hooked = true;
+  bool mpi = launched(&job);
+  g.mpi_off = !mpi && !strcmp(job.launcher, "MPX_MPI");
+  if (job.spawned) { /* spawn mode's worker: serve the parent, then be done */
+    int rc = mpx__mpi_spawned_serve(ctx->argc, ctx->argv);
+    if (rc) {
+      mpx__log(MPX_LOG_ERROR, "spawned worker %ld: %s", (long)getpid(), mpx_errmsg());
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    g.worker_done = true;
+    ctx->role = MPX_WORKER;
+    return MPX_OK;
+  }
+  if (!mpi) return MPX_OK;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
@@ -488,7 +542,8 @@ static int mpi_init(mpx__init_ctx *ctx) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (size < 2) { /* one rank: MPI is up, the backend stays threads */
     if (job.tasks > 1)
-      mpx__log(MPX_LOG_WARN, "the launcher started %d tasks but MPI sees one rank: with srun, "
+      mpx__log(MPX_LOG_WARN,
+               "the launcher started %d tasks but MPI sees one rank: with srun, "
                "use --mpi=pmix (or the PMI your MPI was built with); running on threads",
                job.tasks);
     return MPX_OK;
@@ -519,6 +574,8 @@ static int mpi_fini(mpx__init_ctx *ctx) {
     session_unref(g.world);
     g.world = NULL;
   }
+  g.hooked = false;
+  if (mpx__mpi_spawn_fini()) g.we_init = true; /* spawn mode started MPI: finalise it here */
   if (!g.we_init) return MPX_OK;
   g.we_init = false;
   int rc = MPI_Finalize();

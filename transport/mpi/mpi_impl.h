@@ -49,6 +49,8 @@ typedef struct mpx__mpi_session {
   _Atomic bool busy; /* root: an executor runs on it */
   _Atomic int refs;  /* root: the owner (mpx_init or mpx_comm_executor) and a running transport */
   bool served;       /* root: START was sent, so the workers will hear a SHUTDOWN */
+  bool spawned;      /* over spawn mode's merged communicator: one task thread per rank unless
+                        threads_per_rank says otherwise (the ranks share the parent's cores) */
   char host[64];
 } mpx__mpi_session;
 
@@ -61,6 +63,15 @@ void mpx__mpi_session_free(mpx__mpi_session *s);
 /* Worker ranks: serve executors until TAG_STOP (or after one, for a oneshot session).
  * Returns 0 or a negative code (an MPI failure). */
 int mpx__mpi_serve(mpx__mpi_session *s);
+
+/* Spawn mode (mpi_spawn.c). Parent: a session over at least n spawned workers (spawning them,
+ * and initialising MPI, at first use); MPX_EMPI with mpx_errmsg when this MPI cannot spawn.
+ * mpx__mpi_spawn_fini ends the pool in mpx_finalize and returns true if MPI must be finalised
+ * (spawn mode initialised it). Child: serve the parent until it stops the pool, finalise MPI;
+ * 0 (the process is then a worker) or a negative code. */
+int mpx__mpi_spawn_session(int n, mpx__mpi_session **out);
+bool mpx__mpi_spawn_fini(void);
+int mpx__mpi_spawned_serve(int *argc, char ***argv);
 
 /* The start record (TAG_START), fixed little header then the initializer's name and initargs. */
 typedef struct mpx__mpi_start {

@@ -46,20 +46,20 @@ typedef enum mpx_scheduler {
 
 typedef struct mpx_job {
   mpx_scheduler scheduler;
-  char job_id[64];     /* "" when there is none */
-  int launched;        /* 1: one of several ranks of a launched job (or MPX_MPI=1): MPI is used */
-  int spawned;         /* 1: a worker an mpx program started in spawn mode */
-  int tasks;           /* the launcher's task (rank) count; 0 when it does not say */
-  int rank;            /* this task's rank among them; -1 when it does not say */
-  char launcher[16];   /* "mpirun", "pmi", "pmix", "srun", "spawn", "MPX_MPI" or "none" */
-  char reason[192];    /* the rule that decided, in words, with the variables it read */
-  int cpus_per_task;   /* SLURM_CPUS_PER_TASK; 0 when not set */
-  int ncpus;           /* PBS NCPUS (the CPUs of this host's chunk); 0 when not set */
-  int nodes;           /* hosts in the allocation: SLURM_JOB_NUM_NODES, or the distinct host
-                          names in PBS_NODEFILE; 0 when unknown */
-  int node_slots;      /* PBS: lines in PBS_NODEFILE (one per MPI slot); 0 when unknown */
-  double end_time;     /* the job's projected end, seconds since the epoch (SLURM_JOB_END_TIME);
-                          0 when unknown */
+  char job_id[64];   /* "" when there is none */
+  int launched;      /* 1: one of several ranks of a launched job (or MPX_MPI=1): MPI is used */
+  int spawned;       /* 1: a worker an mpx program started in spawn mode */
+  int tasks;         /* the launcher's task (rank) count; 0 when it does not say */
+  int rank;          /* this task's rank among them; -1 when it does not say */
+  char launcher[16]; /* "mpirun", "pmi", "pmix", "srun", "spawn", "MPX_MPI" or "none" */
+  char reason[192];  /* the rule that decided, in words, with the variables it read */
+  int cpus_per_task; /* SLURM_CPUS_PER_TASK; 0 when not set */
+  int ncpus;         /* PBS NCPUS (the CPUs of this host's chunk); 0 when not set */
+  int nodes;         /* hosts in the allocation: SLURM_JOB_NUM_NODES, or the distinct host
+                        names in PBS_NODEFILE; 0 when unknown */
+  int node_slots;    /* PBS: lines in PBS_NODEFILE (one per MPI slot); 0 when unknown */
+  double end_time;   /* the job's projected end, seconds since the epoch (SLURM_JOB_END_TIME);
+                        0 when unknown */
 } mpx_job;
 
 /* Read the environment now and fill *out. MPX_EINVAL for a NULL out. */

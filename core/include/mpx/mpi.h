@@ -14,8 +14,23 @@
  *    executor (one at a time) until mpx_finalize() on rank 0 tells them the job is over, then
  *    finalise MPI themselves and return MPX_WORKER from mpx_init (return from main then). Outside
  *    a launcher mpx_init does not touch MPI. If the program initialised MPI itself before
- *    mpx_init, mpx_init leaves roles alone: use mpx_comm_executor. MPX_BACKEND_MPI without a job
- *    of two or more ranks fails executor creation with MPX_EMPI (mpx_errmsg says why).
+ *    mpx_init, mpx_init leaves roles alone: use mpx_comm_executor (or spawn mode).
+ *  - Spawn mode: a plain run (not launched, by the rules of mpx/job.h) that creates an executor
+ *    with MPX_BACKEND_MPI (or MPX_BACKEND=mpi) and workers = N gets N worker processes from
+ *    MPI_Comm_spawn, as mpi4py.futures' MPIPoolExecutor(max_workers=N): same API, no mpirun.
+ *    MPI is initialised then, at the first MPI executor (never by mpx_init, so plain runs never
+ *    start MPI's runtime), with the thread level as in job mode; mpx_finalize stops the workers,
+ *    disconnects and finalises MPI. The workers run this same binary (/proc/self/exe, with this
+ *    process's arguments and "--mpx-spawned-worker" appended, which mpx_init removes from argv):
+ *    their mpx_init serves the parent and returns MPX_WORKER, so mpx_init must be first in main
+ *    (without it, spawn mode is refused with MPX_EMPI). workers = 0 spawns the default workers
+ *    (mpx/topology.h); each worker runs one task at a time unless threads_per_rank says more.
+ *    Executors reuse the spawned workers; one that asks for more ends them and spawns anew (while
+ *    no MPI executor runs; MPX_ESTATE otherwise). The spawn asks map_by "slot:OVERSUBSCRIBE" (a
+ *    singleton's node has as many slots as cores, and the parent takes one);
+ *    MPX_MPI_SPAWN_MAP_BY sets another policy ("" for MPI's default). Where the MPI cannot spawn
+ *    (no dynamic processes, no slots, a launcher that forbids it), executor creation fails with
+ *    MPX_EMPI and mpx_errmsg gives MPI's reason; MPX_MPI=0 turns spawn mode off (MPX_EMPI).
  *  - Collective mode: mpx_comm_executor over any communicator (below), as mpi4py's
  *    MPICommExecutor.
  *
