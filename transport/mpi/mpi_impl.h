@@ -3,10 +3,12 @@
  * mpi.c is the root's half (the descriptor and link the dispatcher drives, the init hooks, the
  * endpoint ops behind mpx_comm_executor); mpi_worker.c is the worker ranks' half (serve executor
  * after executor, hybrid threads); mpi_common.c holds the helpers both use (error text, bell,
- * backoff, send queue, matched receive, thread setup), so neither half calls into the other's
- * file for them. A session is one communicator (a dup of MPI_COMM_WORLD from mpx_init, or of the
- * user's communicator in mpx_comm_executor) with one root; worker ranks of a session serve at
- * most one executor at a time.
+ * backoff, send queue, matched receive, thread setup) and mpi_pool.c the task threads of a rank
+ * (a worker rank's hybrid threads, the root's when it works too), so neither half calls into the
+ * other's file for them; mpi_spawn.c is spawn mode. A session is one communicator (a dup of
+ * MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of spawn
+ * mode's merged communicator) with one root; worker ranks of a session serve at most one executor
+ * at a time.
  *
  * The wire, on the session's private communicator:
  *   root -> worker  TAG_START  a start record (below): serve an executor with this configuration
@@ -29,6 +31,7 @@
 #define MPX_MPI_IMPL_H
 
 #include <mpi.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -108,6 +111,45 @@ static inline void mpx__backoff_reset(mpx__backoff *b) { b->idle = 0, b->ns = 0;
 long mpx__mpi_poll_max_ns(void);
 /* Sleeps of a few microseconds need a small timer slack; set it once on the calling thread. */
 void mpx__mpi_thread_setup(void);
+
+/* Task threads in a rank (mpi_pool.c): a worker rank's hybrid threads, or the root's own (rank 0
+ * working). The owner sets threads, bell, who, lim and the initializer, starts it (each thread
+ * runs the initializer, the first failure is kept in init_rc / init_msg), pushes unpacked
+ * Batches, and takes the packed results; a thread rings `bell` when it adds one. The queue and
+ * the outbox are under `lock`; the owner's calls are made by one thread. */
+typedef struct mpx__mpi_job mpx__mpi_job;
+typedef struct mpx__mpi_reply {
+  uint8_t *data;
+  size_t len;
+  struct mpx__mpi_reply *link;
+} mpx__mpi_reply;
+typedef struct mpx__mpi_pool {
+  pthread_mutex_t lock;
+  pthread_cond_t work, inited;
+  mpx__mpi_job *head, *tail;
+  size_t tasks_left; /* received, not yet answered */
+  mpx__mpi_reply *out, *out_tail;
+  bool quit;
+  int threads, started, init_done, init_rc;
+  char *init_msg;
+  pthread_t *tids;
+  mpx__bell *bell;
+  const mpx__worker_id *who;
+  const mpx__limits *lim;
+  const char *init_name;
+  const void *initargs;
+  size_t initargs_len;
+} mpx__mpi_pool;
+/* Start the threads; returns once each ran the initializer (MPX_ESYS if none started). */
+int mpx__mpi_pool_start(mpx__mpi_pool *p);
+/* Queue a Batch's tasks (the pool frees b once they are answered). */
+void mpx__mpi_pool_push(mpx__mpi_pool *p, Mpx__Batch *b);
+/* The results packed so far, oldest first (the caller frees data and each reply). */
+mpx__mpi_reply *mpx__mpi_pool_take(mpx__mpi_pool *p);
+/* Nothing queued, running or waiting to be taken. */
+bool mpx__mpi_pool_idle(mpx__mpi_pool *p);
+/* Finish what is queued, join the threads, free what is left. */
+void mpx__mpi_pool_stop(mpx__mpi_pool *p);
 
 /* Sends in flight: each owns its buffer until MPI is done with it. */
 typedef struct mpx__sendq {
