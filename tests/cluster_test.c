@@ -16,6 +16,7 @@
  * the tasks in two other pids; a smaller executor reuses them, a bigger one respawns The
  * environment is faked with setenv before the first mpx call, never inherited from a real batch
  * system: the test clears every launcher variable first. No timing is asserted. */
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -184,6 +185,29 @@ static int busy_ms(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out)
 }
 MPX_TASK(busy_ms)
 
+static _Atomic int inits; /* initializer runs in this process */
+static int count_init(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len, (void)out;
+  atomic_fetch_add(&inits, 1);
+  return 0;
+}
+MPX_TASK(count_init)
+
+/* 2 ms tasks on ex: whether rank 0 (this pid) and some other pid ran any. */
+static void who_ran(mpx_executor *ex, int n, bool *here, bool *elsewhere) {
+  *here = *elsewhere = false;
+  mpx_future *fs[200];
+  CHECK(n <= 200);
+  for (int i = 0; i < n; i++) CHECK_RC(mpx_submit(ex, "busy_ms", NULL, 0, &fs[i]), MPX_OK);
+  for (int i = 0; i < n; i++) {
+    int32_t pid;
+    CHECK_RC(mpx_future_result_copy(fs[i], &pid, sizeof pid, MPX_FOREVER), MPX_OK);
+    mpx_future_release(fs[i]);
+    if (pid == (int32_t)getpid()) *here = true;
+    else *elsewhere = true;
+  }
+}
+
 static void mode_spawnrefused(void) {
   clear_env();
   setenv("MPX_MPI", "0", 1);
@@ -255,10 +279,53 @@ static void mode_spawn(void) {
   pids_of(ex, 50, pids, &n);
   for (int i = 0; i < n; i++) CHECK(pids[i] != (int32_t)getpid());
   CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  /* the parent works too when asked: 2 spawned workers and 1 thread of its own */
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.workers = 2, .root_threads = 1}), MPX_OK);
+  CHECK(mpx_executor_workers(ex) == 3);
+  bool here, elsewhere;
+  who_ran(ex, 100, &here, &elsewhere);
+  CHECK(here && elsewhere);
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
   CHECK_RC(mpx_finalize(), MPX_OK);
   int fin = 0;
   MPI_Finalized(&fin);
   CHECK(fin); /* spawn mode started MPI, mpx_finalize ended it */
+}
+
+static void mode_rank0(int *argc, char ***argv) {
+  int role = mpx_init(argc, argv);
+  if (role == MPX_WORKER) exit(0);
+  CHECK_RC(role, MPX_MAIN);
+  mpx_executor *ex = NULL;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI, .root_threads = -2}),
+           MPX_EINVAL);
+  CHECK(ex == NULL);
+  bool here, elsewhere;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI,
+                                                   .threads_per_rank = 1, .root_threads = -1}),
+           MPX_OK);
+  CHECK(mpx_executor_workers(ex) == 1);
+  who_ran(ex, 40, &here, &elsewhere);
+  CHECK(!here && elsewhere);
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI,
+                                                   .threads_per_rank = 1, .root_threads = 1,
+                                                   .initializer = "count_init"}),
+           MPX_OK);
+  CHECK(mpx_executor_workers(ex) == 2);
+  CHECK(atomic_load(&inits) == 1); /* the root's thread ran the initializer */
+  who_ran(ex, 100, &here, &elsewhere);
+  printf("  root_threads = 1: tasks on rank 0 (pid %d): %s, on rank 1: %s\n", (int)getpid(),
+         here ? "yes" : "no", elsewhere ? "yes" : "no");
+  CHECK(here && elsewhere);
+  /* map over both, results in order */
+  int32_t items[64], pids[64];
+  for (int i = 0; i < 64; i++) items[i] = i;
+  CHECK_RC(mpx_map(ex, "where", items, sizeof items[0], 64, pids, sizeof pids[0],
+                   &(mpx_map_opts){.chunksize = 1}),
+           MPX_OK);
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  CHECK_RC(mpx_finalize(), MPX_OK);
 }
 
 static void mode_slurmfacts(void) {
@@ -335,9 +402,11 @@ int main(int argc, char **argv) {
     mode_spawnrefused();
   else if (!strcmp(mode, "spawn"))
     mode_spawn();
+  else if (!strcmp(mode, "rank0"))
+    mode_rank0(&argc, &argv);
   else {
     fprintf(stderr,
-            "usage: %s rules|batch|batch1|srun1|pbs|slurmfacts|pbsfacts|spawnrefused|spawn\n",
+            "usage: %s rules|batch|batch1|srun1|pbs|slurmfacts|pbsfacts|spawnrefused|spawn|rank0\n",
             argv[0]);
     return 2;
   }

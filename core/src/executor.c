@@ -65,7 +65,8 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   if (o->backend < MPX_BACKEND_AUTO || o->backend > MPX_BACKEND_MPI || o->workers < 0 ||
       o->binding < MPX_BIND_NONE || o->binding > MPX_BIND_NUMA || o->max_tasks_per_worker < 0 ||
       o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL || o->retries < 0 ||
-      o->task_timeout < 0 || o->threads_per_rank < 0 || (!o->initargs && o->initargs_len)) {
+      o->task_timeout < 0 || o->threads_per_rank < 0 ||
+      o->root_threads < -1 || (!o->initargs && o->initargs_len)) {
     mpx__set_errmsg("an option is out of range");
     return MPX_EINVAL;
   }
@@ -87,6 +88,7 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
   c->threads_per_rank = o->threads_per_rank;
+  c->root_threads = o->root_threads;
   c->workers = c->workers_opt = o->workers;
   /* a transport may set its own worker count (MPI: ranks) or refuse options */
   if (c->link && c->link->configure && (rc = c->link->configure(c))) return rc;

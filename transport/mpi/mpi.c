@@ -20,7 +20,9 @@
  * number of ranks used and cfg->slots their threads in all (what mpx_executor_workers reports):
  * options.workers = 0 uses every worker rank with threads_per_rank threads each (0: the cores the
  * rank owns); options.workers = W > 0 asks for W tasks at once, as on the other backends: W slots
- * over min(W, worker ranks) ranks (each capped at threads_per_rank when that is set).
+ * over min(W, worker ranks) ranks (each capped at threads_per_rank when that is set). When the
+ * root works too (root_threads, mpi_local.c), its threads are one more worker, index n, after the
+ * ranks: send hands it its Batches and poll takes its messages before MPI's.
  *
  * Thread-safety: MPI is called by one thread at a time per transport (the executor's creating
  * thread in start, the dispatcher thread afterwards, the destroying thread in destroy); wake is
@@ -103,6 +105,7 @@ static int node_share(mpx__mpi_session *s, int *share) {
     sharing++;
   }
   free(all);
+  if (me.is_root) s->root_spare = sharing ? 0 : me.cores - 1; /* one core drives */
   if (me.is_root || sharing == 0) sharing = 1;
   int k = me.cores / sharing + (idx < me.cores % sharing);
   *share = k > 0 ? k : 1;
@@ -190,6 +193,12 @@ static mpx__mpi_session *session_of(const mpx__config *cfg) {
   return cfg->endpoint ? (mpx__mpi_session *)cfg->endpoint : g.world;
 }
 
+/* Rank 0 working (mpi_local.c): the root's own task threads for these options (0: none). */
+static int root_threads(const mpx__mpi_session *s, const mpx__config *cfg) {
+  if (cfg->root_threads != 0) return cfg->root_threads > 0 ? cfg->root_threads : 0;
+  return s && cfg->workers_opt == 0 ? s->root_spare : 0; /* workers = W asks for W in all */
+}
+
 /* Spawn mode (mpi_spawn.c): no launched job and no endpoint. The workers to spawn, or a code. */
 static int spawn_count(const mpx__config *cfg, int *n) {
   if (g.mpi_off) {
@@ -238,11 +247,16 @@ static int mpi_configure(mpx__config *cfg) {
     int tpr = cfg->threads_per_rank > 0 ? cfg->threads_per_rank : 1;
     cfg->workers = spawn;
     cfg->slots = cfg->workers_opt > 0 ? spawn : spawn * tpr;
-    return MPX_OK;
+  } else {
+    int slots;
+    cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
+    cfg->slots = slots;
   }
-  int slots;
-  cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
-  cfg->slots = slots;
+  int local = root_threads(s, cfg); /* the root's threads: one more worker, the last */
+  if (local > 0) {
+    cfg->workers += 1;
+    cfg->slots += local;
+  }
   return MPX_OK;
 }
 
@@ -262,6 +276,8 @@ typedef struct mpi_tp {
   mpx__bell bell;
   uint32_t seen;
   bool stopped, counted;
+  mpx__mpi_local *local; /* rank 0 working: the dispatcher's worker n (mpi_local.c), or NULL */
+  int local_threads;
 } mpi_tp;
 
 static int send_start(mpi_tp *tp, int i, int threads) {
@@ -290,6 +306,7 @@ static int send_start(mpi_tp *tp, int i, int threads) {
 }
 
 static void tp_free(mpi_tp *tp) {
+  mpx__mpi_local_stop(tp->local);
   mpx__sendq_free(&tp->sq);
   free(tp->index_of);
   free(tp->bye);
@@ -336,7 +353,8 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   if (!rc) {
     int slots;
     tp->n = plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
-    if (tp->n != cfg->workers) rc = MPX_EINVAL; /* configure was not called */
+    tp->local_threads = root_threads(s, cfg);
+    if (tp->n + (tp->local_threads > 0) != cfg->workers) rc = MPX_EINVAL; /* not configured */
     for (int r = 0; r < s->size; r++) tp->index_of[r] = -1, tp->bye[r] = true;
     for (int i = 0; !rc && i < tp->n; i++) {
       int r = worker_rank(s, i);
@@ -347,6 +365,12 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   int sent = 0;
   for (; !rc && sent < tp->n; sent++) rc = send_start(tp, sent, threads[sent]);
   free(threads);
+  if (!rc && tp->local_threads > 0) {
+    const mpx__config *c = cfg;
+    rc = mpx__mpi_local_start(&tp->local, tp->local_threads, tp->n, s,
+                              c->initializer ? c->initializer->name : NULL, c->initargs,
+                              c->initargs_len, c->max_payload, &tp->bell);
+  }
   if (rc && sent == 0) {
     atomic_store(&s->busy, false);
     tp_free(tp);
@@ -364,6 +388,8 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
 
 static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len) {
   mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) /* the root's own threads */
+    return tp->local ? mpx__mpi_local_send(tp->local, data, len) : MPX_EWORKER_LOST;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   return mpx__sendq_post(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_BATCH, data,
                          len, NULL);
@@ -424,6 +450,11 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
+    if (tp->local && mpx__mpi_local_poll(tp->local, &ev->data, &ev->len)) {
+      ev->kind = MPX__EV_MESSAGE;
+      ev->worker = tp->n;
+      return MPX_OK;
+    }
     if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
     if (woken || timeout_ms <= 0) return MPX_OK;
     double left = deadline - mpx__now();
@@ -452,6 +483,8 @@ static void mpi_stop(mpx__link *self, bool wait) {
   (void)wait; /* always waits: the workers' last messages must be drained before the next executor */
   if (tp->stopped) return;
   tp->stopped = true;
+  mpx__mpi_local_stop(tp->local); /* its SHUTDOWN came: finish, drop late results */
+  tp->local = NULL;
   mpx__sendq_drain(&tp->sq);
   mpx__backoff bo = {0};
   while (tp->byes_left > 0) {

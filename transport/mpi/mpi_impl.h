@@ -48,6 +48,8 @@ typedef struct mpx__mpi_session {
   int nworkers;      /* size - 1 */
   int *cores;        /* root only: per comm rank, the cores that rank owns (its default threads) */
   int my_cores;      /* this rank's share of its node's cores */
+  int root_spare;    /* root: cores it owns beyond its dispatcher's (0 when worker ranks of its
+                        node share its cores), its task threads when root_threads is 0 */
   bool oneshot;      /* collective mode: workers return after one executor */
   _Atomic bool busy; /* root: an executor runs on it */
   _Atomic int refs;  /* root: the owner (mpx_init or mpx_comm_executor) and a running transport */
@@ -150,6 +152,18 @@ mpx__mpi_reply *mpx__mpi_pool_take(mpx__mpi_pool *p);
 bool mpx__mpi_pool_idle(mpx__mpi_pool *p);
 /* Finish what is queued, join the threads, free what is left. */
 void mpx__mpi_pool_stop(mpx__mpi_pool *p);
+
+/* Rank 0 working (mpi_local.c): `threads` task threads on the root, as the dispatcher's worker
+ * `index`, with the executor's initializer. send takes a packed Batch for it; poll returns 1 with
+ * its next packed message (READY first; valid until the next poll or stop), 0 when there is none;
+ * stop finishes the queued tasks and frees it. */
+typedef struct mpx__mpi_local mpx__mpi_local;
+int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx__mpi_session *s,
+                         const char *init_name, const void *initargs, size_t initargs_len,
+                         size_t max_payload, mpx__bell *bell);
+int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len);
+int mpx__mpi_local_poll(mpx__mpi_local *l, const uint8_t **data, size_t *len);
+void mpx__mpi_local_stop(mpx__mpi_local *l);
 
 /* Sends in flight: each owns its buffer until MPI is done with it. */
 typedef struct mpx__sendq {

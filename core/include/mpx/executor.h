@@ -69,6 +69,10 @@ typedef struct mpx_options {
                                   boundary; 0: 1 GiB */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
+  int root_threads;            /* MPI: threads running tasks on the root (rank 0) itself, beside
+                                  its dispatcher. 0: the cores it has to spare when workers is 0
+                                  (none when worker ranks of its node share its cores); k > 0: k;
+                                  -1: none (mpx/mpi.h) */
 } mpx_options;
 
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range

@@ -43,6 +43,13 @@
  *    backends: W threads over min(W, worker ranks) ranks (each at most threads_per_rank when it is
  *    set). mpx_executor_workers() reports the task threads in all; map's default chunk size
  *    follows it.
+ *  - Rank 0 working: root_threads = k > 0 adds k task threads on the root (rank 0, or the spawn
+ *    parent) itself, beside its dispatcher, as one more worker (tasks report the root's rank and
+ *    pid); -1 keeps the root to scheduling. 0, the default, gives it the cores it has to spare
+ *    when workers is 0: all its cores but one when no worker rank of its node shares them (rank 0
+ *    alone on its node, or bound to cores of its own, as with srun --cpus-per-task), none when
+ *    they do (mpirun -np N on one node: the worker ranks split the node's cores). With workers = W
+ *    > 0 the default is none, so that W stays the number of tasks at once.
  *  - The initializer runs once in each task thread of each rank used, before its tasks; a rank is
  *    reused by later executors, so state it keeps in globals outlives an executor.
  *  - binding is ignored (bind ranks with mpirun's --bind-to / --map-by).
