@@ -93,6 +93,10 @@ static int node_share(mpx__mpi_session *s, int *share) {
     return MPX_ENOMEM;
   }
   rc = MPI_Allgather(&me, sizeof me, MPI_BYTE, all, sizeof me, MPI_BYTE, node);
+  int root_at = -1; /* the root's rank in `node`, if it is on this node: doorbells there */
+  for (int i = 0; rc == MPI_SUCCESS && i < nn; i++)
+    if (all[i].is_root) root_at = i;
+  if (rc == MPI_SUCCESS) mpx__mpi_bells_setup(s, node, root_at);
   MPI_Comm_free(&node);
   if (rc != MPI_SUCCESS) {
     free(all);
@@ -127,6 +131,7 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   s->root = root;
   s->nworkers = s->size - 1;
   s->oneshot = oneshot;
+  s->my_bell = &s->own_bell;
   atomic_init(&s->refs, 1);
   if (gethostname(s->host, sizeof s->host)) snprintf(s->host, sizeof s->host, "?");
   s->host[sizeof s->host - 1] = '\0';
@@ -148,6 +153,7 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
 
 void mpx__mpi_session_free(mpx__mpi_session *s) {
   if (!s) return;
+  mpx__mpi_bells_free(s);
   MPI_Comm_free(&s->comm);
   free(s->cores);
   free(s);
@@ -161,7 +167,10 @@ static void session_unref(mpx__mpi_session *s) {
 /* Tell every worker rank in [0, size) but those in `skip` (may be NULL) that the session is over. */
 static void send_stop(mpx__mpi_session *s, const bool *skip) {
   for (int r = 0; r < s->size; r++)
-    if (r != s->root && !(skip && skip[r])) MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+    if (r != s->root && !(skip && skip[r])) {
+      MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+      mpx__mpi_ring(s, r);
+    }
 }
 
 /* ---- the worker / slot plan --------------------------------------------------------------- */
@@ -273,7 +282,7 @@ typedef struct mpi_tp {
   mpx__sendq sq;
   uint8_t *rbuf;
   size_t rcap;
-  mpx__bell bell;
+  mpx__bell *bell; /* the session's bell for the root (shared with its node's ranks, or not) */
   uint32_t seen;
   bool stopped, counted;
   mpx__mpi_local *local; /* rank 0 working: the dispatcher's worker n (mpi_local.c), or NULL */
@@ -301,6 +310,7 @@ static int send_start(mpi_tp *tp, int i, int threads) {
   memcpy(m + sizeof h, name, h.name_len);
   if (c->initargs_len) memcpy(m + sizeof h + h.name_len, c->initargs, c->initargs_len);
   int rc = MPI_Send(m, (int)len, MPI_BYTE, worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
+  mpx__mpi_ring(tp->s, worker_rank(tp->s, i));
   free(m);
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Send", rc);
 }
@@ -344,6 +354,7 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   }
   tp->counted = true;
   tp->s = s;
+  tp->bell = s->my_bell;
   tp->cfg = cfg;
   tp->lim = mpx__limits_default(cfg->max_payload);
   tp->index_of = malloc((size_t)s->size * sizeof *tp->index_of);
@@ -369,7 +380,7 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
     const mpx__config *c = cfg;
     rc = mpx__mpi_local_start(&tp->local, tp->local_threads, tp->n, s,
                               c->initializer ? c->initializer->name : NULL, c->initargs,
-                              c->initargs_len, c->max_payload, &tp->bell);
+                              c->initargs_len, c->max_payload, tp->bell);
   }
   if (rc && sent == 0) {
     atomic_store(&s->busy, false);
@@ -391,8 +402,10 @@ static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len
   if (worker == tp->n && tp->local_threads > 0) /* the root's own threads */
     return tp->local ? mpx__mpi_local_send(tp->local, data, len) : MPX_EWORKER_LOST;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
-  return mpx__sendq_post(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_BATCH, data,
-                         len, NULL);
+  int r = worker_rank(tp->s, worker);
+  int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_BATCH, data, len, NULL);
+  mpx__mpi_ring(tp->s, r);
+  return rc;
 }
 
 /* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are
@@ -442,11 +455,11 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
     tp->rbuf = NULL;
     tp->rcap = 0;
   }
-  uint32_t cur = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
+  uint32_t cur = atomic_load_explicit(&tp->bell->seq, memory_order_seq_cst);
   bool woken = cur != tp->seen;
   tp->seen = cur;
   double deadline = mpx__now() + timeout_ms / 1e3;
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(tp->s);
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
@@ -461,8 +474,8 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
     if (left <= 0) return MPX_OK;
     long ns = mpx__backoff_next(&bo);
     if (ns > left * 1e9) ns = (long)(left * 1e9) + 1;
-    mpx__bell_wait(&tp->bell, cur, ns);
-    uint32_t now = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
+    mpx__bell_wait(tp->bell, cur, ns);
+    uint32_t now = atomic_load_explicit(&tp->bell->seq, memory_order_seq_cst);
     if (now != cur) { /* woken: one more look for a message, then return */
       tp->seen = cur = now;
       woken = true;
@@ -476,7 +489,7 @@ static int mpi_kill(mpx__link *self, int worker, bool replace) {
   return MPX_EPERM;
 }
 
-static void mpi_wake(mpx__link *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
+static void mpi_wake(mpx__link *self) { mpx__bell_ring(((mpi_tp *)self)->bell); }
 
 static void mpi_stop(mpx__link *self, bool wait) {
   mpi_tp *tp = (mpi_tp *)self;
@@ -486,7 +499,7 @@ static void mpi_stop(mpx__link *self, bool wait) {
   mpx__mpi_local_stop(tp->local); /* its SHUTDOWN came: finish, drop late results */
   tp->local = NULL;
   mpx__sendq_drain(&tp->sq);
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(tp->s);
   while (tp->byes_left > 0) {
     mpx__event ev = {0};
     int rc = try_recv(tp, &ev);
@@ -495,7 +508,7 @@ static void mpi_stop(mpx__link *self, bool wait) {
       break;
     }
     if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
-    else mpx__bell_wait(&tp->bell, atomic_load(&tp->bell.seq), mpx__backoff_next(&bo));
+    else mpx__bell_wait(tp->bell, atomic_load(&tp->bell->seq), mpx__backoff_next(&bo));
   }
   if (tp->s->oneshot) { /* ranks the executor did not use wait for their stop */
     bool *used = calloc((size_t)tp->s->size, sizeof *used);

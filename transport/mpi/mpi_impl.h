@@ -26,7 +26,10 @@
  * to anyone who needs it), then futex sleeps of 2 us doubling up to MPX_MPI_POLL_US (default
  * 1000 us), so a rank idle for longer costs ~1000 wake-ups a second. The sleep is
  * on a `bell` that other threads ring (the dispatcher's wake; a worker's task threads when a
- * reply is ready), which ends it at once. */
+ * reply is ready), which ends it at once. On the root's node the bells are shared between the
+ * ranks (mpi_bells.c) and every send to a rank there rings it: a rank all of whose senders ring
+ * it sleeps on its bell up to MPX_MPI_POLL_US at once after the spin, and looks again for a while
+ * whenever it was rung. */
 #ifndef MPX_MPI_IMPL_H
 #define MPX_MPI_IMPL_H
 
@@ -41,6 +44,17 @@
 
 enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE };
 
+/* A doorbell: ring from any thread; wait sleeps until rung or the timeout. A bell in memory
+ * several processes map (mpi_bells.c) has `shared` set and uses shared futexes. */
+typedef struct mpx__bell {
+  _Atomic uint32_t seq;
+  _Atomic int sleeping;
+  int shared;
+} mpx__bell;
+void mpx__bell_ring(mpx__bell *b);
+/* Sleep up to ns unless seq has moved from `seen`. */
+void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns);
+
 /* One communicator with a root and its worker ranks. */
 typedef struct mpx__mpi_session {
   MPI_Comm comm;     /* private dup: our tags never meet the program's messages */
@@ -54,6 +68,11 @@ typedef struct mpx__mpi_session {
   _Atomic bool busy; /* root: an executor runs on it */
   _Atomic int refs;  /* root: the owner (mpx_init or mpx_comm_executor) and a running transport */
   bool served;       /* root: START was sent, so the workers will hear a SHUTDOWN */
+  mpx__bell own_bell; /* this rank's bell when it has none in `bells` */
+  mpx__bell *my_bell; /* where this rank waits: &bells[rank] or &own_bell */
+  mpx__bell *bells;   /* mpi_bells.c: one per session rank, shared by the root's node, or NULL */
+  size_t bells_len;
+  bool rung;          /* every rank that sends to this one rings my_bell: sleep at once */
   bool spawned;      /* over spawn mode's merged communicator: one task thread per rank unless
                         threads_per_rank says otherwise (the ranks share the parent's cores) */
   char host[64];
@@ -78,6 +97,13 @@ int mpx__mpi_spawn_session(int n, mpx__mpi_session **out);
 bool mpx__mpi_spawn_fini(void);
 int mpx__mpi_spawned_serve(int *argc, char ***argv);
 
+/* Doorbells on the root's node (mpi_bells.c). setup is collective over `node` (the session's
+ * ranks on one node; root_at: the root's rank in it, -1 if not there) and sets my_bell, bells and
+ * rung; free unmaps; ring wakes `rank` if it has a bell (after a message to it was posted). */
+void mpx__mpi_bells_setup(mpx__mpi_session *s, MPI_Comm node, int root_at);
+void mpx__mpi_bells_free(mpx__mpi_session *s);
+void mpx__mpi_ring(const mpx__mpi_session *s, int rank);
+
 /* The start record (TAG_START), fixed little header then the initializer's name and initargs. */
 typedef struct mpx__mpi_start {
   uint32_t magic, version;
@@ -90,25 +116,24 @@ typedef struct mpx__mpi_start {
 } mpx__mpi_start;
 #define MPX__MPI_START_MAGIC 0x6d707853u
 
-/* A doorbell: ring from any thread; wait sleeps until rung or the timeout. */
-typedef struct mpx__bell {
-  _Atomic uint32_t seq;
-  _Atomic int sleeping;
-} mpx__bell;
-void mpx__bell_ring(mpx__bell *b);
-/* Sleep up to ns unless seq has moved from `seen`. */
-void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns);
 
-/* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. */
+/* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. A rank whose
+ * senders all ring its bell (`rung`) polls for MPX__RUNG_SPIN_NS only, then sleeps on the bell up
+ * to MPX_MPI_POLL_US at once: a ring ends the sleep. */
 #define MPX__SPIN_NS 100000L
+#define MPX__RUNG_SPIN_NS MPX__SPIN_NS
 typedef struct mpx__backoff {
   int idle;       /* empty polls in a row */
   long ns;        /* the next sleep */
   long long t0;   /* monotonic ns of the first empty poll in a row */
+  bool rung;      /* set by the owner: see above */
 } mpx__backoff;
 /* Nanoseconds to sleep after one more empty poll (0: yield only). */
 long mpx__backoff_next(mpx__backoff *b);
 static inline void mpx__backoff_reset(mpx__backoff *b) { b->idle = 0, b->ns = 0; }
+static inline mpx__backoff mpx__backoff_for(const mpx__mpi_session *s) {
+  return (mpx__backoff){.rung = s && s->rung};
+}
 /* MPX_MPI_POLL_US in ns (default 1 ms, 10 us .. 100 ms). */
 long mpx__mpi_poll_max_ns(void);
 /* Sleeps of a few microseconds need a small timer slack; set it once on the calling thread. */

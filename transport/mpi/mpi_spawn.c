@@ -107,7 +107,10 @@ static void pool_end(void) {
   if (sp.inter == MPI_COMM_NULL) return;
   mpx__mpi_session *s = sp.s;
   for (int r = 0; r < s->size; r++)
-    if (r != s->root) MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+    if (r != s->root) {
+      MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+      mpx__mpi_ring(s, r);
+    }
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
     mpx__mpi_session_free(s);
   else

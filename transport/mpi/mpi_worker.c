@@ -41,7 +41,7 @@ typedef struct server {
   mpx__limits lim;
   mpx__worker_id who;
   mpx__sendq sq;
-  mpx__bell bell;
+  mpx__bell *bell; /* the session's bell for this rank */
   mpx__mpi_pool p;
   bool hybrid;
   uint8_t *rbuf;
@@ -53,6 +53,7 @@ static int post(server *sv, mpx__wbuf *out) {
   uint8_t *take = out->data;
   int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_BATCH, out->data, out->len,
                            &take);
+  mpx__mpi_ring(sv->s, sv->s->root);
   if (rc) free(take);
   *out = (mpx__wbuf){0};
   return rc;
@@ -105,7 +106,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   const uint8_t *initargs;
   int rc = parse_start(m, len, &h, name, &initargs);
   if (rc) fatal("a malformed start record from the root", rc);
-  server sv = {.s = s};
+  server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
                             .host = s->host};
@@ -113,7 +114,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   int init_rc = 0;
   char *init_msg = NULL;
   if (sv.hybrid) {
-    sv.p = (mpx__mpi_pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
+    sv.p = (mpx__mpi_pool){.threads = h.threads, .bell = sv.bell, .who = &sv.who, .lim = &sv.lim,
                   .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
     if ((rc = mpx__mpi_pool_start(&sv.p))) fatal("starting task threads", rc);
     init_rc = sv.p.init_rc;
@@ -126,9 +127,9 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   if (rc) fatal("sending READY", rc);
 
   bool stopping = false;
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(s);
   for (;;) {
-    uint32_t seen = atomic_load_explicit(&sv.bell.seq, memory_order_seq_cst);
+    uint32_t seen = atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst);
     bool busy = false;
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
@@ -189,13 +190,17 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
         rc = mpx__sendq_drain(&sv.sq);
         if (!rc) {
           int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
+          mpx__mpi_ring(s, s->root);
           if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
         }
         break;
       }
     }
     if (busy) mpx__backoff_reset(&bo);
-    else mpx__bell_wait(&sv.bell, seen, mpx__backoff_next(&bo));
+    else mpx__bell_wait(sv.bell, seen, mpx__backoff_next(&bo));
+    /* rung: a message is on its way (the probe that saw nothing may only have pulled it in), so
+     * look again for a while before the next long sleep */
+    if (atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst) != seen) mpx__backoff_reset(&bo);
   }
   if (sv.hybrid) mpx__mpi_pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
@@ -207,12 +212,12 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
 
 int mpx__mpi_serve(mpx__mpi_session *s) {
   mpx__mpi_thread_setup();
-  mpx__backoff bo = {0};
-  mpx__bell none = {0};
+  mpx__backoff bo = mpx__backoff_for(s);
   uint8_t *buf = NULL;
   size_t cap = 0;
   int rc = MPX_OK;
   for (;;) {
+    uint32_t seen = atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst);
     int flag = 0;
     MPI_Message msg;
     MPI_Status st;
@@ -222,7 +227,9 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
       break;
     }
     if (!flag) {
-      mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
+      mpx__bell_wait(s->my_bell, seen, mpx__backoff_next(&bo));
+      if (atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst) != seen)
+        mpx__backoff_reset(&bo); /* rung: look again before the next long sleep */
       continue;
     }
     mpx__backoff_reset(&bo);

@@ -62,10 +62,15 @@
  *    not call MPI itself while an MPI executor exists.
  *
  * Progress and idle ranks: nothing busy-polls without bound. A rank waiting for a message polls
- * MPI_Improbe / MPI_Testsome with exponential backoff (16 yields, then sleeps from 2 us doubling
- * up to MPX_MPI_POLL_US microseconds, default 1000, range 10..100000), so an idle rank on an
- * oversubscribed node costs about a thousand short wake-ups a second, and a task that arrives at
- * an idle rank may wait up to that long before it starts. Submitting wakes the root at once.
+ * MPI_Improbe / MPI_Testsome between yields for 100 us after its last message (the next message
+ * of a conversation usually comes within that), then sleeps. The ranks of the root's node share
+ * doorbells (a futex per rank in shared memory): whoever sends to one of them rings it, so a
+ * worker rank there, and a root whose worker ranks all share its node, sleep until rung (at most
+ * MPX_MPI_POLL_US, a safety net) and wake within a futex wake-up of the message, not at the end
+ * of a timer. Other ranks (another node than the root's) sleep from 2 us doubling up to
+ * MPX_MPI_POLL_US microseconds (default 1000, range 10..100000), so a task that arrives at such
+ * an idle rank may wait up to that long before it starts. MPX_MPI_BELLS=0 turns the doorbells
+ * off (for comparison). Submitting wakes the root at once.
  *
  * What survives and what does not
  *  - A task that fails returns its code and message with the rank and host it ran on
