@@ -160,7 +160,10 @@ static void decide(mpx_job *j) {
 }
 
 int mpx_job_get(mpx_job *out) {
-  if (!out) return MPX_EINVAL;
+  if (!out) {
+    mpx__set_errmsg("mpx_job_get: out is NULL");
+    return MPX_EINVAL;
+  }
   memset(out, 0, sizeof *out);
   out->rank = -1;
   const char *id;

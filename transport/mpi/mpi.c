@@ -205,7 +205,8 @@ static mpx__mpi_session *session_of(const mpx__config *cfg) {
 /* Rank 0 working (mpi_local.c): the root's own task threads for these options (0: none). */
 static int root_threads(const mpx__mpi_session *s, const mpx__config *cfg) {
   if (cfg->root_threads != 0) return cfg->root_threads > 0 ? cfg->root_threads : 0;
-  return s && cfg->workers_opt == 0 ? s->root_spare : 0; /* workers = W asks for W in all */
+  /* workers = W asks for W in all; spawn mode plans before its session exists: asked only */
+  return s && !s->spawned && cfg->workers_opt == 0 ? s->root_spare : 0;
 }
 
 /* Spawn mode (mpi_spawn.c): no launched job and no endpoint. The workers to spawn, or a code. */

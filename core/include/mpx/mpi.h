@@ -49,7 +49,7 @@
  *    when workers is 0: all its cores but one when no worker rank of its node shares them (rank 0
  *    alone on its node, or bound to cores of its own, as with srun --cpus-per-task), none when
  *    they do (mpirun -np N on one node: the worker ranks split the node's cores). With workers = W
- *    > 0 the default is none, so that W stays the number of tasks at once.
+ *    > 0, and in spawn mode, the default is none, so that W stays the number of tasks at once.
  *  - The initializer runs once in each task thread of each rank used, before its tasks; a rank is
  *    reused by later executors, so state it keeps in globals outlives an executor.
  *  - binding is ignored (bind ranks with mpirun's --bind-to / --map-by).
