@@ -203,8 +203,10 @@ static void who_ran(mpx_executor *ex, int n, bool *here, bool *elsewhere) {
     int32_t pid;
     CHECK_RC(mpx_future_result_copy(fs[i], &pid, sizeof pid, MPX_FOREVER), MPX_OK);
     mpx_future_release(fs[i]);
-    if (pid == (int32_t)getpid()) *here = true;
-    else *elsewhere = true;
+    if (pid == (int32_t)getpid())
+      *here = true;
+    else
+      *elsewhere = true;
   }
 }
 
@@ -302,14 +304,16 @@ static void mode_rank0(int *argc, char ***argv) {
   CHECK(ex == NULL);
   bool here, elsewhere;
   CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI,
-                                                   .threads_per_rank = 1, .root_threads = -1}),
+                                                   .threads_per_rank = 1,
+                                                   .root_threads = -1}),
            MPX_OK);
   CHECK(mpx_executor_workers(ex) == 1);
   who_ran(ex, 40, &here, &elsewhere);
   CHECK(!here && elsewhere);
   CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
   CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_MPI,
-                                                   .threads_per_rank = 1, .root_threads = 1,
+                                                   .threads_per_rank = 1,
+                                                   .root_threads = 1,
                                                    .initializer = "count_init"}),
            MPX_OK);
   CHECK(mpx_executor_workers(ex) == 2);
@@ -324,6 +328,52 @@ static void mode_rank0(int *argc, char ***argv) {
   CHECK_RC(mpx_map(ex, "where", items, sizeof items[0], 64, pids, sizeof pids[0],
                    &(mpx_map_opts){.chunksize = 1}),
            MPX_OK);
+  CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
+  CHECK_RC(mpx_finalize(), MPX_OK);
+}
+
+static int host_of(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len;
+  char h[64] = "";
+  gethostname(h, sizeof h - 1);
+  return mpx_buf_set(out, h, sizeof h);
+}
+MPX_TASK(host_of)
+
+static void mode_vnodes(int *argc, char ***argv) {
+  mpx_job j;
+  CHECK_RC(mpx_job_get(&j), MPX_OK);
+  CHECK(j.launched && j.tasks == 4 && !strcmp(j.launcher, "mpirun"));
+  int role = mpx_init(argc, argv);
+  if (role == MPX_WORKER) exit(0);
+  CHECK_RC(role, MPX_MAIN);
+  char me[64] = "";
+  gethostname(me, sizeof me - 1);
+  mpx_executor *ex;
+  CHECK_RC(mpx_executor_create(&ex, &(mpx_options){.threads_per_rank = 1}), MPX_OK);
+  CHECK(mpx_executor_backend(ex) == MPX_BACKEND_MPI && mpx_executor_workers(ex) == 3);
+  enum { N = 60 };
+  mpx_future *fs[N];
+  for (int i = 0; i < N; i++) CHECK_RC(mpx_submit(ex, "busy_ms", NULL, 0, &fs[i]), MPX_OK);
+  for (int i = 0; i < N; i++) {
+    CHECK_RC(mpx_future_result(fs[i], MPX_FOREVER, NULL, NULL), MPX_OK);
+    mpx_future_release(fs[i]);
+  }
+  bool here = false, other = false;
+  for (int i = 0; i < N; i++) CHECK_RC(mpx_submit(ex, "host_of", NULL, 0, &fs[i]), MPX_OK);
+  for (int i = 0; i < N; i++) {
+    char h[64];
+    CHECK_RC(mpx_future_result_copy(fs[i], h, sizeof h, MPX_FOREVER), MPX_OK);
+    mpx_future_release(fs[i]);
+    h[63] = '\0';
+    if (!strcmp(h, me))
+      here = true;
+    else
+      other = true;
+  }
+  printf("  root on %s; tasks on its node: %s, on the other: %s\n", me, here ? "yes" : "no",
+         other ? "yes" : "no");
+  CHECK(other); /* the other node's ranks serve (its ranks get most of the work) */
   CHECK_RC(mpx_executor_destroy(ex), MPX_OK);
   CHECK_RC(mpx_finalize(), MPX_OK);
 }
@@ -404,9 +454,12 @@ int main(int argc, char **argv) {
     mode_spawn();
   else if (!strcmp(mode, "rank0"))
     mode_rank0(&argc, &argv);
+  else if (!strcmp(mode, "vnodes"))
+    mode_vnodes(&argc, &argv);
   else {
     fprintf(stderr,
-            "usage: %s rules|batch|batch1|srun1|pbs|slurmfacts|pbsfacts|spawnrefused|spawn|rank0\n",
+            "usage: %s "
+            "rules|batch|batch1|srun1|pbs|slurmfacts|pbsfacts|spawnrefused|spawn|rank0|vnodes\n",
             argv[0]);
     return 2;
   }

@@ -65,10 +65,13 @@ int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx
   mpx__mpi_local *l = calloc(1, sizeof *l);
   if (!l) return MPX_ENOMEM;
   l->lim = mpx__limits_default(max_payload);
-  l->who = (mpx__worker_id){.index = index, .pid = (int)getpid(), .rank = s->rank,
-                            .host = s->host};
-  l->p = (mpx__mpi_pool){.threads = threads, .bell = bell, .who = &l->who, .lim = &l->lim,
-                         .init_name = init_name ? init_name : "", .initargs = initargs,
+  l->who = (mpx__worker_id){.index = index, .pid = (int)getpid(), .rank = s->rank, .host = s->host};
+  l->p = (mpx__mpi_pool){.threads = threads,
+                         .bell = bell,
+                         .who = &l->who,
+                         .lim = &l->lim,
+                         .init_name = init_name ? init_name : "",
+                         .initargs = initargs,
                          .initargs_len = initargs_len};
   int rc = mpx__mpi_pool_start(&l->p);
   if (!rc) rc = pack_ready(l, &l->ready);
@@ -85,8 +88,10 @@ int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len) {
   Mpx__Batch *b;
   int rc = mpx__batch_unpack(data, len, &l->lim, &b);
   if (rc) return rc;
-  if (b->n_tasks) mpx__mpi_pool_push(&l->p, b); /* the pool frees it */
-  else mpx__batch_free(b);                      /* control only (SHUTDOWN): the link stops us */
+  if (b->n_tasks)
+    mpx__mpi_pool_push(&l->p, b); /* the pool frees it */
+  else
+    mpx__batch_free(b); /* control only (SHUTDOWN): the link stops us */
   return MPX_OK;
 }
 

@@ -69,8 +69,10 @@ static void *pool_main(void *arg) {
     *r = (mpx__mpi_reply){.data = out.data, .len = out.len};
 
     pthread_mutex_lock(&p->lock);
-    if (p->out_tail) p->out_tail->link = r;
-    else p->out = r;
+    if (p->out_tail)
+      p->out_tail->link = r;
+    else
+      p->out = r;
     p->out_tail = r;
     p->tasks_left -= take;
     j->done += take;
@@ -107,8 +109,10 @@ void mpx__mpi_pool_push(mpx__mpi_pool *p, Mpx__Batch *b) {
   if (!j) fatal("queueing a batch", MPX_ENOMEM);
   j->b = b;
   pthread_mutex_lock(&p->lock);
-  if (p->tail) p->tail->link = j;
-  else p->head = j;
+  if (p->tail)
+    p->tail->link = j;
+  else
+    p->head = j;
   p->tail = j;
   p->tasks_left += b->n_tasks;
   pthread_cond_broadcast(&p->work);
