@@ -286,6 +286,7 @@ typedef struct mpi_tp {
   mpx__bell *bell; /* the session's bell for the root (shared with its node's ranks, or not) */
   uint32_t seen;
   bool stopped, counted;
+  bool expect; /* rung by a worker whose message has not shown yet: poll on the timer */
   mpx__mpi_local *local; /* rank 0 working: the dispatcher's worker n (mpi_local.c), or NULL */
   int local_threads;
 } mpi_tp;
@@ -461,6 +462,7 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   tp->seen = cur;
   double deadline = mpx__now() + timeout_ms / 1e3;
   mpx__backoff bo = mpx__backoff_for(tp->s);
+  bo.expect = tp->expect;
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
@@ -469,7 +471,10 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
       ev->worker = tp->n;
       return MPX_OK;
     }
-    if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
+    if ((rc = try_recv(tp, ev))) {
+      tp->expect = false;
+      return rc < 0 ? rc : MPX_OK;
+    }
     if (woken || timeout_ms <= 0) return MPX_OK;
     double left = deadline - mpx__now();
     if (left <= 0) return MPX_OK;
@@ -480,6 +485,7 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
     if (now != cur) { /* woken: one more look for a message, then return */
       tp->seen = cur = now;
       woken = true;
+      tp->expect = true; /* a worker's ring, or a submitter's: either way, look soon */
     }
   }
 }

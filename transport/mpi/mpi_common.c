@@ -75,7 +75,7 @@ long mpx__backoff_next(mpx__backoff *b) {
   if (b->idle++ == 0) b->t0 = mpx__now_ns();
   if (mpx__now_ns() - b->t0 < (b->rung ? MPX__RUNG_SPIN_NS : MPX__SPIN_NS)) return 0; /* look again */
   long max = mpx__mpi_poll_max_ns();
-  if (b->rung) return b->ns = max; /* a ring wakes us: no need to look on a timer */
+  if (b->rung && !b->expect) return b->ns = max; /* a ring wakes us: no need for a timer */
   b->ns = b->ns ? b->ns * 2 : 2000;
   if (b->ns > max) b->ns = max;
   return b->ns;

@@ -118,8 +118,10 @@ typedef struct mpx__mpi_start {
 
 
 /* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. A rank whose
- * senders all ring its bell (`rung`) polls for MPX__RUNG_SPIN_NS only, then sleeps on the bell up
- * to MPX_MPI_POLL_US at once: a ring ends the sleep. */
+ * senders all ring its bell (`rung`) polls for MPX__RUNG_SPIN_NS, then sleeps on the bell up to
+ * MPX_MPI_POLL_US at once: a ring ends the sleep. After a ring whose message has not shown yet
+ * (it may travel by TCP, between the jobs of spawn mode, or by rendezvous) it sleeps on the timer
+ * again until a message comes, since no second ring will come for it. */
 #define MPX__SPIN_NS 100000L
 #define MPX__RUNG_SPIN_NS MPX__SPIN_NS
 typedef struct mpx__backoff {
@@ -127,10 +129,16 @@ typedef struct mpx__backoff {
   long ns;        /* the next sleep */
   long long t0;   /* monotonic ns of the first empty poll in a row */
   bool rung;      /* set by the owner: see above */
+  bool expect;    /* rung, but the message has not shown yet (TCP, rendezvous): timed sleeps */
 } mpx__backoff;
 /* Nanoseconds to sleep after one more empty poll (0: yield only). */
 long mpx__backoff_next(mpx__backoff *b);
-static inline void mpx__backoff_reset(mpx__backoff *b) { b->idle = 0, b->ns = 0; }
+static inline void mpx__backoff_reset(mpx__backoff *b) { b->idle = 0, b->ns = 0, b->expect = 0; }
+/* Woken by a ring: look again, and until a message comes, sleep on the timer, not on the bell. */
+static inline void mpx__backoff_rung(mpx__backoff *b) {
+  mpx__backoff_reset(b);
+  b->expect = true;
+}
 static inline mpx__backoff mpx__backoff_for(const mpx__mpi_session *s) {
   return (mpx__backoff){.rung = s && s->rung};
 }

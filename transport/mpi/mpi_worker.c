@@ -200,7 +200,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     else mpx__bell_wait(sv.bell, seen, mpx__backoff_next(&bo));
     /* rung: a message is on its way (the probe that saw nothing may only have pulled it in), so
      * look again for a while before the next long sleep */
-    if (atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst) != seen) mpx__backoff_reset(&bo);
+    if (atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst) != seen) mpx__backoff_rung(&bo);
   }
   if (sv.hybrid) mpx__mpi_pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
@@ -229,7 +229,7 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
     if (!flag) {
       mpx__bell_wait(s->my_bell, seen, mpx__backoff_next(&bo));
       if (atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst) != seen)
-        mpx__backoff_reset(&bo); /* rung: look again before the next long sleep */
+        mpx__backoff_rung(&bo); /* rung: look again before the next long sleep */
       continue;
     }
     mpx__backoff_reset(&bo);
