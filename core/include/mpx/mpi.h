@@ -31,6 +31,9 @@
  *    MPX_MPI_SPAWN_MAP_BY sets another policy ("" for MPI's default). Where the MPI cannot spawn
  *    (no dynamic processes, no slots, a launcher that forbids it), executor creation fails with
  *    MPX_EMPI and mpx_errmsg gives MPI's reason; MPX_MPI=0 turns spawn mode off (MPX_EMPI).
+ *    Open MPI 4 carries messages between a parent and the workers it spawned over TCP even on
+ *    one node (its shared-memory transport does not cross jobs): batches of many tasks hide it,
+ *    single round trips are slower than under mpirun.
  *  - Collective mode: mpx_comm_executor over any communicator (below), as mpi4py's
  *    MPICommExecutor.
  *
