@@ -170,7 +170,7 @@ static void sample_batch(mpx__wbuf *wb) {
   b.results = rp;
   b.control = &c;
   mpx__limits lim = mpx__limits_default(0);
-  CHECK_RC(mpx__batch_pack(&b, &lim, wb), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&b, &lim, wb), MPX_OK);
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -205,7 +205,7 @@ static void test_round_trip(void) {
   sample_batch(&wb);
   mpx__limits lim = mpx__limits_default(0);
   Mpx__Batch *b;
-  CHECK_RC(mpx__batch_unpack(wb.data, wb.len, &lim, &b), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(wb.data, wb.len, &lim, &b), MPX_OK);
   if (b) {
     CHECK(b->n_tasks == 3 && b->n_results == 2 && b->control);
     CHECK(b->tasks[0]->task_id == 7 && b->tasks[0]->call_id == 100);
@@ -223,10 +223,10 @@ static void test_round_trip(void) {
     CHECK(b->control->error && b->control->error->code == MPX_EINIT && b->control->error->rank == -1);
     /* re-pack gives the same bytes */
     mpx__wbuf again = {0};
-    CHECK_RC(mpx__batch_pack(b, &lim, &again), MPX_OK);
+    CHECK_RC(mpx__codec_pack(b, &lim, &again), MPX_OK);
     CHECK(again.len == wb.len && !memcmp(again.data, wb.data, wb.len));
     mpx__wbuf_free(&again);
-    mpx__batch_free(b);
+    mpx__codec_free(b);
   }
   /* appending: pack twice into one buffer, both decode */
   size_t one = wb.len;
@@ -237,13 +237,13 @@ static void test_round_trip(void) {
   /* the empty Batch is zero bytes */
   Mpx__Batch empty = MPX__BATCH__INIT;
   mpx__wbuf w0 = {0};
-  CHECK_RC(mpx__batch_pack(&empty, &lim, &w0), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&empty, &lim, &w0), MPX_OK);
   CHECK(w0.len == 0);
-  CHECK_RC(mpx__batch_unpack(NULL, 0, &lim, &b), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(NULL, 0, &lim, &b), MPX_OK);
   CHECK(b && b->n_tasks == 0 && b->n_results == 0 && !b->control);
-  mpx__batch_free(b);
+  mpx__codec_free(b);
   mpx__wbuf_free(&w0);
-  mpx__batch_free(NULL);
+  mpx__codec_free(NULL);
 }
 
 static int unpack_task(const Mpx__Task *t, const mpx__limits *plim) {
@@ -254,11 +254,11 @@ static int unpack_task(const Mpx__Task *t, const mpx__limits *plim) {
   mpx__wbuf w = {0};
   mpx__limits lim = mpx__limits_default(0); /* a sender that lets any chunk size through */
   lim.max_items = SIZE_MAX;
-  int rc = mpx__batch_pack(&b, &lim, &w);
+  int rc = mpx__codec_pack(&b, &lim, &w);
   if (rc == 0) {
     Mpx__Batch *out;
-    rc = mpx__batch_unpack(w.data, w.len, plim ? plim : &lim, &out);
-    mpx__batch_free(out);
+    rc = mpx__codec_unpack(w.data, w.len, plim ? plim : &lim, &out);
+    mpx__codec_free(out);
   }
   mpx__wbuf_free(&w);
   return rc;
@@ -298,34 +298,34 @@ static void test_semantics(void) {
   b.n_results = 1;
   b.results = &rp;
   mpx__wbuf w = {0};
-  CHECK_RC(mpx__batch_pack(&b, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&b, &lim, &w), MPX_OK);
   Mpx__Batch *out;
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
   CHECK(out == NULL);
   e.code = 0;
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&b, &lim, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
+  CHECK_RC(mpx__codec_pack(&b, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
 
   Mpx__Control c = MPX__CONTROL__INIT;
   c.kind = (Mpx__Control__Kind)7;
   Mpx__Batch cb = MPX__BATCH__INIT;
   cb.control = &c;
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&cb, &lim, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
+  CHECK_RC(mpx__codec_pack(&cb, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
   c.kind = MPX__CONTROL__KIND__READY;
   c.slots = -2; /* a worker cannot run fewer than no tasks at once */
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&cb, &lim, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
+  CHECK_RC(mpx__codec_pack(&cb, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &lim, &out), MPX_EPROTO);
   c.slots = 0;
   c.kind = MPX__CONTROL__KIND__SHUTDOWN;
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&cb, &lim, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &lim, &out), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&cb, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &lim, &out), MPX_OK);
   CHECK(out && out->control && out->control->kind == MPX__CONTROL__KIND__SHUTDOWN);
-  mpx__batch_free(out);
+  mpx__codec_free(out);
   mpx__wbuf_free(&w);
 }
 
@@ -339,12 +339,12 @@ static void test_truncation(void) {
     uint8_t *p = malloc(n ? n : 1);
     memcpy(p, wb.data, n);
     Mpx__Batch *b;
-    int rc = mpx__batch_unpack(p, n, &lim, &b);
+    int rc = mpx__codec_unpack(p, n, &lim, &b);
     CHECK(rc == MPX_OK || rc == MPX_EPROTO);
     if (rc == MPX_EPROTO) eproto++;
     CHECK((rc == MPX_OK) == (b != NULL));
     if (b) CHECK(b->n_tasks + b->n_results <= 5); /* a prefix that ends on a field boundary */
-    mpx__batch_free(b);
+    mpx__codec_free(b);
     free(p);
   }
   CHECK(eproto > (int)wb.len / 2);
@@ -372,23 +372,23 @@ static int try_decode(const uint8_t *src, size_t len, const mpx__limits *lim) {
   uint8_t *p = malloc(len ? len : 1);
   if (len) memcpy(p, src, len);
   Mpx__Batch *b, *s;
-  int rc = mpx__batch_unpack(p, len, lim, &b);
-  int rs = mpx__batch_unpack_slow(p, len, lim, &s);
+  int rc = mpx__codec_unpack(p, len, lim, &b);
+  int rs = mpx__codec_unpack_slow(p, len, lim, &s);
   CHECK(rc == rs);
   if (b && s) {
     mpx__wbuf w1 = {0}, w2 = {0}, w3 = {0};
     mpx__limits big_lim = *lim; /* what was let in packs again under the same limits */
-    CHECK_RC(mpx__batch_pack_slow(b, &big_lim, &w1), MPX_OK);
-    CHECK_RC(mpx__batch_pack_slow(s, &big_lim, &w2), MPX_OK);
-    CHECK_RC(mpx__batch_pack(s, &big_lim, &w3), MPX_OK);
+    CHECK_RC(mpx__codec_pack_slow(b, &big_lim, &w1), MPX_OK);
+    CHECK_RC(mpx__codec_pack_slow(s, &big_lim, &w2), MPX_OK);
+    CHECK_RC(mpx__codec_pack(s, &big_lim, &w3), MPX_OK);
     CHECK(w1.len == w2.len && (!w1.len || !memcmp(w1.data, w2.data, w1.len)));
     CHECK(w3.len == w2.len && (!w3.len || !memcmp(w3.data, w2.data, w3.len)));
     mpx__wbuf_free(&w1);
     mpx__wbuf_free(&w2);
     mpx__wbuf_free(&w3);
   }
-  mpx__batch_free(b);
-  mpx__batch_free(s);
+  mpx__codec_free(b);
+  mpx__codec_free(s);
   free(p);
   return rc;
 }
@@ -468,8 +468,8 @@ static void test_fast_paths(void) {
     b.n_tasks = nt, b.tasks = tp, b.n_results = nr, b.results = rp;
     b.control = rnd() % 2 ? &c : NULL;
     mpx__wbuf fast = {0}, slow = {0};
-    CHECK_RC(mpx__batch_pack(&b, &lim, &fast), MPX_OK);
-    CHECK_RC(mpx__batch_pack_slow(&b, &lim, &slow), MPX_OK);
+    CHECK_RC(mpx__codec_pack(&b, &lim, &fast), MPX_OK);
+    CHECK_RC(mpx__codec_pack_slow(&b, &lim, &slow), MPX_OK);
     CHECK(fast.len == slow.len && (!fast.len || !memcmp(fast.data, slow.data, fast.len)));
     /* decode with protobuf-c's semantics: checked or not, both decoders agree */
     int rc = try_decode(slow.data, slow.len, &lim);
@@ -548,8 +548,8 @@ static void test_wire_rules(void) {
                                     13 << 3 | 1, 1, 2, 3, 4, 5, 6, 7, 8, 12 << 3 | 2, 2, 'h', 'i'};
   CHECK_RC(mpx__wire_check(unknown, sizeof unknown, &lim), MPX_OK);
   Mpx__Batch *b;
-  CHECK_RC(mpx__batch_unpack(unknown, sizeof unknown, &lim, &b), MPX_OK);
-  mpx__batch_free(b);
+  CHECK_RC(mpx__codec_unpack(unknown, sizeof unknown, &lim, &b), MPX_OK);
+  mpx__codec_free(b);
   /* fixed fields cut short */
   CHECK_RC(mpx__wire_check(unknown + 3, 4, &lim), MPX_EPROTO);
   /* a varint that never ends, and one with bits past 64 */
@@ -568,7 +568,7 @@ static void test_wire_rules(void) {
   /* a Task whose length runs past the end, claiming 2 GiB */
   static const uint8_t past[] = {0x0a, 0x80, 0x80, 0x80, 0x80, 0x08, 0x08, 0x01};
   CHECK_RC(mpx__wire_check(past, sizeof past, &lim), MPX_EPROTO);
-  CHECK_RC(mpx__batch_unpack(past, sizeof past, &lim, &b), MPX_EPROTO);
+  CHECK_RC(mpx__codec_unpack(past, sizeof past, &lim, &b), MPX_EPROTO);
   /* Task.arg (field 3) sent as a varint inside a Task */
   static const uint8_t argvar[] = {0x0a, 0x02, 0x18, 0x01};
   CHECK_RC(mpx__wire_check(argvar, sizeof argvar, &lim), MPX_EPROTO);
@@ -577,13 +577,13 @@ static void test_wire_rules(void) {
   CHECK_RC(mpx__wire_check(errfix, sizeof errfix, &lim), MPX_EPROTO);
   /* a well-formed nested Result.error */
   static const uint8_t errok[] = {0x12, 0x04, 0x1a, 0x02, 0x08, 0x03}; /* code = sint -2 */
-  CHECK_RC(mpx__batch_unpack(errok, sizeof errok, &lim, &b), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(errok, sizeof errok, &lim, &b), MPX_OK);
   CHECK(b && b->results[0]->error && b->results[0]->error->code == -2);
-  mpx__batch_free(b);
+  mpx__codec_free(b);
   /* NULL arguments */
   CHECK_RC(mpx__wire_check(NULL, 3, &lim), MPX_EINVAL);
   CHECK_RC(mpx__wire_check(errok, sizeof errok, NULL), MPX_EINVAL);
-  CHECK_RC(mpx__batch_unpack(errok, sizeof errok, &lim, NULL), MPX_EINVAL);
+  CHECK_RC(mpx__codec_unpack(errok, sizeof errok, &lim, NULL), MPX_EINVAL);
 }
 
 static void test_limits_enforced(void) {
@@ -599,35 +599,35 @@ static void test_limits_enforced(void) {
   b.tasks = tp;
   mpx__wbuf w = {0};
   /* the packer refuses before packing, and leaves out as it was */
-  CHECK_RC(mpx__batch_pack(&b, &small, &w), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(&b, &small, &w), MPX_ETOOBIG);
   CHECK(w.len == 0);
   /* a permissive sender; the receiver refuses before unpacking */
-  CHECK_RC(mpx__batch_pack(&b, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&b, &lim, &w), MPX_OK);
   CHECK_RC(mpx__wire_check(w.data, w.len, &small), MPX_ETOOBIG);
   Mpx__Batch *out;
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
   CHECK(!out);
   /* too many items */
   t.arg.len = 1;
   b.n_tasks = 6;
-  CHECK_RC(mpx__batch_pack(&b, &small, &w), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(&b, &small, &w), MPX_ETOOBIG);
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&b, &lim, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(&b, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
   b.n_tasks = 5;
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&b, &small, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &small, &out), MPX_OK);
-  mpx__batch_free(out);
+  CHECK_RC(mpx__codec_pack(&b, &small, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &small, &out), MPX_OK);
+  mpx__codec_free(out);
   /* a whole message over max_message, every field under max_payload */
   t.arg.len = 100;
   b.n_tasks = 10;
   small.max_items = 100;
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&b, &small, &w), MPX_ETOOBIG);
-  CHECK_RC(mpx__batch_pack(&b, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&b, &small, &w), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(&b, &lim, &w), MPX_OK);
   CHECK(w.len > 1000);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
   /* a string (Error.message) over max_payload */
   char msg[150];
   memset(msg, 'm', sizeof msg - 1);
@@ -642,9 +642,9 @@ static void test_limits_enforced(void) {
   rb.n_results = 1;
   rb.results = &rp;
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(&rb, &small, &w), MPX_ETOOBIG);
-  CHECK_RC(mpx__batch_pack(&rb, &lim, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(&rb, &small, &w), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(&rb, &lim, &w), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &small, &out), MPX_ETOOBIG);
 
   /* a reply of errors only fits the item limit of the tasks it answers */
   mpx__limits five = {.max_payload = 512, .max_message = 4096, .max_items = 5};
@@ -655,10 +655,10 @@ static void test_limits_enforced(void) {
   ub.tasks = up;
   mpx__wbuf_reset(&w);
   CHECK_RC(mpx__serve_batch(&ub, NULL, &five, &w), MPX_OK);
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &five, &out), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &five, &out), MPX_OK);
   CHECK(out && out->n_results == 5 && out->results[4]->error &&
         out->results[4]->error->code == MPX_ENOTASK);
-  mpx__batch_free(out);
+  mpx__codec_free(out);
   ub.n_tasks = 6;
   Mpx__Task *up6[6] = {&u, &u, &u, &u, &u, &u};
   ub.tasks = up6;
@@ -667,16 +667,16 @@ static void test_limits_enforced(void) {
   /* unknown fields kept by a decode count as items when packed again */
   static const uint8_t unknown[] = {15 << 3 | 0, 0x01, 14 << 3 | 0, 0x01, 13 << 3 | 0, 0x01,
                                     0x0a, 0x02, 12 << 3 | 0, 0x01};
-  CHECK_RC(mpx__batch_unpack(unknown, sizeof unknown, &lim, &out), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(unknown, sizeof unknown, &lim, &out), MPX_OK);
   CHECK(out && out->n_tasks == 1 && out->base.n_unknown_fields == 3);
   mpx__limits four = {.max_payload = 100, .max_message = 100, .max_items = 4};
   mpx__limits five_items = {.max_payload = 100, .max_message = 100, .max_items = 5};
   mpx__wbuf_reset(&w);
-  CHECK_RC(mpx__batch_pack(out, &four, &w), MPX_ETOOBIG);
-  CHECK_RC(mpx__batch_unpack(unknown, sizeof unknown, &four, &none), MPX_ETOOBIG);
-  CHECK_RC(mpx__batch_pack(out, &five_items, &w), MPX_OK);
+  CHECK_RC(mpx__codec_pack(out, &four, &w), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_unpack(unknown, sizeof unknown, &four, &none), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack(out, &five_items, &w), MPX_OK);
   CHECK(w.len == sizeof unknown); /* the same fields, the unknown ones moved to the end */
-  mpx__batch_free(out);
+  mpx__codec_free(out);
   mpx__wbuf_free(&w);
 }
 
@@ -710,18 +710,18 @@ static void test_frames(void) {
   Mpx__Batch b = MPX__BATCH__INIT;
   b.n_tasks = 1;
   b.tasks = &tp;
-  CHECK_RC(mpx__batch_pack_framed(&b, &dflt, &w), MPX_OK);
+  CHECK_RC(mpx__codec_pack_framed(&b, &dflt, &w), MPX_OK);
   CHECK_RC(mpx__frame_get_header(w.data + 2, &dflt, &n), MPX_OK);
   CHECK(n == w.len - 6);
   Mpx__Batch *out;
-  CHECK_RC(mpx__batch_unpack(w.data + 6, n, &dflt, &out), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data + 6, n, &dflt, &out), MPX_OK);
   CHECK(out && out->n_tasks == 1 && out->tasks[0]->call_id == 4);
-  mpx__batch_free(out);
+  mpx__codec_free(out);
   size_t before = w.len;
   t.arg.len = 101;
   static uint8_t big_arg[101];
   t.arg.data = big_arg;
-  CHECK_RC(mpx__batch_pack_framed(&b, &lim, &w), MPX_ETOOBIG);
+  CHECK_RC(mpx__codec_pack_framed(&b, &lim, &w), MPX_ETOOBIG);
   CHECK(w.len == before);
   mpx__wbuf_free(&w);
 }
@@ -736,17 +736,17 @@ static Mpx__Batch *serve(Mpx__Task *tasks, size_t n, const mpx__limits *lim) {
   /* through the wire, as a worker sees it */
   mpx__wbuf w = {0};
   mpx__limits dflt = mpx__limits_default(0);
-  CHECK_RC(mpx__batch_pack(&in, &dflt, &w), MPX_OK);
+  CHECK_RC(mpx__codec_pack(&in, &dflt, &w), MPX_OK);
   Mpx__Batch *got;
-  CHECK_RC(mpx__batch_unpack(w.data, w.len, &dflt, &got), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(w.data, w.len, &dflt, &got), MPX_OK);
   mpx__wbuf out = {0};
   CHECK_RC(mpx__wbuf_append(&out, "zz", 2), MPX_OK); /* serve appends */
   mpx__worker_id who = {.index = 2, .pid = 4321, .rank = -1, .host = "testhost"};
   CHECK_RC(mpx__serve_batch(got, &who, lim, &out), MPX_OK);
-  mpx__batch_free(got);
+  mpx__codec_free(got);
   Mpx__Batch *reply = NULL;
   CHECK(out.len >= 2 && !memcmp(out.data, "zz", 2));
-  CHECK_RC(mpx__batch_unpack(out.data + 2, out.len - 2, &dflt, &reply), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(out.data + 2, out.len - 2, &dflt, &reply), MPX_OK);
   mpx__wbuf_free(&w);
   mpx__wbuf_free(&out);
   CHECK(reply && reply->n_results == n && reply->n_tasks == 0);
@@ -833,7 +833,7 @@ static void test_serve(void) {
     CHECK(e->code == -42 && !strcmp(e->message, "from a task") && e->index == 5);
     mpx_msg_free(m);
   }
-  mpx__batch_free(r);
+  mpx__codec_free(r);
 
   /* a malformed chunk built in memory (serve rechecks what unpack checks) */
   Mpx__Task bad = mk_task(id_of("sq"), 30, items, 7);
@@ -847,13 +847,13 @@ static void test_serve(void) {
   mpx__wbuf out = {0};
   CHECK_RC(mpx__serve_batch(&in, NULL, &lim, &out), MPX_OK);
   Mpx__Batch *rr;
-  CHECK_RC(mpx__batch_unpack(out.data, out.len, &lim, &rr), MPX_OK);
+  CHECK_RC(mpx__codec_unpack(out.data, out.len, &lim, &rr), MPX_OK);
   CHECK(rr && rr->n_results == 1 && rr->results[0]->error);
   if (rr && rr->results[0]->error) {
     CHECK(rr->results[0]->error->code == MPX_EPROTO);
     CHECK(rr->results[0]->error->pid == (int)getpid() && rr->results[0]->error->rank == -1);
   }
-  mpx__batch_free(rr);
+  mpx__codec_free(rr);
 
   /* empty batch -> empty reply */
   Mpx__Batch none = MPX__BATCH__INIT;
@@ -876,7 +876,7 @@ static void test_serve(void) {
       if (r->results[i]->error && r->results[i]->error->code == MPX_ETOOBIG) big_err++;
     }
     CHECK(ok == 2 && big_err == 1);
-    mpx__batch_free(r);
+    mpx__codec_free(r);
   }
 }
 

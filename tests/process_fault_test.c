@@ -582,7 +582,7 @@ static void test_wire(void) {
       CHECK(write(sv[1], junk, 9) == 9);
       CHECK(mpx__chan_recv_nb(&c, &data, &len) == 1 && len == 5);
       Mpx__Batch *b;
-      CHECK_RC(mpx__batch_unpack(data, len, &lim, &b), MPX_EPROTO);
+      CHECK_RC(mpx__codec_unpack(data, len, &lim, &b), MPX_EPROTO);
     }
     mpx__chan_close(&c);
     if (sv[1] >= 0)

@@ -648,10 +648,11 @@ static const mpx__runner_ops thread_runner = {
     .destroy = tp_destroy,
 };
 
-/* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone. */
+/* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone
+ * and is never lost; a worker thread can be replaced (max_tasks_per_worker). */
 const mpx__transport mpx__thread_transport = {
     .name = "threads",
     .backend = MPX_BACKEND_THREADS,
-    .caps = 0,
+    .caps = MPX__CAP_RECYCLE,
     .runner = &thread_runner,
 };

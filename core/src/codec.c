@@ -10,7 +10,7 @@
  *
  * Hot path: protobuf-c's generic, descriptor-driven pack and unpack cost ~3,600 instructions per
  * empty task for a scheduler -> worker -> scheduler round trip. A hand-written encoder and decoder
- * for mpx.Batch (below) produce and read exactly protobuf-c's bytes and structs at less than half
+ * for mpx.Batch (the decoder below, the encoder in codec_encode.c) produce and read exactly protobuf-c's bytes and structs at less than half
  * that; anything unusual (unknown fields, a singular message sent twice) goes through protobuf-c.
  * A decoded Batch lives in one arena freed at once. The *_slow entry points keep protobuf-c's
  * path reachable so that tests and the fuzzer can check that the two agree. If mpx.proto changes,
@@ -36,6 +36,18 @@ mpx__limits mpx__limits_default(size_t max_payload) {
                                                                : max_payload + headroom;
   return (mpx__limits){
       .max_payload = max_payload, .max_message = max_message, .max_items = MPX__DEFAULT_MAX_ITEMS};
+}
+
+int mpx__task_code(int code) {
+  switch (code) {
+  case MPX_ETASK: case MPX_EINVAL: case MPX_ENOMEM: case MPX_ENOTASK: case MPX_ETIMEDOUT:
+  case MPX_ETOOBIG: case MPX_EPROTO: case MPX_ESIZE: case MPX_ESYS: case MPX_EMPI: case MPX_EPERM:
+  case MPX_ESTATE: case MPX_ENOTFOUND: case MPX_EEXIST: case MPX_EEOF: case MPX_ECLOSED:
+  case MPX_EFULL: case MPX_EEMPTY: case MPX_EBROKEN: case MPX_EOWNERDEAD: case MPX_ETOPO:
+    return code;
+  default:
+    return MPX_ETASK;
+  }
 }
 
 /* ---- wbuf -------------------------------------------------------------------------------- */
@@ -256,7 +268,7 @@ static int batch_semantics(const Mpx__Batch *b, const mpx__limits *lim) {
 }
 
 /* A decoded Batch lives in one arena: protobuf-c allocates its structs, pointer arrays, bytes and
- * scratch slabs from a few large chunks instead of one malloc each, and mpx__batch_free releases
+ * scratch slabs from a few large chunks instead of one malloc each, and mpx__codec_free releases
  * the chunks without walking the message. Every allocation is preceded by a header that leads
  * back to the arena, so the Batch pointer alone finds it whatever order protobuf-c allocates in. */
 typedef struct arena_chunk {
@@ -574,19 +586,19 @@ static int batch_unpack(const uint8_t *buf, size_t len, const mpx__limits *lim, 
   return MPX_OK;
 }
 
-int mpx__batch_unpack(const uint8_t *buf, size_t len, const mpx__limits *lim, Mpx__Batch **out) {
+int mpx__codec_unpack(const uint8_t *buf, size_t len, const mpx__limits *lim, Mpx__Batch **out) {
   return batch_unpack(buf, len, lim, true, out);
 }
 
-int mpx__batch_unpack_slow(const uint8_t *buf, size_t len, const mpx__limits *lim,
+int mpx__codec_unpack_slow(const uint8_t *buf, size_t len, const mpx__limits *lim,
                            Mpx__Batch **out) {
   return batch_unpack(buf, len, lim, false, out);
 }
 
-void mpx__batch_free(Mpx__Batch *b) {
+void mpx__codec_free(Mpx__Batch *b) {
   if (!b) return;
   arena_hdr *h = (arena_hdr *)b - 1;
-  if (h->magic != ARENA_MAGIC) abort(); /* not from mpx__batch_unpack: a bug in the caller */
+  if (h->magic != ARENA_MAGIC) abort(); /* not from mpx__codec_unpack: a bug in the caller */
   h->magic = 0;
   arena_release(h->owner);
 }
@@ -597,131 +609,6 @@ static bool str_ok(const char *s, size_t max) { return !s || strnlen(s, max + 1)
 
 static bool error_fits(const Mpx__Error *e, size_t max) {
   return !e || (str_ok(e->message, max) && str_ok(e->host, max));
-}
-
-/* ---- the fast encoder ---------------------------------------------------------------------
- * Writes exactly the bytes protobuf_c_message_pack writes for a Batch without unknown fields
- * (fields in number order, proto3 zero values, empty strings and NULL messages left out, int32
- * sign-extended to 10 bytes, sint32 zigzag), at a fraction of the cost. codec_test and the fuzzer
- * compare the two. Every field number of mpx.proto is below 16: one-byte tags. */
-
-static inline size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
-  return n;
-}
-
-static inline uint8_t *put_varint(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) {
-    *p++ = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = (uint8_t)v;
-  return p;
-}
-
-static inline uint64_t i32_wire(int32_t v) { return (uint64_t)(int64_t)v; }
-static inline uint64_t zz32_wire(int32_t v) {
-  return (uint32_t)(((uint32_t)v << 1) ^ (uint32_t)(v >> 31));
-}
-static inline size_t fe_varint_size(uint64_t v) { return v ? 1 + varint_size(v) : 0; }
-static inline size_t fe_ld_size(size_t n) { return 1 + varint_size(n) + n; }
-static inline size_t fe_str_len(const char *s) { return s && *s ? strlen(s) : 0; }
-
-static inline uint8_t *fe_varint(uint8_t *p, unsigned num, uint64_t v) {
-  if (!v) return p;
-  *p++ = (uint8_t)(num << 3 | PROTOBUF_C_WIRE_TYPE_VARINT);
-  return put_varint(p, v);
-}
-
-static inline uint8_t *fe_ld(uint8_t *p, unsigned num, const void *d, size_t n) {
-  *p++ = (uint8_t)(num << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
-  p = put_varint(p, n);
-  if (n) memcpy(p, d, n);
-  return p + n;
-}
-
-static size_t fe_task_size(const Mpx__Task *t) {
-  return fe_varint_size(t->task_id) + fe_varint_size(t->call_id) +
-         (t->arg.len ? fe_ld_size(t->arg.len) : 0) + fe_varint_size(t->count) +
-         fe_varint_size(t->item_size) + fe_varint_size(t->result_size);
-}
-
-static size_t fe_error_size(const Mpx__Error *e) {
-  size_t m = fe_str_len(e->message), h = fe_str_len(e->host);
-  return fe_varint_size(zz32_wire(e->code)) + (m ? fe_ld_size(m) : 0) +
-         fe_varint_size(i32_wire(e->pid)) + (h ? fe_ld_size(h) : 0) +
-         fe_varint_size(i32_wire(e->rank)) + fe_varint_size(e->index);
-}
-
-static size_t fe_result_size(const Mpx__Result *r) {
-  return fe_varint_size(r->call_id) + (r->data.len ? fe_ld_size(r->data.len) : 0) +
-         (r->error ? fe_ld_size(fe_error_size(r->error)) : 0);
-}
-
-static size_t fe_control_size(const Mpx__Control *c) {
-  size_t h = fe_str_len(c->host);
-  return fe_varint_size(i32_wire((int32_t)c->kind)) +
-         (c->error ? fe_ld_size(fe_error_size(c->error)) : 0) + fe_varint_size(i32_wire(c->pid)) +
-         (h ? fe_ld_size(h) : 0) + fe_varint_size(i32_wire(c->slots));
-}
-
-static size_t fe_batch_size(const Mpx__Batch *b) {
-  size_t n = 0;
-  for (size_t i = 0; i < b->n_tasks; i++) n += fe_ld_size(fe_task_size(b->tasks[i]));
-  for (size_t i = 0; i < b->n_results; i++) n += fe_ld_size(fe_result_size(b->results[i]));
-  if (b->control) n += fe_ld_size(fe_control_size(b->control));
-  return n;
-}
-
-static uint8_t *fe_header(uint8_t *p, unsigned num, size_t n) {
-  *p++ = (uint8_t)(num << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
-  return put_varint(p, n);
-}
-
-static uint8_t *fe_error(uint8_t *p, const Mpx__Error *e) {
-  p = fe_varint(p, 1, zz32_wire(e->code));
-  size_t m = fe_str_len(e->message);
-  if (m) p = fe_ld(p, 2, e->message, m);
-  p = fe_varint(p, 3, i32_wire(e->pid));
-  size_t h = fe_str_len(e->host);
-  if (h) p = fe_ld(p, 4, e->host, h);
-  p = fe_varint(p, 5, i32_wire(e->rank));
-  return fe_varint(p, 6, e->index);
-}
-
-static uint8_t *fe_batch(uint8_t *p, const Mpx__Batch *b) {
-  for (size_t i = 0; i < b->n_tasks; i++) {
-    const Mpx__Task *t = b->tasks[i];
-    p = fe_header(p, 1, fe_task_size(t));
-    p = fe_varint(p, 1, t->task_id);
-    p = fe_varint(p, 2, t->call_id);
-    if (t->arg.len) p = fe_ld(p, 3, t->arg.data, t->arg.len);
-    p = fe_varint(p, 4, t->count);
-    p = fe_varint(p, 5, t->item_size);
-    p = fe_varint(p, 6, t->result_size);
-  }
-  for (size_t i = 0; i < b->n_results; i++) {
-    const Mpx__Result *r = b->results[i];
-    p = fe_header(p, 2, fe_result_size(r));
-    p = fe_varint(p, 1, r->call_id);
-    if (r->data.len) p = fe_ld(p, 2, r->data.data, r->data.len);
-    if (r->error) p = fe_error(fe_header(p, 3, fe_error_size(r->error)), r->error);
-  }
-  if (b->control) {
-    const Mpx__Control *c = b->control;
-    p = fe_header(p, 3, fe_control_size(c));
-    p = fe_varint(p, 1, i32_wire((int32_t)c->kind));
-    if (c->error) p = fe_error(fe_header(p, 2, fe_error_size(c->error)), c->error);
-    p = fe_varint(p, 3, i32_wire(c->pid));
-    size_t h = fe_str_len(c->host);
-    if (h) p = fe_ld(p, 4, c->host, h);
-    p = fe_varint(p, 5, i32_wire(c->slots));
-  }
-  return p;
 }
 
 /* Items as mpx__wire_check counts them: tasks, results and unknown fields (kept by decoded
@@ -755,33 +642,33 @@ static int batch_pack(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *ou
   if (items > lim->max_items) return MPX_ETOOBIG;
   /* the fast encoder when there are no unknown fields to carry and it knows the schema */
   bool fast = use_fast && items == b->n_tasks + b->n_results && mpx__codec_fast();
-  size_t n = fast ? fe_batch_size(b) : protobuf_c_message_get_packed_size(&b->base);
+  size_t n = fast ? mpx__fe_batch_size(b) : protobuf_c_message_get_packed_size(&b->base);
   if (n > lim->max_message) return MPX_ETOOBIG;
   if (n == 0) return MPX_OK; /* the empty Batch is zero bytes */
   int rc = mpx__wbuf_reserve(out, n);
   if (rc) return rc;
-  size_t w = fast ? (size_t)(fe_batch(out->data + out->len, b) - (out->data + out->len))
+  size_t w = fast ? (size_t)(mpx__fe_batch(out->data + out->len, b) - (out->data + out->len))
                   : protobuf_c_message_pack(&b->base, out->data + out->len);
   if (w != n) return MPX_EINVAL; /* a message that does not size consistently */
   out->len += n;
   return MPX_OK;
 }
 
-int mpx__batch_pack(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out) {
+int mpx__codec_pack(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out) {
   return batch_pack(b, lim, out, true);
 }
 
-int mpx__batch_pack_slow(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out) {
+int mpx__codec_pack_slow(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out) {
   return batch_pack(b, lim, out, false);
 }
 
-int mpx__batch_pack_framed(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out) {
+int mpx__codec_pack_framed(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out) {
   if (!out) return MPX_EINVAL;
   size_t start = out->len;
   int rc = mpx__wbuf_reserve(out, MPX__FRAME_HDR);
   if (rc) return rc;
   out->len += MPX__FRAME_HDR;
-  rc = mpx__batch_pack(b, lim, out);
+  rc = mpx__codec_pack(b, lim, out);
   if (rc) {
     out->len = start;
     return rc;

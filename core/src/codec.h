@@ -87,23 +87,23 @@ int mpx__wire_check(const uint8_t *buf, size_t len, const mpx__limits *lim);
  * for anything else; both give the same structs), then semantic checks (a map chunk's
  * count * item_size == arg.len without overflow; an Error's code is negative; Control.kind is
  * known and Control.slots >= 0), and MPX_ETOOBIG for a chunk of more than max_items items.
- * *out is a Batch to free with mpx__batch_free, or NULL on error.
+ * *out is a Batch to free with mpx__codec_free, or NULL on error.
  * Returns 0, MPX_EPROTO, MPX_ETOOBIG, MPX_ENOMEM or MPX_EINVAL. The Batch does not point into
  * `buf`. */
-int mpx__batch_unpack(const uint8_t *buf, size_t len, const mpx__limits *lim, Mpx__Batch **out);
+int mpx__codec_unpack(const uint8_t *buf, size_t len, const mpx__limits *lim, Mpx__Batch **out);
 
 /* Whether the hand-written Batch encoder and decoder know every field of mpx.proto as generated
  * (they are off otherwise, and protobuf-c does the work). codec_test fails when not. */
 bool mpx__codec_fast(void);
 
-/* mpx__batch_unpack through protobuf-c's generic unpack only, skipping the fast decoder that
+/* mpx__codec_unpack through protobuf-c's generic unpack only, skipping the fast decoder that
  * handles what mpx itself sends. For tests and the fuzzer, which compare the two. */
-int mpx__batch_unpack_slow(const uint8_t *buf, size_t len, const mpx__limits *lim,
+int mpx__codec_unpack_slow(const uint8_t *buf, size_t len, const mpx__limits *lim,
                            Mpx__Batch **out);
 
-/* Free a Batch from mpx__batch_unpack (NULL is fine): its one arena goes at once. Aborts on a
- * Batch that did not come from mpx__batch_unpack (one built by hand: nothing to free). */
-void mpx__batch_free(Mpx__Batch *b);
+/* Free a Batch from mpx__codec_unpack (NULL is fine): its one arena goes at once. Aborts on a
+ * Batch that did not come from mpx__codec_unpack (one built by hand: nothing to free). */
+void mpx__codec_free(Mpx__Batch *b);
 
 /* ---- encoding ---------------------------------------------------------------------------- */
 
@@ -112,14 +112,20 @@ void mpx__batch_free(Mpx__Batch *b);
  * exceeds max_items, the tasks, results
  * and unknown fields exceed max_items, or the packed size exceeds max_message; MPX_ENOMEM. On error `out`
  * is unchanged. */
-int mpx__batch_pack(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out);
+int mpx__codec_pack(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out);
 
-/* mpx__batch_pack through protobuf_c_message_pack only (the fast encoder writes the same bytes).
+/* mpx__codec_pack through protobuf_c_message_pack only (the fast encoder writes the same bytes).
  * For tests and the fuzzer. */
-int mpx__batch_pack_slow(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out);
+int mpx__codec_pack_slow(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out);
 
-/* Append a frame (header then packed `b`) to `out`. Same errors as mpx__batch_pack. */
-int mpx__batch_pack_framed(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out);
+/* The hand-written encoder (codec_encode.c) behind mpx__codec_pack: the packed size of b, and
+ * write it at p (room for that size), returning the end. Only for a Batch without unknown fields
+ * whose limits the caller checked. */
+size_t mpx__fe_batch_size(const Mpx__Batch *b);
+uint8_t *mpx__fe_batch(uint8_t *p, const Mpx__Batch *b);
+
+/* Append a frame (header then packed `b`) to `out`. Same errors as mpx__codec_pack. */
+int mpx__codec_pack_framed(const Mpx__Batch *b, const mpx__limits *lim, mpx__wbuf *out);
 
 /* ---- frames ------------------------------------------------------------------------------ */
 
@@ -131,9 +137,20 @@ void mpx__frame_put_header(uint8_t hdr[MPX__FRAME_HDR], size_t len);
  * before reading or allocating the body. */
 int mpx__frame_get_header(const uint8_t hdr[MPX__FRAME_HDR], const mpx__limits *lim, size_t *len);
 
+/* ---- what a worker may report ----------------------------------------------------------- */
+
+/* The code the scheduler records for a task failure a worker reported: `code` itself when it is
+ * in the task-failure set (MPX_ETASK, EINVAL, ENOMEM, ENOTASK, ETIMEDOUT, ETOOBIG, EPROTO, ESIZE,
+ * ESYS, EMPI, EPERM, ESTATE, ENOTFOUND, EEXIST, EEOF, ECLOSED, EFULL, EEMPTY, EBROKEN,
+ * EOWNERDEAD, ETOPO: what a task's own code can fail with), else MPX_ETASK. Never MPX_ECANCELLED,
+ * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK or MPX_ENOTBUILT: those
+ * are the scheduler's own verdicts about a future, a worker or the executor, never a task's. */
+int mpx__task_code(int code);
+
 /* ---- the worker side (serve.c) ----------------------------------------------------------- */
 
-/* Who serves: goes into every Error a worker sends. */
+/* Who serves: goes into every Error a worker sends (the scheduler does not trust these fields:
+ * it names workers from the transport's own knowledge, see link.h's mpx__peer). */
 typedef struct mpx__worker_id {
   int index;        /* worker index (what mpx_task_worker reports), -1 unknown */
   int pid;          /* the worker's process id */
@@ -153,12 +170,18 @@ typedef struct mpx__worker_id {
  * and for chunks the failing item's index, with the results before it in data); it is not an
  * error of this call. Should the Results together exceed max_message, the largest are replaced
  * by MPX_ETOOBIG errors until the Batch fits (then, if errors alone do not fit, their messages
- * are shortened). in->results and in->control are ignored (the
+ * are shortened, then dropped: an error result always fits, whatever max_payload is; its code is
+ * mpx__task_code's). in->results and in->control are ignored (the
  * transport handles Control). `who` may be NULL (index -1, this pid, rank -1, host "").
  * Returns 0, or MPX_ENOMEM / MPX_EINVAL / MPX_ETOOBIG (more tasks than max_items) with `out`
  * unchanged. */
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out);
+
+/* Make a Control (a worker's READY) packable under `lim`, whatever max_payload is: an Error
+ * message over max_payload bytes is cut (a heap copy, returned: free it after packing), host
+ * names over it are left out (the scheduler names hosts itself). NULL when nothing was copied. */
+char *mpx__control_fit(Mpx__Control *c, const mpx__limits *lim);
 
 /* Run the worker initializer `initializer_name` once with `initargs` (its result is dropped).
  * NULL or "" name: nothing to run, 0. Unknown name: MPX_ENOTASK; the task fails: MPX_EINIT. On

@@ -21,9 +21,9 @@ enum {
   /* Arguments and results are encoded into messages (processes, MPI): max_payload applies to
    * them, and a map chunk holds at most MPX__DEFAULT_MAX_ITEMS items (codec.h). */
   MPX__CAP_ENCODES = 1u << 0,
-  /* One worker can be ended alone (processes): time limits are enforced by ending the worker
-   * that overran. A transport that encodes payloads but lacks this refuses time limits; a
-   * runner in this process ignores them (mpx/executor.h). */
+  /* One worker can be ended alone (processes): time limits (task_timeout, a per-submit timeout)
+   * are enforced by ending the worker that overran. Without it they are refused with MPX_EPERM
+   * (executor.c). */
   MPX__CAP_KILL_ONE = 1u << 1,
   /* Progress is made by polling threads (MPI): a waiter spins only briefly before it sleeps, so
    * that it does not take their cores. */
@@ -31,6 +31,13 @@ enum {
   /* The link opens endpoints over a handle the user gives (MPI: a communicator), with the
    * endpoint ops of link.h (mpx_comm_executor). */
   MPX__CAP_ENDPOINT = 1u << 3,
+  /* A worker can be lost alone and replaced, and the task it ran can be run again (processes):
+   * retries apply. Without it (a thread's task is never lost with its worker; a lost MPI rank
+   * ends the job) retries > 0 are refused with MPX_EPERM. */
+  MPX__CAP_RETRY = 1u << 4,
+  /* A worker can be replaced after max_tasks_per_worker tasks (threads, processes); without it
+   * (MPI ranks) the option is refused with MPX_EPERM. */
+  MPX__CAP_RECYCLE = 1u << 5,
 };
 
 struct mpx__transport;
@@ -62,6 +69,11 @@ typedef struct mpx__config {
   int slots;       /* tasks run at once in all when not `workers` (MPI: threads over ranks); what
                       mpx_executor_workers reports */
   int workers_opt; /* options.workers as given (0: default), for configure/start */
+  /* processes: bytes the parent holds for one worker at most (its receive buffer, its
+   * out-queue); a frame over it is refused before it is read. options.max_worker_memory (its
+   * floor checked) before configure; the process link's configure resolves 0 (never 0 after it),
+   * other links' configure set 0 (MPI); 0 for runners. */
+  size_t max_worker_memory;
 } mpx__config;
 
 #endif

@@ -18,13 +18,33 @@
  * retry only to the task it was running, when the transport knows it), and kills a worker whose
  * task passed its time limit. A task with a time limit is sent alone to an idle worker, so
  * killing that worker loses nothing else. Futures are identified on the wire by call ids that
- * are their addresses; the dispatcher only accepts ids that are in the sending worker's window.
+ * are their addresses (tagged with their number in the window for in-order workers).
  * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
  * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
  * thread (cancel_queued's on the caller's), which is marked in mpx__tl_transport: a callback that
  * destroys the executor is deferred to a reaper thread that joins this one (executor.c), so
- * nothing here runs after disp_free, and shutdown(wait) from it does not join itself. */
+ * nothing here runs after disp_free, and shutdown(wait) from it does not join itself.
+ *
+ * Trust. A worker runs user code, so everything it sends is hostile until checked:
+ *  - a worker process's first message must be one Control READY (its initializer's error, if
+ *    any, retires the slot only then); a later READY, any other control, tasks, or results
+ *    before READY are violations;
+ *  - a result is accepted only for a call id in that worker's window, once; a worker that runs one
+ *    task at a time (processes, single-threaded ranks: slots == 1) answers in the order it was
+ *    sent, so only the oldest id of its window is accepted: a task can answer for itself, never
+ *    for the tasks queued behind it (hybrid ranks answer out of order: any id of the window);
+ *  - a malformed message, a violation or a result it may not send gets the worker killed and
+ *    replaced; its loss charges only the task it was running (the transport's progress word),
+ *    the rest of its window is re-queued uncharged. Its messages are ignored until the loss;
+ *  - codes are restricted to task failures (mpx__task_code: never MPX_ECANCELLED,
+ *    MPX_EWORKER_LOST, ...); the worker's text is kept, but pid, rank, host and slots come from
+ *    the link (its peer op, link.h's mpx__peer), never from Control or Error fields;
+ *  - sizes are bounded by d->lim (max_message lowered to cfg->max_worker_memory).
+ *
+ * Locking: `lock` guards pending and the stop flags; the windows (w[]) belong to the dispatcher
+ * thread alone (and to the starting thread before it exists). */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +72,14 @@ typedef struct wslot {
   double deadline;
   double busy_since;    /* when its window last became non-empty or it last sent results */
   long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
-  int slots;            /* tasks it runs at once (READY's slots), >= 1 */
-  int pid;
+  int slots;            /* tasks it runs at once (the transport's mpx__peer), >= 1 */
+  bool killed;          /* ended for a protocol violation; its loss is not reported yet */
+  uint64_t seq_sent;    /* slots == 1: tasks sent to the current process (the next one's number) */
+  uint64_t seq_done;    /* slots == 1: results accepted from it (the window head's number) */
+  int pid;              /* pid, rank and host: the transport's mpx__peer, never a message's */
+  int rank;
   char host[64];
+  char why[384];        /* killed: what it did */
 } wslot;
 
 typedef struct disp {
@@ -123,8 +148,22 @@ static int task_retries(const disp *d, const mpx_future *f) {
   return f->retries >= 0 ? f->retries : d->cfg->retries;
 }
 
+/* The call id of the future numbered `seq` in worker w's window: its address, and for a worker
+ * that answers in order (slots == 1) the number's low 16 bits in the top bits of the id, so that a
+ * late answer for a future that was completed early (a task that answered for itself, then
+ * finished) never matches a new future at the same address. */
+static uint64_t call_id(const wslot *w, const mpx_future *f, uint64_t seq) {
+  uint64_t a = (uint64_t)(uintptr_t)f;
+  if (w->slots != 1 || a >> 48) return a;
+  return a | (seq & 0xffff) << 48;
+}
+
+/* Where worker i runs, from the transport's own knowledge (mpx__peer), never from a message. */
 static void where(const wslot *w, int i, char *buf, size_t n) {
-  snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
+  if (w->rank >= 0)
+    snprintf(buf, n, "worker %d (rank %d on %s)", i, w->rank, w->host[0] ? w->host : "?");
+  else
+    snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */
@@ -138,10 +177,10 @@ static size_t window(const disp *d, int slots) {
   return (size_t)w * (size_t)slots;
 }
 
-static void fill_task(Mpx__Task *t, mpx_future *f) {
+static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
   mpx__task__init(t);
   t->task_id = f->task->id;
-  t->call_id = (uint64_t)(uintptr_t)f;
+  t->call_id = id;
   t->arg.data = (uint8_t *)f->arg;
   t->arg.len = f->arg_len;
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
@@ -161,7 +200,7 @@ static void send_batch(disp *d, int i, size_t k) {
   b.n_tasks = k;
   b.tasks = d->task_ptrs;
   mpx__wbuf_reset(&d->out);
-  int rc = mpx__batch_pack(&b, &d->lim, &d->out);
+  int rc = mpx__codec_pack(&b, &d->lim, &d->out);
   if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
   if (rc == 0 || rc == MPX_EWORKER_LOST) return; /* a loss: poll reports it, lose() re-queues */
   /* The batch could not be packed or sent (a limit the submit checks did not cover, such as a
@@ -176,6 +215,7 @@ static void send_batch(disp *d, int i, size_t k) {
   w->inflight.tail = last;
   w->inflight.n = keep;
   w->sent -= (long)k;
+  w->seq_sent -= k;
   if (w->timed && !keep) w->timed = false;
   while (f) { /* failed by feed_all once d->lock is released: callbacks run then */
     mpx_future *next = f->next;
@@ -217,7 +257,7 @@ static void feed(disp *d, int i, size_t share) {
     f->worker = (int16_t)i;
     if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
-    fill_task(&d->tasks[k], f);
+    fill_task(&d->tasks[k], f, call_id(w, f, w->seq_sent++));
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
@@ -257,12 +297,13 @@ static void feed_all(disp *d) {
 
 /* ---- receiving ---------------------------------------------------------------------------- */
 
-static char *error_text(const Mpx__Error *e, int i) {
+/* The text of a task failure a worker reported: its message (the worker's words, kept) and where
+ * it ran, from the transport's own knowledge (where()), never from the Error's pid/host/rank. */
+static char *error_text(const disp *d, const Mpx__Error *e, int i) {
   const char *msg = e && e->message && e->message[0] ? e->message : mpx_strerror(e ? e->code : 0);
-  if (e && e->rank >= 0)
-    return mpx__strdupf("%s (rank %d on %s)", msg, e->rank, e->host ? e->host : "?");
-  return mpx__strdupf("%s (worker %d, pid %d on %s)", msg, i, e ? e->pid : 0,
-                      e && e->host ? e->host : "?");
+  char who[160];
+  where(&d->w[i], i, who, sizeof who);
+  return mpx__strdupf("%s (%s)", msg, who);
 }
 
 static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double now) {
@@ -275,22 +316,61 @@ static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double
       size_t before = c->failed * c->result_size;
       if (r->data.len == before && before) memcpy(c->results, r->data.data, before);
     }
-    mpx__future_fail(f, r->error->code, error_text(r->error, i));
+    /* a worker reports task failures only: never a cancellation, a loss, ... (mpx__task_code) */
+    mpx__future_fail(f, mpx__task_code(r->error->code), error_text(d, r->error, i));
   } else {
     mpx__future_finish_copy(f, r->data.data, r->data.len);
   }
   mpx__future_drop(f);
 }
 
-static void on_control(disp *d, int i, const Mpx__Control *c) {
+/* Worker i broke the protocol (see 'Trust' in the header): it is ended and replaced, and its loss
+ * charges only the task it was running. Its messages are ignored until the transport reports the
+ * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
+ * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
+ * charged, the rest goes back to the queue. */
+static void violate(disp *d, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void violate(disp *d, int i, const char *fmt, ...) {
   wslot *w = &d->w[i];
-  if (c->kind != MPX__CONTROL__KIND__READY) return;
-  w->pid = c->pid;
-  snprintf(w->host, sizeof w->host, "%s", c->host ? c->host : "");
+  char what[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  char who[160];
+  where(w, i, who, sizeof who);
+  if (w->rank >= 0) snprintf(w->why, sizeof w->why, "rank %d %s and was killed", w->rank, what);
+  else snprintf(w->why, sizeof w->why, "pid %d %s and was killed", w->pid, what);
+  w->ready = false;
+  w->killed = true;
+  if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
+  snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
+  mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
+  w->dead = true;
+  mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
+  ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
+  lose(d, i, w->why, &ev);
+}
+
+/* Accept the READY that a worker process sends as its first message: who it is comes from the
+ * transport (peer), not from the message. */
+static void take_peer(disp *d, int i) {
+  wslot *w = &d->w[i];
+  mpx__peer p = {.pid = 0, .rank = -1, .slots = 1, .host = ""};
+  if (d->inner->peer) d->inner->peer(d->tp, i, &p);
+  w->pid = p.pid;
+  w->rank = p.rank;
+  snprintf(w->host, sizeof w->host, "%s", p.host);
+  w->slots = p.slots > 0 ? p.slots : 1;
+}
+
+static void on_ready(disp *d, int i, const Mpx__Control *c) {
+  wslot *w = &d->w[i];
+  take_peer(d, i);
   w->sent = 0;
-  w->slots = c->slots > 0 ? c->slots : 1;
+  w->seq_sent = w->seq_done = 0;
   if (c->error) { /* a replacement's initializer failed: retire the slot */
-    char *msg = error_text(c->error, i);
+    char *msg = error_text(d, c->error, i);
     mpx__log(MPX_LOG_WARN, "%s; worker %d is not replaced", msg ? msg : "initializer failed", i);
     free(msg);
     w->dead = true;
@@ -307,24 +387,62 @@ static void observe(disp *d, double seconds, size_t tasks) {
   d->task_avg = d->task_avg <= 0 ? per : 0.8 * d->task_avg + 0.2 * per;
 }
 
+/* The future a result from worker i is for, taken out of its window, or NULL: the call id must
+ * be in the window (sent and not answered yet, so each is accepted once); a worker that runs
+ * one task at a time answers in the order it was sent, so only the oldest id is accepted (a
+ * task cannot answer for the tasks queued behind it). */
+static mpx_future *accept_result(disp *d, int i, uint64_t id) {
+  wslot *w = &d->w[i];
+  if (w->slots == 1) {
+    if (!w->inflight.head || call_id(w, w->inflight.head, w->seq_done) != id) return NULL;
+    w->seq_done++;
+    return fifo_pop(&w->inflight);
+  }
+  return fifo_take(&w->inflight, id); /* hybrid ranks: threads answer out of order */
+}
+
+static const char *control_name(int kind) {
+  switch (kind) {
+  case MPX__CONTROL__KIND__READY: return "READY";
+  case MPX__CONTROL__KIND__SHUTDOWN: return "SHUTDOWN";
+  case MPX__CONTROL__KIND__RETIRE: return "RETIRE";
+  default: return "NONE";
+  }
+}
+
 static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
+  wslot *w = &d->w[i];
+  if (w->killed || w->dead) return; /* ended for a violation or retired: leftovers are ignored */
   Mpx__Batch *b;
-  int rc = mpx__batch_unpack(data, len, &d->lim, &b);
+  int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {
-    char why[128];
-    snprintf(why, sizeof why, "pid %d sent a malformed message (%s) and was killed",
-             d->w[i].pid, mpx_strerror(rc));
-    d->inner->kill(d->tp, i, true);
-    lose(d, i, why, NULL);
+    violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
     return;
   }
-  if (b->control) on_control(d, i, b->control);
-  wslot *w = &d->w[i];
+  if (!w->ready) { /* a worker process's first message: READY and nothing else */
+    if (!b->control || b->control->kind != MPX__CONTROL__KIND__READY || b->n_results || b->n_tasks)
+      violate(d, i, "sent a message other than READY as its first");
+    else
+      on_ready(d, i, b->control);
+    mpx__codec_free(b);
+    return;
+  }
+  if (b->control || b->n_tasks) { /* a serving worker sends results only */
+    violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
+                                                      : control_name(b->control->kind));
+    mpx__codec_free(b);
+    return;
+  }
   double now = mpx__now();
   size_t done = 0;
   for (size_t k = 0; k < b->n_results; k++) {
-    mpx_future *f = fifo_take(&w->inflight, b->results[k]->call_id);
-    if (!f) continue; /* not ours (a stale or forged id): ignore, never dereference */
+    uint64_t id = b->results[k]->call_id;
+    mpx_future *f = accept_result(d, i, id);
+    if (!f) { /* never dereferenced: a stale, repeated, out of order or forged id */
+      violate(d, i, "sent a result for call id 0x%llx, which it was not running",
+              (unsigned long long)id);
+      break;
+    }
     complete(d, i, f, b->results[k], now);
     done++;
     d->next = i;
@@ -336,7 +454,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     w->busy_since = now;
   }
   if (done && w->timed && !w->inflight.n) w->timed = false;
-  mpx__batch_free(b);
+  mpx__codec_free(b);
 }
 
 /* Worker i is gone: re-queue or fail what it held. When the transport knows what the worker was
@@ -345,20 +463,28 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
  * re-queued uncharged. Otherwise (ev NULL, or MPI) every task it held is charged. */
 static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   wslot *w = &d->w[i];
-  char who[128];
+  char who[160];
   where(w, i, who, sizeof who);
   bool timed_out = w->timed_out;
-  w->ready = w->timed = w->timed_out = false;
+  char why[sizeof w->why];
+  if (w->killed) { /* ended for a protocol violation: say that, not just 'killed by signal 9' */
+    snprintf(why, sizeof why, "%s", w->why);
+    detail = why;
+  }
+  w->ready = w->timed = w->timed_out = w->killed = false;
+  /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
+  if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
   mpx_future *f;
   fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
                          failures' callbacks run unlocked */
-  while ((f = fifo_pop(&w->inflight))) {
+  for (uint64_t seq = w->seq_done; (f = fifo_pop(&w->inflight)); seq++) {
+    uint64_t id = call_id(w, f, seq);
     if (timed_out) {
       mpx__future_fail(f, MPX_ETIMEDOUT,
                        mpx__strdupf("task '%s' ran past its %.3g s time limit; %s was killed",
                                     f->task->name, task_timeout(d, f), who));
       mpx__future_drop(f);
-    } else if (ev && ev->running_known && (uint64_t)(uintptr_t)f != ev->running &&
+    } else if (ev && ev->running_known && id != ev->running &&
                mpx__future_requeue(f)) {
       f->worker = -1; /* never started: not an attempt */
       fifo_push(&requeue, f);
@@ -443,7 +569,7 @@ static void send_shutdown(disp *d) {
   Mpx__Batch b = MPX__BATCH__INIT;
   b.control = &c;
   mpx__wbuf_reset(&d->out);
-  if (mpx__batch_pack(&b, &d->lim, &d->out)) return;
+  if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
   for (int i = 0; i < d->n; i++)
     if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
@@ -492,21 +618,32 @@ static int await_ready(disp *d) {
       return MPX_EINIT;
     }
     if (ev.kind == MPX__EV_MESSAGE) {
+      /* each worker's first message must be one READY (the initializer is user code too) */
       Mpx__Batch *b;
-      if ((rc = mpx__batch_unpack(ev.data, ev.len, &d->lim, &b))) return rc;
-      const Mpx__Control *c = b->control;
-      if (c && c->kind == MPX__CONTROL__KIND__READY) {
-        if (c->error) {
-          char *msg = error_text(c->error, ev.worker);
-          mpx__set_errmsg("initializer failed in worker %d: %s", ev.worker, msg ? msg : "?");
-          free(msg);
-          mpx__batch_free(b);
-          return MPX_EINIT;
-        }
-        on_control(d, ev.worker, c);
-        ready++;
+      if ((rc = mpx__codec_unpack(ev.data, ev.len, &d->lim, &b))) {
+        mpx__set_errmsg("worker %d sent a malformed message while starting (%s)", ev.worker,
+                        mpx_strerror(rc));
+        return MPX_EINIT;
       }
-      mpx__batch_free(b);
+      const Mpx__Control *c = b->control;
+      if (d->w[ev.worker].ready || !c || c->kind != MPX__CONTROL__KIND__READY || b->n_results ||
+          b->n_tasks) {
+        mpx__set_errmsg("worker %d sent a message other than one READY while starting",
+                        ev.worker);
+        mpx__codec_free(b);
+        return MPX_EINIT;
+      }
+      if (c->error) {
+        take_peer(d, ev.worker);
+        char *msg = error_text(d, c->error, ev.worker);
+        mpx__set_errmsg("initializer failed in worker %d: %s", ev.worker, msg ? msg : "?");
+        free(msg);
+        mpx__codec_free(b);
+        return MPX_EINIT;
+      }
+      on_ready(d, ev.worker, c);
+      ready++;
+      mpx__codec_free(b);
     }
     if (mpx__now() > give_up) {
       mpx__set_errmsg("workers did not report ready within 60 s");
@@ -539,6 +676,10 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   d->tasks = calloc(BATCH_MAX, sizeof *d->tasks);
   d->task_ptrs = calloc(BATCH_MAX, sizeof *d->task_ptrs);
   int rc = d->w && d->tasks && d->task_ptrs ? MPX_OK : MPX_ENOMEM;
+  for (int i = 0; d->w && i < d->n; i++) d->w[i].rank = -1;
+  /* what one worker may make us hold: no message from it is larger (see mpx__config) */
+  if (cfg->max_worker_memory && d->lim.max_message > cfg->max_worker_memory)
+    d->lim.max_message = cfg->max_worker_memory;
   if (!rc) rc = d->inner->start(&d->tp, cfg);
   if (rc) {
     disp_free(d);

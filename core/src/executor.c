@@ -4,7 +4,12 @@
  * backend, found in the list of transports: registry.h), then hands futures to one runner
  * (runner.h): the transport's own when it takes futures (threads), or the dispatcher
  * (dispatch.c) that batches them onto the transport's link (processes, MPI). It never looks at
- * which transport runs: what differs is in the transport's capability word (config.h).
+ * which transport runs: what differs is in the transport's capability word (config.h). An option
+ * the transport lacks the capability for (time limits, retries, max_tasks_per_worker) is refused
+ * with MPX_EPERM, never ignored; seconds must be finite (MPX_EINVAL).
+ *
+ * map with a timeout may return while chunks run: they then work in a private block that map and
+ * each chunk future hold a reference on, freed by the last to let go (see the map section).
  *
  * Shutdown races with submit: `shut` only makes later submits fail fast; the transport's close
  * decides, inside its own queue operations, which racing submit got in (it is run) and which did
@@ -19,6 +24,7 @@
  * (waiting for the queued tasks, joining the threads: the calling one by then has returned from
  * its callback) and frees it. mpx_finalize, and mpx_executor_create outside callbacks and
  * executor threads, wait for the reapers (an MPI communicator is free again only then). */
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -60,19 +66,61 @@ static int resolve_backend(mpx_backend b, mpx_backend *out) {
   return MPX_OK;
 }
 
+/* Seconds an option gives must be a finite number: NaN and infinities are refused. The check is
+ * made as a float too, the width a per-submit timeout is kept in. */
+static int check_seconds(const char *what, double s) {
+  if (isfinite(s) && isfinite((float)s)) return MPX_OK;
+  mpx__set_errmsg("%s is %g: not a finite number of seconds", what, s);
+  return MPX_EINVAL;
+}
+
+/* An option the transport cannot honour (it lacks capability `cap`) is refused, never ignored. */
+static int check_cap(const mpx__config *c, bool asked, unsigned cap, const char *what, double v) {
+  if (!asked || (c->caps & cap)) return MPX_OK;
+  bool here = !(c->caps & MPX__CAP_ENCODES); /* tasks run on threads of this process */
+  const char *why = cap == MPX__CAP_KILL_ONE
+                        ? (here ? "a task runs on a thread of this process, which cannot be "
+                                  "stopped alone"
+                                : "one worker cannot be ended without ending the job")
+                    : cap == MPX__CAP_RETRY
+                        ? (here ? "a task is never lost with its worker thread, so it is never "
+                                  "run again"
+                                : "a lost worker is not replaced (it ends the job)")
+                        : "its workers cannot be replaced";
+  mpx__set_errmsg("%s = %g is not supported on the %s backend: %s", what, v, c->transport->name,
+                  why);
+  return MPX_EPERM;
+}
+
+static int out_of_range(const char *what) {
+  mpx__set_errmsg("option %s is out of range", what);
+  return MPX_EINVAL;
+}
+
 static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   mpx__config *c = &ex->cfg;
-  if (o->backend < MPX_BACKEND_AUTO || o->backend > MPX_BACKEND_MPI || o->workers < 0 ||
-      o->binding < MPX_BIND_NONE || o->binding > MPX_BIND_NUMA || o->max_tasks_per_worker < 0 ||
-      o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL || o->retries < 0 ||
-      o->task_timeout < 0 || o->threads_per_rank < 0 ||
-      o->root_threads < -1 || (!o->initargs && o->initargs_len)) {
-    mpx__set_errmsg("an option is out of range");
-    return MPX_EINVAL;
-  }
-  int rc = resolve_backend(o->backend, &c->backend);
-  if (rc || (rc = mpx__transport_find(c->backend, &c->transport))) return rc;
+  if (o->backend < MPX_BACKEND_AUTO || o->backend > MPX_BACKEND_MPI) return out_of_range("backend");
+  if (o->workers < 0) return out_of_range("workers");
+  if (o->binding < MPX_BIND_NONE || o->binding > MPX_BIND_NUMA) return out_of_range("binding");
+  if (o->max_tasks_per_worker < 0) return out_of_range("max_tasks_per_worker");
+  if (o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL) return out_of_range("on_full");
+  if (o->retries < 0) return out_of_range("retries");
+  if (o->threads_per_rank < 0) return out_of_range("threads_per_rank");
+  if (o->root_threads < -1) return out_of_range("root_threads");
+  if (!o->initargs && o->initargs_len) return out_of_range("initargs_len (initargs is NULL)");
+  int rc = check_seconds("task_timeout", o->task_timeout);
+  if (rc) return rc;
+  if (o->task_timeout < 0) return out_of_range("task_timeout");
+  if ((rc = resolve_backend(o->backend, &c->backend)) ||
+      (rc = mpx__transport_find(c->backend, &c->transport)))
+    return rc;
   c->caps = c->transport->caps;
+  if ((rc = check_cap(c, o->task_timeout > 0, MPX__CAP_KILL_ONE, "task_timeout",
+                      o->task_timeout)) ||
+      (rc = check_cap(c, o->retries > 0, MPX__CAP_RETRY, "retries", o->retries)) ||
+      (rc = check_cap(c, o->max_tasks_per_worker > 0, MPX__CAP_RECYCLE, "max_tasks_per_worker",
+                      (double)o->max_tasks_per_worker)))
+    return rc;
   c->link = c->transport->link; /* NULL for a runner */
   if (o->initializer && (rc = mpx_task_find(o->initializer, &c->initializer))) {
     mpx__set_errmsg("initializer '%s' is not a registered task", o->initializer);
@@ -89,6 +137,14 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->task_timeout = o->task_timeout;
   c->threads_per_rank = o->threads_per_rank;
   c->root_threads = o->root_threads;
+  if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||
+                               o->max_worker_memory < c->max_payload + ((size_t)64 << 10))) {
+    mpx__set_errmsg("max_worker_memory (%zu) must be at least max_payload (%zu) + 64 KiB",
+                    o->max_worker_memory, c->max_payload);
+    return MPX_EINVAL;
+  }
+  /* as given: the process link's configure resolves 0, other links clear it; runners ignore it */
+  c->max_worker_memory = c->link ? o->max_worker_memory : 0;
   c->workers = c->workers_opt = o->workers;
   /* a transport may set its own worker count (MPI: ranks) or refuse options */
   if (c->link && c->link->configure && (rc = c->link->configure(c))) return rc;
@@ -181,10 +237,19 @@ static int enter(mpx_executor *ex) {
   return ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
 }
 
-/* Time limits are enforced by ending the worker that overran: a transport that encodes payloads
- * (its workers are elsewhere) must be able to end one; a runner in this process ignores them. */
-static bool time_limits_ok(const mpx_executor *ex) {
-  return !(ex->cfg.caps & MPX__CAP_ENCODES) || (ex->cfg.caps & MPX__CAP_KILL_ONE);
+/* Per-submit options: a finite timeout; a time limit and retries only where the transport can
+ * honour them (as the executor's options). */
+static int check_submit_opts(const mpx_executor *ex, const mpx_submit_opts *o) {
+  if (o->retries > INT16_MAX) {
+    mpx__set_errmsg("per-submit retries = %d exceeds %d", o->retries, INT16_MAX);
+    return MPX_EINVAL;
+  }
+  int rc = check_seconds("per-submit timeout", o->timeout);
+  if (!rc) rc = check_cap(&ex->cfg, o->timeout > 0, MPX__CAP_KILL_ONE, "per-submit timeout",
+                          o->timeout);
+  if (!rc) rc = check_cap(&ex->cfg, o->retries > 0, MPX__CAP_RETRY, "per-submit retries",
+                          o->retries);
+  return rc;
 }
 
 /* Submit `task` on `arg`. With `adopt`, arg is a malloc'd block that is ours to free, whatever
@@ -192,12 +257,10 @@ static bool time_limits_ok(const mpx_executor *ex) {
 static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
                       const mpx_submit_opts *opts, bool adopt, mpx_future **out) {
   int rc = MPX_OK;
-  if (!ex || !task || (!arg && len) || (opts && opts->retries > INT16_MAX)) {
+  if (!ex || !task || (!arg && len)) {
     rc = MPX_EINVAL;
-  } else if (opts && opts->timeout > 0 && !time_limits_ok(ex)) {
-    mpx__set_errmsg("task time limits are not supported on the %s backend",
-                    mpx_backend_name(ex->cfg.backend));
-    rc = MPX_EPERM;
+  } else if (opts && (rc = check_submit_opts(ex, opts))) {
+    /* rc and the message are set */
   } else if ((ex->cfg.caps & MPX__CAP_ENCODES) && len > ex->cfg.max_payload) {
     mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
     rc = MPX_ETOOBIG;
@@ -261,23 +324,76 @@ int mpx_future_result_msg(mpx_future *f, double timeout, const ProtobufCMessageD
   return mpx_msg_unpack(d, data ? data : "", len, max_len, out);
 }
 
-/* ---- map ---------------------------------------------------------------------------------- */
+/* ---- map ----------------------------------------------------------------------------------
+ * Without a timeout, map waits for every chunk, so chunks read the caller's items and write the
+ * caller's results in place (no copy), and their descriptors live in map's own array.
+ *
+ * With a timeout, map returns at the deadline whatever still runs, and the caller may free its
+ * items and results at once. So the chunks work in one private block (mpx__map_private,
+ * future_impl.h): their descriptors, a copy of the items and room for the results. Map copies a
+ * chunk's results out when it sees the chunk done, before the deadline or at it; at the deadline
+ * it cancels the chunks that have not started and returns. A chunk still running finishes into
+ * the block, whose results are dropped; map and each chunk future hold a reference on the block,
+ * and whichever lets go last frees it (map at return, a future when it is freed: future.c). */
 
 typedef struct map_run {
   mpx__map_chunk *chunks;
+  mpx__map_private *priv; /* with a timeout; NULL: in place */
+  unsigned char *results; /* the caller's */
+  size_t result_size;
   mpx_future **fs;
   size_t nchunks, submitted;
 } map_run;
 
-static int map_submit(mpx_executor *ex, const mpx_task *t, const unsigned char *items,
-                      size_t item_size, size_t n, unsigned char *results, size_t result_size,
-                      size_t chunk, map_run *m) {
+#define MAP_ALIGN 64 /* offsets in the private block: items keep the alignment they had */
+
+static size_t align_up(size_t x) { return (x + MAP_ALIGN - 1) & ~(size_t)(MAP_ALIGN - 1); }
+
+/* Lay out the chunks of `n` items, in map's array or (with `priv`) in one private block with a
+ * copy of the items; m->chunks is set. MPX_ENOMEM or MPX_ETOOBIG (the block's size overflows). */
+static int map_layout(map_run *m, bool priv, const unsigned char *items, size_t item_size,
+                      size_t n, unsigned char *results, size_t result_size, size_t chunk) {
+  size_t head = align_up(sizeof(mpx__map_private)), chunks_at = head, items_at = 0,
+         results_at = 0, total = 0, cbytes;
+  if (__builtin_mul_overflow(m->nchunks, sizeof *m->chunks, &cbytes) ||
+      (priv && (__builtin_add_overflow(chunks_at, cbytes, &items_at) ||
+                (items_at = align_up(items_at)) < chunks_at ||
+                __builtin_add_overflow(items_at, n * item_size, &results_at) ||
+                (results_at = align_up(results_at)) < items_at ||
+                __builtin_add_overflow(results_at, n * result_size, &total)))) {
+    mpx__set_errmsg("map of %zu items of %zu bytes (results of %zu bytes): its buffers would "
+                    "exceed the address space", n, item_size, result_size);
+    return MPX_ETOOBIG;
+  }
+  unsigned char *base = NULL;
+  if (priv) {
+    if (!(base = malloc(total))) {
+      mpx__set_errmsg("no memory for map's private buffers (%zu bytes)", total);
+      return MPX_ENOMEM;
+    }
+    m->priv = (mpx__map_private *)base;
+    atomic_init(&m->priv->refs, 1); /* map's own */
+    m->chunks = (mpx__map_chunk *)(base + chunks_at);
+    if (item_size) memcpy(base + items_at, items, n * item_size);
+    items = item_size ? base + items_at : items;
+    results = result_size ? base + results_at : results;
+  } else if (!(m->chunks = malloc(cbytes ? cbytes : 1))) {
+    mpx__set_errmsg("no memory for %zu map chunks", m->nchunks);
+    return MPX_ENOMEM;
+  }
   for (size_t i = 0; i < m->nchunks; i++) {
     size_t first = i * chunk, count = n - first < chunk ? n - first : chunk;
     m->chunks[i] = (mpx__map_chunk){.items = items + first * item_size,
                                     .results = results ? results + first * result_size : NULL,
                                     .count = count, .item_size = item_size,
-                                    .result_size = result_size};
+                                    .result_size = result_size, .priv = m->priv};
+  }
+  return MPX_OK;
+}
+
+static int map_submit(mpx_executor *ex, const mpx_task *t, map_run *m) {
+  for (size_t i = 0; i < m->nchunks; i++) {
+    mpx__map_chunk *c = &m->chunks[i];
     int rc = enter(ex);
     if (rc) return rc;
     mpx_future *f = mpx__future_new(t, NULL, 0, false);
@@ -285,11 +401,16 @@ static int map_submit(mpx_executor *ex, const mpx_task *t, const unsigned char *
       if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
       return MPX_ENOMEM;
     }
-    /* the chunk's items are read in place (map blocks until they are done) */
-    f->arg = m->chunks[i].items;
-    f->arg_len = count * item_size;
-    f->owner = &m->chunks[i];
-    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
+    /* the chunk's items are read where the chunk points (the caller's, or the private copy) */
+    f->arg = c->items;
+    f->arg_len = c->count * c->item_size;
+    f->owner = c;
+    uint32_t flags = MPX__F_CHUNK;
+    if (m->priv) { /* the future's reference on the block, dropped when it is freed */
+      atomic_fetch_add_explicit(&m->priv->refs, 1, memory_order_relaxed);
+      flags |= MPX__F_MAP_PRIV;
+    }
+    atomic_fetch_or_explicit(&f->state, flags, memory_order_relaxed);
     rc = submit_future(ex, f);
     if (rc) return rc;
     m->fs[m->submitted++] = f;
@@ -297,24 +418,31 @@ static int map_submit(mpx_executor *ex, const mpx_task *t, const unsigned char *
   return MPX_OK;
 }
 
-/* Collect in order; note the first failure. On timeout, cancel what has not started and still
- * wait for what runs, since it writes into the caller's results. */
-static int map_collect(map_run *m, size_t chunk, double timeout, int rc, mpx_map_status *st) {
-  double deadline = timeout > 0 ? mpx__now() + timeout : 0;
+/* Chunk i (of `chunk` items) of a map with a timeout is done (state s): copy its results (on a
+ * failure, those before the failing item) from the private block to the caller. */
+static void map_copy_out(const map_run *m, size_t i, size_t chunk, uint32_t s) {
+  const mpx__map_chunk *c = &m->chunks[i];
+  if (!m->result_size || (s != MPX_FINISHED && s != MPX_FAILED)) return;
+  size_t count = s == MPX_FINISHED ? c->count : c->failed;
+  if (count) memcpy(m->results + i * chunk * m->result_size, c->results, count * m->result_size);
+}
+
+/* Collect in order; note the first failure. With a deadline (0: none), at the deadline cancel
+ * what has not started and return without waiting for what runs (it has its private block). */
+static int map_collect(map_run *m, size_t chunk, double deadline, int rc, mpx_map_status *st) {
   bool timed_out = false;
   for (size_t i = 0; i < m->submitted; i++) {
     mpx_future *f = m->fs[i];
-    double left = deadline ? deadline - mpx__now() : MPX_FOREVER;
-    if (timed_out || (deadline && left <= 0) ||
-        mpx_future_exception(f, deadline ? (left > 0 ? left : 0) : MPX_FOREVER, NULL, NULL) ==
-            MPX_ETIMEDOUT) {
-      timed_out = true;
-      mpx_future_cancel(f);
-      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
+    if (!timed_out) {
+      double left = deadline ? deadline - mpx__now() : MPX_FOREVER;
+      if (deadline && left < 0) left = 0;
+      timed_out = mpx_future_exception(f, left, NULL, NULL) == MPX_ETIMEDOUT;
     }
+    if (timed_out) mpx_future_cancel(f); /* fails (ESTATE) on a running or done chunk: fine */
     uint32_t s = mpx__future_state(f);
+    if (m->priv) map_copy_out(m, i, chunk, s);
     if (s == MPX_FINISHED || rc) continue;
-    if (s == MPX_CANCELLED) {
+    if (s == MPX_CANCELLED || !mpx__state_done(s)) { /* cancelled, or still running */
       rc = timed_out ? MPX_ETIMEDOUT : MPX_ECANCELLED;
       if (st) st->failed_index = i * chunk, st->code = rc;
       continue;
@@ -334,36 +462,54 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
   mpx_map_status *st = opts ? opts->status : NULL;
   if (st) *st = (mpx_map_status){.failed_index = n};
   if (!ex || (!items && n && item_size) || (!results && n && result_size)) return MPX_EINVAL;
+  double timeout = opts ? opts->timeout : 0;
+  if (isnan(timeout)) {
+    mpx__set_errmsg("mpx_map: timeout is NaN (0, a negative number or infinity: no limit)");
+    return MPX_EINVAL;
+  }
   const mpx_task *t;
   int rc = mpx_task_find(task, &t);
   if (rc) return rc;
   if (n == 0) return MPX_OK;
-  size_t chunk = opts && opts->chunksize ? opts->chunksize
-                                         : (n + 4 * (size_t)slots(ex) - 1) /
-                                               (4 * (size_t)slots(ex));
-  /* encoded payloads: the codec takes at most MPX__DEFAULT_MAX_ITEMS items in one chunk */
+  size_t bytes;
+  if (__builtin_mul_overflow(n, item_size, &bytes)) {
+    mpx__set_errmsg("mpx_map: n (%zu) * item_size (%zu) overflows size_t", n, item_size);
+    return MPX_EINVAL;
+  }
+  if (__builtin_mul_overflow(n, result_size, &bytes)) {
+    mpx__set_errmsg("mpx_map: n (%zu) * result_size (%zu) overflows size_t", n, result_size);
+    return MPX_EINVAL;
+  }
+  /* chunk <= n from here, so chunk * item_size and chunk * result_size cannot overflow */
+  size_t quarter = 4 * (size_t)slots(ex);
+  size_t chunk = opts && opts->chunksize ? (opts->chunksize < n ? opts->chunksize : n)
+                                         : n / quarter + (n % quarter != 0);
+  /* encoded payloads: the codec takes at most MPX__DEFAULT_MAX_ITEMS items in one chunk, and
+   * each chunk's items and results must fit max_payload */
   bool encodes = ex->cfg.caps & MPX__CAP_ENCODES;
-  if (encodes && !(opts && opts->chunksize) && chunk > MPX__DEFAULT_MAX_ITEMS)
-    chunk = MPX__DEFAULT_MAX_ITEMS;
+  if (encodes && chunk > MPX__DEFAULT_MAX_ITEMS) chunk = MPX__DEFAULT_MAX_ITEMS;
   if (encodes &&
-      (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload ||
-       chunk > MPX__DEFAULT_MAX_ITEMS)) {
-    mpx__set_errmsg("a map chunk of %zu items exceeds max_payload (%zu bytes) or %zu items", chunk,
-                    ex->cfg.max_payload, (size_t)MPX__DEFAULT_MAX_ITEMS);
+      (chunk * item_size > ex->cfg.max_payload || chunk * result_size > ex->cfg.max_payload)) {
+    mpx__set_errmsg("a map chunk of %zu items of %zu bytes (results of %zu bytes) exceeds "
+                    "max_payload (%zu bytes): lower chunksize", chunk, item_size, result_size,
+                    ex->cfg.max_payload);
     return MPX_ETOOBIG;
   }
-  map_run m = {.nchunks = (n + chunk - 1) / chunk};
-  m.chunks = malloc(m.nchunks * sizeof *m.chunks);
-  m.fs = malloc(m.nchunks * sizeof *m.fs);
-  if (!m.chunks || !m.fs) {
-    free(m.chunks);
-    free(m.fs);
+  double deadline = timeout > 0 && !isinf(timeout) ? mpx__now() + timeout : 0;
+  map_run m = {.nchunks = n / chunk + (n % chunk != 0), .results = results,
+               .result_size = result_size};
+  if (!(m.fs = calloc(m.nchunks, sizeof *m.fs))) {
+    mpx__set_errmsg("no memory for %zu map chunks", m.nchunks);
     return MPX_ENOMEM;
   }
-  rc = map_submit(ex, t, items, item_size, n, results, result_size, chunk, &m);
-  rc = map_collect(&m, chunk, opts ? opts->timeout : 0, rc, st);
+  rc = map_layout(&m, deadline != 0, items, item_size, n, results, result_size, chunk);
+  if (!rc) {
+    rc = map_submit(ex, t, &m);
+    rc = map_collect(&m, chunk, deadline, rc, st);
+  }
   for (size_t i = 0; i < m.submitted; i++) mpx_future_release(m.fs[i]);
-  free(m.chunks);
+  if (m.priv) mpx__map_private_unref(m.priv);
+  else free(m.chunks);
   free(m.fs);
   return rc;
 }

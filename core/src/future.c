@@ -1,4 +1,5 @@
-/* future.c: the future state machine, waiting, done-callbacks, wait() and as_completed.
+/* future.c: the future state machine, waiting on one future, done-callbacks, references (wait()
+ * and as_completed are in wait.c).
  *
  * The state word holds the state and two flags. Completion is one CAS on it (acq_rel: the result
  * fields written before it are visible to whoever sees the new state); then sleepers are woken
@@ -11,6 +12,7 @@
  * freed futures, usually no malloc. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "future_impl.h"
 #include "os/clock.h"
 #include "os/cpu.h"
@@ -28,13 +31,6 @@
 #include "task_impl.h"
 
 _Static_assert(sizeof(struct mpx_future) <= 128, "a future must stay within 128 bytes");
-
-struct mpx__cb {
-  struct mpx__cb *next;
-  mpx_done_fn fn;
-  void *arg;
-  bool heap; /* user callbacks are heap nodes; waiters embed theirs */
-};
 
 _Thread_local const void *mpx__tl_transport;
 _Thread_local int mpx__tl_callbacks;
@@ -197,7 +193,11 @@ static void future_recycle(mpx_future *f) {
 static void future_free(mpx_future *f) {
   if (f->res != f->res_small) free(f->res);
   free(f->errmsg);
-  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_ARG_OWNED) free((void *)f->arg);
+  uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
+  /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
+  if (flags & MPX__F_MAP_PRIV)
+    mpx__map_private_unref(((mpx__map_chunk *)f->owner)->priv);
   atomic_store_explicit(&f->magic, MPX__FUT_DEAD, memory_order_relaxed);
   future_recycle(f);
 }
@@ -232,7 +232,7 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool
   return f;
 }
 
-static int check(const mpx_future *f) {
+int mpx__future_check(const mpx_future *f) {
   if (!f) return MPX_EINVAL;
   uint32_t m = atomic_load_explicit(&((mpx_future *)f)->magic, memory_order_relaxed);
   if (m == MPX__FUT_MAGIC) return MPX_OK;
@@ -398,7 +398,7 @@ void mpx__future_drop(mpx_future *f) { unref(f, MPX__REF_INTERNAL); }
 
 /* ---- waiting ------------------------------------------------------------------------------ */
 
-static struct timespec to_timespec(double s) {
+struct timespec mpx__timespec_of(double s) {
   if (s < 0) s = 0;
   struct timespec ts = {.tv_sec = (time_t)s};
   ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
@@ -448,11 +448,21 @@ static int wait_done(mpx_future *f, double timeout) {
     if (timeout > 0) {
       double left = deadline - mpx__now();
       if (left <= 0) return MPX_ETIMEDOUT;
-      ts = to_timespec(left);
+      ts = mpx__timespec_of(left);
       tsp = &ts;
     }
     mpx__futex_wait_private(&f->state, s, tsp);
   }
+}
+
+/* A wait's timeout: NaN is refused (MPX_EINVAL); +infinity waits without limit, as MPX_FOREVER. */
+int mpx__wait_timeout(double *timeout) {
+  if (isnan(*timeout)) {
+    mpx__set_errmsg("timeout is NaN (MPX_FOREVER or any negative number waits without limit)");
+    return MPX_EINVAL;
+  }
+  if (isinf(*timeout)) *timeout = MPX_FOREVER;
+  return MPX_OK;
 }
 
 static int outcome(const mpx_future *f) {
@@ -463,9 +473,9 @@ static int outcome(const mpx_future *f) {
 }
 
 int mpx_future_result(mpx_future *f, double timeout, const void **data, size_t *len) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   if (rc) return rc;
-  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = mpx__wait_timeout(&timeout)) || (rc = wait_done(f, timeout))) return rc;
   if ((rc = outcome(f))) return rc;
   if (data) *data = f->res_len ? f->res : NULL;
   if (len) *len = f->res_len;
@@ -484,9 +494,9 @@ int mpx_future_result_copy(mpx_future *f, void *dst, size_t size, double timeout
 }
 
 int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **message) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   if (rc) return rc;
-  if ((rc = wait_done(f, timeout))) return rc;
+  if ((rc = mpx__wait_timeout(&timeout)) || (rc = wait_done(f, timeout))) return rc;
   if (mpx__future_state(f) == MPX_CANCELLED) return MPX_ECANCELLED;
   int c = outcome(f);
   if (code) *code = c;
@@ -495,7 +505,7 @@ int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **
 }
 
 int mpx_future_state_get(const mpx_future *f) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   return rc ? rc : (int)mpx__future_state(f);
 }
 
@@ -515,14 +525,14 @@ int mpx_future_cancelled(const mpx_future *f) {
 }
 
 int mpx_future_cancel(mpx_future *f) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   if (rc) return rc;
   if (mpx__future_cancel(f) || mpx__future_state(f) == MPX_CANCELLED) return MPX_OK;
   return MPX_ESTATE;
 }
 
 /* Add `cb` to the list, or return false if the future is already done (caller runs it). */
-static bool add_callback(mpx_future *f, struct mpx__cb *cb) {
+bool mpx__future_add_cb(mpx_future *f, struct mpx__cb *cb) {
   pthread_mutex_t *m = stripe_of(f);
   pthread_mutex_lock(m);
   uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
@@ -544,7 +554,7 @@ static bool add_callback(mpx_future *f, struct mpx__cb *cb) {
 }
 
 /* Take `cb` off the list if it is still there (not yet detached by completion). */
-static bool remove_callback(mpx_future *f, struct mpx__cb *cb) {
+bool mpx__future_remove_cb(mpx_future *f, struct mpx__cb *cb) {
   pthread_mutex_t *m = stripe_of(f);
   pthread_mutex_lock(m);
   bool found = false;
@@ -560,7 +570,7 @@ static bool remove_callback(mpx_future *f, struct mpx__cb *cb) {
 }
 
 int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   if (rc) return rc;
   if (!fn) return MPX_EINVAL;
   struct mpx__cb *cb = malloc(sizeof *cb);
@@ -574,7 +584,7 @@ int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg) {
    * relaxed: the caller already holds a reference. */
   atomic_fetch_add_explicit(&f->refs, MPX__REF_USER, memory_order_relaxed);
   *cb = (struct mpx__cb){.fn = fn, .arg = arg, .heap = true};
-  if (add_callback(f, cb)) return MPX_OK;
+  if (mpx__future_add_cb(f, cb)) return MPX_OK;
   free(cb);
   unref(f, MPX__REF_USER); /* done already: it runs now, under the caller's reference */
   mpx__tl_callbacks++;
@@ -593,7 +603,7 @@ long mpx_future_callback_failures(void) {
 }
 
 int mpx_future_retain(mpx_future *f) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   if (rc) return rc;
   if (atomic_load_explicit(&f->refs, memory_order_relaxed) >> 16 == 0xffff) return MPX_ENOMEM;
   /* relaxed: the caller already holds a reference */
@@ -602,203 +612,8 @@ int mpx_future_retain(mpx_future *f) {
 }
 
 int mpx_future_release(mpx_future *f) {
-  int rc = check(f);
+  int rc = mpx__future_check(f);
   if (rc) return rc;
   unref(f, MPX__REF_USER);
-  return MPX_OK;
-}
-
-/* ---- wait() and as_completed: a waiter registered on many futures ------------------------ */
-
-typedef struct waiter waiter;
-typedef struct waiter_slot {
-  struct mpx__cb cb;
-  waiter *w;
-  size_t index;
-} waiter_slot;
-
-struct waiter {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  _Atomic int refs;       /* the owner + one per registered slot */
-  size_t n;               /* unique futures */
-  mpx_future **fs;        /* unique, each retained */
-  waiter_slot *slots;
-  size_t *ready;          /* indices in completion order */
-  size_t nready, nfailed, taken;
-  double deadline;        /* 0: none */
-};
-
-static void waiter_unref(waiter *w) {
-  if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) != 1) return;
-  for (size_t i = 0; i < w->n; i++) mpx__future_drop(w->fs[i]);
-  pthread_mutex_destroy(&w->lock);
-  pthread_cond_destroy(&w->cond);
-  free(w->fs);
-  free(w->slots);
-  free(w->ready);
-  free(w);
-}
-
-static void waiter_note(waiter *w, size_t i) {
-  pthread_mutex_lock(&w->lock);
-  w->ready[w->nready++] = i;
-  if (mpx__future_state(w->fs[i]) == MPX_FAILED) w->nfailed++;
-  pthread_cond_broadcast(&w->cond);
-  pthread_mutex_unlock(&w->lock);
-}
-
-static int waiter_cb(mpx_future *f, void *arg) {
-  (void)f;
-  waiter_slot *s = arg;
-  waiter *w = s->w;
-  waiter_note(w, s->index);
-  waiter_unref(w);
-  return 0;
-}
-
-static int cmp_ptr(const void *a, const void *b) {
-  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-static int waiter_create(mpx_future *const *fs, size_t n, double timeout, waiter **out) {
-  if (!fs && n) return MPX_EINVAL;
-  for (size_t i = 0; i < n; i++) {
-    int rc = check(fs[i]);
-    if (rc) return rc;
-  }
-  waiter *w = calloc(1, sizeof *w);
-  if (!w) return MPX_ENOMEM;
-  w->fs = malloc((n ? n : 1) * sizeof *w->fs);
-  w->slots = calloc(n ? n : 1, sizeof *w->slots);
-  w->ready = malloc((n ? n : 1) * sizeof *w->ready);
-  if (!w->fs || !w->slots || !w->ready) {
-    free(w->fs);
-    free(w->slots);
-    free(w->ready);
-    free(w);
-    return MPX_ENOMEM;
-  }
-  if (n) memcpy(w->fs, fs, n * sizeof *fs);
-  qsort(w->fs, n, sizeof *w->fs, cmp_ptr);
-  size_t u = 0;
-  for (size_t i = 0; i < n; i++)
-    if (u == 0 || w->fs[u - 1] != w->fs[i]) w->fs[u++] = w->fs[i];
-  w->n = u;
-  pthread_mutex_init(&w->lock, NULL);
-  pthread_cond_init(&w->cond, NULL);
-  atomic_init(&w->refs, 1);
-  w->deadline = timeout >= 0 ? mpx__now() + timeout : 0;
-  /* those already done come first, in the order given */
-  for (size_t i = 0; i < u; i++) {
-    mpx__future_hold(w->fs[i]);
-    w->slots[i] = (waiter_slot){.cb = {.fn = waiter_cb, .arg = &w->slots[i]}, .w = w, .index = i};
-    atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
-    if (!add_callback(w->fs[i], &w->slots[i].cb)) {
-      waiter_note(w, i);
-      atomic_fetch_sub_explicit(&w->refs, 1, memory_order_relaxed);
-    }
-  }
-  *out = w;
-  return MPX_OK;
-}
-
-static void waiter_destroy(waiter *w) {
-  for (size_t i = 0; i < w->n; i++)
-    if (remove_callback(w->fs[i], &w->slots[i].cb)) waiter_unref(w);
-  waiter_unref(w);
-}
-
-/* Wait on the condition `satisfied` under w->lock until it holds or the deadline passes. */
-static int waiter_wait(waiter *w, bool (*satisfied)(const waiter *, int), int mode) {
-  int rc = MPX_OK;
-  pthread_mutex_lock(&w->lock);
-  while (!satisfied(w, mode)) {
-    if (w->deadline == 0) {
-      pthread_cond_wait(&w->cond, &w->lock);
-      continue;
-    }
-    double left = w->deadline - mpx__now();
-    if (left <= 0) {
-      rc = MPX_ETIMEDOUT;
-      break;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct timespec d = to_timespec(left);
-    ts.tv_sec += d.tv_sec;
-    ts.tv_nsec += d.tv_nsec;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-  }
-  pthread_mutex_unlock(&w->lock);
-  return rc;
-}
-
-static bool wait_satisfied(const waiter *w, int mode) {
-  if (w->nready == w->n) return true;
-  if (mode == MPX_FIRST_COMPLETED) return w->nready > 0;
-  if (mode == MPX_FIRST_EXCEPTION) return w->nfailed > 0;
-  return false;
-}
-
-static bool any_untaken(const waiter *w, int mode) {
-  (void)mode;
-  return w->taken < w->nready;
-}
-
-int mpx_wait(mpx_future *const *fs, size_t n, mpx_wait_mode mode, double timeout) {
-  if (mode < MPX_FIRST_COMPLETED || mode > MPX_ALL_COMPLETED) return MPX_EINVAL;
-  waiter *w;
-  int rc = waiter_create(fs, n, timeout, &w);
-  if (rc) return rc;
-  rc = waiter_wait(w, wait_satisfied, mode);
-  waiter_destroy(w);
-  return rc;
-}
-
-struct mpx_as_completed {
-  waiter *w;
-};
-
-int mpx_as_completed_create(mpx_future *const *fs, size_t n, double timeout,
-                            mpx_as_completed **it) {
-  if (!it) return MPX_EINVAL;
-  *it = NULL;
-  mpx_as_completed *a = malloc(sizeof *a);
-  if (!a) return MPX_ENOMEM;
-  int rc = waiter_create(fs, n, timeout, &a->w);
-  if (rc) {
-    free(a);
-    return rc;
-  }
-  *it = a;
-  return MPX_OK;
-}
-
-int mpx_as_completed_next(mpx_as_completed *it, mpx_future **f) {
-  if (!it || !f) return MPX_EINVAL;
-  *f = NULL;
-  waiter *w = it->w;
-  pthread_mutex_lock(&w->lock);
-  bool all = w->taken == w->n;
-  pthread_mutex_unlock(&w->lock);
-  if (all) return MPX_EEMPTY;
-  int rc = waiter_wait(w, any_untaken, 0);
-  if (rc) return rc;
-  pthread_mutex_lock(&w->lock);
-  *f = w->fs[w->ready[w->taken++]];
-  pthread_mutex_unlock(&w->lock);
-  return MPX_OK;
-}
-
-int mpx_as_completed_destroy(mpx_as_completed *it) {
-  if (!it) return MPX_EINVAL;
-  waiter_destroy(it->w);
-  free(it);
   return MPX_OK;
 }

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "mpx/executor.h"
 #include "mpx/future.h"
@@ -27,6 +29,8 @@ enum {
   MPX__F_CHUNK = 1u << 16,     /* a map chunk: owner points at its mpx__map_chunk */
   MPX__F_ARG_OWNED = 1u << 17, /* arg is a heap copy the future frees */
   MPX__F_BRIEF_SPIN = 1u << 18, /* waiters spin briefly before sleeping (polled transports) */
+  MPX__F_MAP_PRIV = 1u << 20,  /* a chunk of a map with a timeout: the future holds a reference
+                                  on owner->priv (without it, owner may be gone once done) */
 };
 
 #define MPX__RES_SMALL 8
@@ -57,12 +61,28 @@ struct mpx_future {
 #define MPX__FUT_MAGIC 0x6d707846u
 #define MPX__FUT_DEAD 0x64656164u
 
-/* A map chunk: items [first, first + count) of one mpx_map call. */
+/* The private block of an mpx_map with a timeout (executor.c): its chunk descriptors and copies
+ * of its items and results, which its chunks may still use after map returned. Map holds one
+ * reference and each chunk future another, dropped when the future is freed (future.c); the last
+ * to let go frees the block. */
+typedef struct mpx__map_private {
+  _Atomic size_t refs;
+} mpx__map_private;
+
+static inline void mpx__map_private_unref(mpx__map_private *p) {
+  /* acq_rel: every user's reads and writes happen-before the free */
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) free(p);
+}
+
+/* A map chunk: items [first, first + count) of one mpx_map call. Without a map timeout it lives
+ * in map's own array and points at the caller's items and results (map waits for it); with one
+ * it lives in a private block (priv) and points into that block. */
 typedef struct mpx__map_chunk {
   const unsigned char *items;  /* first item of this chunk */
   unsigned char *results;      /* where its first result goes */
   size_t count, item_size, result_size;
   size_t failed;               /* index in the chunk of the failing item (when FAILED) */
+  mpx__map_private *priv;      /* NULL: in place; else the block the future holds a reference on */
 } mpx__map_chunk;
 
 /* A pending future with refs = 2 (caller + scheduler). Arguments up to MPX_INLINE_ARG bytes are
@@ -103,5 +123,25 @@ static inline bool mpx__state_done(uint32_t s) { return (s & MPX__ST_MASK) >= MP
 extern _Thread_local const void *mpx__tl_transport;
 /* How many done-callbacks this thread is running now (they may nest). */
 extern _Thread_local int mpx__tl_callbacks;
+
+/* A node of a future's callback list. */
+struct mpx__cb {
+  struct mpx__cb *next;
+  mpx_done_fn fn;
+  void *arg;
+  bool heap; /* user callbacks are heap nodes; waiters (wait.c) embed theirs */
+};
+
+/* For wait.c: validate a user handle (0, MPX_EINVAL, MPX_ERELEASED); add `cb` to f's callback
+ * list (false: f is already done, nothing added); take `cb` off again (false: completion already
+ * detached it). Any thread. */
+int mpx__future_check(const mpx_future *f);
+bool mpx__future_add_cb(mpx_future *f, struct mpx__cb *cb);
+bool mpx__future_remove_cb(mpx_future *f, struct mpx__cb *cb);
+/* A wait's timeout: NaN is refused (MPX_EINVAL, mpx_errmsg says so); +infinity becomes
+ * MPX_FOREVER. */
+int mpx__wait_timeout(double *timeout);
+/* Seconds (clamped at 0) as a timespec. */
+struct timespec mpx__timespec_of(double s);
 
 #endif

@@ -1,13 +1,13 @@
 /* link.h: the message contract, for links that move encoded batches to workers elsewhere (the
- * process transport, transport/process.c; the MPI transport, transport/mpi/).
+ * process transport, transport/process/; the MPI transport, transport/mpi/).
  *
  * A link never sees a future. The dispatcher (dispatch.c) batches futures per worker into packed
  * mpx.Batch messages, calls `send`, and turns what `poll` reports into completed futures. Workers
  * run mpx__serve_init and mpx__serve_batch (codec.h) on what they receive, and send a Batch with
  * Control READY (with an Error if the initializer failed) before serving; the dispatcher waits for
  * those. Calling threads: configure and start run on the thread creating the executor; send,
- * poll, kill and stop on the dispatcher thread only; wake on any thread; destroy on the thread
- * destroying the executor. So a link needs no lock between its ops except around what wake
+ * poll, kill, peer and stop on the dispatcher thread only; wake on any thread; destroy on the
+ * thread destroying the executor. So a link needs no lock between its ops except around what wake
  * touches. What a link can do beyond this (end one worker, progress by polling, endpoints) is
  * in its descriptor's capability word (config.h), not in which ops are set: every op here is set
  * except the optional ones marked so. */
@@ -27,7 +27,8 @@ typedef struct mpx__link mpx__link;
 typedef enum mpx__event_kind {
   MPX__EV_NONE = 0,
   MPX__EV_MESSAGE,     /* a packed mpx.Batch from `worker` (results or control); data/len.
-                          A worker's first message is its Control READY. */
+                          A worker's first message is its Control READY. Untrusted: the
+                          dispatcher checks it (see dispatch.c, 'Trust'). */
   MPX__EV_WORKER_LOST, /* `worker` died or exited; `detail` says how (pid and signal, exit
                           status, rank). A replacement, if any, announces itself with READY. */
 } mpx__event_kind;
@@ -41,10 +42,21 @@ typedef struct mpx__event {
   /* MPX__EV_WORKER_LOST: when `running_known`, the worker published what it served and
    * `running` is the call id of the task it was running, or had run last in a batch whose results
    * it was still packing (0: none); only that task is charged a retry, the rest of its window never
-   * started and goes back to the queue. Otherwise every task it held is charged. */
+   * started and goes back to the queue. Otherwise every task it held is charged. For a worker the
+   * dispatcher ended (kill), `running` is what it ran when kill was called, not at its death. */
   bool running_known;
   uint64_t running;
 } mpx__event;
+
+/* Who a link's worker is, from the link's own knowledge (the pid it forked or the fork server
+ * reported, the rank it sends to, a host name it looked up itself, the threads it started the
+ * worker with), never from anything the worker sent: a worker runs user code. */
+typedef struct mpx__peer {
+  int pid;       /* process id, 0 when not known (MPI ranks) */
+  int rank;      /* MPI rank, -1 for a process worker */
+  int slots;     /* tasks it runs at once, >= 1 */
+  char host[64]; /* "" when not known */
+} mpx__peer;
 
 typedef struct mpx__link_ops {
   /* Optional. Called by the executor before start, with the options resolved except that workers
@@ -70,6 +82,10 @@ typedef struct mpx__link_ops {
    * reported by poll, and a replacement started when `replace`. Does not wait for it to go. A
    * link without MPX__CAP_KILL_ONE answers MPX_EPERM. */
   int (*kill)(mpx__link *self, int worker, bool replace);
+
+  /* Fill *out for the current process of `worker` (the dispatcher calls it when it accepts that
+   * process's READY, its first message). Dispatcher thread only. */
+  int (*peer)(mpx__link *self, int worker, mpx__peer *out);
 
   /* Make a poll in progress (or the next one) return soon. Any thread; never blocks. */
   void (*wake)(mpx__link *self);

@@ -10,6 +10,13 @@
  *
  * A task id nothing is registered under never runs anything: it becomes an MPX_ENOTASK Result.
  *
+ * Whatever a task returns, the worker goes on serving: a failure's code is mapped into the task
+ * failure set (mpx__task_code), an error result always fits (its message is cut to max_payload
+ * bytes, then to a few bytes, then dropped, keeping the code), a result over max_payload or one
+ * that does not fit the reply becomes an MPX_ETOOBIG error, and a result that cannot be copied
+ * (no memory) an MPX_ENOMEM error. Only a failure of the worker itself (no memory for the reply)
+ * is an error of mpx__serve_batch. The scheduler trusts none of this and checks again.
+ *
  * Thread-safety: reentrant; tasks run on the calling thread, one after another, in Batch order. */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -57,13 +64,27 @@ static void slot_fail(serve_slot *s, const mpx__worker_id *who, int code, char *
   clip_message(msg);
   s->msg = msg;
   mpx__error__init(&s->e);
-  s->e.code = code < 0 ? code : MPX_ETASK;
+  s->e.code = mpx__task_code(code); /* the parent maps again: it trusts no worker */
   s->e.message = msg ? msg : (char *)mpx_strerror(code);
   s->e.pid = who->pid;
   s->e.host = (char *)(who->host ? who->host : "");
   s->e.rank = who->rank;
   s->e.index = index;
   s->r.error = &s->e;
+}
+
+/* Make the Error of slot `s` (if any) packable under lim: its message cut to max_payload bytes,
+ * its host left out when longer. */
+static void fit_error(serve_slot *s, const mpx__limits *lim) {
+  if (!s->r.error) return;
+  size_t max = lim->max_payload;
+  if (s->e.host && strlen(s->e.host) > max) s->e.host = (char *)"";
+  if (!s->e.message || strlen(s->e.message) <= max) return;
+  if (!s->msg) { /* a static text: take a copy to cut */
+    s->msg = strdup(s->e.message);
+    s->e.message = s->msg ? s->msg : (char *)"";
+  }
+  if (s->msg) clip_to(s->msg, max + 1);
 }
 
 /* Copy `n` bytes to the arena for slot `s`. */
@@ -94,7 +115,11 @@ static int run_single(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
     s->owned = mpx__buf_steal(buf);
     return MPX_OK;
   }
-  return slot_copy(s, arena, buf->data, buf->len);
+  if (slot_copy(s, arena, buf->data, buf->len)) { /* the task's result, not the worker, fails */
+    s->r.data.len = 0;
+    slot_fail(s, who, MPX_ENOMEM, NULL, 0);
+  }
+  return MPX_OK;
 }
 
 static int run_chunk(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
@@ -125,7 +150,10 @@ static int run_chunk(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
   }
   size_t total = (size_t)(count * rsz);
   int rc = mpx__wbuf_reserve(arena, total);
-  if (rc) return rc;
+  if (rc) { /* no room for this chunk's results: it fails, the worker goes on */
+    slot_fail(s, who, rc, NULL, 0);
+    return MPX_OK;
+  }
   s->off = arena->len;
   const uint8_t *arg = t->arg.data;
   uint64_t i;
@@ -215,10 +243,13 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
                                                                       : NULL;
       else
         slots[i].r.data.data = slots[i].owned;
+    /* an error result always fits: no string over max_payload (messages are cut, a host name
+     * that long is left out), whatever max_payload is */
+    for (size_t i = 0; i < n; i++) fit_error(&slots[i], lim);
     Mpx__Batch reply = MPX__BATCH__INIT;
     reply.n_results = n;
     reply.results = ptrs;
-    while ((rc = mpx__batch_pack(&reply, lim, out)) == MPX_ETOOBIG) {
+    while ((rc = mpx__codec_pack(&reply, lim, out)) == MPX_ETOOBIG) {
       /* Each result fits but together they do not: fail the largest until the rest fit. */
       serve_slot *big = largest_data(slots, n);
       if (!big) break;
@@ -227,6 +258,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
                              "with the other results",
                              big->r.data.len, lim->max_message),
                 0);
+      fit_error(big, lim);
       big->r.data.len = 0;
     }
     if (rc == MPX_ETOOBIG) {
@@ -234,7 +266,26 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
       for (size_t i = 0; i < n; i++)
         if (slots[i].r.error && slots[i].msg) clip_to(slots[i].msg, SERVE_SHORT_MSG);
         else if (slots[i].r.error) slots[i].e.message = (char *)"";
-      rc = mpx__batch_pack(&reply, lim, out);
+      rc = mpx__codec_pack(&reply, lim, out);
+    }
+    if (rc == MPX_ENOMEM) {
+      /* No memory for the reply as it is: every result becomes a bare MPX_ENOMEM error (or
+       * keeps its own code), which needs a few bytes per task. */
+      for (size_t i = 0; i < n; i++) {
+        if (!slots[i].r.error) slot_fail(&slots[i], who, MPX_ENOMEM, NULL, 0);
+        slots[i].r.data.len = 0;
+      }
+      rc = MPX_ETOOBIG; /* and strip the messages below */
+    }
+    if (rc == MPX_ETOOBIG) {
+      /* Still too large: codes alone (a failed chunk's partial results go too). */
+      for (size_t i = 0; i < n; i++)
+        if (slots[i].r.error) {
+          slots[i].e.message = (char *)"";
+          slots[i].e.host = (char *)"";
+          slots[i].r.data.len = 0;
+        }
+      rc = mpx__codec_pack(&reply, lim, out);
     }
   }
   for (size_t i = 0; i < done; i++) {
@@ -244,6 +295,20 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
   mpx__wbuf_free(&arena);
   free(slots);
   return rc;
+}
+
+char *mpx__control_fit(Mpx__Control *c, const mpx__limits *lim) {
+  if (!c || !lim) return NULL;
+  size_t max = lim->max_payload;
+  if (c->host && strlen(c->host) > max) c->host = (char *)"";
+  Mpx__Error *e = c->error;
+  if (!e) return NULL;
+  if (e->host && strlen(e->host) > max) e->host = (char *)"";
+  if (!e->message || strlen(e->message) <= max) return NULL;
+  char *cut = strdup(e->message);
+  if (cut) clip_to(cut, max + 1);
+  e->message = cut ? cut : (char *)"";
+  return cut;
 }
 
 int mpx__serve_init(const char *initializer_name, const void *initargs, size_t len,

@@ -1,5 +1,5 @@
 /* fuzz_codec.c: libFuzzer target for every decoder of bytes from outside in the codec: the frame
- * header, mpx__batch_unpack (wire check, fast decoder or protobuf-c unpack, semantic checks) and
+ * header, mpx__codec_unpack (wire check, fast decoder or protobuf-c unpack, semantic checks) and
  * mpx_msg_unpack.
  *
  * Input: 4 bytes of frame header, then the body. Properties checked beyond "no crash, no leak,
@@ -78,7 +78,7 @@ static void write_seeds(const char *dir) {
   bs[3].n_tasks = 3, bs[3].tasks = tp, bs[3].n_results = 2, bs[3].results = rp, bs[3].control = &c;
   for (int i = 0; i < 4; i++) {
     mpx__wbuf w = {0};
-    if (mpx__batch_pack(&bs[i], &lim, &w) == 0) write_seed(dir, i, &w);
+    if (mpx__codec_pack(&bs[i], &lim, &w) == 0) write_seed(dir, i, &w);
     mpx__wbuf_free(&w);
   }
 }
@@ -104,46 +104,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *copy = malloc(len ? len : 1); /* exact size: ASan sees any over-read */
   if (len) memcpy(copy, body, len);
   Mpx__Batch *b;
-  rc = mpx__batch_unpack(copy, len, lim, &b);
+  rc = mpx__codec_unpack(copy, len, lim, &b);
   must(rc == 0 || rc == MPX_EPROTO || rc == MPX_ETOOBIG, "unpack code");
   must((rc == 0) == (b != NULL), "unpack result");
   /* the fast decoder and protobuf-c's agree */
   Mpx__Batch *s;
-  int rs = mpx__batch_unpack_slow(copy, len, lim, &s);
+  int rs = mpx__codec_unpack_slow(copy, len, lim, &s);
   must(rs == rc, "fast and slow decoders return the same code");
   if (b) {
     mpx__wbuf ws = {0}, wf = {0}, wfs = {0};
-    must(mpx__batch_pack_slow(s, &dflt, &ws) == 0, "slow pack of slow decode");
-    must(mpx__batch_pack_slow(b, &dflt, &wf) == 0, "slow pack of fast decode");
-    must(mpx__batch_pack(s, &dflt, &wfs) == 0, "fast pack of slow decode");
+    must(mpx__codec_pack_slow(s, &dflt, &ws) == 0, "slow pack of slow decode");
+    must(mpx__codec_pack_slow(b, &dflt, &wf) == 0, "slow pack of fast decode");
+    must(mpx__codec_pack(s, &dflt, &wfs) == 0, "fast pack of slow decode");
     must(ws.len == wf.len && (!ws.len || !memcmp(ws.data, wf.data, ws.len)), "decoders agree");
     must(ws.len == wfs.len && (!ws.len || !memcmp(ws.data, wfs.data, ws.len)), "encoders agree");
     mpx__wbuf_free(&ws);
     mpx__wbuf_free(&wf);
     mpx__wbuf_free(&wfs);
   }
-  mpx__batch_free(s);
+  mpx__codec_free(s);
   if (b) {
     mpx__wbuf w1 = {0}, w2 = {0}, reply = {0};
-    must(mpx__batch_pack(b, &dflt, &w1) == 0, "re-pack");
+    must(mpx__codec_pack(b, &dflt, &w1) == 0, "re-pack");
     Mpx__Batch *b2;
-    must(mpx__batch_unpack(w1.data, w1.len, &dflt, &b2) == 0, "re-decode");
-    must(mpx__batch_pack(b2, &dflt, &w2) == 0, "re-re-pack");
+    must(mpx__codec_unpack(w1.data, w1.len, &dflt, &b2) == 0, "re-decode");
+    must(mpx__codec_pack(b2, &dflt, &w2) == 0, "re-re-pack");
     must(w1.len == w2.len && (!w1.len || !memcmp(w1.data, w2.data, w1.len)), "canonical");
-    mpx__batch_free(b2);
+    mpx__codec_free(b2);
     mpx__worker_id who = {.index = 0, .pid = 1, .rank = -1, .host = "fuzz"};
     rc = mpx__serve_batch(b, &who, &small, &reply);
     must(rc == 0 || rc == MPX_ETOOBIG, "serve");
     if (rc == 0) {
       Mpx__Batch *r;
-      must(mpx__batch_unpack(reply.data, reply.len, &small, &r) == 0, "reply decodes");
+      must(mpx__codec_unpack(reply.data, reply.len, &small, &r) == 0, "reply decodes");
       must(r->n_results == b->n_tasks, "one result per task");
-      mpx__batch_free(r);
+      mpx__codec_free(r);
     }
     mpx__wbuf_free(&w1);
     mpx__wbuf_free(&w2);
     mpx__wbuf_free(&reply);
-    mpx__batch_free(b);
+    mpx__codec_free(b);
   }
   /* the same bytes as a user message through the public helper */
   ProtobufCMessage *m;

@@ -143,6 +143,16 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
   }
   rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
   if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
+  /* every rank's host name, before any task runs: error messages name hosts from this, never
+   * from what a worker sends */
+  if (s->rank == root && !(s->hosts = calloc((size_t)s->size, sizeof *s->hosts))) {
+    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
+    MPI_Abort(s->comm, 1);
+  }
+  rc = MPI_Gather(s->host, (int)sizeof s->host, MPI_CHAR, s->hosts, (int)sizeof s->host, MPI_CHAR,
+                  root, s->comm);
+  if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
+  for (int i = 0; s->hosts && i < s->size; i++) s->hosts[i][sizeof s->host - 1] = '\0';
   if (r) {
     mpx__mpi_session_free(s);
     return r;
@@ -156,6 +166,7 @@ void mpx__mpi_session_free(mpx__mpi_session *s) {
   mpx__mpi_bells_free(s);
   MPI_Comm_free(&s->comm);
   free(s->cores);
+  free(s->hosts);
   free(s);
 }
 
@@ -242,17 +253,8 @@ static int mpi_configure(mpx__config *cfg) {
                     "mpirun -np N (N >= 2) and call mpx_init first, or use mpx_comm_executor");
     return MPX_EMPI;
   }
-  if (cfg->task_timeout > 0) {
-    mpx__set_errmsg("task_timeout is not supported on the MPI backend: one rank cannot be ended "
-                    "without ending the job");
-    return MPX_EPERM;
-  }
-  if (cfg->max_tasks_per_worker > 0) {
-    mpx__set_errmsg("max_tasks_per_worker is not supported on the MPI backend: a worker rank "
-                    "cannot be replaced");
-    return MPX_EPERM;
-  }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
+  cfg->max_worker_memory = 0; /* ignored: MPI receives each message whole, at its announced size */
   if (spawn) { /* what plan() will give over `spawn` fresh ranks of one thread each */
     int tpr = cfg->threads_per_rank > 0 ? cfg->threads_per_rank : 1;
     cfg->workers = spawn;
@@ -278,6 +280,7 @@ typedef struct mpi_tp {
   mpx__limits lim;
   int n;
   int *index_of;   /* comm rank -> worker index, -1 if not used */
+  int *threads;    /* per worker index: the task threads it was started with */
   bool *bye;       /* per comm rank: BYE received (or the rank is not used) */
   int byes_left;
   mpx__sendq sq;
@@ -321,6 +324,7 @@ static void tp_free(mpi_tp *tp) {
   mpx__mpi_local_stop(tp->local);
   mpx__sendq_free(&tp->sq);
   free(tp->index_of);
+  free(tp->threads);
   free(tp->bye);
   free(tp->rbuf);
   if (tp->counted) atomic_fetch_sub(&g.active, 1);
@@ -377,7 +381,7 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   }
   int sent = 0;
   for (; !rc && sent < tp->n; sent++) rc = send_start(tp, sent, threads[sent]);
-  free(threads);
+  tp->threads = threads; /* for mpi_peer */
   if (!rc && tp->local_threads > 0) {
     const mpx__config *c = cfg;
     rc = mpx__mpi_local_start(&tp->local, tp->local_threads, tp->n, s,
@@ -488,6 +492,22 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
       tp->expect = true; /* a worker's ring, or a submitter's: either way, look soon */
     }
   }
+}
+
+/* Who worker i is: its rank, the host it reported at session start (before any task ran) and
+ * the threads we started it with. */
+static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) { /* the root's own threads (mpi_local.c) */
+    *out = (mpx__peer){.pid = (int)getpid(), .rank = tp->s->rank, .slots = tp->local_threads};
+    snprintf(out->host, sizeof out->host, "%s", tp->s->host);
+    return MPX_OK;
+  }
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  int r = worker_rank(tp->s, worker);
+  *out = (mpx__peer){.pid = 0, .rank = r, .slots = tp->threads ? tp->threads[worker] : 1};
+  snprintf(out->host, sizeof out->host, "%s", tp->s->hosts ? tp->s->hosts[r] : "");
+  return MPX_OK;
 }
 
 static int mpi_kill(mpx__link *self, int worker, bool replace) {
@@ -699,6 +719,7 @@ static const mpx__link_ops mpi_link = {
     .send = mpi_send,
     .poll = mpi_poll,
     .kill = mpi_kill,
+    .peer = mpi_peer,
     .wake = mpi_wake,
     .stop = mpi_stop,
     .destroy = mpi_destroy,
@@ -707,7 +728,9 @@ static const mpx__link_ops mpi_link = {
     .close_endpoint = mpi_close_endpoint,
 };
 
-/* Payloads are encoded; a single rank cannot be ended; progress is made by polling threads;
+/* Payloads are encoded; a single rank cannot be ended, re-run or replaced (no KILL_ONE, RETRY or
+ * RECYCLE: the executor refuses time limits, retries and max_tasks_per_worker); progress is made
+ * by polling threads;
  * executors can run over the user's communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",

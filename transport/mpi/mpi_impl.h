@@ -76,6 +76,7 @@ typedef struct mpx__mpi_session {
   bool spawned;      /* over spawn mode's merged communicator: one task thread per rank unless
                         threads_per_rank says otherwise (the ranks share the parent's cores) */
   char host[64];
+  char (*hosts)[64]; /* root only: per comm rank, its host name (gathered at session start) */
 } mpx__mpi_session;
 
 /* Create a session over `comm` (collective over comm): dup, node-local core shares, gathered at

@@ -47,7 +47,9 @@ static int pack_ready(mpx__mpi_local *l, mpx__mpi_reply **out) {
   Mpx__Batch b = MPX__BATCH__INIT;
   b.control = &c;
   mpx__wbuf w = {0};
-  int rc = mpx__batch_pack(&b, &l->lim, &w);
+  char *cut = mpx__control_fit(&c, &l->lim); /* READY fits any max_payload */
+  int rc = mpx__codec_pack(&b, &l->lim, &w);
+  free(cut);
   mpx__mpi_reply *r = rc ? NULL : calloc(1, sizeof *r);
   if (!r) {
     mpx__wbuf_free(&w);
@@ -86,12 +88,12 @@ int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx
 
 int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len) {
   Mpx__Batch *b;
-  int rc = mpx__batch_unpack(data, len, &l->lim, &b);
+  int rc = mpx__codec_unpack(data, len, &l->lim, &b);
   if (rc) return rc;
   if (b->n_tasks)
     mpx__mpi_pool_push(&l->p, b); /* the pool frees it */
   else
-    mpx__batch_free(b); /* control only (SHUTDOWN): the link stops us */
+    mpx__codec_free(b); /* control only (SHUTDOWN): the link stops us */
   return MPX_OK;
 }
 

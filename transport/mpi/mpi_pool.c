@@ -80,7 +80,7 @@ static void *pool_main(void *arg) {
     pthread_mutex_unlock(&p->lock);
     mpx__bell_ring(p->bell);
     if (last) {
-      mpx__batch_free(j->b);
+      mpx__codec_free(j->b);
       free(j);
     }
     pthread_mutex_lock(&p->lock);

@@ -77,7 +77,9 @@ static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) 
   Mpx__Batch b = MPX__BATCH__INIT;
   b.control = &c;
   mpx__wbuf out = {0};
-  int rc = mpx__batch_pack(&b, &sv->lim, &out);
+  char *cut = mpx__control_fit(&c, &sv->lim); /* READY fits any max_payload */
+  int rc = mpx__codec_pack(&b, &sv->lim, &out);
+  free(cut);
   if (rc) {
     mpx__wbuf_free(&out);
     return rc;
@@ -164,7 +166,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
       } else {
         if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv.rbuf, &sv.rcap))) break;
         Mpx__Batch *b;
-        if ((rc = mpx__batch_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
+        if ((rc = mpx__codec_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
           fatal("a malformed batch from the root", rc);
         if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
         if (b->n_tasks && sv.hybrid) {
@@ -175,7 +177,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
           if ((rc = mpx__serve_batch(b, &sv.who, &sv.lim, &out))) fatal("serving a batch", rc);
           if ((rc = post(&sv, &out))) fatal("sending results", rc);
         }
-        mpx__batch_free(b);
+        mpx__codec_free(b);
         if (sv.rcap > ((size_t)16 << 20)) {
           free(sv.rbuf);
           sv.rbuf = NULL;

@@ -80,7 +80,8 @@ int mpx__fs_send(int sock, const fs_msg *m, int fd) {
 }
 
 /* Receive one message and an optional fd (*fd = -1 if none). 1 got one, 0 EOF, -1 error (errno;
- * EAGAIN on a nonblocking socket with nothing to read). */
+ * EAGAIN on a nonblocking socket with nothing to read). A whole message whose fd could not be
+ * installed (out of file descriptors) is 1 with *fd = -1 and errno = EMFILE. */
 int mpx__fs_recv(int sock, fs_msg *m, int *fd, int flags) {
   struct iovec v = {.iov_base = m, .iov_len = sizeof *m};
   union {
@@ -104,11 +105,16 @@ int mpx__fs_recv(int sock, fs_msg *m, int *fd, int flags) {
       else
         close(got);
     }
-  if (r != (ssize_t)sizeof *m || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+  if (r != (ssize_t)sizeof *m || (h.msg_flags & MSG_TRUNC)) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
     errno = EPROTO;
     return -1;
+  }
+  if (h.msg_flags & MSG_CTRUNC) { /* the fd sent could not be installed: out of fds. The */
+    if (*fd >= 0) close(*fd);     /* message itself is whole: 1, *fd = -1, errno = EMFILE */
+    *fd = -1;
+    errno = EMFILE;
   }
   return 1;
 }
@@ -314,11 +320,12 @@ int mpx__procs_server_pid(void);
 int mpx__procs_server_pid(void) { return (int)fsrv.pid; }
 
 /* Open a session: the returned socket receives SPAWNED/EXITED for the workers asked through it. -1
- * if there is no fork server (or it is gone). */
+ * if there is no fork server (or it is gone; errno 0) or the session could not be made (errno). */
 int mpx__fs_session(void) {
   int sv[2] = {-1, -1};
   pthread_mutex_lock(&fsrv.lock);
   int rc = -1;
+  errno = 0;
   if (fsrv.pid > 0 && fsrv.sock >= 0 &&
       !socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
     fs_msg m = {.op = FS_SESSION};

@@ -5,12 +5,14 @@
  * same task registry). Each worker talks to the dispatcher (core/src/dispatch.c) over its own
  * AF_UNIX socketpair carrying chan frames (core/src/os/chan.h: a 4-byte length, then one packed
  * mpx.Batch). Node-local only: no listening socket, no shared-memory object. Three programs make
- * it up, one file each:
+ * it up:
  *  - forkserver.c: the fork server, a single-threaded process forked by mpx_init that forks every
  *    worker and reaps them; its message protocol (fs_msg over SOCK_SEQPACKET, fds passed with
  *    SCM_RIGHTS) and the client calls the transport uses (mpx__fs_session, mpx__fs_send/recv);
  *  - worker.c: the worker process: the progress memfd, the hello, the initializer, the serve loop;
- *  - process.c: the transport state machine the dispatcher drives, and its ops table.
+ *  - process.c: the transport state machine the dispatcher drives, and its ops table; with
+ *    lifecycle.c (starting, ending and reaping worker processes) and process_link.h (the state
+ *    those two share).
  *
  * What a dead worker was running. Each transport shares one small memfd with its workers (passed
  * with SCM_RIGHTS in an FS_PROGRESS message before the hello), a cache line (PROGRESS_WORDS
@@ -20,7 +22,9 @@
  * dispatcher charges a retry to that task only: the rest of its window never started (or finished
  * without its results being sent) and is re-queued uncharged. A death outside serving a batch
  * charges nothing; one while serving charges exactly one task, so a task that kills every worker
- * it runs on still runs out of retries.
+ * it runs on still runs out of retries. When the dispatcher ends a worker (a protocol violation, a
+ * time limit), the word is read at that moment (process.c, pt_kill), so the charge goes to the task
+ * that ran when the violation was seen, not to one the worker started afterwards.
  *
  * Nothing here holds state; see each file for its own locking. */
 #ifndef MPX_TRANSPORT_PROCESS_IMPL_H
@@ -56,10 +60,13 @@ typedef struct fs_msg {
 /* Send `m` with an optional fd (SCM_RIGHTS; -1: none). 0 or -1 (errno). */
 int mpx__fs_send(int sock, const fs_msg *m, int fd);
 /* Receive one message and an optional fd (*fd = -1 if none). 1 got one, 0 EOF, -1 error (errno;
- * EAGAIN on a nonblocking socket, or with MSG_DONTWAIT in flags, when there is nothing to read). */
+ * EAGAIN on a nonblocking socket, or with MSG_DONTWAIT in flags, when there is nothing to read).
+ * A whole message whose fd could not be installed (this process is out of file descriptors) is
+ * 1 with *fd = -1 and errno = EMFILE. */
 int mpx__fs_recv(int sock, fs_msg *m, int *fd, int flags);
 /* Open a session with the fork server: the returned socket receives SPAWNED/EXITED for the
- * workers asked through it. -1 if there is no fork server (or it is gone). Any thread. */
+ * workers asked through it. -1 if there is no fork server (or it is gone; errno 0) or the session
+ * could not be made (errno: socketpair or the fd passing failed). Any thread. */
 int mpx__fs_session(void);
 
 /* The transport's init and fini hooks (the process-wide fork server): mpx_init starts it while the
@@ -77,7 +84,8 @@ typedef struct hello {
   int32_t index;
   int64_t max_tasks;
   uint64_t max_payload;
-  uint32_t init_id; /* initializer's task id */
+  uint64_t max_message; /* replies stay under it: the parent's max_worker_memory */
+  uint32_t init_id;     /* initializer's task id */
   uint32_t has_init;
   uint64_t initargs_len;
   int64_t spin_ns; /* how long to look for the next batch before sleeping */

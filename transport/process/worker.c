@@ -3,12 +3,14 @@
  * A worker is forked (by the fork server, or directly by the transport without one) with
  * mpx__spawn's death signal armed, and runs mpx__worker_main on its end of a socketpair. It first
  * receives an FS_PROGRESS message carrying the transport's progress memfd (or none) and maps it;
- * then one hello frame (its index, limits, placement, initializer and initargs). It names itself
- * mpx-worker-<index>, binds itself to its placement, runs mpx__serve_init and answers a Batch
- * with Control READY (an Error if the initializer failed, after which it exits). Then it loops:
- * receive a frame, exit(0) on Control SHUTDOWN, else mpx__serve_batch and send the results frame.
- * After max_tasks_per_worker tasks it sends a zero-length frame (the retire mark; an empty Batch
- * is never a reply) and exits 0.
+ * then one hello frame (its index, limits, placement, initializer and initargs). Its replies stay
+ * under the hello's max_message (the parent's max_worker_memory): mpx__serve_batch trims a reply
+ * of many results to it. It names itself mpx-worker-<index>, binds itself to its placement, runs
+ * mpx__serve_init and answers a Batch with Control READY (an Error if the initializer failed,
+ * after which it exits; mpx__control_fit makes READY fit any max_payload). Then it loops: receive
+ * a frame, exit(0) on Control SHUTDOWN, else mpx__serve_batch and send the results frame. After
+ * max_tasks_per_worker tasks it sends a zero-length frame (the retire mark; an empty Batch is
+ * never a reply) and exits 0.
  *
  * Serving stores each task's call id in the worker's progress word as it starts; the worker
  * clears the word once the batch's results are packed, before it sends them. EOF on the socket
@@ -102,6 +104,7 @@ void mpx__worker_main(int fd) {
   }
   mpx__chan_shrink(&ch, KEEP_BUF);
   mpx__limits lim = mpx__limits_default(h.max_payload);
+  if (h.max_message && h.max_message < lim.max_message) lim.max_message = (size_t)h.max_message;
   ch.max_frame = lim.max_message;
   char host[64] = "";
   gethostname(host, sizeof host - 1);
@@ -141,7 +144,9 @@ void mpx__worker_main(int fd) {
   Mpx__Batch ready = MPX__BATCH__INIT;
   ready.control = &ctl;
   mpx__wbuf out = {0};
-  if (mpx__batch_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+  char *cut = mpx__control_fit(&ctl, &lim); /* READY fits any max_payload */
+  if (mpx__codec_pack(&ready, &lim, &out) || mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+  free(cut);
   free(msg);
   if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
 
@@ -150,16 +155,16 @@ void mpx__worker_main(int fd) {
     int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
     if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
     Mpx__Batch *in;
-    if (mpx__batch_unpack(data, len, &lim, &in)) worker_exit(67);
+    if (mpx__codec_unpack(data, len, &lim, &in)) worker_exit(67);
     if (in->control && in->control->kind == MPX__CONTROL__KIND__SHUTDOWN) worker_exit(0);
     if (!in->n_tasks) {
-      mpx__batch_free(in);
+      mpx__codec_free(in);
       continue;
     }
     mpx__wbuf_reset(&out);
     rc = mpx__serve_batch(in, &who, &lim, &out);
     done += (long)in->n_tasks;
-    mpx__batch_free(in);
+    mpx__codec_free(in);
     if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
     /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
      * before the send, so that once the results are out the word never names a call id that may be

@@ -58,17 +58,32 @@ typedef struct mpx_options {
                                   initargs; its failure fails the executor's start with MPX_EINIT */
   const void *initargs;
   size_t initargs_len;
-  long max_tasks_per_worker;   /* 0: unlimited; else the worker is replaced after that many */
+  long max_tasks_per_worker;   /* 0: unlimited; else the worker is replaced after that many
+                                  (threads, processes; MPX_EPERM on MPI) */
   size_t max_pending;          /* 0: unbounded; else the bound on tasks queued and not started */
   mpx_full_policy on_full;
   int retries;                 /* times a task lost with its worker is run again (processes).
                                   Only the task a dead worker was running is charged; the rest of
-                                  its queue is re-run uncharged */
-  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes) */
+                                  its queue is re-run uncharged. > 0 is MPX_EPERM on threads (a
+                                  task is never lost with its thread) and MPI (a lost rank ends
+                                  the job) */
+  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes;
+                                  MPX_EPERM on threads and MPI, which cannot end one worker).
+                                  NaN or infinite: MPX_EINVAL */
   size_t max_payload;          /* bytes one argument or result may have across a process or rank
                                   boundary; 0: 1 GiB */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
+  size_t max_worker_memory;    /* processes: bytes the executor holds for one worker at most (what
+                                  it is receiving from it, what waits to be written to it), and so
+                                  the largest message a worker may send (a reply of many results
+                                  is trimmed to fit: the largest become MPX_ETOOBIG errors). A
+                                  worker that announces a larger frame is killed before any of it
+                                  is read (its running task is charged); one whose unread input
+                                  exceeds it is killed too. Buffers grow with the bytes that
+                                  actually arrive. 0: max_payload + 64 MiB; else at least
+                                  max_payload + 64 KiB (MPX_EINVAL below). Ignored by the other
+                                  backends (MPI receives each message at its announced size) */
   int root_threads;            /* MPI: threads running tasks on the root (rank 0) itself, beside
                                   its dispatcher. 0: the cores it has to spare when workers is 0
                                   (none when worker ranks of its node share its cores); k > 0: k;
@@ -78,7 +93,9 @@ typedef struct mpx_options {
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range
  * (or a bad MPX_BACKEND), MPX_ENOTASK for an unknown initializer, MPX_EINIT if the initializer
  * failed in a worker, MPX_EMPI for the MPI backend outside an MPI job of two or more ranks,
- * MPX_EPERM for an option the backend cannot honour (see mpx/mpi.h); mpx_errmsg() says more.
+ * MPX_EPERM for an option the backend cannot honour (task_timeout, retries,
+ * max_tasks_per_worker: see each, and mpx/mpi.h): such options are refused, never ignored;
+ * mpx_errmsg() names the option and the backend.
  * MPX_ENOTBUILT for MPX_BACKEND_MPI in an mpx built without MPI (MPX_WITH_MPI=OFF; see MPX_HAVE_MPI
  * in mpx/features.h). */
 MPX_API int mpx_executor_create(mpx_executor **out, const mpx_options *opt);
@@ -90,16 +107,18 @@ MPX_API int mpx_executor_backend(const mpx_executor *ex);
 /* "threads", "processes" or "mpi"; "invalid" for a bad argument. */
 MPX_API const char *mpx_backend_name(mpx_backend b);
 
-/* Per-submit options; NULL means the executor's. */
+/* Per-submit options; NULL means the executor's. As the executor's options, a time limit and
+ * retries are refused with MPX_EPERM where the backend cannot honour them (threads, MPI). */
 typedef struct mpx_submit_opts {
-  int retries;         /* < 0: the executor's */
-  double timeout;      /* seconds; 0: the executor's task_timeout; < 0: none */
+  int retries;         /* < 0: the executor's; 0: none; > 0: processes only; at most INT16_MAX */
+  double timeout;      /* seconds; 0: the executor's task_timeout; < 0: none; > 0: processes
+                          only; NaN or infinite: MPX_EINVAL */
 } mpx_submit_opts;
 
 /* Submit the task registered as `task` with `len` argument bytes; *out receives a future with one
- * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG. */
-MPX_API int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len,
-                       mpx_future **out);
+ * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG, MPX_EINVAL /
+ * MPX_EPERM for per-submit options (mpx_submit_task). */
+MPX_API int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out);
 
 /* As mpx_submit with a task handle (no name lookup) and per-submit options (may be NULL). */
 MPX_API int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
@@ -114,8 +133,11 @@ typedef struct mpx_map_status {
 
 /* Map options; NULL means defaults. */
 typedef struct mpx_map_opts {
-  size_t chunksize;        /* items per task message; 0: ceil(n / (4 * workers)), as Python */
-  double timeout;          /* overall, seconds; 0 or negative: no limit */
+  size_t chunksize;        /* items per task message; 0: ceil(n / (4 * workers)), as Python.
+                              Larger than n (or, on processes and MPI, than the 1 Mi items one
+                              message takes): one chunk of that many */
+  double timeout;          /* overall, seconds, counted from the call; 0, negative or +infinity:
+                              no limit; NaN: MPX_EINVAL */
   mpx_map_status *status;  /* optional: details of the first failure */
 } mpx_map_opts;
 
@@ -123,9 +145,19 @@ typedef struct mpx_map_opts {
  * (exactly `result_size` bytes; MPX_ESIZE otherwise) to results + i * result_size, in order.
  * Blocks until all items are done and returns 0, or the first failure in item order (the other
  * results are still written where their tasks succeeded). `results` may be NULL when
- * result_size is 0. */
-MPX_API int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size,
-                    size_t n, void *results, size_t result_size, const mpx_map_opts *opts);
+ * result_size is 0. MPX_EINVAL when n * item_size or n * result_size overflows size_t;
+ * MPX_ETOOBIG (processes, MPI) when one chunk's items or results exceed max_payload.
+ *
+ * Without a timeout, tasks read `items` and write `results` in place. With a timeout, map
+ * copies the items into a private buffer and the chunks write their results into one too; a
+ * chunk's results are copied to `results` when map sees it done. At the deadline, map cancels
+ * the chunks that have not started and returns MPX_ETIMEDOUT at once (status: the first item of
+ * the first chunk not done): chunks still running finish into the private buffers, their
+ * results are dropped, and the buffers are freed when the last one ends. So after map returns,
+ * whatever it returned, `items` and `results` are the caller's again: nothing reads or writes
+ * them. The copies cost memory (n * (item_size + result_size)) and time only with a timeout. */
+MPX_API int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
+            void *results, size_t result_size, const mpx_map_opts *opts);
 
 /* Stop accepting work. cancel_futures cancels every task that has not started; wait blocks until
  * every started or queued task is done and the workers are gone. Calling it again is fine.

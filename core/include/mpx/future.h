@@ -25,7 +25,8 @@ extern "C" {
 
 typedef struct mpx_future mpx_future;
 
-/* Wait without limit. Any negative timeout means the same. */
+/* Wait without limit. Any negative timeout, and +infinity, mean the same; a NaN timeout is
+ * refused with MPX_EINVAL by every call that takes one. */
 #define MPX_FOREVER (-1.0)
 
 typedef enum mpx_future_state {

@@ -58,8 +58,9 @@
  *  - binding is ignored (bind ranks with mpirun's --bind-to / --map-by).
  *  - Arguments and results travel as packed protobuf-c Batches, one MPI message each;
  *    max_payload is at most 1 GiB - 1 byte under MPI (one message carries at most INT_MAX bytes).
- *  - task_timeout > 0, a per-submit timeout > 0 and max_tasks_per_worker > 0 are refused with
- *    MPX_EPERM: a single rank cannot be ended or replaced without ending the job.
+ *  - task_timeout > 0, a per-submit timeout > 0, retries > 0 (executor or per-submit) and
+ *    max_tasks_per_worker > 0 are refused with MPX_EPERM: a single rank cannot be ended or
+ *    replaced without ending the job, so a task lost with its rank is never run again.
  *  - One MPI executor at a time per communicator (MPX_ESTATE otherwise); several at once on
  *    distinct communicators need MPI_THREAD_MULTIPLE. With MPI_THREAD_SERIALIZED the program must
  *    not call MPI itself while an MPI executor exists.

@@ -1,6 +1,11 @@
 /* chan.c: framed messages over a file descriptor; see chan.h for the wire format and contract.
  * No locks and no global state: a channel belongs to its caller, who serialises senders and
- * receivers (one of each at a time). */
+ * receivers (one of each at a time).
+ *
+ * Trust: the peer may be hostile (a worker runs user code). A frame's 4-byte length is checked
+ * against max_frame before anything else, and recv_nb's buffer grows geometrically with the body
+ * bytes that actually arrived (capped by the frame's length), so a header that claims gigabytes
+ * and then stalls costs the reader nothing. */
 #include "os/chan.h"
 
 #include <errno.h>
@@ -193,6 +198,12 @@ static int get_header(mpx__chan *c, double deadline) {
 /* Copy out / finish a frame whose body is (partly) in c->body. */
 static int finish_into(mpx__chan *c, void *dst) {
   if (c->body_got < c->body_len) {
+    if (c->body_cap < c->body_len) { /* recv_nb grew it only as far as the bytes it had */
+      void *p = realloc(c->body, c->body_len);
+      if (!p) return MPX_ENOMEM;
+      c->body = p;
+      c->body_cap = c->body_len;
+    }
     int rc = read_full(c, c->body + c->body_got, c->body_len - c->body_got, true);
     if (rc) {
       c->broken = true;
@@ -276,8 +287,18 @@ int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len) {
       dst = c->hdr + c->hdr_got;
       want = 4 - c->hdr_got;
     } else {
+      if (c->body_got == c->body_cap && c->body_got < c->body_len) {
+        /* grow with the bytes that arrived, never ahead of them: a header alone pins nothing */
+        size_t cap = c->body_cap ? c->body_cap : 256;
+        while (cap <= c->body_got) cap *= 2;
+        if (cap > c->body_len) cap = c->body_len;
+        void *p = realloc(c->body, cap);
+        if (!p) return MPX_ENOMEM;
+        c->body = p;
+        c->body_cap = cap;
+      }
       dst = c->body + c->body_got;
-      want = c->body_len - c->body_got;
+      want = (c->body_len < c->body_cap ? c->body_len : c->body_cap) - c->body_got;
     }
     if (want) {
       ssize_t r = read_ahead(c, dst, want);
@@ -302,14 +323,6 @@ int mpx__chan_recv_nb(mpx__chan *c, const void **data, size_t *len) {
         if (c->body_len > c->max_frame) {
           c->broken = true;
           return MPX_ETOOBIG;
-        }
-        if (c->body_len > c->body_cap) {
-          size_t cap = c->body_cap ? c->body_cap : 256;
-          while (cap < c->body_len) cap *= 2;
-          void *p = realloc(c->body, cap);
-          if (!p) return MPX_ENOMEM;
-          c->body = p;
-          c->body_cap = cap;
         }
         continue;
       }

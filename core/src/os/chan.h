@@ -17,8 +17,8 @@
  *     gets it.
  *   - mpx__chan_recv_alloc: the same into a malloc'd buffer of exactly the frame's size.
  *   - mpx__chan_recv_nb: for nonblocking fds: read what the fd has, assemble the frame in the
- *     channel's own growing buffer, answer 1 when a whole frame is there (0: come back when poll
- *     says readable).
+ *     channel's own buffer, which grows with the bytes received (never from the header alone),
+ *     answer 1 when a whole frame is there (0: come back when poll says readable).
  *   - mpx__chan_poll: readiness with a timeout (a pending frame or EOF counts as ready).
  * The timeout of the blocking receives bounds the wait for a frame to begin; once its first bytes
  * are in, the rest is read to the end (a peer that dies mid-frame gives EOF -> MPX_EPROTO).
