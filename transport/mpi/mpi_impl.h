@@ -5,10 +5,11 @@
  * after executor, hybrid threads); mpi_common.c holds the helpers both use (error text, bell,
  * backoff, send queue, matched receive, thread setup) and mpi_pool.c the task threads of a rank
  * (a worker rank's hybrid threads, the root's when it works too), so neither half calls into the
- * other's file for them; mpi_spawn.c is spawn mode. A session is one communicator (a dup of
- * MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of spawn
- * mode's merged communicator) with one root; worker ranks of a session serve at most one executor
- * at a time.
+ * other's file for them; mpi_session.c builds sessions, mpi_bells.c their doorbells,
+ * mpi_local.c the root's own worker and mpi_spawn.c spawn mode. A session is one communicator (a
+ * dup of MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of
+ * spawn mode's merged communicator) with one root; worker ranks of a session serve at most one
+ * executor at a time.
  *
  * The wire, on the session's private communicator:
  *   root -> worker  TAG_START  a start record (below): serve an executor with this configuration
