@@ -73,7 +73,8 @@ long mpx__mpi_poll_max_ns(void) {
 
 long mpx__backoff_next(mpx__backoff *b) {
   if (b->idle++ == 0) b->t0 = mpx__now_ns();
-  if (mpx__now_ns() - b->t0 < (b->rung ? MPX__RUNG_SPIN_NS : MPX__SPIN_NS)) return 0; /* look again */
+  long spin = b->rung ? MPX__RUNG_SPIN_NS : MPX__SPIN_NS;
+  if (mpx__now_ns() - b->t0 < spin) return 0; /* yield and look again */
   long max = mpx__mpi_poll_max_ns();
   if (b->rung && !b->expect) return b->ns = max; /* a ring wakes us: no need for a timer */
   b->ns = b->ns ? b->ns * 2 : 2000;
