@@ -260,7 +260,9 @@ int farm_journal_parse(char *line, farm_frec *f, int *is_start) {
     line[--n] = '\0';
   else
     return -1; /* torn: no newline */
-  if (line[0] == '#') return 0;
+  memset(f, 0, sizeof *f);
+  *is_start = 0;
+  if (line[0] == '#') return 0; /* the header: neither a start nor a finish */
   char *tab = strrchr(line, '\t');
   if (!tab || strlen(tab + 1) != 8) return -1;
   uint32_t want = (uint32_t)strtoul(tab + 1, NULL, 16);

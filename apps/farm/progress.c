@@ -106,7 +106,7 @@ int farm_status_main(int argc, char **argv) {
       if (!first) first = f.start;
       continue;
     }
-    if (k == 0 && !st) continue;
+    if (k == 0 && !st) continue; /* the header, or a record of no task */
     if (f.seq < 1 || f.seq > 100000000) continue;
     if (f.seq >= cap) {
       long nc = cap ? cap : 1024;
