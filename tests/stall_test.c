@@ -7,6 +7,8 @@
  *  - sigstop: one of two workers is stopped with 20,000 tasks queued: the un-started ones can be
  *    cancelled, every other one completes on the other worker, mpx_map with timeout 2.0 returns
  *    MPX_ETIMEDOUT, and destroy returns (the stopped worker is killed);
+ *  - stopped_running: a worker stopped in the middle of a task: destroy returns, the task fails
+ *    as lost ('stalled');
  *  - frame: a task writes a frame header into its socket and stalls: it fails with
  *    MPX_EWORKER_LOST ('stalled'), the tasks queued behind it complete;
  *  - pages: a task that zeroes every progress mapping it has cannot touch another worker's
@@ -388,6 +390,39 @@ static void test_sigstop(void) {
   kill(stopped, SIGCONT);
 }
 
+/* A worker stopped in the middle of a task: destroy still returns (the stopped worker is found
+ * stalled and killed), and its task fails as lost, 'stalled', with retries 0. */
+static void test_stopped_running(void) {
+  mpx_executor *ex = make(2, 0);
+  char dir[200];
+  make_dir(dir, sizeof dir, "stopped");
+  mpx_future *g = submit(ex, "gate", dir, strlen(dir), NULL);
+  wait_started(dir, 1);
+  DIR *d = opendir(dir);
+  CHECK(d);
+  int pid = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (!strncmp(e->d_name, "started-", 8)) pid = atoi(e->d_name + 8);
+  closedir(d);
+  CHECK(pid > 0 && kill(pid, SIGSTOP) == 0);
+  double t0 = check_now();
+  watch("destroy with a worker stopped in a task", 40);
+  CHECK_OK(mpx_executor_destroy(ex));
+  watch(NULL, 0);
+  double took = check_now() - t0;
+  int code = 0;
+  const char *msg = "";
+  CHECK_OK(mpx_future_exception(g, 0, &code, &msg));
+  fprintf(stderr, "   destroy took %.2f s; the stopped task: %s: %s\n", took, mpx_err_name(code),
+          msg);
+  CHECK(took < 5 + 10); /* stall_timeout (5 s) plus a generous margin */
+  CHECK(code == MPX_EWORKER_LOST && strstr(msg, "stalled"));
+  mpx_future_release(g);
+  kill(pid, SIGCONT);
+  remove_dir(dir);
+}
+
 /* A task writes a frame header into its socket and stalls. */
 static void test_frame(void) {
   mpx_executor *ex = make(2, 0);
@@ -528,9 +563,10 @@ static void test_options(void) {
           &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = -1}),
       MPX_EINVAL);
   /* refused where it cannot be honoured, never ignored */
-  CHECK_RC(mpx_executor_create(
-               &ex, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1, .stall_timeout = 1}),
-           MPX_EPERM);
+  CHECK_RC(
+      mpx_executor_create(
+          &ex, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1, .stall_timeout = 1}),
+      MPX_EPERM);
   CHECK_OK(mpx_executor_create(
       &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .stall_timeout = 1.0}));
   uint64_t x = 1;
@@ -556,9 +592,10 @@ static const struct {
   const char *name;
   void (*fn)(void);
 } tests[] = {
-    {"queued", test_queued},     {"fair", test_fair},   {"sigstop", test_sigstop},
-    {"frame", test_frame},       {"pages", test_pages}, {"timed", test_timed},
-    {"shutdown", test_shutdown},
+    {"queued", test_queued},     {"fair", test_fair},
+    {"sigstop", test_sigstop},   {"frame", test_frame},
+    {"pages", test_pages},       {"timed", test_timed},
+    {"shutdown", test_shutdown}, {"stopped_running", test_stopped_running},
 #ifndef STALL_TEST_OLD_API
     {"options", test_options},
 #endif

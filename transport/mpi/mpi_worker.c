@@ -6,235 +6,44 @@
  * start or TAG_STOP.
  *
  * One task thread: the serving thread runs each Batch itself (no hand-off, so short tasks keep
- * their latency) and posts the packed results with MPI_Isend. A standby thread looks every 2 ms
- * (500 wake-ups a second while an executor runs) whether the serving thread is still in the Batch
- * it saw last time; if so it takes the baton (the mutex held by whichever thread calls MPI, so
- * SERIALIZED suffices) and serves messages until that Batch is done: tasks are queued for the
- * serving thread, a TAKEBACK answered. Several task threads (hybrid ranks): the serving thread
- * only communicates; the task threads (started for the executor: each runs the initializer, as a
- * thread worker does) take work from the received Batches by guided self-scheduling (a claim of
- * remaining / (2 * threads) tasks, at least 1), so long tasks spread over the threads one by one
- * and short ones go in runs; each claim becomes one packed Batch of results in an outbox, and the
- * task thread rings the serving thread's bell so that the results leave at once.
+ * their latency; mpi_pool.c's threads-0 mode, in runs whose results go out as they are done). A
+ * standby thread looks every 2 ms (500 wake-ups a second while an executor runs) whether the
+ * serving thread is still in the run it saw last time; if so it takes the baton (the mutex held by
+ * whichever thread calls MPI, so SERIALIZED suffices) and serves messages until that run ends:
+ * tasks are queued, results posted, a TAKEBACK answered. Several task threads (hybrid ranks): the
+ * serving thread only communicates; the task threads are started for the executor (each runs the
+ * initializer, as a thread worker does) and take work from the received Batches by guided
+ * self-scheduling (a claim of remaining / (2 * threads) tasks, at least 1), so long tasks spread
+ * over the threads one by one and short ones go in runs; each claim becomes one packed Batch of
+ * results in an outbox, and the task thread rings the serving thread's bell so that the results
+ * leave at once.
  *
- * Take-back. Every received task has a claim word (0 queued) that its runner CASes to STARTED
- * just before running it (serve.c, who->claims). On a Control TAKEBACK the thread with the baton
- * CASes every word still 0 to TAKEN (newest first; with one task runner it stops at the first it
- * cannot take, so that it gives back the tail of what it received, as the dispatcher requires of
- * a one-slot rank) and answers at once with a Control RETURNED whose Results carry only those
- * call ids; the runner skips them (no Result). Exactly one CAS wins each word, so a task is either
- * run here or given back, never both. A TAKEBACK is answered within a few milliseconds even while
- * a long task runs: by a hybrid rank's serving thread, which runs no task, or by a one-thread
- * rank's standby.
+ * Take-back: a Control TAKEBACK is answered at once (by the serving thread, or by the standby while
+ * a run lasts) with a Control RETURNED whose Results carry only the call ids of the tasks no runner
+ * has started, which will never run here (mpi_pool.c's claim words: exactly one side wins each).
  *
- * Thread-safety: one thread at a time calls MPI and uses the receive buffer and send queue: the
- * serving thread, or a one-thread rank's standby while it holds the baton. The pool's queue and
- * outbox are under pool.lock; the bell is lock-free (mpi_common.c); claim words are CASed
- * (relaxed: one CAS wins each, nothing else is read through them); has_work, running and runs
- * are relaxed hints that the lock or the baton then confirms. */
+ * The task threads are a pool (mpi_pool.c), which the root also uses to run tasks on its own
+ * cores. Thread-safety: one thread at a time calls MPI and uses the receive buffer and send queue:
+ * the serving thread, or the standby while it holds the baton. The pool's queue and outbox are
+ * under its lock; the bell is lock-free (mpi_common.c); running and runs are relaxed hints that
+ * the baton then confirms. */
 #include <pthread.h>
-#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
-#include "os/clock.h"
 #include "os/log.h"
-#include "progress.h"
 #include "task_impl.h"
-
-/* ---- the task threads -------------------------------------------------------------------- */
-
-typedef struct job {
-  Mpx__Batch *b;
-  size_t next, done;
-  struct job *link, *prev; /* the live jobs (not fully answered), in arrival order */
-  _Atomic uint64_t claim[]; /* per task: 0 queued, STARTED (a task thread runs it), TAKEN (given
-                               back to the dispatcher): serve.c's who->claims */
-} job;
-
-typedef struct reply {
-  uint8_t *data;
-  size_t len;
-  struct reply *link;
-} reply;
-
-typedef struct pool {
-  pthread_mutex_t lock;
-  pthread_cond_t work, inited;
-  job *head, *tail;      /* every live job */
-  job *cur;              /* the first one with tasks no thread has claimed yet; NULL: none */
-  _Atomic bool has_work; /* cur != NULL, for the threads' brief spin before they sleep */
-  size_t tasks_left;     /* received, not yet answered or skipped */
-  reply *out, *out_tail;
-  bool quit;
-  int threads, started, init_done, init_rc;
-  char *init_msg;
-  pthread_t *tids;
-  mpx__bell *bell;
-  const mpx__worker_id *who;
-  const mpx__limits *lim;
-  const char *init_name;
-  const void *initargs;
-  size_t initargs_len;
-} pool;
 
 static void fatal(const char *what, int rc) {
   mpx__log(MPX_LOG_ERROR, "worker rank: %s: %s", what, mpx_strerror(rc));
   MPI_Abort(MPI_COMM_WORLD, 1);
   abort();
-}
-
-static void *pool_main(void *arg) {
-  pool *p = arg;
-  char *msg = NULL;
-  int rc = mpx__serve_init(p->init_name, p->initargs, p->initargs_len, p->who, &msg);
-  pthread_mutex_lock(&p->lock);
-  if (rc && !p->init_rc) {
-    p->init_rc = rc;
-    p->init_msg = msg;
-    msg = NULL;
-  }
-  p->init_done++;
-  pthread_cond_broadcast(&p->inited);
-  for (;;) {
-    while (!p->cur && !p->quit) pthread_cond_wait(&p->work, &p->lock);
-    if (!p->cur) break;
-    job *j = p->cur;
-    size_t left = j->b->n_tasks - j->next, take = left / (2 * (size_t)p->threads);
-    if (take < 1) take = 1;
-    size_t first = j->next;
-    j->next += take;
-    if (j->next == j->b->n_tasks) { /* fully claimed: still live until done */
-      p->cur = j->link;
-      atomic_store_explicit(&p->has_work, p->cur != NULL, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&p->lock);
-
-    Mpx__Batch sub = MPX__BATCH__INIT;
-    sub.n_tasks = take;
-    sub.tasks = j->b->tasks + first;
-    mpx__worker_id who = *p->who;
-    who.claims = j->claim + first; /* tasks the server gave back are skipped */
-    mpx__wbuf out = {0};
-    rc = mpx__serve_batch(&sub, &who, p->lim, &out);
-    if (rc) fatal("serving a batch", rc);
-    reply *r = NULL;
-    if (out.len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
-    if (r) *r = (reply){.data = out.data, .len = out.len};
-    else mpx__wbuf_free(&out); /* every task of the run was given back: nothing to send */
-
-    pthread_mutex_lock(&p->lock);
-    if (r && p->out_tail) p->out_tail->link = r;
-    else if (r) p->out = r;
-    if (r) p->out_tail = r;
-    p->tasks_left -= take;
-    j->done += take;
-    bool last = j->done == j->b->n_tasks;
-    if (last) { /* off the live list: the server's take-back walks it under the lock */
-      if (j->prev) j->prev->link = j->link;
-      else p->head = j->link;
-      if (j->link) j->link->prev = j->prev;
-      else p->tail = j->prev;
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (r) mpx__bell_ring(p->bell);
-    if (last) {
-      mpx__codec_free(j->b);
-      free(j);
-    }
-    pthread_mutex_lock(&p->lock);
-  }
-  pthread_mutex_unlock(&p->lock);
-  free(msg);
-  return NULL;
-}
-
-/* Queue a received Batch of tasks for the task threads (server thread). */
-static void pool_add(pool *p, Mpx__Batch *b) {
-  job *j = calloc(1, sizeof *j + b->n_tasks * sizeof j->claim[0]); /* claims 0: queued */
-  if (!j) fatal("queueing a batch", MPX_ENOMEM);
-  j->b = b;
-  pthread_mutex_lock(&p->lock);
-  j->prev = p->tail;
-  if (p->tail) p->tail->link = j;
-  else p->head = j;
-  p->tail = j;
-  if (!p->cur) p->cur = j;
-  atomic_store_explicit(&p->has_work, true, memory_order_relaxed);
-  p->tasks_left += b->n_tasks;
-  pthread_cond_broadcast(&p->work);
-  pthread_mutex_unlock(&p->lock);
-}
-
-/* Take back up to `max` tasks no thread has started (their words: 0 -> TAKEN; the threads skip
- * them) into ids[], in the order they were received; returns how many (server thread). It walks
- * from the newest task back; with one task thread it stops at the first word it cannot take, so
- * that what it gives back is always the tail of what the rank received: that thread starts tasks
- * in order, and the dispatcher accepts from a one-slot rank only the tail of its window. */
-static size_t pool_take_back(pool *p, uint64_t *ids, size_t max) {
-  size_t k = 0;
-  pthread_mutex_lock(&p->lock);
-  for (job *j = p->tail; j && k < max; j = j->prev)
-    for (size_t t = j->b->n_tasks; t-- > 0 && k < max;) {
-      uint64_t queued = 0;
-      /* relaxed: see serve.c (one CAS on the word wins; nothing else is read through it) */
-      if (atomic_compare_exchange_strong_explicit(&j->claim[t], &queued, MPX__CLAIM_TAKEN,
-                                                  memory_order_relaxed, memory_order_relaxed))
-        ids[k++] = j->b->tasks[t]->call_id;
-      else if (p->started == 1)
-        goto done;
-    }
-done:
-  pthread_mutex_unlock(&p->lock);
-  for (size_t a = 0; a < k / 2; a++) { /* newest first -> in order */
-    uint64_t x = ids[a];
-    ids[a] = ids[k - 1 - a];
-    ids[k - 1 - a] = x;
-  }
-  return k;
-}
-
-/* Start the threads and wait until each ran the initializer; `none`: no thread (a one-thread
- * rank's serving thread runs its tasks itself, see run_own), only the queue. */
-static int pool_start(pool *p, bool none) {
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->work, NULL);
-  pthread_cond_init(&p->inited, NULL);
-  if (none) {
-    p->started = 1; /* the one task runner, for pool_take_back's rule */
-    return MPX_OK;
-  }
-  p->tids = calloc((size_t)p->threads, sizeof *p->tids);
-  if (!p->tids) return MPX_ENOMEM;
-  for (; p->started < p->threads; p->started++)
-    if (pthread_create(&p->tids[p->started], NULL, pool_main, p)) break;
-  pthread_mutex_lock(&p->lock);
-  while (p->init_done < p->started) pthread_cond_wait(&p->inited, &p->lock);
-  pthread_mutex_unlock(&p->lock);
-  return p->started ? MPX_OK : MPX_ESYS;
-}
-
-static void pool_stop(pool *p) {
-  pthread_mutex_lock(&p->lock);
-  p->quit = true;
-  pthread_cond_broadcast(&p->work);
-  pthread_mutex_unlock(&p->lock);
-  for (int i = 0; p->tids && i < p->started; i++) pthread_join(p->tids[i], NULL);
-  while (p->out) {
-    reply *r = p->out;
-    p->out = r->link;
-    free(r->data);
-    free(r);
-  }
-  free(p->tids);
-  free(p->init_msg);
-  pthread_mutex_destroy(&p->lock);
-  pthread_cond_destroy(&p->work);
-  pthread_cond_destroy(&p->inited);
 }
 
 /* ---- one executor ------------------------------------------------------------------------- */
@@ -244,14 +53,13 @@ typedef struct server {
   mpx__limits lim;
   mpx__worker_id who;
   mpx__sendq sq;
-  mpx__bell bell;
-  pool p;
+  mpx__bell *bell; /* the session's bell for this rank */
+  mpx__mpi_pool p;      /* threads 0 (one task thread): this thread runs the tasks */
+  bool own;
+  bool stopping;        /* SHUTDOWN received */
   uint8_t *rbuf;
   size_t rcap;
-  bool stopping;       /* SHUTDOWN received */
-  /* One task thread (own): the serving thread runs the tasks itself; while a run lasts, a
-   * standby thread may take the baton and serve messages (see standby_main) */
-  bool own;
+  /* own: while a run lasts, a standby thread may take the baton and serve messages */
   pthread_mutex_t baton; /* held by whichever thread calls MPI */
   _Atomic bool running;  /* the serving thread is in a run (baton released) */
   _Atomic uint64_t runs; /* runs started */
@@ -264,6 +72,7 @@ static int post(server *sv, mpx__wbuf *out) {
   uint8_t *take = out->data;
   int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_BATCH, out->data, out->len,
                            &take);
+  mpx__mpi_ring(sv->s, sv->s->root);
   if (rc) free(take);
   *out = (mpx__wbuf){0};
   return rc;
@@ -297,36 +106,6 @@ static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) 
   return post(sv, &out);
 }
 
-/* Answer a TAKEBACK: give back what no task thread has started, as a Control RETURNED whose
- * Results carry only those call ids (none: nothing was left). */
-static void give_back(server *sv) {
-  pthread_mutex_lock(&sv->p.lock);
-  size_t cap = sv->p.tasks_left; /* only this thread adds tasks: an upper bound */
-  pthread_mutex_unlock(&sv->p.lock);
-  if (cap > sv->lim.max_items) cap = sv->lim.max_items;
-  uint64_t *ids = malloc((cap ? cap : 1) * (sizeof *ids + sizeof(Mpx__Result) +
-                                            sizeof(Mpx__Result *)));
-  if (!ids) fatal("giving tasks back", MPX_ENOMEM);
-  Mpx__Result *rs = (Mpx__Result *)(ids + (cap ? cap : 1));
-  Mpx__Result **rp = (Mpx__Result **)(rs + (cap ? cap : 1));
-  size_t k = pool_take_back(&sv->p, ids, cap);
-  for (size_t i = 0; i < k; i++) {
-    mpx__result__init(&rs[i]);
-    rs[i].call_id = ids[i];
-    rp[i] = &rs[i];
-  }
-  Mpx__Control c = MPX__CONTROL__INIT;
-  c.kind = MPX__CONTROL__KIND__RETURNED;
-  Mpx__Batch b = MPX__BATCH__INIT;
-  b.control = &c;
-  b.n_results = k;
-  b.results = rp;
-  mpx__wbuf out = {0};
-  int rc = mpx__codec_pack(&b, &sv->lim, &out); /* bare ids of at most max_items tasks: fits */
-  free(ids);
-  if (rc || (rc = post(sv, &out))) fatal("giving tasks back", rc);
-}
-
 /* Parse and check a start record; its strings point into `m`. */
 static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
                        const uint8_t **initargs) {
@@ -342,8 +121,23 @@ static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *na
   return MPX_OK;
 }
 
+/* Post the results the pool packed, one message each (with the baton). True if any. */
+static bool post_replies(server *sv) {
+  mpx__mpi_reply *r = mpx__mpi_pool_take(&sv->p);
+  bool any = r != NULL;
+  while (r) {
+    mpx__mpi_reply *next = r->link;
+    mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
+    int rc = post(sv, &out);
+    if (rc) fatal("sending results", rc);
+    free(r);
+    r = next;
+  }
+  return any;
+}
+
 /* Take one message from the root if there is one (with the baton): tasks are queued, a TAKEBACK
- * answered, a SHUTDOWN noted. 1: one was taken, 0: none, or a negative code. */
+ * answered at once, a SHUTDOWN noted. 1: one was taken, 0: none, or a negative code. */
 static int take_message(server *sv) {
   int flag = 0;
   MPI_Message msg;
@@ -365,9 +159,14 @@ static int take_message(server *sv) {
   if ((rc = mpx__codec_unpack(sv->rbuf, (size_t)count, &sv->lim, &b)))
     fatal("a malformed batch from the root", rc);
   if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) sv->stopping = true;
-  if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) give_back(sv);
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) {
+    post_replies(sv); /* the results so far first */
+    mpx__wbuf out = {0};
+    if ((rc = mpx__mpi_pool_give_back(&sv->p, &out)) || (rc = post(sv, &out)))
+      fatal("giving tasks back", rc);
+  }
   if (b->n_tasks) {
-    pool_add(&sv->p, b);
+    mpx__mpi_pool_push(&sv->p, b); /* the pool frees it */
     b = NULL;
   }
   mpx__codec_free(b);
@@ -379,103 +178,25 @@ static int take_message(server *sv) {
   return 1;
 }
 
-/* Post the results in the outbox (with the baton), consecutive replies merged into one message
- * while it stays under max_message and 64 replies (each of at most BATCH_MAX results of one
- * received Batch: far under max_items): packed Batches of Results concatenate into one Batch (a
- * repeated field appends). True if anything was posted. */
-static bool post_outbox(server *sv) {
-  pthread_mutex_lock(&sv->p.lock);
-  reply *r = sv->p.out;
-  sv->p.out = sv->p.out_tail = NULL;
-  pthread_mutex_unlock(&sv->p.lock);
-  bool any = r != NULL;
-  while (r) {
-    mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
-    reply *next = r->link;
-    free(r);
-    int merged = 1;
-    for (r = next; r && merged < 64 && out.len + r->len <= sv->lim.max_message; r = next, merged++) {
-      if (mpx__wbuf_append(&out, r->data, r->len)) break; /* no memory: post it apart */
-      next = r->link;
-      free(r->data);
-      free(r);
-    }
-    int rc = post(sv, &out);
-    if (rc) fatal("sending results", rc);
-  }
-  return any;
-}
-
-/* Queue the packed results in `out` (taken over; nothing if empty) for post_outbox. */
-static void outbox_add(pool *p, mpx__wbuf *out) {
-  reply *r = NULL;
-  if (out->len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
-  if (!r) {
-    mpx__wbuf_free(out);
-    return;
-  }
-  *r = (reply){.data = out->data, .len = out->len};
-  *out = (mpx__wbuf){0};
-  pthread_mutex_lock(&p->lock);
-  if (p->out_tail) p->out_tail->link = r;
-  else p->out = r;
-  p->out_tail = r;
-  pthread_mutex_unlock(&p->lock);
-}
-
-/* A one-thread rank: run the oldest queued Batch on the serving thread (no hand-off: the fast
- * path of short tasks), with the baton released so that the standby can serve messages if the
- * run lasts; then post its results. Called with the baton, returns with it. */
+/* One task thread: run the oldest queued Batch on this (serving) thread, with the baton released
+ * so that the standby can serve messages if it lasts; then post its results. Called with the
+ * baton, returns with it. */
 static void run_own(server *sv) {
-  pool *p = &sv->p;
-  pthread_mutex_lock(&p->lock);
-  job *j = p->cur;
-  j->next = j->b->n_tasks;
-  p->cur = j->link;
-  atomic_store_explicit(&p->has_work, p->cur != NULL, memory_order_relaxed);
-  pthread_mutex_unlock(&p->lock);
-  mpx__worker_id who = sv->who;
   /* relaxed: hints for the standby, which then takes the baton (that orders the rest) */
   atomic_fetch_add_explicit(&sv->runs, 1, memory_order_relaxed);
   atomic_store_explicit(&sv->running, true, memory_order_relaxed);
   pthread_mutex_unlock(&sv->baton);
-  /* in runs of k tasks, k doubling while a run takes under 20 us (empty tasks: a few runs) and
-   * back to 1 otherwise, each run's results to the outbox: a task that ends before a long one
-   * has its result posted by the standby, not held until the Batch is done */
-  size_t n = j->b->n_tasks, k = 1;
-  for (size_t first = 0; first < n;) {
-    if (k > n - first) k = n - first;
-    Mpx__Batch sub = MPX__BATCH__INIT;
-    sub.n_tasks = k;
-    sub.tasks = j->b->tasks + first;
-    who.claims = j->claim + first; /* tasks the standby gave back meanwhile are skipped */
-    mpx__wbuf out = {0};
-    int64_t t0 = mpx__now_ns();
-    int rc = mpx__serve_batch(&sub, &who, &sv->lim, &out);
-    if (rc) fatal("serving a batch", rc);
-    first += k;
-    k = mpx__now_ns() - t0 < 20000 ? 2 * k : 1;
-    outbox_add(p, &out);
-  }
+  mpx__mpi_pool_run(&sv->p);
   atomic_store_explicit(&sv->running, false, memory_order_relaxed);
-  mpx__bell_ring(&sv->bell); /* a standby sleeping with the baton: give it back now */
+  mpx__bell_ring(sv->bell); /* a standby sleeping with the baton: give it back now */
   pthread_mutex_lock(&sv->baton);
-  pthread_mutex_lock(&p->lock);
-  p->tasks_left -= j->b->n_tasks;
-  if (j->prev) j->prev->link = j->link;
-  else p->head = j->link;
-  if (j->link) j->link->prev = j->prev;
-  else p->tail = j->prev;
-  pthread_mutex_unlock(&p->lock);
-  mpx__codec_free(j->b);
-  free(j);
-  post_outbox(sv);
+  post_replies(sv);
 }
 
-/* A one-thread rank's standby: every 2 ms it looks whether the serving thread is still in the
- * run it saw last time; if so (a task of 2 ms or more), it takes the baton and serves messages
- * (queues tasks, answers TAKEBACK from the run's unstarted tasks and the queue) until that run
- * ends. So a long task never keeps a TAKEBACK waiting, and short ones pay no hand-off. */
+/* One task thread's standby: every 2 ms it looks whether the serving thread is still in the run
+ * it saw last time; if so (a Batch of 2 ms or more), it takes the baton and serves messages
+ * (queues tasks, answers TAKEBACK, posts the results the run has so far) until that run ends.
+ * So a long task never keeps a TAKEBACK waiting, and short ones pay no hand-off. */
 static void *standby_main(void *arg) {
   server *sv = arg;
   mpx__mpi_thread_setup();
@@ -489,15 +210,15 @@ static void *standby_main(void *arg) {
       continue;
     }
     pthread_mutex_lock(&sv->baton);
-    mpx__backoff bo = {0};
+    mpx__backoff bo = mpx__backoff_for(sv->s);
     while (atomic_load_explicit(&sv->running, memory_order_relaxed) &&
            atomic_load_explicit(&sv->runs, memory_order_relaxed) == r) {
-      uint32_t bell = atomic_load_explicit(&sv->bell.seq, memory_order_seq_cst);
+      uint32_t bell = atomic_load_explicit(&sv->bell->seq, memory_order_seq_cst);
       int got = take_message(sv);
       if (got < 0 || mpx__sendq_progress(&sv->sq) < 0) fatal("serving while a task runs", got);
-      got |= post_outbox(sv); /* results of the tasks the run has done so far */
+      got |= post_replies(sv);
       if (got) mpx__backoff_reset(&bo);
-      else mpx__bell_wait(&sv->bell, bell, mpx__backoff_next(&bo));
+      else mpx__bell_wait(sv->bell, bell, mpx__backoff_next(&bo));
     }
     pthread_mutex_unlock(&sv->baton);
   }
@@ -510,31 +231,30 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   const uint8_t *initargs;
   int rc = parse_start(m, len, &h, name, &initargs);
   if (rc) fatal("a malformed start record from the root", rc);
-  server sv = {.s = s};
+  server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
                             .host = s->host};
   sv.own = h.threads == 1;
-  sv.p = (pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
-                .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
-  if ((rc = pool_start(&sv.p, sv.own))) fatal("starting task threads", rc);
+  sv.p = (mpx__mpi_pool){.threads = sv.own ? 0 : h.threads, .bell = sv.bell, .who = &sv.who,
+                         .lim = &sv.lim, .init_name = name, .initargs = initargs,
+                         .initargs_len = h.initargs_len};
+  if ((rc = mpx__mpi_pool_start(&sv.p))) fatal("starting task threads", rc);
   pthread_mutex_init(&sv.baton, NULL);
-  if (sv.own) {
-    sv.p.init_rc = mpx__serve_init(name, initargs, h.initargs_len, &sv.who, &sv.p.init_msg);
-    if (pthread_create(&sv.standby, NULL, standby_main, &sv)) fatal("starting a thread", MPX_ESYS);
-  }
+  if (sv.own && pthread_create(&sv.standby, NULL, standby_main, &sv))
+    fatal("starting a thread", MPX_ESYS);
   rc = send_ready(&sv, sv.p.started, sv.p.init_rc, sv.p.init_msg);
   if (rc) fatal("sending READY", rc);
 
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(s);
   pthread_mutex_lock(&sv.baton);
   for (;;) {
-    uint32_t seen = atomic_load_explicit(&sv.bell.seq, memory_order_seq_cst);
+    uint32_t seen = atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst);
     bool busy = false;
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
-    busy |= post_outbox(&sv);
-    if (sv.own && sv.p.cur) { /* the standby queues jobs only with the baton, which we hold */
+    busy |= post_replies(&sv); /* results the task threads packed */
+    if (sv.own && mpx__mpi_pool_has_work(&sv.p)) {
       run_own(&sv);
       busy = true;
     } else if ((rc = take_message(&sv)) < 0) {
@@ -542,21 +262,20 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     } else {
       busy |= rc > 0;
     }
-    if (sv.stopping) {
-      pthread_mutex_lock(&sv.p.lock);
-      bool idle = !sv.p.tasks_left && !sv.p.out;
-      pthread_mutex_unlock(&sv.p.lock);
-      if (idle) {
-        rc = mpx__sendq_drain(&sv.sq);
-        if (!rc) {
-          int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
-          if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
-        }
-        break;
+    if (sv.stopping && mpx__mpi_pool_idle(&sv.p)) {
+      rc = mpx__sendq_drain(&sv.sq);
+      if (!rc) {
+        int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
+        mpx__mpi_ring(s, s->root);
+        if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
       }
+      break;
     }
     if (busy) mpx__backoff_reset(&bo);
-    else mpx__bell_wait(&sv.bell, seen, mpx__backoff_next(&bo));
+    else mpx__bell_wait(sv.bell, seen, mpx__backoff_next(&bo));
+    /* rung: a message is on its way (the probe that saw nothing may only have pulled it in), so
+     * look again for a while before the next long sleep */
+    if (atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst) != seen) mpx__backoff_rung(&bo);
   }
   pthread_mutex_unlock(&sv.baton);
   if (sv.own) {
@@ -564,7 +283,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     pthread_join(sv.standby, NULL);
   }
   pthread_mutex_destroy(&sv.baton);
-  pool_stop(&sv.p);
+  mpx__mpi_pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
   free(sv.rbuf);
   return rc < 0 ? rc : MPX_OK;
@@ -574,12 +293,12 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
 
 int mpx__mpi_serve(mpx__mpi_session *s) {
   mpx__mpi_thread_setup();
-  mpx__backoff bo = {0};
-  mpx__bell none = {0};
+  mpx__backoff bo = mpx__backoff_for(s);
   uint8_t *buf = NULL;
   size_t cap = 0;
   int rc = MPX_OK;
   for (;;) {
+    uint32_t seen = atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst);
     int flag = 0;
     MPI_Message msg;
     MPI_Status st;
@@ -589,7 +308,9 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
       break;
     }
     if (!flag) {
-      mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
+      mpx__bell_wait(s->my_bell, seen, mpx__backoff_next(&bo));
+      if (atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst) != seen)
+        mpx__backoff_rung(&bo); /* rung: look again before the next long sleep */
       continue;
     }
     mpx__backoff_reset(&bo);
