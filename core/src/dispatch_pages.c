@@ -123,8 +123,10 @@ static void rebalance(disp *d) {
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
     if (!w->ready || !w->reclaim || !quiet(w, now)) continue;
-    if (w->page) take_window(d, i, false, &got);
-    else if (!w->asked && !w->answered && w->inflight.n > (size_t)w->slots) ask_back(d, i);
+    if (w->page)
+      take_window(d, i, false, &got);
+    else if (!w->asked && !w->answered && w->inflight.n > (size_t)w->slots)
+      ask_back(d, i);
   }
   if (!got.n) return;
   size_t n = got.n, share = (n + (size_t)idle - 1) / (size_t)idle;
@@ -271,8 +273,7 @@ void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b) {
   fifo back = {0};
   if (w->slots == 1) {
     if (k > w->inflight.n) {
-      mpx__disp_violate(d, i, "gave back %zu tasks, more than the %zu it holds", k,
-                        w->inflight.n);
+      mpx__disp_violate(d, i, "gave back %zu tasks, more than the %zu it holds", k, w->inflight.n);
       return;
     }
     size_t keep = w->inflight.n - k;
@@ -285,8 +286,10 @@ void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b) {
                           (unsigned long long)b->results[j]->call_id);
         return;
       }
-    if (last) last->next = NULL;
-    else w->inflight.head = NULL;
+    if (last)
+      last->next = NULL;
+    else
+      w->inflight.head = NULL;
     w->inflight.tail = last;
     w->inflight.n = keep;
     w->seq_sent -= k; /* the ids before them keep their numbers */
@@ -300,8 +303,10 @@ void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b) {
       mpx_future *f = NULL;
       for (mpx_future *prev = NULL, *g = w->inflight.head; g; prev = g, g = g->next)
         if ((uint64_t)(uintptr_t)g == b->results[j]->call_id) { /* hybrid ids: plain addresses */
-          if (prev) prev->next = g->next;
-          else w->inflight.head = g->next;
+          if (prev)
+            prev->next = g->next;
+          else
+            w->inflight.head = g->next;
           if (w->inflight.tail == g) w->inflight.tail = prev;
           w->inflight.n--;
           f = g;

@@ -15,10 +15,10 @@
  * threads 0 the owner runs the tasks itself (mpx__mpi_pool_run: a one-thread worker rank, so
  * that short tasks pay no hand-off).
  *
- * Guarantees: every pushed task is answered (or given back) exactly once, in one of the outbox's Batches; stop
- * finishes the queue before joining. A failure to serve (out of memory) ends the job: MPI_Abort,
- * as a worker rank's other fatal errors. Thread-safety: the queue, counters and outbox are under
- * p->lock; the owner's calls come from one thread at a time. */
+ * Guarantees: every pushed task is answered (or given back) exactly once, in one of the outbox's
+ * Batches; stop finishes the queue before joining. A failure to serve (out of memory) ends the job:
+ * MPI_Abort, as a worker rank's other fatal errors. Thread-safety: the queue, counters and outbox
+ * are under p->lock; the owner's calls come from one thread at a time. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,20 +56,28 @@ static void serve_run(mpx__mpi_pool *p, mpx__mpi_job *j, size_t first, size_t ta
   if (rc) fatal("serving a batch", rc);
   mpx__mpi_reply *r = NULL;
   if (out.len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
-  if (r) *r = (mpx__mpi_reply){.data = out.data, .len = out.len};
-  else mpx__wbuf_free(&out);
+  if (r)
+    *r = (mpx__mpi_reply){.data = out.data, .len = out.len};
+  else
+    mpx__wbuf_free(&out);
   pthread_mutex_lock(&p->lock);
-  if (r && p->out_tail) p->out_tail->link = r;
-  else if (r) p->out = r;
+  if (r && p->out_tail)
+    p->out_tail->link = r;
+  else if (r)
+    p->out = r;
   if (r) p->out_tail = r;
   p->tasks_left -= take;
   j->done += take;
   bool last = j->done == j->b->n_tasks;
   if (last) { /* off the live list: take_back walks it under the lock */
-    if (j->prev) j->prev->link = j->link;
-    else p->head = j->link;
-    if (j->link) j->link->prev = j->prev;
-    else p->tail = j->prev;
+    if (j->prev)
+      j->prev->link = j->link;
+    else
+      p->head = j->link;
+    if (j->link)
+      j->link->prev = j->prev;
+    else
+      p->tail = j->prev;
   }
   pthread_mutex_unlock(&p->lock);
   if (r) mpx__bell_ring(p->bell);
@@ -115,8 +123,7 @@ int mpx__mpi_pool_start(mpx__mpi_pool *p) {
   pthread_cond_init(&p->inited, NULL);
   if (p->threads == 0) { /* the owner runs the tasks (mpx__mpi_pool_run) */
     p->started = 1;
-    p->init_rc = mpx__serve_init(p->init_name, p->initargs, p->initargs_len, p->who,
-                                 &p->init_msg);
+    p->init_rc = mpx__serve_init(p->init_name, p->initargs, p->initargs_len, p->who, &p->init_msg);
     return MPX_OK;
   }
   p->tids = calloc((size_t)p->threads, sizeof *p->tids);
@@ -235,8 +242,10 @@ void mpx__mpi_pool_answer(mpx__mpi_pool *p, mpx__wbuf *out) {
   *r = (mpx__mpi_reply){.data = out->data, .len = out->len};
   *out = (mpx__wbuf){0};
   pthread_mutex_lock(&p->lock);
-  if (p->out_tail) p->out_tail->link = r;
-  else p->out = r;
+  if (p->out_tail)
+    p->out_tail->link = r;
+  else
+    p->out = r;
   p->out_tail = r;
   pthread_mutex_unlock(&p->lock);
   mpx__bell_ring(p->bell);
