@@ -316,7 +316,7 @@ static void *killer_main(void *arg) {
 
 static bool names_killed_pid(const killer *k, const char *msg) {
   int upto = atomic_load(&k->kills);
-  for (int i = 0; i <= upto && i < 128; i++) {
+  for (int i = 0; i <= upto && i < (int)(sizeof k->pids / sizeof *k->pids); i++) {
     char want[32];
     snprintf(want, sizeof want, "pid %d ", k->pids[i]);
     if (strstr(msg, want) && strstr(msg, "signal 9"))
