@@ -330,11 +330,13 @@ check "--progress lines: dated lines with done, failed, running, tasks/s and ETA
   grep -Eq '^mpx-farm: [0-9-]+ [0-9:]+ [0-9]+/3 done, 0 failed, [0-9]+ running, [0-9.]+ tasks/s, ETA' \
   progress.err
 
-# ---- 9. walltime: a fake SLURM_JOB_END_TIME; then resume ----------------------------------------
+# ---- 9. walltime: a fake SLURM_JOB_END_TIME 20 s away (room for a loaded machine to start the
+# first task before the end less the margin); then resume -----------------------------------------
 printf 'sleep ${NAP:-30}\nsleep ${NAP:-30}\nsleep ${NAP:-30}\n' >t_wall
-SLURM_JOB_END_TIME=$(($(date +%s) + 8)) "$farm" -j1 --deadline-margin 2 --grace 1 t_wall \
+SLURM_JOB_END_TIME=$(($(date +%s) + 20)) "$farm" -j1 --deadline-margin 2 --grace 1 t_wall \
   >/dev/null 2>wall.err
 rc=$?
+echo "# walltime journal: $(awk -F'\t' '$1=="F" { printf "[%s %s %s] ", $2, $4, $5 }' t_wall.journal)"
 check "walltime: exit status counts the unfinished tasks" [ "$rc" -eq 3 ]
 check "walltime: the running task was signalled, journalled as not final" bash -c \
   "[ \"\$(frecs_() { awk -F'\t' '\$1==\"F\" { print \$2, \$4, \$5 }' t_wall.journal; }; frecs_)\" = '1 0 deadline' ]"
