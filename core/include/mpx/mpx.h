@@ -22,6 +22,7 @@
 #include "mpx/topology.h"
 #if MPX_HAVE_IPC
 #include "mpx/ipc_dict.h"
+#include "mpx/ipc_list.h"
 #include "mpx/ipc_pipe.h"
 #include "mpx/ipc_process.h"
 #include "mpx/ipc_queue.h"
