@@ -174,6 +174,7 @@ static void refill(struct mpx_imap_iter *it) {
   }
 }
 
+/* Start an iterator; `cap` bounds the default chunk size. */
 static int imap_start(mpx_executor *ex, const char *task, const void *items, size_t item_size,
                       const mpx_bytes *list, size_t n, const mpx_imap_opts *o, size_t cap,
                       mpx_imap_iter **out) {
@@ -202,7 +203,6 @@ static int imap_start(mpx_executor *ex, const char *task, const void *items, siz
   it->chunk = n ? chunk_of(ex, n, o->chunksize, cap) : 1;
   it->nchunks = n / it->chunk + (n % it->chunk != 0);
   size_t w = o->max_inflight ? o->max_inflight / it->chunk : 8 * (size_t)mpx__executor_slots(ex);
-  if (!cap) w = it->nchunks; /* mpx_map_var: every chunk at once */
   it->window = w < 1 ? 1 : w > it->nchunks ? (it->nchunks ? it->nchunks : 1) : w;
   pthread_mutex_init(&it->lock, NULL);
   pthread_cond_init(&it->cond, NULL);
@@ -426,7 +426,9 @@ int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size
   static const mpx_bytes none[1];
   mpx_imap_iter *it;
   mpx_imap_opts io = {.chunksize = opts ? opts->chunksize : 0};
-  int rc = imap_start(ex, task, NULL, 0, items ? items : none, n, &io, 0, &it);
+  /* chunks and window as imap's: the items are copied (and their results parsed) a few chunks
+   * at a time, in small blocks the allocator reuses, while earlier results are collected */
+  int rc = imap_start(ex, task, NULL, 0, items ? items : none, n, &io, IMAP_CHUNK_MAX, &it);
   if (rc) return rc;
   mpx_results *r = calloc(1, sizeof *r);
   if (r) *r = (mpx_results){.n = n, .chunk = it->chunk, .nchunks = it->nchunks};
@@ -437,8 +439,10 @@ int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size
     return MPX_ENOMEM;
   }
   for (size_t k = 0; k < it->nchunks && !rc; k++) {
+    refill(it); /* the slots taken so far are free again */
     double left = deadline ? deadline - mpx__now() : MPX_FOREVER;
-    if ((rc = next_chunk(it, deadline && left < 0 ? 0 : left)) == MPX_EEMPTY) rc = it->submit_rc;
+    if ((rc = next_chunk(it, deadline && left < 0 ? 0 : left)) == MPX_EEMPTY)
+      rc = it->submit_rc ? it->submit_rc : MPX_EPROTO; /* (never: a chunk is always queued) */
     if (!rc && !(rc = settle(it->cur))) {
       r->v[k] = it->cur->c.vres; /* ordered: chunk k */
       it->cur->c.vres = NULL;
