@@ -208,10 +208,45 @@ static void test_imap(mpx_executor *ex) {
   }
   CHECK_RC(mpx_imap_next(it, 0, &item), MPX_EEMPTY);
   CHECK_OK(mpx_imap_destroy(it));
-  CHECK_OK(mpx_imap(ex, "triple", xs, sizeof *xs, N, &(mpx_imap_opts){.chunksize = 8}, &it));
-  CHECK_OK(mpx_imap_next(it, MPX_FOREVER, &item));
+  for (int unordered = 0; unordered < 2; unordered++) { /* stopped early: destroy cancels */
+    CHECK_OK(mpx_imap(ex, "triple", xs, sizeof *xs, N,
+                      &(mpx_imap_opts){.chunksize = 8, .unordered = unordered}, &it));
+    CHECK_OK(mpx_imap_next(it, MPX_FOREVER, &item));
+    CHECK_OK(mpx_imap_destroy(it));
+  }
+  CHECK_RC(mpx_imap_next(NULL, 0, &item), MPX_EINVAL);
+  CHECK_OK(mpx_imap(ex, "triple", xs, sizeof *xs, 0, NULL, &it));
+  CHECK_RC(mpx_imap_next(it, 0, &item), MPX_EEMPTY); /* an empty map */
   CHECK_OK(mpx_imap_destroy(it));
   free(xs);
+}
+
+/* threads: items started (counted in this process) stay within max_inflight of those taken */
+static _Atomic long started;
+static int count_start(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len, (void)out;
+  atomic_fetch_add(&started, 1);
+  return 0;
+}
+MPX_TASK(count_start)
+
+static void test_imap_bound(mpx_executor *ex) {
+  mpx_imap_iter *it;
+  CHECK_OK(mpx_imap(ex, "count_start", NULL, 0, 10000,
+                    &(mpx_imap_opts){.chunksize = 4, .max_inflight = 16}, &it));
+  mpx_map_item item;
+  long taken = 0;
+  while (mpx_imap_next(it, MPX_FOREVER, &item) == MPX_OK) {
+    taken++;
+    long s = atomic_load(&started);
+    if (s > taken + 16) {
+      fprintf(stderr, "%ld items started with %ld taken: over max_inflight\n", s, taken);
+      exit(1);
+    }
+    if (taken % 1000 == 0) usleep(1000); /* a slow consumer */
+  }
+  CHECK(taken == 10000);
+  CHECK_OK(mpx_imap_destroy(it));
 }
 
 static void test_map_async(mpx_executor *ex) {
@@ -280,6 +315,7 @@ int main(int argc, char **argv) {
   test_copy(ex);
   test_map_var(ex);
   test_imap(ex);
+  if (backend == MPX_BACKEND_THREADS) test_imap_bound(ex);
   test_map_async(ex);
   test_outcome_callback(ex);
   CHECK_OK(mpx_executor_destroy(ex));
