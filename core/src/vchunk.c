@@ -107,7 +107,7 @@ int mpx__vchunk_serve(const mpx_task *t, int worker, uint32_t var, const uint8_t
       }
       item = p;
     }
-    p += n;
+    if (n) p += n; /* (no arithmetic on a NULL arg of empty items) */
     buf.len = 0;
     char *msg = NULL;
     int trc = mpx__task_run(t, worker, n ? item : NULL, (size_t)n, &buf, &msg);
