@@ -91,6 +91,8 @@ int mpx__vchunk_serve(const mpx_task *t, int worker, uint32_t var, const uint8_t
     return MPX_EPROTO;
   }
   size_t start = out->len;
+  /* room for every record of an empty result at once (most maps' results are small) */
+  if (count < SIZE_MAX / 4 && mpx__wbuf_reserve(out, (size_t)count * 2 + 16)) return MPX_ENOMEM;
   uint8_t small[256];
   mpx_buf buf;
   mpx__buf_init(&buf, small, sizeof small, max_payload);
