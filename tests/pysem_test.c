@@ -57,6 +57,9 @@ static void test_errors(mpx_executor *ex) {
   CHECK(strstr(mpx_errmsg(), "item 1") != NULL);
   mpx_results *r;
   CHECK_RC(mpx_map_var(ex, "echo", NULL, 3, NULL, &r), MPX_EINVAL);
+  CHECK(strstr(mpx_errmsg(), "items is NULL"));
+  CHECK_RC(mpx_map(ex, "echo", "abcd", 2, 2, NULL, 1, NULL), MPX_EINVAL);
+  CHECK(strstr(mpx_errmsg(), "results is NULL"));
   /* a task error names the worker, on every backend */
   long x = 13;
   CHECK_OK(mpx_submit(ex, "triple", &x, sizeof x, &f));

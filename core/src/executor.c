@@ -479,7 +479,12 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
             void *results, size_t result_size, const mpx_map_opts *opts) {
   mpx_map_status *st = opts ? opts->status : NULL;
   if (st) *st = (mpx_map_status){.failed_index = n};
-  if (!ex || (!items && n && item_size) || (!results && n && result_size)) return MPX_EINVAL;
+  if (!ex || (!items && n && item_size) || (!results && n && result_size)) {
+    mpx__set_errmsg("mpx_map: %s", !ex ? "the executor is NULL"
+                                   : !items && n && item_size ? "items is NULL with n > 0"
+                                                              : "results is NULL with n > 0");
+    return MPX_EINVAL;
+  }
   double timeout = opts ? opts->timeout : 0;
   if (isnan(timeout)) {
     mpx__set_errmsg("mpx_map: timeout is NaN (0, a negative number or infinity: no limit)");
