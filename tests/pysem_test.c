@@ -160,6 +160,16 @@ static void test_map_var(mpx_executor *ex) {
     CHECK(res[0] == items[i].len);
   }
   mpx_results_free(r);
+  /* the same as a future */
+  mpx_future *f;
+  CHECK_RC(mpx_map_var_async(ex, "nope", items, N, NULL, &f), MPX_ENOTASK);
+  CHECK_OK(mpx_map_var_async(ex, "picky", items, N, NULL, &f));
+  CHECK_OK(mpx_future_result_copy(f, &r, sizeof r, MPX_FOREVER));
+  mpx_future_release(f);
+  CHECK(mpx_results_count(r) == N);
+  CHECK(mpx_results_get(r, 7, NULL, NULL, NULL) == MPX_EINVAL);
+  CHECK_OK(mpx_results_get(r, 8, NULL, NULL, NULL));
+  mpx_results_free(r);
   free(huge);
 }
 

@@ -593,3 +593,64 @@ int mpx_map_async(mpx_executor *ex, const char *task, const void *items, size_t 
   if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) async_finish(a);
   return MPX_OK;
 }
+
+/* ---- mpx_map_var_async: mpx_map_var on a helper thread, as a future ------------------------ */
+
+typedef struct var_async {
+  mpx_executor *ex;
+  const mpx_task *t;
+  const mpx_bytes *items;
+  size_t n;
+  mpx_map_opts opts;
+  mpx_map_status st;
+  mpx_future *whole;
+} var_async;
+
+static void *var_async_main(void *p) {
+  var_async *a = p;
+  a->opts.status = &a->st;
+  mpx_results *r = NULL;
+  int rc = mpx_map_var(a->ex, a->t->name, a->items, a->n, &a->opts, &r);
+  if (r) mpx__future_finish_copy(a->whole, &r, sizeof r); /* item failures are in r */
+  else mpx__future_fail(a->whole, rc, mpx__strdupf("%s", mpx_errmsg()));
+  mpx__future_drop(a->whole);
+  free(a);
+  return NULL;
+}
+
+int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
+                      const mpx_map_opts *opts, mpx_future **out) {
+  if (!out) return einval("mpx_map_var_async: out is NULL");
+  *out = NULL;
+  if (!ex) return einval("mpx_map_var_async: the executor is NULL");
+  if (!items && n) return einval("mpx_map_var_async: items is NULL with n > 0");
+  const mpx_task *t;
+  int rc = mpx_task_find(task, &t);
+  if (rc) return rc;
+  var_async *a = calloc(1, sizeof *a);
+  mpx_future *whole = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW);
+  if (!a || !whole) {
+    free(a);
+    if (whole) mpx_future_release(whole), mpx__future_drop(whole);
+    return MPX_ENOMEM;
+  }
+  *a = (var_async){.ex = ex, .t = t, .items = items, .n = n, .whole = whole};
+  if (opts) a->opts = *opts;
+  mpx__future_start(whole);
+  pthread_t th;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  rc = pthread_create(&th, &at, var_async_main, a);
+  pthread_attr_destroy(&at);
+  if (rc) {
+    free(a);
+    mpx_future_release(whole);
+    mpx__future_fail(whole, MPX_ESYS, NULL);
+    mpx__future_drop(whole);
+    mpx__set_errmsg("mpx_map_var_async: no thread to run the map on");
+    return MPX_ESYS;
+  }
+  *out = whole;
+  return MPX_OK;
+}

@@ -202,6 +202,15 @@ typedef struct mpx_results mpx_results;
 MPX_API int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
                         const mpx_map_opts *opts, mpx_results **out);
 
+/* mpx_map_var as a future: returns at once; the future finishes with the mpx_results pointer as
+ * its result bytes (mpx_future_result_copy(f, &r, sizeof r, timeout)), yours to mpx_results_free,
+ * holding every item's outcome (item failures are there, not in the future), or fails when the
+ * map could not run (MPX_ENOTASK, MPX_ETOOBIG, MPX_ESHUTDOWN, ..., with the message). The map
+ * runs on a helper thread of its own: `items` and the bytes they point at must stay valid, and
+ * the executor alive, until the future is done. */
+MPX_API int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
+                              const mpx_map_opts *opts, mpx_future **out);
+
 /* Item i's outcome: 0 and its result (*data, valid until mpx_results_free; NULL when *len is 0),
  * or its error code and *message (with the item and the worker; valid until the next call on
  * this thread). MPX_EINVAL for i >= n. Any pointer may be NULL. */
