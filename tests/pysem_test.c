@@ -32,6 +32,14 @@ static int picky(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
 }
 MPX_TASK(picky)
 
+/* processes: the worker dies on "die" */
+static int mortal(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx;
+  if (len == 3 && !memcmp(arg, "die", 3)) _exit(3);
+  return mpx_buf_set(out, arg, len);
+}
+MPX_TASK(mortal)
+
 /* long: x -> x * 3, fails on 13 */
 static int triple(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   long x;
@@ -262,6 +270,30 @@ static void test_imap_bound(mpx_executor *ex) {
   CHECK_OK(mpx_imap_destroy(it));
 }
 
+/* processes: a worker lost in the middle of a chunk fails that chunk's items (each with the loss),
+ * and only them; the map goes on */
+static void test_lost_chunk(mpx_executor *ex) {
+  mpx_bytes items[40];
+  for (int i = 0; i < 40; i++) items[i] = (mpx_bytes){i == 21 ? "die" : "live", i == 21 ? 3 : 4};
+  mpx_imap_iter *it;
+  CHECK_OK(mpx_imap_var(ex, "mortal", items, 40, &(mpx_imap_opts){.chunksize = 10, .unordered = true},
+                        &it));
+  mpx_map_item item;
+  int ok = 0, lost = 0;
+  while (mpx_imap_next(it, MPX_FOREVER, &item) == MPX_OK) {
+    if (item.code == 0) {
+      CHECK(item.len == 4 && item.index / 10 != 2);
+      ok++;
+    } else {
+      CHECK(item.code == MPX_EWORKER_LOST && item.index / 10 == 2);
+      CHECK(strstr(item.message, "pid") && strstr(item.message, "worker"));
+      lost++;
+    }
+  }
+  CHECK(ok == 30 && lost == 10);
+  CHECK_OK(mpx_imap_destroy(it));
+}
+
 static void test_map_async(mpx_executor *ex) {
   enum { N = 3000 };
   long xs[N], ys[N];
@@ -329,6 +361,7 @@ int main(int argc, char **argv) {
   test_map_var(ex);
   test_imap(ex);
   if (backend == MPX_BACKEND_THREADS) test_imap_bound(ex);
+  if (backend == MPX_BACKEND_PROCESSES) test_lost_chunk(ex);
   test_map_async(ex);
   test_outcome_callback(ex);
   CHECK_OK(mpx_executor_destroy(ex));
