@@ -178,6 +178,16 @@ static void test_map_var(mpx_executor *ex) {
   CHECK(mpx_results_get(r, 7, NULL, NULL, NULL) == MPX_EINVAL);
   CHECK_OK(mpx_results_get(r, 8, NULL, NULL, NULL));
   mpx_results_free(r);
+  /* after shutdown: the future is there, every item says why it did not run */
+  mpx_executor *dead;
+  CHECK_OK(mpx_executor_create(&dead, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1}));
+  CHECK_OK(mpx_executor_shutdown(dead, true, false));
+  CHECK_OK(mpx_map_var_async(dead, "echo", items, 100, &(mpx_map_opts){.chunksize = 7}, &f));
+  CHECK_OK(mpx_future_result_copy(f, &r, sizeof r, MPX_FOREVER));
+  mpx_future_release(f);
+  for (size_t i = 0; i < 100; i++) CHECK(mpx_results_get(r, i, NULL, NULL, NULL) == MPX_ESHUTDOWN);
+  mpx_results_free(r);
+  mpx_executor_destroy(dead);
   free(huge);
 }
 

@@ -594,28 +594,58 @@ int mpx_map_async(mpx_executor *ex, const char *task, const void *items, size_t 
   return MPX_OK;
 }
 
-/* ---- mpx_map_var_async: mpx_map_var on a helper thread, as a future ------------------------ */
+/* ---- mpx_map_var_async: every chunk queued at once, the last one done builds the results --- */
 
 typedef struct var_async {
-  mpx_executor *ex;
-  const mpx_task *t;
-  const mpx_bytes *items;
-  size_t n;
-  mpx_map_opts opts;
-  mpx_map_status st;
+  _Atomic size_t left;   /* chunks not done, + 1 while the submitter queues them */
   mpx_future *whole;
+  mpx__map_chunk *chunks;
+  mpx_future **fs;
+  void **copies;         /* each chunk's encoded items */
+  size_t n, chunk, nchunks, submitted;
+  int submit_rc;
 } var_async;
 
-static void *var_async_main(void *p) {
-  var_async *a = p;
-  a->opts.status = &a->st;
-  mpx_results *r = NULL;
-  int rc = mpx_map_var(a->ex, a->t->name, a->items, a->n, &a->opts, &r);
-  if (r) mpx__future_finish_copy(a->whole, &r, sizeof r); /* item failures are in r */
-  else mpx__future_fail(a->whole, rc, mpx__strdupf("%s", mpx_errmsg()));
-  mpx__future_drop(a->whole);
+static void var_async_finish(var_async *a) {
+  mpx_results *r = calloc(1, sizeof *r);
+  if (r) *r = (mpx_results){.n = a->n, .chunk = a->chunk, .nchunks = a->nchunks};
+  if (r && !(r->v = calloc(a->nchunks ? a->nchunks : 1, sizeof *r->v))) r = (free(r), NULL);
+  for (size_t i = 0; r && i < a->nchunks; i++) {
+    mpx__map_chunk *c = &a->chunks[i];
+    if (i < a->submitted && c->vres) {
+      r->v[i] = c->vres;
+      c->vres = NULL;
+    } else if (i < a->submitted) { /* failed whole: cancelled, lost, ... */
+      int code;
+      const char *msg;
+      int rc = mpx_future_exception(a->fs[i], 0, &code, &msg);
+      if (rc) code = rc, msg = mpx_strerror(rc);
+      r->v[i] = mpx__vres_fail(c->count, code ? code : MPX_EPROTO, msg);
+    } else {
+      r->v[i] = mpx__vres_fail(c->count, a->submit_rc, "the map's chunk could not be queued");
+    }
+    if (!r->v[i]) r = (mpx_results_free(r), NULL);
+  }
+  for (size_t i = 0; i < a->nchunks; i++) {
+    if (i < a->submitted) mpx_future_release(a->fs[i]);
+    mpx__vres_free(a->chunks[i].vres);
+    free(a->copies[i]);
+  }
+  mpx_future *whole = a->whole;
+  free(a->chunks);
+  free(a->fs);
+  free(a->copies);
   free(a);
-  return NULL;
+  if (r) mpx__future_finish_copy(whole, &r, sizeof r);
+  else mpx__future_fail(whole, MPX_ENOMEM, mpx__strdupf("no memory for the map's results"));
+  mpx__future_drop(whole);
+}
+
+static int var_async_chunk_done(mpx_future *f, void *arg) {
+  (void)f;
+  var_async *a = arg;
+  if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) var_async_finish(a);
+  return 0;
 }
 
 int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
@@ -624,33 +654,63 @@ int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items
   *out = NULL;
   if (!ex) return einval("mpx_map_var_async: the executor is NULL");
   if (!items && n) return einval("mpx_map_var_async: items is NULL with n > 0");
+  if (opts && opts->timeout > 0 && !isinf(opts->timeout))
+    return einval("mpx_map_var_async: no timeout (wait on the future with one)");
+  for (size_t i = 0; i < n; i++)
+    if (!items[i].data && items[i].len) {
+      mpx__set_errmsg("mpx_map_var_async: item %zu has data NULL and len %zu", i, items[i].len);
+      return MPX_EINVAL;
+    }
   const mpx_task *t;
   int rc = mpx_task_find(task, &t);
   if (rc) return rc;
+  size_t chunk = n ? chunk_of(ex, n, opts ? opts->chunksize : 0, IMAP_CHUNK_MAX) : 1;
+  size_t nch = n / chunk + (n % chunk != 0);
   var_async *a = calloc(1, sizeof *a);
   mpx_future *whole = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW);
-  if (!a || !whole) {
-    free(a);
+  if (a) *a = (var_async){.whole = whole, .n = n, .chunk = chunk, .nchunks = nch};
+  if (!a || !whole || !(a->chunks = calloc(nch ? nch : 1, sizeof *a->chunks)) ||
+      !(a->fs = calloc(nch ? nch : 1, sizeof *a->fs)) ||
+      !(a->copies = calloc(nch ? nch : 1, sizeof *a->copies))) {
+    if (a) free(a->chunks), free(a->fs), free(a);
     if (whole) mpx_future_release(whole), mpx__future_drop(whole);
+    mpx__set_errmsg("no memory for a map of %zu chunks", nch);
     return MPX_ENOMEM;
   }
-  *a = (var_async){.ex = ex, .t = t, .items = items, .n = n, .whole = whole};
-  if (opts) a->opts = *opts;
-  mpx__future_start(whole);
-  pthread_t th;
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  rc = pthread_create(&th, &at, var_async_main, a);
-  pthread_attr_destroy(&at);
-  if (rc) {
-    free(a);
-    mpx_future_release(whole);
-    mpx__future_fail(whole, MPX_ESYS, NULL);
-    mpx__future_drop(whole);
-    mpx__set_errmsg("mpx_map_var_async: no thread to run the map on");
-    return MPX_ESYS;
+  mpx__future_start(whole); /* running until its last chunk is done */
+  atomic_init(&a->left, 1);
+  for (size_t i = 0; i < nch; i++) /* every chunk's count: those not queued fail item by item */
+    a->chunks[i] = (mpx__map_chunk){.count = n - i * chunk < chunk ? n - i * chunk : chunk,
+                                    .var = MPX__VAR_ITEMS | MPX__VAR_RESULTS};
+  for (size_t i = 0; i < nch; i++) {
+    size_t first = i * chunk, count = a->chunks[i].count, len = 0;
+    mpx_future *f = NULL;
+    if ((rc = mpx__vchunk_pack_items(items + first, count, &a->copies[i], &len)) ||
+        (mpx__executor_encodes(ex) && len > mpx__executor_max_payload(ex) && (rc = MPX_ETOOBIG)) ||
+        (!(f = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW)) && (rc = MPX_ENOMEM))) {
+      a->submit_rc = rc;
+      break;
+    }
+    f->arg = a->copies[i];
+    f->arg_len = len;
+    f->owner = &a->chunks[i];
+    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
+    mpx__future_hold(f);
+    if ((rc = mpx__executor_submit(ex, f))) {
+      mpx__future_drop(f);
+      a->submit_rc = rc;
+      break;
+    }
+    a->fs[a->submitted++] = f;
+    atomic_fetch_add_explicit(&a->left, 1, memory_order_relaxed);
+    rc = mpx_future_add_done_callback(f, var_async_chunk_done, a); /* at once if done already */
+    mpx__future_drop(f);
+    if (rc && rc != MPX_ECALLBACK) { /* no memory for the callback: wait for it here */
+      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
+      var_async_chunk_done(f, a);
+    }
   }
-  *out = whole;
+  *out = whole; /* the caller's reference; var_async_finish drops the scheduler's */
+  if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) var_async_finish(a);
   return MPX_OK;
 }

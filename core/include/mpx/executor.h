@@ -205,9 +205,10 @@ MPX_API int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *ite
 /* mpx_map_var as a future: returns at once; the future finishes with the mpx_results pointer as
  * its result bytes (mpx_future_result_copy(f, &r, sizeof r, timeout)), yours to mpx_results_free,
  * holding every item's outcome (item failures are there, not in the future), or fails when the
- * map could not run (MPX_ENOTASK, MPX_ETOOBIG, MPX_ESHUTDOWN, ..., with the message). The map
- * runs on a helper thread of its own: `items` and the bytes they point at must stay valid, and
- * the executor alive, until the future is done. */
+ * map could not start (MPX_EINVAL, MPX_ENOTASK, MPX_ENOMEM: returned, no future). Every chunk is
+ * queued at once with a copy of its items, so `items` may be reused as soon as this returns; a
+ * chunk that could not be queued (shutdown, over max_payload) gives its items that code. No
+ * timeout (wait on the future with one). */
 MPX_API int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
                               const mpx_map_opts *opts, mpx_future **out);
 
