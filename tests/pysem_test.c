@@ -108,8 +108,8 @@ static void test_copy(mpx_executor *ex) {
   const mpx_task *t;
   CHECK_OK(mpx_task_find("echo", &t));
   mpx_future *f;
-  CHECK_OK(mpx_submit_task(ex, t, big, sizeof big, &(mpx_submit_opts){.retries = -1, .borrow = true},
-                           &f));
+  CHECK_OK(mpx_submit_task(ex, t, big, sizeof big,
+                           &(mpx_submit_opts){.retries = -1, .borrow = true}, &f));
   char back[100];
   CHECK_OK(mpx_future_result_copy(f, back, sizeof back, MPX_FOREVER));
   CHECK(!memcmp(back, big, sizeof big));
@@ -180,7 +180,8 @@ static void test_map_var(mpx_executor *ex) {
   mpx_results_free(r);
   /* after shutdown: the future is there, every item says why it did not run */
   mpx_executor *dead;
-  CHECK_OK(mpx_executor_create(&dead, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1}));
+  CHECK_OK(
+      mpx_executor_create(&dead, &(mpx_options){.backend = MPX_BACKEND_THREADS, .workers = 1}));
   CHECK_OK(mpx_executor_shutdown(dead, true, false));
   CHECK_OK(mpx_map_var_async(dead, "echo", items, 100, &(mpx_map_opts){.chunksize = 7}, &f));
   CHECK_OK(mpx_future_result_copy(f, &r, sizeof r, MPX_FOREVER));
@@ -199,9 +200,9 @@ static void test_imap(mpx_executor *ex) {
   for (long i = 0; i < N; i++) xs[i] = i;
   for (int unordered = 0; unordered < 2; unordered++) {
     mpx_imap_iter *it;
-    CHECK_OK(mpx_imap(ex, "triple", xs, sizeof *xs, N,
-                      &(mpx_imap_opts){.chunksize = 64, .max_inflight = 256,
-                                       .unordered = unordered}, &it));
+    CHECK_OK(mpx_imap(
+        ex, "triple", xs, sizeof *xs, N,
+        &(mpx_imap_opts){.chunksize = 64, .max_inflight = 256, .unordered = unordered}, &it));
     char *seen = calloc(N, 1);
     CHECK(seen);
     size_t got = 0;
@@ -286,8 +287,8 @@ static void test_lost_chunk(mpx_executor *ex) {
   mpx_bytes items[40];
   for (int i = 0; i < 40; i++) items[i] = (mpx_bytes){i == 21 ? "die" : "live", i == 21 ? 3 : 4};
   mpx_imap_iter *it;
-  CHECK_OK(mpx_imap_var(ex, "mortal", items, 40, &(mpx_imap_opts){.chunksize = 10, .unordered = true},
-                        &it));
+  CHECK_OK(mpx_imap_var(ex, "mortal", items, 40,
+                        &(mpx_imap_opts){.chunksize = 10, .unordered = true}, &it));
   mpx_map_item item;
   int ok = 0, lost = 0;
   while (mpx_imap_next(it, MPX_FOREVER, &item) == MPX_OK) {
@@ -310,7 +311,8 @@ static void test_map_async(mpx_executor *ex) {
   for (long i = 0; i < N; i++) xs[i] = i + 100;
   mpx_future *f;
   CHECK_RC(mpx_map_async(ex, "triple", xs, sizeof *xs, N, ys, sizeof *ys,
-                         &(mpx_map_opts){.timeout = 5}, &f), MPX_EINVAL);
+                         &(mpx_map_opts){.timeout = 5}, &f),
+           MPX_EINVAL);
   CHECK_OK(mpx_map_async(ex, "triple", xs, sizeof *xs, N, ys, sizeof *ys, NULL, &f));
   CHECK_OK(mpx_future_result(f, MPX_FOREVER, NULL, NULL));
   for (long i = 0; i < N; i++) CHECK(ys[i] == 3 * xs[i]);

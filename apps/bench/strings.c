@@ -37,10 +37,14 @@ static void md5_block(uint32_t h[4], const uint8_t *p) {
   for (int i = 0; i < 64; i++) {
     uint32_t f;
     int g;
-    if (i < 16) f = (b & c) | (~b & d), g = i;
-    else if (i < 32) f = (d & b) | (~d & c), g = (5 * i + 1) & 15;
-    else if (i < 48) f = b ^ c ^ d, g = (3 * i + 5) & 15;
-    else f = c ^ (b | ~d), g = (7 * i) & 15;
+    if (i < 16)
+      f = (b & c) | (~b & d), g = i;
+    else if (i < 32)
+      f = (d & b) | (~d & c), g = (5 * i + 1) & 15;
+    else if (i < 48)
+      f = b ^ c ^ d, g = (3 * i + 5) & 15;
+    else
+      f = c ^ (b | ~d), g = (7 * i) & 15;
     uint32_t t = d;
     d = c;
     c = b;
@@ -93,8 +97,8 @@ static long peak_rss_kib(void) {
 }
 
 static int open_ex(const bench_args *a, mpx_executor **ex) {
-  int rc = mpx_executor_create(ex, &(mpx_options){.backend = a->backend, .workers = a->workers,
-                                                     .binding = a->binding});
+  int rc = mpx_executor_create(
+      ex, &(mpx_options){.backend = a->backend, .workers = a->workers, .binding = a->binding});
   if (rc) fprintf(stderr, "mpx-bench: executor: %s %s\n", mpx_strerror(rc), mpx_errmsg());
   return rc;
 }

@@ -1,9 +1,9 @@
 /* map.c: the streaming and variable-size maps: mpx_imap / mpx_imap_var (results one at a time, in
  * order or as they finish, with a bound on items in flight), mpx_map_var (every item's result
- * bytes, kept in an mpx_results), and mpx_map_async (mpx_map as a future). The blocking
- * fixed-size mpx_map is in executor.c.
+ * bytes, kept in an mpx_results). The blocking fixed-size mpx_map is in executor.c, the maps
+ * as futures (mpx_map_async, mpx_map_var_async) in map_async.c.
  *
- * Engine: an mpx_imap owns `window` slots; each holds one chunk (descriptor, future, its items
+ * Engine: an mpx_imap_iter owns `window` slots; each holds one chunk (descriptor, future, its items
  * encoded or copied unless borrowed, and once done its per-item outcomes, a vchunk.h vres). A slot
  * is refilled with the next chunk only when the caller has taken every item of the chunk it held,
  * so at most window * chunksize items are in flight and in memory, whatever n is. Ordered: the
@@ -11,10 +11,9 @@
  * that queues its slot on `done` (under `lock`, signalling `cond`), and the caller takes chunks
  * from that queue.
  *
- * Locking: an mpx_imap is used by one thread at a time (its caller); `lock` guards only the done
- * queue and the count of callbacks that have run, which destroy waits on so that no callback
- * touches a freed imap. mpx_map_async's state is freed by whichever chunk callback comes last
- * (an atomic count; the submitter holds one until every chunk is queued). */
+ * Locking: an mpx_imap_iter is used by one thread at a time (its caller); `lock` guards only the
+ * done queue and the count of callbacks that have run, which destroy waits on so that no callback
+ * touches a freed imap. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,19 +26,18 @@
 #include "executor_impl.h"
 #include "future_impl.h"
 #include "task_impl.h"
+#include "map_impl.h"
 #include "vchunk.h"
 
 /* Messages handed out (an item's error with where it ran): valid until the next call. */
 static _Thread_local char item_msg[640];
 
-enum { IMAP_CHUNK_MAX = 4096 };
-
 typedef struct islot {
   mpx__map_chunk c;
   mpx_future *f;
-  void *copy;        /* the chunk's items (encoded or copied); NULL when borrowed or empty */
-  size_t first;      /* its first item's index */
-  size_t taken;      /* items handed out */
+  void *copy;   /* the chunk's items (encoded or copied); NULL when borrowed or empty */
+  size_t first; /* its first item's index */
+  size_t taken; /* items handed out */
   size_t chunk_no;
   struct mpx_imap_iter *it;
 } islot;
@@ -49,30 +47,30 @@ struct mpx_imap_iter {
   const mpx_task *t;
   const unsigned char *base; /* fixed items */
   size_t item_size;
-  const mpx_bytes *list;     /* variable-size items */
+  const mpx_bytes *list; /* variable-size items */
   size_t n, chunk, nchunks, window;
   bool unordered, borrow;
   islot *slots;
   size_t *free_slots, nfree;
-  size_t *order, order_head, order_n;  /* ordered: slots in chunk order (a ring of window) */
-  size_t next_chunk;                   /* chunks submitted (or failed to submit) */
-  islot *cur;                          /* the chunk being handed out */
+  size_t *order, order_head, order_n; /* ordered: slots in chunk order (a ring of window) */
+  size_t next_chunk;                  /* chunks submitted (or failed to submit) */
+  islot *cur;                         /* the chunk being handed out */
   size_t yielded;
   int submit_rc;
   char *submit_msg;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  size_t *done, done_head, done_n;     /* unordered: slots whose chunk is done (ring) */
+  size_t *done, done_head, done_n; /* unordered: slots whose chunk is done (ring) */
   size_t callbacks_due, callbacks_run;
 };
 
-static int einval(const char *what) {
+int mpx__map_einval(const char *what) {
   mpx__set_errmsg("%s", what);
   return MPX_EINVAL;
 }
 
 /* Default chunk: Python's ceil(n / (4 * workers)), at most `cap` (0: none). */
-static size_t chunk_of(const mpx_executor *ex, size_t n, size_t asked, size_t cap) {
+size_t mpx__map_chunk_of(const mpx_executor *ex, size_t n, size_t asked, size_t cap) {
   size_t q = 4 * (size_t)mpx__executor_slots(ex);
   size_t c = asked ? asked : n / q + (n % q != 0);
   if (!asked && cap && c > cap) c = cap;
@@ -99,7 +97,8 @@ static int submit_next(struct mpx_imap_iter *it) {
   size_t k = it->next_chunk++, first = k * it->chunk;
   size_t count = it->n - first < it->chunk ? it->n - first : it->chunk;
   *s = (islot){.first = first, .chunk_no = k, .it = it};
-  s->c = (mpx__map_chunk){.count = count, .item_size = it->list ? 0 : it->item_size,
+  s->c = (mpx__map_chunk){.count = count,
+                          .item_size = it->list ? 0 : it->item_size,
                           .var = MPX__VAR_RESULTS | (it->list ? MPX__VAR_ITEMS : 0)};
   const void *arg = NULL;
   size_t len = 0;
@@ -109,13 +108,15 @@ static int submit_next(struct mpx_imap_iter *it) {
     arg = s->copy;
   } else if ((len = count * it->item_size)) {
     arg = it->base + first * it->item_size;
-    if (!it->borrow && !(arg = s->copy = malloc(len))) rc = MPX_ENOMEM;
-    else if (!it->borrow) memcpy(s->copy, it->base + first * it->item_size, len);
+    if (!it->borrow && !(arg = s->copy = malloc(len)))
+      rc = MPX_ENOMEM;
+    else if (!it->borrow)
+      memcpy(s->copy, it->base + first * it->item_size, len);
   }
   if (!rc && mpx__executor_encodes(it->ex) && len > mpx__executor_max_payload(it->ex)) {
     mpx__set_errmsg("map chunk %zu (items %zu..%zu) has %zu bytes of items, more than max_payload "
-                    "(%zu): lower chunksize", k, first, first + count - 1, len,
-                    mpx__executor_max_payload(it->ex));
+                    "(%zu): lower chunksize",
+                    k, first, first + count - 1, len, mpx__executor_max_payload(it->ex));
     rc = MPX_ETOOBIG;
   }
   mpx_future *f = rc ? NULL : mpx__future_new(it->t, NULL, 0, MPX__ARG_BORROW);
@@ -159,7 +160,8 @@ static int submit_next(struct mpx_imap_iter *it) {
     return rc;
   }
   mpx__future_drop(f);
-  if (!it->unordered) it->order[(it->order_head + it->order_n++) % it->window] = (size_t)(s - it->slots);
+  if (!it->unordered)
+    it->order[(it->order_head + it->order_n++) % it->window] = (size_t)(s - it->slots);
   return MPX_OK;
 }
 
@@ -180,10 +182,11 @@ static int imap_start(mpx_executor *ex, const char *task, const void *items, siz
                       mpx_imap_iter **out) {
   static const mpx_imap_opts dflt;
   if (!o) o = &dflt;
-  if (!out) return einval("mpx_imap: out is NULL");
+  if (!out) return mpx__map_einval("mpx_imap: out is NULL");
   *out = NULL;
-  if (!ex) return einval("mpx_imap: the executor is NULL");
-  if (n && !list && !items && item_size) return einval("mpx_imap: items is NULL with n > 0");
+  if (!ex) return mpx__map_einval("mpx_imap: the executor is NULL");
+  if (n && !list && !items && item_size)
+    return mpx__map_einval("mpx_imap: items is NULL with n > 0");
   const mpx_task *t;
   int rc = mpx_task_find(task, &t);
   if (rc) return rc;
@@ -198,9 +201,15 @@ static int imap_start(mpx_executor *ex, const char *task, const void *items, siz
   }
   struct mpx_imap_iter *it = calloc(1, sizeof *it);
   if (!it) return MPX_ENOMEM;
-  *it = (struct mpx_imap_iter){.ex = ex, .t = t, .base = items, .item_size = item_size, .list = list,
-                          .n = n, .unordered = o->unordered, .borrow = o->borrow};
-  it->chunk = n ? chunk_of(ex, n, o->chunksize, cap) : 1;
+  *it = (struct mpx_imap_iter){.ex = ex,
+                               .t = t,
+                               .base = items,
+                               .item_size = item_size,
+                               .list = list,
+                               .n = n,
+                               .unordered = o->unordered,
+                               .borrow = o->borrow};
+  it->chunk = n ? mpx__map_chunk_of(ex, n, o->chunksize, cap) : 1;
   it->nchunks = n / it->chunk + (n % it->chunk != 0);
   size_t w = o->max_inflight ? o->max_inflight / it->chunk : 8 * (size_t)mpx__executor_slots(ex);
   it->window = w < 1 ? 1 : w > it->nchunks ? (it->nchunks ? it->nchunks : 1) : w;
@@ -234,7 +243,7 @@ int mpx_imap(mpx_executor *ex, const char *task, const void *items, size_t item_
 
 int mpx_imap_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
                  const mpx_imap_opts *opts, mpx_imap_iter **out) {
-  if (!items && n) return einval("mpx_imap_var: items is NULL with n > 0");
+  if (!items && n) return mpx__map_einval("mpx_imap_var: items is NULL with n > 0");
   static const mpx_bytes none[1];
   return imap_start(ex, task, NULL, 0, items ? items : none, n, opts, IMAP_CHUNK_MAX, out);
 }
@@ -256,9 +265,12 @@ static int settle(islot *s) {
   int code;
   const char *msg;
   int rc = mpx_future_exception(s->f, 0, &code, &msg);
-  if (rc == MPX_ECANCELLED) code = rc, msg = mpx_strerror(rc);
-  else if (rc) return rc;
-  else if (!code) code = MPX_EPROTO, msg = "map chunk finished without results";
+  if (rc == MPX_ECANCELLED)
+    code = rc, msg = mpx_strerror(rc);
+  else if (rc)
+    return rc;
+  else if (!code)
+    code = MPX_EPROTO, msg = "map chunk finished without results";
   if (!(s->c.vres = mpx__vres_fail(s->c.count, code, msg))) return MPX_ENOMEM;
   return MPX_OK;
 }
@@ -314,8 +326,8 @@ static int next_chunk(struct mpx_imap_iter *it, double timeout) {
 }
 
 int mpx_imap_next(mpx_imap_iter *it, double timeout, mpx_map_item *item) {
-  if (!it || !item) return einval("mpx_imap_next: the iterator or item is NULL");
-  if (isnan(timeout)) return einval("mpx_imap_next: timeout is NaN");
+  if (!it || !item) return mpx__map_einval("mpx_imap_next: the iterator or item is NULL");
+  if (isnan(timeout)) return mpx__map_einval("mpx_imap_next: timeout is NaN");
   if (isinf(timeout)) timeout = MPX_FOREVER;
   if (it->cur && it->cur->taken == it->cur->c.count) {
     slot_clear(it, it->cur);
@@ -353,7 +365,7 @@ int mpx_imap_next(mpx_imap_iter *it, double timeout, mpx_map_item *item) {
 }
 
 int mpx_imap_destroy(mpx_imap_iter *it) {
-  if (!it) return einval("mpx_imap_destroy: the iterator is NULL");
+  if (!it) return mpx__map_einval("mpx_imap_destroy: the iterator is NULL");
   /* cancel what has not started, then wait for the rest and for every callback */
   for (size_t i = 0; it->slots && i < it->window; i++)
     if (it->slots[i].f) mpx_future_cancel(it->slots[i].f);
@@ -377,13 +389,8 @@ int mpx_imap_destroy(mpx_imap_iter *it) {
 
 /* ---- mpx_map_var: every chunk at once, every outcome kept --------------------------------- */
 
-struct mpx_results {
-  size_t n, chunk, nchunks;
-  mpx__vres **v; /* per chunk */
-};
-
 int mpx_results_free(mpx_results *r) {
-  if (!r) return einval("mpx_results_free: the results are NULL");
+  if (!r) return mpx__map_einval("mpx_results_free: the results are NULL");
   for (size_t i = 0; i < r->nchunks; i++) mpx__vres_free(r->v[i]);
   free(r->v);
   free(r);
@@ -395,7 +402,7 @@ int mpx_results_get(const mpx_results *r, size_t i, const void **data, size_t *l
   if (data) *data = NULL;
   if (len) *len = 0;
   if (message) *message = "";
-  if (!r) return einval("mpx_results_get: the results are NULL");
+  if (!r) return mpx__map_einval("mpx_results_get: the results are NULL");
   if (i >= r->n) {
     mpx__set_errmsg("mpx_results_get: item %zu of a map of %zu items", i, r->n);
     return MPX_EINVAL;
@@ -417,11 +424,11 @@ int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size
                 const mpx_map_opts *opts, mpx_results **out) {
   mpx_map_status *st = opts ? opts->status : NULL;
   if (st) *st = (mpx_map_status){.failed_index = n};
-  if (!out) return einval("mpx_map_var: out is NULL");
+  if (!out) return mpx__map_einval("mpx_map_var: out is NULL");
   *out = NULL;
-  if (!items && n) return einval("mpx_map_var: items is NULL with n > 0");
+  if (!items && n) return mpx__map_einval("mpx_map_var: items is NULL with n > 0");
   double timeout = opts ? opts->timeout : 0;
-  if (isnan(timeout)) return einval("mpx_map_var: timeout is NaN");
+  if (isnan(timeout)) return mpx__map_einval("mpx_map_var: timeout is NaN");
   double deadline = timeout > 0 && !isinf(timeout) ? mpx__now() + timeout : 0;
   static const mpx_bytes none[1];
   mpx_imap_iter *it;
@@ -450,8 +457,10 @@ int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size
       it->cur = NULL;
     }
   }
-  if (rc == MPX_ETIMEDOUT) mpx__set_errmsg("mpx_map_var: not done within %g s", timeout);
-  else if (rc && it->submit_msg) mpx__set_errmsg("%s", it->submit_msg);
+  if (rc == MPX_ETIMEDOUT)
+    mpx__set_errmsg("mpx_map_var: not done within %g s", timeout);
+  else if (rc && it->submit_msg)
+    mpx__set_errmsg("%s", it->submit_msg);
   if (rc && st) st->code = rc;
   mpx_imap_destroy(it);
   if (rc) {
@@ -470,247 +479,5 @@ int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size
     }
     return c;
   }
-  return MPX_OK;
-}
-
-/* ---- mpx_map_async: mpx_map as a future ---------------------------------------------------- */
-
-typedef struct async_map {
-  _Atomic size_t left;       /* chunks not done, + 1 while the submitter queues them */
-  mpx_future *whole;
-  mpx__map_chunk *chunks;
-  mpx_future **fs;
-  size_t nchunks, submitted, chunk;
-  int submit_rc;
-} async_map;
-
-static void async_finish(async_map *a) {
-  int rc = MPX_OK;
-  char *msg = NULL;
-  for (size_t i = 0; i < a->submitted && !rc; i++) {
-    mpx_future *f = a->fs[i];
-    uint32_t s = mpx__future_state(f);
-    if (s == MPX_CANCELLED) {
-      rc = MPX_ECANCELLED;
-      msg = mpx__strdupf("map chunk of items %zu.. was cancelled", i * a->chunk);
-    } else if (s == MPX_FAILED) {
-      rc = f->error;
-      msg = mpx__strdupf("item %zu: %s", i * a->chunk + a->chunks[i].failed,
-                         f->errmsg ? f->errmsg : mpx_strerror(rc));
-    }
-  }
-  if (!rc && a->submitted < a->nchunks) {
-    rc = a->submit_rc;
-    msg = mpx__strdupf("only %zu of %zu map chunks could be queued: %s", a->submitted, a->nchunks,
-                       mpx_strerror(rc));
-  }
-  for (size_t i = 0; i < a->submitted; i++) mpx_future_release(a->fs[i]);
-  mpx_future *whole = a->whole;
-  free(a->chunks);
-  free(a->fs);
-  free(a);
-  if (rc) mpx__future_fail(whole, rc, msg);
-  else mpx__future_finish_copy(whole, NULL, 0);
-  mpx__future_drop(whole);
-}
-
-static int async_chunk_done(mpx_future *f, void *arg) {
-  (void)f;
-  async_map *a = arg;
-  if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) async_finish(a);
-  return 0;
-}
-
-int mpx_map_async(mpx_executor *ex, const char *task, const void *items, size_t item_size,
-                  size_t n, void *results, size_t result_size, const mpx_map_opts *opts,
-                  mpx_future **out) {
-  if (!out) return einval("mpx_map_async: out is NULL");
-  *out = NULL;
-  if (!ex) return einval("mpx_map_async: the executor is NULL");
-  if ((!items && n && item_size) || (!results && n && result_size))
-    return einval("mpx_map_async: items or results is NULL with n > 0");
-  if (opts && opts->timeout > 0 && !isinf(opts->timeout))
-    return einval("mpx_map_async: no timeout (wait on the future with one)");
-  size_t bytes;
-  if (__builtin_mul_overflow(n, item_size, &bytes) ||
-      __builtin_mul_overflow(n, result_size, &bytes))
-    return einval("mpx_map_async: n * item_size or n * result_size overflows size_t");
-  const mpx_task *t;
-  int rc = mpx_task_find(task, &t);
-  if (rc) return rc;
-  size_t chunk = n ? chunk_of(ex, n, opts ? opts->chunksize : 0, 0) : 1;
-  if (mpx__executor_encodes(ex) && (chunk * item_size > mpx__executor_max_payload(ex) ||
-                                    chunk * result_size > mpx__executor_max_payload(ex))) {
-    mpx__set_errmsg("a map chunk of %zu items exceeds max_payload: lower chunksize", chunk);
-    return MPX_ETOOBIG;
-  }
-  async_map *a = calloc(1, sizeof *a);
-  mpx_future *whole = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW);
-  size_t nch = n / chunk + (n % chunk != 0);
-  if (a) *a = (async_map){.whole = whole, .nchunks = nch, .chunk = chunk};
-  if (!a || !whole || !(a->chunks = calloc(nch ? nch : 1, sizeof *a->chunks)) ||
-      !(a->fs = calloc(nch ? nch : 1, sizeof *a->fs))) {
-    if (a) free(a->chunks), free(a);
-    if (whole) mpx_future_release(whole), mpx__future_drop(whole);
-    mpx__set_errmsg("no memory for a map of %zu chunks", nch);
-    return MPX_ENOMEM;
-  }
-  mpx__future_start(whole); /* running until its last chunk is done */
-  atomic_init(&a->left, 1);
-  const unsigned char *in = items;
-  unsigned char *res = results;
-  for (size_t i = 0; i < nch; i++) {
-    size_t first = i * chunk, count = n - first < chunk ? n - first : chunk;
-    a->chunks[i] = (mpx__map_chunk){.items = in ? in + first * item_size : NULL,
-                                    .results = res ? res + first * result_size : NULL,
-                                    .count = count, .item_size = item_size,
-                                    .result_size = result_size};
-    mpx_future *f = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW);
-    if (!f) {
-      a->submit_rc = MPX_ENOMEM;
-      break;
-    }
-    f->arg = a->chunks[i].items;
-    f->arg_len = count * item_size;
-    f->owner = &a->chunks[i];
-    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
-    mpx__future_hold(f);
-    if ((rc = mpx__executor_submit(ex, f))) {
-      mpx__future_drop(f);
-      a->submit_rc = rc;
-      break;
-    }
-    a->fs[a->submitted++] = f;
-    atomic_fetch_add_explicit(&a->left, 1, memory_order_relaxed);
-    rc = mpx_future_add_done_callback(f, async_chunk_done, a); /* at once if done already */
-    mpx__future_drop(f);
-    if (rc && rc != MPX_ECALLBACK) { /* no memory for the callback: wait for it here */
-      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
-      async_chunk_done(f, a);
-    }
-  }
-  *out = whole; /* the caller's reference; async_finish drops the scheduler's */
-  if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) async_finish(a);
-  return MPX_OK;
-}
-
-/* ---- mpx_map_var_async: every chunk queued at once, the last one done builds the results --- */
-
-typedef struct var_async {
-  _Atomic size_t left;   /* chunks not done, + 1 while the submitter queues them */
-  mpx_future *whole;
-  mpx__map_chunk *chunks;
-  mpx_future **fs;
-  void **copies;         /* each chunk's encoded items */
-  size_t n, chunk, nchunks, submitted;
-  int submit_rc;
-} var_async;
-
-static void var_async_finish(var_async *a) {
-  mpx_results *r = calloc(1, sizeof *r);
-  if (r) *r = (mpx_results){.n = a->n, .chunk = a->chunk, .nchunks = a->nchunks};
-  if (r && !(r->v = calloc(a->nchunks ? a->nchunks : 1, sizeof *r->v))) r = (free(r), NULL);
-  for (size_t i = 0; r && i < a->nchunks; i++) {
-    mpx__map_chunk *c = &a->chunks[i];
-    if (i < a->submitted && c->vres) {
-      r->v[i] = c->vres;
-      c->vres = NULL;
-    } else if (i < a->submitted) { /* failed whole: cancelled, lost, ... */
-      int code;
-      const char *msg;
-      int rc = mpx_future_exception(a->fs[i], 0, &code, &msg);
-      if (rc) code = rc, msg = mpx_strerror(rc);
-      r->v[i] = mpx__vres_fail(c->count, code ? code : MPX_EPROTO, msg);
-    } else {
-      r->v[i] = mpx__vres_fail(c->count, a->submit_rc, "the map's chunk could not be queued");
-    }
-    if (!r->v[i]) r = (mpx_results_free(r), NULL);
-  }
-  for (size_t i = 0; i < a->nchunks; i++) {
-    if (i < a->submitted) mpx_future_release(a->fs[i]);
-    mpx__vres_free(a->chunks[i].vres);
-    free(a->copies[i]);
-  }
-  mpx_future *whole = a->whole;
-  free(a->chunks);
-  free(a->fs);
-  free(a->copies);
-  free(a);
-  if (r) mpx__future_finish_copy(whole, &r, sizeof r);
-  else mpx__future_fail(whole, MPX_ENOMEM, mpx__strdupf("no memory for the map's results"));
-  mpx__future_drop(whole);
-}
-
-static int var_async_chunk_done(mpx_future *f, void *arg) {
-  (void)f;
-  var_async *a = arg;
-  if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) var_async_finish(a);
-  return 0;
-}
-
-int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
-                      const mpx_map_opts *opts, mpx_future **out) {
-  if (!out) return einval("mpx_map_var_async: out is NULL");
-  *out = NULL;
-  if (!ex) return einval("mpx_map_var_async: the executor is NULL");
-  if (!items && n) return einval("mpx_map_var_async: items is NULL with n > 0");
-  if (opts && opts->timeout > 0 && !isinf(opts->timeout))
-    return einval("mpx_map_var_async: no timeout (wait on the future with one)");
-  for (size_t i = 0; i < n; i++)
-    if (!items[i].data && items[i].len) {
-      mpx__set_errmsg("mpx_map_var_async: item %zu has data NULL and len %zu", i, items[i].len);
-      return MPX_EINVAL;
-    }
-  const mpx_task *t;
-  int rc = mpx_task_find(task, &t);
-  if (rc) return rc;
-  size_t chunk = n ? chunk_of(ex, n, opts ? opts->chunksize : 0, IMAP_CHUNK_MAX) : 1;
-  size_t nch = n / chunk + (n % chunk != 0);
-  var_async *a = calloc(1, sizeof *a);
-  mpx_future *whole = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW);
-  if (a) *a = (var_async){.whole = whole, .n = n, .chunk = chunk, .nchunks = nch};
-  if (!a || !whole || !(a->chunks = calloc(nch ? nch : 1, sizeof *a->chunks)) ||
-      !(a->fs = calloc(nch ? nch : 1, sizeof *a->fs)) ||
-      !(a->copies = calloc(nch ? nch : 1, sizeof *a->copies))) {
-    if (a) free(a->chunks), free(a->fs), free(a);
-    if (whole) mpx_future_release(whole), mpx__future_drop(whole);
-    mpx__set_errmsg("no memory for a map of %zu chunks", nch);
-    return MPX_ENOMEM;
-  }
-  mpx__future_start(whole); /* running until its last chunk is done */
-  atomic_init(&a->left, 1);
-  for (size_t i = 0; i < nch; i++) /* every chunk's count: those not queued fail item by item */
-    a->chunks[i] = (mpx__map_chunk){.count = n - i * chunk < chunk ? n - i * chunk : chunk,
-                                    .var = MPX__VAR_ITEMS | MPX__VAR_RESULTS};
-  for (size_t i = 0; i < nch; i++) {
-    size_t first = i * chunk, count = a->chunks[i].count, len = 0;
-    mpx_future *f = NULL;
-    if ((rc = mpx__vchunk_pack_items(items + first, count, &a->copies[i], &len)) ||
-        (mpx__executor_encodes(ex) && len > mpx__executor_max_payload(ex) && (rc = MPX_ETOOBIG)) ||
-        (!(f = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW)) && (rc = MPX_ENOMEM))) {
-      a->submit_rc = rc;
-      break;
-    }
-    f->arg = a->copies[i];
-    f->arg_len = len;
-    f->owner = &a->chunks[i];
-    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
-    mpx__future_hold(f);
-    if ((rc = mpx__executor_submit(ex, f))) {
-      mpx__future_drop(f);
-      a->submit_rc = rc;
-      break;
-    }
-    a->fs[a->submitted++] = f;
-    atomic_fetch_add_explicit(&a->left, 1, memory_order_relaxed);
-    rc = mpx_future_add_done_callback(f, var_async_chunk_done, a); /* at once if done already */
-    mpx__future_drop(f);
-    if (rc && rc != MPX_ECALLBACK) { /* no memory for the callback: wait for it here */
-      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
-      var_async_chunk_done(f, a);
-    }
-  }
-  *out = whole; /* the caller's reference; var_async_finish drops the scheduler's */
-  if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) var_async_finish(a);
   return MPX_OK;
 }

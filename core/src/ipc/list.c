@@ -56,7 +56,8 @@ int mpx_list_create(mpx_list **out, size_t max_items, size_t max_item) {
   *out = NULL;
   if (!max_items || max_items > LIMIT || max_item > LIMIT) {
     mpx__set_errmsg("mpx_list_create: max_items (%zu) must be 1..2^30, max_item (%zu) at most "
-                    "2^30", max_items, max_item);
+                    "2^30",
+                    max_items, max_item);
     return MPX_EINVAL;
   }
   size_t slot_size = (sizeof(lslot) + max_item + 7) & ~(size_t)7;
@@ -234,8 +235,10 @@ int mpx_list_pop(mpx_list *l, ssize_t i, void *buf, size_t cap, size_t *len) {
   size_t k;
   uint32_t *o = order_of(l);
   if (!(rc = index_of(l, i, "mpx_list_pop", &k))) {
-    if (buf) rc = copy_out(l, k, buf, cap, len); /* buf NULL: dropped */
-    else if (len) *len = at(l, o[k])->len;
+    if (buf)
+      rc = copy_out(l, k, buf, cap, len); /* buf NULL: dropped */
+    else if (len)
+      *len = at(l, o[k])->len;
   }
   if (!rc) {
     size_t s = o[k], n = l->count;
