@@ -38,6 +38,7 @@
 
 #include "check.h"
 #include "codec.h"
+#include "progress.h"
 
 static mpx_backend backend = MPX_BACKEND_PROCESSES;
 
@@ -80,8 +81,10 @@ static void write_batch(const Mpx__Batch *b) {
   mpx__wbuf_free(&w);
 }
 
-/* The call id this task runs under: the worker's word in the progress memfd. 0 if not found. */
+/* The call id this task runs under: the running word of this worker's progress page (its only
+ * mpx-progress mapping, progress.h). 0 if not found. */
 static uint64_t own_call_id(int worker) {
+  (void)worker;
   FILE *f = fopen("/proc/self/maps", "r");
   if (!f) return 0;
   char line[512];
@@ -90,7 +93,7 @@ static uint64_t own_call_id(int worker) {
     if (!strstr(line, "mpx-progress")) continue;
     unsigned long lo = 0;
     if (sscanf(line, "%lx-", &lo) == 1)
-      id = *(volatile uint64_t *)((uintptr_t)lo + (size_t)worker * 64);
+      id = atomic_load_explicit(&((mpx__progress *)(uintptr_t)lo)->running, memory_order_relaxed);
     break;
   }
   fclose(f);

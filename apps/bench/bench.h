@@ -18,6 +18,7 @@ typedef struct bench_args {
   double task_us; /* metg: starting task duration */
   double long_s;  /* skew: the long task's seconds */
   double short_ms; /* skew: each short task's milliseconds (the heavy tail's smallest) */
+  double timeout;  /* --timeout: the executor's task_timeout (s), 0: none */
   bool json;
 } bench_args;
 

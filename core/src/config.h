@@ -59,6 +59,9 @@ typedef struct mpx__config {
   size_t max_payload;        /* never 0 once resolved */
   int retries;
   double task_timeout; /* 0: none */
+  double stall_timeout; /* seconds without a heartbeat (or with a frame half-read) before a worker
+                           counts as stalled and is killed (links with progress pages); never 0
+                           once resolved */
   int threads_per_rank;
   int root_threads; /* MPI: options.root_threads as given (-1 none, 0 default, k) */
   mpx__gate *gate; /* bound on queued tasks; NULL when unbounded */

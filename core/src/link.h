@@ -98,6 +98,12 @@ typedef struct mpx__link_ops {
   /* Free everything (after stop(self, true)). */
   void (*destroy)(mpx__link *self);
 
+  /* Optional: worker i's progress page (progress.h) as mapped in this process, at an address
+   * fixed until destroy (a replacement's fresh page is mapped there once the loss of the previous
+   * worker was reported and handled); NULL for a link without pages (MPI), whose futures then
+   * count as running once sent. Dispatcher thread only. */
+  struct mpx__progress *(*progress)(mpx__link *self, int worker);
+
   /* Optional, with MPX__CAP_ENDPOINT: endpoints over a handle the user gives (MPI: a pointer to a
    * communicator), on which executors are then created (cfg->endpoint).
    * open_endpoint is collective over the members the handle names, called by one thread of each:
