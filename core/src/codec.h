@@ -164,10 +164,14 @@ typedef struct mpx__worker_id {
    * the start. */
   struct mpx__progress *progress;
   uint64_t *seq; /* with progress: tasks received so far in this worker's stream */
+  /* NULL, or one word per task of the Batch being served (an MPI rank's take-back words,
+   * mpi_worker.c): 0 while queued; serving CASes a task's word to MPX__CLAIM_STARTED before it
+   * runs it and skips (no Result) a task whose word the rank's server took (MPX__CLAIM_TAKEN). */
+  _Atomic uint64_t *claims;
 } mpx__worker_id;
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
- * frame header) to `out`; with who->progress, tasks whose claim the worker lost are skipped and
+ * frame header) to `out`; with who->progress or who->claims, tasks whose claim the worker lost are skipped and
  * have no Result (the Batch may then be empty: zero bytes); MPX_EPROTO if the page shows it was
  * overwritten (a claim word that reads 0 or STARTED before the worker reached it). A task that
  * fails, an unknown task id (MPX_ENOTASK), a chunk item whose result is not result_size bytes

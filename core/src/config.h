@@ -38,6 +38,10 @@ enum {
   /* A worker can be replaced after max_tasks_per_worker tasks (threads, processes); without it
    * (MPI ranks) the option is refused with MPX_EPERM. */
   MPX__CAP_RECYCLE = 1u << 5,
+  /* Workers without a progress page give back, when sent a Control TAKEBACK, the tasks they hold
+   * and have not started, in a Control RETURNED (MPI ranks): the dispatcher re-queues them for
+   * idle workers, as it takes tasks back through the claim words of a page (progress.h). */
+  MPX__CAP_TAKEBACK = 1u << 6,
 };
 
 struct mpx__transport;

@@ -48,10 +48,16 @@
  * the old page. shutdown(wait) and destroy wait for started tasks (as Python) and for the rest,
  * which a stalled worker cannot hold longer than stall_timeout.
  *
- * Workers without a page (MPI: ranks share no memory with rank 0) keep the plain scheme: a
- * future is RUNNING once sent and cannot be cancelled or taken back; a loss charges every task the
- * worker held unless the transport reports which one it ran; a task with a time limit goes
- * alone to an idle worker, killed at its deadline from the send (MPI refuses time limits).
+ * Workers without a page (MPI: ranks share no memory with rank 0): a future is RUNNING once
+ * sent and cannot be cancelled; a loss charges every task the worker held unless the transport
+ * reports which one it ran; a task with a time limit goes alone to an idle worker, killed at its
+ * deadline from the send (MPI refuses time limits). With MPX__CAP_TAKEBACK (MPI) fairness is kept
+ * by messages (dispatch_pages.c): a silent rank is fed no more, and when pending is empty and a
+ * worker idles, a silent rank holding more tasks than it runs at once is sent a Control TAKEBACK;
+ * it answers with a Control RETURNED listing the tasks none of its threads started (which it
+ * will never run), and those go back to the head of pending, uncharged (PENDING again), for the
+ * idle workers. Nothing is sent to a rank between its TAKEBACK and its RETURNED, nor asked of it
+ * again until it has sent results or been sent tasks since its last RETURNED.
  *
  * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
  * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
@@ -67,6 +73,11 @@
  *    task at a time (processes, single-threaded ranks: slots == 1) answers in the order it was
  *    sent, so only the oldest id of its window is accepted: a task can answer for itself, never
  *    for the tasks queued behind it (hybrid ranks answer out of order: any id of the window);
+ *  - a RETURNED is accepted only in answer to a TAKEBACK (once), with bare call ids only, and
+ *    only for ids of the worker's window: from a one-slot rank exactly the tail of its window in
+ *    order (it starts tasks in order; the ids before keep their numbers), from a hybrid rank any
+ *    ids of the window, each once. A task that reached its rank's communicator can at worst give
+ *    back itself or the tasks queued behind it, which its rank may do anyway;
  *  - a malformed message, a violation or a result it may not send gets the worker killed and
  *    replaced; its loss charges only the task it was running (the transport's progress word),
  *    the rest of its window is re-queued uncharged. Its messages are ignored until the loss;
@@ -76,8 +87,9 @@
  *  - sizes are bounded by d->lim (max_message lowered to cfg->max_worker_memory).
  *
  * Files: this one batches, sends, takes results, starts and stops; dispatch_loss.c handles a
- * lost worker's window (lose(), above); dispatch_pages.c has what only workers with a page need
- * and the time-limit and stall checks; dispatch_impl.h the state they share.
+ * lost worker's window (lose(), above); dispatch_pages.c has taking tasks back (claim words and
+ * TAKEBACK), what else only workers with a page need, and the time-limit and stall checks;
+ * dispatch_impl.h the state they share.
  *
  * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows (w[]) belong to the
  * dispatcher thread alone (and to the starting thread before it exists). Claim words are shared
@@ -98,8 +110,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-
-
 /* Remove the future with call id `id` from q (usually the head). */
 static mpx_future *fifo_take(fifo *q, uint64_t id) {
   mpx_future *prev = NULL;
@@ -115,12 +125,7 @@ static mpx_future *fifo_take(fifo *q, uint64_t id) {
   return NULL;
 }
 
-
-
-
-
 /* ---- sending ------------------------------------------------------------------------------ */
-
 
 static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
   mpx__task__init(t);
@@ -136,7 +141,6 @@ static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
     t->var = c->var;
   }
 }
-
 
 /* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock; tasks
  * it cannot send go to d->unsent, which feed_all fails after unlocking. */
@@ -175,7 +179,6 @@ static void send_batch(disp *d, int i, size_t k) {
     f = next;
   }
 }
-
 
 /* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
  * progress page each task's claim word gets its call id before the future becomes SENT (so a
@@ -235,7 +238,10 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
       break;
     }
   }
-  if (k) send_batch(d, i, k);
+  if (k) {
+    w->answered = false;
+    send_batch(d, i, k);
+  }
 }
 
 /* Fail what send_batch could not send (after d->lock is released: callbacks run). */
@@ -302,8 +308,7 @@ static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double
  * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
  * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
  * charged, the rest goes back to the queue. */
-static void violate(disp *d, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void violate(disp *d, int i, const char *fmt, ...) {
+void mpx__disp_violate(disp *d, int i, const char *fmt, ...) {
   wslot *w = &d->w[i];
   char what[160];
   va_list ap;
@@ -319,7 +324,7 @@ static void violate(disp *d, int i, const char *fmt, ...) {
   if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
   snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
   mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
-  w->dead = true;
+  w->dead = w->retired = true; /* still told SHUTDOWN, so that it says BYE */
   mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
   ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
   mpx__disp_lose(d, i, w->why, &ev);
@@ -344,6 +349,8 @@ static void on_ready(disp *d, int i, const Mpx__Control *c) {
   w->seq_sent = w->seq_done = 0;
   w->seq = 0; /* a new process: a new stream, on a fresh page */
   w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
+  w->reclaim = w->page || (d->cfg->caps & MPX__CAP_TAKEBACK);
+  w->asked = w->answered = false;
   w->stalled = false;
   w->timed_out_id = w->run_id = 0;
   if (w->page) w->beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
@@ -394,6 +401,8 @@ static const char *control_name(int kind) {
   case MPX__CONTROL__KIND__READY: return "READY";
   case MPX__CONTROL__KIND__SHUTDOWN: return "SHUTDOWN";
   case MPX__CONTROL__KIND__RETIRE: return "RETIRE";
+  case MPX__CONTROL__KIND__TAKEBACK: return "TAKEBACK";
+  case MPX__CONTROL__KIND__RETURNED: return "RETURNED";
   default: return "NONE";
   }
 }
@@ -404,19 +413,24 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   Mpx__Batch *b;
   int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {
-    violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
+    mpx__disp_violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
     return;
   }
   if (!w->ready) { /* a worker process's first message: READY and nothing else */
     if (!b->control || b->control->kind != MPX__CONTROL__KIND__READY || b->n_results || b->n_tasks)
-      violate(d, i, "sent a message other than READY as its first");
+      mpx__disp_violate(d, i, "sent a message other than READY as its first");
     else
       on_ready(d, i, b->control);
     mpx__codec_free(b);
     return;
   }
-  if (b->control || b->n_tasks) { /* a serving worker sends results only */
-    violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__RETURNED && !b->n_tasks) {
+    mpx__disp_returned(d, i, b); /* a rank gives back what it has not started */
+    mpx__codec_free(b);
+    return;
+  }
+  if (b->control || b->n_tasks) { /* a serving worker sends results only (or RETURNED) */
+    mpx__disp_violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
                                                       : control_name(b->control->kind));
     mpx__codec_free(b);
     return;
@@ -427,7 +441,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     uint64_t id = b->results[k]->call_id;
     mpx_future *f = accept_result(d, i, id);
     if (!f) { /* never dereferenced: a stale, repeated, out of order or forged id */
-      violate(d, i, "sent a result for call id 0x%llx, which it was not running",
+      mpx__disp_violate(d, i, "sent a result for call id 0x%llx, which it was not running",
               (unsigned long long)id);
       break;
     }
@@ -436,6 +450,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     d->next = i;
   }
   if (done) {
+    w->answered = false; /* it moved on: it may be asked to give back again */
     /* the worker was busy from busy_since (a send to its empty window, or its previous
      * results) until now, on `slots` tasks at once */
     observe(d, (now - w->busy_since) * (double)w->slots, done);
@@ -445,17 +460,10 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   mpx__codec_free(b);
 }
 
-
-
-
-
-
-
 static void handle(disp *d, const mpx__event *ev) {
   if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
   else if (ev->kind == MPX__EV_WORKER_LOST) mpx__disp_lose(d, ev->worker, ev->detail, ev);
 }
-
 
 static size_t inflight(const disp *d) {
   size_t k = 0;
@@ -491,7 +499,7 @@ static void send_shutdown(disp *d) {
   mpx__wbuf_reset(&d->out);
   if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
   for (int i = 0; i < d->n; i++)
-    if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
+    if (!d->w[i].dead || d->w[i].retired) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
 
 static void *dispatcher_main(void *arg) {

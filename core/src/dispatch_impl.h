@@ -1,9 +1,10 @@
 /* dispatch_impl.h: what the dispatcher's three files share (private to them): its state (a
  * pending FIFO, one window per worker) and the helpers they all use. dispatch.c has the whole
  * picture: batching, results, start and stop; dispatch_loss.c a lost worker's window;
- * dispatch_pages.c what only workers with a progress page (progress.h) get (sweeps of cancelled
- * futures, shutdown(cancel_futures) on the windows, taking tasks back for idle workers) and the
- * stall and time-limit checks. Everything here is the dispatcher thread's, except what `lock`
+ * dispatch_pages.c taking tasks back for idle workers (claim words of a progress page,
+ * progress.h, or TAKEBACK / RETURNED with a rank), what else only workers with a page get (sweeps
+ * of cancelled futures, shutdown(cancel_futures) on the windows) and the stall and time-limit
+ * checks. Everything here is the dispatcher thread's, except what `lock`
  * guards (see dispatch.c). */
 #ifndef MPX_DISPATCH_IMPL_H
 #define MPX_DISPATCH_IMPL_H
@@ -59,6 +60,13 @@ typedef struct wslot {
   uint64_t timed_out_id; /* killed for this task's time limit */
   uint64_t run_id;       /* the running word last seen, and when it was first seen */
   double run_seen;
+  /* Tasks can be won back from it (a page, or MPX__CAP_TAKEBACK): a silent one is fed no more */
+  bool reclaim;
+  /* Without a page, with MPX__CAP_TAKEBACK (MPI ranks; dispatch_pages.c): */
+  bool asked;            /* a TAKEBACK is out, its RETURNED not in yet: fed nothing meanwhile */
+  bool answered;         /* its last RETURNED came after its last results and feed: not asked
+                            again until one of those happens */
+  bool retired;          /* dead for a violation but still running (a rank): told SHUTDOWN */
 } wslot;
 
 typedef struct disp {
@@ -150,19 +158,27 @@ static inline size_t window(const disp *d, int slots) {
   return (size_t)w * (size_t)slots;
 }
 
-/* A worker with a page whose window has sent nothing for SILENT is busy on a long task or
- * stalled: new tasks wait in pending (cancellable, and free for the next idle worker). */
+/* Worker w's window has sent nothing for SILENT: it is busy on long tasks or stalled. */
+static inline bool quiet(const wslot *w, double now) {
+  return w->inflight.n && now - w->busy_since > SILENT;
+}
+
+/* A one-slot worker that tasks can be won back from (a page, or a rank that answers TAKEBACK)
+ * and is quiet: new tasks wait in pending (cancellable, and free for the next idle worker). A
+ * hybrid rank is still fed: its other threads take what waits behind a long task. */
 static inline bool silent(const wslot *w, double now) {
-  return w->page && w->inflight.n && now - w->busy_since > SILENT;
+  return w->reclaim && w->slots == 1 && quiet(w, now);
 }
 
 /* Worker i may be sent more now. */
 static inline bool has_room(const disp *d, const wslot *w) {
-  return w->ready && !w->dead && !w->timed && !w->stalled && !w->timed_out_id &&
+  return w->ready && !w->dead && !w->timed && !w->stalled && !w->timed_out_id && !w->asked &&
          w->inflight.n < window(d, w->slots) && !silent(w, mpx__now());
 }
 
 /* dispatch.c */
+/* Worker i broke the protocol ('Trust' in dispatch.c): end and replace it, or retire it. */
+void mpx__disp_violate(disp *d, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Fill worker i's window from pending, taking at most `share` tasks. Under d->lock. */
 void mpx__disp_feed(disp *d, int i, size_t share);
 /* Fail what a send could not send (after d->lock is released: callbacks run). */
@@ -186,5 +202,7 @@ int mpx__disp_poll_ms(disp *d);
 void mpx__disp_fail_windows(disp *d, int code);
 /* Sweeps, shutdown(cancel_futures) on the windows, and taking back for idle workers. */
 void mpx__disp_housekeeping(disp *d);
+/* Worker i's Control RETURNED (Batch b): accept the tasks it gave back, or violate. */
+void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b);
 
 #endif

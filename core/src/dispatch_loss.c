@@ -60,6 +60,7 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   uint64_t timed_id = w->timed_out_id;
   w->ready = w->timed = w->timed_out = w->stalled = w->killed = false;
   w->timed_out_id = 0;
+  w->asked = w->answered = false; /* no RETURNED is due from a lost worker */
   /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
   if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
   mpx_future *f;

@@ -1,11 +1,13 @@
-/* dispatch_pages.c: the dispatcher's work for workers with a progress page (progress.h: the
- * process transport), and its time-limit and stall checks. dispatch.c's header has the whole
- * picture; this file: winning claims back (take_back), dropping from the windows what a user
- * cancelled (sweep), cancelling the windows' unstarted tasks for shutdown(cancel_futures),
- * taking back a silent worker's unstarted tasks for idle workers (rebalance), killing a worker
- * whose heartbeat stopped or whose running task passed its limit, and failing the windows when
- * the link fails. All of it runs on the dispatcher thread, which owns the windows; pending is
- * touched under d->lock, and futures are completed with it released (their callbacks may call
+/* dispatch_pages.c: the dispatcher's taking back of tasks a worker has not started, its other
+ * work for workers with a progress page (progress.h: the process transport), and its time-limit
+ * and stall checks. dispatch.c's header has the whole picture; this file: winning claims back
+ * (take_back), dropping from the windows what a user cancelled (sweep), cancelling the windows'
+ * unstarted tasks for shutdown(cancel_futures), taking back a silent worker's unstarted tasks for
+ * idle workers (rebalance: through the claim words of a page, or by a Control TAKEBACK to a rank
+ * with MPX__CAP_TAKEBACK, whose RETURNED mpx__disp_returned checks and re-queues), killing a
+ * worker whose heartbeat stopped or whose running task passed its limit, and failing the windows
+ * when the link fails. All of it runs on the dispatcher thread, which owns the windows; pending
+ * is touched under d->lock, and futures are completed with it released (their callbacks may call
  * into the executor). Claim words are shared with workers and cancelling threads: each atomic
  * says its ordering. */
 #include <pthread.h>
@@ -89,9 +91,24 @@ static size_t take_window(disp *d, int i, bool cancel, fifo *out) {
   return k;
 }
 
+/* Ask worker i (a rank without a page) to give back what it has not started: a Control
+ * TAKEBACK. Nothing more is sent to it until its RETURNED (mpx__disp_returned). */
+static void ask_back(disp *d, int i) {
+  Mpx__Control c = MPX__CONTROL__INIT;
+  c.kind = MPX__CONTROL__KIND__TAKEBACK;
+  Mpx__Batch b = MPX__BATCH__INIT;
+  b.control = &c;
+  mpx__wbuf_reset(&d->out);
+  if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
+  int rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
+  d->w[i].asked = rc == MPX_OK;
+}
+
 /* Fairness: when nothing is pending and a worker is idle, take back the tasks that a silent
  * worker (busy on a long task for SILENT, or stalled) has not started, and give them to the idle
- * workers. */
+ * workers. With a page the claim words are won here; a rank (MPX__CAP_TAKEBACK) is sent a
+ * TAKEBACK when its window holds more tasks than it runs at once, and what it gives back is
+ * re-queued when its RETURNED comes (mpx__disp_returned): the idle workers get it then. */
 static void rebalance(disp *d) {
   pthread_mutex_lock(&d->lock);
   bool empty = d->pending.n == 0;
@@ -100,11 +117,17 @@ static void rebalance(disp *d) {
   double now = mpx__now();
   int idle = 0;
   for (int i = 0; i < d->n; i++)
-    idle += d->w[i].page && has_room(d, &d->w[i]) && !d->w[i].inflight.n;
+    idle += d->w[i].reclaim && has_room(d, &d->w[i]) && !d->w[i].inflight.n;
   if (!idle) return;
   fifo got = {0};
-  for (int i = 0; i < d->n; i++)
-    if (d->w[i].ready && silent(&d->w[i], now)) take_window(d, i, false, &got);
+  for (int i = 0; i < d->n; i++) {
+    wslot *w = &d->w[i];
+    if (!w->ready || !w->reclaim || !quiet(w, now)) continue;
+    if (w->page)
+      take_window(d, i, false, &got);
+    else if (!w->asked && !w->answered && w->inflight.n > (size_t)w->slots)
+      ask_back(d, i);
+  }
   if (!got.n) return;
   size_t n = got.n, share = (n + (size_t)idle - 1) / (size_t)idle;
   pthread_mutex_lock(&d->lock);
@@ -206,4 +229,97 @@ void mpx__disp_housekeeping(disp *d) {
     sweep(d);
   }
   rebalance(d);
+}
+
+/* Futures a rank gave back (`k` of them, out of its window): PENDING again, at the head of
+ * pending, uncharged (they never started). */
+static void requeue_back(disp *d, wslot *w, fifo *back, size_t k) {
+  w->sent -= (long)k;
+  fifo requeue = {0};
+  for (mpx_future *f; (f = fifo_pop(back));) {
+    if (mpx__future_requeue(f)) {
+      f->worker = -1;
+      fifo_push(&requeue, f);
+    } else {
+      mpx__future_drop(f);
+    }
+  }
+  pthread_mutex_lock(&d->lock);
+  mpx__disp_requeue_front(d, &requeue);
+  pthread_mutex_unlock(&d->lock);
+}
+
+/* Worker i's Control RETURNED (Batch b): the tasks it gives back, which it will never run, as bare
+ * call ids. Accepted only in answer to a TAKEBACK (one RETURNED per TAKEBACK), only with no data
+ * and no error, and only for ids of its window: a one-slot rank starts its tasks in order, so it
+ * must give back exactly the tail of its window, in order (then the numbers of the ids before it
+ * stay as they were); a hybrid rank any ids of its window, each once. Anything else is a
+ * violation (a task that reached the rank's communicator). The futures go back to the head of
+ * pending, uncharged (PENDING again); idle workers get them at the next feed. */
+void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b) {
+  wslot *w = &d->w[i];
+  size_t k = b->n_results;
+  if (!w->asked) {
+    mpx__disp_violate(d, i, "sent RETURNED, which was not asked for");
+    return;
+  }
+  w->asked = false;
+  w->answered = true;
+  for (size_t j = 0; j < k; j++)
+    if (b->results[j]->error || b->results[j]->data.len) {
+      mpx__disp_violate(d, i, "sent RETURNED with a result in it");
+      return;
+    }
+  fifo back = {0};
+  if (w->slots == 1) {
+    if (k > w->inflight.n) {
+      mpx__disp_violate(d, i, "gave back %zu tasks, more than the %zu it holds", k, w->inflight.n);
+      return;
+    }
+    size_t keep = w->inflight.n - k;
+    mpx_future *last = NULL, *f = w->inflight.head;
+    for (size_t j = 0; j < keep; j++) last = f, f = f->next;
+    mpx_future *tail = f;
+    for (size_t j = 0; j < k; j++, f = f->next)
+      if (call_id(w, f, w->seq_done + keep + j) != b->results[j]->call_id) {
+        mpx__disp_violate(d, i, "gave back call id 0x%llx, which is not the tail of its window",
+                          (unsigned long long)b->results[j]->call_id);
+        return;
+      }
+    if (last)
+      last->next = NULL;
+    else
+      w->inflight.head = NULL;
+    w->inflight.tail = last;
+    w->inflight.n = keep;
+    w->seq_sent -= k; /* the ids before them keep their numbers */
+    for (f = tail; f;) {
+      mpx_future *next = f->next;
+      fifo_push(&back, f);
+      f = next;
+    }
+  } else {
+    for (size_t j = 0; j < k; j++) {
+      mpx_future *f = NULL;
+      for (mpx_future *prev = NULL, *g = w->inflight.head; g; prev = g, g = g->next)
+        if ((uint64_t)(uintptr_t)g == b->results[j]->call_id) { /* hybrid ids: plain addresses */
+          if (prev)
+            prev->next = g->next;
+          else
+            w->inflight.head = g->next;
+          if (w->inflight.tail == g) w->inflight.tail = prev;
+          w->inflight.n--;
+          f = g;
+          break;
+        }
+      if (!f) { /* what it gave back before this id is still given back */
+        requeue_back(d, w, &back, j);
+        mpx__disp_violate(d, i, "gave back call id 0x%llx, which it does not hold",
+                          (unsigned long long)b->results[j]->call_id);
+        return;
+      }
+      fifo_push(&back, f);
+    }
+  }
+  requeue_back(d, w, &back, k);
 }

@@ -17,6 +17,10 @@
  * STARTED before the worker reached it means a task overwrote the page: serving stops with
  * MPX_EPROTO (the worker exits; the task run just before is named as running, so it is charged).
  *
+ * Take-back words (MPI ranks, who->claims): the same without a page or `running`: one word per
+ * task of the Batch, CASed from 0 to STARTED before the task runs; a task whose word the rank's
+ * server took (TAKEN, given back to the dispatcher) is skipped without a Result.
+ *
  * Whatever a task returns, the worker goes on serving: a failure's code is mapped into the task
  * failure set (mpx__task_code), an error result always fits (its message is cut to max_payload
  * bytes, then to a few bytes, then dropped, keeping the code), a result over max_payload or one
@@ -263,6 +267,14 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
       }
       if (!claim) continue; /* the parent has it */
       atomic_store_explicit(&pg->running, t->call_id, memory_order_relaxed);
+    } else if (who->claims) {
+      uint64_t queued = 0;
+      /* relaxed: one CAS on this word wins (the rank's server takes it with one too), and
+       * neither side reads anything the other wrote for it */
+      if (!atomic_compare_exchange_strong_explicit(&who->claims[done], &queued,
+                                                   MPX__CLAIM_STARTED, memory_order_relaxed,
+                                                   memory_order_relaxed))
+        continue; /* taken back by the rank's server, which reported it to the dispatcher */
     }
     ptrs[m++] = &s->r;
     const mpx_task *task;

@@ -622,12 +622,12 @@ static const mpx__link_ops mpi_link = {
 
 /* Payloads are encoded; a single rank cannot be ended, re-run or replaced (no KILL_ONE, RETRY or
  * RECYCLE: the executor refuses time limits, retries and max_tasks_per_worker); progress is made
- * by polling threads;
- * executors can run over the user's communicators. */
+ * by polling threads; a rank gives back the tasks it has not started when asked (TAKEBACK,
+ * mpi_worker.c); executors can run over the user's communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",
     .backend = MPX_BACKEND_MPI,
-    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT | MPX__CAP_TAKEBACK,
     .init = mpi_init,
     .fini = mpi_fini,
     .link = &mpi_link,
