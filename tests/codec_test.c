@@ -18,6 +18,7 @@
 #include "mpx/proto.h"
 #include "mpx/task.h"
 #include "task_impl.h"
+#include "vchunk.h"
 
 static int failures;
 #define CHECK(cond)                                                                                \
@@ -969,6 +970,57 @@ static void test_proto_helpers(void) {
   CHECK_RC(mpx_buf_set_msg(NULL, &e.base), MPX_EINVAL);
 }
 
+/* Variable-size chunks (issue 10): the wire's semantic checks, serving, and the parent's parse of
+ * per-item records, each length checked. */
+static void test_vchunk(void) {
+  mpx__limits lim = mpx__limits_default(0);
+  /* semantics: var without count, item_size with var items, unknown bits */
+  Mpx__Task bad[3] = {mk_task(id_of("echo"), 1, "\x01a", 2), mk_task(id_of("echo"), 2, "\x01a", 2),
+                      mk_task(id_of("echo"), 3, "\x01a", 2)};
+  bad[0].var = 3;
+  bad[1].var = 3, bad[1].count = 1, bad[1].item_size = 2;
+  bad[2].var = 8, bad[2].count = 1;
+  for (int i = 0; i < 3; i++) {
+    Mpx__Task *tp = &bad[i];
+    Mpx__Batch in = MPX__BATCH__INIT;
+    in.n_tasks = 1, in.tasks = &tp;
+    mpx__wbuf w = {0};
+    CHECK_RC(mpx__codec_pack(&in, &lim, &w), MPX_OK);
+    Mpx__Batch *got = NULL;
+    CHECK_RC(mpx__codec_unpack(w.data, w.len, &lim, &got), MPX_EPROTO);
+    mpx__wbuf_free(&w);
+  }
+  /* serving: two good items, then a chunk whose item runs past its bytes */
+  Mpx__Task t[2] = {mk_task(id_of("echo"), 5, "\x02hi\x00", 4), mk_task(id_of("echo"), 6, "\x05" "ab", 3)};
+  t[0].var = 3, t[0].count = 2;
+  t[1].var = 3, t[1].count = 1;
+  Mpx__Batch *r = serve(t, 2, &lim);
+  if (!r) return;
+  CHECK(r->n_results == 2 && !r->results[0]->error);
+  mpx__vres *v = NULL;
+  CHECK_RC(mpx__vres_parse(r->results[0]->data.data, r->results[0]->data.len, 2, NULL, &v), MPX_OK);
+  if (v) {
+    CHECK(v->ent[0].code == 0 && v->ent[0].len == 2 && !memcmp(v->bytes + v->ent[0].off, "hi", 2));
+    CHECK(v->ent[1].code == 0 && v->ent[1].len == 0);
+    mpx__vres_free(v);
+  }
+  CHECK(r->results[1]->error && r->results[1]->error->code == MPX_EPROTO);
+  /* parse: fewer or more records than the count, a length past the end, a message without NUL */
+  CHECK_RC(mpx__vres_parse(r->results[0]->data.data, r->results[0]->data.len, 3, NULL, &v),
+           MPX_EPROTO);
+  CHECK_RC(mpx__vres_parse(r->results[0]->data.data, r->results[0]->data.len, 1, NULL, &v),
+           MPX_EPROTO);
+  CHECK_RC(mpx__vres_parse((const uint8_t *)"\x00\x09" "ab", 4, 1, NULL, &v), MPX_EPROTO);
+  CHECK_RC(mpx__vres_parse((const uint8_t *)"\x0d\x02" "ab", 4, 1, NULL, &v), MPX_EPROTO);
+  CHECK_RC(mpx__vres_parse((const uint8_t *)"\x0d\x03" "ab\x00", 5, 1, NULL, &v), MPX_OK);
+  if (v) {
+    CHECK(v->ent[0].code == MPX_ETASK);
+    mpx__vres_free(v);
+  }
+  CHECK_RC(mpx__vres_parse((const uint8_t *)"", 0, 1000000, NULL, &v), MPX_EPROTO);
+  mpx__codec_free(r);
+}
+
 int main(void) {
   test_limits();
   test_wbuf();
@@ -983,6 +1035,7 @@ int main(void) {
   test_serve();
   test_serve_init();
   test_proto_helpers();
+  test_vchunk();
   if (failures) {
     fprintf(stderr, "codec_test: %d failure(s)\n", failures);
     return 1;

@@ -38,5 +38,7 @@ int bench_fib(const bench_args *a);
 int bench_metg(const bench_args *a);
 int bench_pingpong(const bench_args *a);
 int bench_skew(const bench_args *a);
+int bench_strmap(const bench_args *a);
+int bench_stream(const bench_args *a);
 
 #endif

@@ -25,6 +25,8 @@ static const struct {
     {"pingpong", bench_pingpong, 200000, "N token round trips over two queues (threads, processes)"},
 #endif
     {"skew", bench_skew, 200, "one --long task then N --short ones; then N heavy-tailed ones"},
+    {"strmap", bench_strmap, 1000000, "N strings of 10-200 bytes -> MD5 (map_var, imap_var)"},
+    {"stream", bench_stream, 100000000, "N empty items through imap_unordered (peak RSS)"},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 

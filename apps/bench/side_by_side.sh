@@ -46,6 +46,16 @@ r mpirun --oversubscribe -np 3 "$B" map --backend mpi --tasks 20000000 --json
 r mpirun --oversubscribe -np 3 "$B" fib --backend mpi --n 35 --json
 r mpirun --oversubscribe -np 3 "$B" latency --backend mpi --tasks 50000 --json
 r mpirun --oversubscribe -np 3 "$B" skew --backend mpi --json
+# variable-size and streaming maps (issue 10): Python's Pool.map / imap on the same strings first
+# (skipped with a note where /usr/bin/python3 is missing)
+here=$(dirname "$0")
+if [ -x /usr/bin/python3 ]; then r /usr/bin/python3 "$here/peers/strmap.py" 1000000 2
+else echo "# strmap peer skipped: no /usr/bin/python3"; fi
+r "$B" strmap --backend threads --workers 2 --json
+r "$B" strmap --backend processes --workers 2 --json
+r mpirun --oversubscribe -np 3 "$B" strmap --backend mpi --json
+r "$B" stream --backend threads --workers 2 --json
+r "$B" stream --backend processes --workers 2 --json
 echo "# pairs: OpenMP tasks, then mpx-threads, on empty (2M tasks)"
 peers_build=${PEERS_BUILD:-/tmp/mpx-peers}
 for _ in 1 2 3 4 5; do

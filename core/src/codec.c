@@ -250,7 +250,8 @@ static int batch_semantics(const Mpx__Batch *b, const mpx__limits *lim) {
   for (size_t i = 0; i < b->n_tasks; i++) {
     const Mpx__Task *t = b->tasks[i];
     if (t->count > lim->max_items) return MPX_ETOOBIG; /* every item is a call: bound the work */
-    if (t->count > 0) {
+    if (t->var & ~3u || (t->var && !t->count) || ((t->var & 1) && t->item_size)) return MPX_EPROTO;
+    if (t->count > 0 && !(t->var & 1)) {
       uint64_t items = t->count, size = t->item_size;
       if (size && items > UINT64_MAX / size) return MPX_EPROTO;
       if (items * size != (uint64_t)t->arg.len) return MPX_EPROTO;
@@ -421,6 +422,7 @@ static int fd_task(bump *z, const uint8_t *p, const uint8_t *end, Mpx__Task *t) 
     case 4: FD_VARINT(f); t->count = (uint32_t)f.v; break;
     case 5: FD_VARINT(f); t->item_size = f.v; break;
     case 6: FD_VARINT(f); t->result_size = f.v; break;
+    case 7: FD_VARINT(f); t->var = (uint32_t)f.v; break;
     default: return -1;
     }
   }
@@ -490,7 +492,7 @@ static int fd_control(bump *z, const wire_field *outer, Mpx__Control **out) {
 /* The hand-written codec knows these many fields per message; a field added to mpx.proto turns
  * the fast paths off (correct, slower) until fd_* and fe_* learn it. */
 bool mpx__codec_fast(void) {
-  return mpx__batch__descriptor.n_fields == 3 && mpx__task__descriptor.n_fields == 6 &&
+  return mpx__batch__descriptor.n_fields == 3 && mpx__task__descriptor.n_fields == 7 &&
          mpx__result__descriptor.n_fields == 3 && mpx__error__descriptor.n_fields == 6 &&
          mpx__control__descriptor.n_fields == 5;
 }

@@ -55,7 +55,7 @@ static inline uint8_t *fe_ld(uint8_t *p, unsigned num, const void *d, size_t n) 
 static size_t fe_task_size(const Mpx__Task *t) {
   return fe_varint_size(t->task_id) + fe_varint_size(t->call_id) +
          (t->arg.len ? fe_ld_size(t->arg.len) : 0) + fe_varint_size(t->count) +
-         fe_varint_size(t->item_size) + fe_varint_size(t->result_size);
+         fe_varint_size(t->item_size) + fe_varint_size(t->result_size) + fe_varint_size(t->var);
 }
 
 static size_t fe_error_size(const Mpx__Error *e) {
@@ -111,6 +111,7 @@ uint8_t *mpx__fe_batch(uint8_t *p, const Mpx__Batch *b) {
     p = fe_varint(p, 4, t->count);
     p = fe_varint(p, 5, t->item_size);
     p = fe_varint(p, 6, t->result_size);
+    p = fe_varint(p, 7, t->var);
   }
   for (size_t i = 0; i < b->n_results; i++) {
     const Mpx__Result *r = b->results[i];

@@ -138,6 +138,7 @@ static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
     t->count = (uint32_t)c->count;
     t->item_size = c->item_size;
     t->result_size = c->result_size;
+    t->var = c->var;
   }
 }
 

@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "executor_impl.h"
 #include "future_impl.h"
 #include "mpx/proto.h"
 #include "registry.h"
@@ -242,6 +243,20 @@ static int enter(mpx_executor *ex) {
   return ex->cfg.gate ? mpx__gate_enter(ex->cfg.gate, &ex->shut) : MPX_OK;
 }
 
+int mpx__executor_submit(mpx_executor *ex, mpx_future *f) {
+  int rc = enter(ex);
+  if (rc) {
+    mpx__set_errmsg("cannot submit task '%s': %s", f->task->name, mpx_strerror(rc));
+    mpx_future_release(f);
+    mpx__future_drop(f);
+    return rc;
+  }
+  return submit_future(ex, f);
+}
+int mpx__executor_slots(const mpx_executor *ex) { return slots(ex); }
+bool mpx__executor_encodes(const mpx_executor *ex) { return ex->cfg.caps & MPX__CAP_ENCODES; }
+size_t mpx__executor_max_payload(const mpx_executor *ex) { return ex->cfg.max_payload; }
+
 /* Per-submit options: a finite timeout; a time limit and retries only where the transport can
  * honour them (as the executor's options). */
 static int check_submit_opts(const mpx_executor *ex, const mpx_submit_opts *o) {
@@ -257,27 +272,33 @@ static int check_submit_opts(const mpx_executor *ex, const mpx_submit_opts *o) {
   return rc;
 }
 
-/* Submit `task` on `arg`. With `adopt`, arg is a malloc'd block that is ours to free, whatever
- * happens (the future frees it once it owns it). */
+/* Submit `task` on `arg`, handled per `mode` (MPX__ARG_*: with ADOPT, arg is a malloc'd block
+ * that is ours to free, whatever happens). A NULL `out` is fire and forget: the caller's reference
+ * is dropped at once (the task still runs; its outcome is for done-callbacks of nobody). */
 static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
-                      const mpx_submit_opts *opts, bool adopt, mpx_future **out) {
+                      const mpx_submit_opts *opts, int mode, mpx_future **out) {
   int rc = MPX_OK;
   if (!ex || !task || (!arg && len)) {
+    mpx__set_errmsg("submit: %s", !ex ? "the executor is NULL" : !task ? "the task is NULL"
+                                                        : "arg is NULL with len > 0");
     rc = MPX_EINVAL;
   } else if (opts && (rc = check_submit_opts(ex, opts))) {
     /* rc and the message are set */
   } else if ((ex->cfg.caps & MPX__CAP_ENCODES) && len > ex->cfg.max_payload) {
-    mpx__set_errmsg("argument of %zu bytes exceeds max_payload (%zu)", len, ex->cfg.max_payload);
+    mpx__set_errmsg("argument of %zu bytes to task '%s' exceeds max_payload (%zu)", len,
+                    task->name, ex->cfg.max_payload);
     rc = MPX_ETOOBIG;
   }
   if (!rc) rc = enter(ex);
-  mpx_future *f = rc ? NULL : mpx__future_new(task, arg, len, adopt);
+  if (mode == MPX__ARG_COPY && opts && opts->borrow) mode = MPX__ARG_BORROW;
+  mpx_future *f = rc ? NULL : mpx__future_new(task, arg, len, mode);
   if (!rc && !f) {
     if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
+    mpx__set_errmsg("no memory for a future (or the %zu-byte copy of its argument)", len);
     rc = MPX_ENOMEM;
   }
   if (rc) {
-    if (adopt) free((void *)arg);
+    if (mode == MPX__ARG_ADOPT) free((void *)arg);
     return rc;
   }
   if (opts) {
@@ -285,33 +306,32 @@ static int submit_one(mpx_executor *ex, const mpx_task *task, const void *arg, s
     f->timeout = (float)opts->timeout;
   }
   rc = submit_future(ex, f);
-  if (!rc) *out = f;
-  return rc;
+  if (rc) return rc;
+  if (out) *out = f;
+  else mpx_future_release(f); /* fire and forget */
+  return MPX_OK;
 }
 
 int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
                     const mpx_submit_opts *opts, mpx_future **out) {
-  if (!out) return MPX_EINVAL;
-  *out = NULL;
-  return submit_one(ex, task, arg, len, opts, false, out);
+  if (out) *out = NULL;
+  return submit_one(ex, task, arg, len, opts, MPX__ARG_COPY, out);
 }
 
 int mpx_submit_msg(mpx_executor *ex, const char *task, const ProtobufCMessage *msg,
                    const mpx_submit_opts *opts, mpx_future **out) {
-  if (!out) return MPX_EINVAL;
-  *out = NULL;
+  if (out) *out = NULL;
   const mpx_task *t;
   int rc = mpx_task_find(task, &t);
   if (rc) return rc;
   void *data;
   size_t len;
   if ((rc = mpx_msg_pack(msg, &data, &len))) return rc;
-  return submit_one(ex, t, data, len, opts, true, out);
+  return submit_one(ex, t, data, len, opts, MPX__ARG_ADOPT, out);
 }
 
 int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out) {
-  if (!out) return MPX_EINVAL;
-  *out = NULL;
+  if (out) *out = NULL;
   const mpx_task *t;
   int rc = mpx_task_find(task, &t);
   if (rc) return rc;
@@ -401,7 +421,7 @@ static int map_submit(mpx_executor *ex, const mpx_task *t, map_run *m) {
     mpx__map_chunk *c = &m->chunks[i];
     int rc = enter(ex);
     if (rc) return rc;
-    mpx_future *f = mpx__future_new(t, NULL, 0, false);
+    mpx_future *f = mpx__future_new(t, NULL, 0, MPX__ARG_BORROW);
     if (!f) {
       if (ex->cfg.gate) mpx__gate_leave(ex->cfg.gate);
       return MPX_ENOMEM;
@@ -466,7 +486,12 @@ int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_s
             void *results, size_t result_size, const mpx_map_opts *opts) {
   mpx_map_status *st = opts ? opts->status : NULL;
   if (st) *st = (mpx_map_status){.failed_index = n};
-  if (!ex || (!items && n && item_size) || (!results && n && result_size)) return MPX_EINVAL;
+  if (!ex || (!items && n && item_size) || (!results && n && result_size)) {
+    mpx__set_errmsg("mpx_map: %s", !ex ? "the executor is NULL"
+                                   : !items && n && item_size ? "items is NULL with n > 0"
+                                                              : "results is NULL with n > 0");
+    return MPX_EINVAL;
+  }
   double timeout = opts ? opts->timeout : 0;
   if (isnan(timeout)) {
     mpx__set_errmsg("mpx_map: timeout is NaN (0, a negative number or infinity: no limit)");

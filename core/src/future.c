@@ -30,6 +30,7 @@
 #include "os/log.h"
 #include "progress.h"
 #include "task_impl.h"
+#include "vchunk.h"
 
 _Static_assert(sizeof(struct mpx_future) <= 128, "a future must stay within 128 bytes");
 
@@ -203,16 +204,28 @@ static void future_free(mpx_future *f) {
   future_recycle(f);
 }
 
-mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool adopt_arg) {
+mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, int arg_mode) {
+  void *copy = NULL;
+  if (len > MPX_INLINE_ARG && arg_mode == MPX__ARG_COPY) {
+    /* malloc: glibc serves it from this thread's cache and arena, and takes it back there */
+    if (!(copy = malloc(len))) return NULL;
+    memcpy(copy, arg, len);
+  }
   mpx_future *f = future_alloc();
-  if (!f) return NULL;
+  if (!f) {
+    free(copy);
+    return NULL;
+  }
   uint32_t flags = 0;
   f->arg = arg;
   if (len <= MPX_INLINE_ARG) {
     if (len) memcpy(f->arg_small, arg, len);
     f->arg = f->arg_small;
-    if (adopt_arg) free((void *)arg);
-  } else if (adopt_arg) {
+    if (arg_mode == MPX__ARG_ADOPT) free((void *)arg);
+  } else if (arg_mode == MPX__ARG_ADOPT) {
+    flags |= MPX__F_ARG_OWNED;
+  } else if (copy) {
+    f->arg = copy;
     flags |= MPX__F_ARG_OWNED;
   }
   atomic_init(&f->state, MPX_PENDING | flags);
@@ -338,12 +351,21 @@ static int set_result(mpx_future *f, const void *data, size_t len) {
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
     mpx__map_chunk *c = f->owner;
-    if (len != c->count * c->result_size) {
+    if (c->var) { /* per-item records from a worker: checked, then kept */
+      if (mpx__vres_parse(data, len, c->count, NULL, &c->vres)) {
+        mpx__future_fail(f, MPX_EPROTO, mpx__strdupf("map chunk of %zu items came back with "
+                                                     "%zu bytes of malformed results",
+                                                     c->count, len));
+        return;
+      }
+      c->vres->worker = f->worker;
+    } else if (len != c->count * c->result_size) {
       mpx__future_fail(f, MPX_EPROTO, mpx__strdupf("map chunk came back with %zu bytes, not %zu",
                                                    len, c->count * c->result_size));
       return;
+    } else if (len) {
+      memcpy(c->results, data, len);
     }
-    if (len) memcpy(c->results, data, len);
   } else {
     int rc = set_result(f, data, len);
     if (rc) {
@@ -354,8 +376,41 @@ void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
   transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED);
 }
 
+/* A thread worker's task failure says where it ran, as a process or rank worker's does. */
+static char *with_where(const mpx_future *f, char *msg, int worker) {
+  char host[64] = "?";
+  (void)gethostname(host, sizeof host - 1);
+  char *m = mpx__strdupf("%s (worker %d: a thread of pid %d on %s)",
+                         msg ? msg : f->task->name, worker, (int)getpid(), host);
+  if (!m) return msg;
+  free(msg);
+  return m;
+}
+
+/* A variable-size chunk on this thread: the worker side's records, parsed as received ones. */
+static void run_vchunk(mpx_future *f, int worker) {
+  mpx__map_chunk *c = f->owner;
+  mpx__wbuf w = {0};
+  char *why = NULL;
+  int rc = mpx__vchunk_serve(f->task, worker, c->var, f->arg, f->arg_len, c->count, c->item_size,
+                             0, &w, &why);
+  if (rc) mpx__wbuf_free(&w);
+  else if (!(rc = mpx__vres_parse(w.data, w.len, c->count, w.data, &c->vres)))
+    c->vres->worker = worker; /* (the parse took w's block, whatever it answered) */
+  if (rc) {
+    mpx__future_fail(f, rc, with_where(f, why, worker));
+    return;
+  }
+  free(why);
+  transition(f, MPX_RUNNING, MPX_FINISHED);
+}
+
 static void run_chunk(mpx_future *f, int worker) {
   mpx__map_chunk *c = f->owner;
+  if (c->var) {
+    run_vchunk(f, worker);
+    return;
+  }
   for (size_t i = 0; i < c->count; i++) {
     mpx_buf out;
     unsigned char *dst = c->results + i * c->result_size;
@@ -372,7 +427,7 @@ static void run_chunk(mpx_future *f, int worker) {
     mpx__buf_release(&out);
     if (rc) {
       c->failed = i;
-      mpx__future_fail(f, rc, msg);
+      mpx__future_fail(f, rc, with_where(f, msg, worker));
       return;
     }
   }
@@ -390,7 +445,7 @@ void mpx__future_run(mpx_future *f, int worker) {
   int rc = mpx__task_run(f->task, worker, f->arg, f->arg_len, &out, &msg);
   if (rc) {
     mpx__buf_release(&out);
-    mpx__future_fail(f, rc, msg);
+    mpx__future_fail(f, rc, with_where(f, msg, worker));
     return;
   }
   f->res = out.data;

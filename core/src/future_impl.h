@@ -94,6 +94,8 @@ typedef struct mpx__map_chunk {
   size_t failed;               /* index in the chunk of the failing item (when FAILED) */
   _Atomic(uintptr_t) claim;    /* while SENT: the chunk future's claim word (progress.h) */
   mpx__map_private *priv;      /* NULL: in place; else the block the future holds a reference on */
+  uint32_t var;                /* MPX__VAR_* (vchunk.h): a chunk of mpx_imap / mpx_map_var */
+  struct mpx__vres *vres;      /* var chunks: the per-item outcomes, set before it finishes */
 } mpx__map_chunk;
 
 /* Internal state: in a worker's window, not claimed by the worker yet (see the header). */
@@ -106,10 +108,17 @@ static inline _Atomic(uintptr_t) *mpx__future_claim(mpx_future *f) {
   return &f->claim;
 }
 
-/* A pending future with refs = 2 (caller + scheduler). Arguments up to MPX_INLINE_ARG bytes are
- * copied. With `adopt_arg`, `arg` is a malloc'd block the future takes over (freed at once when
- * it was copied, else with the future). NULL on ENOMEM (an adopted block is then not freed). */
-mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool adopt_arg);
+/* What a new future does with its argument. Arguments up to MPX_INLINE_ARG bytes are always
+ * copied into the future. Larger ones: */
+enum {
+  MPX__ARG_BORROW = 0, /* point at the caller's bytes (they must outlive the future's run) */
+  MPX__ARG_ADOPT = 1,  /* take over a malloc'd block (freed with the future) */
+  MPX__ARG_COPY = 2,   /* copy into a malloc'd block the future owns (freed with it) */
+};
+
+/* A pending future with refs = 2 (caller + scheduler), its argument handled per `arg_mode`.
+ * NULL on ENOMEM (an adopted block is then not freed). */
+mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, int arg_mode);
 
 /* PENDING -> RUNNING; false if it was cancelled meanwhile (then it must not run). */
 bool mpx__future_start(mpx_future *f);

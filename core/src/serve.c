@@ -39,6 +39,7 @@
 #include "mpx/error.h"
 #include "progress.h"
 #include "task_impl.h"
+#include "vchunk.h"
 
 /* Results at least this large that already live on the heap are handed over, not copied. */
 #define SERVE_STEAL_MIN 4096
@@ -191,6 +192,24 @@ static int run_chunk(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
   return MPX_OK;
 }
 
+/* A variable-size chunk (vchunk.h): one record per item into the arena; only a malformed chunk
+ * (or no memory) fails it whole. */
+static int run_vchunk(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
+                      const mpx__worker_id *who, const mpx__limits *lim, mpx__wbuf *arena) {
+  if (t->count > lim->max_items) {
+    slot_fail(s, who, MPX_ETOOBIG, mpx__strdupf("map chunk of %" PRIu32 " items exceeds the "
+                                                "limit of %zu items", t->count, lim->max_items), 0);
+    return MPX_OK;
+  }
+  s->off = arena->len;
+  char *why = NULL;
+  int rc = mpx__vchunk_serve(task, who->index, t->var, t->arg.data, t->arg.len, t->count,
+                             t->item_size, lim->max_payload, arena, &why);
+  if (rc) slot_fail(s, who, rc, why, 0);
+  else s->r.data.len = arena->len - s->off;
+  return MPX_OK;
+}
+
 /* Largest successful data; NULL if none carries data. */
 static serve_slot *largest_data(serve_slot *slots, size_t n) {
   serve_slot *best = NULL;
@@ -264,7 +283,8 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
                 mpx__strdupf("no task is registered with id 0x%08" PRIx32, t->task_id), 0);
       continue;
     }
-    rc = t->count ? run_chunk(s, t, task, who, lim, &buf, &arena)
+    rc = t->var   ? run_vchunk(s, t, task, who, lim, &arena)
+         : t->count ? run_chunk(s, t, task, who, lim, &buf, &arena)
                   : run_single(s, t, task, who, &buf, &arena);
     if (rc) {
       done++;

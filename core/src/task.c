@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "task_impl.h"
 
 #define MPX__TASK_SLOTS 4096 /* power of two; registries are small */
@@ -78,11 +79,16 @@ int mpx_task_find_id(uint32_t id, const mpx_task **out) {
 int mpx_task_find(const char *name, const mpx_task **out) {
   if (!out) return MPX_EINVAL;
   *out = NULL;
-  if (!name_ok(name)) return name ? MPX_ENOTASK : MPX_EINVAL;
-  const mpx_task *t;
-  int rc = mpx_task_find_id(mpx__task_hash(name), &t);
-  if (rc) return rc;
-  if (strcmp(t->name, name) != 0) return MPX_ENOTASK;
+  if (!name) {
+    mpx__set_errmsg("task name is NULL");
+    return MPX_EINVAL;
+  }
+  const mpx_task *t = NULL;
+  if (!name_ok(name) || mpx_task_find_id(mpx__task_hash(name), &t) || strcmp(t->name, name)) {
+    mpx__set_errmsg("no task is registered as '%.*s'%s", MPX_TASK_NAME_MAX, name,
+                    name_ok(name) ? "" : " (not a valid name: 1 to 127 characters)");
+    return MPX_ENOTASK;
+  }
   *out = t;
   return MPX_OK;
 }

@@ -55,13 +55,16 @@ static void write_seeds(const char *dir) {
   const mpx_task *t;
   uint32_t id = mpx_task_find("echo", &t) ? 1 : t->id;
   long items[3] = {1, 2, 3};
-  Mpx__Task ts[3] = {MPX__TASK__INIT, MPX__TASK__INIT, MPX__TASK__INIT};
+  Mpx__Task ts[4] = {MPX__TASK__INIT, MPX__TASK__INIT, MPX__TASK__INIT, MPX__TASK__INIT};
   ts[0].task_id = id, ts[0].call_id = 1, ts[0].arg.data = (uint8_t *)"hello", ts[0].arg.len = 5;
   ts[1].task_id = 0xdeadbeef, ts[1].call_id = 2;
   ts[2].task_id = id, ts[2].call_id = 3, ts[2].arg.data = (uint8_t *)items;
   ts[2].arg.len = sizeof items, ts[2].count = 3, ts[2].item_size = sizeof(long);
   ts[2].result_size = sizeof(long);
-  Mpx__Task *tp[3] = {&ts[0], &ts[1], &ts[2]};
+  /* a variable-size chunk (vchunk.h): items "hi" and "", per-item result records */
+  ts[3].task_id = id, ts[3].call_id = 4, ts[3].arg.data = (uint8_t *)"\x02hi\x00";
+  ts[3].arg.len = 4, ts[3].count = 2, ts[3].var = 3;
+  Mpx__Task *tp[4] = {&ts[0], &ts[1], &ts[2], &ts[3]};
   Mpx__Error e = MPX__ERROR__INIT;
   e.code = MPX_ETASK, e.message = (char *)"boom", e.pid = 12, e.host = (char *)"h", e.rank = -1;
   e.index = 2;
@@ -79,7 +82,7 @@ static void write_seeds(const char *dir) {
   Mpx__Result *ip[2] = {&ids[0], &ids[1]};
   Mpx__Batch bs[5] = {MPX__BATCH__INIT, MPX__BATCH__INIT, MPX__BATCH__INIT, MPX__BATCH__INIT,
                       MPX__BATCH__INIT};
-  bs[1].n_tasks = 3, bs[1].tasks = tp;
+  bs[1].n_tasks = 4, bs[1].tasks = tp;
   bs[2].n_results = 2, bs[2].results = rp;
   bs[3].n_tasks = 3, bs[3].tasks = tp, bs[3].n_results = 2, bs[3].results = rp, bs[3].control = &c;
   bs[4].n_results = 2, bs[4].results = ip, bs[4].control = &back;

@@ -2,9 +2,13 @@
  * concurrent.futures.Executor. The backend (threads, forked processes, MPI ranks) is an option;
  * the calling code is the same for all of them.
  *
- * Argument lifetime: arguments of up to MPX_INLINE_ARG bytes are copied at submit. Larger ones are
- * passed by pointer to thread workers (no copy) and encoded for process and MPI workers when they
- * are sent, so they must stay valid and unchanged until the future is done.
+ * Argument lifetime: submit copies its argument, of any size, on every backend: the caller may
+ * reuse or free its buffer as soon as submit returns. Up to MPX_INLINE_ARG bytes go inside the
+ * future; larger ones into a block malloc'd by the submitting thread, freed with the future.
+ * Zero copy is an explicit opt-in (mpx_submit_opts.borrow, mpx_imap_opts.borrow): the bytes are
+ * then read in place (threads) or encoded when the batch is sent (processes, MPI), so the caller
+ * must keep them valid and unchanged until the future is done. mpx_map without a timeout reads
+ * its items in place (it returns only when every chunk is done).
  *
  * Thread-safety: submit, map and the future functions may be called from any thread at once;
  * shutdown may race with submit (a submit that loses the race gets MPX_ESHUTDOWN); destroy must be
@@ -26,7 +30,8 @@ extern "C" {
 
 typedef struct mpx_executor mpx_executor;
 
-/* Arguments up to this size are copied into the future at submit. */
+/* Arguments up to this size are copied into the future itself at submit (larger ones into a
+ * block of their own, unless borrowed). */
 #define MPX_INLINE_ARG 24
 
 typedef enum mpx_backend {
@@ -125,16 +130,27 @@ typedef struct mpx_submit_opts {
   int retries;         /* < 0: the executor's; 0: none; > 0: processes only; at most INT16_MAX */
   double timeout;      /* seconds; 0: the executor's task_timeout; < 0: none; > 0: processes
                           only; NaN or infinite: MPX_EINVAL */
+  bool borrow;         /* zero copy: the argument is not copied at submit; the caller keeps its
+                          bytes valid and unchanged until the future is done (see the top) */
 } mpx_submit_opts;
 
-/* Submit the task registered as `task` with `len` argument bytes; *out receives a future with one
- * reference. MPX_ENOTASK, MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG, MPX_EINVAL /
- * MPX_EPERM for per-submit options (mpx_submit_task). */
+/* Submit the task registered as `task` with a copy of the `len` argument bytes at `arg`; *out
+ * receives a future with one reference. `out` may be NULL: fire and forget (the task runs, its
+ * outcome is dropped; a done-callback cannot be added then). MPX_ENOTASK (mpx_errmsg names the
+ * task), MPX_ESHUTDOWN, MPX_EFULL (FULL_FAIL policy), MPX_ETOOBIG, MPX_ENOMEM, MPX_EINVAL (NULL
+ * executor, NULL arg with len > 0: mpx_errmsg says which) / MPX_EPERM for per-submit options
+ * (mpx_submit_task). */
 MPX_API int mpx_submit(mpx_executor *ex, const char *task, const void *arg, size_t len, mpx_future **out);
 
 /* As mpx_submit with a task handle (no name lookup) and per-submit options (may be NULL). */
 MPX_API int mpx_submit_task(mpx_executor *ex, const mpx_task *task, const void *arg, size_t len,
                             const mpx_submit_opts *opts, mpx_future **out);
+
+/* Bytes of one item or one result: a (pointer, length) pair. */
+typedef struct mpx_bytes {
+  const void *data;
+  size_t len;
+} mpx_bytes;
 
 /* Where mpx_map reports the first failure, in item order. */
 typedef struct mpx_map_status {
@@ -170,6 +186,99 @@ typedef struct mpx_map_opts {
  * them. The copies cost memory (n * (item_size + result_size)) and time only with a timeout. */
 MPX_API int mpx_map(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
             void *results, size_t result_size, const mpx_map_opts *opts);
+
+/* mpx_map as a future: returns at once with *out, a future that completes when every item is
+ * done: with no result bytes on success, else failed with the first failure in item order (its
+ * message names the item). Items are read and results written in place, so both must stay valid
+ * until the future is done. opts->timeout must be 0 (wait on the future with one); status is not
+ * used. As Python's map_async. MPX_EINVAL, MPX_ENOTASK, MPX_ETOOBIG (a chunk over max_payload),
+ * MPX_ENOMEM; a failure to queue chunks (shutdown) fails the future. */
+MPX_API int mpx_map_async(mpx_executor *ex, const char *task, const void *items, size_t item_size,
+                          size_t n, void *results, size_t result_size, const mpx_map_opts *opts,
+                          mpx_future **out);
+
+/* ---- variable-size and streaming maps ------------------------------------------------------
+ * Items of any size (strings, records, protobuf messages: mpx_bytes), results of any size per
+ * item, and every item has its own outcome: a failing item does not stop the others. Chunked as
+ * mpx_map (chunksize items per task message); on processes and MPI a chunk of variable-size
+ * items is sent as each item's length then its bytes. */
+
+/* The results of mpx_map_var: one outcome per item. */
+typedef struct mpx_results mpx_results;
+
+/* Apply `task` to each of the `n` items (pointer, length) and keep every result: returns 0 when
+ * every item succeeded, else the first failing item's code (in item order; details in
+ * opts->status); either way *out holds every item's outcome (mpx_results_get) until
+ * mpx_results_free. The items are copied into the chunks as they are queued (the caller's bytes
+ * are not read after map returns). With opts->timeout, at the deadline map cancels the chunks
+ * not started, waits for those running, and returns MPX_ETIMEDOUT with *out NULL. MPX_EINVAL
+ * (NULL items with n > 0, an item with NULL data and len > 0: mpx_errmsg names it),
+ * MPX_ENOTASK, MPX_ETOOBIG (a chunk over max_payload: lower chunksize), MPX_ENOMEM,
+ * MPX_ESHUTDOWN. */
+MPX_API int mpx_map_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
+                        const mpx_map_opts *opts, mpx_results **out);
+
+/* mpx_map_var as a future: returns at once; the future finishes with the mpx_results pointer as
+ * its result bytes (mpx_future_result_copy(f, &r, sizeof r, timeout)), yours to mpx_results_free,
+ * holding every item's outcome (item failures are there, not in the future), or fails when the
+ * map could not start (MPX_EINVAL, MPX_ENOTASK, MPX_ENOMEM: returned, no future). Every chunk is
+ * queued at once with a copy of its items, so `items` may be reused as soon as this returns; a
+ * chunk that could not be queued (shutdown, over max_payload) gives its items that code. No
+ * timeout (wait on the future with one). */
+MPX_API int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
+                              const mpx_map_opts *opts, mpx_future **out);
+
+/* Item i's outcome: 0 and its result (*data, valid until mpx_results_free; NULL when *len is 0),
+ * or its error code and *message (with the item and the worker; valid until the next call on
+ * this thread). MPX_EINVAL for i >= n. Any pointer may be NULL. */
+MPX_API int mpx_results_get(const mpx_results *r, size_t i, const void **data, size_t *len,
+                            const char **message);
+/* Items in r (0 for NULL). */
+MPX_API size_t mpx_results_count(const mpx_results *r);
+MPX_API int mpx_results_free(mpx_results *r);
+
+/* A streaming map (Python's imap / imap_unordered). */
+typedef struct mpx_imap_iter mpx_imap_iter;
+
+typedef struct mpx_imap_opts {
+  size_t chunksize;    /* items per task message; 0: ceil(n / (4 * workers)), at most 4096 */
+  size_t max_inflight; /* items queued or running or done and not yet taken, at most (rounded
+                          down to whole chunks, at least one chunk); 0: 8 chunks per worker.
+                          Memory is bounded by it, whatever n is */
+  bool unordered;      /* false: results in item order (imap); true: as chunks finish
+                          (imap_unordered) */
+  bool borrow;         /* fixed-size items only: read in place, not copied into each chunk; the
+                          caller keeps them valid until mpx_imap_destroy */
+} mpx_imap_opts;
+
+/* One outcome handed out by mpx_imap_next; data and message are valid until the next call on
+ * the iterator (or its destroy). */
+typedef struct mpx_map_item {
+  size_t index;        /* the item's index */
+  int code;            /* 0, or the item's error code */
+  const void *data;    /* result bytes (NULL when len is 0 or on failure) */
+  size_t len;
+  const char *message; /* "" on success; else the error, naming the item and the worker */
+} mpx_map_item;
+
+/* Start a streaming map over `n` fixed-size items (item_size bytes each, at `items`; item_size
+ * 0 is fine: n empty items). Returns at once: chunks are queued as the caller takes results, at
+ * most max_inflight items at a time. MPX_EINVAL, MPX_ENOTASK, MPX_ETOOBIG, MPX_ENOMEM,
+ * MPX_ESHUTDOWN (nothing could be queued). */
+MPX_API int mpx_imap(mpx_executor *ex, const char *task, const void *items, size_t item_size,
+                     size_t n, const mpx_imap_opts *opts, mpx_imap_iter **out);
+/* The same over `n` variable-size items; the list and the bytes it points at are read as each
+ * chunk is queued (copied then), so they must stay valid until mpx_imap_destroy or until every
+ * result was taken. */
+MPX_API int mpx_imap_var(mpx_executor *ex, const char *task, const mpx_bytes *items, size_t n,
+                         const mpx_imap_opts *opts, mpx_imap_iter **out);
+/* The next outcome (ordered: item 0, 1, ...; unordered: as finished), waiting up to `timeout`:
+ * 0, MPX_EEMPTY when every item was handed out, MPX_ETIMEDOUT, or the code that stopped the
+ * map from queueing more (MPX_ESHUTDOWN, ...: mpx_errmsg says after how many items). A failing
+ * item is an outcome (code != 0), not an error of this call. */
+MPX_API int mpx_imap_next(mpx_imap_iter *it, double timeout, mpx_map_item *item);
+/* Cancel the chunks not started, wait for those running, free everything. */
+MPX_API int mpx_imap_destroy(mpx_imap_iter *it);
 
 /* Stop accepting work. cancel_futures cancels every task that has not started; wait blocks until
  * every started or queued task is done and the workers are gone. Calling it again is fine.

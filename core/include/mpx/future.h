@@ -82,6 +82,15 @@ typedef int (*mpx_done_fn)(mpx_future *f, void *arg);
  * unless the user still holds one. */
 MPX_API int mpx_future_add_done_callback(mpx_future *f, mpx_done_fn fn, void *arg);
 
+/* A done-callback that is handed the outcome: code 0 and the result bytes (data may be NULL when
+ * len is 0), or the error code (MPX_ECANCELLED when cancelled) and its message (never NULL).
+ * data and message are valid during the call. A negative return counts as for mpx_done_fn. */
+typedef int (*mpx_outcome_fn)(mpx_future *f, int code, const void *data, size_t len,
+                              const char *message, void *arg);
+
+/* As mpx_future_add_done_callback, for a callback that takes the outcome. */
+MPX_API int mpx_future_add_outcome_callback(mpx_future *f, mpx_outcome_fn fn, void *arg);
+
 /* Number of callbacks that returned a negative code, process-wide (for tests and monitoring). */
 MPX_API long mpx_future_callback_failures(void);
 

@@ -23,6 +23,7 @@
 #include "mpx/job.h"
 #if MPX_HAVE_IPC
 #include "mpx/ipc_dict.h"
+#include "mpx/ipc_list.h"
 #include "mpx/ipc_pipe.h"
 #include "mpx/ipc_process.h"
 #include "mpx/ipc_queue.h"

@@ -46,7 +46,8 @@ typedef struct mpx_task {
  * taken; MPX_EINVAL for NULL or bad names. */
 MPX_API int mpx_task_register(const char *name, mpx_task_fn fn);
 
-/* Find a task by name (*out = handle). MPX_ENOTASK if none. Submitting with a handle skips the
+/* Find a task by name (*out = handle). MPX_ENOTASK if none (mpx_errmsg names the name asked
+ * for), MPX_EINVAL for a NULL name. Submitting with a handle skips the
  * name lookup on hot paths. */
 MPX_API int mpx_task_find(const char *name, const mpx_task **out);
 

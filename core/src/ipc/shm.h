@@ -44,6 +44,7 @@ typedef struct mpx__shm_hdr {
 #define MPX__MAGIC_ARRAY 0x6d707841u   /* "mpxA" */
 #define MPX__MAGIC_DICT 0x6d707844u    /* "mpxD" */
 #define MPX__MAGIC_VALUE 0x6d707856u   /* "mpxV" */
+#define MPX__MAGIC_LIST 0x6d70786cu    /* "mpxl" */
 #define MPX__MAGIC_DEAD 0xdeadbeefu    /* written by destroy: a stale handle in another process */
 
 /* Map `size` zeroed bytes shared with future children; writes the header. NULL on failure. */
