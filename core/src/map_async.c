@@ -69,6 +69,30 @@ static int async_chunk_done(mpx_future *f, void *arg) {
   return 0;
 }
 
+/* Queue chunk future `f` (it holds the map's chunk through f->owner) and have done(f, arg) run
+ * once it completes: at once if it already did, or here after waiting for it when no callback
+ * node could be allocated. On success the future goes to *slot and *left counts it; otherwise
+ * the submit's code is returned and nothing was queued. */
+static int queue_chunk(mpx_executor *ex, mpx_future *f, mpx_done_fn done, void *arg,
+                       mpx_future **slot, _Atomic size_t *left) {
+  atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
+  mpx__future_hold(f);
+  int rc = mpx__executor_submit(ex, f);
+  if (rc) {
+    mpx__future_drop(f);
+    return rc;
+  }
+  *slot = f;
+  atomic_fetch_add_explicit(left, 1, memory_order_relaxed);
+  rc = mpx_future_add_done_callback(f, done, arg); /* at once if done already */
+  mpx__future_drop(f);
+  if (rc && rc != MPX_ECALLBACK) { /* no memory for the callback: wait for it here */
+    mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
+    done(f, arg);
+  }
+  return MPX_OK;
+}
+
 int mpx_map_async(mpx_executor *ex, const char *task, const void *items, size_t item_size, size_t n,
                   void *results, size_t result_size, const mpx_map_opts *opts, mpx_future **out) {
   if (!out) return mpx__map_einval("mpx_map_async: out is NULL");
@@ -121,21 +145,11 @@ int mpx_map_async(mpx_executor *ex, const char *task, const void *items, size_t 
     f->arg = a->chunks[i].items;
     f->arg_len = count * item_size;
     f->owner = &a->chunks[i];
-    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
-    mpx__future_hold(f);
-    if ((rc = mpx__executor_submit(ex, f))) {
-      mpx__future_drop(f);
+    if ((rc = queue_chunk(ex, f, async_chunk_done, a, &a->fs[a->submitted], &a->left))) {
       a->submit_rc = rc;
       break;
     }
-    a->fs[a->submitted++] = f;
-    atomic_fetch_add_explicit(&a->left, 1, memory_order_relaxed);
-    rc = mpx_future_add_done_callback(f, async_chunk_done, a); /* at once if done already */
-    mpx__future_drop(f);
-    if (rc && rc != MPX_ECALLBACK) { /* no memory for the callback: wait for it here */
-      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
-      async_chunk_done(f, a);
-    }
+    a->submitted++;
   }
   *out = whole; /* the caller's reference; async_finish drops the scheduler's */
   if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) async_finish(a);
@@ -244,21 +258,11 @@ int mpx_map_var_async(mpx_executor *ex, const char *task, const mpx_bytes *items
     f->arg = a->copies[i];
     f->arg_len = len;
     f->owner = &a->chunks[i];
-    atomic_fetch_or_explicit(&f->state, MPX__F_CHUNK, memory_order_relaxed);
-    mpx__future_hold(f);
-    if ((rc = mpx__executor_submit(ex, f))) {
-      mpx__future_drop(f);
+    if ((rc = queue_chunk(ex, f, var_async_chunk_done, a, &a->fs[a->submitted], &a->left))) {
       a->submit_rc = rc;
       break;
     }
-    a->fs[a->submitted++] = f;
-    atomic_fetch_add_explicit(&a->left, 1, memory_order_relaxed);
-    rc = mpx_future_add_done_callback(f, var_async_chunk_done, a); /* at once if done already */
-    mpx__future_drop(f);
-    if (rc && rc != MPX_ECALLBACK) { /* no memory for the callback: wait for it here */
-      mpx_future_exception(f, MPX_FOREVER, NULL, NULL);
-      var_async_chunk_done(f, a);
-    }
+    a->submitted++;
   }
   *out = whole; /* the caller's reference; var_async_finish drops the scheduler's */
   if (atomic_fetch_sub_explicit(&a->left, 1, memory_order_acq_rel) == 1) var_async_finish(a);
