@@ -1,0 +1,53 @@
+/* seg.h: sealed memfd segments, the out-of-band payloads of the process data plane (internal to
+ * libmpx; in os/ because both the dispatcher and the worker side use them).
+ *
+ * A segment is an anonymous memfd (never a name in /dev/shm: it is reachable only through its
+ * file descriptor, so nothing is left behind when every holder of the fd and the mappings is
+ * gone, whichever side dies) holding one argument or result. The writer fills it, drops its
+ * writable mapping and seals it (F_SEAL_SHRINK | GROW | WRITE | SEAL), then passes the fd with
+ * SCM_RIGHTS; the reader checks, before anything is mapped, that the fd is a regular file whose
+ * size is exactly what the message declared, no more than the reader's max_payload, and that it
+ * carries those seals: so the sender can neither change the bytes under the reader (no write
+ * access is left anywhere) nor shrink the file to make the reader's mapping fault (SIGBUS).
+ *
+ * Thread-safety: no shared state; a segment belongs to its caller. */
+#ifndef MPX_OS_SEG_H
+#define MPX_OS_SEG_H
+
+#include <stddef.h>
+
+#include "mpx/error.h"
+
+/* Payloads of at least this many bytes cross a process boundary as a segment when the link can
+ * pass them (MPX__CAP_SHM); smaller ones are copied into the frame. */
+#define MPX__SEG_MIN ((size_t)256 << 10)
+
+typedef struct mpx__seg {
+  int fd;     /* -1: none */
+  void *data; /* writable mapping while being filled; read-only mapping when received */
+  size_t len;
+  size_t map_len; /* bytes mapped (len rounded to what mmap was given; 0: no mapping) */
+} mpx__seg;
+
+#define MPX__SEG_NONE ((mpx__seg){.fd = -1})
+
+/* A new segment of `len` bytes (len > 0), mapped writable at s->data (pages allocated up front).
+ * MPX_ENOMEM, MPX_ESYS (out of file descriptors: errno says). */
+int mpx__seg_create(mpx__seg *s, size_t len);
+/* A new segment holding a copy of data[0..len), sealed (no mapping left). */
+int mpx__seg_create_copy(mpx__seg *s, const void *data, size_t len);
+/* Change a writable segment's size (before sealing), keeping its bytes; s->data may move. */
+int mpx__seg_resize(mpx__seg *s, size_t len);
+/* Drop the writable mapping and seal the segment; s->fd stays open for sending. */
+int mpx__seg_seal(mpx__seg *s);
+/* Check received fd (taken over: closed on failure) and map it read-only: a regular file of
+ * exactly `len` bytes, len <= max, sealed as above. MPX_EPROTO when it is not what was declared,
+ * MPX_ETOOBIG when len > max (checked first, before fstat), MPX_ESYS when mmap fails. The fd is
+ * closed once mapped (the mapping keeps the pages). */
+int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max);
+/* Unmap and close whatever the segment holds; it becomes MPX__SEG_NONE. */
+void mpx__seg_free(mpx__seg *s);
+/* Unmap a mapping made by mpx__seg_map (data and len as it gave them). */
+void mpx__seg_unmap(const void *data, size_t len);
+
+#endif
