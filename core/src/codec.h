@@ -160,7 +160,13 @@ typedef struct mpx__worker_id {
    * stores there the call id of each task as it starts, so that a worker's death charges a retry
    * to the task it was running only (process/worker.c clears it once the results are packed). */
   _Atomic uint64_t *running;
+  /* The data plane (process workers): results of at least this many bytes are built in memfd
+   * segments and sent out of band (serve.c); 0: never. */
+  size_t seg_min;
 } mpx__worker_id;
+
+/* Most out-of-band results in one reply (the fds passed with one frame). */
+#define MPX__SERVE_SEGS 16
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
  * frame header) to `out`. A task that fails, an unknown task id (MPX_ENOTASK), a chunk item
@@ -177,6 +183,11 @@ typedef struct mpx__worker_id {
  * unchanged. */
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out);
+/* As mpx__serve_batch, with the data plane: results built in segments (who->seg_min) travel
+ * out of band; their sealed fds are stored in fds[0..*nfds) (room for MPX__SERVE_SEGS) in the
+ * order their Results (data_shm > 0) appear, for the caller to send with the reply and close. */
+int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, int *fds, int *nfds);
 
 /* Make a Control (a worker's READY) packable under `lim`, whatever max_payload is: an Error
  * message over max_payload bytes is cut (a heap copy, returned: free it after packing), host

@@ -38,6 +38,10 @@ enum {
   /* A worker can be replaced after max_tasks_per_worker tasks (threads, processes); without it
    * (MPI ranks) the option is refused with MPX_EPERM. */
   MPX__CAP_RECYCLE = 1u << 5,
+  /* Big payloads may travel out of band (processes: the data plane, os/seg.h): the link has the
+   * send_fds and take_fd ops (link.h), and the dispatcher sends an argument of at least
+   * MPX__SEG_MIN bytes as a sealed memfd segment and takes results that came as one. */
+  MPX__CAP_SHM = 1u << 6,
 };
 
 struct mpx__transport;

@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "dataplane.h"
 #include "future_impl.h"
 #include "os/log.h"
 #include "task_impl.h"
@@ -102,6 +103,7 @@ typedef struct disp {
   mpx__wbuf out;
   Mpx__Task *tasks;      /* scratch for one batch */
   Mpx__Task **task_ptrs;
+  mpx__dp dp;            /* the batch's out-of-band arguments (dataplane.h) */
 } disp;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -201,7 +203,8 @@ static void send_batch(disp *d, int i, size_t k) {
   b.tasks = d->task_ptrs;
   mpx__wbuf_reset(&d->out);
   int rc = mpx__codec_pack(&b, &d->lim, &d->out);
-  if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
+  if (rc == 0) rc = mpx__dp_send(&d->dp, d->inner, d->tp, i, d->out.data, d->out.len);
+  else mpx__dp_reset(&d->dp);
   if (rc == 0 || rc == MPX_EWORKER_LOST) return; /* a loss: poll reports it, lose() re-queues */
   /* The batch could not be packed or sent (a limit the submit checks did not cover, such as a
    * map chunk of more items than the codec takes, or no memory): fail these k tasks, not the
@@ -258,6 +261,7 @@ static void feed(disp *d, int i, size_t share) {
     if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
     fill_task(&d->tasks[k], f, call_id(w, f, w->seq_sent++));
+    mpx__dp_arg(&d->dp, d->cfg->caps, &d->tasks[k]); /* a big argument goes out of band */
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
@@ -306,9 +310,14 @@ static char *error_text(const disp *d, const Mpx__Error *e, int i) {
   return mpx__strdupf("%s (%s)", msg, who);
 }
 
-static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double now) {
-  (void)now;
-  if (r->error) {
+/* Complete f with result r from worker i; `seg` (mapped) when its data came out of band. */
+static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, mpx__seg *seg) {
+  if (seg->map_len && (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)) {
+    mpx__future_finish_copy(f, seg->data, seg->len);
+    mpx__seg_free(seg);
+  } else if (seg->map_len) {
+    mpx__future_finish_mapped(f, seg->data, seg->len); /* read in place until released */
+  } else if (r->error) {
     if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
       /* the results before the failing item came back too: write them, as threads do */
       mpx__map_chunk *c = f->owner;
@@ -443,7 +452,19 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
               (unsigned long long)id);
       break;
     }
-    complete(d, i, f, b->results[k], now);
+    mpx__seg seg = MPX__SEG_NONE;
+    if (b->results[k]->data_shm) {
+      const char *why;
+      int rc2 = mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, &seg, &why);
+      if (rc2) {
+        mpx__future_fail(f, rc2, mpx__strdupf("task '%s': the result from worker %d was refused: "
+                                              "it %s", f->task->name, i, why));
+        mpx__future_drop(f);
+        violate(d, i, "%s", why);
+        break;
+      }
+    }
+    complete(d, i, f, b->results[k], &seg);
     done++;
     d->next = i;
   }

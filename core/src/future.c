@@ -24,6 +24,7 @@
 
 #include "errmsg.h"
 #include "future_impl.h"
+#include "os/seg.h"
 #include "os/clock.h"
 #include "os/cpu.h"
 #include "os/futex.h"
@@ -191,9 +192,10 @@ static void future_recycle(mpx_future *f) {
 }
 
 static void future_free(mpx_future *f) {
-  if (f->res != f->res_small) free(f->res);
-  free(f->errmsg);
   uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (flags & MPX__F_RES_MAPPED) mpx__seg_unmap(f->res, f->res_len);
+  else if (f->res != f->res_small) free(f->res);
+  free(f->errmsg);
   if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
   /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
   if (flags & MPX__F_MAP_PRIV)
@@ -307,6 +309,13 @@ static int set_result(mpx_future *f, const void *data, size_t len) {
   }
   f->res_len = len;
   return MPX_OK;
+}
+
+void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len) {
+  f->res = (void *)data;
+  f->res_len = len;
+  atomic_fetch_or_explicit(&f->state, MPX__F_RES_MAPPED, memory_order_relaxed);
+  transition(f, MPX_RUNNING, MPX_FINISHED);
 }
 
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {

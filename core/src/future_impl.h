@@ -31,6 +31,9 @@ enum {
   MPX__F_BRIEF_SPIN = 1u << 18, /* waiters spin briefly before sleeping (polled transports) */
   MPX__F_MAP_PRIV = 1u << 20,  /* a chunk of a map with a timeout: the future holds a reference
                                   on owner->priv (without it, owner may be gone once done) */
+  MPX__F_RES_MAPPED = 1u << 21, /* res is a read-only mapping of a worker's result segment (the
+                                   data plane): unmapped when the future is freed. Set just
+                                   before completion, by the one thread completing it */
 };
 
 #define MPX__RES_SMALL 8
@@ -98,6 +101,9 @@ void mpx__future_run(mpx_future *f, int worker);
 
 /* Complete a started future with a copy of `len` bytes (chunk futures: copied to their results). */
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len);
+/* Complete a started (non-chunk) future with a result segment's read-only mapping, which the
+ * future takes over: the caller reads it in place until the future is released (os/seg.h). */
+void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len);
 /* Complete a future as FAILED with `code` and a heap message the future takes over (may be NULL). */
 void mpx__future_fail(mpx_future *f, int code, char *message);
 /* PENDING -> CANCELLED; true if this call cancelled it. */

@@ -98,6 +98,14 @@ typedef struct mpx__link_ops {
   /* Free everything (after stop(self, true)). */
   void (*destroy)(mpx__link *self);
 
+  /* Optional, with MPX__CAP_SHM (the data plane): send as `send`, passing fds[0..nfds) (at most
+   * MPX__CHAN_FDS_PER_FRAME; the caller closes its own copies after the call) with the batch; and
+   * take the oldest fd worker i passed that nobody took yet (the caller owns it), -1 if none.
+   * Dispatcher thread only. */
+  int (*send_fds)(mpx__link *self, int worker, const uint8_t *data, size_t len, const int *fds,
+                  int nfds);
+  int (*take_fd)(mpx__link *self, int worker);
+
   /* Optional, with MPX__CAP_ENDPOINT: endpoints over a handle the user gives (MPI: a pointer to a
    * communicator), on which executors are then created (cfg->endpoint).
    * open_endpoint is collective over the members the handle names, called by one thread of each:

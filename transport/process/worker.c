@@ -12,6 +12,12 @@
  * max_tasks_per_worker tasks it sends a zero-length frame (the retire mark; an empty Batch is
  * never a reply) and exits 0.
  *
+ * The data plane: the channel accepts fds; a Task with arg_shm takes the frame's next fd, which
+ * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
+ * the checks leaves arg_shm set, and serving fails that task with MPX_EPROTO), and unmapped after
+ * the batch. Results of at least the hello's seg_min bytes are built in segments by
+ * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here.
+ *
  * Serving stores each task's call id in the worker's progress word as it starts; the worker
  * clears the word once the batch's results are packed, before it sends them. EOF on the socket
  * (the parent is gone) exits 0; a frame over the limit, a malformed batch or running out of
@@ -37,6 +43,7 @@
 #include "codec.h"
 #include "os/chan.h"
 #include "os/clock.h"
+#include "os/seg.h"
 #include "process_impl.h"
 #include "task_impl.h"
 
@@ -82,6 +89,30 @@ static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
   return p;
 }
 
+/* Map the out-of-band arguments of `in` (Tasks with arg_shm, in order, one fd each from the
+ * frame) into segs; each mapped Task's arg points at its mapping and its arg_shm is cleared. A
+ * missing or unfit segment leaves its Task's arg_shm set (serving fails that task). Returns how
+ * many segs to free after serving. */
+static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
+                    mpx__seg segs[MPX__CHAN_FDS_PER_FRAME]) {
+  int n = 0;
+  for (size_t k = 0; k < in->n_tasks; k++) {
+    Mpx__Task *t = in->tasks[k];
+    if (!t->arg_shm) continue;
+    int fd = mpx__chan_take_fd(ch);
+    if (fd < 0 || n == MPX__CHAN_FDS_PER_FRAME || t->arg.len) {
+      if (fd >= 0) close(fd);
+      continue;
+    }
+    if (mpx__seg_map(&segs[n], fd, (size_t)t->arg_shm, lim->max_payload)) continue;
+    t->arg.data = segs[n].data;
+    t->arg.len = segs[n].len;
+    t->arg_shm = 0;
+    n++;
+  }
+  return n;
+}
+
 void mpx__worker_main(int fd) {
   signal(SIGPIPE, SIG_IGN);
   size_t progress_words = 0;
@@ -90,6 +121,7 @@ void mpx__worker_main(int fd) {
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   mpx__chan ch;
   mpx__chan_init(&ch, fd, MPX__FRAME_MAX); /* the hello comes from the trusted parent */
+  mpx__chan_accept_fds(&ch);                /* argument segments */
   const void *data;
   size_t len;
   if (worker_recv(&ch, &data, &len, 0) != 1) worker_exit(0);
@@ -112,7 +144,8 @@ void mpx__worker_main(int fd) {
   snprintf(name, sizeof name, "mpx-worker-%d", h.index);
   prctl(PR_SET_NAME, name);
   if (h.place.cpuset[0]) mpx_topology_bind_process(&h.place);
-  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
+  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host,
+                        .seg_min = (size_t)h.seg_min};
   size_t slot = (size_t)h.index * PROGRESS_WORDS;
   if (progress && h.index >= 0 && slot < progress_words) who.running = &progress[slot];
 
@@ -161,16 +194,23 @@ void mpx__worker_main(int fd) {
       mpx__codec_free(in);
       continue;
     }
+    mpx__seg args[MPX__CHAN_FDS_PER_FRAME];
+    int nargs = map_args(&ch, in, &lim, args);
     mpx__wbuf_reset(&out);
-    rc = mpx__serve_batch(in, &who, &lim, &out);
+    int fds[MPX__SERVE_SEGS], nfds = 0;
+    rc = mpx__serve_batch_fds(in, &who, &lim, &out, fds, &nfds);
     done += (long)in->n_tasks;
+    for (int k = 0; k < nargs; k++) mpx__seg_free(&args[k]);
     mpx__codec_free(in);
     if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
     /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
      * before the send, so that once the results are out the word never names a call id that may be
      * reused for a later task. */
     if (who.running) atomic_store_explicit(who.running, 0, memory_order_relaxed);
-    if (mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+    struct iovec v = {.iov_base = out.data, .iov_len = out.len};
+    int sr = mpx__chan_sendv_fds(&ch, &v, 1, fds, nfds);
+    for (int k = 0; k < nfds; k++) close(fds[k]); /* in flight, the kernel holds them */
+    if (sr) worker_exit(0);
     if (out.cap > KEEP_BUF) mpx__wbuf_free(&out);
     mpx__chan_shrink(&ch, KEEP_BUF);
     if (h.max_tasks > 0 && done >= h.max_tasks) {

@@ -1,0 +1,66 @@
+/* dataplane.c: the dispatcher's side of the data plane; see dataplane.h.
+ *
+ * Why. Through the socket, a big payload was copied five times in user space (into the packed
+ * batch, into the link's out-queue, into the receiver's frame buffer, into the decoded batch's
+ * arena, into the future) and twice by the kernel, each copy into a freshly mapped buffer (every
+ * buffer over glibc's mmap threshold is a new mapping, faulted in page by page, zeroed and
+ * unmapped again), so that above ~16 MiB page faults and memmove dominated (see the note of
+ * the dataplane branch). A segment is written once by its producer (a pwrite for an argument,
+ * the task itself through mpx_buf_reserve for a result) and read in place by its consumer.
+ *
+ * Trust. A result's segment comes from a worker: mpx__dp_result checks it with mpx__seg_map
+ * before anything is mapped; a worker whose segment fails the checks broke the protocol.
+ *
+ * Thread-safety: the dispatcher thread only; no state of its own. */
+#include "dataplane.h"
+
+#include <unistd.h>
+
+#include "config.h"
+
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t) {
+  if (!(caps & MPX__CAP_SHM) || t->count || t->arg.len < MPX__SEG_MIN || dp->nfds == MPX__DP_FDS)
+    return false;
+  mpx__seg s;
+  if (mpx__seg_create_copy(&s, t->arg.data, t->arg.len)) return false; /* it goes in the frame */
+  dp->fds[dp->nfds++] = s.fd;
+  t->arg_shm = t->arg.len;
+  t->arg.data = NULL;
+  t->arg.len = 0;
+  return true;
+}
+
+int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
+                 const uint8_t *data, size_t len) {
+  int rc = dp->nfds && link->send_fds ? link->send_fds(tp, worker, data, len, dp->fds, dp->nfds)
+                                      : link->send(tp, worker, data, len);
+  mpx__dp_reset(dp);
+  return rc;
+}
+
+void mpx__dp_reset(mpx__dp *dp) {
+  for (int i = 0; i < dp->nfds; i++) close(dp->fds[i]);
+  dp->nfds = 0;
+}
+
+int mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker, const Mpx__Result *r,
+                   size_t max_payload, mpx__seg *seg, const char **why) {
+  *seg = MPX__SEG_NONE;
+  if (r->error || r->data.len) {
+    *why = "sent a result with both inline and out-of-band data (or an error)";
+    return MPX_EPROTO;
+  }
+  if (r->data_shm > max_payload) { /* before the fd is even looked at */
+    *why = "sent an out-of-band result larger than max_payload";
+    return MPX_ETOOBIG;
+  }
+  int fd = link->take_fd ? link->take_fd(tp, worker) : -1;
+  if (fd < 0) {
+    *why = "declared an out-of-band result it did not pass";
+    return MPX_EPROTO;
+  }
+  int rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload);
+  if (rc == MPX_EPROTO) *why = "passed a result that is not a sealed memfd of its declared size";
+  else if (rc) *why = "passed a result that could not be mapped";
+  return rc;
+}
