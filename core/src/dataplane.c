@@ -8,22 +8,73 @@
  * the dataplane branch). A segment is written once by its producer (a pwrite for an argument,
  * the task itself through mpx_buf_reserve for a result) and read in place by its consumer.
  *
+ * Reuse. Fresh segments cost a page allocation (and the freeing) per 4 KiB page on both sides,
+ * which is what separated a fresh segment from memcpy; so each worker keeps one argument
+ * segment (size-sealed, not write-sealed: the dispatcher writes the next argument into it once
+ * the worker has nothing in flight), up to MPX__DP_CACHE_MAX bytes over all workers, and the
+ * worker keeps its mapping of it (worker.c). Results cannot be reused: the caller holds them.
+ *
  * Trust. A result's segment comes from a worker: mpx__dp_result checks it with mpx__seg_map
  * before anything is mapped; a worker whose segment fails the checks broke the protocol.
  *
  * Thread-safety: the dispatcher thread only; no state of its own. */
 #include "dataplane.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
 
-bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t) {
+int mpx__dp_init(mpx__dp *dp, int workers) {
+  *dp = (mpx__dp){.n = workers};
+  dp->keep = calloc((size_t)workers, sizeof *dp->keep);
+  if (!dp->keep) return MPX_ENOMEM;
+  for (int i = 0; i < workers; i++) dp->keep[i] = MPX__SEG_NONE;
+  return MPX_OK;
+}
+
+void mpx__dp_fini(mpx__dp *dp) {
+  mpx__dp_reset(dp);
+  for (int i = 0; dp->keep && i < dp->n; i++) mpx__seg_free(&dp->keep[i]);
+  free(dp->keep);
+  dp->keep = NULL;
+  dp->kept = 0;
+}
+
+/* A dup of worker i's kept segment, holding a copy of t's argument; -1 when it cannot be used. */
+static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t) {
+  mpx__seg *k = &dp->keep[i];
+  size_t len = t->arg.len;
+  if (k->fd >= 0 && (k->len < len || k->len / 2 > len)) { /* wrong size: make another */
+    dp->kept -= k->len;
+    mpx__seg_free(k);
+  }
+  if (k->fd < 0) {
+    if (len > MPX__DP_CACHE_MAX - dp->kept) return -1;
+    if (mpx__seg_create(k, len)) return -1;
+    if (mpx__seg_seal_size(k)) {
+      mpx__seg_free(k);
+      return -1;
+    }
+    dp->kept += len;
+  }
+  int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd >= 0) memcpy(k->data, t->arg.data, len);
+  return fd;
+}
+
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle) {
   if (!(caps & MPX__CAP_SHM) || t->count || t->arg.len < MPX__SEG_MIN || dp->nfds == MPX__DP_FDS)
     return false;
-  mpx__seg s;
-  if (mpx__seg_create_copy(&s, t->arg.data, t->arg.len)) return false; /* it goes in the frame */
-  dp->fds[dp->nfds++] = s.fd;
+  int fd = idle && dp->keep && worker >= 0 && worker < dp->n ? keep_copy(dp, worker, t) : -1;
+  if (fd < 0) {
+    mpx__seg s;
+    if (mpx__seg_create_copy(&s, t->arg.data, t->arg.len)) return false; /* it goes in the frame */
+    fd = s.fd;
+  }
+  dp->fds[dp->nfds++] = fd;
   t->arg_shm = t->arg.len;
   t->arg.data = NULL;
   t->arg.len = 0;
@@ -59,7 +110,7 @@ int mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker, const M
     *why = "declared an out-of-band result it did not pass";
     return MPX_EPROTO;
   }
-  int rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload);
+  int rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT);
   if (rc == MPX_EPROTO) *why = "passed a result that is not a sealed memfd of its declared size";
   else if (rc) *why = "passed a result that could not be mapped";
   return rc;

@@ -17,17 +17,30 @@
 /* Segments one batch may carry (the fds passed with one frame). */
 #define MPX__DP_FDS 16
 
-/* The segments of the batch being built. */
+/* Bytes of argument segments kept for reuse, over all workers. */
+#define MPX__DP_CACHE_MAX ((size_t)512 << 20)
+
+/* The segments of the batch being built, and one reusable argument segment per worker. */
 typedef struct mpx__dp {
   int fds[MPX__DP_FDS];
   int nfds;
+  int n;          /* workers */
+  mpx__seg *keep; /* n entries: worker i's argument segment (size-sealed, mapped writable) */
+  size_t kept;    /* their bytes */
 } mpx__dp;
 
+/* Room for `workers` kept segments (none yet). MPX_ENOMEM. */
+int mpx__dp_init(mpx__dp *dp, int workers);
+/* Close and unmap everything. */
+void mpx__dp_fini(mpx__dp *dp);
+
 /* With `caps` & MPX__CAP_SHM and room in dp: move Task t's argument (t->arg, at least
- * MPX__SEG_MIN bytes) into a new sealed segment whose fd goes with the batch: t->arg becomes
- * empty and t->arg_shm its length. False when it stays in the frame (small, no room, or the
- * segment could not be made: the bytes are then copied into the frame as before). */
-bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t);
+ * MPX__SEG_MIN bytes) out of band: t->arg becomes empty, t->arg_shm its length, and a segment's
+ * fd goes with the batch. When `idle` (worker has nothing else in flight, so it is done with its
+ * previous argument), the argument is copied into the worker's kept segment (warm pages: one
+ * memcpy, no page allocation), made or resized first; otherwise into a new fully sealed one.
+ * False when it stays in the frame (small, no room, or no segment could be made). */
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle);
 /* Send the batch through `link` (send_fds when it carries segments, else send), then close the
  * batch's fds (in flight, the kernel holds them; a dead worker's socket releases them). */
 int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,

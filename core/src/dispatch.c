@@ -261,7 +261,9 @@ static void feed(disp *d, int i, size_t share) {
     if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
     fill_task(&d->tasks[k], f, call_id(w, f, w->seq_sent++));
-    mpx__dp_arg(&d->dp, d->cfg->caps, &d->tasks[k]); /* a big argument goes out of band */
+    /* a big argument goes out of band; into the worker's kept segment when it has nothing
+     * else in flight */
+    mpx__dp_arg(&d->dp, d->cfg->caps, &d->tasks[k], i, w->inflight.n == 1);
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
@@ -675,6 +677,7 @@ static int await_ready(disp *d) {
 }
 
 static void disp_free(disp *d) {
+  mpx__dp_fini(&d->dp);
   mpx__wbuf_free(&d->out);
   free(d->tasks);
   free(d->task_ptrs);
@@ -696,7 +699,7 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   d->w = calloc((size_t)d->n, sizeof *d->w);
   d->tasks = calloc(BATCH_MAX, sizeof *d->tasks);
   d->task_ptrs = calloc(BATCH_MAX, sizeof *d->task_ptrs);
-  int rc = d->w && d->tasks && d->task_ptrs ? MPX_OK : MPX_ENOMEM;
+  int rc = d->w && d->tasks && d->task_ptrs && !mpx__dp_init(&d->dp, d->n) ? MPX_OK : MPX_ENOMEM;
   for (int i = 0; d->w && i < d->n; i++) d->w[i].rank = -1;
   /* what one worker may make us hold: no message from it is larger (see mpx__config) */
   if (cfg->max_worker_memory && d->lim.max_message > cfg->max_worker_memory)

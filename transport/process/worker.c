@@ -89,26 +89,54 @@ static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
   return p;
 }
 
+/* The argument segment the dispatcher reuses for this worker (size-sealed, not write-sealed),
+ * kept mapped between batches so that a reused segment costs no mapping. */
+typedef struct kept_seg {
+  mpx__seg seg;
+  unsigned long long id[2];
+} kept_seg;
+
 /* Map the out-of-band arguments of `in` (Tasks with arg_shm, in order, one fd each from the
  * frame) into segs; each mapped Task's arg points at its mapping and its arg_shm is cleared. A
- * missing or unfit segment leaves its Task's arg_shm set (serving fails that task). Returns how
+ * missing or unfit segment leaves its Task's arg_shm set (serving fails that task). A segment
+ * the dispatcher reuses (not write-sealed) becomes `keep`; the others are one-shot. Returns how
  * many segs to free after serving. */
 static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
-                    mpx__seg segs[MPX__CHAN_FDS_PER_FRAME]) {
+                    mpx__seg segs[MPX__CHAN_FDS_PER_FRAME], kept_seg *keep) {
   int n = 0;
+  bool keep_used = false; /* a task of this batch reads `keep`: it must stay until served */
   for (size_t k = 0; k < in->n_tasks; k++) {
     Mpx__Task *t = in->tasks[k];
     if (!t->arg_shm) continue;
     int fd = mpx__chan_take_fd(ch);
-    if (fd < 0 || n == MPX__CHAN_FDS_PER_FRAME || t->arg.len) {
+    unsigned long long id[2];
+    if (fd < 0 || n == MPX__CHAN_FDS_PER_FRAME || t->arg.len || mpx__seg_ident(fd, id)) {
       if (fd >= 0) close(fd);
       continue;
     }
-    if (mpx__seg_map(&segs[n], fd, (size_t)t->arg_shm, lim->max_payload)) continue;
-    t->arg.data = segs[n].data;
-    t->arg.len = segs[n].len;
+    if (keep->seg.map_len && id[0] == keep->id[0] && id[1] == keep->id[1] &&
+        t->arg_shm <= keep->seg.map_len && t->arg_shm <= lim->max_payload) {
+      close(fd); /* the segment we have mapped already */
+      keep_used = true;
+      t->arg.data = keep->seg.data;
+      t->arg.len = (size_t)t->arg_shm;
+      t->arg_shm = 0;
+      continue;
+    }
+    bool reused = !(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE);
+    mpx__seg s;
+    if (mpx__seg_map(&s, fd, (size_t)t->arg_shm, lim->max_payload, MPX__SEG_AT_LEAST)) continue;
+    t->arg.data = s.data;
+    t->arg.len = s.len;
     t->arg_shm = 0;
-    n++;
+    if (reused && !keep_used) { /* keep it mapped for the next batch (the last one is done) */
+      keep_used = true;
+      mpx__seg_free(&keep->seg);
+      keep->seg = s;
+      keep->id[0] = id[0], keep->id[1] = id[1];
+    } else {
+      segs[n++] = s;
+    }
   }
   return n;
 }
@@ -184,6 +212,7 @@ void mpx__worker_main(int fd) {
   if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
 
   long done = 0;
+  kept_seg keep = {.seg = MPX__SEG_NONE};
   for (;;) {
     int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
     if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
@@ -195,7 +224,7 @@ void mpx__worker_main(int fd) {
       continue;
     }
     mpx__seg args[MPX__CHAN_FDS_PER_FRAME];
-    int nargs = map_args(&ch, in, &lim, args);
+    int nargs = map_args(&ch, in, &lim, args, &keep);
     mpx__wbuf_reset(&out);
     int fds[MPX__SERVE_SEGS], nfds = 0;
     rc = mpx__serve_batch_fds(in, &who, &lim, &out, fds, &nfds);

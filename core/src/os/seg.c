@@ -96,20 +96,38 @@ int mpx__seg_seal(mpx__seg *s) {
   return MPX_OK;
 }
 
-int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max) {
+int mpx__seg_seal_size(mpx__seg *s) {
+  if (s->fd < 0 || fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+    return MPX_ESYS;
+  return MPX_OK;
+}
+
+int mpx__seg_ident(int fd, unsigned long long id[2]) {
+  struct stat st;
+  if (fstat(fd, &st)) return MPX_ESYS;
+  id[0] = (unsigned long long)st.st_dev;
+  id[1] = (unsigned long long)st.st_ino;
+  return MPX_OK;
+}
+
+int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max, int mode) {
   *s = MPX__SEG_NONE;
   struct stat st;
   int rc = MPX_EPROTO;
+  int need = mode == MPX__SEG_EXACT ? SEALS & ~F_SEAL_SEAL : F_SEAL_SHRINK | F_SEAL_GROW;
+  uint64_t size = 0;
   if (len > max) rc = MPX_ETOOBIG;
-  else if (!len || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < 0 ||
-           (uint64_t)st.st_size != (uint64_t)len)
+  else if (!len || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < 0)
     rc = MPX_EPROTO;
-  else if ((fcntl(fd, F_GET_SEALS) & (SEALS & ~F_SEAL_SEAL)) != (SEALS & ~F_SEAL_SEAL))
+  else if ((size = (uint64_t)st.st_size) < len || (mode == MPX__SEG_EXACT && size != len) ||
+           size / 2 > max)
+    rc = MPX_EPROTO;
+  else if ((fcntl(fd, F_GET_SEALS) & need) != need)
     rc = MPX_EPROTO; /* the sender could still change or shrink it under our mapping */
   else {
-    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p != MAP_FAILED) {
-      *s = (mpx__seg){.fd = -1, .data = p, .len = len, .map_len = len};
+      *s = (mpx__seg){.fd = -1, .data = p, .len = len, .map_len = (size_t)size};
       rc = MPX_OK;
     } else {
       rc = code_of(errno);

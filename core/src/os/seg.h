@@ -40,11 +40,21 @@ int mpx__seg_create_copy(mpx__seg *s, const void *data, size_t len);
 int mpx__seg_resize(mpx__seg *s, size_t len);
 /* Drop the writable mapping and seal the segment; s->fd stays open for sending. */
 int mpx__seg_seal(mpx__seg *s);
-/* Check received fd (taken over: closed on failure) and map it read-only: a regular file of
- * exactly `len` bytes, len <= max, sealed as above. MPX_EPROTO when it is not what was declared,
- * MPX_ETOOBIG when len > max (checked first, before fstat), MPX_ESYS when mmap fails. The fd is
- * closed once mapped (the mapping keeps the pages). */
-int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max);
+/* Seal only the size (F_SEAL_SHRINK | GROW | SEAL), keeping the writable mapping: a segment its
+ * creator reuses (the dispatcher's per-worker argument segment; the dispatcher never reads it
+ * back, so a worker that writes to it only spoils its own arguments, and cannot make the
+ * dispatcher's mapping fault). */
+int mpx__seg_seal_size(mpx__seg *s);
+/* Check received fd (taken over: closed) and map it read-only. MPX__SEG_EXACT (a result, from a
+ * worker): a regular file of exactly `len` bytes, sealed against write, shrink and grow.
+ * MPX__SEG_AT_LEAST (an argument, from the dispatcher): a regular file of at least `len` bytes
+ * and at most 2 * max, sealed against shrink and grow, mapped whole (s->map_len, s->len = len).
+ * len <= max always. MPX_ETOOBIG when len > max (checked first, before fstat), MPX_EPROTO when
+ * the fd is not what was declared, MPX_ESYS/MPX_ENOMEM when mmap fails. */
+enum { MPX__SEG_EXACT = 0, MPX__SEG_AT_LEAST = 1 };
+int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max, int mode);
+/* The identity of fd's file (device and inode), to recognise a segment passed again. */
+int mpx__seg_ident(int fd, unsigned long long id[2]);
 /* Unmap and close whatever the segment holds; it becomes MPX__SEG_NONE. */
 void mpx__seg_free(mpx__seg *s);
 /* Unmap a mapping made by mpx__seg_map (data and len as it gave them). */
