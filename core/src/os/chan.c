@@ -341,11 +341,14 @@ static ssize_t read_ahead(mpx__chan *c, void *dst, size_t want) {
     return -2;
   }
   if (!c->ra && !(c->ra = malloc(MPX__CHAN_RA))) return chan_read(c, dst, want);
+  unsigned fds_before = c->fdq_n;
   ssize_t r = fd_read(c, c->ra, MPX__CHAN_RA);
   if (r <= 0) return r;
   c->ra_off = 0;
   c->ra_len = (size_t)r;
-  bool drained = (size_t)r < MPX__CHAN_RA;
+  /* short: the fd was empty, unless the read stopped at passed fds (the kernel ends a read
+   * there, whatever follows) */
+  bool drained = (size_t)r < MPX__CHAN_RA && c->fdq_n == fds_before;
   r = chan_read(c, dst, want);
   c->drained = drained;
   return r;
