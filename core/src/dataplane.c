@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "future_impl.h"
+#include "task_impl.h"
 
 int mpx__dp_init(mpx__dp *dp, int workers) {
   *dp = (mpx__dp){.n = workers};
@@ -94,24 +96,37 @@ void mpx__dp_reset(mpx__dp *dp) {
   dp->nfds = 0;
 }
 
-int mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker, const Mpx__Result *r,
-                   size_t max_payload, mpx__seg *seg, const char **why) {
+const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+                           const Mpx__Result *r, size_t max_payload, mpx_future *f,
+                           mpx__seg *seg) {
   *seg = MPX__SEG_NONE;
-  if (r->error || r->data.len) {
-    *why = "sent a result with both inline and out-of-band data (or an error)";
-    return MPX_EPROTO;
+  if (!r->data_shm) return NULL;
+  const char *why = NULL;
+  int rc = MPX_EPROTO;
+  int fd = -1;
+  if (r->error || r->data.len)
+    why = "sent a result with both inline and out-of-band data (or an error)";
+  else if (r->data_shm > max_payload) /* before the fd is even looked at */
+    why = "sent an out-of-band result larger than max_payload", rc = MPX_ETOOBIG;
+  else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
+    why = "declared an out-of-band result it did not pass";
+  else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
+    why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
+                           : "passed a result that could not be mapped";
+  if (!why) return NULL;
+  mpx__future_fail(f, rc, mpx__strdupf("task '%s': the result from worker %d was refused: it %s",
+                                       f->task->name, worker, why));
+  mpx__future_drop(f);
+  return why;
+}
+
+bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
+  if (!seg->map_len) return false;
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
+    mpx__future_finish_copy(f, seg->data, seg->len);
+    mpx__seg_free(seg);
+  } else {
+    mpx__future_finish_mapped(f, seg->data, seg->len);
   }
-  if (r->data_shm > max_payload) { /* before the fd is even looked at */
-    *why = "sent an out-of-band result larger than max_payload";
-    return MPX_ETOOBIG;
-  }
-  int fd = link->take_fd ? link->take_fd(tp, worker) : -1;
-  if (fd < 0) {
-    *why = "declared an out-of-band result it did not pass";
-    return MPX_EPROTO;
-  }
-  int rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT);
-  if (rc == MPX_EPROTO) *why = "passed a result that is not a sealed memfd of its declared size";
-  else if (rc) *why = "passed a result that could not be mapped";
-  return rc;
+  return true;
 }

@@ -49,11 +49,17 @@ int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int work
 /* Close the fds of a batch that was not sent. */
 void mpx__dp_reset(mpx__dp *dp);
 
-/* Result r from `worker` says its data is out of band (data_shm > 0): take the worker's next fd
- * and map it read-only after checking it (os/seg.h: sealed, a regular file of exactly data_shm
- * bytes, data_shm <= max_payload, checked before mapping). MPX_OK with *seg mapped; otherwise a
- * code and *why says what the worker did wrong (it broke the protocol). */
-int mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker, const Mpx__Result *r,
-                   size_t max_payload, mpx__seg *seg, const char **why);
+/* Result r from `worker`, for future f (taken out of the worker's window): when r says its data
+ * is out of band (data_shm > 0), take the worker's next fd and map it read-only after checking
+ * it (os/seg.h: sealed, a regular file of exactly data_shm bytes, data_shm <= max_payload,
+ * checked before mapping) into *seg. NULL when r is fine (or in band); otherwise what the worker
+ * did wrong (it broke the protocol), and f has failed and been dropped. */
+const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+                           const Mpx__Result *r, size_t max_payload, struct mpx_future *f,
+                           mpx__seg *seg);
+/* Complete f from *seg when it holds a mapped result: a map chunk's results are copied out and
+ * the mapping dropped, any other future takes the mapping over (read in place until released).
+ * False when seg holds nothing. */
+bool mpx__dp_finish(struct mpx_future *f, mpx__seg *seg);
 
 #endif

@@ -314,11 +314,7 @@ static char *error_text(const disp *d, const Mpx__Error *e, int i) {
 
 /* Complete f with result r from worker i; `seg` (mapped) when its data came out of band. */
 static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, mpx__seg *seg) {
-  if (seg->map_len && (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)) {
-    mpx__future_finish_copy(f, seg->data, seg->len);
-    mpx__seg_free(seg);
-  } else if (seg->map_len) {
-    mpx__future_finish_mapped(f, seg->data, seg->len); /* read in place until released */
+  if (mpx__dp_finish(f, seg)) { /* its data came out of band, read in place (dataplane.c) */
   } else if (r->error) {
     if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
       /* the results before the failing item came back too: write them, as threads do */
@@ -454,17 +450,11 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
               (unsigned long long)id);
       break;
     }
-    mpx__seg seg = MPX__SEG_NONE;
-    if (b->results[k]->data_shm) {
-      const char *why;
-      int rc2 = mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, &seg, &why);
-      if (rc2) {
-        mpx__future_fail(f, rc2, mpx__strdupf("task '%s': the result from worker %d was refused: "
-                                              "it %s", f->task->name, i, why));
-        mpx__future_drop(f);
-        violate(d, i, "%s", why);
-        break;
-      }
+    mpx__seg seg = MPX__SEG_NONE; /* an out-of-band result: checked, mapped, or f fails */
+    const char *why = mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
+    if (why) {
+      violate(d, i, "%s", why);
+      break;
     }
     complete(d, i, f, b->results[k], &seg);
     done++;
