@@ -12,7 +12,8 @@
  *    MPX_EWORKER_LOST; afterwards no fd, no mapping of a segment, nothing in /dev/shm is left;
  * then the working paths:
  *  - arguments and results of 0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1 bytes and
- *    256 MiB (x MPX_TEST_SCALE) both ways, checked byte for byte;
+ *    256 MiB (x MPX_TEST_SCALE) both ways, checked byte for byte (`dataplane_test mpi` under
+ *    mpirun: the same on ranks, where big payloads go as their own messages);
  *  - a result read in place is a segment mapping that stays valid until the future is released
  *    and is unmapped after.
  * Figures are never asserted (mpx-bench payload measures). */
@@ -386,11 +387,12 @@ static void test_killed_in_flight(void) {
 
 /* ---- executor: sizes both ways, in place ------------------------------------------------------ */
 
+static mpx_backend sizes_backend = MPX_BACKEND_PROCESSES;
+
 static void test_sizes(void) {
   int base = count_fds();
   mpx_executor *ex;
-  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
-                                                     .workers = 2}));
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = sizes_backend, .workers = 2}));
   size_t big = (size_t)((double)((size_t)256 << 20) * scale());
   size_t sizes[] = {0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1, big};
   for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
@@ -418,7 +420,7 @@ static void test_sizes(void) {
     free(arg);
   }
   mpx_executor_destroy(ex);
-  CHECK(count_fds() == base);
+  if (sizes_backend == MPX_BACKEND_PROCESSES) CHECK(count_fds() == base); /* MPI opens its own */
 }
 
 static void test_in_place(void) {
@@ -444,6 +446,13 @@ static void test_in_place(void) {
 
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
+  if (argc > 1 && !strcmp(argv[1], "mpi")) { /* under mpirun: the sizes on ranks */
+    sizes_backend = MPX_BACKEND_MPI;
+    double t0 = check_now();
+    test_sizes();
+    printf("%-18s ok (%.2f s)\n", "sizes (mpi)", check_now() - t0);
+    return mpx_finalize();
+  }
   if (NO_FORK) {
     printf("dataplane_test: skipped (no fork)\n");
     return mpx_finalize();

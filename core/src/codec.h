@@ -163,6 +163,9 @@ typedef struct mpx__worker_id {
   /* The data plane (process workers): results of at least this many bytes are built in memfd
    * segments and sent out of band (serve.c); 0: never. */
   size_t seg_min;
+  /* MPI workers: results of at least this many bytes go as their own message after the reply
+   * (mpx__serve_batch_oob); 0: never. */
+  size_t oob_min;
 } mpx__worker_id;
 
 /* Most out-of-band results in one reply (the fds passed with one frame). */
@@ -188,6 +191,13 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
  * order their Results (data_shm > 0) appear, for the caller to send with the reply and close. */
 int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
                          const mpx__limits *lim, mpx__wbuf *out, int *fds, int *nfds);
+/* As mpx__serve_batch, with big results as their own messages (MPI): a result of at least
+ * who->oob_min bytes is left out of the reply (its Result carries data_shm = its length) and
+ * handed over in bufs/lens[0..*n) (room for MPX__SERVE_SEGS; heap blocks the caller sends after
+ * the reply, in that order, and frees). */
+int mpx__serve_batch_oob(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, void **bufs, size_t *lens,
+                         int *n);
 
 /* Make a Control (a worker's READY) packable under `lim`, whatever max_payload is: an Error
  * message over max_payload bytes is cut (a heap copy, returned: free it after packing), host

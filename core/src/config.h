@@ -42,6 +42,11 @@ enum {
    * send_fds and take_fd ops (link.h), and the dispatcher sends an argument of at least
    * MPX__SEG_MIN bytes as a sealed memfd segment and takes results that came as one. */
   MPX__CAP_SHM = 1u << 6,
+  /* Big payloads may travel as their own messages (MPI): the link has the send_parts and
+   * take_payload ops (link.h); an argument of at least MPX__SEG_MIN bytes is sent from the
+   * caller's buffer without a copy into the batch, a result that came so is received into its
+   * own buffer, which the future keeps. */
+  MPX__CAP_OOB = 1u << 7,
 };
 
 struct mpx__transport;

@@ -68,8 +68,15 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t) {
 }
 
 bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle) {
-  if (!(caps & MPX__CAP_SHM) || t->count || t->arg.len < MPX__SEG_MIN || dp->nfds == MPX__DP_FDS)
-    return false;
+  if (t->count || t->arg.len < MPX__SEG_MIN) return false;
+  if ((caps & MPX__CAP_OOB) && dp->nparts < MPX__DP_FDS) { /* its own message, no copy */
+    dp->parts[dp->nparts++] = (struct iovec){.iov_base = t->arg.data, .iov_len = t->arg.len};
+    t->arg_shm = t->arg.len;
+    t->arg.data = NULL;
+    t->arg.len = 0;
+    return true;
+  }
+  if (!(caps & MPX__CAP_SHM) || dp->nfds == MPX__DP_FDS) return false;
   int fd = idle && dp->keep && worker >= 0 && worker < dp->n ? keep_copy(dp, worker, t) : -1;
   if (fd < 0) {
     mpx__seg s;
@@ -85,8 +92,10 @@ bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle
 
 int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
                  const uint8_t *data, size_t len) {
-  int rc = dp->nfds && link->send_fds ? link->send_fds(tp, worker, data, len, dp->fds, dp->nfds)
-                                      : link->send(tp, worker, data, len);
+  int rc = dp->nfds && link->send_fds     ? link->send_fds(tp, worker, data, len, dp->fds, dp->nfds)
+           : dp->nparts && link->send_parts ? link->send_parts(tp, worker, data, len, dp->parts,
+                                                               dp->nparts)
+                                            : link->send(tp, worker, data, len);
   mpx__dp_reset(dp);
   return rc;
 }
@@ -94,6 +103,7 @@ int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int work
 void mpx__dp_reset(mpx__dp *dp) {
   for (int i = 0; i < dp->nfds; i++) close(dp->fds[i]);
   dp->nfds = 0;
+  dp->nparts = 0;
 }
 
 const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
@@ -108,7 +118,14 @@ const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
     why = "sent a result with both inline and out-of-band data (or an error)";
   else if (r->data_shm > max_payload) /* before the fd is even looked at */
     why = "sent an out-of-band result larger than max_payload", rc = MPX_ETOOBIG;
-  else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
+  else if (link->take_payload) { /* its own message (MPI) */
+    void *p = NULL;
+    if ((rc = link->take_payload(tp, worker, (size_t)r->data_shm, &p)))
+      why = rc == MPX_EPROTO ? "declared a result message it did not send (or of another size)"
+                             : "sent a result message that could not be received";
+    else
+      *seg = (mpx__seg){.fd = -1, .data = p, .len = (size_t)r->data_shm};
+  } else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
     why = "declared an out-of-band result it did not pass";
   else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
     why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
@@ -121,12 +138,12 @@ const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
 }
 
 bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
-  if (!seg->map_len) return false;
-  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
-    mpx__future_finish_copy(f, seg->data, seg->len);
-    mpx__seg_free(seg);
-  } else {
-    mpx__future_finish_mapped(f, seg->data, seg->len);
-  }
+  if (!seg->data) return false;
+  bool chunk = atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK;
+  if (chunk) mpx__future_finish_copy(f, seg->data, seg->len);
+  if (chunk && !seg->map_len) free(seg->data);
+  else if (chunk) mpx__seg_free(seg);
+  else if (seg->map_len) mpx__future_finish_mapped(f, seg->data, seg->len);
+  else mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */
   return true;
 }

@@ -318,6 +318,12 @@ void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len) {
   transition(f, MPX_RUNNING, MPX_FINISHED);
 }
 
+void mpx__future_finish_adopt(mpx_future *f, void *data, size_t len) {
+  f->res = data;
+  f->res_len = len;
+  transition(f, MPX_RUNNING, MPX_FINISHED);
+}
+
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
     mpx__map_chunk *c = f->owner;

@@ -104,6 +104,8 @@ void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len);
 /* Complete a started (non-chunk) future with a result segment's read-only mapping, which the
  * future takes over: the caller reads it in place until the future is released (os/seg.h). */
 void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len);
+/* The same with a malloc'd block of len > 0 bytes, which the future takes over (frees). */
+void mpx__future_finish_adopt(mpx_future *f, void *data, size_t len);
 /* Complete a future as FAILED with `code` and a heap message the future takes over (may be NULL). */
 void mpx__future_fail(mpx_future *f, int code, char *message);
 /* PENDING -> CANCELLED; true if this call cancelled it. */

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "config.h"
 #include "errmsg.h"
@@ -105,6 +106,16 @@ typedef struct mpx__link_ops {
   int (*send_fds)(mpx__link *self, int worker, const uint8_t *data, size_t len, const int *fds,
                   int nfds);
   int (*take_fd)(mpx__link *self, int worker);
+
+  /* Optional, with MPX__CAP_OOB (big payloads as their own messages): send as `send`, then each
+   * of parts[0..n) as its own message, from the caller's memory (valid until the tasks that
+   * carry them are done); and receive the next such message worker i sent, which must be `len`
+   * bytes (len <= max is checked by the caller), into a new malloc'd *out. take_payload
+   * MPX_EPROTO when there is none (after a bounded wait) or it has another size. Dispatcher
+   * thread only. */
+  int (*send_parts)(mpx__link *self, int worker, const uint8_t *data, size_t len,
+                    const struct iovec *parts, int n);
+  int (*take_payload)(mpx__link *self, int worker, size_t len, void **out);
 
   /* Optional, with MPX__CAP_ENDPOINT: endpoints over a handle the user gives (MPI: a pointer to a
    * communicator), on which executors are then created (cfg->endpoint).

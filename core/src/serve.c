@@ -49,6 +49,7 @@ typedef struct serve_slot {
   void *owned; /* result bytes handed over from the task's buffer (freed after packing) */
   char *msg;   /* heap message of e */
   mpx__seg seg; /* the result's segment (data_shm), when it has one */
+  bool oob;     /* owned goes as its own message (data_shm; MPI) */
 } serve_slot;
 
 static const mpx__worker_id no_worker = {.index = -1, .pid = 0, .rank = -1, .host = NULL};
@@ -103,7 +104,7 @@ static int slot_copy(serve_slot *s, mpx__wbuf *arena, const void *data, size_t n
 }
 
 static int run_single(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
-                      const mpx__worker_id *who, mpx_buf *buf, mpx__wbuf *arena) {
+                      const mpx__worker_id *who, mpx_buf *buf, mpx__wbuf *arena, size_t oob_min) {
   buf->len = 0;
   if (t->arg_shm) { /* the transport maps an out-of-band argument before serving */
     slot_fail(s, who, MPX_EPROTO, mpx__strdupf("task '%s': argument not mapped", task->name), 0);
@@ -137,7 +138,9 @@ static int run_single(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
     }
   }
   if (buf->heap && buf->len >= SERVE_STEAL_MIN) {
-    s->r.data.len = buf->len;
+    s->oob = oob_min && buf->len >= oob_min; /* handed over as its own message, not packed */
+    if (s->oob) s->r.data_shm = buf->len;
+    else s->r.data.len = buf->len;
     s->owned = mpx__buf_steal(buf);
     return MPX_OK;
   }
@@ -214,15 +217,32 @@ static serve_slot *largest_data(serve_slot *slots, size_t n) {
   return best;
 }
 
+static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
+                 mpx__wbuf *out, int *fds, int *nfds, void **bufs, size_t *lens, int *nbufs);
+
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out) {
-  return mpx__serve_batch_fds(in, who, lim, out, NULL, NULL);
+  return serve(in, who, lim, out, NULL, NULL, NULL, NULL, NULL);
 }
 
 int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
                          const mpx__limits *lim, mpx__wbuf *out, int *fds, int *nfds) {
-  if (!in || !lim || !out || (fds && !nfds)) return MPX_EINVAL;
+  if (!fds || !nfds) return MPX_EINVAL;
+  return serve(in, who, lim, out, fds, nfds, NULL, NULL, NULL);
+}
+
+int mpx__serve_batch_oob(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, void **bufs, size_t *lens,
+                         int *n) {
+  if (!bufs || !lens || !n) return MPX_EINVAL;
+  return serve(in, who, lim, out, NULL, NULL, bufs, lens, n);
+}
+
+static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
+                 mpx__wbuf *out, int *fds, int *nfds, void **bufs, size_t *lens, int *nbufs) {
+  if (!in || !lim || !out) return MPX_EINVAL;
   if (nfds) *nfds = 0;
+  if (nbufs) *nbufs = 0;
   mpx__worker_id anon = no_worker;
   if (!who) {
     anon.pid = (int)getpid();
@@ -243,7 +263,7 @@ int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
   uint8_t small[SERVE_INLINE];
   mpx_buf buf;
   mpx__buf_init(&buf, small, sizeof small, lim->max_payload);
-  int segs = 0;
+  int segs = 0, oobs = 0;
   int rc = MPX_OK;
   size_t done = 0;
   for (; done < n; done++) {
@@ -255,7 +275,9 @@ int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
     s->owned = NULL;
     s->msg = NULL;
     s->seg = MPX__SEG_NONE;
+    s->oob = false;
     buf.seg_min = fds && segs < MPX__SERVE_SEGS && !t->count ? who->seg_min : 0;
+    size_t oob_min = bufs && oobs < MPX__SERVE_SEGS ? who->oob_min : 0;
     ptrs[done] = &s->r;
     if (who->running) atomic_store_explicit(who->running, t->call_id, memory_order_relaxed);
     const mpx_task *task;
@@ -265,8 +287,9 @@ int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
       continue;
     }
     rc = t->count ? run_chunk(s, t, task, who, lim, &buf, &arena)
-                  : run_single(s, t, task, who, &buf, &arena);
+                  : run_single(s, t, task, who, &buf, &arena, oob_min);
     segs += s->seg.fd >= 0;
+    oobs += s->oob;
     if (rc) {
       done++;
       break;
@@ -334,6 +357,11 @@ int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
       slots[i].seg.fd = -1;
     }
     mpx__seg_free(&slots[i].seg);
+    if (rc == MPX_OK && slots[i].oob && slots[i].r.data_shm && !slots[i].r.error) {
+      bufs[*nbufs] = slots[i].owned; /* the caller sends it after the reply, and frees it */
+      lens[(*nbufs)++] = (size_t)slots[i].r.data_shm;
+      slots[i].owned = NULL;
+    }
     free(slots[i].owned);
     free(slots[i].msg);
   }

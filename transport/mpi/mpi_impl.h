@@ -14,6 +14,10 @@
  *   both ways       TAG_BATCH  one packed mpx.Batch (tasks down; results and Control READY up;
  *                              Control SHUTDOWN down ends the executor)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
+ *   both ways       TAG_PAYLOAD one big argument (down) or result (up) of at least MPX__SEG_MIN
+ *                              bytes, right after the batch whose Task.arg_shm / Result.data_shm
+ *                              names its length, in the batch's order: sent from where it lies,
+ *                              received (MPI_Mprobe / MPI_Mrecv) into its own buffer
  * MPI keeps messages between two ranks on one communicator in order, so BYE is the last message
  * of an executor and a root that drains up to it leaves nothing behind for the next one.
  *
@@ -36,7 +40,7 @@
 
 #include "codec.h"
 
-enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE };
+enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD };
 
 /* One communicator with a root and its worker ranks. */
 typedef struct mpx__mpi_session {
@@ -109,6 +113,14 @@ typedef struct mpx__sendq {
 /* Send `len` bytes (copied, or taken over from *take when it is not NULL, which is then NULL). */
 int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
                     size_t len, uint8_t **take);
+/* As mpx__sendq_post; with `borrow`, `data` is sent where it lies (no copy, nothing freed): the
+ * caller keeps it valid until the send is retired. */
+int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
+                       size_t len, uint8_t **take, bool borrow);
+/* Receive the next TAG_PAYLOAD message from `src` into a new malloc'd *out, which must be exactly
+ * `len` bytes: waits for it up to `seconds` (it follows its batch). MPX_EPROTO if none came or
+ * it has another size (then it is consumed and dropped), MPX_ENOMEM, MPX_EMPI. */
+int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out);
 /* Retire finished sends; returns how many finished, or a negative code. */
 int mpx__sendq_progress(mpx__sendq *q);
 /* Wait for every send. */

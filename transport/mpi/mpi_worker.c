@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "mpi_impl.h"
+#include "os/seg.h"
 #include "mpx.pb-c.h"
 #include "os/log.h"
 #include "task_impl.h"
@@ -33,6 +34,7 @@ typedef struct job {
   Mpx__Batch *b;
   size_t next, done;
   struct job *link;
+  void *args; /* the batch's big arguments (payloads), freed with it */
 } job;
 
 typedef struct reply {
@@ -63,6 +65,40 @@ static void fatal(const char *what, int rc) {
   mpx__log(MPX_LOG_ERROR, "worker rank: %s: %s", what, mpx_strerror(rc));
   MPI_Abort(MPI_COMM_WORLD, 1);
   abort();
+}
+
+/* The big arguments of one batch, received as their own messages after it. */
+typedef struct args_in {
+  int n;
+  void *buf[MPX__SERVE_SEGS];
+} args_in;
+
+static void free_args(void *a) {
+  args_in *in = a;
+  for (int k = 0; in && k < in->n; k++) free(in->buf[k]);
+  free(in);
+}
+
+/* Receive the TAG_PAYLOAD messages that follow batch b (one per Task with arg_shm, in order)
+ * into their own buffers; each Task's arg then points at its buffer. NULL when there are none.
+ * The root is trusted, but sizes are still checked (mpx__mpi_take_payload: exactly arg_shm,
+ * at most max_payload). */
+static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim) {
+  args_in *in = NULL;
+  for (size_t k = 0; k < b->n_tasks; k++) {
+    Mpx__Task *t = b->tasks[k];
+    if (!t->arg_shm) continue;
+    if (!in && !(in = calloc(1, sizeof *in))) fatal("receiving an argument", MPX_ENOMEM);
+    void *p = NULL;
+    if (in->n == MPX__SERVE_SEGS || t->arg_shm > lim->max_payload || t->arg.len ||
+        mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p))
+      continue; /* serving fails this task (argument not mapped) */
+    in->buf[in->n++] = p;
+    t->arg.data = p;
+    t->arg.len = (size_t)t->arg_shm;
+    t->arg_shm = 0;
+  }
+  return in;
 }
 
 static void *pool_main(void *arg) {
@@ -112,6 +148,7 @@ static void *pool_main(void *arg) {
     mpx__bell_ring(p->bell);
     if (last) {
       mpx__codec_free(j->b);
+      free_args(j->args);
       free(j);
     }
     pthread_mutex_lock(&p->lock);
@@ -231,7 +268,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   server sv = {.s = s};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
-                            .host = s->host};
+                            .host = s->host, .oob_min = MPX__SEG_MIN};
   sv.hybrid = h.threads > 1;
   int init_rc = 0;
   char *init_msg = NULL;
@@ -292,10 +329,13 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
         if ((rc = mpx__codec_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
           fatal("a malformed batch from the root", rc);
         if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
+        void *args = recv_args(s->comm, s->root, b, &sv.lim);
         if (b->n_tasks && sv.hybrid) {
           job *j = calloc(1, sizeof *j);
           if (!j) fatal("queueing a batch", MPX_ENOMEM);
           j->b = b;
+          j->args = args;
+          args = NULL;
           pthread_mutex_lock(&sv.p.lock);
           if (sv.p.tail) sv.p.tail->link = j;
           else sv.p.head = j;
@@ -306,9 +346,21 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
           b = NULL;
         } else if (b->n_tasks) {
           mpx__wbuf out = {0};
-          if ((rc = mpx__serve_batch(b, &sv.who, &sv.lim, &out))) fatal("serving a batch", rc);
+          void *big[MPX__SERVE_SEGS];
+          size_t lens[MPX__SERVE_SEGS];
+          int nbig = 0;
+          if ((rc = mpx__serve_batch_oob(b, &sv.who, &sv.lim, &out, big, lens, &nbig)))
+            fatal("serving a batch", rc);
           if ((rc = post(&sv, &out))) fatal("sending results", rc);
+          for (int k = 0; k < nbig; k++) { /* big results follow as their own messages */
+            uint8_t *take = big[k];
+            rc = mpx__sendq_post(&sv.sq, s->comm, s->root, MPX__TAG_PAYLOAD, big[k], lens[k],
+                                 &take);
+            free(take);
+            if (rc) fatal("sending results", rc);
+          }
         }
+        free_args(args);
         mpx__codec_free(b);
         if (sv.rcap > ((size_t)16 << 20)) {
           free(sv.rbuf);
