@@ -12,10 +12,14 @@
  *   - memcpy:  one memcpy of `size` bytes between warm buffers, best of 3.
  *   - socketpair: `size` bytes written by a thread through an AF_UNIX socketpair and read into a
  *              warm buffer (the bare pipe a process worker's socket is), best of 3.
+ *   - mpi:     on the MPI backend, `size` bytes sent by rank 0 with a bare MPI_Send to the worker
+ *              rank that runs a task posting the matching MPI_Recv into a warm buffer (best of 3;
+ *              on MPI_COMM_WORLD, never mpx's own communicator).
  *   - pages:   `size` bytes of fresh memory mapped, written one byte a page and unmapped, best of
  *              3: what any new buffer of that size costs (a result the caller keeps is one).
  * Figures are GB/s (10^9 bytes per second) of payload: N * size over the round's seconds for mpx,
- * size over seconds for the limits. `ratio` is args (and results) against memcpy. Nothing here is
+ * size over seconds for the limits. `ratio` is args (and results) against memcpy, or against
+ * bare MPI on the MPI backend. Nothing here is
  * asserted: the host is shared and noisy, compare within a row. */
 #include <pthread.h>
 #include <stdint.h>
@@ -27,6 +31,9 @@
 #include <unistd.h>
 
 #include "bench.h"
+#if MPX_HAVE_MPI
+#include <mpx/mpi.h>
+#endif
 
 #define PAGE 4096
 
@@ -52,6 +59,58 @@ static int bench_fill(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *o
   return 0;
 }
 MPX_TASK(bench_fill)
+
+#if MPX_HAVE_MPI
+enum { TAG_HELLO = 7701, TAG_DATA = 7702 };
+
+/* On a worker rank: say which rank this is, then receive arg's uint64 size of bytes from rank 0
+ * into a buffer kept between calls (warm, as the limit should be). */
+static int bench_mpi_recv(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)out;
+  static unsigned char *buf;
+  static size_t cap;
+  uint64_t n;
+  if (len != sizeof n) return mpx_task_fail(ctx, MPX_EINVAL, "want a size");
+  memcpy(&n, arg, sizeof n);
+  if (n > cap) {
+    free(buf);
+    if (!(buf = malloc(n))) return cap = 0, MPX_ENOMEM;
+    memset(buf, 0, n);
+    cap = n;
+  }
+  int me;
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  MPI_Send(&me, 1, MPI_INT, 0, TAG_HELLO, MPI_COMM_WORLD);
+  MPI_Recv(buf, (int)n, MPI_BYTE, 0, TAG_DATA, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  return 0;
+}
+MPX_TASK(bench_mpi_recv)
+
+/* Rank 0: best of 3 bare transfers of `size` bytes to a worker rank; < 0 if not possible. */
+static double best_mpi(mpx_executor *ex, const unsigned char *src, size_t size) {
+  int inited = 0, level = 0;
+  MPI_Initialized(&inited);
+  if (!inited || size > (size_t)INT32_MAX) return -1;
+  MPI_Query_thread(&level);
+  if (level < MPI_THREAD_MULTIPLE) return -1; /* the dispatcher calls MPI at the same time */
+  double best = 1e30;
+  uint64_t n = size;
+  for (int r = 0; r < 3; r++) {
+    mpx_future *f;
+    if (mpx_submit(ex, "bench_mpi_recv", &n, sizeof n, &f)) return -1;
+    int rank = -1;
+    MPI_Recv(&rank, 1, MPI_INT, MPI_ANY_SOURCE, TAG_HELLO, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    double t0 = bench_now();
+    MPI_Send(src, (int)size, MPI_BYTE, rank, TAG_DATA, MPI_COMM_WORLD);
+    int rc = mpx_future_result(f, MPX_FOREVER, NULL, NULL);
+    double s = bench_now() - t0;
+    mpx_future_release(f);
+    if (rc) return -1;
+    if (s < best) best = s;
+  }
+  return best;
+}
+#endif
 
 /* "4M", "64K", "1G", "123": bytes, 0 if malformed. */
 static size_t parse_size(const char *s, const char **end) {
@@ -209,27 +268,34 @@ static int one_size(const bench_args *a, size_t size) {
   if (fresh < 0) return 1;
   double mc = best_memcpy(dst, src, size);
   double sp = best_socketpair(dst, src, size);
-  double pg = best_pages(size);
+  double pg = best_pages(size), mp = -1;
+#if MPX_HAVE_MPI
+  if (mpx_executor_backend(ex) == MPX_BACKEND_MPI) mp = best_mpi(ex, src, size);
+#endif
   double total = (double)size * (double)n;
   double g_args = total / args / 1e9, g_res = total / res / 1e9, g_fresh = total / fresh / 1e9;
   double g_mc = (double)size / mc / 1e9, g_sp = sp > 0 ? (double)size / sp / 1e9 : 0;
   double g_pg = pg > 0 ? (double)size / pg / 1e9 : 0;
+  double g_mp = mp > 0 ? (double)size / mp / 1e9 : 0;
+  double lim = g_mp > 0 ? g_mp : g_mc; /* the ratio's yardstick: bare MPI on MPI, else memcpy */
   char sz[32], extra[400];
   fmt_size(size, sz, sizeof sz);
   snprintf(extra, sizeof extra,
            "\"size\": %zu, \"args_gb_s\": %.3f, \"results_gb_s\": %.3f, \"fresh_args_gb_s\": "
            "%.3f, \"memcpy_gb_s\": %.3f, \"socketpair_gb_s\": %.3f, \"pages_gb_s\": %.3f, "
-           "\"args_ratio\": %.2f, \"results_ratio\": %.2f",
-           size, g_args, g_res, g_fresh, g_mc, g_sp, g_pg, g_args / g_mc, g_res / g_mc);
+           "\"mpi_gb_s\": %.3f, \"args_ratio\": %.2f, \"results_ratio\": %.2f",
+           size, g_args, g_res, g_fresh, g_mc, g_sp, g_pg, g_mp, g_args / lim, g_res / lim);
+  char mpi_col[32] = "";
+  if (g_mp > 0) snprintf(mpi_col, sizeof mpi_col, "  mpi %6.3f", g_mp);
   if (a->json) {
     bench_emit(a, mpx_backend_name((mpx_backend)mpx_executor_backend(ex)), "payload",
                mpx_executor_workers(ex), n, args, extra);
   } else {
     printf("%-10s payload %6s x%-3ld %2d workers  args %7.3f GB/s  results %7.3f GB/s  fresh "
-           "%6.3f | memcpy %7.3f  socketpair %6.3f  pages %6.3f GB/s | ratio %.2f / %.2f\n",
+           "%6.3f | memcpy %7.3f  socketpair %6.3f  pages %6.3f%s GB/s | ratio %.2f / %.2f\n",
            mpx_backend_name((mpx_backend)mpx_executor_backend(ex)), sz, n,
-           mpx_executor_workers(ex), g_args, g_res, g_fresh, g_mc, g_sp, g_pg, g_args / g_mc,
-           g_res / g_mc);
+           mpx_executor_workers(ex), g_args, g_res, g_fresh, g_mc, g_sp, g_pg, mpi_col,
+           g_args / lim, g_res / lim);
     fflush(stdout);
   }
   free(fs);
