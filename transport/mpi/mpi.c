@@ -347,7 +347,8 @@ static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size
 static int mpi_take_payload(mpx__link *self, int worker, size_t len, void **out) {
   mpi_tp *tp = (mpi_tp *)self;
   if (worker < 0 || worker >= tp->n || len > INT_MAX) return MPX_EPROTO;
-  return mpx__mpi_take_payload(tp->s->comm, worker_rank(tp->s, worker), len, 30.0, out);
+  return mpx__mpi_take_payload(tp->s->comm, worker_rank(tp->s, worker), len, 30.0, out, NULL,
+                               NULL);
 }
 
 /* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are

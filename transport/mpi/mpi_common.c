@@ -6,6 +6,7 @@
  * the thread that makes a rank's MPI calls (mpi_impl.h: one at a time per session). Nothing here
  * keeps state between calls except the cached MPX_MPI_POLL_US (an atomic, set once). */
 #include <limits.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +194,8 @@ int mpx__mpi_mrecv(MPI_Message *msg, size_t len, uint8_t **buf, size_t *cap) {
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Mrecv", rc);
 }
 
-int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out) {
+int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out,
+                          uint8_t **keep, size_t *keep_cap) {
   *out = NULL;
   mpx__backoff bo = {0};
   mpx__bell none = {0};
@@ -210,7 +212,18 @@ int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, vo
       continue;
     }
     MPI_Get_count(&st, MPI_BYTE, &count);
-    void *p = count >= 0 && (size_t)count == len ? malloc(len) : NULL; /* size checked first */
+    bool fits = count >= 0 && (size_t)count == len; /* the size is checked first */
+    void *p = NULL;
+    if (fits && keep && *keep && *keep_cap >= len) {
+      p = *keep;
+    } else if (fits && keep) {
+      free(*keep);
+      *keep_cap = 0;
+      if ((*keep = malloc(len))) *keep_cap = len;
+      p = *keep;
+    } else if (fits) {
+      p = malloc(len);
+    }
     if (!p) {
       char dummy;
       MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* consumed (truncated) */
@@ -218,7 +231,7 @@ int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, vo
     }
     rc = MPI_Mrecv(p, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
-      free(p);
+      if (!keep) free(p);
       return mpx__mpi_fail("MPI_Mrecv", rc);
     }
     *out = p;

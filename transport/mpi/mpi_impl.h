@@ -119,8 +119,11 @@ int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const ui
                        size_t len, uint8_t **take, bool borrow);
 /* Receive the next TAG_PAYLOAD message from `src` into a new malloc'd *out, which must be exactly
  * `len` bytes: waits for it up to `seconds` (it follows its batch). MPX_EPROTO if none came or
- * it has another size (then it is consumed and dropped), MPX_ENOMEM, MPX_EMPI. */
-int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out);
+ * it has another size (then it is consumed and dropped), MPX_ENOMEM, MPX_EMPI. With `keep`
+ * (a buffer of *keep_cap bytes kept between calls, grown as needed), the message goes there
+ * and *out points into it (warm pages: a worker rank's arguments). */
+int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out,
+                          uint8_t **keep, size_t *keep_cap);
 /* Retire finished sends; returns how many finished, or a negative code. */
 int mpx__sendq_progress(mpx__sendq *q);
 /* Wait for every send. */

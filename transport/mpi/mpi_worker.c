@@ -67,32 +67,42 @@ static void fatal(const char *what, int rc) {
   abort();
 }
 
-/* The big arguments of one batch, received as their own messages after it. */
+/* The big arguments of one batch, received as their own messages after it; buf[0] may be the
+ * serving thread's kept buffer (keep_first), which is not freed. */
 typedef struct args_in {
   int n;
+  bool keep_first;
   void *buf[MPX__SERVE_SEGS];
 } args_in;
 
 static void free_args(void *a) {
   args_in *in = a;
-  for (int k = 0; in && k < in->n; k++) free(in->buf[k]);
+  for (int k = 0; in && k < in->n; k++)
+    if (k || !in->keep_first) free(in->buf[k]);
   free(in);
 }
+
+/* Largest argument buffer a single-threaded rank keeps between batches. */
+#define KEEP_ARG_MAX ((size_t)512 << 20)
 
 /* Receive the TAG_PAYLOAD messages that follow batch b (one per Task with arg_shm, in order)
  * into their own buffers; each Task's arg then points at its buffer. NULL when there are none.
  * The root is trusted, but sizes are still checked (mpx__mpi_take_payload: exactly arg_shm,
  * at most max_payload). */
-static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim) {
+static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim,
+                       uint8_t **keep, size_t *keep_cap) {
   args_in *in = NULL;
   for (size_t k = 0; k < b->n_tasks; k++) {
     Mpx__Task *t = b->tasks[k];
     if (!t->arg_shm) continue;
     if (!in && !(in = calloc(1, sizeof *in))) fatal("receiving an argument", MPX_ENOMEM);
     void *p = NULL;
+    bool kept = keep && in->n == 0 && t->arg_shm <= KEEP_ARG_MAX; /* the first: warm pages */
     if (in->n == MPX__SERVE_SEGS || t->arg_shm > lim->max_payload || t->arg.len ||
-        mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p))
+        mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p, kept ? keep : NULL,
+                              kept ? keep_cap : NULL))
       continue; /* serving fails this task (argument not mapped) */
+    if (in->n == 0) in->keep_first = kept;
     in->buf[in->n++] = p;
     t->arg.data = p;
     t->arg.len = (size_t)t->arg_shm;
@@ -204,6 +214,8 @@ typedef struct server {
   bool hybrid;
   uint8_t *rbuf;
   size_t rcap;
+  uint8_t *argbuf; /* single-threaded: the kept buffer of big arguments (recv_args) */
+  size_t argcap;
 } server;
 
 /* Post the packed bytes in `out` (taken over). */
@@ -329,7 +341,10 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
         if ((rc = mpx__codec_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
           fatal("a malformed batch from the root", rc);
         if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
-        void *args = recv_args(s->comm, s->root, b, &sv.lim);
+        /* a single-threaded rank is done with its arguments when it has served the batch: the
+         * first big one goes into a buffer kept for the next batch */
+        void *args = recv_args(s->comm, s->root, b, &sv.lim, sv.hybrid ? NULL : &sv.argbuf,
+                               &sv.argcap);
         if (b->n_tasks && sv.hybrid) {
           job *j = calloc(1, sizeof *j);
           if (!j) fatal("queueing a batch", MPX_ENOMEM);
@@ -391,6 +406,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   if (sv.hybrid) pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
   free(sv.rbuf);
+  free(sv.argbuf);
   return rc < 0 ? rc : MPX_OK;
 }
 
