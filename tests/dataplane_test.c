@@ -370,7 +370,8 @@ static void test_killed_in_flight(void) {
     int rc = mpx_future_result(fs[i], 120, &data, &len);
     if (rc == MPX_OK) {
       CHECK(len == size);
-      for (size_t j = 0; j < len; j += 4093) CHECK(((const unsigned char *)data)[j] == pattern(j, len));
+      for (size_t j = 0; j < len; j += 4093)
+        CHECK(((const unsigned char *)data)[j] == pattern(j, len));
       ok++;
     } else {
       CHECK_RC(rc, MPX_EWORKER_LOST);
@@ -385,7 +386,7 @@ static void test_killed_in_flight(void) {
   CHECK(count_shm() <= shm);
 }
 
-/* ---- executor: sizes both ways, in place ------------------------------------------------------ */
+/* ---- executor: sizes both ways, in place ---------------------------------------------------- */
 
 static mpx_backend sizes_backend = MPX_BACKEND_PROCESSES;
 

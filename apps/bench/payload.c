@@ -117,17 +117,23 @@ static size_t parse_size(const char *s, const char **end) {
   char *e;
   unsigned long long v = strtoull(s, &e, 10);
   if (e == s) return 0;
-  if (*e == 'K' || *e == 'k') v <<= 10, e++;
-  else if (*e == 'M' || *e == 'm') v <<= 20, e++;
-  else if (*e == 'G' || *e == 'g') v <<= 30, e++;
+  if (*e == 'K' || *e == 'k')
+    v <<= 10, e++;
+  else if (*e == 'M' || *e == 'm')
+    v <<= 20, e++;
+  else if (*e == 'G' || *e == 'g')
+    v <<= 30, e++;
   *end = e;
   return (size_t)v;
 }
 
 static void fmt_size(size_t n, char *buf, size_t cap) {
-  if (n >= (1u << 20) && n % (1u << 20) == 0) snprintf(buf, cap, "%zuM", n >> 20);
-  else if (n >= 1024 && n % 1024 == 0) snprintf(buf, cap, "%zuK", n >> 10);
-  else snprintf(buf, cap, "%zu", n);
+  if (n >= (1u << 20) && n % (1u << 20) == 0)
+    snprintf(buf, cap, "%zuM", n >> 20);
+  else if (n >= 1024 && n % 1024 == 0)
+    snprintf(buf, cap, "%zuK", n >> 10);
+  else
+    snprintf(buf, cap, "%zu", n);
 }
 
 /* Seconds of one round of n tasks; < 0 on failure. */
@@ -136,11 +142,13 @@ static double round_args(mpx_executor *ex, const mpx_task *t, const void *arg, s
   double t0 = bench_now();
   for (long i = 0; i < n; i++) {
     int rc = mpx_submit_task(ex, t, arg, size, NULL, &fs[i]);
-    if (rc) return fprintf(stderr, "mpx-bench: submit: %s %s\n", mpx_strerror(rc), mpx_errmsg()), -1;
+    if (rc)
+      return fprintf(stderr, "mpx-bench: submit: %s %s\n", mpx_strerror(rc), mpx_errmsg()), -1;
   }
   for (long i = 0; i < n; i++) {
     int rc = mpx_future_result(fs[i], MPX_FOREVER, NULL, NULL);
-    if (rc) return fprintf(stderr, "mpx-bench: result: %s %s\n", mpx_strerror(rc), mpx_errmsg()), -1;
+    if (rc)
+      return fprintf(stderr, "mpx-bench: result: %s %s\n", mpx_strerror(rc), mpx_errmsg()), -1;
     mpx_future_release(fs[i]);
   }
   return bench_now() - t0;
@@ -153,7 +161,8 @@ static double round_results(mpx_executor *ex, const mpx_task *t, size_t size, mp
   double t0 = bench_now();
   for (long i = 0; i < n; i++) {
     int rc = mpx_submit_task(ex, t, &want, sizeof want, NULL, &fs[i]);
-    if (rc) return fprintf(stderr, "mpx-bench: submit: %s %s\n", mpx_strerror(rc), mpx_errmsg()), -1;
+    if (rc)
+      return fprintf(stderr, "mpx-bench: submit: %s %s\n", mpx_strerror(rc), mpx_errmsg()), -1;
   }
   for (long i = 0; i < n; i++) {
     const void *data;
@@ -161,7 +170,8 @@ static double round_results(mpx_executor *ex, const mpx_task *t, size_t size, mp
     int rc = mpx_future_result(fs[i], MPX_FOREVER, &data, &len);
     if (rc || len != size)
       return fprintf(stderr, "mpx-bench: result: %s %s (%zu bytes)\n", mpx_strerror(rc),
-                     mpx_errmsg(), len), -1;
+                     mpx_errmsg(), len),
+             -1;
     for (size_t k = 0; k < len; k += PAGE) sink += ((const unsigned char *)data)[k];
     mpx_future_release(fs[i]);
   }
@@ -238,8 +248,8 @@ static double best_pages(size_t size) {
 
 static int one_size(const bench_args *a, size_t size) {
   mpx_executor *ex;
-  int rc = mpx_executor_create(&ex, &(mpx_options){.backend = a->backend, .workers = a->workers,
-                                                      .binding = a->binding});
+  int rc = mpx_executor_create(
+      &ex, &(mpx_options){.backend = a->backend, .workers = a->workers, .binding = a->binding});
   if (rc) {
     fprintf(stderr, "mpx-bench: cannot create the executor: %s %s\n", mpx_strerror(rc),
             mpx_errmsg());
@@ -293,9 +303,8 @@ static int one_size(const bench_args *a, size_t size) {
   } else {
     printf("%-10s payload %6s x%-3ld %2d workers  args %7.3f GB/s  results %7.3f GB/s  fresh "
            "%6.3f | memcpy %7.3f  socketpair %6.3f  pages %6.3f%s GB/s | ratio %.2f / %.2f\n",
-           mpx_backend_name((mpx_backend)mpx_executor_backend(ex)), sz, n,
-           mpx_executor_workers(ex), g_args, g_res, g_fresh, g_mc, g_sp, g_pg, mpi_col,
-           g_args / lim, g_res / lim);
+           mpx_backend_name((mpx_backend)mpx_executor_backend(ex)), sz, n, mpx_executor_workers(ex),
+           g_args, g_res, g_fresh, g_mc, g_sp, g_pg, mpi_col, g_args / lim, g_res / lim);
     fflush(stdout);
   }
   free(fs);

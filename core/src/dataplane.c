@@ -92,10 +92,10 @@ bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle
 
 int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
                  const uint8_t *data, size_t len) {
-  int rc = dp->nfds && link->send_fds     ? link->send_fds(tp, worker, data, len, dp->fds, dp->nfds)
-           : dp->nparts && link->send_parts ? link->send_parts(tp, worker, data, len, dp->parts,
-                                                               dp->nparts)
-                                            : link->send(tp, worker, data, len);
+  int rc = dp->nfds && link->send_fds ? link->send_fds(tp, worker, data, len, dp->fds, dp->nfds)
+           : dp->nparts && link->send_parts
+               ? link->send_parts(tp, worker, data, len, dp->parts, dp->nparts)
+               : link->send(tp, worker, data, len);
   mpx__dp_reset(dp);
   return rc;
 }
@@ -107,8 +107,7 @@ void mpx__dp_reset(mpx__dp *dp) {
 }
 
 const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
-                           const Mpx__Result *r, size_t max_payload, mpx_future *f,
-                           mpx__seg *seg) {
+                           const Mpx__Result *r, size_t max_payload, mpx_future *f, mpx__seg *seg) {
   *seg = MPX__SEG_NONE;
   if (!r->data_shm) return NULL;
   const char *why = NULL;
@@ -131,8 +130,9 @@ const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
     why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
                            : "passed a result that could not be mapped";
   if (!why) return NULL;
-  mpx__future_fail(f, rc, mpx__strdupf("task '%s': the result from worker %d was refused: it %s",
-                                       f->task->name, worker, why));
+  mpx__future_fail(f, rc,
+                   mpx__strdupf("task '%s': the result from worker %d was refused: it %s",
+                                f->task->name, worker, why));
   mpx__future_drop(f);
   return why;
 }
@@ -141,9 +141,13 @@ bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
   if (!seg->data) return false;
   bool chunk = atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK;
   if (chunk) mpx__future_finish_copy(f, seg->data, seg->len);
-  if (chunk && !seg->map_len) free(seg->data);
-  else if (chunk) mpx__seg_free(seg);
-  else if (seg->map_len) mpx__future_finish_mapped(f, seg->data, seg->len);
-  else mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */
+  if (chunk && !seg->map_len)
+    free(seg->data);
+  else if (chunk)
+    mpx__seg_free(seg);
+  else if (seg->map_len)
+    mpx__future_finish_mapped(f, seg->data, seg->len);
+  else
+    mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */
   return true;
 }

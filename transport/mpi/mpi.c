@@ -630,10 +630,10 @@ static const mpx__link_ops mpi_link = {
     .close_endpoint = mpi_close_endpoint,
 };
 
-/* Payloads are encoded, big ones as their own messages (OOB); a single rank cannot be ended, re-run or replaced (no KILL_ONE, RETRY or
- * RECYCLE: the executor refuses time limits, retries and max_tasks_per_worker); progress is made
- * by polling threads;
- * executors can run over the user's communicators. */
+/* Payloads are encoded, big ones as their own messages (OOB); a single rank cannot be ended,
+ * re-run or replaced (no KILL_ONE, RETRY or RECYCLE: the executor refuses time limits, retries
+ * and max_tasks_per_worker); progress is made by polling threads; executors can run over the
+ * user's communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",
     .backend = MPX_BACKEND_MPI,

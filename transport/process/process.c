@@ -536,9 +536,9 @@ static const mpx__link_ops process_link = {
     .destroy = pt_destroy,
 };
 
-/* Payloads are encoded, big ones travel as segments (the data plane); one worker can be ended (time limits), lost and replaced (retries) or
- * recycled; the fork server lives from mpx_init to mpx_finalize (the init and fini hooks,
- * forkserver.c). */
+/* Payloads are encoded, big ones travel as segments (the data plane); one worker can be ended
+ * (time limits), lost and replaced (retries) or recycled; the fork server lives from mpx_init to
+ * mpx_finalize (the init and fini hooks, forkserver.c). */
 const mpx__transport mpx__process_transport = {
     .name = "processes",
     .backend = MPX_BACKEND_PROCESSES,

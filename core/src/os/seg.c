@@ -30,7 +30,9 @@ static int seg_fd(size_t len) {
   return fd;
 }
 
-static int code_of(int e) { return e == ENOMEM || e == ENOSPC || e == EFBIG ? MPX_ENOMEM : MPX_ESYS; }
+static int code_of(int e) {
+  return e == ENOMEM || e == ENOSPC || e == EFBIG ? MPX_ENOMEM : MPX_ESYS;
+}
 
 int mpx__seg_create(mpx__seg *s, size_t len) {
   *s = MPX__SEG_NONE;
@@ -116,7 +118,8 @@ int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max, int mode) {
   int rc = MPX_EPROTO;
   int need = mode == MPX__SEG_EXACT ? SEALS & ~F_SEAL_SEAL : F_SEAL_SHRINK | F_SEAL_GROW;
   uint64_t size = 0;
-  if (len > max) rc = MPX_ETOOBIG;
+  if (len > max)
+    rc = MPX_ETOOBIG;
   else if (!len || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < 0)
     rc = MPX_EPROTO;
   else if ((size = (uint64_t)st.st_size) < len || (mode == MPX__SEG_EXACT && size != len) ||
