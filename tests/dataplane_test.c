@@ -11,8 +11,8 @@
  *  - workers SIGKILLed while large results are in flight: every future is right or
  *    MPX_EWORKER_LOST; afterwards no fd, no mapping of a segment, nothing in /dev/shm is left;
  * then the working paths:
- *  - arguments and results of 0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1 bytes and
- *    256 MiB (x MPX_TEST_SCALE) both ways, checked byte for byte (`dataplane_test mpi` under
+ *  - arguments and results of 0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1 bytes, the
+ *    same around MPX__SEG_RESULT_MIN, and 256 MiB (x MPX_TEST_SCALE) both ways, checked byte for byte (`dataplane_test mpi` under
  *    mpirun: the same on ranks, where big payloads go as their own messages);
  *  - a result read in place is a segment mapping that stays valid until the future is released
  *    and is unmapped after.
@@ -395,7 +395,15 @@ static void test_sizes(void) {
   mpx_executor *ex;
   CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = sizes_backend, .workers = 2}));
   size_t big = (size_t)((double)((size_t)256 << 20) * scale());
-  size_t sizes[] = {0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1, big};
+  size_t sizes[] = {0,
+                    1,
+                    MPX__SEG_MIN - 1,
+                    MPX__SEG_MIN,
+                    MPX__SEG_MIN + 1,
+                    MPX__SEG_RESULT_MIN - 1,
+                    MPX__SEG_RESULT_MIN,
+                    MPX__SEG_RESULT_MIN + 1,
+                    big};
   for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
     size_t len = sizes[k];
     unsigned char *arg = malloc(len ? len : 1);

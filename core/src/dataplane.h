@@ -36,7 +36,8 @@ int mpx__dp_init(mpx__dp *dp, int workers);
 /* Close and unmap everything. */
 void mpx__dp_fini(mpx__dp *dp);
 
-/* With `caps` & MPX__CAP_OOB and room: the argument (at least MPX__SEG_MIN bytes) goes as its
+/* (Results: a process worker builds one of MPX__SEG_RESULT_MIN bytes or more in a segment.)
+ * With `caps` & MPX__CAP_OOB and room: the argument (at least MPX__SEG_MIN bytes) goes as its
  * own message from the caller's buffer (dp->parts), t->arg_shm its length. Otherwise, with
  * `caps` & MPX__CAP_SHM and room in dp: move Task t's argument (t->arg, at least
  * MPX__SEG_MIN bytes) out of band: t->arg becomes empty, t->arg_shm its length, and a segment's

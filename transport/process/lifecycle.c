@@ -263,7 +263,7 @@ int mpx__pt_make_hello(proc_tp *tp) {
   h.has_init = cfg->initializer != NULL;
   h.init_id = cfg->initializer ? cfg->initializer->id : 0;
   h.initargs_len = cfg->initargs_len;
-  h.seg_min = MPX__SEG_MIN;
+  h.seg_min = MPX__SEG_RESULT_MIN;
   memcpy(tp->hello, &h, sizeof h);
   if (cfg->initargs_len) memcpy(tp->hello + sizeof h, cfg->initargs, cfg->initargs_len);
   tp->hello_len = len;

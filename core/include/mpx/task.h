@@ -78,7 +78,7 @@ MPX_API int mpx_buf_set(mpx_buf *out, const void *data, size_t len);
 
 /* Make room for `len` result bytes and return where to write them in *data (the result's length
  * becomes `len`). Lets a task build a large result in place, without a second copy. On a process
- * worker a result of 256 KiB or more is built in shared memory and reaches the caller's
+ * worker a result of 1 MiB or more is built in shared memory and reaches the caller's
  * mpx_future_result without any copy. */
 MPX_API int mpx_buf_reserve(mpx_buf *out, size_t len, void **data);
 

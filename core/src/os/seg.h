@@ -21,6 +21,10 @@
 /* Payloads of at least this many bytes cross a process boundary as a segment when the link can
  * pass them (MPX__CAP_SHM); smaller ones are copied into the frame. */
 #define MPX__SEG_MIN ((size_t)256 << 10)
+/* A process worker's result goes as a segment from this size on: a fresh segment costs a dozen
+ * system calls and its pages, which below ~1 MiB the socket path (whose buffers glibc reuses
+ * warm) beats; arguments go into the worker's kept segment, warm, from MPX__SEG_MIN. */
+#define MPX__SEG_RESULT_MIN ((size_t)1 << 20)
 
 typedef struct mpx__seg {
   int fd;     /* -1: none */
