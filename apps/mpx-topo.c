@@ -4,13 +4,16 @@
  *
  * Without --xml or --synthetic it reads this process's machine the way an executor does (so run it
  * under the same taskset, cgroup, mpirun or srun as the job). Exit status: 0 on success, 1 if the
- * topology cannot be loaded, 2 on a usage error. Single-threaded. */
+ * topology cannot be loaded, 2 on a usage error. For this machine it also prints the batch job
+ * and the launch mpx_init would see (mpx/job.h), so `srun mpx-topo` shows each rank's placement
+ * and why it would or would not use MPI; it never initialises MPI itself. Single-threaded. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mpx/mpx.h"
 
@@ -23,23 +26,25 @@ typedef struct topo_args {
   mpx_binding binding;
   const char *xml;
   const char *synthetic;
+  int machine; /* this machine, not a loaded topology: also print the job */
 } topo_args;
 
 static void usage(FILE *f, const char *prog) {
-  fprintf(f,
-          "usage: %s [--workers N] [--binding none|core|pu|numa] [--xml FILE | --synthetic DESC]\n"
-          "\n"
-          "Print the packages, NUMA nodes, cores and PUs this process may use, the cgroup CPU\n"
-          "quota, the default number of workers and the usable cpuset, then where N workers\n"
-          "would be placed under the binding, one line per worker.\n"
-          "\n"
-          "  -w, --workers N     workers to place (default: the default workers)\n"
-          "  -b, --binding B     none, core, pu or numa (default: core, to show places; an\n"
-          "                      executor binds only when its options ask: default none)\n"
-          "  -x, --xml FILE      read an hwloc XML file (lstopo --of xml) instead of this machine\n"
-          "  -s, --synthetic D   use an hwloc synthetic machine, e.g. \"pack:2 numa:2 core:4 pu:2\"\n"
-          "  -h, --help          print this help\n",
-          prog);
+  fprintf(
+      f,
+      "usage: %s [--workers N] [--binding none|core|pu|numa] [--xml FILE | --synthetic DESC]\n"
+      "\n"
+      "Print the packages, NUMA nodes, cores and PUs this process may use, the cgroup CPU\n"
+      "quota, the default number of workers and the usable cpuset, then where N workers\n"
+      "would be placed under the binding, one line per worker.\n"
+      "\n"
+      "  -w, --workers N     workers to place (default: the default workers)\n"
+      "  -b, --binding B     none, core, pu or numa (default: core, to show places; an\n"
+      "                      executor binds only when its options ask: default none)\n"
+      "  -x, --xml FILE      read an hwloc XML file (lstopo --of xml) instead of this machine\n"
+      "  -s, --synthetic D   use an hwloc synthetic machine, e.g. \"pack:2 numa:2 core:4 pu:2\"\n"
+      "  -h, --help          print this help\n",
+      prog);
 }
 
 static int usage_error(const char *prog, const char *what, const char *arg) {
@@ -108,6 +113,31 @@ static void print_placement(const mpx_placement *p) {
          core, pu, p->cpuset[0] ? p->cpuset : "(unbound)");
 }
 
+static const char *const sched_names[] = {"none", "slurm", "pbs"}; /* by mpx_scheduler */
+
+/* This process's job, as mpx_init would see it (only for this machine's topology). */
+static void report_job(void) {
+  mpx_job j;
+  char host[256] = "?";
+  if (mpx_job_get(&j) != 0) return;
+  gethostname(host, sizeof host - 1);
+  printf("host:            %s (pid %ld)\n", host, (long)getpid());
+  printf("batch system:    %s%s%s\n", sched_names[j.scheduler], j.job_id[0] ? " job " : "",
+         j.job_id);
+  printf("launch:          %s (%s)\n",
+         j.spawned    ? "spawned worker"
+         : j.launched ? "MPI ranks"
+                      : "not launched: threads",
+         j.reason);
+  if (j.tasks > 0 || j.rank >= 0) printf("rank:            %d of %d\n", j.rank, j.tasks);
+  if (j.cpus_per_task > 0) printf("cpus per task:   %d (SLURM_CPUS_PER_TASK)\n", j.cpus_per_task);
+  if (j.ncpus > 0) printf("ncpus:           %d (PBS NCPUS)\n", j.ncpus);
+  if (j.nodes > 0) printf("job nodes:       %d\n", j.nodes);
+  if (j.node_slots > 0) printf("nodefile slots:  %d\n", j.node_slots);
+  double end, left;
+  if (mpx_job_deadline(&end, &left) == 0) printf("job ends:        %.0f (in %.0f s)\n", end, left);
+}
+
 static int report(const mpx_topology *t, const char *source, const topo_args *a) {
   mpx_topo_info in;
   char cpuset[4096];
@@ -126,6 +156,7 @@ static int report(const mpx_topology *t, const char *source, const topo_args *a)
     printf("cgroup quota:    none\n");
   printf("default workers: %d\n", in.default_workers);
   printf("usable cpuset:   %s\n", cpuset);
+  if (a->machine) report_job();
 
   int n = a->workers > 0 ? a->workers : in.default_workers;
   mpx_placement *pl = calloc((size_t)n, sizeof *pl);
@@ -158,6 +189,7 @@ int main(int argc, char **argv) {
     snprintf(source, sizeof source, "synthetic \"%s\"", a.synthetic);
   } else {
     rc = mpx_topology_get(&t);
+    a.machine = 1;
     snprintf(source, sizeof source, "this machine (as this process may use it)");
   }
   if (own) t = own;

@@ -389,11 +389,14 @@ static void test_killed_in_flight(void) {
 /* ---- executor: sizes both ways, in place ---------------------------------------------------- */
 
 static mpx_backend sizes_backend = MPX_BACKEND_PROCESSES;
+static int sizes_root_threads; /* MPI: tasks on rank 0 too (big arguments read in place) */
 
 static void test_sizes(void) {
   int base = count_fds();
   mpx_executor *ex;
-  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = sizes_backend, .workers = 2}));
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = sizes_backend,
+                                                     .workers = sizes_root_threads ? 0 : 2,
+                                                     .root_threads = sizes_root_threads}));
   size_t big = (size_t)((double)((size_t)256 << 20) * scale());
   size_t sizes[] = {0,
                     1,
@@ -417,6 +420,17 @@ static void test_sizes(void) {
       CHECK_OK(mpx_future_result(f, 120, &data, &got));
       CHECK(got == len && (len == 0 || memcmp(data, arg, len) == 0));
       mpx_future_release(f);
+    }
+    if (len <= ((size_t)16 << 20)) { /* a burst, so that every worker gets some at once */
+      mpx_future *fs[6];
+      for (int i = 0; i < 6; i++) CHECK_OK(mpx_submit(ex, "echo_checked", arg, len, &fs[i]));
+      for (int i = 0; i < 6; i++) {
+        const void *data;
+        size_t got;
+        CHECK_OK(mpx_future_result(fs[i], 120, &data, &got));
+        CHECK(got == len && (len == 0 || memcmp(data, arg, len) == 0));
+        mpx_future_release(fs[i]);
+      }
     }
     uint64_t want = len;
     mpx_future *f;
@@ -455,11 +469,12 @@ static void test_in_place(void) {
 
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
-  if (argc > 1 && !strcmp(argv[1], "mpi")) { /* under mpirun: the sizes on ranks */
+  if (argc > 1 && !strncmp(argv[1], "mpi", 3)) { /* under mpirun: the sizes on ranks */
     sizes_backend = MPX_BACKEND_MPI;
+    if (!strcmp(argv[1], "mpi-root")) sizes_root_threads = 1; /* and on rank 0's own thread */
     double t0 = check_now();
     test_sizes();
-    printf("%-18s ok (%.2f s)\n", "sizes (mpi)", check_now() - t0);
+    printf("%-18s ok (%.2f s)\n", argv[1], check_now() - t0);
     return mpx_finalize();
   }
   if (NO_FORK) {

@@ -157,8 +157,9 @@ int bench_map(const bench_args *a) {
   return 0;
 }
 
-static double round_trips(mpx_executor *ex, const mpx_task *t, long n) {
-  double t0 = bench_now();
+/* n round trips; each one's seconds into each[i] when each is not NULL. */
+static double round_trips(mpx_executor *ex, const mpx_task *t, long n, double *each) {
+  double t0 = bench_now(), prev = t0;
   for (long i = 0; i < n; i++) {
     mpx_future *f;
     int rc = mpx_submit_task(ex, t, NULL, 0, NULL, &f);
@@ -168,20 +169,39 @@ static double round_trips(mpx_executor *ex, const mpx_task *t, long n) {
       return -1;
     }
     mpx_future_release(f);
+    if (each) {
+      double now = bench_now();
+      each[i] = now - prev;
+      prev = now;
+    }
   }
   return bench_now() - t0;
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Reports the mean and, from each round trip timed alone, p50, p99 and the worst. */
 int bench_latency(const bench_args *a) {
   mpx_executor *ex;
   if (open_executor(a, &ex)) return 1;
   const mpx_task *t;
   mpx_task_find("bench_noop", &t);
-  if (round_trips(ex, t, a->tasks / 10 + 1) < 0) return 1;
-  double s = round_trips(ex, t, a->tasks);
+  double *each = malloc((size_t)a->tasks * sizeof *each);
+  if (!each) return fail("latency", MPX_ENOMEM);
+  if (round_trips(ex, t, a->tasks / 10 + 1, NULL) < 0) return 1;
+  double s = round_trips(ex, t, a->tasks, each);
   if (s < 0) return 1;
-  char extra[64];
-  snprintf(extra, sizeof extra, "\"us_per_round_trip\": %.3f", s / (double)a->tasks * 1e6);
+  qsort(each, (size_t)a->tasks, sizeof *each, cmp_double);
+  long n = a->tasks;
+  char extra[160];
+  snprintf(extra, sizeof extra,
+           "\"us_per_round_trip\": %.3f, \"p50_us\": %.3f, \"p99_us\": %.3f, \"max_us\": %.3f",
+           s / (double)n * 1e6, each[(n - 1) / 2] * 1e6, each[(n - 1) * 99 / 100] * 1e6,
+           each[n - 1] * 1e6);
+  free(each);
   bench_emit(a, backend_of(ex), "latency", mpx_executor_workers(ex), a->tasks, s, extra);
   mpx_executor_destroy(ex);
   return 0;

@@ -69,6 +69,7 @@ typedef struct mpx__config {
   int retries;
   double task_timeout; /* 0: none */
   int threads_per_rank;
+  int root_threads; /* MPI: options.root_threads as given (-1 none, 0 default, k) */
   mpx__gate *gate; /* bound on queued tasks; NULL when unbounded */
   /* An endpoint the link opened (link.h: open_endpoint), which only that link understands (MPI:
    * the session over the user's communicator); NULL: the link's own default (MPI: mpx_init's). */

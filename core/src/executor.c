@@ -106,6 +106,7 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   if (o->on_full < MPX_FULL_BLOCK || o->on_full > MPX_FULL_FAIL) return out_of_range("on_full");
   if (o->retries < 0) return out_of_range("retries");
   if (o->threads_per_rank < 0) return out_of_range("threads_per_rank");
+  if (o->root_threads < -1) return out_of_range("root_threads");
   if (!o->initargs && o->initargs_len) return out_of_range("initargs_len (initargs is NULL)");
   int rc = check_seconds("task_timeout", o->task_timeout);
   if (rc) return rc;
@@ -135,6 +136,7 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
   c->threads_per_rank = o->threads_per_rank;
+  c->root_threads = o->root_threads;
   if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||
                                o->max_worker_memory < c->max_payload + ((size_t)64 << 10))) {
     mpx__set_errmsg("max_worker_memory (%zu) must be at least max_payload (%zu) + 64 KiB",

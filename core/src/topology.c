@@ -4,7 +4,8 @@
  * ordered list of places, all computed at load; mpx_topology_place only copies from those lists.
  * For the process-wide topology the usable set is hwloc's allowed set (cgroup cpusets; hwloc drops
  * disallowed PUs at load) intersected with the process's current CPU binding (taskset, mpirun,
- * Slurm), and the cgroup CPU quota caps default_workers. For XML and synthetic topologies
+ * Slurm), and the cgroup CPU quota and the batch system's CPU grant (SLURM_CPUS_PER_TASK, PBS
+ * NCPUS: job.c) cap default_workers. For XML and synthetic topologies
  * everything is usable and there is no quota.
  *
  * Spreading: each usable PU gets three ranks: its (package, NUMA node) domain's rank within the
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mpx/job.h"
 #include "topology_impl.h"
 
 #define MPX__NBINDINGS 4 /* NONE, CORE, PU, NUMA: the values of mpx_binding */
@@ -363,7 +365,7 @@ static int numa_places(mpx_topology *t, const pu_rec *recs, int n, place_key *ke
   return make_places(t, MPX_BIND_NUMA, keys, nk, sets);
 }
 
-/* Count what is usable; cpu_quota must already be set. */
+/* Count what is usable; cpu_quota and the job's grants must already be set. */
 static void count_info(mpx_topology *t, const pu_rec *recs, int n) {
   mpx_topo_info *in = &t->info;
   in->pus = n;
@@ -378,6 +380,8 @@ static void count_info(mpx_topology *t, const pu_rec *recs, int n) {
   if (in->numa_nodes == 0) in->numa_nodes = 1;
   int w = in->cores;
   if (in->cpu_quota > 0 && in->cpu_quota < w) w = in->cpu_quota;
+  if (in->cpus_per_task > 0 && in->cpus_per_task < w) w = in->cpus_per_task;
+  if (in->ncpus > 0 && in->ncpus < w) w = in->ncpus;
   in->default_workers = w > 0 ? w : 1;
 }
 
@@ -452,6 +456,11 @@ static int load_process(mpx_topology *t) {
   if (rc == 0) {
     int q = mpx__cgroup_cpu_quota("/proc/self/cgroup", "/proc/self/mountinfo");
     t->info.cpu_quota = q > 0 ? q : 0;
+    mpx_job job;
+    mpx_job_get(&job);
+    t->info.cpus_per_task = job.cpus_per_task;
+    t->info.ncpus = job.ncpus;
+    t->info.job_nodes = job.nodes;
     rc = topology_finish(t);
   }
   if (rc != 0) topology_release(t);

@@ -11,13 +11,18 @@
  * finalise MPI and return MPX_WORKER (the init hook claims the job on rank 0 and sets the role
  * to MPX_WORKER on the others). mpx_comm_executor opens an endpoint instead: a one-shot session
  * over the caller's communicator, which cfg->endpoint then carries to configure and start.
+ * Without either (no launched job), configure plans and start gets spawn mode's session
+ * (mpi_spawn.c), which spawns the workers at the first MPI executor; a spawned process's init
+ * serves its parent and becomes a worker.
  *
  * Workers and slots. The dispatcher's worker i is one worker rank (comm ranks in order, skipping
  * the root); each runs `threads` tasks at once and says so in READY's slots. cfg->workers is the
  * number of ranks used and cfg->slots their threads in all (what mpx_executor_workers reports):
  * options.workers = 0 uses every worker rank with threads_per_rank threads each (0: the cores the
  * rank owns); options.workers = W > 0 asks for W tasks at once, as on the other backends: W slots
- * over min(W, worker ranks) ranks (each capped at threads_per_rank when that is set).
+ * over min(W, worker ranks) ranks (each capped at threads_per_rank when that is set). When the
+ * root works too (root_threads, mpi_local.c), its threads are one more worker, index n, after the
+ * ranks: send hands it its Batches and poll takes its messages before MPI's.
  *
  * Thread-safety: MPI is called by one thread at a time per transport (the executor's creating
  * thread in start, the dispatcher thread afterwards, the destroying thread in destroy); wake is
@@ -35,6 +40,7 @@
 #include "link.h"
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
+#include "mpx/job.h"
 #include "mpx/mpi.h"
 #include "os/clock.h"
 #include "os/log.h"
@@ -47,113 +53,14 @@
 static struct {
   bool we_init;       /* mpx_init called MPI_Init_thread: mpx_finalize calls MPI_Finalize */
   bool worker_done;   /* a worker rank finalised MPI already */
+  bool hooked;        /* mpx_init ran this transport's init: spawn mode may start workers */
+  bool mpi_off;       /* MPX_MPI=0: no MPI at all, not even spawn mode */
   int provided;       /* the thread level MPI gave */
   mpx__mpi_session *world; /* rank 0 of an mpx_init job */
   _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
 } g;
 
 /* ---- sessions ----------------------------------------------------------------------------- */
-
-typedef struct node_info {
-  char cpuset[248];
-  int32_t cores;
-  int32_t is_root;
-} node_info;
-
-/* This rank's share of its node's cores: the cores it may use, split evenly between the worker
- * ranks of the node that may use exactly the same set (ranks mpirun bound to distinct cores keep
- * theirs). */
-static int node_share(mpx__mpi_session *s, int *share) {
-  node_info me = {0};
-  const mpx_topology *t;
-  mpx_topo_info info;
-  me.cores = 1;
-  if (!mpx_topology_get(&t) && !mpx_topology_info(t, &info)) {
-    me.cores = info.cores > 0 ? info.cores : 1;
-    mpx_topology_cpuset(t, me.cpuset, sizeof me.cpuset);
-  }
-  me.is_root = s->rank == s->root;
-  MPI_Comm node;
-  int rc = MPI_Comm_split_type(s->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Comm_split_type", rc);
-  int nn, nr;
-  MPI_Comm_size(node, &nn);
-  MPI_Comm_rank(node, &nr);
-  node_info *all = calloc((size_t)nn, sizeof *all);
-  if (!all) {
-    MPI_Comm_free(&node);
-    return MPX_ENOMEM;
-  }
-  rc = MPI_Allgather(&me, sizeof me, MPI_BYTE, all, sizeof me, MPI_BYTE, node);
-  MPI_Comm_free(&node);
-  if (rc != MPI_SUCCESS) {
-    free(all);
-    return mpx__mpi_fail("MPI_Allgather", rc);
-  }
-  int sharing = 0, idx = 0;
-  for (int i = 0; i < nn; i++) {
-    if (all[i].is_root || strcmp(all[i].cpuset, me.cpuset)) continue;
-    if (i < nr) idx++;
-    sharing++;
-  }
-  free(all);
-  if (me.is_root || sharing == 0) sharing = 1;
-  int k = me.cores / sharing + (idx < me.cores % sharing);
-  *share = k > 0 ? k : 1;
-  return MPX_OK;
-}
-
-int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session **out) {
-  *out = NULL;
-  mpx__mpi_session *s = calloc(1, sizeof *s);
-  if (!s) return MPX_ENOMEM;
-  int rc = MPI_Comm_dup(comm, &s->comm);
-  if (rc != MPI_SUCCESS) {
-    free(s);
-    return mpx__mpi_fail("MPI_Comm_dup", rc);
-  }
-  MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(s->comm, &s->rank);
-  MPI_Comm_size(s->comm, &s->size);
-  s->root = root;
-  s->nworkers = s->size - 1;
-  s->oneshot = oneshot;
-  atomic_init(&s->refs, 1);
-  if (gethostname(s->host, sizeof s->host)) snprintf(s->host, sizeof s->host, "?");
-  s->host[sizeof s->host - 1] = '\0';
-  int r = node_share(s, &s->my_cores);
-  if (r) s->my_cores = 1, r = 0; /* no topology: one thread */
-  if (s->rank == root && !(s->cores = calloc((size_t)s->size, sizeof *s->cores))) {
-    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
-    MPI_Abort(s->comm, 1);
-  }
-  rc = MPI_Gather(&s->my_cores, 1, MPI_INT, s->cores, 1, MPI_INT, root, s->comm);
-  if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
-  /* every rank's host name, before any task runs: error messages name hosts from this, never
-   * from what a worker sends */
-  if (s->rank == root && !(s->hosts = calloc((size_t)s->size, sizeof *s->hosts))) {
-    mpx__log(MPX_LOG_ERROR, "out of memory creating an MPI session");
-    MPI_Abort(s->comm, 1);
-  }
-  rc = MPI_Gather(s->host, (int)sizeof s->host, MPI_CHAR, s->hosts, (int)sizeof s->host, MPI_CHAR,
-                  root, s->comm);
-  if (!r && rc != MPI_SUCCESS) r = mpx__mpi_fail("MPI_Gather", rc);
-  for (int i = 0; s->hosts && i < s->size; i++) s->hosts[i][sizeof s->host - 1] = '\0';
-  if (r) {
-    mpx__mpi_session_free(s);
-    return r;
-  }
-  *out = s;
-  return MPX_OK;
-}
-
-void mpx__mpi_session_free(mpx__mpi_session *s) {
-  if (!s) return;
-  MPI_Comm_free(&s->comm);
-  free(s->cores);
-  free(s->hosts);
-  free(s);
-}
 
 static void session_unref(mpx__mpi_session *s) {
   if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
@@ -163,7 +70,10 @@ static void session_unref(mpx__mpi_session *s) {
 /* Tell every worker rank in [0, size) but those in `skip` (may be NULL) that the session is over. */
 static void send_stop(mpx__mpi_session *s, const bool *skip) {
   for (int r = 0; r < s->size; r++)
-    if (r != s->root && !(skip && skip[r])) MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+    if (r != s->root && !(skip && skip[r])) {
+      MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+      mpx__mpi_ring(s, r);
+    }
 }
 
 /* ---- the worker / slot plan --------------------------------------------------------------- */
@@ -181,7 +91,7 @@ static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, i
       t = workers / ranks + (i < workers % ranks);
       if (tpr > 0 && t > tpr) t = tpr;
     } else {
-      t = tpr > 0 ? tpr : s->cores[worker_rank(s, i)];
+      t = tpr > 0 ? tpr : s->spawned ? 1 : s->cores[worker_rank(s, i)];
     }
     if (t < 1) t = 1;
     if (threads) threads[i] = t;
@@ -195,18 +105,62 @@ static mpx__mpi_session *session_of(const mpx__config *cfg) {
   return cfg->endpoint ? (mpx__mpi_session *)cfg->endpoint : g.world;
 }
 
+/* Rank 0 working (mpi_local.c): the root's own task threads for these options (0: none). */
+static int root_threads(const mpx__mpi_session *s, const mpx__config *cfg) {
+  if (cfg->root_threads != 0) return cfg->root_threads > 0 ? cfg->root_threads : 0;
+  /* workers = W asks for W in all; spawn mode plans before its session exists: asked only */
+  return s && !s->spawned && cfg->workers_opt == 0 ? s->root_spare : 0;
+}
+
+/* Spawn mode (mpi_spawn.c): no launched job and no endpoint. The workers to spawn, or a code. */
+static int spawn_count(const mpx__config *cfg, int *n) {
+  if (g.mpi_off) {
+    mpx__set_errmsg("MPX_MPI=0: the MPI backend is off (unset it to spawn MPI workers, or run "
+                    "under mpirun -np N)");
+    return MPX_EMPI;
+  }
+  if (!g.hooked) {
+    mpx__set_errmsg("the MPI backend outside mpirun spawns its workers, which needs mpx_init("
+                    "&argc, &argv) first in main (the workers enter their role there)");
+    return MPX_EMPI;
+  }
+  *n = cfg->workers_opt;
+  if (*n <= 0) {
+    const mpx_topology *t;
+    mpx_topo_info in;
+    *n = !mpx_topology_get(&t) && !mpx_topology_info(t, &in) ? in.default_workers : 1;
+  }
+  return MPX_OK;
+}
+
 static int mpi_configure(mpx__config *cfg) {
   mpx__mpi_session *s = session_of(cfg);
-  if (!s || s->nworkers < 1) {
+  int spawn = 0;
+  if (!s && !cfg->endpoint) {
+    int rc = spawn_count(cfg, &spawn);
+    if (rc) return rc;
+  }
+  if (!spawn && (!s || s->nworkers < 1)) {
     mpx__set_errmsg("the MPI backend needs an MPI job of at least 2 ranks: run the program with "
                     "mpirun -np N (N >= 2) and call mpx_init first, or use mpx_comm_executor");
     return MPX_EMPI;
   }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
   cfg->max_worker_memory = 0; /* ignored: MPI receives each message whole, at its announced size */
-  int slots;
-  cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
-  cfg->slots = slots;
+  if (spawn) { /* what plan() will give over `spawn` fresh ranks of one thread each */
+    int tpr = cfg->threads_per_rank > 0 ? cfg->threads_per_rank : 1;
+    cfg->workers = spawn;
+    cfg->slots = cfg->workers_opt > 0 ? spawn : spawn * tpr;
+  } else {
+    int slots;
+    cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
+    cfg->slots = slots;
+  }
+  int local = root_threads(s, cfg); /* the root's threads: one more worker, the last */
+  if (local > 0) {
+    cfg->workers += 1;
+    cfg->slots += local;
+  }
   return MPX_OK;
 }
 
@@ -224,9 +178,12 @@ typedef struct mpi_tp {
   mpx__sendq sq;
   uint8_t *rbuf;
   size_t rcap;
-  mpx__bell bell;
+  mpx__bell *bell; /* the session's bell for the root (shared with its node's ranks, or not) */
   uint32_t seen;
   bool stopped, counted;
+  bool expect; /* rung by a worker whose message has not shown yet: poll on the timer */
+  mpx__mpi_local *local; /* rank 0 working: the dispatcher's worker n (mpi_local.c), or NULL */
+  int local_threads;
 } mpi_tp;
 
 static int send_start(mpi_tp *tp, int i, int threads) {
@@ -250,11 +207,13 @@ static int send_start(mpi_tp *tp, int i, int threads) {
   memcpy(m + sizeof h, name, h.name_len);
   if (c->initargs_len) memcpy(m + sizeof h + h.name_len, c->initargs, c->initargs_len);
   int rc = MPI_Send(m, (int)len, MPI_BYTE, worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
+  mpx__mpi_ring(tp->s, worker_rank(tp->s, i));
   free(m);
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Send", rc);
 }
 
 static void tp_free(mpi_tp *tp) {
+  mpx__mpi_local_stop(tp->local);
   mpx__sendq_free(&tp->sq);
   free(tp->index_of);
   free(tp->threads);
@@ -267,6 +226,10 @@ static void tp_free(mpi_tp *tp) {
 static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   *out = NULL;
   mpx__mpi_session *s = session_of(cfg);
+  if (!s && !cfg->endpoint && g.hooked && !g.mpi_off) {
+    int rc = mpx__mpi_spawn_session(cfg->workers, &s);
+    if (rc) return rc;
+  }
   if (!s) return mpi_configure((mpx__config *)cfg); /* only to report the error */
   bool expected = false;
   if (!atomic_compare_exchange_strong(&s->busy, &expected, true)) {
@@ -289,6 +252,7 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   }
   tp->counted = true;
   tp->s = s;
+  tp->bell = s->my_bell;
   tp->cfg = cfg;
   tp->lim = mpx__limits_default(cfg->max_payload);
   tp->index_of = malloc((size_t)s->size * sizeof *tp->index_of);
@@ -298,7 +262,8 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   if (!rc) {
     int slots;
     tp->n = plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
-    if (tp->n != cfg->workers) rc = MPX_EINVAL; /* configure was not called */
+    tp->local_threads = root_threads(s, cfg);
+    if (tp->n + (tp->local_threads > 0) != cfg->workers) rc = MPX_EINVAL; /* not configured */
     for (int r = 0; r < s->size; r++) tp->index_of[r] = -1, tp->bye[r] = true;
     for (int i = 0; !rc && i < tp->n; i++) {
       int r = worker_rank(s, i);
@@ -309,6 +274,12 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   int sent = 0;
   for (; !rc && sent < tp->n; sent++) rc = send_start(tp, sent, threads[sent]);
   tp->threads = threads; /* for mpi_peer */
+  if (!rc && tp->local_threads > 0) {
+    const mpx__config *c = cfg;
+    rc = mpx__mpi_local_start(&tp->local, tp->local_threads, tp->n, s,
+                              c->initializer ? c->initializer->name : NULL, c->initargs,
+                              c->initargs_len, c->max_payload, tp->bell);
+  }
   if (rc && sent == 0) {
     atomic_store(&s->busy, false);
     tp_free(tp);
@@ -326,9 +297,13 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
 
 static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len) {
   mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) /* the root's own threads */
+    return tp->local ? mpx__mpi_local_send(tp->local, data, len) : MPX_EWORKER_LOST;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
-  return mpx__sendq_post(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_BATCH, data,
-                         len, NULL);
+  int r = worker_rank(tp->s, worker);
+  int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_BATCH, data, len, NULL);
+  mpx__mpi_ring(tp->s, r);
+  return rc;
 }
 
 /* The batch, then each big argument as its own TAG_PAYLOAD message from where it lies (the
@@ -336,6 +311,9 @@ static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len
 static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size_t len,
                           const struct iovec *parts, int n) {
   mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) /* the root's own threads read them in place */
+    return tp->local ? mpx__mpi_local_send_parts(tp->local, data, len, parts, n)
+                     : MPX_EWORKER_LOST;
   int rc = mpi_send(self, worker, data, len);
   for (int k = 0; !rc && k < n; k++)
     rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_PAYLOAD,
@@ -398,25 +376,35 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
     tp->rbuf = NULL;
     tp->rcap = 0;
   }
-  uint32_t cur = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
+  uint32_t cur = atomic_load_explicit(&tp->bell->seq, memory_order_seq_cst);
   bool woken = cur != tp->seen;
   tp->seen = cur;
   double deadline = mpx__now() + timeout_ms / 1e3;
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(tp->s);
+  bo.expect = tp->expect;
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
-    if ((rc = try_recv(tp, ev))) return rc < 0 ? rc : MPX_OK;
+    if (tp->local && mpx__mpi_local_poll(tp->local, &ev->data, &ev->len)) {
+      ev->kind = MPX__EV_MESSAGE;
+      ev->worker = tp->n;
+      return MPX_OK;
+    }
+    if ((rc = try_recv(tp, ev))) {
+      tp->expect = false;
+      return rc < 0 ? rc : MPX_OK;
+    }
     if (woken || timeout_ms <= 0) return MPX_OK;
     double left = deadline - mpx__now();
     if (left <= 0) return MPX_OK;
     long ns = mpx__backoff_next(&bo);
     if (ns > left * 1e9) ns = (long)(left * 1e9) + 1;
-    mpx__bell_wait(&tp->bell, cur, ns);
-    uint32_t now = atomic_load_explicit(&tp->bell.seq, memory_order_seq_cst);
+    mpx__bell_wait(tp->bell, cur, ns);
+    uint32_t now = atomic_load_explicit(&tp->bell->seq, memory_order_seq_cst);
     if (now != cur) { /* woken: one more look for a message, then return */
       tp->seen = cur = now;
       woken = true;
+      tp->expect = true; /* a worker's ring, or a submitter's: either way, look soon */
     }
   }
 }
@@ -425,6 +413,11 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
  * the threads we started it with. */
 static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
   mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) { /* the root's own threads (mpi_local.c) */
+    *out = (mpx__peer){.pid = (int)getpid(), .rank = tp->s->rank, .slots = tp->local_threads};
+    snprintf(out->host, sizeof out->host, "%s", tp->s->host);
+    return MPX_OK;
+  }
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   int r = worker_rank(tp->s, worker);
   *out = (mpx__peer){.pid = 0, .rank = r, .slots = tp->threads ? tp->threads[worker] : 1};
@@ -438,15 +431,17 @@ static int mpi_kill(mpx__link *self, int worker, bool replace) {
   return MPX_EPERM;
 }
 
-static void mpi_wake(mpx__link *self) { mpx__bell_ring(&((mpi_tp *)self)->bell); }
+static void mpi_wake(mpx__link *self) { mpx__bell_ring(((mpi_tp *)self)->bell); }
 
 static void mpi_stop(mpx__link *self, bool wait) {
   mpi_tp *tp = (mpi_tp *)self;
   (void)wait; /* always waits: the workers' last messages must be drained before the next executor */
   if (tp->stopped) return;
   tp->stopped = true;
+  mpx__mpi_local_stop(tp->local); /* its SHUTDOWN came: finish, drop late results */
+  tp->local = NULL;
   mpx__sendq_drain(&tp->sq);
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(tp->s);
   while (tp->byes_left > 0) {
     mpx__event ev = {0};
     int rc = try_recv(tp, &ev);
@@ -455,7 +450,7 @@ static void mpi_stop(mpx__link *self, bool wait) {
       break;
     }
     if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
-    else mpx__bell_wait(&tp->bell, atomic_load(&tp->bell.seq), mpx__backoff_next(&bo));
+    else mpx__bell_wait(tp->bell, atomic_load(&tp->bell->seq), mpx__backoff_next(&bo));
   }
   if (tp->s->oneshot) { /* ranks the executor did not use wait for their stop */
     bool *used = calloc((size_t)tp->s->size, sizeof *used);
@@ -477,15 +472,12 @@ static void mpi_destroy(mpx__link *self) {
 
 /* ---- mpx_init / mpx_finalize hooks -------------------------------------------------------- */
 
-static bool launched(void) {
-  const char *e = getenv("MPX_MPI");
-  if (e && !strcmp(e, "0")) return false;
-  if (e && !strcmp(e, "1")) return true;
-  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK",
-                                     "MPI_LOCALNRANKS", "SLURM_PROCID"};
-  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-    if (getenv(vars[i])) return true;
-  return false;
+/* The launch rules of mpx/job.h (job.c), logged at info so that MPX_LOG=info shows why. */
+static bool launched(mpx_job *j) {
+  mpx_job_get(j);
+  const char *what = j->spawned ? "spawned worker" : j->launched ? "MPI ranks" : "no MPI job";
+  mpx__log(MPX_LOG_INFO, "launch: %s: %s", what, j->reason);
+  return j->launched;
 }
 
 static const char *level_name(int level) {
@@ -501,7 +493,21 @@ static const char *level_name(int level) {
 /* Under a launcher: initialise MPI; on rank 0 of a job of two or more ranks, build the world
  * session and claim the job; on the other ranks serve until it is over and become a worker. */
 static int mpi_init(mpx__init_ctx *ctx) {
-  if (!launched()) return MPX_OK;
+  mpx_job job;
+  g.hooked = true;
+  bool mpi = launched(&job);
+  g.mpi_off = !mpi && !strcmp(job.launcher, "MPX_MPI");
+  if (job.spawned) { /* spawn mode's worker: serve the parent, then be done */
+    int rc = mpx__mpi_spawned_serve(ctx->argc, ctx->argv);
+    if (rc) {
+      mpx__log(MPX_LOG_ERROR, "spawned worker %ld: %s", (long)getpid(), mpx_errmsg());
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    g.worker_done = true;
+    ctx->role = MPX_WORKER;
+    return MPX_OK;
+  }
+  if (!mpi) return MPX_OK;
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
@@ -522,7 +528,14 @@ static int mpi_init(mpx__init_ctx *ctx) {
   int size, rank;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (size < 2) return MPX_OK; /* one rank: MPI is up, the backend stays threads */
+  if (size < 2) { /* one rank: MPI is up, the backend stays threads */
+    if (job.tasks > 1)
+      mpx__log(MPX_LOG_WARN,
+               "the launcher started %d tasks but MPI sees one rank: with srun, "
+               "use --mpi=pmix (or the PMI your MPI was built with); running on threads",
+               job.tasks);
+    return MPX_OK;
+  }
   mpx__mpi_session *s;
   if ((rc = mpx__mpi_session_new(MPI_COMM_WORLD, 0, false, &s))) return rc;
   if (rank == 0) {
@@ -549,6 +562,8 @@ static int mpi_fini(mpx__init_ctx *ctx) {
     session_unref(g.world);
     g.world = NULL;
   }
+  g.hooked = false;
+  if (mpx__mpi_spawn_fini()) g.we_init = true; /* spawn mode started MPI: finalise it here */
   if (!g.we_init) return MPX_OK;
   g.we_init = false;
   int rc = MPI_Finalize();

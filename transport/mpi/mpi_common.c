@@ -31,8 +31,10 @@ void mpx__bell_ring(mpx__bell *b) {
   /* seq_cst on both sides (Dekker): either the sleeper sees the new seq before it sleeps, or we
    * see `sleeping` and wake it */
   atomic_fetch_add_explicit(&b->seq, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst))
-    mpx__futex_wake_private(&b->seq, INT_MAX);
+  if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst)) {
+    if (b->shared) mpx__futex_wake(&b->seq, INT_MAX);
+    else mpx__futex_wake_private(&b->seq, INT_MAX);
+  }
 }
 
 void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
@@ -42,8 +44,14 @@ void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns) {
   }
   atomic_fetch_add_explicit(&b->sleeping, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&b->seq, memory_order_seq_cst) == seen) {
-    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
-    mpx__futex_wait_private(&b->seq, seen, &ts);
+    if (b->shared) { /* shared futexes take an absolute monotonic deadline */
+      long long at = mpx__now_ns() + ns;
+      struct timespec dl = {at / 1000000000LL, at % 1000000000LL};
+      mpx__futex_wait(&b->seq, seen, &dl);
+    } else {
+      struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+      mpx__futex_wait_private(&b->seq, seen, &ts);
+    }
   }
   atomic_fetch_sub_explicit(&b->sleeping, 1, memory_order_relaxed);
 }
@@ -66,8 +74,10 @@ long mpx__mpi_poll_max_ns(void) {
 
 long mpx__backoff_next(mpx__backoff *b) {
   if (b->idle++ == 0) b->t0 = mpx__now_ns();
-  if (mpx__now_ns() - b->t0 < MPX__SPIN_NS) return 0; /* yield and look again */
+  long spin = b->rung ? MPX__RUNG_SPIN_NS : MPX__SPIN_NS;
+  if (mpx__now_ns() - b->t0 < spin) return 0; /* yield and look again */
   long max = mpx__mpi_poll_max_ns();
+  if (b->rung && !b->expect) return b->ns = max; /* a ring wakes us: no need for a timer */
   b->ns = b->ns ? b->ns * 2 : 2000;
   if (b->ns > max) b->ns = max;
   return b->ns;

@@ -3,10 +3,13 @@
  * mpi.c is the root's half (the descriptor and link the dispatcher drives, the init hooks, the
  * endpoint ops behind mpx_comm_executor); mpi_worker.c is the worker ranks' half (serve executor
  * after executor, hybrid threads); mpi_common.c holds the helpers both use (error text, bell,
- * backoff, send queue, matched receive, thread setup), so neither half calls into the other's
- * file for them. A session is one communicator (a dup of MPI_COMM_WORLD from mpx_init, or of the
- * user's communicator in mpx_comm_executor) with one root; worker ranks of a session serve at
- * most one executor at a time.
+ * backoff, send queue, matched receive, thread setup) and mpi_pool.c the task threads of a rank
+ * (a worker rank's hybrid threads, the root's when it works too), so neither half calls into the
+ * other's file for them; mpi_session.c builds sessions, mpi_bells.c their doorbells,
+ * mpi_local.c the root's own worker and mpi_spawn.c spawn mode. A session is one communicator (a
+ * dup of MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of
+ * spawn mode's merged communicator) with one root; worker ranks of a session serve at most one
+ * executor at a time.
  *
  * The wire, on the session's private communicator:
  *   root -> worker  TAG_START  a start record (below): serve an executor with this configuration
@@ -28,19 +31,35 @@
  * to anyone who needs it), then futex sleeps of 2 us doubling up to MPX_MPI_POLL_US (default
  * 1000 us), so a rank idle for longer costs ~1000 wake-ups a second. The sleep is
  * on a `bell` that other threads ring (the dispatcher's wake; a worker's task threads when a
- * reply is ready), which ends it at once. */
+ * reply is ready), which ends it at once. On the root's node the bells are shared between the
+ * ranks (mpi_bells.c) and every send to a rank there rings it: a rank all of whose senders ring
+ * it sleeps on its bell up to MPX_MPI_POLL_US at once after the spin, and looks again for a while
+ * whenever it was rung. */
 #ifndef MPX_MPI_IMPL_H
 #define MPX_MPI_IMPL_H
 
 #include <mpi.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "codec.h"
 
 enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD };
+
+/* A doorbell: ring from any thread; wait sleeps until rung or the timeout. A bell in memory
+ * several processes map (mpi_bells.c) has `shared` set and uses shared futexes. */
+typedef struct mpx__bell {
+  _Atomic uint32_t seq;
+  _Atomic int sleeping;
+  int shared;
+} mpx__bell;
+void mpx__bell_ring(mpx__bell *b);
+/* Sleep up to ns unless seq has moved from `seen`. */
+void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns);
 
 /* One communicator with a root and its worker ranks. */
 typedef struct mpx__mpi_session {
@@ -49,10 +68,19 @@ typedef struct mpx__mpi_session {
   int nworkers;      /* size - 1 */
   int *cores;        /* root only: per comm rank, the cores that rank owns (its default threads) */
   int my_cores;      /* this rank's share of its node's cores */
+  int root_spare;    /* root: cores it owns beyond its dispatcher's (0 when worker ranks of its
+                        node share its cores), its task threads when root_threads is 0 */
   bool oneshot;      /* collective mode: workers return after one executor */
   _Atomic bool busy; /* root: an executor runs on it */
   _Atomic int refs;  /* root: the owner (mpx_init or mpx_comm_executor) and a running transport */
   bool served;       /* root: START was sent, so the workers will hear a SHUTDOWN */
+  mpx__bell own_bell; /* this rank's bell when it has none in `bells` */
+  mpx__bell *my_bell; /* where this rank waits: &bells[rank] or &own_bell */
+  mpx__bell *bells;   /* mpi_bells.c: one per session rank, shared by the root's node, or NULL */
+  size_t bells_len;
+  bool rung;          /* every rank that sends to this one rings my_bell: sleep at once */
+  bool spawned;      /* over spawn mode's merged communicator: one task thread per rank unless
+                        threads_per_rank says otherwise (the ranks share the parent's cores) */
   char host[64];
   char (*hosts)[64]; /* root only: per comm rank, its host name (gathered at session start) */
 } mpx__mpi_session;
@@ -67,6 +95,22 @@ void mpx__mpi_session_free(mpx__mpi_session *s);
  * Returns 0 or a negative code (an MPI failure). */
 int mpx__mpi_serve(mpx__mpi_session *s);
 
+/* Spawn mode (mpi_spawn.c). Parent: a session over at least n spawned workers (spawning them,
+ * and initialising MPI, at first use); MPX_EMPI with mpx_errmsg when this MPI cannot spawn.
+ * mpx__mpi_spawn_fini ends the pool in mpx_finalize and returns true if MPI must be finalised
+ * (spawn mode initialised it). Child: serve the parent until it stops the pool, finalise MPI;
+ * 0 (the process is then a worker) or a negative code. */
+int mpx__mpi_spawn_session(int n, mpx__mpi_session **out);
+bool mpx__mpi_spawn_fini(void);
+int mpx__mpi_spawned_serve(int *argc, char ***argv);
+
+/* Doorbells on the root's node (mpi_bells.c). setup is collective over `node` (the session's
+ * ranks on one node; root_at: the root's rank in it, -1 if not there) and sets my_bell, bells and
+ * rung; free unmaps; ring wakes `rank` if it has a bell (after a message to it was posted). */
+void mpx__mpi_bells_setup(mpx__mpi_session *s, MPI_Comm node, int root_at);
+void mpx__mpi_bells_free(mpx__mpi_session *s);
+void mpx__mpi_ring(const mpx__mpi_session *s, int rank);
+
 /* The start record (TAG_START), fixed little header then the initializer's name and initargs. */
 typedef struct mpx__mpi_start {
   uint32_t magic, version;
@@ -79,29 +123,94 @@ typedef struct mpx__mpi_start {
 } mpx__mpi_start;
 #define MPX__MPI_START_MAGIC 0x6d707853u
 
-/* A doorbell: ring from any thread; wait sleeps until rung or the timeout. */
-typedef struct mpx__bell {
-  _Atomic uint32_t seq;
-  _Atomic int sleeping;
-} mpx__bell;
-void mpx__bell_ring(mpx__bell *b);
-/* Sleep up to ns unless seq has moved from `seen`. */
-void mpx__bell_wait(mpx__bell *b, uint32_t seen, long ns);
 
-/* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. */
+/* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. A rank whose
+ * senders all ring its bell (`rung`) polls for MPX__RUNG_SPIN_NS, then sleeps on the bell up to
+ * MPX_MPI_POLL_US at once: a ring ends the sleep. After a ring whose message has not shown yet
+ * (it may travel by TCP, between the jobs of spawn mode, or by rendezvous) it sleeps on the timer
+ * again until a message comes, since no second ring will come for it. */
 #define MPX__SPIN_NS 100000L
+#define MPX__RUNG_SPIN_NS MPX__SPIN_NS
 typedef struct mpx__backoff {
   int idle;       /* empty polls in a row */
   long ns;        /* the next sleep */
   long long t0;   /* monotonic ns of the first empty poll in a row */
+  bool rung;      /* set by the owner: see above */
+  bool expect;    /* rung, but the message has not shown yet (TCP, rendezvous): timed sleeps */
 } mpx__backoff;
 /* Nanoseconds to sleep after one more empty poll (0: yield only). */
 long mpx__backoff_next(mpx__backoff *b);
-static inline void mpx__backoff_reset(mpx__backoff *b) { b->idle = 0, b->ns = 0; }
+static inline void mpx__backoff_reset(mpx__backoff *b) { b->idle = 0, b->ns = 0, b->expect = 0; }
+/* Woken by a ring: look again, and until a message comes, sleep on the timer, not on the bell. */
+static inline void mpx__backoff_rung(mpx__backoff *b) {
+  mpx__backoff_reset(b);
+  b->expect = true;
+}
+static inline mpx__backoff mpx__backoff_for(const mpx__mpi_session *s) {
+  return (mpx__backoff){.rung = s && s->rung};
+}
 /* MPX_MPI_POLL_US in ns (default 1 ms, 10 us .. 100 ms). */
 long mpx__mpi_poll_max_ns(void);
 /* Sleeps of a few microseconds need a small timer slack; set it once on the calling thread. */
 void mpx__mpi_thread_setup(void);
+
+/* Task threads in a rank (mpi_pool.c): a worker rank's hybrid threads, or the root's own (rank 0
+ * working). The owner sets threads, bell, who, lim and the initializer, starts it (each thread
+ * runs the initializer, the first failure is kept in init_rc / init_msg), pushes unpacked
+ * Batches, and takes the packed results; a thread rings `bell` when it adds one. The queue and
+ * the outbox are under `lock`; the owner's calls are made by one thread. */
+typedef struct mpx__mpi_job mpx__mpi_job;
+typedef struct mpx__mpi_reply {
+  uint8_t *data;
+  size_t len;
+  struct mpx__mpi_reply *link;
+} mpx__mpi_reply;
+typedef struct mpx__mpi_pool {
+  pthread_mutex_t lock;
+  pthread_cond_t work, inited;
+  mpx__mpi_job *head, *tail;
+  size_t tasks_left; /* received, not yet answered */
+  mpx__mpi_reply *out, *out_tail;
+  bool quit;
+  int threads, started, init_done, init_rc;
+  char *init_msg;
+  pthread_t *tids;
+  mpx__bell *bell;
+  const mpx__worker_id *who;
+  const mpx__limits *lim;
+  const char *init_name;
+  const void *initargs;
+  size_t initargs_len;
+} mpx__mpi_pool;
+/* Start the threads; returns once each ran the initializer (MPX_ESYS if none started). */
+int mpx__mpi_pool_start(mpx__mpi_pool *p);
+/* Queue a Batch's tasks (the pool frees b once they are answered). */
+void mpx__mpi_pool_push(mpx__mpi_pool *p, Mpx__Batch *b);
+/* The same, with `extra` (the batch's big arguments) freed by extra_free together with b. */
+void mpx__mpi_pool_push_with(mpx__mpi_pool *p, Mpx__Batch *b, void *extra,
+                             void (*extra_free)(void *));
+/* The results packed so far, oldest first (the caller frees data and each reply). */
+mpx__mpi_reply *mpx__mpi_pool_take(mpx__mpi_pool *p);
+/* Nothing queued, running or waiting to be taken. */
+bool mpx__mpi_pool_idle(mpx__mpi_pool *p);
+/* Finish what is queued, join the threads, free what is left. */
+void mpx__mpi_pool_stop(mpx__mpi_pool *p);
+
+/* Rank 0 working (mpi_local.c): `threads` task threads on the root, as the dispatcher's worker
+ * `index`, with the executor's initializer. send takes a packed Batch for it; poll returns 1 with
+ * its next packed message (READY first; valid until the next poll or stop), 0 when there is none;
+ * stop finishes the queued tasks and frees it. */
+typedef struct mpx__mpi_local mpx__mpi_local;
+int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx__mpi_session *s,
+                         const char *init_name, const void *initargs, size_t initargs_len,
+                         size_t max_payload, mpx__bell *bell);
+int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len);
+/* send, with the batch's big arguments beside it (the Tasks with arg_shm, in order: the link's
+ * send_parts): the task threads read them where they lie, as thread workers do. */
+int mpx__mpi_local_send_parts(mpx__mpi_local *l, const uint8_t *data, size_t len,
+                              const struct iovec *parts, int n);
+int mpx__mpi_local_poll(mpx__mpi_local *l, const uint8_t **data, size_t *len);
+void mpx__mpi_local_stop(mpx__mpi_local *l);
 
 /* Sends in flight: each owns its buffer until MPI is done with it. */
 typedef struct mpx__sendq {

@@ -14,8 +14,9 @@
  * becomes one packed Batch of results in an outbox, and the task thread rings the serving
  * thread's bell so that the results leave at once.
  *
- * Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
- * pool.lock; the bell is lock-free (mpi_common.c). */
+ * The task threads are a pool (mpi_pool.c), which the root also uses to run tasks on its own
+ * cores. Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
+ * its lock; the bell is lock-free (mpi_common.c). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,49 +24,18 @@
 #include <unistd.h>
 
 #include "mpi_impl.h"
-#include "os/seg.h"
 #include "mpx.pb-c.h"
+#include "os/seg.h"
 #include "os/log.h"
 #include "task_impl.h"
-
-/* ---- the hybrid pool ---------------------------------------------------------------------- */
-
-typedef struct job {
-  Mpx__Batch *b;
-  size_t next, done;
-  struct job *link;
-  void *args; /* the batch's big arguments (payloads), freed with it */
-} job;
-
-typedef struct reply {
-  uint8_t *data;
-  size_t len;
-  struct reply *link;
-} reply;
-
-typedef struct pool {
-  pthread_mutex_t lock;
-  pthread_cond_t work, inited;
-  job *head, *tail;
-  size_t tasks_left;     /* received, not yet answered */
-  reply *out, *out_tail;
-  bool quit;
-  int threads, started, init_done, init_rc;
-  char *init_msg;
-  pthread_t *tids;
-  mpx__bell *bell;
-  const mpx__worker_id *who;
-  const mpx__limits *lim;
-  const char *init_name;
-  const void *initargs;
-  size_t initargs_len;
-} pool;
 
 static void fatal(const char *what, int rc) {
   mpx__log(MPX_LOG_ERROR, "worker rank: %s: %s", what, mpx_strerror(rc));
   MPI_Abort(MPI_COMM_WORLD, 1);
   abort();
 }
+
+/* ---- big arguments, received as their own messages ---------------------------------------- */
 
 /* The big arguments of one batch, received as their own messages after it; buf[0] may be the
  * serving thread's kept buffer (keep_first), which is not freed. */
@@ -86,9 +56,9 @@ static void free_args(void *a) {
 #define KEEP_ARG_MAX ((size_t)512 << 20)
 
 /* Receive the TAG_PAYLOAD messages that follow batch b (one per Task with arg_shm, in order)
- * into their own buffers; each Task's arg then points at its buffer. NULL when there are none.
- * The root is trusted, but sizes are still checked (mpx__mpi_take_payload: exactly arg_shm,
- * at most max_payload). */
+ * into their own buffers (the first into *keep when keep is not NULL); each Task's arg then
+ * points at its buffer. NULL when there are none. The root is trusted, but sizes are still
+ * checked (mpx__mpi_take_payload: exactly arg_shm, at most max_payload). */
 static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim,
                        uint8_t **keep, size_t *keep_cap) {
   args_in *in = NULL;
@@ -111,97 +81,6 @@ static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits
   return in;
 }
 
-static void *pool_main(void *arg) {
-  pool *p = arg;
-  char *msg = NULL;
-  int rc = mpx__serve_init(p->init_name, p->initargs, p->initargs_len, p->who, &msg);
-  pthread_mutex_lock(&p->lock);
-  if (rc && !p->init_rc) {
-    p->init_rc = rc;
-    p->init_msg = msg;
-    msg = NULL;
-  }
-  p->init_done++;
-  pthread_cond_broadcast(&p->inited);
-  for (;;) {
-    while (!p->head && !p->quit) pthread_cond_wait(&p->work, &p->lock);
-    if (!p->head) break;
-    job *j = p->head;
-    size_t left = j->b->n_tasks - j->next, take = left / (2 * (size_t)p->threads);
-    if (take < 1) take = 1;
-    size_t first = j->next;
-    j->next += take;
-    if (j->next == j->b->n_tasks) { /* fully claimed: off the queue, still ours until done */
-      p->head = j->link;
-      if (!p->head) p->tail = NULL;
-    }
-    pthread_mutex_unlock(&p->lock);
-
-    Mpx__Batch sub = MPX__BATCH__INIT;
-    sub.n_tasks = take;
-    sub.tasks = j->b->tasks + first;
-    mpx__wbuf out = {0};
-    rc = mpx__serve_batch(&sub, p->who, p->lim, &out);
-    if (rc) fatal("serving a batch", rc);
-    reply *r = malloc(sizeof *r);
-    if (!r) fatal("serving a batch", MPX_ENOMEM);
-    *r = (reply){.data = out.data, .len = out.len};
-
-    pthread_mutex_lock(&p->lock);
-    if (p->out_tail) p->out_tail->link = r;
-    else p->out = r;
-    p->out_tail = r;
-    p->tasks_left -= take;
-    j->done += take;
-    bool last = j->done == j->b->n_tasks;
-    pthread_mutex_unlock(&p->lock);
-    mpx__bell_ring(p->bell);
-    if (last) {
-      mpx__codec_free(j->b);
-      free_args(j->args);
-      free(j);
-    }
-    pthread_mutex_lock(&p->lock);
-  }
-  pthread_mutex_unlock(&p->lock);
-  free(msg);
-  return NULL;
-}
-
-/* Start the threads and wait until each ran the initializer. */
-static int pool_start(pool *p) {
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->work, NULL);
-  pthread_cond_init(&p->inited, NULL);
-  p->tids = calloc((size_t)p->threads, sizeof *p->tids);
-  if (!p->tids) return MPX_ENOMEM;
-  for (; p->started < p->threads; p->started++)
-    if (pthread_create(&p->tids[p->started], NULL, pool_main, p)) break;
-  pthread_mutex_lock(&p->lock);
-  while (p->init_done < p->started) pthread_cond_wait(&p->inited, &p->lock);
-  pthread_mutex_unlock(&p->lock);
-  return p->started ? MPX_OK : MPX_ESYS;
-}
-
-static void pool_stop(pool *p) {
-  pthread_mutex_lock(&p->lock);
-  p->quit = true;
-  pthread_cond_broadcast(&p->work);
-  pthread_mutex_unlock(&p->lock);
-  for (int i = 0; i < p->started; i++) pthread_join(p->tids[i], NULL);
-  while (p->out) {
-    reply *r = p->out;
-    p->out = r->link;
-    free(r->data);
-    free(r);
-  }
-  free(p->tids);
-  free(p->init_msg);
-  pthread_mutex_destroy(&p->lock);
-  pthread_cond_destroy(&p->work);
-  pthread_cond_destroy(&p->inited);
-}
-
 /* ---- one executor ------------------------------------------------------------------------- */
 
 typedef struct server {
@@ -209,8 +88,8 @@ typedef struct server {
   mpx__limits lim;
   mpx__worker_id who;
   mpx__sendq sq;
-  mpx__bell bell;
-  pool p;
+  mpx__bell *bell; /* the session's bell for this rank */
+  mpx__mpi_pool p;
   bool hybrid;
   uint8_t *rbuf;
   size_t rcap;
@@ -223,6 +102,7 @@ static int post(server *sv, mpx__wbuf *out) {
   uint8_t *take = out->data;
   int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_BATCH, out->data, out->len,
                            &take);
+  mpx__mpi_ring(sv->s, sv->s->root);
   if (rc) free(take);
   *out = (mpx__wbuf){0};
   return rc;
@@ -277,7 +157,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   const uint8_t *initargs;
   int rc = parse_start(m, len, &h, name, &initargs);
   if (rc) fatal("a malformed start record from the root", rc);
-  server sv = {.s = s};
+  server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
                             .host = s->host, .oob_min = MPX__SEG_MIN};
@@ -285,9 +165,9 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   int init_rc = 0;
   char *init_msg = NULL;
   if (sv.hybrid) {
-    sv.p = (pool){.threads = h.threads, .bell = &sv.bell, .who = &sv.who, .lim = &sv.lim,
+    sv.p = (mpx__mpi_pool){.threads = h.threads, .bell = sv.bell, .who = &sv.who, .lim = &sv.lim,
                   .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
-    if ((rc = pool_start(&sv.p))) fatal("starting task threads", rc);
+    if ((rc = mpx__mpi_pool_start(&sv.p))) fatal("starting task threads", rc);
     init_rc = sv.p.init_rc;
     init_msg = sv.p.init_msg;
   } else {
@@ -298,19 +178,16 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   if (rc) fatal("sending READY", rc);
 
   bool stopping = false;
-  mpx__backoff bo = {0};
+  mpx__backoff bo = mpx__backoff_for(s);
   for (;;) {
-    uint32_t seen = atomic_load_explicit(&sv.bell.seq, memory_order_seq_cst);
+    uint32_t seen = atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst);
     bool busy = false;
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
     if (sv.hybrid) { /* results the task threads packed */
-      pthread_mutex_lock(&sv.p.lock);
-      reply *r = sv.p.out;
-      sv.p.out = sv.p.out_tail = NULL;
-      pthread_mutex_unlock(&sv.p.lock);
+      mpx__mpi_reply *r = mpx__mpi_pool_take(&sv.p);
       while (r) {
-        reply *next = r->link;
+        mpx__mpi_reply *next = r->link;
         mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
         if ((rc = post(&sv, &out))) fatal("sending results", rc);
         free(r);
@@ -346,19 +223,9 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
         void *args = recv_args(s->comm, s->root, b, &sv.lim, sv.hybrid ? NULL : &sv.argbuf,
                                &sv.argcap);
         if (b->n_tasks && sv.hybrid) {
-          job *j = calloc(1, sizeof *j);
-          if (!j) fatal("queueing a batch", MPX_ENOMEM);
-          j->b = b;
-          j->args = args;
-          args = NULL;
-          pthread_mutex_lock(&sv.p.lock);
-          if (sv.p.tail) sv.p.tail->link = j;
-          else sv.p.head = j;
-          sv.p.tail = j;
-          sv.p.tasks_left += b->n_tasks;
-          pthread_cond_broadcast(&sv.p.work);
-          pthread_mutex_unlock(&sv.p.lock);
+          mpx__mpi_pool_push_with(&sv.p, b, args, free_args); /* freed with the batch */
           b = NULL;
+          args = NULL;
         } else if (b->n_tasks) {
           mpx__wbuf out = {0};
           void *big[MPX__SERVE_SEGS];
@@ -386,24 +253,24 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     }
     if (stopping) {
       bool idle = true;
-      if (sv.hybrid) {
-        pthread_mutex_lock(&sv.p.lock);
-        idle = !sv.p.tasks_left && !sv.p.out;
-        pthread_mutex_unlock(&sv.p.lock);
-      }
+      if (sv.hybrid) idle = mpx__mpi_pool_idle(&sv.p);
       if (idle) {
         rc = mpx__sendq_drain(&sv.sq);
         if (!rc) {
           int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
+          mpx__mpi_ring(s, s->root);
           if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
         }
         break;
       }
     }
     if (busy) mpx__backoff_reset(&bo);
-    else mpx__bell_wait(&sv.bell, seen, mpx__backoff_next(&bo));
+    else mpx__bell_wait(sv.bell, seen, mpx__backoff_next(&bo));
+    /* rung: a message is on its way (the probe that saw nothing may only have pulled it in), so
+     * look again for a while before the next long sleep */
+    if (atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst) != seen) mpx__backoff_rung(&bo);
   }
-  if (sv.hybrid) pool_stop(&sv.p);
+  if (sv.hybrid) mpx__mpi_pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
   free(sv.rbuf);
   free(sv.argbuf);
@@ -414,12 +281,12 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
 
 int mpx__mpi_serve(mpx__mpi_session *s) {
   mpx__mpi_thread_setup();
-  mpx__backoff bo = {0};
-  mpx__bell none = {0};
+  mpx__backoff bo = mpx__backoff_for(s);
   uint8_t *buf = NULL;
   size_t cap = 0;
   int rc = MPX_OK;
   for (;;) {
+    uint32_t seen = atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst);
     int flag = 0;
     MPI_Message msg;
     MPI_Status st;
@@ -429,7 +296,9 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
       break;
     }
     if (!flag) {
-      mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
+      mpx__bell_wait(s->my_bell, seen, mpx__backoff_next(&bo));
+      if (atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst) != seen)
+        mpx__backoff_rung(&bo); /* rung: look again before the next long sleep */
       continue;
     }
     mpx__backoff_reset(&bo);

@@ -84,6 +84,10 @@ typedef struct mpx_options {
                                   actually arrive. 0: max_payload + 64 MiB; else at least
                                   max_payload + 64 KiB (MPX_EINVAL below). Ignored by the other
                                   backends (MPI receives each message at its announced size) */
+  int root_threads;            /* MPI: threads running tasks on the root (rank 0) itself, beside
+                                  its dispatcher. 0: the cores it has to spare when workers is 0
+                                  (none when worker ranks of its node share its cores); k > 0: k;
+                                  -1: none (mpx/mpi.h) */
 } mpx_options;
 
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range

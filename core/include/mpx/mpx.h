@@ -20,6 +20,7 @@
 #include "mpx/log.h"
 #include "mpx/task.h"
 #include "mpx/topology.h"
+#include "mpx/job.h"
 #if MPX_HAVE_IPC
 #include "mpx/ipc_dict.h"
 #include "mpx/ipc_pipe.h"

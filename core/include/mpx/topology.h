@@ -1,7 +1,8 @@
 /* mpx topology: what hardware this process may use, and where workers go, from hwloc.
  *
  * The usable set respects taskset/sched_setaffinity, cgroup cpusets and CPU quotas, and the
- * binding mpirun or Slurm gave the process. The process-wide topology is loaded once (thread-safe)
+ * binding mpirun or Slurm gave the process; the CPUs Slurm (SLURM_CPUS_PER_TASK) or PBS (NCPUS)
+ * grant the process cap the default workers even when they did not bind it (mpx/job.h). The process-wide topology is loaded once (thread-safe)
  * and cached; mpx_topology_load_xml and mpx_topology_load_synthetic give private ones for tests and
  * tools. Counts and logical indices are hwloc's; a machine without Package or NUMA objects counts
  * as one of each, and one without Core objects counts each PU as a core.
@@ -28,7 +29,12 @@ typedef struct mpx_topo_info {
   int cores;      /* usable cores */
   int pus;        /* usable hardware threads */
   int cpu_quota;  /* cgroup CPU quota rounded up to whole CPUs, 0 if none */
-  int default_workers; /* what workers = 0 means: min(cores, cpu_quota if any), at least 1 */
+  int default_workers; /* what workers = 0 means: min(cores, cpu_quota, job CPUs if any), >= 1 */
+  /* What the batch system grants this process (mpx/job.h), for the process-wide topology only
+   * (0 in loaded ones, and when not set): */
+  int cpus_per_task; /* Slurm's SLURM_CPUS_PER_TASK: caps default_workers */
+  int ncpus;         /* PBS's NCPUS: caps default_workers */
+  int job_nodes;     /* hosts in the job's allocation (SLURM_JOB_NUM_NODES, PBS_NODEFILE) */
 } mpx_topo_info;
 
 /* Where one worker goes. Placements from mpx_topology_place carry `binding` and `place`, which
