@@ -19,7 +19,9 @@
  *    file descriptors ran out.
  * Tasks find their worker's socket by scanning their fds (the one stream socket a worker has) and
  * the call id they run from the progress memfd (/memfd:mpx-progress), as a hostile task could.
- * `trust_test mpi` (under mpirun) runs the cases that apply to ranks: forged codes. No case
+ * `trust_test mpi` (under mpirun) runs the cases that apply to ranks: forged codes, and a forged
+ * RETURNED (a give-back no TAKEBACK asked for), sent on the rank's private communicator, which a
+ * task finds by Fortran handle (MPI_Comm_f2c). No case
  * measures speed: sleeps only order events, and every wait has a generous limit. */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +40,7 @@
 
 #include "check.h"
 #include "codec.h"
+#include "progress.h"
 
 static mpx_backend backend = MPX_BACKEND_PROCESSES;
 
@@ -80,8 +83,10 @@ static void write_batch(const Mpx__Batch *b) {
   mpx__wbuf_free(&w);
 }
 
-/* The call id this task runs under: the worker's word in the progress memfd. 0 if not found. */
+/* The call id this task runs under: the running word of this worker's progress page (its only
+ * mpx-progress mapping, progress.h). 0 if not found. */
 static uint64_t own_call_id(int worker) {
+  (void)worker;
   FILE *f = fopen("/proc/self/maps", "r");
   if (!f) return 0;
   char line[512];
@@ -90,7 +95,7 @@ static uint64_t own_call_id(int worker) {
     if (!strstr(line, "mpx-progress")) continue;
     unsigned long lo = 0;
     if (sscanf(line, "%lx-", &lo) == 1)
-      id = *(volatile uint64_t *)((uintptr_t)lo + (size_t)worker * 64);
+      id = atomic_load_explicit(&((mpx__progress *)(uintptr_t)lo)->running, memory_order_relaxed);
     break;
   }
   fclose(f);
@@ -207,6 +212,50 @@ static int forge_results(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
   return 0;
 }
 MPX_TASK(forge_results)
+
+#if MPX_HAVE_MPI
+#include <mpi.h>
+
+/* The newest communicator congruent with MPI_COMM_WORLD that this rank can name by Fortran
+ * handle, as any code in the rank can: the MPI transport's private session communicator (a dup
+ * of MPI_COMM_WORLD). MPI_COMM_NULL if none. */
+static MPI_Comm session_comm(void) {
+  MPI_Comm found = MPI_COMM_NULL;
+  for (MPI_Fint i = 0; i < 256; i++) {
+    MPI_Comm c = MPI_Comm_f2c(i); /* Open MPI: NULL past the table or for a freed slot */
+    int same = MPI_UNEQUAL;
+    if (!c || c == MPI_COMM_NULL || c == MPI_COMM_WORLD) continue;
+    if (MPI_Comm_compare(c, MPI_COMM_WORLD, &same) == MPI_SUCCESS && same == MPI_CONGRUENT)
+      found = c;
+  }
+  return found;
+}
+
+/* A RETURNED nobody asked for, giving back a call id never sent, on the session communicator to
+ * the root (tag TAG_BATCH, transport/mpi/mpi_impl.h); then a nap, as the head of its window. */
+static int forge_returned(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len, (void)out;
+  MPI_Comm comm = session_comm();
+  if (comm == MPI_COMM_NULL) return mpx_task_fail(ctx, MPX_ENOTFOUND, "no session communicator");
+  Mpx__Result r = MPX__RESULT__INIT;
+  r.call_id = 0x4242000;
+  Mpx__Result *rp = &r;
+  Mpx__Control c = MPX__CONTROL__INIT;
+  c.kind = MPX__CONTROL__KIND__RETURNED;
+  Mpx__Batch b = MPX__BATCH__INIT;
+  b.control = &c;
+  b.n_results = 1;
+  b.results = &rp;
+  mpx__limits lim = mpx__limits_default(0);
+  mpx__wbuf w = {0};
+  if (mpx__codec_pack(&b, &lim, &w) == 0)
+    MPI_Send(w.data, (int)w.len, MPI_BYTE, 0, 0x6d03 /* MPX__TAG_BATCH */, comm);
+  mpx__wbuf_free(&w);
+  nap(0.3);
+  return 0;
+}
+MPX_TASK(forge_returned)
+#endif
 
 /* A frame header claiming arg bytes, a little of the body, a stall, then the worker ends. */
 static int huge_header(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
@@ -334,6 +383,42 @@ static void test_forged_code(void) {
   mpx_future_release(f);
   CHECK_OK(mpx_executor_destroy(ex));
 }
+
+#if MPX_HAVE_MPI
+/* A task reaches its rank's session communicator (MPI_Comm_f2c) and sends a RETURNED that no
+ * TAKEBACK asked for, naming a call id never sent: the dispatcher accepts none of it (a RETURNED
+ * only answers a TAKEBACK, and names only ids of that rank's window); the rank is retired, its
+ * task charged (MPX_EWORKER_LOST, the message says why), the bystanders run on the other rank,
+ * and the retired rank still ends with the executor, so that the next one starts. */
+static void test_forged_returned(void) {
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  if (provided < MPI_THREAD_MULTIPLE) { /* a task may not call MPI beside the serving thread */
+    fprintf(stderr, "   skipped: MPI provides less than MPI_THREAD_MULTIPLE\n");
+    return;
+  }
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .threads_per_rank = 1}));
+  if (mpx_executor_workers(ex) < 2) { /* np 2: no rank would be left for the bystanders */
+    fprintf(stderr, "   skipped: needs two worker ranks\n");
+    CHECK_OK(mpx_executor_destroy(ex));
+    return;
+  }
+  mpx_future *bad = submit(ex, "forge_returned", NULL, 0);
+  mpx_future *fs[BYSTANDERS];
+  for (uint64_t i = 0; i < BYSTANDERS; i++) fs[i] = submit(ex, "twice", &i, sizeof i);
+  char *msg = expect_fail(bad, MPX_EWORKER_LOST);
+  CHECK(strstr(msg, "RETURNED, which was not asked for"));
+  free(msg);
+  mpx_future_release(bad);
+  for (uint64_t i = 0; i < BYSTANDERS; i++) check_twice(fs[i], i);
+  CHECK_OK(mpx_executor_destroy(ex)); /* the retired rank is told SHUTDOWN too: no hang */
+  ex = make(0, 0);
+  uint64_t x = 21;
+  check_twice(submit(ex, "twice", &x, sizeof x), x);
+  CHECK_OK(mpx_executor_destroy(ex));
+}
+#endif
 
 static void test_forged_identity(void) {
   mpx_executor *ex = make(1, 0);
@@ -554,6 +639,9 @@ int main(int argc, char **argv) {
   if (argc > 2) only = argv[2];
   if (backend == MPX_BACKEND_MPI) {
     CASE(test_forged_code);
+#if MPX_HAVE_MPI
+    CASE(test_forged_returned);
+#endif
   } else if (!NO_FORK) {
     CASE(test_corrupt_frame);
     CASE(test_forged_ready);

@@ -20,6 +20,7 @@ typedef struct bench_args {
   double short_ms; /* skew: each short task's milliseconds (the heavy tail's smallest) */
   const char *size; /* payload: "4M" or "64K..256M" */
   bool tasks_given; /* --tasks was given (payload: else one task per worker) */
+  double timeout;  /* --timeout: the executor's task_timeout (s), 0: none */
   bool json;
 } bench_args;
 

@@ -2,7 +2,7 @@
  * keys of ../shared/peers (peer, backend, workload, workers, tasks, seconds, tasks_per_s).
  *   mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W] [--tasks N]
  *             [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M|64K..256M]
- *             [--binding none|core|pu|numa] [--json]
+ *             [--binding none|core|pu|numa] [--timeout S] [--json]
  * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +30,12 @@ static const struct {
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
-  fprintf(to, "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
-              "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M]\n"
-              "                 [--binding none|core|pu|numa] [--json]\n"
-              "workloads:\n");
+  fprintf(to,
+          "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
+          "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M]\n"
+          "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
+          "                 [--json]\n"
+          "workloads:\n");
   for (int i = 0; i < NWORKLOADS; i++)
     fprintf(to, "  %-9s %s (default N %ld)\n", workloads[i].name, workloads[i].what,
             workloads[i].default_tasks);
@@ -102,6 +104,11 @@ int main(int argc, char **argv) {
       a.json = true;
     } else if (!strcmp(arg, "--backend")) {
       if (!val || parse_backend(val, &a.backend)) return bad("unknown backend", val);
+      i++;
+    } else if (!strcmp(arg, "--timeout")) {
+      char *end = NULL;
+      a.timeout = val ? strtod(val, &end) : -1;
+      if (!val || !end || *end || a.timeout < 0) return bad("bad timeout", val);
       i++;
     } else if (!strcmp(arg, "--binding")) {
       if (!val || parse_binding(val, &a.binding)) return bad("unknown binding", val);

@@ -35,6 +35,7 @@ r "$B" fib --backend threads --workers 2 --n 35 --json
 r "$B" fib --backend processes --workers 2 --n 35 --json
 r "$B" metg --backend threads --workers 2 --json
 r "$B" metg --backend processes --workers 2 --json
+r "$P" skew 200 2
 r "$B" skew --backend threads --workers 2 --json
 r "$B" skew --backend processes --workers 2 --json
 r "$P" pingpong 50000

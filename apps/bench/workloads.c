@@ -74,8 +74,10 @@ MPX_TASK(bench_nap)
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 static int open_executor(const bench_args *a, mpx_executor **ex) {
-  int rc = mpx_executor_create(ex, &(mpx_options){.backend = a->backend, .workers = a->workers,
-                                                     .binding = a->binding});
+  int rc = mpx_executor_create(ex, &(mpx_options){.backend = a->backend,
+                                                  .workers = a->workers,
+                                                  .binding = a->binding,
+                                                  .task_timeout = a->timeout});
   if (rc) fprintf(stderr, "mpx-bench: cannot create the executor: %s %s\n", mpx_strerror(rc),
                   mpx_errmsg());
   return rc;

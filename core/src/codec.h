@@ -156,34 +156,43 @@ typedef struct mpx__worker_id {
   int pid;          /* the worker's process id */
   int rank;         /* MPI rank, -1 when not under MPI */
   const char *host; /* host name; NULL sends "" */
-  /* NULL, or a word in memory the dispatcher's side can read after this process died: serving
-   * stores there the call id of each task as it starts, so that a worker's death charges a retry
-   * to the task it was running only (process/worker.c clears it once the results are packed). */
-  _Atomic uint64_t *running;
   /* The data plane (process workers): results of at least this many bytes are built in memfd
    * segments and sent out of band (serve.c); 0: never. */
   size_t seg_min;
   /* MPI workers: results of at least this many bytes go as their own message after the reply
    * (mpx__serve_batch_oob); 0: never. */
   size_t oob_min;
+  /* NULL, or this worker's progress page (progress.h), which the dispatcher's side reads even
+   * after this process died: serving claims each task in the page's claim ring before it runs
+   * it (and skips, without a Result, a task it could not claim), and stores the call id of each
+   * task it runs, so that a worker's death charges a retry to the task it was running only
+   * (process/worker.c clears `running` once the results are packed) and time limits count from
+   * the start. */
+  struct mpx__progress *progress;
+  uint64_t *seq; /* with progress: tasks received so far in this worker's stream */
+  /* NULL, or one word per task of the Batch being served (an MPI rank's take-back words,
+   * mpi_worker.c): 0 while queued; serving CASes a task's word to MPX__CLAIM_STARTED before it
+   * runs it and skips (no Result) a task whose word the rank's server took (MPX__CLAIM_TAKEN). */
+  _Atomic uint64_t *claims;
 } mpx__worker_id;
 
 /* Most out-of-band results in one reply (the fds passed with one frame). */
 #define MPX__SERVE_SEGS 16
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
- * frame header) to `out`. A task that fails, an unknown task id (MPX_ENOTASK), a chunk item
- * whose result is not result_size bytes (MPX_ESIZE), a result over max_payload or a chunk of more
- * than max_items items (MPX_ETOOBIG) or a
- * malformed chunk (MPX_EPROTO) becomes a Result with an Error (code, message, pid, host, rank,
+ * frame header) to `out`; with who->progress or who->claims, tasks whose claim the worker lost are skipped and
+ * have no Result (the Batch may then be empty: zero bytes); MPX_EPROTO if the page shows it was
+ * overwritten (a claim word that reads 0 or STARTED before the worker reached it). A task that
+ * fails, an unknown task id (MPX_ENOTASK), a chunk item whose result is not result_size bytes
+ * (MPX_ESIZE), a result over max_payload or a chunk of more than max_items items (MPX_ETOOBIG) or
+ * a malformed chunk (MPX_EPROTO) becomes a Result with an Error (code, message, pid, host, rank,
  * and for chunks the failing item's index, with the results before it in data); it is not an
  * error of this call. Should the Results together exceed max_message, the largest are replaced
  * by MPX_ETOOBIG errors until the Batch fits (then, if errors alone do not fit, their messages
  * are shortened, then dropped: an error result always fits, whatever max_payload is; its code is
- * mpx__task_code's). in->results and in->control are ignored (the
- * transport handles Control). `who` may be NULL (index -1, this pid, rank -1, host "").
- * Returns 0, or MPX_ENOMEM / MPX_EINVAL / MPX_ETOOBIG (more tasks than max_items) with `out`
- * unchanged. */
+ * mpx__task_code's). in->results and in->control are ignored (the transport handles Control).
+ * `who` may be NULL (index -1, this pid, rank -1, host ""). Returns 0, or MPX_ENOMEM /
+ * MPX_EINVAL / MPX_ETOOBIG (more tasks than max_items) with `out` unchanged. */
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out);
 /* As mpx__serve_batch, with the data plane: results built in segments (who->seg_min) travel

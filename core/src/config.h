@@ -41,12 +41,16 @@ enum {
   /* Big payloads may travel out of band (processes: the data plane, os/seg.h): the link has the
    * send_fds and take_fd ops (link.h), and the dispatcher sends an argument of at least
    * MPX__SEG_MIN bytes as a sealed memfd segment and takes results that came as one. */
-  MPX__CAP_SHM = 1u << 6,
+  MPX__CAP_SHM = 1u << 7,
   /* Big payloads may travel as their own messages (MPI): the link has the send_parts and
    * take_payload ops (link.h); an argument of at least MPX__SEG_MIN bytes is sent from the
    * caller's buffer without a copy into the batch, a result that came so is received into its
    * own buffer, which the future keeps. */
-  MPX__CAP_OOB = 1u << 7,
+  MPX__CAP_OOB = 1u << 8,
+  /* Workers without a progress page give back, when sent a Control TAKEBACK, the tasks they hold
+   * and have not started, in a Control RETURNED (MPI ranks): the dispatcher re-queues them for
+   * idle workers, as it takes tasks back through the claim words of a page (progress.h). */
+  MPX__CAP_TAKEBACK = 1u << 6,
 };
 
 struct mpx__transport;
@@ -68,6 +72,9 @@ typedef struct mpx__config {
   size_t max_payload;        /* never 0 once resolved */
   int retries;
   double task_timeout; /* 0: none */
+  double stall_timeout; /* seconds without a heartbeat (or with a frame half-read) before a worker
+                           counts as stalled and is killed (links with progress pages); never 0
+                           once resolved */
   int threads_per_rank;
   int root_threads; /* MPI: options.root_threads as given (-1 none, 0 default, k) */
   mpx__gate *gate; /* bound on queued tasks; NULL when unbounded */

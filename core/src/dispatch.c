@@ -16,9 +16,49 @@
  * cannot be packed or sent fails its own tasks, not the worker. It turns results back into
  * completed futures, re-queues (retries) or fails the futures of a lost worker (charging a
  * retry only to the task it was running, when the transport knows it), and kills a worker whose
- * task passed its time limit. A task with a time limit is sent alone to an idle worker, so
- * killing that worker loses nothing else. Futures are identified on the wire by call ids that
+ * task passed its time limit. Futures are identified on the wire by call ids that
  * are their addresses (tagged with their number in the window for in-order workers).
+ *
+ * Workers with a progress page (the link's optional progress op: the process transport;
+ * progress.h). Before a task is sent its
+ * claim word in the worker's page gets its call id and the future becomes SENT (future_impl.h):
+ * it reads PENDING, and RUNNING only once the worker has claimed it (the worker claims each task
+ * just before running it). Exactly one side wins each claim word, the worker (STARTED) or this
+ * process (TAKEN: a user's mpx_future_cancel from any thread, or the dispatcher), so:
+ *  - cancel works until the task starts: the worker skips a task it could not claim and sends
+ *    no Result for it; the dispatcher drops cancelled futures from its windows every 20 ms
+ *    (sweep), and shutdown(cancel_futures) has it cancel every unstarted task in the windows;
+ *  - fairness: a worker whose window has returned nothing for SILENT (5 ms: a long task, or a
+ *    stalled process) is fed nothing more; when pending is empty and a worker is idle, the
+ *    dispatcher takes back every task the silent workers have not started and feeds the idle
+ *    ones (rebalance), so no task waits behind a running one while a worker idles;
+ *  - stalls: a worker whose heartbeat (a thread in it bumps it every 50 ms) has not moved for
+ *    cfg->stall_timeout is killed and replaced; the transport itself kills a worker that leaves
+ *    a frame half-written that long. Its loss re-queues what it had not started;
+ *  - time limits: every 10 ms (once a timed task was sent) the task each worker runs (the page's
+ *    running word) is timed from when the dispatcher first saw it there, and its worker killed
+ *    when past its limit; timed tasks are batched like the others.
+ * A lost worker's window (lose()): the dispatcher wins back the claim of every task not started
+ * (re-queued uncharged, at the head of pending), drops those a user cancelled, fails the task
+ * killed for its time limit with MPX_ETIMEDOUT (and then charges nothing else), re-queues
+ * uncharged the started ones the worker was not running (run, results not sent), and charges the
+ * one it was running (ev->running) a retry: re-queued while retries last, else MPX_EWORKER_LOST
+ * ("stalled: no heartbeat for N s; ..." when it was killed as stalled). The transport maps the
+ * replacement's fresh page over the same address only after this, so the claims are decided on
+ * the old page. shutdown(wait) and destroy wait for started tasks (as Python) and for the rest,
+ * which a stalled worker cannot hold longer than stall_timeout.
+ *
+ * Workers without a page (MPI: ranks share no memory with rank 0): a future is RUNNING once
+ * sent and cannot be cancelled; a loss charges every task the worker held unless the transport
+ * reports which one it ran; a task with a time limit goes alone to an idle worker, killed at its
+ * deadline from the send (MPI refuses time limits). With MPX__CAP_TAKEBACK (MPI) fairness is kept
+ * by messages (dispatch_pages.c): a silent rank is fed no more, and when pending is empty and a
+ * worker idles, a silent rank holding more tasks than it runs at once is sent a Control TAKEBACK;
+ * it answers with a Control RETURNED listing the tasks none of its threads started (which it
+ * will never run), and those go back to the head of pending, uncharged (PENDING again), for the
+ * idle workers. Nothing is sent to a rank between its TAKEBACK and its RETURNED, nor asked of it
+ * again until it has sent results or been sent tasks since its last RETURNED.
+ *
  * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
  * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
  * thread (cancel_queued's on the caller's), which is marked in mpx__tl_transport: a callback that
@@ -33,6 +73,11 @@
  *    task at a time (processes, single-threaded ranks: slots == 1) answers in the order it was
  *    sent, so only the oldest id of its window is accepted: a task can answer for itself, never
  *    for the tasks queued behind it (hybrid ranks answer out of order: any id of the window);
+ *  - a RETURNED is accepted only in answer to a TAKEBACK (once), with bare call ids only, and
+ *    only for ids of the worker's window: from a one-slot rank exactly the tail of its window in
+ *    order (it starts tasks in order; the ids before keep their numbers), from a hybrid rank any
+ *    ids of the window, each once. A task that reached its rank's communicator can at worst give
+ *    back itself or the tasks queued behind it, which its rank may do anyway;
  *  - a malformed message, a violation or a result it may not send gets the worker killed and
  *    replaced; its loss charges only the task it was running (the transport's progress word),
  *    the rest of its window is re-queued uncharged. Its messages are ignored until the loss;
@@ -41,8 +86,14 @@
  *    the link (its peer op, link.h's mpx__peer), never from Control or Error fields;
  *  - sizes are bounded by d->lim (max_message lowered to cfg->max_worker_memory).
  *
- * Locking: `lock` guards pending and the stop flags; the windows (w[]) belong to the dispatcher
- * thread alone (and to the starting thread before it exists). */
+ * Files: this one batches, sends, takes results, starts and stops; dispatch_loss.c handles a
+ * lost worker's window (lose(), above); dispatch_pages.c has taking tasks back (claim words and
+ * TAKEBACK), what else only workers with a page need, and the time-limit and stall checks;
+ * dispatch_impl.h the state they share.
+ *
+ * Locking: `lock` guards pending, the stop flags and cancel_sent; the windows (w[]) belong to the
+ * dispatcher thread alone (and to the starting thread before it exists). Claim words are shared
+ * with workers and cancelling threads: orderings are given where they are used (progress.h). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,81 +101,14 @@
 #include <string.h>
 
 #include "codec.h"
-#include "dataplane.h"
+#include "dispatch_impl.h"
 #include "future_impl.h"
 #include "os/log.h"
 #include "task_impl.h"
 #include "link.h"
 #include "runner.h"
 
-enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
-
-typedef struct fifo {
-  mpx_future *head, *tail;
-  size_t n;
-} fifo;
-
-typedef struct wslot {
-  fifo inflight;        /* sent, in order; results come back in this order */
-  bool ready;           /* READY received, not lost since */
-  bool dead;            /* initializer failed in a replacement: never used again */
-  bool timed;           /* holds one task with a time limit */
-  bool timed_out;       /* killed for its time limit; the lost event fails that task */
-  double deadline;
-  double busy_since;    /* when its window last became non-empty or it last sent results */
-  long sent;            /* tasks sent to the current worker process (max_tasks_per_worker) */
-  int slots;            /* tasks it runs at once (the transport's mpx__peer), >= 1 */
-  bool killed;          /* ended for a protocol violation; its loss is not reported yet */
-  uint64_t seq_sent;    /* slots == 1: tasks sent to the current process (the next one's number) */
-  uint64_t seq_done;    /* slots == 1: results accepted from it (the window head's number) */
-  int pid;              /* pid, rank and host: the transport's mpx__peer, never a message's */
-  int rank;
-  char host[64];
-  char why[384];        /* killed: what it did */
-} wslot;
-
-typedef struct disp {
-  const mpx__config *cfg;
-  const mpx__link_ops *inner;
-  mpx__link *tp;
-  mpx__limits lim;
-  pthread_t thread;
-  pthread_mutex_t lock;  /* pending, stopping */
-  pthread_cond_t idle;   /* signalled when the dispatcher thread exits */
-  fifo pending;
-  fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
-  bool stopping, closed, exited, joined;
-  wslot *w;
-  int n;
-  int next;              /* the worker feed_all serves first: the last one that returned
-                            results (still polling, not yet backed off), so a lone task meets a
-                            warm worker; under load every worker gets its share anyway */
-  double task_avg;       /* seconds per task, EWMA */
-  mpx__wbuf out;
-  Mpx__Task *tasks;      /* scratch for one batch */
-  Mpx__Task **task_ptrs;
-  mpx__dp dp;            /* the batch's out-of-band arguments (dataplane.h) */
-} disp;
-
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static void fifo_push(fifo *q, mpx_future *f) {
-  f->next = NULL;
-  if (q->tail) q->tail->next = f;
-  else q->head = f;
-  q->tail = f;
-  q->n++;
-}
-
-static mpx_future *fifo_pop(fifo *q) {
-  mpx_future *f = q->head;
-  if (!f) return NULL;
-  q->head = f->next;
-  if (!q->head) q->tail = NULL;
-  q->n--;
-  f->next = NULL;
-  return f;
-}
 
 /* Remove the future with call id `id` from q (usually the head). */
 static mpx_future *fifo_take(fifo *q, uint64_t id) {
@@ -141,43 +125,7 @@ static mpx_future *fifo_take(fifo *q, uint64_t id) {
   return NULL;
 }
 
-static double task_timeout(const disp *d, const mpx_future *f) {
-  if (f->timeout < 0) return 0;
-  return f->timeout > 0 ? f->timeout : d->cfg->task_timeout;
-}
-
-static int task_retries(const disp *d, const mpx_future *f) {
-  return f->retries >= 0 ? f->retries : d->cfg->retries;
-}
-
-/* The call id of the future numbered `seq` in worker w's window: its address, and for a worker
- * that answers in order (slots == 1) the number's low 16 bits in the top bits of the id, so that a
- * late answer for a future that was completed early (a task that answered for itself, then
- * finished) never matches a new future at the same address. */
-static uint64_t call_id(const wslot *w, const mpx_future *f, uint64_t seq) {
-  uint64_t a = (uint64_t)(uintptr_t)f;
-  if (w->slots != 1 || a >> 48) return a;
-  return a | (seq & 0xffff) << 48;
-}
-
-/* Where worker i runs, from the transport's own knowledge (mpx__peer), never from a message. */
-static void where(const wslot *w, int i, char *buf, size_t n) {
-  if (w->rank >= 0)
-    snprintf(buf, n, "worker %d (rank %d on %s)", i, w->rank, w->host[0] ? w->host : "?");
-  else
-    snprintf(buf, n, "worker %d (pid %d on %s)", i, w->pid, w->host[0] ? w->host : "?");
-}
-
 /* ---- sending ------------------------------------------------------------------------------ */
-
-/* In-flight tasks a worker with `slots` parallel slots gets: about 1 ms of work per slot. */
-static size_t window(const disp *d, int slots) {
-  double w = d->task_avg <= 0 ? WINDOW_MIN /* nothing measured yet: one task per slot, so that a
-                                                long first task leaves the rest cancellable */
-                              : 1e-3 / d->task_avg;
-  w = w < WINDOW_MIN ? WINDOW_MIN : w > WINDOW_MAX ? WINDOW_MAX : w;
-  return (size_t)w * (size_t)slots;
-}
 
 static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
   mpx__task__init(t);
@@ -193,8 +141,6 @@ static void fill_task(Mpx__Task *t, mpx_future *f, uint64_t id) {
   }
 }
 
-static void lose(disp *d, int i, const char *detail, const mpx__event *ev);
-
 /* Pack and send `k` tasks (the last k of w's window) to worker i. Called under d->lock; tasks
  * it cannot send go to d->unsent, which feed_all fails after unlocking. */
 static void send_batch(disp *d, int i, size_t k) {
@@ -205,11 +151,17 @@ static void send_batch(disp *d, int i, size_t k) {
   int rc = mpx__codec_pack(&b, &d->lim, &d->out);
   if (rc == 0) rc = mpx__dp_send(&d->dp, d->inner, d->tp, i, d->out.data, d->out.len);
   else mpx__dp_reset(&d->dp);
-  if (rc == 0 || rc == MPX_EWORKER_LOST) return; /* a loss: poll reports it, lose() re-queues */
+  wslot *w = &d->w[i];
+  if (rc == 0 || rc == MPX_EWORKER_LOST) { /* a loss: poll reports it, lose() re-queues */
+    w->seq += k;
+    return;
+  }
+  /* never sent: their claim words are free again (relaxed: the worker never sees them) */
+  for (size_t j = 0; w->page && j < k; j++)
+    atomic_store_explicit(&w->page->claim[(w->seq + j) % MPX__CLAIM_RING], 0, memory_order_relaxed);
   /* The batch could not be packed or sent (a limit the submit checks did not cover, such as a
    * map chunk of more items than the codec takes, or no memory): fail these k tasks, not the
    * worker, which got nothing. */
-  wslot *w = &d->w[i];
   size_t keep = w->inflight.n - k;
   mpx_future *last = NULL, *f = w->inflight.head;
   for (size_t j = 0; j < keep; j++) last = f, f = f->next;
@@ -228,12 +180,11 @@ static void send_batch(disp *d, int i, size_t k) {
   }
 }
 
-static bool has_room(const disp *d, const wslot *w) {
-  return w->ready && !w->dead && !w->timed && w->inflight.n < window(d, w->slots);
-}
-
-/* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. */
-static void feed(disp *d, int i, size_t share) {
+/* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
+ * progress page each task's claim word gets its call id before the future becomes SENT (so a
+ * cancel that sees SENT finds the id there); a word that still holds an unclaimed id (the worker
+ * is a whole ring behind) ends the batch. */
+void mpx__disp_feed(disp *d, int i, size_t share) {
   wslot *w = &d->w[i];
   long max = d->cfg->max_tasks_per_worker;
   size_t room = window(d, w->slots), k = 0;
@@ -246,14 +197,30 @@ static void feed(disp *d, int i, size_t share) {
     mpx_future *f = d->pending.head;
     if (!f) break;
     bool timed = task_timeout(d, f) > 0;
-    if (timed && (k || w->inflight.n)) break; /* a timed task goes alone to an idle worker */
+    /* without a page, a timed task goes alone to an idle worker (killing it loses nothing else) */
+    if (timed && !w->page && (k || w->inflight.n)) break;
     /* arguments of one batch stay under max_payload together (one may reach it alone), so a
      * batch always fits max_message (at least twice max_payload, see mpx__limits_default) */
     if (k && bytes + f->arg_len > d->lim.max_payload) break;
+    _Atomic uint64_t *word = NULL;
+    if (w->page) {
+      word = &w->page->claim[(w->seq + k) % MPX__CLAIM_RING];
+      /* relaxed: only an unclaimed id matters, and only the worker changes it meanwhile */
+      if (atomic_load_explicit(word, memory_order_relaxed) > MPX__CLAIM_TAKEN) break;
+    }
     bytes += f->arg_len;
     fifo_pop(&d->pending);
     if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
-    if (!mpx__future_start(f)) { /* cancelled while pending */
+    bool ok;
+    if (word) {
+      /* release: see progress.h; the future's SENT (acq_rel) comes after */
+      atomic_store_explicit(word, (uint64_t)(uintptr_t)f, memory_order_release);
+      ok = mpx__future_send(f, word);
+      if (!ok) atomic_store_explicit(word, 0, memory_order_relaxed);
+    } else {
+      ok = mpx__future_start(f);
+    }
+    if (!ok) { /* cancelled while pending */
       mpx__future_drop(f);
       continue;
     }
@@ -267,13 +234,26 @@ static void feed(disp *d, int i, size_t share) {
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
-    if (timed) {
+    if (timed) d->timed_seen = true;
+    if (timed && !w->page) {
       w->timed = true;
       w->deadline = mpx__now() + task_timeout(d, f);
       break;
     }
   }
-  if (k) send_batch(d, i, k);
+  if (k) {
+    w->answered = false;
+    send_batch(d, i, k);
+  }
+}
+
+/* Fail what send_batch could not send (after d->lock is released: callbacks run). */
+void mpx__disp_fail_unsent(disp *d) {
+  for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
+    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
+                                               f->task->name, f->worker, mpx_strerror(f->error)));
+    mpx__future_drop(f);
+  }
 }
 
 /* Share pending tasks among the workers with room, idle workers first, starting at a rotating
@@ -289,16 +269,12 @@ static void feed_all(disp *d) {
       for (int pass = 0; pass < 2; pass++)
         for (int k = 0; k < d->n && d->pending.n; k++) {
           int i = (d->next + k) % d->n;
-          if ((d->w[i].inflight.n == 0) == (pass == 0)) feed(d, i, share);
+          if ((d->w[i].inflight.n == 0) == (pass == 0)) mpx__disp_feed(d, i, share);
         }
     }
   }
   pthread_mutex_unlock(&d->lock);
-  for (mpx_future *f; (f = fifo_pop(&d->unsent));) {
-    mpx__future_fail(f, f->error, mpx__strdupf("task '%s' could not be sent to worker %d: %s",
-                                               f->task->name, f->worker, mpx_strerror(f->error)));
-    mpx__future_drop(f);
-  }
+  mpx__disp_fail_unsent(d);
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -336,8 +312,7 @@ static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, mpx__s
  * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
  * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
  * charged, the rest goes back to the queue. */
-static void violate(disp *d, int i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void violate(disp *d, int i, const char *fmt, ...) {
+void mpx__disp_violate(disp *d, int i, const char *fmt, ...) {
   wslot *w = &d->w[i];
   char what[160];
   va_list ap;
@@ -353,10 +328,10 @@ static void violate(disp *d, int i, const char *fmt, ...) {
   if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
   snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
   mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
-  w->dead = true;
+  w->dead = w->retired = true; /* still told SHUTDOWN, so that it says BYE */
   mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
   ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
-  lose(d, i, w->why, &ev);
+  mpx__disp_lose(d, i, w->why, &ev);
 }
 
 /* Accept the READY that a worker process sends as its first message: who it is comes from the
@@ -376,6 +351,14 @@ static void on_ready(disp *d, int i, const Mpx__Control *c) {
   take_peer(d, i);
   w->sent = 0;
   w->seq_sent = w->seq_done = 0;
+  w->seq = 0; /* a new process: a new stream, on a fresh page */
+  w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
+  w->reclaim = w->page || (d->cfg->caps & MPX__CAP_TAKEBACK);
+  w->asked = w->answered = false;
+  w->stalled = false;
+  w->timed_out_id = w->run_id = 0;
+  if (w->page) w->beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
+  w->beat_at = mpx__now();
   if (c->error) { /* a replacement's initializer failed: retire the slot */
     char *msg = error_text(d, c->error, i);
     mpx__log(MPX_LOG_WARN, "%s; worker %d is not replaced", msg ? msg : "initializer failed", i);
@@ -401,6 +384,15 @@ static void observe(disp *d, double seconds, size_t tasks) {
 static mpx_future *accept_result(disp *d, int i, uint64_t id) {
   wslot *w = &d->w[i];
   if (w->slots == 1) {
+    /* a task a user cancelled before its worker reached it (its claim word reads TAKEN) is skipped
+     * by the worker, which never answers for it: out of the window, the next one is the oldest.
+     * relaxed: TAKEN is final for that word until the future leaves the window */
+    for (mpx_future *h; w->page && (h = w->inflight.head);) {
+      _Atomic uint64_t *word =
+          (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(h), memory_order_relaxed);
+      if (!word || atomic_load_explicit(word, memory_order_relaxed) != MPX__CLAIM_TAKEN) break;
+      mpx__future_drop(fifo_pop(&w->inflight));
+    }
     if (!w->inflight.head || call_id(w, w->inflight.head, w->seq_done) != id) return NULL;
     w->seq_done++;
     return fifo_pop(&w->inflight);
@@ -413,6 +405,8 @@ static const char *control_name(int kind) {
   case MPX__CONTROL__KIND__READY: return "READY";
   case MPX__CONTROL__KIND__SHUTDOWN: return "SHUTDOWN";
   case MPX__CONTROL__KIND__RETIRE: return "RETIRE";
+  case MPX__CONTROL__KIND__TAKEBACK: return "TAKEBACK";
+  case MPX__CONTROL__KIND__RETURNED: return "RETURNED";
   default: return "NONE";
   }
 }
@@ -423,19 +417,24 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   Mpx__Batch *b;
   int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {
-    violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
+    mpx__disp_violate(d, i, "sent a malformed message (%s)", mpx_strerror(rc));
     return;
   }
   if (!w->ready) { /* a worker process's first message: READY and nothing else */
     if (!b->control || b->control->kind != MPX__CONTROL__KIND__READY || b->n_results || b->n_tasks)
-      violate(d, i, "sent a message other than READY as its first");
+      mpx__disp_violate(d, i, "sent a message other than READY as its first");
     else
       on_ready(d, i, b->control);
     mpx__codec_free(b);
     return;
   }
-  if (b->control || b->n_tasks) { /* a serving worker sends results only */
-    violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__RETURNED && !b->n_tasks) {
+    mpx__disp_returned(d, i, b); /* a rank gives back what it has not started */
+    mpx__codec_free(b);
+    return;
+  }
+  if (b->control || b->n_tasks) { /* a serving worker sends results only (or RETURNED) */
+    mpx__disp_violate(d, i, "sent %s while serving", b->n_tasks ? "tasks"
                                                       : control_name(b->control->kind));
     mpx__codec_free(b);
     return;
@@ -446,7 +445,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     uint64_t id = b->results[k]->call_id;
     mpx_future *f = accept_result(d, i, id);
     if (!f) { /* never dereferenced: a stale, repeated, out of order or forged id */
-      violate(d, i, "sent a result for call id 0x%llx, which it was not running",
+      mpx__disp_violate(d, i, "sent a result for call id 0x%llx, which it was not running",
               (unsigned long long)id);
       break;
     }
@@ -454,7 +453,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     const char *why =
         mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
     if (why) {
-      violate(d, i, "%s", why);
+      mpx__disp_violate(d, i, "%s", why);
       break;
     }
     complete(d, i, f, b->results[k], &seg);
@@ -462,6 +461,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     d->next = i;
   }
   if (done) {
+    w->answered = false; /* it moved on: it may be asked to give back again */
     /* the worker was busy from busy_since (a send to its empty window, or its previous
      * results) until now, on `slots` tasks at once */
     observe(d, (now - w->busy_since) * (double)w->slots, done);
@@ -471,85 +471,10 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   mpx__codec_free(b);
 }
 
-/* Worker i is gone: re-queue or fail what it held. When the transport knows what the worker was
- * running (ev->running_known), only that task is charged: it is retried while its retries last,
- * else fails; the others never started (or ran without their results being sent) and are
- * re-queued uncharged. Otherwise (ev NULL, or MPI) every task it held is charged. */
-static void lose(disp *d, int i, const char *detail, const mpx__event *ev) {
-  wslot *w = &d->w[i];
-  char who[160];
-  where(w, i, who, sizeof who);
-  bool timed_out = w->timed_out;
-  char why[sizeof w->why];
-  if (w->killed) { /* ended for a protocol violation: say that, not just 'killed by signal 9' */
-    snprintf(why, sizeof why, "%s", w->why);
-    detail = why;
-  }
-  w->ready = w->timed = w->timed_out = w->killed = false;
-  /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
-  if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
-  mpx_future *f;
-  fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
-                         failures' callbacks run unlocked */
-  for (uint64_t seq = w->seq_done; (f = fifo_pop(&w->inflight)); seq++) {
-    uint64_t id = call_id(w, f, seq);
-    if (timed_out) {
-      mpx__future_fail(f, MPX_ETIMEDOUT,
-                       mpx__strdupf("task '%s' ran past its %.3g s time limit; %s was killed",
-                                    f->task->name, task_timeout(d, f), who));
-      mpx__future_drop(f);
-    } else if (ev && ev->running_known && id != ev->running &&
-               mpx__future_requeue(f)) {
-      f->worker = -1; /* never started: not an attempt */
-      fifo_push(&requeue, f);
-    } else if (task_retries(d, f) > 0 && mpx__future_requeue(f)) {
-      f->retries = (int16_t)(task_retries(d, f) - 1);
-      f->worker = -1;
-      fifo_push(&requeue, f);
-    } else {
-      mpx__future_fail(f, MPX_EWORKER_LOST,
-                       mpx__strdupf("task '%s' was lost with worker %d on %s: %s", f->task->name,
-                                    i, w->host[0] ? w->host : "?", detail));
-      mpx__future_drop(f);
-    }
-  }
-  /* retried tasks go first, in their original order; the gate counted them out already */
-  pthread_mutex_lock(&d->lock);
-  if (requeue.n) {
-    requeue.tail->next = d->pending.head;
-    d->pending.head = requeue.head;
-    if (!d->pending.tail) d->pending.tail = requeue.tail;
-    d->pending.n += requeue.n;
-    if (d->cfg->gate) mpx__gate_return(d->cfg->gate, requeue.n);
-  }
-  pthread_mutex_unlock(&d->lock);
-}
-
-static void check_deadlines(disp *d) {
-  double now = mpx__now();
-  for (int i = 0; i < d->n; i++) {
-    wslot *w = &d->w[i];
-    if (w->timed && !w->timed_out && now >= w->deadline) {
-      w->timed_out = true;
-      d->inner->kill(d->tp, i, true);
-    }
-  }
-}
-
-/* Milliseconds to block in poll: until the nearest deadline, at most 100 ms. */
-static int poll_ms(disp *d) {
-  double wait = 0.1, now = mpx__now();
-  for (int i = 0; i < d->n; i++)
-    if (d->w[i].timed && !d->w[i].timed_out && d->w[i].deadline - now < wait)
-      wait = d->w[i].deadline - now;
-  return wait <= 0 ? 0 : (int)(wait * 1000) + 1;
-}
-
 static void handle(disp *d, const mpx__event *ev) {
   if (ev->kind == MPX__EV_MESSAGE) on_message(d, ev->worker, ev->data, ev->len);
-  else if (ev->kind == MPX__EV_WORKER_LOST) lose(d, ev->worker, ev->detail, ev);
+  else if (ev->kind == MPX__EV_WORKER_LOST) mpx__disp_lose(d, ev->worker, ev->detail, ev);
 }
-
 
 static size_t inflight(const disp *d) {
   size_t k = 0;
@@ -585,7 +510,7 @@ static void send_shutdown(disp *d) {
   mpx__wbuf_reset(&d->out);
   if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
   for (int i = 0; i < d->n; i++)
-    if (!d->w[i].dead) d->inner->send(d->tp, i, d->out.data, d->out.len);
+    if (!d->w[i].dead || d->w[i].retired) d->inner->send(d->tp, i, d->out.data, d->out.len);
 }
 
 static void *dispatcher_main(void *arg) {
@@ -599,20 +524,23 @@ static void *dispatcher_main(void *arg) {
     if (stop && !inflight(d)) break;
     if (!live_workers(d)) fail_pending(d, MPX_EINIT, "cannot run: no worker is left");
     mpx__event ev = {0};
-    int rc = d->inner->poll(d->tp, &ev, poll_ms(d));
+    int rc = d->inner->poll(d->tp, &ev, mpx__disp_poll_ms(d));
     if (rc) {
       fail_pending(d, rc, "cannot run: the transport failed");
+      mpx__disp_fail_windows(d, rc);
       break;
     }
     handle(d, &ev);
     /* drain whatever else is ready without blocking */
     while (ev.kind != MPX__EV_NONE && !d->inner->poll(d->tp, &ev, 0)) handle(d, &ev);
-    check_deadlines(d);
+    mpx__disp_check_deadlines(d);
+    mpx__disp_housekeeping(d);
   }
   send_shutdown(d);
   d->inner->stop(d->tp, true);
   pthread_mutex_lock(&d->lock);
   d->exited = true;
+  d->cancel_sent = false;
   pthread_cond_broadcast(&d->idle);
   pthread_mutex_unlock(&d->lock);
   return NULL;
@@ -734,6 +662,8 @@ static void disp_close(mpx__runner *self) {
   pthread_mutex_unlock(&d->lock);
 }
 
+/* Cancel what is pending here, then have the dispatcher cancel what the windows hold and no
+ * worker has started (it owns the windows); wait for that, briefly. Returns the pending count. */
 static size_t disp_cancel_queued(mpx__runner *self) {
   disp *d = (disp *)self;
   size_t k = 0;
@@ -747,6 +677,21 @@ static size_t disp_cancel_queued(mpx__runner *self) {
     k += mpx__future_cancel(f);
     mpx__future_drop(f);
   }
+  /* the windows are the dispatcher's: it cancels their unstarted tasks (housekeeping). Wait for
+   * that, briefly, unless this is the dispatcher thread itself (a done-callback it runs): then it
+   * happens when the callback has returned. */
+  pthread_mutex_lock(&d->lock);
+  d->cancel_sent = !d->exited;
+  pthread_mutex_unlock(&d->lock);
+  d->inner->wake(d->tp);
+  if (mpx__tl_transport == d) return k;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2;
+  pthread_mutex_lock(&d->lock);
+  while (d->cancel_sent && !d->exited)
+    if (pthread_cond_timedwait(&d->idle, &d->lock, &until)) break;
+  pthread_mutex_unlock(&d->lock);
   return k;
 }
 

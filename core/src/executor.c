@@ -111,12 +111,16 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   int rc = check_seconds("task_timeout", o->task_timeout);
   if (rc) return rc;
   if (o->task_timeout < 0) return out_of_range("task_timeout");
+  if ((rc = check_seconds("stall_timeout", o->stall_timeout))) return rc;
+  if (o->stall_timeout < 0) return out_of_range("stall_timeout");
   if ((rc = resolve_backend(o->backend, &c->backend)) ||
       (rc = mpx__transport_find(c->backend, &c->transport)))
     return rc;
   c->caps = c->transport->caps;
   if ((rc = check_cap(c, o->task_timeout > 0, MPX__CAP_KILL_ONE, "task_timeout",
                       o->task_timeout)) ||
+      (rc = check_cap(c, o->stall_timeout > 0, MPX__CAP_KILL_ONE, "stall_timeout",
+                      o->stall_timeout)) ||
       (rc = check_cap(c, o->retries > 0, MPX__CAP_RETRY, "retries", o->retries)) ||
       (rc = check_cap(c, o->max_tasks_per_worker > 0, MPX__CAP_RECYCLE, "max_tasks_per_worker",
                       (double)o->max_tasks_per_worker)))
@@ -135,6 +139,7 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->max_payload = o->max_payload ? o->max_payload : MPX__DEFAULT_MAX_PAYLOAD;
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
+  c->stall_timeout = o->stall_timeout > 0 ? o->stall_timeout : 5.0;
   c->threads_per_rank = o->threads_per_rank;
   c->root_threads = o->root_threads;
   if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||

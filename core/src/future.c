@@ -29,6 +29,7 @@
 #include "os/cpu.h"
 #include "os/futex.h"
 #include "os/log.h"
+#include "progress.h"
 #include "task_impl.h"
 
 _Static_assert(sizeof(struct mpx_future) <= 128, "a future must stay within 128 bytes");
@@ -271,30 +272,55 @@ static void run_callbacks(mpx_future *f) {
   }
 }
 
-/* Move from `from` (a state) to `to`; false if the state was something else. */
-static bool transition(mpx_future *f, uint32_t from, uint32_t to) {
+#define BIT(st) (1u << (st))
+
+/* Move from one of the states in the bit set `from` to `to`; false if the state was another. */
+static bool transition_any(mpx_future *f, uint32_t from, uint32_t to) {
   uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
   do {
-    if ((s & MPX__ST_MASK) != from) return false;
+    if (!(BIT(s & MPX__ST_MASK) & from)) return false;
     /* acq_rel: publishes the result written before, and orders the flag reads below */
   } while (!atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~MPX__ST_MASK) | to,
                                                   memory_order_acq_rel, memory_order_relaxed));
-  if (to >= MPX_FINISHED) {
+  if (mpx__state_done(to)) {
     if (s & MPX__F_WAITERS) mpx__futex_wake_private(&f->state, INT_MAX);
     if (s & MPX__F_CALLBACKS) run_callbacks(f);
   }
   return true;
 }
 
+static bool transition(mpx_future *f, uint32_t from, uint32_t to) {
+  return transition_any(f, BIT(from), to);
+}
+
 bool mpx__future_start(mpx_future *f) { return transition(f, MPX_PENDING, MPX_RUNNING); }
-bool mpx__future_cancel(mpx_future *f) { return transition(f, MPX_PENDING, MPX_CANCELLED); }
-bool mpx__future_requeue(mpx_future *f) { return transition(f, MPX_RUNNING, MPX_PENDING); }
+bool mpx__future_cancel(mpx_future *f) {
+  return transition_any(f, BIT(MPX_PENDING) | BIT(MPX__SENT), MPX_CANCELLED);
+}
+bool mpx__future_requeue(mpx_future *f) {
+  return transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_PENDING);
+}
+bool mpx__future_started(mpx_future *f) { return transition(f, MPX__SENT, MPX_RUNNING); }
+
+bool mpx__future_send(mpx_future *f, _Atomic uint64_t *word) {
+  /* relaxed: the CAS to SENT below (acq_rel) publishes it to whoever sees SENT */
+  atomic_store_explicit(mpx__future_claim(f), (uintptr_t)word, memory_order_relaxed);
+  return transition(f, MPX_PENDING, MPX__SENT);
+}
+
+/* The claim word of a SENT future (acquire: pairs with the CAS that published SENT). */
+static _Atomic uint64_t *claim_word(mpx_future *f) {
+  return (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_acquire);
+}
+
+/* Started or finished, failed (from running, or sent and never claimed, or still pending). */
+#define LIVE (BIT(MPX_RUNNING) | BIT(MPX__SENT) | BIT(MPX_PENDING))
 
 void mpx__future_fail(mpx_future *f, int code, char *message) {
   f->error = code < 0 ? code : MPX_ETASK;
   free(f->errmsg);
   f->errmsg = message;
-  if (!transition(f, MPX_RUNNING, MPX_FAILED)) transition(f, MPX_PENDING, MPX_FAILED);
+  transition_any(f, LIVE, MPX_FAILED);
 }
 
 static int set_result(mpx_future *f, const void *data, size_t len) {
@@ -340,7 +366,7 @@ void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
       return;
     }
   }
-  transition(f, MPX_RUNNING, MPX_FINISHED);
+  transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED);
 }
 
 static void run_chunk(mpx_future *f, int worker) {
@@ -519,9 +545,19 @@ int mpx_future_exception(mpx_future *f, double timeout, int *code, const char **
   return MPX_OK;
 }
 
+/* The state the user sees: SENT reads PENDING until the worker claims the task. */
+static int user_state(const mpx_future *f) {
+  uint32_t s = mpx__future_state(f);
+  if (s != MPX__SENT) return (int)s;
+  _Atomic uint64_t *w = claim_word((mpx_future *)f);
+  /* relaxed: a hint, as Python's running() is; the worker's claim happened or not */
+  return w && atomic_load_explicit(w, memory_order_relaxed) == MPX__CLAIM_STARTED ? MPX_RUNNING
+                                                                                  : MPX_PENDING;
+}
+
 int mpx_future_state_get(const mpx_future *f) {
   int rc = mpx__future_check(f);
-  return rc ? rc : (int)mpx__future_state(f);
+  return rc ? rc : user_state(f);
 }
 
 int mpx_future_done(const mpx_future *f) {
@@ -539,11 +575,39 @@ int mpx_future_cancelled(const mpx_future *f) {
   return s < 0 ? s : s == MPX_CANCELLED;
 }
 
+/* Cancel: a PENDING future by its state word; a SENT one by winning its claim word first, so
+ * that the worker skips it (see future_impl.h). While the dispatcher moves a future (it won the
+ * word, TAKEN, and is about to make it PENDING) the word reads TAKEN: look again. A word that
+ * reads anything else while the future is still SENT there belongs to the worker (STARTED, or
+ * a value its own task wrote): the task counts as running. */
 int mpx_future_cancel(mpx_future *f) {
   int rc = mpx__future_check(f);
   if (rc) return rc;
-  if (mpx__future_cancel(f) || mpx__future_state(f) == MPX_CANCELLED) return MPX_OK;
-  return MPX_ESTATE;
+  const uint64_t id = (uint64_t)(uintptr_t)f;
+  double give_up = 0;
+  for (;;) {
+    uint32_t s = mpx__future_state(f);
+    if (s == MPX_CANCELLED) return MPX_OK;
+    if (s == MPX_PENDING) {
+      if (transition(f, MPX_PENDING, MPX_CANCELLED)) return MPX_OK; /* never SENT: see above */
+      continue;
+    }
+    if (s != MPX__SENT) return MPX_ESTATE;
+    _Atomic uint64_t *w = claim_word(f);
+    uint64_t v = id;
+    /* acq_rel: the worker's later CAS fails and skips the task; our state change comes after */
+    if (w && atomic_compare_exchange_strong_explicit(w, &v, MPX__CLAIM_TAKEN, memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+      /* ours: nobody else moves a SENT future whose word they did not win */
+      transition_any(f, BIT(MPX__SENT) | BIT(MPX_PENDING), MPX_CANCELLED);
+      return MPX_OK;
+    }
+    if (mpx__future_state(f) != MPX__SENT || claim_word(f) != w) continue; /* it moved */
+    if (v != MPX__CLAIM_TAKEN) return MPX_ESTATE;
+    if (!give_up) give_up = mpx__now() + 0.05;
+    if (mpx__now() > give_up) return MPX_ESTATE; /* a worker wrote TAKEN there itself */
+    sched_yield();
+  }
 }
 
 /* Add `cb` to the list, or return false if the future is already done (caller runs it). */

@@ -6,7 +6,14 @@
  * user and the scheduler are done with it. User and internal references are counted apart, so
  * that a handle the user released answers MPX_ERELEASED even while the scheduler still holds the
  * future. A user callback added and not yet run holds a user reference of its own (see future.c).
- * A future is at most 128 bytes. */
+ * A future is at most 128 bytes.
+ *
+ * Links with a progress page (progress.h: processes) add one internal state, SENT: the future is
+ * in a worker's window but the worker has not claimed it. The user sees it as PENDING (RUNNING
+ * once the worker's claim word says STARTED) and can cancel it: the cancel CASes the claim word
+ * the future points to (`claim`), so the worker skips it, exactly one side winning. The
+ * dispatcher moves a SENT future only after winning that word itself (take-back, a lost worker)
+ * or when its result arrives. */
 #ifndef MPX_FUTURE_IMPL_H
 #define MPX_FUTURE_IMPL_H
 
@@ -53,7 +60,10 @@ struct mpx_future {
   char *errmsg;           /* heap message when FAILED */
   struct mpx__cb *cbs;    /* guarded by the future's stripe lock */
   struct mpx_future *next; /* link for whichever queue holds the future */
-  void *owner;            /* scheduler data (map chunk descriptor) */
+  union {
+    void *owner;              /* map chunk futures (MPX__F_CHUNK): their mpx__map_chunk */
+    _Atomic(uintptr_t) claim; /* other futures while SENT: their claim word (progress.h) */
+  };
   int16_t retries;        /* message transports: runs left after a lost worker; -1 executor's */
   int16_t worker;         /* message transports: worker holding it, -1 none */
   float timeout;          /* seconds, 0: the executor's task_timeout, < 0 none */
@@ -85,8 +95,19 @@ typedef struct mpx__map_chunk {
   unsigned char *results;      /* where its first result goes */
   size_t count, item_size, result_size;
   size_t failed;               /* index in the chunk of the failing item (when FAILED) */
+  _Atomic(uintptr_t) claim;    /* while SENT: the chunk future's claim word (progress.h) */
   mpx__map_private *priv;      /* NULL: in place; else the block the future holds a reference on */
 } mpx__map_chunk;
+
+/* Internal state: in a worker's window, not claimed by the worker yet (see the header). */
+#define MPX__SENT 7u
+
+/* Where a future keeps the address of its claim word while SENT. */
+static inline _Atomic(uintptr_t) *mpx__future_claim(mpx_future *f) {
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)
+    return &((mpx__map_chunk *)f->owner)->claim;
+  return &f->claim;
+}
 
 /* A pending future with refs = 2 (caller + scheduler). Arguments up to MPX_INLINE_ARG bytes are
  * copied. With `adopt_arg`, `arg` is a malloc'd block the future takes over (freed at once when
@@ -95,6 +116,11 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, bool
 
 /* PENDING -> RUNNING; false if it was cancelled meanwhile (then it must not run). */
 bool mpx__future_start(mpx_future *f);
+/* PENDING -> SENT with `word` (a claim word holding f's call id) as its claim; false if it was
+ * cancelled meanwhile. */
+bool mpx__future_send(mpx_future *f, _Atomic uint64_t *word);
+/* SENT -> RUNNING (the worker claimed it); false if it was not SENT. */
+bool mpx__future_started(mpx_future *f);
 
 /* Run a started future's task (or map chunk) on this thread and complete it (thread backend). */
 void mpx__future_run(mpx_future *f, int worker);
@@ -108,9 +134,10 @@ void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len);
 void mpx__future_finish_adopt(mpx_future *f, void *data, size_t len);
 /* Complete a future as FAILED with `code` and a heap message the future takes over (may be NULL). */
 void mpx__future_fail(mpx_future *f, int code, char *message);
-/* PENDING -> CANCELLED; true if this call cancelled it. */
+/* PENDING (or SENT, by whoever won its claim word) -> CANCELLED; true if this call cancelled it. */
 bool mpx__future_cancel(mpx_future *f);
-/* RUNNING -> PENDING, for a task that will be sent again after its worker was lost. */
+/* RUNNING or SENT -> PENDING, for a task that will be sent again (its worker was lost, or the
+ * dispatcher won its claim word back). */
 bool mpx__future_requeue(mpx_future *f);
 
 /* Take / drop an internal reference (the scheduler's, a waiter's). */
@@ -123,7 +150,9 @@ void mpx__future_drop(mpx_future *f);
 static inline uint32_t mpx__future_state(const mpx_future *f) {
   return atomic_load_explicit(&((mpx_future *)f)->state, memory_order_acquire) & MPX__ST_MASK;
 }
-static inline bool mpx__state_done(uint32_t s) { return (s & MPX__ST_MASK) >= MPX_FINISHED; }
+static inline bool mpx__state_done(uint32_t s) {
+  return (s & MPX__ST_MASK) - MPX_FINISHED <= MPX_CANCELLED - MPX_FINISHED;
+}
 
 /* The transport this thread serves (a thread worker, the dispatcher), NULL elsewhere. Set by the
  * transport's threads when they start, so that the executor can tell a call made on one of its own

@@ -116,6 +116,11 @@ typedef struct mpx__link_ops {
   int (*send_parts)(mpx__link *self, int worker, const uint8_t *data, size_t len,
                     const struct iovec *parts, int n);
   int (*take_payload)(mpx__link *self, int worker, size_t len, void **out);
+  /* Optional: worker i's progress page (progress.h) as mapped in this process, at an address
+   * fixed until destroy (a replacement's fresh page is mapped there once the loss of the previous
+   * worker was reported and handled); NULL for a link without pages (MPI), whose futures then
+   * count as running once sent. Dispatcher thread only. */
+  struct mpx__progress *(*progress)(mpx__link *self, int worker);
 
   /* Optional, with MPX__CAP_ENDPOINT: endpoints over a handle the user gives (MPI: a pointer to a
    * communicator), on which executors are then created (cfg->endpoint).

@@ -10,6 +10,17 @@
  *
  * A task id nothing is registered under never runs anything: it becomes an MPX_ENOTASK Result.
  *
+ * Claims (process workers, who->progress set): each task is claimed in the progress page
+ * (progress.h) just before it runs; a task whose claim the parent won (cancelled, or taken back
+ * to run elsewhere) is skipped and gets no Result. Then its call id is stored as `running` for
+ * the dispatcher (relaxed: a hint it reads racily, see progress.h). A claim word that reads 0 or
+ * STARTED before the worker reached it means a task overwrote the page: serving stops with
+ * MPX_EPROTO (the worker exits; the task run just before is named as running, so it is charged).
+ *
+ * Take-back words (MPI ranks, who->claims): the same without a page or `running`: one word per
+ * task of the Batch, CASed from 0 to STARTED before the task runs; a task whose word the rank's
+ * server took (TAKEN, given back to the dispatcher) is skipped without a Result.
+ *
  * Whatever a task returns, the worker goes on serving: a failure's code is mapped into the task
  * failure set (mpx__task_code), an error result always fits (its message is cut to max_payload
  * bytes, then to a few bytes, then dropped, keeping the code), a result over max_payload or one
@@ -33,6 +44,7 @@
 
 #include "codec.h"
 #include "mpx/error.h"
+#include "progress.h"
 #include "task_impl.h"
 
 /* Results at least this large that already live on the heap are handed over, not copied. */
@@ -265,7 +277,8 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
   mpx__buf_init(&buf, small, sizeof small, lim->max_payload);
   int segs = 0, oobs = 0;
   int rc = MPX_OK;
-  size_t done = 0;
+  size_t done = 0, m = 0; /* m: results to send (tasks not skipped) */
+  mpx__progress *pg = who->progress;
   for (; done < n; done++) {
     serve_slot *s = &slots[done];
     const Mpx__Task *t = in->tasks[done];
@@ -278,8 +291,30 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
     s->oob = false;
     buf.seg_min = fds && segs < MPX__SERVE_SEGS && !t->count ? who->seg_min : 0;
     size_t oob_min = bufs && oobs < MPX__SERVE_SEGS ? who->oob_min : 0;
-    ptrs[done] = &s->r;
-    if (who->running) atomic_store_explicit(who->running, t->call_id, memory_order_relaxed);
+    if (pg) {
+      int claim = mpx__claim_start(pg, (*who->seq)++, MPX__CALL_ADDR(t->call_id));
+      if (claim < 0) {
+        /* A corrupt page: stop. The task run just before is the likely culprit: name it as the
+         * one running, so that the worker's loss charges it (and not the tasks after it, which
+         * go back to the queue uncharged); relaxed as every store of `running`. */
+        atomic_store_explicit(&pg->running, done ? in->tasks[done - 1]->call_id : 0,
+                              memory_order_relaxed);
+        rc = MPX_EPROTO;
+        done++;
+        break;
+      }
+      if (!claim) continue; /* the parent has it */
+      atomic_store_explicit(&pg->running, t->call_id, memory_order_relaxed);
+    } else if (who->claims) {
+      uint64_t queued = 0;
+      /* relaxed: one CAS on this word wins (the rank's server takes it with one too), and
+       * neither side reads anything the other wrote for it */
+      if (!atomic_compare_exchange_strong_explicit(&who->claims[done], &queued,
+                                                   MPX__CLAIM_STARTED, memory_order_relaxed,
+                                                   memory_order_relaxed))
+        continue; /* taken back by the rank's server, which reported it to the dispatcher */
+    }
+    ptrs[m++] = &s->r;
     const mpx_task *task;
     if (mpx_task_find_id(t->task_id, &task)) {
       slot_fail(s, who, MPX_ENOTASK,
@@ -306,7 +341,7 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
      * that long is left out), whatever max_payload is */
     for (size_t i = 0; i < n; i++) fit_error(&slots[i], lim);
     Mpx__Batch reply = MPX__BATCH__INIT;
-    reply.n_results = n;
+    reply.n_results = m;
     reply.results = ptrs;
     while ((rc = mpx__codec_pack(&reply, lim, out)) == MPX_ETOOBIG) {
       /* Each result fits but together they do not: fail the largest until the rest fit. */

@@ -72,11 +72,18 @@ static void write_seeds(const char *dir) {
   Mpx__Control c = MPX__CONTROL__INIT;
   c.kind = MPX__CONTROL__KIND__READY, c.error = &e, c.pid = 5, c.host = (char *)"node";
   c.slots = 3;
-  Mpx__Batch bs[4] = {MPX__BATCH__INIT, MPX__BATCH__INIT, MPX__BATCH__INIT, MPX__BATCH__INIT};
+  Mpx__Control back = MPX__CONTROL__INIT; /* a rank's answer to TAKEBACK: bare call ids */
+  back.kind = MPX__CONTROL__KIND__RETURNED;
+  Mpx__Result ids[2] = {MPX__RESULT__INIT, MPX__RESULT__INIT};
+  ids[0].call_id = 7, ids[1].call_id = 8;
+  Mpx__Result *ip[2] = {&ids[0], &ids[1]};
+  Mpx__Batch bs[5] = {MPX__BATCH__INIT, MPX__BATCH__INIT, MPX__BATCH__INIT, MPX__BATCH__INIT,
+                      MPX__BATCH__INIT};
   bs[1].n_tasks = 3, bs[1].tasks = tp;
   bs[2].n_results = 2, bs[2].results = rp;
   bs[3].n_tasks = 3, bs[3].tasks = tp, bs[3].n_results = 2, bs[3].results = rp, bs[3].control = &c;
-  for (int i = 0; i < 4; i++) {
+  bs[4].n_results = 2, bs[4].results = ip, bs[4].control = &back;
+  for (int i = 0; i < 5; i++) {
     mpx__wbuf w = {0};
     if (mpx__codec_pack(&bs[i], &lim, &w) == 0) write_seed(dir, i, &w);
     mpx__wbuf_free(&w);

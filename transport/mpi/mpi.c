@@ -647,12 +647,14 @@ static const mpx__link_ops mpi_link = {
 
 /* Payloads are encoded, big ones as their own messages (OOB); a single rank cannot be ended,
  * re-run or replaced (no KILL_ONE, RETRY or RECYCLE: the executor refuses time limits, retries
- * and max_tasks_per_worker); progress is made by polling threads; executors can run over the
- * user's communicators. */
+ * and max_tasks_per_worker); progress is made by polling threads; a rank gives back the tasks it
+ * has not started when asked (TAKEBACK, mpi_worker.c); executors can run over the user's
+ * communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",
     .backend = MPX_BACKEND_MPI,
-    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT | MPX__CAP_OOB,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT | MPX__CAP_TAKEBACK |
+            MPX__CAP_OOB,
     .init = mpi_init,
     .fini = mpi_fini,
     .link = &mpi_link,

@@ -15,7 +15,9 @@
  *   root -> worker  TAG_START  a start record (below): serve an executor with this configuration
  *   root -> worker  TAG_STOP   empty: the session is over, return
  *   both ways       TAG_BATCH  one packed mpx.Batch (tasks down; results and Control READY up;
- *                              Control SHUTDOWN down ends the executor)
+ *                              Control SHUTDOWN down ends the executor; Control TAKEBACK down
+ *                              is answered at once by one Control RETURNED up, whose Results
+ *                              are the bare call ids of the tasks given back, see mpi_worker.c)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
  *   both ways       TAG_PAYLOAD one big argument (down) or result (up) of at least MPX__SEG_MIN
  *                              bytes, right after the batch whose Task.arg_shm / Result.data_shm
@@ -168,7 +170,8 @@ typedef struct mpx__mpi_reply {
 typedef struct mpx__mpi_pool {
   pthread_mutex_t lock;
   pthread_cond_t work, inited;
-  mpx__mpi_job *head, *tail;
+  mpx__mpi_job *head, *tail; /* every live job (not fully answered) */
+  mpx__mpi_job *cur;         /* the first with tasks no runner has claimed; NULL: none */
   size_t tasks_left; /* received, not yet answered */
   mpx__mpi_reply *out, *out_tail;
   bool quit;
@@ -182,8 +185,21 @@ typedef struct mpx__mpi_pool {
   const void *initargs;
   size_t initargs_len;
 } mpx__mpi_pool;
-/* Start the threads; returns once each ran the initializer (MPX_ESYS if none started). */
+/* Start the threads; returns once each ran the initializer (MPX_ESYS if none started). With
+ * threads 0 no thread: the owner runs the initializer here and the tasks in mpx__mpi_pool_run. */
 int mpx__mpi_pool_start(mpx__mpi_pool *p);
+/* threads 0: run the oldest queued Batch on the calling thread, its results to the outbox run by
+ * run; false if none was queued. */
+bool mpx__mpi_pool_run(mpx__mpi_pool *p);
+bool mpx__mpi_pool_has_work(mpx__mpi_pool *p);
+/* Give back up to `max` queued tasks no runner has started (they will never run) into ids[], in
+ * the order pushed; returns how many. Tasks received, not yet answered: an upper bound. */
+size_t mpx__mpi_pool_take_back(mpx__mpi_pool *p, uint64_t *ids, size_t max);
+/* Answer a Control TAKEBACK: take back what no runner started and pack a Control RETURNED whose
+ * Results carry only those call ids into `out` (0, or a code: no memory). */
+int mpx__mpi_pool_give_back(mpx__mpi_pool *p, mpx__wbuf *out);
+/* Queue a packed message of the owner's (a RETURNED) behind the results so far; takes out. */
+void mpx__mpi_pool_answer(mpx__mpi_pool *p, mpx__wbuf *out);
 /* Queue a Batch's tasks (the pool frees b once they are answered). */
 void mpx__mpi_pool_push(mpx__mpi_pool *p, Mpx__Batch *b);
 /* The same, with `extra` (the batch's big arguments) freed by extra_free together with b. */

@@ -4,7 +4,8 @@
  *
  * It speaks the link's message contract without MPI: the link hands it the packed Batches the
  * dispatcher sends to its index, it unpacks and queues their tasks (a Control SHUTDOWN needs no
- * answer: the link stops it), and the link's poll takes from it, one message per call, first a
+ * answer: the link stops it; a Control TAKEBACK is answered with a RETURNED behind the results
+ * so far, mpi_pool.c), and the link's poll takes from it, one message per call, first a
  * Control READY (slots = its threads; the initializer's Error if it failed), then the packed
  * results in the order the threads produced them. The threads ring the link's bell when a result
  * is ready, so a poll waiting on it wakes at once.
@@ -103,11 +104,16 @@ int mpx__mpi_local_send_parts(mpx__mpi_local *l, const uint8_t *data, size_t len
     t->arg.len = parts[k++].iov_len;
     t->arg_shm = 0;
   }
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) {
+    mpx__wbuf out = {0}; /* what no thread started, given back behind the results so far */
+    if (!(rc = mpx__mpi_pool_give_back(&l->p, &out))) mpx__mpi_pool_answer(&l->p, &out);
+    mpx__wbuf_free(&out);
+  }
   if (b->n_tasks)
     mpx__mpi_pool_push(&l->p, b); /* the pool frees it */
   else
-    mpx__codec_free(b); /* control only (SHUTDOWN): the link stops us */
-  return MPX_OK;
+    mpx__codec_free(b); /* control only (SHUTDOWN: the link stops us; TAKEBACK) */
+  return rc;
 }
 
 static void reply_free(mpx__mpi_reply *r) {

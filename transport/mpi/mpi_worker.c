@@ -5,27 +5,38 @@
  * failed), then serves Batches until Control SHUTDOWN, answers TAG_BYE and waits for the next
  * start or TAG_STOP.
  *
- * One task thread: the serving thread runs each Batch itself (mpx__serve_batch) and posts the
- * packed results with MPI_Isend, so it is back at MPI_Improbe while they travel. Several task
- * threads (hybrid ranks): the serving thread only communicates; the task threads are started for
- * the executor (each runs the initializer, as a thread worker does) and take work from the
- * received Batches by guided self-scheduling (a claim of remaining / (2 * threads) tasks, at
- * least 1), so long tasks spread over the threads one by one and short ones go in runs; each claim
- * becomes one packed Batch of results in an outbox, and the task thread rings the serving
- * thread's bell so that the results leave at once.
+ * One task thread: the serving thread runs each Batch itself (no hand-off, so short tasks keep
+ * their latency; mpi_pool.c's threads-0 mode, in runs whose results go out as they are done). A
+ * standby thread looks every 2 ms (500 wake-ups a second while an executor runs) whether the
+ * serving thread is still in the run it saw last time; if so it takes the baton (the mutex held by
+ * whichever thread calls MPI, so SERIALIZED suffices) and serves messages until that run ends:
+ * tasks are queued, results posted, a TAKEBACK answered. Several task threads (hybrid ranks): the
+ * serving thread only communicates; the task threads are started for the executor (each runs the
+ * initializer, as a thread worker does) and take work from the received Batches by guided
+ * self-scheduling (a claim of remaining / (2 * threads) tasks, at least 1), so long tasks spread
+ * over the threads one by one and short ones go in runs; each claim becomes one packed Batch of
+ * results in an outbox, and the task thread rings the serving thread's bell so that the results
+ * leave at once.
+ *
+ * Take-back: a Control TAKEBACK is answered at once (by the serving thread, or by the standby while
+ * a run lasts) with a Control RETURNED whose Results carry only the call ids of the tasks no runner
+ * has started, which will never run here (mpi_pool.c's claim words: exactly one side wins each).
  *
  * The task threads are a pool (mpi_pool.c), which the root also uses to run tasks on its own
- * cores. Thread-safety: only the serving thread calls MPI. The pool's queue and outbox are under
- * its lock; the bell is lock-free (mpi_common.c). */
+ * cores. Thread-safety: one thread at a time calls MPI and uses the receive buffer and send queue:
+ * the serving thread, or the standby while it holds the baton. The pool's queue and outbox are
+ * under its lock; the bell is lock-free (mpi_common.c); running and runs are relaxed hints that
+ * the baton then confirms. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
-#include "os/seg.h"
 #include "os/log.h"
 #include "task_impl.h"
 
@@ -37,42 +48,32 @@ static void fatal(const char *what, int rc) {
 
 /* ---- big arguments, received as their own messages ---------------------------------------- */
 
-/* The big arguments of one batch, received as their own messages after it; buf[0] may be the
- * serving thread's kept buffer (keep_first), which is not freed. */
+/* The big arguments of one batch (TAG_PAYLOAD messages right after it), freed with the batch. */
 typedef struct args_in {
   int n;
-  bool keep_first;
   void *buf[MPX__SERVE_SEGS];
 } args_in;
 
 static void free_args(void *a) {
   args_in *in = a;
-  for (int k = 0; in && k < in->n; k++)
-    if (k || !in->keep_first) free(in->buf[k]);
+  for (int k = 0; in && k < in->n; k++) free(in->buf[k]);
   free(in);
 }
 
-/* Largest argument buffer a single-threaded rank keeps between batches. */
-#define KEEP_ARG_MAX ((size_t)512 << 20)
-
 /* Receive the TAG_PAYLOAD messages that follow batch b (one per Task with arg_shm, in order)
- * into their own buffers (the first into *keep when keep is not NULL); each Task's arg then
- * points at its buffer. NULL when there are none. The root is trusted, but sizes are still
- * checked (mpx__mpi_take_payload: exactly arg_shm, at most max_payload). */
-static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim,
-                       uint8_t **keep, size_t *keep_cap) {
+ * into their own buffers; each Task's arg then points at its buffer. NULL when there are none.
+ * The root is trusted, but sizes are still checked (mpx__mpi_take_payload: exactly arg_shm, at
+ * most max_payload); a Task whose argument did not come keeps arg_shm, and serving fails it. */
+static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim) {
   args_in *in = NULL;
   for (size_t k = 0; k < b->n_tasks; k++) {
     Mpx__Task *t = b->tasks[k];
     if (!t->arg_shm) continue;
     if (!in && !(in = calloc(1, sizeof *in))) fatal("receiving an argument", MPX_ENOMEM);
     void *p = NULL;
-    bool kept = keep && in->n == 0 && t->arg_shm <= KEEP_ARG_MAX; /* the first: warm pages */
     if (in->n == MPX__SERVE_SEGS || t->arg_shm > lim->max_payload || t->arg.len ||
-        mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p, kept ? keep : NULL,
-                              kept ? keep_cap : NULL))
-      continue; /* serving fails this task (argument not mapped) */
-    if (in->n == 0) in->keep_first = kept;
+        mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p, NULL, NULL))
+      continue;
     in->buf[in->n++] = p;
     t->arg.data = p;
     t->arg.len = (size_t)t->arg_shm;
@@ -89,12 +90,17 @@ typedef struct server {
   mpx__worker_id who;
   mpx__sendq sq;
   mpx__bell *bell; /* the session's bell for this rank */
-  mpx__mpi_pool p;
-  bool hybrid;
+  mpx__mpi_pool p;      /* threads 0 (one task thread): this thread runs the tasks */
+  bool own;
+  bool stopping;        /* SHUTDOWN received */
   uint8_t *rbuf;
   size_t rcap;
-  uint8_t *argbuf; /* single-threaded: the kept buffer of big arguments (recv_args) */
-  size_t argcap;
+  /* own: while a run lasts, a standby thread may take the baton and serve messages */
+  pthread_mutex_t baton; /* held by whichever thread calls MPI */
+  _Atomic bool running;  /* the serving thread is in a run (baton released) */
+  _Atomic uint64_t runs; /* runs started */
+  _Atomic bool quit;
+  pthread_t standby;
 } server;
 
 /* Post the packed bytes in `out` (taken over). */
@@ -151,6 +157,113 @@ static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *na
   return MPX_OK;
 }
 
+/* Post the results the pool packed, one message each (with the baton). True if any. */
+static bool post_replies(server *sv) {
+  mpx__mpi_reply *r = mpx__mpi_pool_take(&sv->p);
+  bool any = r != NULL;
+  while (r) {
+    mpx__mpi_reply *next = r->link;
+    mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
+    int rc = post(sv, &out);
+    if (rc) fatal("sending results", rc);
+    free(r);
+    r = next;
+  }
+  return any;
+}
+
+/* Take one message from the root if there is one (with the baton): tasks are queued, a TAKEBACK
+ * answered at once, a SHUTDOWN noted. 1: one was taken, 0: none, or a negative code. */
+static int take_message(server *sv) {
+  int flag = 0;
+  MPI_Message msg;
+  MPI_Status st;
+  int rc = MPI_Improbe(sv->s->root, MPI_ANY_TAG, sv->s->comm, &flag, &msg, &st);
+  if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Improbe", rc);
+  if (!flag) return 0;
+  int count = 0;
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv->lim.max_message) {
+    char dummy;
+    MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    mpx__log(MPX_LOG_WARN, "rank %d: unexpected message (tag %d, %d bytes) ignored", sv->s->rank,
+             st.MPI_TAG, count);
+    return 1;
+  }
+  if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv->rbuf, &sv->rcap))) return rc;
+  Mpx__Batch *b;
+  if ((rc = mpx__codec_unpack(sv->rbuf, (size_t)count, &sv->lim, &b)))
+    fatal("a malformed batch from the root", rc);
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) sv->stopping = true;
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) {
+    post_replies(sv); /* the results so far first */
+    mpx__wbuf out = {0};
+    if ((rc = mpx__mpi_pool_give_back(&sv->p, &out)) || (rc = post(sv, &out)))
+      fatal("giving tasks back", rc);
+  }
+  void *args = recv_args(sv->s->comm, sv->s->root, b, &sv->lim); /* big ones follow it */
+  if (b->n_tasks) {
+    mpx__mpi_pool_push_with(&sv->p, b, args, free_args); /* the pool frees both */
+    b = NULL;
+    args = NULL;
+  }
+  free_args(args);
+  mpx__codec_free(b);
+  if (sv->rcap > ((size_t)16 << 20)) {
+    free(sv->rbuf);
+    sv->rbuf = NULL;
+    sv->rcap = 0;
+  }
+  return 1;
+}
+
+/* One task thread: run the oldest queued Batch on this (serving) thread, with the baton released
+ * so that the standby can serve messages if it lasts; then post its results. Called with the
+ * baton, returns with it. */
+static void run_own(server *sv) {
+  /* relaxed: hints for the standby, which then takes the baton (that orders the rest) */
+  atomic_fetch_add_explicit(&sv->runs, 1, memory_order_relaxed);
+  atomic_store_explicit(&sv->running, true, memory_order_relaxed);
+  pthread_mutex_unlock(&sv->baton);
+  mpx__mpi_pool_run(&sv->p);
+  atomic_store_explicit(&sv->running, false, memory_order_relaxed);
+  mpx__bell_ring(sv->bell); /* a standby sleeping with the baton: give it back now */
+  pthread_mutex_lock(&sv->baton);
+  post_replies(sv);
+}
+
+/* One task thread's standby: every 2 ms it looks whether the serving thread is still in the run
+ * it saw last time; if so (a Batch of 2 ms or more), it takes the baton and serves messages
+ * (queues tasks, answers TAKEBACK, posts the results the run has so far) until that run ends.
+ * So a long task never keeps a TAKEBACK waiting, and short ones pay no hand-off. */
+static void *standby_main(void *arg) {
+  server *sv = arg;
+  mpx__mpi_thread_setup();
+  uint64_t seen = 0;
+  const struct timespec tick = {0, 2000000};
+  while (!atomic_load_explicit(&sv->quit, memory_order_relaxed)) {
+    nanosleep(&tick, NULL);
+    uint64_t r = atomic_load_explicit(&sv->runs, memory_order_relaxed);
+    if (!atomic_load_explicit(&sv->running, memory_order_relaxed) || r != seen) {
+      seen = r;
+      continue;
+    }
+    pthread_mutex_lock(&sv->baton);
+    mpx__backoff bo = mpx__backoff_for(sv->s);
+    while (atomic_load_explicit(&sv->running, memory_order_relaxed) &&
+           atomic_load_explicit(&sv->runs, memory_order_relaxed) == r) {
+      uint32_t bell = atomic_load_explicit(&sv->bell->seq, memory_order_seq_cst);
+      int got = take_message(sv);
+      if (got < 0 || mpx__sendq_progress(&sv->sq) < 0) fatal("serving while a task runs", got);
+      got |= post_replies(sv);
+      if (got) mpx__backoff_reset(&bo);
+      else mpx__bell_wait(sv->bell, bell, mpx__backoff_next(&bo));
+    }
+    pthread_mutex_unlock(&sv->baton);
+  }
+  return NULL;
+}
+
 static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   mpx__mpi_start h;
   char name[MPX_TASK_NAME_MAX + 1];
@@ -160,109 +273,42 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
-                            .host = s->host, .oob_min = MPX__SEG_MIN};
-  sv.hybrid = h.threads > 1;
-  int init_rc = 0;
-  char *init_msg = NULL;
-  if (sv.hybrid) {
-    sv.p = (mpx__mpi_pool){.threads = h.threads, .bell = sv.bell, .who = &sv.who, .lim = &sv.lim,
-                  .init_name = name, .initargs = initargs, .initargs_len = h.initargs_len};
-    if ((rc = mpx__mpi_pool_start(&sv.p))) fatal("starting task threads", rc);
-    init_rc = sv.p.init_rc;
-    init_msg = sv.p.init_msg;
-  } else {
-    init_rc = mpx__serve_init(name, initargs, h.initargs_len, &sv.who, &init_msg);
-  }
-  rc = send_ready(&sv, sv.hybrid ? sv.p.started : 1, init_rc, init_msg);
-  if (!sv.hybrid) free(init_msg);
+                            .host = s->host};
+  sv.own = h.threads == 1;
+  sv.p = (mpx__mpi_pool){.threads = sv.own ? 0 : h.threads, .bell = sv.bell, .who = &sv.who,
+                         .lim = &sv.lim, .init_name = name, .initargs = initargs,
+                         .initargs_len = h.initargs_len};
+  if ((rc = mpx__mpi_pool_start(&sv.p))) fatal("starting task threads", rc);
+  pthread_mutex_init(&sv.baton, NULL);
+  if (sv.own && pthread_create(&sv.standby, NULL, standby_main, &sv))
+    fatal("starting a thread", MPX_ESYS);
+  rc = send_ready(&sv, sv.p.started, sv.p.init_rc, sv.p.init_msg);
   if (rc) fatal("sending READY", rc);
 
-  bool stopping = false;
   mpx__backoff bo = mpx__backoff_for(s);
+  pthread_mutex_lock(&sv.baton);
   for (;;) {
     uint32_t seen = atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst);
     bool busy = false;
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
-    if (sv.hybrid) { /* results the task threads packed */
-      mpx__mpi_reply *r = mpx__mpi_pool_take(&sv.p);
-      while (r) {
-        mpx__mpi_reply *next = r->link;
-        mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
-        if ((rc = post(&sv, &out))) fatal("sending results", rc);
-        free(r);
-        r = next;
-        busy = true;
-      }
-    }
-    int flag = 0;
-    MPI_Message msg;
-    MPI_Status st;
-    rc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
-    if (rc != MPI_SUCCESS) {
-      rc = mpx__mpi_fail("MPI_Improbe", rc);
-      break;
-    }
-    if (flag) {
+    busy |= post_replies(&sv); /* results the task threads packed */
+    if (sv.own && mpx__mpi_pool_has_work(&sv.p)) {
+      run_own(&sv);
       busy = true;
-      int count = 0;
-      MPI_Get_count(&st, MPI_BYTE, &count);
-      if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv.lim.max_message) {
-        char dummy;
-        MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-        mpx__log(MPX_LOG_WARN, "rank %d: unexpected message (tag %d, %d bytes) ignored", s->rank,
-                 st.MPI_TAG, count);
-      } else {
-        if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &sv.rbuf, &sv.rcap))) break;
-        Mpx__Batch *b;
-        if ((rc = mpx__codec_unpack(sv.rbuf, (size_t)count, &sv.lim, &b)))
-          fatal("a malformed batch from the root", rc);
-        if (b->control && b->control->kind == MPX__CONTROL__KIND__SHUTDOWN) stopping = true;
-        /* a single-threaded rank is done with its arguments when it has served the batch: the
-         * first big one goes into a buffer kept for the next batch */
-        void *args = recv_args(s->comm, s->root, b, &sv.lim, sv.hybrid ? NULL : &sv.argbuf,
-                               &sv.argcap);
-        if (b->n_tasks && sv.hybrid) {
-          mpx__mpi_pool_push_with(&sv.p, b, args, free_args); /* freed with the batch */
-          b = NULL;
-          args = NULL;
-        } else if (b->n_tasks) {
-          mpx__wbuf out = {0};
-          void *big[MPX__SERVE_SEGS];
-          size_t lens[MPX__SERVE_SEGS];
-          int nbig = 0;
-          if ((rc = mpx__serve_batch_oob(b, &sv.who, &sv.lim, &out, big, lens, &nbig)))
-            fatal("serving a batch", rc);
-          if ((rc = post(&sv, &out))) fatal("sending results", rc);
-          for (int k = 0; k < nbig; k++) { /* big results follow as their own messages */
-            uint8_t *take = big[k];
-            rc = mpx__sendq_post(&sv.sq, s->comm, s->root, MPX__TAG_PAYLOAD, big[k], lens[k],
-                                 &take);
-            free(take);
-            if (rc) fatal("sending results", rc);
-          }
-        }
-        free_args(args);
-        mpx__codec_free(b);
-        if (sv.rcap > ((size_t)16 << 20)) {
-          free(sv.rbuf);
-          sv.rbuf = NULL;
-          sv.rcap = 0;
-        }
-      }
+    } else if ((rc = take_message(&sv)) < 0) {
+      break;
+    } else {
+      busy |= rc > 0;
     }
-    if (stopping) {
-      bool idle = true;
-      if (sv.hybrid) idle = mpx__mpi_pool_idle(&sv.p);
-      if (idle) {
-        rc = mpx__sendq_drain(&sv.sq);
-        if (!rc) {
-          int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
-          mpx__mpi_ring(s, s->root);
-          if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
-        }
-        break;
+    if (sv.stopping && mpx__mpi_pool_idle(&sv.p)) {
+      rc = mpx__sendq_drain(&sv.sq);
+      if (!rc) {
+        int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
+        mpx__mpi_ring(s, s->root);
+        if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
       }
+      break;
     }
     if (busy) mpx__backoff_reset(&bo);
     else mpx__bell_wait(sv.bell, seen, mpx__backoff_next(&bo));
@@ -270,10 +316,15 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
      * look again for a while before the next long sleep */
     if (atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst) != seen) mpx__backoff_rung(&bo);
   }
-  if (sv.hybrid) mpx__mpi_pool_stop(&sv.p);
+  pthread_mutex_unlock(&sv.baton);
+  if (sv.own) {
+    atomic_store_explicit(&sv.quit, true, memory_order_relaxed);
+    pthread_join(sv.standby, NULL);
+  }
+  pthread_mutex_destroy(&sv.baton);
+  mpx__mpi_pool_stop(&sv.p);
   mpx__sendq_free(&sv.sq);
   free(sv.rbuf);
-  free(sv.argbuf);
   return rc < 0 ? rc : MPX_OK;
 }
 

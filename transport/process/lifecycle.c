@@ -10,7 +10,8 @@
  * by pid with a pidfd in its poll set, and kills them through the pidfd. This is the
  * fork-from-a-threaded-process trap: a worker may deadlock if the task or the initializer takes a
  * lock that another parent thread held at fork time (stdio and malloc are safe with glibc). Call
- * mpx_init. Either way a new worker is sent the progress memfd, then its hello (whose max_message
+ * mpx_init. Either way a new worker is sent its own new progress page (a memfd mapped over the
+ * slot's fixed address here, see new_page), then its hello (whose max_message
  * is max_payload's limit lowered to cfg->max_worker_memory: the worker's replies stay under it),
  * and announces itself with READY. start waits for the fork server to report every worker.
  *
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -77,12 +79,36 @@ void mpx__pt_kill_worker(proc_tp *tp, int i) {
   }
 }
 
-/* The message before the hello, carrying the progress memfd when there is one. The socket is new
- * and empty, so it is taken at once. */
+/* A fresh progress page for worker i: a new 0600 memfd mapped over the fixed address of slot i
+ * (MAP_FIXED replaces the previous worker's page in one step, so a future that still points into
+ * the slot always finds mapped memory; its claim CAS fails there, since a new page holds no call
+ * id). MADV_DONTFORK keeps the page out of children forked from this process (direct-fork mode),
+ * so a worker maps its own page only. Returns the memfd (to send, then close) or -1. Called only
+ * once the previous worker's loss was handled by the dispatcher (process.c: take_lost defers the
+ * respawn to the next poll), since the dispatcher reads the old page then. */
+static int new_page(proc_tp *tp, int i) {
+  int fd = memfd_create("mpx-progress", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  if (fchmod(fd, 0600) || ftruncate(fd, (off_t)tp->page_sz) ||
+      mmap(mpx__pt_page(tp, i), tp->page_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+           0) == MAP_FAILED) {
+    close(fd);
+    return -1;
+  }
+  (void)madvise(mpx__pt_page(tp, i), tp->page_sz, MADV_DONTFORK);
+  return fd;
+}
+
+/* The message before the hello, carrying the worker's new progress page. The socket is new and
+ * empty, so it is taken at once. */
 static int send_progress(proc_tp *tp, int i) {
-  atomic_store_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0, memory_order_relaxed);
+  int fd = new_page(tp, i);
+  if (fd < 0) return MPX_ESYS;
   fs_msg m = {.op = FS_PROGRESS, .index = i};
-  return mpx__fs_send(tp->w[i].ch.fd, &m, tp->progress_fd) ? MPX_ESYS : MPX_OK;
+  int rc = mpx__fs_send(tp->w[i].ch.fd, &m, fd) ? MPX_ESYS : MPX_OK;
+  close(fd);
+  tp->w[i].has_page = true;
+  return rc;
 }
 
 /* The hello of worker i (replacements): index and placement. */
@@ -109,8 +135,15 @@ static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
     mpx__pt_kill_worker(tp, i);
     return;
   }
+  errno = 0;
   if (send_progress(tp, i)) {
-    mpx__pt_close_worker(tp, i, "could not be sent its hello");
+    /* say what ran out: its page needs a memfd (a file descriptor) and memory */
+    char why[112];
+    int e = errno;
+    if (e) snprintf(why, sizeof why, "could not get its progress page: %s", mpx__pt_ran_out(e));
+    else snprintf(why, sizeof why, "could not be sent its hello");
+    if (e) tp->spawn_errno = e;
+    mpx__pt_close_worker(tp, i, why);
     mpx__pt_kill_worker(tp, i);
     return;
   }
@@ -130,7 +163,6 @@ static int spawn_direct(proc_tp *tp, int i) {
     /* The child of a threaded parent: close what it must not hold, then serve. */
     close(sv[0]);
     close(tp->wake_fd);
-    if (tp->progress_fd >= 0) close(tp->progress_fd); /* it comes again over the socket */
     for (int k = 0; k < tp->n; k++) {
       if (tp->w[k].ch.fd >= 0) close(tp->w[k].ch.fd);
       if (tp->w[k].pidfd >= 0) close(tp->w[k].pidfd);
@@ -154,6 +186,8 @@ int mpx__pt_spawn(proc_tp *tp, int i) {
   w->pid = 0;
   w->exited = false;
   w->kill_pending = w->kill_sent = false;
+  w->has_page = w->respawn = false;
+  w->frame_since = 0;
   if (tp->fs < 0) return spawn_direct(tp, i);
   fs_msg m = {.op = FS_SPAWN, .index = i};
   if (mpx__fs_send(tp->fs, &m, -1)) return MPX_ESYS;
@@ -270,22 +304,19 @@ int mpx__pt_make_hello(proc_tp *tp) {
   return MPX_OK;
 }
 
-/* The progress words. Without a memfd (an old kernel, or none left) they are private memory and
- * losses charge every task the worker held, as under MPI. */
-int mpx__pt_make_progress(proc_tp *tp) {
-  size_t len = (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t);
-  tp->progress_fd = memfd_create("mpx-progress", MFD_CLOEXEC);
-  if (tp->progress_fd >= 0 && ftruncate(tp->progress_fd, (off_t)len) == 0) {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, tp->progress_fd, 0);
-    if (p != MAP_FAILED) {
-      tp->progress = p;
-      return MPX_OK;
-    }
-  }
-  if (tp->progress_fd >= 0) close(tp->progress_fd);
-  tp->progress_fd = -1;
-  tp->progress = calloc(len / sizeof(uint64_t), sizeof(uint64_t));
-  return tp->progress ? MPX_OK : MPX_ENOMEM;
+/* Address space for the progress pages: worker i's page is mapped at a fixed place (new_page)
+ * and stays mapped until destroy, so a future's claim pointer never dangles while the link
+ * lives. */
+int mpx__pt_make_pages(proc_tp *tp) {
+  long pg = sysconf(_SC_PAGESIZE);
+  size_t unit = pg > 0 ? (size_t)pg : 4096;
+  tp->page_sz = (sizeof(mpx__progress) + unit - 1) / unit * unit;
+  void *p = mmap(NULL, (size_t)tp->n * tp->page_sz, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return MPX_ENOMEM;
+  (void)madvise(p, (size_t)tp->n * tp->page_sz, MADV_DONTFORK);
+  tp->pages = p;
+  return MPX_OK;
 }
 
 int mpx__pt_start_workers(proc_tp *tp) {

@@ -1,6 +1,6 @@
 /* process.c: the process transport's state machine: the ops table the dispatcher
  * (core/src/dispatch.c) drives over forked worker processes. The fork server is forkserver.c, the
- * worker process worker.c; process_impl.h has the whole picture and the progress words.
+ * worker process worker.c; process_impl.h has the whole picture and the progress pages.
  *
  * Starting, ending and reaping the worker processes (through the fork server or directly) is
  * lifecycle.c; the state both files share is process_link.h.
@@ -10,9 +10,14 @@
  * everything a dead worker wrote before it reports MPX__EV_WORKER_LOST, so results and READY
  * always come before the loss; it reports once it has both the closed socket and the wait status
  * (killing a worker that closed its socket but lives on), with a detail such as "pid 1234 was
- * killed by signal 9 (Killed)" and what the worker's progress word held (the task it was running).
- * It then starts a replacement, unless stopping or the worker was killed with replace = false;
- * the replacement announces itself with READY.
+ * killed by signal 9 (Killed)" and what the worker's page held (the task it was running). A
+ * replacement is started at the next poll (after the dispatcher handled the loss on the old page),
+ * unless stopping or the worker was killed with replace = false; it announces itself with READY.
+ *
+ * Stalled mid-frame. A worker whose frame stays half-read, with no new byte for stall_timeout, has
+ * stopped answering (a task wrote into its socket, or the process hangs between two writes): the
+ * link kills it, and its loss says "pid N stalled mid-frame (no byte for S s) and was killed". (A
+ * stopped or hung worker that writes nothing is the dispatcher's to find: its heartbeat stops.)
  *
  * Flow control. send never blocks: what the socket does not take at once is copied to the
  * worker's out-queue and flushed when poll sees POLLOUT; so the dispatcher can never deadlock with
@@ -200,6 +205,11 @@ static int pt_peer(mpx__link *self, int worker, mpx__peer *out) {
   return MPX_OK;
 }
 
+static mpx__progress *pt_progress(mpx__link *self, int worker) {
+  proc_tp *tp = (proc_tp *)self;
+  return worker >= 0 && worker < tp->n ? mpx__pt_page(tp, worker) : NULL;
+}
+
 static int pt_kill(mpx__link *self, int worker, bool replace) {
   proc_tp *tp = (proc_tp *)self;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
@@ -208,8 +218,9 @@ static int pt_kill(mpx__link *self, int worker, bool replace) {
   if (w->state == W_NONE) return MPX_OK;
   if (!w->snapped) { /* the task running when the dispatcher decided, not at the death */
     w->snapped = true;
-    w->snap_running =
-        atomic_load_explicit(&tp->progress[(size_t)worker * PROGRESS_WORDS], memory_order_relaxed);
+    w->snap_running = w->has_page ? atomic_load_explicit(&mpx__pt_page(tp, worker)->running,
+                                                         memory_order_relaxed)
+                                  : 0;
   }
   mpx__pt_kill_worker(tp, worker);
   return MPX_OK;
@@ -244,19 +255,19 @@ static bool take_lost(proc_tp *tp, mpx__event *ev) {
     ev->kind = MPX__EV_WORKER_LOST;
     ev->worker = i;
     describe(w, tp->cfg, ev->detail, sizeof ev->detail);
-    /* the process is reaped: nothing writes its progress word any more */
-    ev->running_known = tp->progress_fd >= 0;
-    ev->running = atomic_exchange_explicit(&tp->progress[(size_t)i * PROGRESS_WORDS], 0,
-                                           memory_order_relaxed);
+    /* the process is reaped: nothing writes its page any more. relaxed: the reap (a syscall)
+     * came after its last store. A process that never got its page ran nothing. */
+    ev->running_known = true;
+    ev->running =
+        w->has_page ? atomic_load_explicit(&mpx__pt_page(tp, i)->running, memory_order_relaxed) : 0;
     if (w->snapped) ev->running = w->snap_running;
     w->snapped = false;
     w->state = W_NONE;
     if (w->pidfd >= 0) close(w->pidfd);
     w->pidfd = -1;
-    if (w->replace && !tp->stopping && mpx__pt_spawn(tp, i)) {
-      /* could not even ask for a replacement: the slot stays empty */
-      mpx__log(MPX_LOG_WARN, "could not start a replacement for worker %d", i);
-    }
+    /* The replacement is started at the next poll, not now: its new page replaces this one,
+     * which the dispatcher reads while it handles this loss (the claims of its window). */
+    w->respawn = w->replace && !tp->stopping;
     return true;
   }
   return false;
@@ -367,9 +378,46 @@ static bool take_ready(proc_tp *tp, mpx__event *ev) {
   return take_lost(tp, ev);
 }
 
+/* Replacements for the losses the dispatcher has handled (see take_lost). */
+static void respawn(proc_tp *tp) {
+  for (int i = 0; i < tp->n; i++) {
+    pworker *w = &tp->w[i];
+    if (!w->respawn || w->state != W_NONE) continue;
+    w->respawn = false;
+    if (!tp->stopping && mpx__pt_spawn(tp, i)) /* could not even ask: the slot stays empty */
+      mpx__log(MPX_LOG_WARN, "could not start a replacement for worker %d", i);
+  }
+}
+
+/* The progress deadline on the wire: a worker whose frame stays half-read, with no new byte for
+ * tp->stall seconds, stopped answering mid-frame. It is killed; the dispatcher charges the task it
+ * was running. */
+static void frame_deadlines(proc_tp *tp) {
+  double now = 0;
+  for (int i = 0; i < tp->n; i++) {
+    pworker *w = &tp->w[i];
+    if (w->state != W_LIVE || !w->ch.hdr_got) {
+      w->frame_since = 0;
+      continue;
+    }
+    size_t mark = w->ch.hdr_got + w->ch.body_got;
+    if (!now) now = mpx__now();
+    if (!w->frame_since || mark != w->frame_mark) {
+      w->frame_mark = mark;
+      w->frame_since = now;
+    } else if (now - w->frame_since > tp->stall) {
+      char why[96];
+      snprintf(why, sizeof why, "stalled mid-frame (no byte for %.3g s)", tp->stall);
+      mpx__pt_close_worker(tp, i, why);
+    }
+  }
+}
+
 static int pt_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   proc_tp *tp = (proc_tp *)self;
   ev->kind = MPX__EV_NONE;
+  respawn(tp);
+  frame_deadlines(tp);
   if (take_ready(tp, ev)) return MPX_OK;
   /* Nothing known: look without blocking for a short while (a reply to a small batch is usually a
    * few microseconds away, and sleeping in poll costs two context switches), then sleep. */
@@ -409,7 +457,7 @@ static int pt_start(mpx__link **out, const mpx__config *cfg) {
     tp->lim.max_message = cfg->max_worker_memory; /* a larger frame is refused unread */
   if (gethostname(tp->host, sizeof tp->host - 1)) snprintf(tp->host, sizeof tp->host, "?");
   tp->fs = -1;
-  tp->progress_fd = -1;
+  tp->stall = cfg->stall_timeout > 0 ? cfg->stall_timeout : 5.0;
   tp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   int wake_errno = errno;
   tp->w = calloc((size_t)tp->n, sizeof *tp->w);
@@ -431,7 +479,7 @@ static int pt_start(mpx__link **out, const mpx__config *cfg) {
     pt_destroy((mpx__link *)tp);
     return rc;
   }
-  if (mpx__pt_make_progress(tp)) {
+  if (mpx__pt_make_pages(tp)) {
     pt_destroy((mpx__link *)tp);
     return MPX_ENOMEM;
   }
@@ -494,12 +542,7 @@ static void pt_destroy(mpx__link *self) {
   }
   if (tp->fs >= 0) close(tp->fs); /* the fork server ends what is left of this session */
   if (tp->wake_fd >= 0) close(tp->wake_fd);
-  if (tp->progress_fd >= 0) {
-    munmap((void *)tp->progress, (size_t)tp->n * PROGRESS_WORDS * sizeof(uint64_t));
-    close(tp->progress_fd);
-  } else {
-    free((void *)tp->progress);
-  }
+  if (tp->pages) munmap(tp->pages, (size_t)tp->n * tp->page_sz);
   free(tp->w);
   free(tp->pfd);
   free(tp->pfd_w);
@@ -534,6 +577,7 @@ static const mpx__link_ops process_link = {
     .wake = pt_wake,
     .stop = pt_stop,
     .destroy = pt_destroy,
+    .progress = pt_progress,
 };
 
 /* Payloads are encoded, big ones travel as segments (the data plane); one worker can be ended

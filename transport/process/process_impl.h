@@ -14,22 +14,39 @@
  *  - forkserver.c: the fork server, a single-threaded process forked by mpx_init that forks every
  *    worker and reaps them; its message protocol (fs_msg over SOCK_SEQPACKET, fds passed with
  *    SCM_RIGHTS) and the client calls the transport uses (mpx__fs_session, mpx__fs_send/recv);
- *  - worker.c: the worker process: the progress memfd, the hello, the initializer, the serve loop;
+ *  - worker.c: the worker process: its progress page and heartbeat, the hello, the initializer,
+ *    the serve loop;
  *  - process.c: the transport state machine the dispatcher drives, and its ops table; with
  *    lifecycle.c (starting, ending and reaping worker processes) and process_link.h (the state
  *    those two share).
  *
- * What a dead worker was running. Each transport shares one small memfd with its workers (passed
- * with SCM_RIGHTS in an FS_PROGRESS message before the hello), a cache line (PROGRESS_WORDS
- * words) per worker index. Serving stores each task's call id there as it starts; the worker
- * clears it once the batch's results are packed, before it sends them (so the word never
- * outlives the call ids it names). The loss event carries what the dead worker left there, so the
- * dispatcher charges a retry to that task only: the rest of its window never started (or finished
- * without its results being sent) and is re-queued uncharged. A death outside serving a batch
- * charges nothing; one while serving charges exactly one task, so a task that kills every worker
- * it runs on still runs out of retries. When the dispatcher ends a worker (a protocol violation, a
- * time limit), the word is read at that moment (process.c, pt_kill), so the charge goes to the task
- * that ran when the violation was seen, not to one the worker started afterwards.
+ * Progress pages (core/src/progress.h). Each worker process gets its own page: a new 0600 memfd,
+ * passed with SCM_RIGHTS in an FS_PROGRESS message before the hello, mapped by the transport and
+ * by that worker only (MADV_DONTFORK keeps the transport's mappings out of directly forked
+ * workers; fork-server workers never had them), so no worker can write another's page. The
+ * transport maps worker i's page at a fixed address (reserved at start, unmapped at destroy); a
+ * replacement's fresh memfd is mapped over it (MAP_FIXED, one step) when the replacement is
+ * attached, which happens only after the previous worker's loss was reported and handled by the
+ * dispatcher (the loss marks the slot for respawn; the next poll starts it). So a future's pointer
+ * into a page never dangles, and the dispatcher decides the claims of a dead worker's window on
+ * that worker's own page. In the page:
+ *  - a heartbeat, bumped every MPX__BEAT_MS by a thread in the worker; the dispatcher kills a
+ *    worker whose beat stops for stall_timeout (stopped, or the whole process hung);
+ *  - running: serving stores each task's call id there as it starts; the worker clears running
+ *    once the batch's results are packed, before it sends them (so the word never outlives the
+ *    call ids it names). The loss event carries what a dead worker left there, so the dispatcher
+ *    charges a retry to that task only: a death outside serving a batch charges nothing, one
+ *    while serving charges exactly one task, so a task that kills every worker it runs on still
+ *    runs out of retries. When the dispatcher ends a worker (a protocol violation, a time limit,
+ *    a stall), the word is read at that moment (pt_kill), so the charge goes to the task that ran
+ *    when the decision was made, not to one the worker started afterwards. The dispatcher also
+ *    times a task with a limit from when it first sees it there;
+ *  - the claim ring: the dispatcher writes each task's call id before sending it, the worker
+ *    claims it before running it and skips it if this process (a cancel, a take-back for an idle
+ *    worker) claimed it first.
+ * A worker for which no page can be made (memfd_create or mmap failed) is killed at once and
+ * reported lost, its loss saying what ran out ("could not get its progress page: out of file
+ * descriptors ...").
  *
  * Nothing here holds state; see each file for its own locking. */
 #ifndef MPX_TRANSPORT_PROCESS_IMPL_H
@@ -43,8 +60,6 @@
 
 /* Receive buffers larger than this are freed after a frame (a 64 MiB result does not stay). */
 #define KEEP_BUF ((size_t)1 << 20)
-/* uint64_t words per worker in the progress memfd: a cache line each. */
-#define PROGRESS_WORDS 8
 
 /* ---- the fork server's messages ----------------------------------------------------------- */
 
@@ -55,7 +70,7 @@ enum {
   FS_SPAWNED,      /* server -> transport: `index` is `pid`, with the parent's socket end */
   FS_SPAWN_FAILED, /* server -> transport: errno in `status` */
   FS_EXITED,       /* server -> transport: `pid` was reaped, wait status in `status` */
-  FS_PROGRESS      /* not the server's: sent before a worker's hello, with the progress memfd */
+  FS_PROGRESS      /* not the server's: sent before a worker's hello, with its progress page */
 };
 
 typedef struct fs_msg {

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "os/chan.h"
 #include "process_impl.h"
+#include "progress.h"
 
 /* Seconds a worker whose socket closed may live on before it is killed. */
 #define CLOSE_GRACE 0.5
@@ -57,6 +58,11 @@ typedef struct pworker {
   uint64_t snap_running;
   double kill_at; /* CLOSED without a status: kill at this time */
   char why[112];  /* set when the transport broke the connection */
+  bool has_page;  /* the current process was given its progress page */
+  bool respawn;   /* lost: start a replacement at the next poll (after the dispatcher handled the
+                     loss on the old page) */
+  size_t frame_mark; /* bytes of a half-read frame at frame_since */
+  double frame_since;
 } pworker;
 
 typedef struct proc_tp {
@@ -74,11 +80,18 @@ typedef struct proc_tp {
   uint8_t *hello;
   size_t hello_len;
   long spin_ns;               /* 0 when CPUs are scarce */
-  int progress_fd;            /* memfd shared with the workers, -1: none */
-  _Atomic uint64_t *progress; /* its mapping: PROGRESS_WORDS per worker */
+  uint8_t *pages; /* n progress pages, page_sz apart: worker i's at a fixed address for the
+                     link's life (lifecycle.c: mpx__pt_make_pages, new_page) */
+  size_t page_sz;
+  double stall;               /* seconds a frame may stay half-read before the worker is killed */
   char host[64];              /* this host's name, read once: workers run here */
   int spawn_errno;            /* why the last worker could not be started, 0 */
 } proc_tp;
+
+/* Worker i's progress page as this process maps it. */
+static inline mpx__progress *mpx__pt_page(proc_tp *tp, int i) {
+  return (mpx__progress *)(void *)(tp->pages + (size_t)i * tp->page_sz);
+}
 
 /* ---- process.c ---------------------------------------------------------------------------- */
 
@@ -97,9 +110,10 @@ int mpx__pt_send_fds(proc_tp *tp, int i, const uint8_t *data, size_t len, const 
 /* What ran out, for the errno of a failed socketpair/memfd/eventfd/fork/fd passing: messages
  * name the resource, not just strerror. */
 const char *mpx__pt_ran_out(int e);
-/* The hello (with the limits, the initializer and its args) and the progress words; at start. */
+/* The hello (with the limits, the initializer and its args), and the address space of the
+ * progress pages (each worker's own page is mapped there when it is attached); at start. */
 int mpx__pt_make_hello(proc_tp *tp);
-int mpx__pt_make_progress(proc_tp *tp);
+int mpx__pt_make_pages(proc_tp *tp);
 /* Open the fork-server session (if there is a fork server) and start every worker, waiting for
  * the fork server to report each one. 0, or a code with mpx__set_errmsg saying which worker
  * could not be started and what ran out. */

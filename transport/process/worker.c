@@ -2,15 +2,16 @@
  *
  * A worker is forked (by the fork server, or directly by the transport without one) with
  * mpx__spawn's death signal armed, and runs mpx__worker_main on its end of a socketpair. It first
- * receives an FS_PROGRESS message carrying the transport's progress memfd (or none) and maps it;
- * then one hello frame (its index, limits, placement, initializer and initargs). Its replies stay
- * under the hello's max_message (the parent's max_worker_memory): mpx__serve_batch trims a reply
- * of many results to it. It names itself mpx-worker-<index>, binds itself to its placement, runs
- * mpx__serve_init and answers a Batch with Control READY (an Error if the initializer failed,
- * after which it exits; mpx__control_fit makes READY fit any max_payload). Then it loops: receive
- * a frame, exit(0) on Control SHUTDOWN, else mpx__serve_batch and send the results frame. After
- * max_tasks_per_worker tasks it sends a zero-length frame (the retire mark; an empty Batch is
- * never a reply) and exits 0.
+ * receives an FS_PROGRESS message carrying its own progress page (a memfd, process_impl.h) and
+ * maps it, and starts its heartbeat thread; then one hello frame (its index, limits, placement,
+ * initializer and initargs). Its replies stay under the hello's max_message (the parent's
+ * max_worker_memory): mpx__serve_batch trims a reply of many results to it. It names itself
+ * mpx-worker-<index>, binds itself to its placement, runs mpx__serve_init and answers a Batch
+ * with Control READY (an Error if the initializer failed, after which it exits; mpx__control_fit
+ * makes READY fit any max_payload). Then it loops: receive a frame, exit(0) on Control SHUTDOWN,
+ * else mpx__serve_batch and send the results frame (none when every task of the batch was
+ * skipped: an empty Batch is never sent). After max_tasks_per_worker tasks received it sends a
+ * zero-length frame (the retire mark) and exits 0.
  *
  * The data plane: the channel accepts fds; a Task with arg_shm takes the frame's next fd, which
  * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
@@ -18,17 +19,23 @@
  * the batch. Results of at least the hello's seg_min bytes are built in segments by
  * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here.
  *
- * Serving stores each task's call id in the worker's progress word as it starts; the worker
- * clears the word once the batch's results are packed, before it sends them. EOF on the socket
- * (the parent is gone) exits 0; a frame over the limit, a malformed batch or running out of
- * memory exit with a distinct status (64-68) that the transport reports as the loss's detail.
+ * Serving claims each task in the page's claim ring before it runs it (skipping, without a
+ * Result, a task the parent claimed first: cancelled, or taken back to run elsewhere) and stores
+ * its call id there; the worker clears `running` once the batch's results are
+ * packed, before it sends them. The heartbeat thread bumps the page's counter every MPX__BEAT_MS
+ * (relaxed: the dispatcher only compares it with its last value). EOF on the socket
+ * (the parent is gone) exits 0; a frame over the limit, a malformed batch, running out of memory
+ * or a progress page a task overwrote exit with a distinct status (64-70) that the transport
+ * reports as the loss's detail.
  * Every exit flushes stdio and skips the program's atexit handlers.
  *
- * Locking: none; the worker process is single-threaded as far as this file is concerned (tasks
- * may start threads of their own). */
+ * Locking: none; apart from the heartbeat thread, which touches nothing but its counter, the
+ * worker process is single-threaded as far as this file is concerned (tasks may start threads
+ * of their own). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -45,6 +52,7 @@
 #include "os/clock.h"
 #include "os/seg.h"
 #include "process_impl.h"
+#include "progress.h"
 #include "task_impl.h"
 
 static void worker_exit(int code) __attribute__((noreturn));
@@ -69,23 +77,21 @@ static int worker_recv(mpx__chan *c, const void **data, size_t *len, long spin_n
   }
 }
 
-/* The message before the hello, with the progress memfd attached (or none): map it. NULL when there
- * is none. */
-static _Atomic uint64_t *worker_progress(int fd, size_t *words) {
+/* The message before the hello, with this worker's progress page (a memfd): map it. Exits if
+ * there is none (the parent always sends one). */
+static mpx__progress *worker_progress(int fd) {
   fs_msg m;
   int pfd;
-  if (mpx__fs_recv(fd, &m, &pfd, 0) != 1 || m.op != FS_PROGRESS) {
+  if (mpx__fs_recv(fd, &m, &pfd, 0) != 1 || m.op != FS_PROGRESS || pfd < 0) {
     if (pfd >= 0) close(pfd);
     worker_exit(0); /* the parent went away before the hello */
   }
-  if (pfd < 0) return NULL;
   struct stat st;
   void *p = MAP_FAILED;
-  if (fstat(pfd, &st) == 0 && st.st_size > 0)
-    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0);
+  if (fstat(pfd, &st) == 0 && (size_t)st.st_size >= sizeof(mpx__progress))
+    p = mmap(NULL, sizeof(mpx__progress), PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0);
   close(pfd);
-  if (p == MAP_FAILED) return NULL;
-  *words = (size_t)st.st_size / sizeof(uint64_t);
+  if (p == MAP_FAILED) worker_exit(69);
   return p;
 }
 
@@ -141,10 +147,33 @@ static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
   return n;
 }
 
+/* The heartbeat: bumped every MPX__BEAT_MS while the process is scheduled, so that the
+ * dispatcher tells a stopped or hung process from one running a long task. relaxed: a counter
+ * that is only compared with its last value. */
+static void *beat_main(void *arg) {
+  mpx__progress *pg = arg;
+  const struct timespec period = {0, MPX__BEAT_MS * 1000000L};
+  for (;;) {
+    atomic_fetch_add_explicit(&pg->heartbeat, 1, memory_order_relaxed);
+    nanosleep(&period, NULL);
+  }
+  return NULL;
+}
+
+static void start_beat(mpx__progress *pg) {
+  pthread_attr_t a;
+  pthread_t beat;
+  pthread_attr_init(&a);
+  pthread_attr_setstacksize(&a, 64 << 10);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&beat, &a, beat_main, pg)) worker_exit(69); /* no beat reads as a stall */
+  pthread_attr_destroy(&a);
+}
+
 void mpx__worker_main(int fd) {
   signal(SIGPIPE, SIG_IGN);
-  size_t progress_words = 0;
-  _Atomic uint64_t *progress = worker_progress(fd, &progress_words);
+  mpx__progress *progress = worker_progress(fd);
+  start_beat(progress);
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   mpx__chan ch;
@@ -174,8 +203,9 @@ void mpx__worker_main(int fd) {
   if (h.place.cpuset[0]) mpx_topology_bind_process(&h.place);
   mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host,
                         .seg_min = (size_t)h.seg_min};
-  size_t slot = (size_t)h.index * PROGRESS_WORDS;
-  if (progress && h.index >= 0 && slot < progress_words) who.running = &progress[slot];
+  uint64_t seq = 0; /* tasks received: the index into the claim ring */
+  who.progress = progress;
+  who.seq = &seq;
 
   int rc = MPX_OK;
   char *msg = NULL;
@@ -231,13 +261,18 @@ void mpx__worker_main(int fd) {
     done += (long)in->n_tasks;
     for (int k = 0; k < nargs; k++) mpx__seg_free(&args[k]);
     mpx__codec_free(in);
-    if (rc) worker_exit(68); /* out of memory: the dispatcher re-runs or fails the batch */
+    /* out of memory (68), or a progress page that a task overwrote (70): the dispatcher re-runs
+     * or fails the batch */
+    if (rc) worker_exit(rc == MPX_EPROTO ? 70 : 68);
     /* Every task ran and the results are packed: a death from here on is no task's doing. Cleared
      * before the send, so that once the results are out the word never names a call id that may be
-     * reused for a later task. */
-    if (who.running) atomic_store_explicit(who.running, 0, memory_order_relaxed);
+     * reused for a later task. relaxed: the dispatcher reads it after this process is reaped, or
+     * as a hint (progress.h). */
+    atomic_store_explicit(&progress->running, 0, memory_order_relaxed);
+    /* every task was cancelled or taken back: nothing to say (an empty Batch reads as the retire
+     * mark); segments go with the reply */
     struct iovec v = {.iov_base = out.data, .iov_len = out.len};
-    int sr = mpx__chan_sendv_fds(&ch, &v, 1, fds, nfds);
+    int sr = out.len ? mpx__chan_sendv_fds(&ch, &v, 1, fds, nfds) : 0;
     for (int k = 0; k < nfds; k++) close(fds[k]); /* in flight, the kernel holds them */
     if (sr) worker_exit(0);
     if (out.cap > KEEP_BUF) mpx__wbuf_free(&out);

@@ -67,11 +67,23 @@ typedef struct mpx_options {
                                   its queue is re-run uncharged. > 0 is MPX_EPERM on threads (a
                                   task is never lost with its thread) and MPI (a lost rank ends
                                   the job) */
-  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer (processes;
-                                  MPX_EPERM on threads and MPI, which cannot end one worker).
-                                  NaN or infinite: MPX_EINVAL */
+  double task_timeout;         /* seconds; > 0 kills a worker whose task runs longer than that
+                                  from its start (processes; MPX_EPERM on threads and MPI, which
+                                  cannot end one worker). Timed tasks are batched like others:
+                                  killing the worker charges only the task past its limit. NaN
+                                  or infinite: MPX_EINVAL */
   size_t max_payload;          /* bytes one argument or result may have across a process or rank
                                   boundary; 0: 1 GiB */
+  double stall_timeout;        /* processes: seconds a worker may go without a heartbeat (its
+                                  process is stopped or hung: a thread in it beats every 50 ms,
+                                  also during a long task) or with a reply frame half-written,
+                                  before it is killed and replaced. Tasks queued to it and not
+                                  started go to other workers uncharged; the task it was running
+                                  is charged one retry (MPX_EWORKER_LOST, 'stalled', when none is
+                                  left). 0: 5 s; negative, NaN or infinite: MPX_EINVAL. Keep
+                                  it well above the beat (a loaded host delays the beating
+                                  thread: under a second risks ending healthy workers). > 0 is
+                                  MPX_EPERM on threads and MPI (one worker cannot be ended) */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
   size_t max_worker_memory;    /* processes: bytes the executor holds for one worker at most (what

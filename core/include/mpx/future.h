@@ -1,12 +1,18 @@
 /* mpx futures: the outcome of one submitted task, as concurrent.futures.Future.
  *
- * States: PENDING -> RUNNING -> FINISHED | FAILED, or PENDING -> CANCELLED. A future completes
- * exactly once. Done-callbacks run exactly once each, in the order they were added, on the thread
- * that completes the future (or at once, on the caller's thread, if it is already done), never
- * under an mpx lock, so a callback may call any mpx function, including destroying the executor
- * that runs it (the free is deferred until the callback returned; see mpx_executor_destroy).
- * shutdown with wait from a callback on the executor's own thread cannot wait for that thread: it
- * shuts down and returns MPX_ESTATE (see mpx_executor_shutdown).
+ * States: PENDING -> RUNNING -> FINISHED | FAILED, or PENDING -> CANCELLED. A task queued to a
+ * process worker that has not started it is still PENDING (and can be cancelled); it is RUNNING
+ * once that worker has started it. Under MPI a task counts as RUNNING once sent to a rank (a rank
+ * holds about a millisecond of work per thread, at least one task), so mpx_future_cancel and
+ * shutdown(cancel_futures) no longer reach it; when another rank runs dry while the task waits
+ * behind a long one, the dispatcher may take it back unstarted (the rank confirms it will not run
+ * it), and it reads PENDING again until it is sent anew: RUNNING -> PENDING happens only then, and
+ * such a task still runs exactly once. A future completes exactly once. Done-callbacks run exactly once each, in the order they were added, on
+ * the thread that completes the future (or at once, on the caller's thread, if it is already done),
+ * never under an mpx lock, so a callback may call any mpx function, including destroying the
+ * executor that runs it (the free is deferred until the callback returned; see
+ * mpx_executor_destroy). shutdown with wait from a callback on the executor's own thread cannot
+ * wait for that thread: it shuts down and returns MPX_ESTATE (see mpx_executor_shutdown).
  *
  * A future is reference counted: mpx_submit hands the caller one reference, mpx_future_release
  * drops it. Result bytes stay valid until the last reference is dropped. All functions are safe

@@ -1,0 +1,70 @@
+/* progress.h: the progress page a message transport may share with each worker, and the claim
+ * protocol on it. Internal to libmpx.
+ *
+ * A page belongs to one worker process: the process transport makes it a 0600 memfd per worker
+ * (a replacement gets a fresh one), mapped by the parent and by that worker only, so no worker
+ * can write another's page. Fields:
+ *  - heartbeat: bumped every MPX__BEAT_MS by a small thread in the worker; it stops when the
+ *    process is stopped (SIGSTOP, a debugger) or the whole process hangs, and goes on during a
+ *    long task. The dispatcher reads it to detect a stalled worker;
+ *  - running: the call id of the task being served; cleared once a batch's results are packed,
+ *    before they are sent. The dispatcher charges a dead worker's retry to `running` only, and
+ *    times a task with a limit from when it first sees its id there (it looks every 10 ms: no
+ *    clock is read per task in the worker);
+ *  - claim[]: one word per task sent, indexed by the task's sequence number in that worker's
+ *    stream (both sides count the tasks of every Batch in order) modulo MPX__CLAIM_RING. The
+ *    parent stores the task's call id there before it sends the task (release). Before running
+ *    a task the worker CASes its word from that call id to MPX__CLAIM_STARTED; the parent may
+ *    CAS it from the call id to MPX__CLAIM_TAKEN instead (a user's cancel, or the dispatcher taking
+ *    a task back to run it elsewhere). Exactly one CAS wins: a task the worker did not win is
+ *    skipped (no Result is sent for it), a task the parent did not win is running or ran.
+ *    A word is reused only when it no longer holds a call id (STARTED, TAKEN or 0): a stale
+ *    entry the worker reaches later then fails its CAS and is skipped, as it must be, since
+ *    only a task taken back can be left behind. Call ids are future addresses (>= 4096), so
+ *    they never equal the markers.
+ * Memory orderings: the parent's store of a call id is a release (the worker sees it by the
+ * time it reads the task anyway: the socket write and read order them, but the release costs
+ * nothing on x86); both CASes are acq_rel (the winner's later writes, the task's results or the
+ * cancelled state, come after its win); heartbeat and running are relaxed (they
+ * are hints, read racily by design: a stale value costs at most one late or early decision,
+ * which the next look corrects). */
+#ifndef MPX_PROGRESS_H
+#define MPX_PROGRESS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Claim words per page: at least the largest window (dispatch.c's WINDOW_MAX tasks per worker
+ * slot; process workers have one slot) times two, so that a slot is normally free again long
+ * before it comes round. */
+#define MPX__CLAIM_RING    4096
+#define MPX__CLAIM_STARTED ((uint64_t)1)
+#define MPX__CLAIM_TAKEN   ((uint64_t)2)
+/* The address a call id names (the dispatcher tags ids with a number in their top 16 bits): what
+ * a claim word holds. */
+#define MPX__CALL_ADDR(id) ((id) & (((uint64_t)1 << 48) - 1))
+/* Heartbeat period of a worker, milliseconds. */
+#define MPX__BEAT_MS 50
+
+typedef struct mpx__progress {
+  _Atomic uint64_t heartbeat;
+  _Atomic uint64_t running;
+  uint64_t pad[6]; /* the claim ring starts on its own cache line */
+  _Atomic uint64_t claim[MPX__CLAIM_RING];
+} mpx__progress;
+
+/* The worker's side: claim task number `seq` with call id `id` before running it. 1: run it;
+ * 0: the parent has it (TAKEN, or the word was reused for a later task after a take-back): skip
+ * it; -1: the word holds 0 or STARTED, which the protocol never leaves in a word the worker has
+ * not reached yet: the page was overwritten (by a task of this worker), and the worker can no
+ * longer tell what it may run. */
+static inline int mpx__claim_start(mpx__progress *p, uint64_t seq, uint64_t id) {
+  uint64_t seen = id;
+  if (atomic_compare_exchange_strong_explicit(&p->claim[seq % MPX__CLAIM_RING], &seen,
+                                              MPX__CLAIM_STARTED, memory_order_acq_rel,
+                                              memory_order_acquire))
+    return 1;
+  return seen == MPX__CLAIM_TAKEN || seen > MPX__CLAIM_TAKEN ? 0 : -1;
+}
+
+#endif
