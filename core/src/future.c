@@ -341,13 +341,14 @@ void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len) {
   f->res = (void *)data;
   f->res_len = len;
   atomic_fetch_or_explicit(&f->state, MPX__F_RES_MAPPED, memory_order_relaxed);
-  transition(f, MPX_RUNNING, MPX_FINISHED);
+  /* SENT: a worker with a progress page claimed it, and the dispatcher has not looked yet */
+  transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED);
 }
 
 void mpx__future_finish_adopt(mpx_future *f, void *data, size_t len) {
   f->res = data;
   f->res_len = len;
-  transition(f, MPX_RUNNING, MPX_FINISHED);
+  transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED); /* SENT: as above */
 }
 
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
