@@ -18,6 +18,8 @@ typedef struct bench_args {
   double task_us; /* metg: starting task duration */
   double long_s;  /* skew: the long task's seconds */
   double short_ms; /* skew: each short task's milliseconds (the heavy tail's smallest) */
+  const char *size; /* payload: "4M" or "64K..256M" */
+  bool tasks_given; /* --tasks was given (payload: else one task per worker) */
   double timeout;  /* --timeout: the executor's task_timeout (s), 0: none */
   bool json;
 } bench_args;
@@ -40,5 +42,6 @@ int bench_pingpong(const bench_args *a);
 int bench_skew(const bench_args *a);
 int bench_strmap(const bench_args *a);
 int bench_stream(const bench_args *a);
+int bench_payload(const bench_args *a);
 
 #endif

@@ -1,8 +1,8 @@
 /* mpx-bench: the same workloads on every backend, figures as a table or --json lines with the
  * keys of ../shared/peers (peer, backend, workload, workers, tasks, seconds, tasks_per_s).
  *   mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W] [--tasks N]
- *             [--n FIB_N] [--long SECONDS] [--short MS] [--binding none|core|pu|numa]
- *             [--timeout S] [--json]
+ *             [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M|64K..256M]
+ *             [--binding none|core|pu|numa] [--timeout S] [--json]
  * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,13 +27,14 @@ static const struct {
     {"skew", bench_skew, 200, "one --long task then N --short ones; then N heavy-tailed ones"},
     {"strmap", bench_strmap, 1000000, "N strings of 10-200 bytes -> MD5 (map_var, imap_var)"},
     {"stream", bench_stream, 100000000, "N empty items through imap_unordered (peak RSS)"},
+    {"payload", bench_payload, 0, "N big arguments, then results, of --size bytes (GB/s)"},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
   fprintf(to,
           "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
-          "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS]\n"
+          "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M]\n"
           "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
           "                 [--json]\n"
           "workloads:\n");
@@ -114,6 +115,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(arg, "--binding")) {
       if (!val || parse_binding(val, &a.binding)) return bad("unknown binding", val);
       i++;
+    } else if (!strcmp(arg, "--size")) {
+      if (!val) return bad("bad size", val);
+      a.size = val;
+      i++;
     } else if (!strcmp(arg, "--long") || !strcmp(arg, "--short")) {
       if (!parse_double(val, !strcmp(arg, "--long") ? &a.long_s : &a.short_ms))
         return bad("bad duration", val);
@@ -121,7 +126,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(arg, "--workers") || !strcmp(arg, "--tasks") || !strcmp(arg, "--n")) {
       if (!parse_long(val, !strcmp(arg, "--workers") ? 0 : 1, &v)) return bad("bad number", val);
       if (!strcmp(arg, "--workers")) a.workers = (int)v;
-      else if (!strcmp(arg, "--tasks")) a.tasks = v;
+      else if (!strcmp(arg, "--tasks")) a.tasks = v, a.tasks_given = true;
       else a.fib_n = (int)v;
       i++;
     } else if (arg[0] != '-' && !a.workload) {

@@ -423,6 +423,7 @@ static int fd_task(bump *z, const uint8_t *p, const uint8_t *end, Mpx__Task *t) 
     case 5: FD_VARINT(f); t->item_size = f.v; break;
     case 6: FD_VARINT(f); t->result_size = f.v; break;
     case 7: FD_VARINT(f); t->var = (uint32_t)f.v; break;
+    case 8: FD_VARINT(f); t->arg_shm = f.v; break;
     default: return -1;
     }
   }
@@ -461,6 +462,7 @@ static int fd_result(bump *z, const uint8_t *p, const uint8_t *end, Mpx__Result 
     case 1: FD_VARINT(f); r->call_id = f.v; break;
     case 2: if (fd_bytes(z, &f, &r->data)) return -1; break;
     case 3: if (r->error || fd_error(z, &f, &r->error)) return -1; break;
+    case 4: FD_VARINT(f); r->data_shm = f.v; break;
     default: return -1;
     }
   }
@@ -492,8 +494,8 @@ static int fd_control(bump *z, const wire_field *outer, Mpx__Control **out) {
 /* The hand-written codec knows these many fields per message; a field added to mpx.proto turns
  * the fast paths off (correct, slower) until fd_* and fe_* learn it. */
 bool mpx__codec_fast(void) {
-  return mpx__batch__descriptor.n_fields == 3 && mpx__task__descriptor.n_fields == 7 &&
-         mpx__result__descriptor.n_fields == 3 && mpx__error__descriptor.n_fields == 6 &&
+  return mpx__batch__descriptor.n_fields == 3 && mpx__task__descriptor.n_fields == 8 &&
+         mpx__result__descriptor.n_fields == 4 && mpx__error__descriptor.n_fields == 6 &&
          mpx__control__descriptor.n_fields == 5;
 }
 

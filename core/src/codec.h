@@ -156,6 +156,12 @@ typedef struct mpx__worker_id {
   int pid;          /* the worker's process id */
   int rank;         /* MPI rank, -1 when not under MPI */
   const char *host; /* host name; NULL sends "" */
+  /* The data plane (process workers): results of at least this many bytes are built in memfd
+   * segments and sent out of band (serve.c); 0: never. */
+  size_t seg_min;
+  /* MPI workers: results of at least this many bytes go as their own message after the reply
+   * (mpx__serve_batch_oob); 0: never. */
+  size_t oob_min;
   /* NULL, or this worker's progress page (progress.h), which the dispatcher's side reads even
    * after this process died: serving claims each task in the page's claim ring before it runs
    * it (and skips, without a Result, a task it could not claim), and stores the call id of each
@@ -169,6 +175,9 @@ typedef struct mpx__worker_id {
    * runs it and skips (no Result) a task whose word the rank's server took (MPX__CLAIM_TAKEN). */
   _Atomic uint64_t *claims;
 } mpx__worker_id;
+
+/* Most out-of-band results in one reply (the fds passed with one frame). */
+#define MPX__SERVE_SEGS 16
 
 /* Run every Task of `in` and append one packed Batch of Results (same order, call ids echoed; no
  * frame header) to `out`; with who->progress or who->claims, tasks whose claim the worker lost are skipped and
@@ -186,6 +195,18 @@ typedef struct mpx__worker_id {
  * MPX_EINVAL / MPX_ETOOBIG (more tasks than max_items) with `out` unchanged. */
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out);
+/* As mpx__serve_batch, with the data plane: results built in segments (who->seg_min) travel
+ * out of band; their sealed fds are stored in fds[0..*nfds) (room for MPX__SERVE_SEGS) in the
+ * order their Results (data_shm > 0) appear, for the caller to send with the reply and close. */
+int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, int *fds, int *nfds);
+/* As mpx__serve_batch, with big results as their own messages (MPI): a result of at least
+ * who->oob_min bytes is left out of the reply (its Result carries data_shm = its length) and
+ * handed over in bufs/lens[0..*n) (room for MPX__SERVE_SEGS; heap blocks the caller sends after
+ * the reply, in that order, and frees). */
+int mpx__serve_batch_oob(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, void **bufs, size_t *lens,
+                         int *n);
 
 /* Make a Control (a worker's READY) packable under `lim`, whatever max_payload is: an Error
  * message over max_payload bytes is cut (a heap copy, returned: free it after packing), host

@@ -55,7 +55,8 @@ static inline uint8_t *fe_ld(uint8_t *p, unsigned num, const void *d, size_t n) 
 static size_t fe_task_size(const Mpx__Task *t) {
   return fe_varint_size(t->task_id) + fe_varint_size(t->call_id) +
          (t->arg.len ? fe_ld_size(t->arg.len) : 0) + fe_varint_size(t->count) +
-         fe_varint_size(t->item_size) + fe_varint_size(t->result_size) + fe_varint_size(t->var);
+         fe_varint_size(t->item_size) + fe_varint_size(t->result_size) + fe_varint_size(t->var) +
+         fe_varint_size(t->arg_shm);
 }
 
 static size_t fe_error_size(const Mpx__Error *e) {
@@ -67,7 +68,7 @@ static size_t fe_error_size(const Mpx__Error *e) {
 
 static size_t fe_result_size(const Mpx__Result *r) {
   return fe_varint_size(r->call_id) + (r->data.len ? fe_ld_size(r->data.len) : 0) +
-         (r->error ? fe_ld_size(fe_error_size(r->error)) : 0);
+         (r->error ? fe_ld_size(fe_error_size(r->error)) : 0) + fe_varint_size(r->data_shm);
 }
 
 static size_t fe_control_size(const Mpx__Control *c) {
@@ -112,6 +113,7 @@ uint8_t *mpx__fe_batch(uint8_t *p, const Mpx__Batch *b) {
     p = fe_varint(p, 5, t->item_size);
     p = fe_varint(p, 6, t->result_size);
     p = fe_varint(p, 7, t->var);
+    p = fe_varint(p, 8, t->arg_shm);
   }
   for (size_t i = 0; i < b->n_results; i++) {
     const Mpx__Result *r = b->results[i];
@@ -119,6 +121,7 @@ uint8_t *mpx__fe_batch(uint8_t *p, const Mpx__Batch *b) {
     p = fe_varint(p, 1, r->call_id);
     if (r->data.len) p = fe_ld(p, 2, r->data.data, r->data.len);
     if (r->error) p = fe_error(fe_header(p, 3, fe_error_size(r->error)), r->error);
+    p = fe_varint(p, 4, r->data_shm);
   }
   if (b->control) {
     const Mpx__Control *c = b->control;

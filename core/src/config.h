@@ -38,6 +38,15 @@ enum {
   /* A worker can be replaced after max_tasks_per_worker tasks (threads, processes); without it
    * (MPI ranks) the option is refused with MPX_EPERM. */
   MPX__CAP_RECYCLE = 1u << 5,
+  /* Big payloads may travel out of band (processes: the data plane, os/seg.h): the link has the
+   * send_fds and take_fd ops (link.h), and the dispatcher sends an argument of at least
+   * MPX__SEG_MIN bytes as a sealed memfd segment and takes results that came as one. */
+  MPX__CAP_SHM = 1u << 7,
+  /* Big payloads may travel as their own messages (MPI): the link has the send_parts and
+   * take_payload ops (link.h); an argument of at least MPX__SEG_MIN bytes is sent from the
+   * caller's buffer without a copy into the batch, a result that came so is received into its
+   * own buffer, which the future keeps. */
+  MPX__CAP_OOB = 1u << 8,
   /* Workers without a progress page give back, when sent a Control TAKEBACK, the tasks they hold
    * and have not started, in a Control RETURNED (MPI ranks): the dispatcher re-queues them for
    * idle workers, as it takes tasks back through the claim words of a page (progress.h). */

@@ -150,7 +150,8 @@ static void send_batch(disp *d, int i, size_t k) {
   b.tasks = d->task_ptrs;
   mpx__wbuf_reset(&d->out);
   int rc = mpx__codec_pack(&b, &d->lim, &d->out);
-  if (rc == 0) rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
+  if (rc == 0) rc = mpx__dp_send(&d->dp, d->inner, d->tp, i, d->out.data, d->out.len);
+  else mpx__dp_reset(&d->dp);
   wslot *w = &d->w[i];
   if (rc == 0 || rc == MPX_EWORKER_LOST) { /* a loss: poll reports it, lose() re-queues */
     w->seq += k;
@@ -228,6 +229,9 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
     if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
     fill_task(&d->tasks[k], f, call_id(w, f, w->seq_sent++));
+    /* a big argument goes out of band; into the worker's kept segment when it has nothing
+     * else in flight */
+    mpx__dp_arg(&d->dp, d->cfg->caps, &d->tasks[k], i, w->inflight.n == 1);
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;
@@ -285,9 +289,10 @@ static char *error_text(const disp *d, const Mpx__Error *e, int i) {
   return mpx__strdupf("%s (%s)", msg, who);
 }
 
-static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, double now) {
-  (void)now;
-  if (r->error) {
+/* Complete f with result r from worker i; `seg` (mapped) when its data came out of band. */
+static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, mpx__seg *seg) {
+  if (mpx__dp_finish(f, seg)) { /* its data came out of band, read in place (dataplane.c) */
+  } else if (r->error) {
     if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
       /* the results before the failing item came back too: write them, as threads do */
       mpx__map_chunk *c = f->owner;
@@ -445,7 +450,14 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
               (unsigned long long)id);
       break;
     }
-    complete(d, i, f, b->results[k], now);
+    mpx__seg seg = MPX__SEG_NONE; /* an out-of-band result: checked, mapped, or f fails */
+    const char *why =
+        mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
+    if (why) {
+      mpx__disp_violate(d, i, "%s", why);
+      break;
+    }
+    complete(d, i, f, b->results[k], &seg);
     done++;
     d->next = i;
   }
@@ -585,6 +597,7 @@ static int await_ready(disp *d) {
 }
 
 static void disp_free(disp *d) {
+  mpx__dp_fini(&d->dp);
   mpx__wbuf_free(&d->out);
   free(d->tasks);
   free(d->task_ptrs);
@@ -606,7 +619,7 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   d->w = calloc((size_t)d->n, sizeof *d->w);
   d->tasks = calloc(BATCH_MAX, sizeof *d->tasks);
   d->task_ptrs = calloc(BATCH_MAX, sizeof *d->task_ptrs);
-  int rc = d->w && d->tasks && d->task_ptrs ? MPX_OK : MPX_ENOMEM;
+  int rc = d->w && d->tasks && d->task_ptrs && !mpx__dp_init(&d->dp, d->n) ? MPX_OK : MPX_ENOMEM;
   for (int i = 0; d->w && i < d->n; i++) d->w[i].rank = -1;
   /* what one worker may make us hold: no message from it is larger (see mpx__config) */
   if (cfg->max_worker_memory && d->lim.max_message > cfg->max_worker_memory)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "codec.h"
+#include "dataplane.h"
 #include "future_impl.h"
 #include "link.h"
 #include "progress.h"
@@ -92,6 +93,7 @@ typedef struct disp {
   mpx__wbuf out;
   Mpx__Task *tasks;      /* scratch for one batch */
   Mpx__Task **task_ptrs;
+  mpx__dp dp;            /* the batch's out-of-band arguments (dataplane.h) */
 } disp;
 
 /* ---- small helpers ------------------------------------------------------------------------ */

@@ -24,6 +24,7 @@
 
 #include "errmsg.h"
 #include "future_impl.h"
+#include "os/seg.h"
 #include "os/clock.h"
 #include "os/cpu.h"
 #include "os/futex.h"
@@ -193,9 +194,10 @@ static void future_recycle(mpx_future *f) {
 }
 
 static void future_free(mpx_future *f) {
-  if (f->res != f->res_small) free(f->res);
-  free(f->errmsg);
   uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (flags & MPX__F_RES_MAPPED) mpx__seg_unmap(f->res, f->res_len);
+  else if (f->res != f->res_small) free(f->res);
+  free(f->errmsg);
   if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
   /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
   if (flags & MPX__F_MAP_PRIV)
@@ -348,6 +350,20 @@ static int set_result(mpx_future *f, const void *data, size_t len) {
   return MPX_OK;
 }
 
+void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len) {
+  f->res = (void *)data;
+  f->res_len = len;
+  atomic_fetch_or_explicit(&f->state, MPX__F_RES_MAPPED, memory_order_relaxed);
+  /* SENT: a worker with a progress page claimed it, and the dispatcher has not looked yet */
+  transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED);
+}
+
+void mpx__future_finish_adopt(mpx_future *f, void *data, size_t len) {
+  f->res = data;
+  f->res_len = len;
+  transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED); /* SENT: as above */
+}
+
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
     mpx__map_chunk *c = f->owner;
@@ -376,82 +392,8 @@ void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len) {
   transition_any(f, BIT(MPX_RUNNING) | BIT(MPX__SENT), MPX_FINISHED);
 }
 
-/* A thread worker's task failure says where it ran, as a process or rank worker's does. */
-static char *with_where(const mpx_future *f, char *msg, int worker) {
-  char host[64] = "?";
-  (void)gethostname(host, sizeof host - 1);
-  char *m = mpx__strdupf("%s (worker %d: a thread of pid %d on %s)",
-                         msg ? msg : f->task->name, worker, (int)getpid(), host);
-  if (!m) return msg;
-  free(msg);
-  return m;
-}
-
-/* A variable-size chunk on this thread: the worker side's records, parsed as received ones. */
-static void run_vchunk(mpx_future *f, int worker) {
-  mpx__map_chunk *c = f->owner;
-  mpx__wbuf w = {0};
-  char *why = NULL;
-  int rc = mpx__vchunk_serve(f->task, worker, c->var, f->arg, f->arg_len, c->count, c->item_size,
-                             0, &w, &why);
-  if (rc) mpx__wbuf_free(&w);
-  else if (!(rc = mpx__vres_parse(w.data, w.len, c->count, w.data, &c->vres)))
-    c->vres->worker = worker; /* (the parse took w's block, whatever it answered) */
-  if (rc) {
-    mpx__future_fail(f, rc, with_where(f, why, worker));
-    return;
-  }
-  free(why);
-  transition(f, MPX_RUNNING, MPX_FINISHED);
-}
-
-static void run_chunk(mpx_future *f, int worker) {
-  mpx__map_chunk *c = f->owner;
-  if (c->var) {
-    run_vchunk(f, worker);
-    return;
-  }
-  for (size_t i = 0; i < c->count; i++) {
-    mpx_buf out;
-    unsigned char *dst = c->results + i * c->result_size;
-    mpx__buf_init(&out, c->result_size ? dst : NULL, c->result_size, 0);
-    char *msg = NULL;
-    int rc = mpx__task_run(f->task, worker, c->items + i * c->item_size, c->item_size, &out, &msg);
-    if (rc == 0 && (out.heap || out.len != c->result_size)) {
-      rc = MPX_ESIZE;
-      msg = mpx__strdupf("task '%s' gave %zu result bytes, map expects %zu", f->task->name,
-                         out.len, c->result_size);
-    } else if (rc == 0 && out.data != dst && out.len) {
-      memmove(dst, out.data, out.len);
-    }
-    mpx__buf_release(&out);
-    if (rc) {
-      c->failed = i;
-      mpx__future_fail(f, rc, with_where(f, msg, worker));
-      return;
-    }
-  }
-  transition(f, MPX_RUNNING, MPX_FINISHED);
-}
-
-void mpx__future_run(mpx_future *f, int worker) {
-  if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
-    run_chunk(f, worker);
-    return;
-  }
-  mpx_buf out;
-  mpx__buf_init(&out, f->res_small, sizeof f->res_small, 0);
-  char *msg = NULL;
-  int rc = mpx__task_run(f->task, worker, f->arg, f->arg_len, &out, &msg);
-  if (rc) {
-    mpx__buf_release(&out);
-    mpx__future_fail(f, rc, with_where(f, msg, worker));
-    return;
-  }
-  f->res = out.data;
-  f->res_len = out.len;
-  transition(f, MPX_RUNNING, MPX_FINISHED);
-}
+/* A runner ran f on this thread and set its result (future_run.c): RUNNING -> FINISHED. */
+void mpx__future_ran(mpx_future *f) { transition(f, MPX_RUNNING, MPX_FINISHED); }
 
 /* Drop `unit` (a user or an internal reference); free the future with the last one. */
 static void unref(mpx_future *f, uint32_t unit) {

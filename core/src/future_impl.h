@@ -38,6 +38,9 @@ enum {
   MPX__F_BRIEF_SPIN = 1u << 18, /* waiters spin briefly before sleeping (polled transports) */
   MPX__F_MAP_PRIV = 1u << 20,  /* a chunk of a map with a timeout: the future holds a reference
                                   on owner->priv (without it, owner may be gone once done) */
+  MPX__F_RES_MAPPED = 1u << 21, /* res is a read-only mapping of a worker's result segment (the
+                                   data plane): unmapped when the future is freed. Set just
+                                   before completion, by the one thread completing it */
 };
 
 #define MPX__RES_SMALL 8
@@ -133,6 +136,11 @@ void mpx__future_run(mpx_future *f, int worker);
 
 /* Complete a started future with a copy of `len` bytes (chunk futures: copied to their results). */
 void mpx__future_finish_copy(mpx_future *f, const void *data, size_t len);
+/* Complete a started (non-chunk) future with a result segment's read-only mapping, which the
+ * future takes over: the caller reads it in place until the future is released (os/seg.h). */
+void mpx__future_finish_mapped(mpx_future *f, const void *data, size_t len);
+/* The same with a malloc'd block of len > 0 bytes, which the future takes over (frees). */
+void mpx__future_finish_adopt(mpx_future *f, void *data, size_t len);
 /* Complete a future as FAILED with `code` and a heap message the future takes over (may be NULL). */
 void mpx__future_fail(mpx_future *f, int code, char *message);
 /* PENDING (or SENT, by whoever won its claim word) -> CANCELLED; true if this call cancelled it. */
@@ -181,5 +189,8 @@ bool mpx__future_remove_cb(mpx_future *f, struct mpx__cb *cb);
 int mpx__wait_timeout(double *timeout);
 /* Seconds (clamped at 0) as a timespec. */
 struct timespec mpx__timespec_of(double s);
+
+/* future_run.c's completion of a future it ran: RUNNING -> FINISHED. */
+void mpx__future_ran(mpx_future *f);
 
 #endif

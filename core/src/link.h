@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "config.h"
 #include "errmsg.h"
@@ -98,6 +99,23 @@ typedef struct mpx__link_ops {
   /* Free everything (after stop(self, true)). */
   void (*destroy)(mpx__link *self);
 
+  /* Optional, with MPX__CAP_SHM (the data plane): send as `send`, passing fds[0..nfds) (at most
+   * MPX__CHAN_FDS_PER_FRAME; the caller closes its own copies after the call) with the batch; and
+   * take the oldest fd worker i passed that nobody took yet (the caller owns it), -1 if none.
+   * Dispatcher thread only. */
+  int (*send_fds)(mpx__link *self, int worker, const uint8_t *data, size_t len, const int *fds,
+                  int nfds);
+  int (*take_fd)(mpx__link *self, int worker);
+
+  /* Optional, with MPX__CAP_OOB (big payloads as their own messages): send as `send`, then each
+   * of parts[0..n) as its own message, from the caller's memory (valid until the tasks that
+   * carry them are done); and receive the next such message worker i sent, which must be `len`
+   * bytes (len <= max is checked by the caller), into a new malloc'd *out. take_payload
+   * MPX_EPROTO when there is none (after a bounded wait) or it has another size. Dispatcher
+   * thread only. */
+  int (*send_parts)(mpx__link *self, int worker, const uint8_t *data, size_t len,
+                    const struct iovec *parts, int n);
+  int (*take_payload)(mpx__link *self, int worker, size_t len, void **out);
   /* Optional: worker i's progress page (progress.h) as mapped in this process, at an address
    * fixed until destroy (a replacement's fresh page is mapped there once the loss of the previous
    * worker was reported and handled); NULL for a link without pages (MPI), whose futures then

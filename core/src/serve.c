@@ -28,6 +28,13 @@
  * (no memory) an MPX_ENOMEM error. Only a failure of the worker itself (no memory for the reply)
  * is an error of mpx__serve_batch. The scheduler trusts none of this and checks again.
  *
+ * The data plane (process workers, who->seg_min > 0): a task's result of at least seg_min bytes
+ * is built in a memfd segment by mpx_buf_reserve (the task writes it in place), sealed after the
+ * task, and travels out of band: its Result carries data_shm = its length and no data, and its
+ * fd is handed to the caller (fds, in Result order, at most MPX__SERVE_SEGS per reply; later
+ * results of the same reply go on the heap). Arguments arrive already mapped (worker.c): a Task
+ * that still says arg_shm fails with MPX_EPROTO.
+ *
  * Thread-safety: reentrant; tasks run on the calling thread, one after another, in Batch order. */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -54,6 +61,8 @@ typedef struct serve_slot {
   size_t off;  /* result bytes at arena.data + off, when owned is NULL */
   void *owned; /* result bytes handed over from the task's buffer (freed after packing) */
   char *msg;   /* heap message of e */
+  mpx__seg seg; /* the result's segment (data_shm), when it has one */
+  bool oob;     /* owned goes as its own message (data_shm; MPI) */
 } serve_slot;
 
 static const mpx__worker_id no_worker = {.index = -1, .pid = 0, .rank = -1, .host = NULL};
@@ -108,11 +117,16 @@ static int slot_copy(serve_slot *s, mpx__wbuf *arena, const void *data, size_t n
 }
 
 static int run_single(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
-                      const mpx__worker_id *who, mpx_buf *buf, mpx__wbuf *arena) {
+                      const mpx__worker_id *who, mpx_buf *buf, mpx__wbuf *arena, size_t oob_min) {
   buf->len = 0;
+  if (t->arg_shm) { /* the transport maps an out-of-band argument before serving */
+    slot_fail(s, who, MPX_EPROTO, mpx__strdupf("task '%s': argument not mapped", task->name), 0);
+    return MPX_OK;
+  }
   char *msg = NULL;
   int rc = mpx__task_run(task, who->index, t->arg.data, t->arg.len, buf, &msg);
   if (rc) {
+    if (buf->in_seg) mpx__buf_release(buf);
     slot_fail(s, who, rc, msg, 0);
     return MPX_OK;
   }
@@ -123,8 +137,23 @@ static int run_single(serve_slot *s, const Mpx__Task *t, const mpx_task *task,
               0);
     return MPX_OK;
   }
+  if (buf->in_seg) { /* built in a segment: it goes out of band, as it is */
+    rc = buf->len && !(buf->max && buf->len > buf->max) ? mpx__buf_take_seg(buf, &s->seg)
+                                                          : MPX_EINVAL;
+    if (rc == MPX_OK) {
+      s->r.data_shm = s->seg.len;
+      return MPX_OK;
+    }
+    mpx__buf_release(buf); /* empty, or it could not be sealed: the bytes are lost */
+    if (rc != MPX_EINVAL) {
+      slot_fail(s, who, rc, mpx__strdupf("task '%s': result could not be sealed", task->name), 0);
+      return MPX_OK;
+    }
+  }
   if (buf->heap && buf->len >= SERVE_STEAL_MIN) {
-    s->r.data.len = buf->len;
+    s->oob = oob_min && buf->len >= oob_min; /* handed over as its own message, not packed */
+    if (s->oob) s->r.data_shm = buf->len;
+    else s->r.data.len = buf->len;
     s->owned = mpx__buf_steal(buf);
     return MPX_OK;
   }
@@ -219,9 +248,32 @@ static serve_slot *largest_data(serve_slot *slots, size_t n) {
   return best;
 }
 
+static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
+                 mpx__wbuf *out, int *fds, int *nfds, void **bufs, size_t *lens, int *nbufs);
+
 int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
                      mpx__wbuf *out) {
+  return serve(in, who, lim, out, NULL, NULL, NULL, NULL, NULL);
+}
+
+int mpx__serve_batch_fds(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, int *fds, int *nfds) {
+  if (!fds || !nfds) return MPX_EINVAL;
+  return serve(in, who, lim, out, fds, nfds, NULL, NULL, NULL);
+}
+
+int mpx__serve_batch_oob(const Mpx__Batch *in, const mpx__worker_id *who,
+                         const mpx__limits *lim, mpx__wbuf *out, void **bufs, size_t *lens,
+                         int *n) {
+  if (!bufs || !lens || !n) return MPX_EINVAL;
+  return serve(in, who, lim, out, NULL, NULL, bufs, lens, n);
+}
+
+static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__limits *lim,
+                 mpx__wbuf *out, int *fds, int *nfds, void **bufs, size_t *lens, int *nbufs) {
   if (!in || !lim || !out) return MPX_EINVAL;
+  if (nfds) *nfds = 0;
+  if (nbufs) *nbufs = 0;
   mpx__worker_id anon = no_worker;
   if (!who) {
     anon.pid = (int)getpid();
@@ -242,6 +294,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
   uint8_t small[SERVE_INLINE];
   mpx_buf buf;
   mpx__buf_init(&buf, small, sizeof small, lim->max_payload);
+  int segs = 0, oobs = 0;
   int rc = MPX_OK;
   size_t done = 0, m = 0; /* m: results to send (tasks not skipped) */
   mpx__progress *pg = who->progress;
@@ -253,6 +306,10 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     s->off = 0;
     s->owned = NULL;
     s->msg = NULL;
+    s->seg = MPX__SEG_NONE;
+    s->oob = false;
+    buf.seg_min = fds && segs < MPX__SERVE_SEGS && !t->count ? who->seg_min : 0;
+    size_t oob_min = bufs && oobs < MPX__SERVE_SEGS ? who->oob_min : 0;
     if (pg) {
       int claim = mpx__claim_start(pg, (*who->seq)++, MPX__CALL_ADDR(t->call_id));
       if (claim < 0) {
@@ -285,7 +342,9 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     }
     rc = t->var   ? run_vchunk(s, t, task, who, lim, &arena)
          : t->count ? run_chunk(s, t, task, who, lim, &buf, &arena)
-                  : run_single(s, t, task, who, &buf, &arena);
+                  : run_single(s, t, task, who, &buf, &arena, oob_min);
+    segs += s->seg.fd >= 0;
+    oobs += s->oob;
     if (rc) {
       done++;
       break;
@@ -315,6 +374,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
                 0);
       fit_error(big, lim);
       big->r.data.len = 0;
+      big->r.data_shm = 0;
     }
     if (rc == MPX_ETOOBIG) {
       /* Errors alone are too many for one reply: keep their codes, shorten their messages. */
@@ -329,6 +389,7 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
       for (size_t i = 0; i < n; i++) {
         if (!slots[i].r.error) slot_fail(&slots[i], who, MPX_ENOMEM, NULL, 0);
         slots[i].r.data.len = 0;
+        slots[i].r.data_shm = 0;
       }
       rc = MPX_ETOOBIG; /* and strip the messages below */
     }
@@ -344,6 +405,18 @@ int mpx__serve_batch(const Mpx__Batch *in, const mpx__worker_id *who, const mpx_
     }
   }
   for (size_t i = 0; i < done; i++) {
+    /* a segment goes to the caller only if its Result still says so (the fallbacks above turn
+     * results into errors) and the reply was packed */
+    if (rc == MPX_OK && slots[i].seg.fd >= 0 && slots[i].r.data_shm && !slots[i].r.error) {
+      fds[(*nfds)++] = slots[i].seg.fd;
+      slots[i].seg.fd = -1;
+    }
+    mpx__seg_free(&slots[i].seg);
+    if (rc == MPX_OK && slots[i].oob && slots[i].r.data_shm && !slots[i].r.error) {
+      bufs[*nbufs] = slots[i].owned; /* the caller sends it after the reply, and frees it */
+      lens[(*nbufs)++] = (size_t)slots[i].r.data_shm;
+      slots[i].owned = NULL;
+    }
     free(slots[i].owned);
     free(slots[i].msg);
   }

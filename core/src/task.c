@@ -121,13 +121,50 @@ int mpx_task_worker(const mpx_task_ctx *ctx) { return ctx ? ctx->worker : -1; }
 
 void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max) {
   *b = (mpx_buf){.data = small, .cap = small ? small_cap : 0, .small = small,
-                 .small_cap = small ? small_cap : 0, .max = max};
+                 .small_cap = small ? small_cap : 0, .max = max, .seg = MPX__SEG_NONE};
+}
+
+/* Move b's bytes into a new segment of `len` bytes (len >= b->seg_min). */
+static int buf_to_seg(mpx_buf *b, size_t len) {
+  mpx__seg s;
+  int rc = mpx__seg_create(&s, len);
+  if (rc) return rc;
+  if (b->len) memcpy(s.data, b->data, b->len < len ? b->len : len);
+  if (b->heap) free(b->data);
+  b->heap = false;
+  b->seg = s;
+  b->in_seg = true;
+  b->data = s.data;
+  b->cap = len;
+  return MPX_OK;
+}
+
+int mpx__buf_take_seg(mpx_buf *b, mpx__seg *out) {
+  if (!b->in_seg || !b->len) return MPX_EINVAL;
+  int rc = mpx__seg_resize(&b->seg, b->len);
+  if (!rc) rc = mpx__seg_seal(&b->seg);
+  if (rc) return rc;
+  *out = b->seg;
+  b->seg = MPX__SEG_NONE;
+  b->in_seg = false;
+  b->data = b->small;
+  b->cap = b->small_cap;
+  b->len = 0;
+  return MPX_OK;
 }
 
 int mpx_buf_reserve(mpx_buf *b, size_t len, void **data) {
   if (!b) return MPX_EINVAL;
   if (b->max && len > b->max) return MPX_ETOOBIG;
-  if (len > b->cap) {
+  if (len > b->cap && b->in_seg) {
+    int rc = mpx__seg_resize(&b->seg, len);
+    if (rc) return rc;
+    b->data = b->seg.data;
+    b->cap = len;
+  } else if (len > b->cap && b->seg_min && len >= b->seg_min) {
+    int rc = buf_to_seg(b, len);
+    if (rc) return rc;
+  } else if (len > b->cap) {
     void *p = b->heap ? realloc(b->data, len) : malloc(len);
     if (!p) return MPX_ENOMEM;
     b->data = p;
@@ -166,7 +203,10 @@ void *mpx__buf_steal(mpx_buf *b) {
 
 void mpx__buf_release(mpx_buf *b) {
   if (b->heap) free(b->data);
+  if (b->in_seg) mpx__seg_free(&b->seg);
+  size_t seg_min = b->seg_min;
   mpx__buf_init(b, b->small, b->small_cap, b->max);
+  b->seg_min = seg_min;
 }
 
 int mpx__task_run(const mpx_task *t, int worker, const void *arg, size_t len, mpx_buf *out,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "mpx/task.h"
+#include "os/seg.h"
 
 /* Result bytes. `data` starts at `small` (inline storage the caller provides, may be NULL with
  * small_cap 0) and moves to the heap when a result does not fit; `heap` says which. */
@@ -19,6 +20,12 @@ struct mpx_buf {
   size_t small_cap;
   bool heap;
   size_t max; /* largest result allowed (0: no limit); larger ones fail with MPX_ETOOBIG */
+  /* Process workers (the data plane): a result of at least seg_min bytes (0: never) is built in
+   * a memfd segment instead of the heap, so that it crosses to the scheduler without a copy;
+   * in_seg says data is seg.data. */
+  size_t seg_min;
+  bool in_seg;
+  mpx__seg seg;
 };
 
 #define MPX__ERRMSG_MAX 512
@@ -33,6 +40,9 @@ struct mpx_task_ctx {
 void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max);
 /* Take the heap block out of `b` (NULL if the data is inline); `b` no longer owns it. */
 void *mpx__buf_steal(mpx_buf *b);
+/* Take the segment out of `b` (in_seg), cut to b->len bytes and sealed, into *out; `b` is empty
+ * afterwards. MPX_EINVAL when b holds no segment or is empty (then b is left as it was). */
+int mpx__buf_take_seg(mpx_buf *b, mpx__seg *out);
 void mpx__buf_release(mpx_buf *b);
 
 /* Run `t` on arg; returns 0 or the task's negative code. On failure *message (may be NULL on

@@ -306,6 +306,29 @@ static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len
   return rc;
 }
 
+/* The batch, then each big argument as its own TAG_PAYLOAD message from where it lies (the
+ * caller's buffer stays valid until its future is done, which is after the rank received it). */
+static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size_t len,
+                          const struct iovec *parts, int n) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) /* the root's own threads read them in place */
+    return tp->local ? mpx__mpi_local_send_parts(tp->local, data, len, parts, n)
+                     : MPX_EWORKER_LOST;
+  int rc = mpi_send(self, worker, data, len);
+  for (int k = 0; !rc && k < n; k++)
+    rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_PAYLOAD,
+                            parts[k].iov_base, parts[k].iov_len, NULL, true);
+  return rc;
+}
+
+/* A big result of `len` bytes worker i sent right after its batch, into its own buffer. */
+static int mpi_take_payload(mpx__link *self, int worker, size_t len, void **out) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker < 0 || worker >= tp->n || len > INT_MAX) return MPX_EPROTO;
+  return mpx__mpi_take_payload(tp->s->comm, worker_rank(tp->s, worker), len, 30.0, out, NULL,
+                               NULL);
+}
+
 /* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are
  * counted here, never reported. */
 static int try_recv(mpi_tp *tp, mpx__event *ev) {
@@ -609,6 +632,8 @@ static const mpx__link_ops mpi_link = {
     .configure = mpi_configure,
     .start = mpi_start,
     .send = mpi_send,
+    .send_parts = mpi_send_parts,
+    .take_payload = mpi_take_payload,
     .poll = mpi_poll,
     .kill = mpi_kill,
     .peer = mpi_peer,
@@ -620,14 +645,16 @@ static const mpx__link_ops mpi_link = {
     .close_endpoint = mpi_close_endpoint,
 };
 
-/* Payloads are encoded; a single rank cannot be ended, re-run or replaced (no KILL_ONE, RETRY or
- * RECYCLE: the executor refuses time limits, retries and max_tasks_per_worker); progress is made
- * by polling threads; a rank gives back the tasks it has not started when asked (TAKEBACK,
- * mpi_worker.c); executors can run over the user's communicators. */
+/* Payloads are encoded, big ones as their own messages (OOB); a single rank cannot be ended,
+ * re-run or replaced (no KILL_ONE, RETRY or RECYCLE: the executor refuses time limits, retries
+ * and max_tasks_per_worker); progress is made by polling threads; a rank gives back the tasks it
+ * has not started when asked (TAKEBACK, mpi_worker.c); executors can run over the user's
+ * communicators. */
 const mpx__transport mpx__mpi_transport = {
     .name = "mpi",
     .backend = MPX_BACKEND_MPI,
-    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT | MPX__CAP_TAKEBACK,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_POLLED | MPX__CAP_ENDPOINT | MPX__CAP_TAKEBACK |
+            MPX__CAP_OOB,
     .init = mpi_init,
     .fini = mpi_fini,
     .link = &mpi_link,

@@ -6,6 +6,7 @@
  * the thread that makes a rank's MPI calls (mpi_impl.h: one at a time per session). Nothing here
  * keeps state between calls except the cached MPX_MPI_POLL_US (an atomic, set once). */
 #include <limits.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +90,20 @@ void mpx__mpi_thread_setup(void) {
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* 1 us, so that 2 us sleeps are not 50 us */
 }
 
+/* What a borrowed send holds in q->buf: not ours to free. */
+static uint8_t borrowed;
+
+static void buf_free(uint8_t *b) {
+  if (b != &borrowed) free(b);
+}
+
 int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
                     size_t len, uint8_t **take) {
+  return mpx__sendq_post_ex(q, comm, dest, tag, data, len, take, false);
+}
+
+int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
+                       size_t len, uint8_t **take, bool borrow) {
   if (len > INT_MAX) {
     mpx__set_errmsg("a message of %zu bytes is over MPI's limit of %d", len, INT_MAX);
     return MPX_ETOOBIG;
@@ -107,7 +120,10 @@ int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8
     q->cap = cap;
   }
   uint8_t *buf;
-  if (take && *take) {
+  const void *from;
+  if (borrow) {
+    buf = &borrowed;
+  } else if (take && *take) {
     buf = *take;
     *take = NULL;
   } else {
@@ -115,9 +131,10 @@ int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8
     if (!buf) return MPX_ENOMEM;
     if (len) memcpy(buf, data, len);
   }
-  int rc = MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, comm, &q->req[q->n]);
+  from = borrow ? data : buf;
+  int rc = MPI_Isend(from, (int)len, MPI_BYTE, dest, tag, comm, &q->req[q->n]);
   if (rc != MPI_SUCCESS) {
-    free(buf);
+    buf_free(buf);
     return mpx__mpi_fail("MPI_Isend", rc);
   }
   q->buf[q->n++] = buf;
@@ -131,7 +148,7 @@ int mpx__sendq_progress(mpx__sendq *q) {
   if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Testsome", rc);
   if (k == MPI_UNDEFINED || k == 0) return 0;
   for (int i = 0; i < k; i++) {
-    free(q->buf[q->idx[i]]);
+    buf_free(q->buf[q->idx[i]]);
     q->buf[q->idx[i]] = NULL;
   }
   int w = 0; /* compact: finished requests are MPI_REQUEST_NULL now */
@@ -162,7 +179,7 @@ void mpx__sendq_free(mpx__sendq *q) {
   for (int i = 0; i < q->n; i++) {
     MPI_Cancel(&q->req[i]);
     MPI_Request_free(&q->req[i]);
-    free(q->buf[i]);
+    buf_free(q->buf[i]);
   }
   free(q->req);
   free(q->buf);
@@ -185,4 +202,49 @@ int mpx__mpi_mrecv(MPI_Message *msg, size_t len, uint8_t **buf, size_t *cap) {
   }
   int rc = MPI_Mrecv(*buf, (int)len, MPI_BYTE, msg, MPI_STATUS_IGNORE);
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Mrecv", rc);
+}
+
+int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out,
+                          uint8_t **keep, size_t *keep_cap) {
+  *out = NULL;
+  mpx__backoff bo = {0};
+  mpx__bell none = {0};
+  double give_up = mpx__now() + seconds;
+  for (;;) {
+    int flag = 0, count = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    int rc = MPI_Improbe(src, MPX__TAG_PAYLOAD, comm, &flag, &msg, &st);
+    if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Improbe", rc);
+    if (!flag) {
+      if (mpx__now() > give_up) return MPX_EPROTO;
+      mpx__bell_wait(&none, 0, mpx__backoff_next(&bo));
+      continue;
+    }
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    bool fits = count >= 0 && (size_t)count == len; /* the size is checked first */
+    void *p = NULL;
+    if (fits && keep && *keep && *keep_cap >= len) {
+      p = *keep;
+    } else if (fits && keep) {
+      free(*keep);
+      *keep_cap = 0;
+      if ((*keep = malloc(len))) *keep_cap = len;
+      p = *keep;
+    } else if (fits) {
+      p = malloc(len);
+    }
+    if (!p) {
+      char dummy;
+      MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* consumed (truncated) */
+      return count >= 0 && (size_t)count == len ? MPX_ENOMEM : MPX_EPROTO;
+    }
+    rc = MPI_Mrecv(p, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+      if (!keep) free(p);
+      return mpx__mpi_fail("MPI_Mrecv", rc);
+    }
+    *out = p;
+    return MPX_OK;
+  }
 }

@@ -19,6 +19,10 @@
  *                              is answered at once by one Control RETURNED up, whose Results
  *                              are the bare call ids of the tasks given back, see mpi_worker.c)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
+ *   both ways       TAG_PAYLOAD one big argument (down) or result (up) of at least MPX__SEG_MIN
+ *                              bytes, right after the batch whose Task.arg_shm / Result.data_shm
+ *                              names its length, in the batch's order: sent from where it lies,
+ *                              received (MPI_Mprobe / MPI_Mrecv) into its own buffer
  * MPI keeps messages between two ranks on one communicator in order, so BYE is the last message
  * of an executor and a root that drains up to it leaves nothing behind for the next one.
  *
@@ -42,10 +46,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "codec.h"
 
-enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE };
+enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD };
 
 /* A doorbell: ring from any thread; wait sleeps until rung or the timeout. A bell in memory
  * several processes map (mpi_bells.c) has `shared` set and uses shared futexes. */
@@ -197,6 +202,9 @@ int mpx__mpi_pool_give_back(mpx__mpi_pool *p, mpx__wbuf *out);
 void mpx__mpi_pool_answer(mpx__mpi_pool *p, mpx__wbuf *out);
 /* Queue a Batch's tasks (the pool frees b once they are answered). */
 void mpx__mpi_pool_push(mpx__mpi_pool *p, Mpx__Batch *b);
+/* The same, with `extra` (the batch's big arguments) freed by extra_free together with b. */
+void mpx__mpi_pool_push_with(mpx__mpi_pool *p, Mpx__Batch *b, void *extra,
+                             void (*extra_free)(void *));
 /* The results packed so far, oldest first (the caller frees data and each reply). */
 mpx__mpi_reply *mpx__mpi_pool_take(mpx__mpi_pool *p);
 /* Nothing queued, running or waiting to be taken. */
@@ -213,6 +221,10 @@ int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx
                          const char *init_name, const void *initargs, size_t initargs_len,
                          size_t max_payload, mpx__bell *bell);
 int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len);
+/* send, with the batch's big arguments beside it (the Tasks with arg_shm, in order: the link's
+ * send_parts): the task threads read them where they lie, as thread workers do. */
+int mpx__mpi_local_send_parts(mpx__mpi_local *l, const uint8_t *data, size_t len,
+                              const struct iovec *parts, int n);
 int mpx__mpi_local_poll(mpx__mpi_local *l, const uint8_t **data, size_t *len);
 void mpx__mpi_local_stop(mpx__mpi_local *l);
 
@@ -226,6 +238,17 @@ typedef struct mpx__sendq {
 /* Send `len` bytes (copied, or taken over from *take when it is not NULL, which is then NULL). */
 int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
                     size_t len, uint8_t **take);
+/* As mpx__sendq_post; with `borrow`, `data` is sent where it lies (no copy, nothing freed): the
+ * caller keeps it valid until the send is retired. */
+int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
+                       size_t len, uint8_t **take, bool borrow);
+/* Receive the next TAG_PAYLOAD message from `src` into a new malloc'd *out, which must be exactly
+ * `len` bytes: waits for it up to `seconds` (it follows its batch). MPX_EPROTO if none came or
+ * it has another size (then it is consumed and dropped), MPX_ENOMEM, MPX_EMPI. With `keep`
+ * (a buffer of *keep_cap bytes kept between calls, grown as needed), the message goes there
+ * and *out points into it (warm pages: a worker rank's arguments). */
+int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out,
+                          uint8_t **keep, size_t *keep_cap);
 /* Retire finished sends; returns how many finished, or a negative code. */
 int mpx__sendq_progress(mpx__sendq *q);
 /* Wait for every send. */

@@ -88,9 +88,22 @@ int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx
 }
 
 int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len) {
+  return mpx__mpi_local_send_parts(l, data, len, NULL, 0);
+}
+
+int mpx__mpi_local_send_parts(mpx__mpi_local *l, const uint8_t *data, size_t len,
+                              const struct iovec *parts, int n) {
   Mpx__Batch *b;
   int rc = mpx__codec_unpack(data, len, &l->lim, &b);
   if (rc) return rc;
+  int k = 0;
+  for (size_t i = 0; i < b->n_tasks; i++) { /* a part that does not match leaves arg_shm set: */
+    Mpx__Task *t = b->tasks[i];             /* serving fails that task */
+    if (!t->arg_shm || k == n || parts[k].iov_len != t->arg_shm) continue;
+    t->arg.data = parts[k].iov_base;
+    t->arg.len = parts[k++].iov_len;
+    t->arg_shm = 0;
+  }
   if (b->control && b->control->kind == MPX__CONTROL__KIND__TAKEBACK) {
     mpx__wbuf out = {0}; /* what no thread started, given back behind the results so far */
     if (!(rc = mpx__mpi_pool_give_back(&l->p, &out))) mpx__mpi_pool_answer(&l->p, &out);

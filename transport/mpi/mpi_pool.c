@@ -34,6 +34,8 @@ struct mpx__mpi_job {
   Mpx__Batch *b;
   size_t next, done;
   struct mpx__mpi_job *link, *prev; /* the live jobs (not fully answered), in arrival order */
+  void *extra;                      /* freed with the batch (its big arguments), may be NULL */
+  void (*extra_free)(void *);
   _Atomic uint64_t claim[];         /* per task: 0 queued, STARTED, TAKEN (serve.c's claims) */
 };
 
@@ -83,6 +85,7 @@ static void serve_run(mpx__mpi_pool *p, mpx__mpi_job *j, size_t first, size_t ta
   if (r) mpx__bell_ring(p->bell);
   if (last) {
     mpx__codec_free(j->b);
+    if (j->extra_free) j->extra_free(j->extra);
     free(j);
   }
 }
@@ -137,9 +140,16 @@ int mpx__mpi_pool_start(mpx__mpi_pool *p) {
 }
 
 void mpx__mpi_pool_push(mpx__mpi_pool *p, Mpx__Batch *b) {
+  mpx__mpi_pool_push_with(p, b, NULL, NULL);
+}
+
+void mpx__mpi_pool_push_with(mpx__mpi_pool *p, Mpx__Batch *b, void *extra,
+                             void (*extra_free)(void *)) {
   mpx__mpi_job *j = calloc(1, sizeof *j + b->n_tasks * sizeof j->claim[0]); /* 0: queued */
   if (!j) fatal("queueing a batch", MPX_ENOMEM);
   j->b = b;
+  j->extra = extra;
+  j->extra_free = extra_free;
   pthread_mutex_lock(&p->lock);
   j->prev = p->tail;
   if (p->tail)

@@ -46,6 +46,42 @@ static void fatal(const char *what, int rc) {
   abort();
 }
 
+/* ---- big arguments, received as their own messages ---------------------------------------- */
+
+/* The big arguments of one batch (TAG_PAYLOAD messages right after it), freed with the batch. */
+typedef struct args_in {
+  int n;
+  void *buf[MPX__SERVE_SEGS];
+} args_in;
+
+static void free_args(void *a) {
+  args_in *in = a;
+  for (int k = 0; in && k < in->n; k++) free(in->buf[k]);
+  free(in);
+}
+
+/* Receive the TAG_PAYLOAD messages that follow batch b (one per Task with arg_shm, in order)
+ * into their own buffers; each Task's arg then points at its buffer. NULL when there are none.
+ * The root is trusted, but sizes are still checked (mpx__mpi_take_payload: exactly arg_shm, at
+ * most max_payload); a Task whose argument did not come keeps arg_shm, and serving fails it. */
+static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits *lim) {
+  args_in *in = NULL;
+  for (size_t k = 0; k < b->n_tasks; k++) {
+    Mpx__Task *t = b->tasks[k];
+    if (!t->arg_shm) continue;
+    if (!in && !(in = calloc(1, sizeof *in))) fatal("receiving an argument", MPX_ENOMEM);
+    void *p = NULL;
+    if (in->n == MPX__SERVE_SEGS || t->arg_shm > lim->max_payload || t->arg.len ||
+        mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p, NULL, NULL))
+      continue;
+    in->buf[in->n++] = p;
+    t->arg.data = p;
+    t->arg.len = (size_t)t->arg_shm;
+    t->arg_shm = 0;
+  }
+  return in;
+}
+
 /* ---- one executor ------------------------------------------------------------------------- */
 
 typedef struct server {
@@ -165,10 +201,13 @@ static int take_message(server *sv) {
     if ((rc = mpx__mpi_pool_give_back(&sv->p, &out)) || (rc = post(sv, &out)))
       fatal("giving tasks back", rc);
   }
+  void *args = recv_args(sv->s->comm, sv->s->root, b, &sv->lim); /* big ones follow it */
   if (b->n_tasks) {
-    mpx__mpi_pool_push(&sv->p, b); /* the pool frees it */
+    mpx__mpi_pool_push_with(&sv->p, b, args, free_args); /* the pool frees both */
     b = NULL;
+    args = NULL;
   }
+  free_args(args);
   mpx__codec_free(b);
   if (sv->rcap > ((size_t)16 << 20)) {
     free(sv->rbuf);

@@ -47,6 +47,7 @@
 #include "os/clock.h"
 #include "os/log.h"
 #include "os/spawn.h"
+#include "os/seg.h"
 #include "process_link.h"
 
 const char *mpx__pt_ran_out(int e) {
@@ -126,6 +127,7 @@ static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   mpx__chan_init(&w->ch, fd, tp->lim.max_message);
+  mpx__chan_accept_fds(&w->ch); /* result segments (the data plane) */
   bool kill_now = w->kill_pending;
   w->kill_pending = false;
   if (tp->stopping || kill_now) {
@@ -295,6 +297,7 @@ int mpx__pt_make_hello(proc_tp *tp) {
   h.has_init = cfg->initializer != NULL;
   h.init_id = cfg->initializer ? cfg->initializer->id : 0;
   h.initargs_len = cfg->initargs_len;
+  h.seg_min = MPX__SEG_RESULT_MIN;
   memcpy(tp->hello, &h, sizeof h);
   if (cfg->initargs_len) memcpy(tp->hello + sizeof h, cfg->initargs, cfg->initargs_len);
   tp->hello_len = len;

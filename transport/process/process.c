@@ -35,6 +35,7 @@
  * eventfd write). The transport's state is the dispatcher's alone; its fork-server session is its
  * own (the server's main socket, shared by every transport, is locked in forkserver.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -68,11 +69,16 @@
  * 14 us to 15-90 us. */
 #define SPIN_NS 20000
 
+static void oframe_free(oframe *f) {
+  for (int k = 0; k < f->nfds; k++) close(f->fds[k]);
+  free(f);
+}
+
 static void oq_free(pworker *w) {
   while (w->oq) {
     oframe *f = w->oq;
     w->oq = f->next;
-    free(f);
+    oframe_free(f);
   }
   w->oq_tail = NULL;
   w->oq_bytes = 0;
@@ -92,12 +98,18 @@ void mpx__pt_close_worker(proc_tp *tp, int i, const char *why) {
 
 /* Queue or write one frame. */
 int mpx__pt_send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len) {
+  return mpx__pt_send_fds(tp, i, data, len, NULL, 0);
+}
+
+int mpx__pt_send_fds(proc_tp *tp, int i, const uint8_t *data, size_t len, const int *fds,
+                     int nfds) {
   pworker *w = &tp->w[i];
   if (w->state != W_LIVE) return MPX_EWORKER_LOST;
+  if (nfds < 0 || nfds > MPX__CHAN_FDS_PER_FRAME) return MPX_EINVAL;
   size_t sent = 0;
   if (!w->oq) {
     struct iovec v = {.iov_base = (void *)data, .iov_len = len};
-    int r = mpx__chan_sendv_nb(&w->ch, &v, 1, &sent);
+    int r = mpx__chan_sendv_nb_fds(&w->ch, &v, 1, fds, nfds, &sent);
     if (r == 1) return MPX_OK;
     if (r < 0) {
       if (r == MPX_ETOOBIG) return r;
@@ -117,6 +129,16 @@ int mpx__pt_send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len) {
   f->next = NULL;
   f->len = len;
   f->sent = sent;
+  f->nfds = 0;
+  for (int k = 0; sent == 0 && k < nfds; k++) { /* not gone with a first byte yet: keep our own */
+    int fd = fcntl(fds[k], F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      oframe_free(f);
+      mpx__pt_close_worker(tp, i, "could not be sent to (out of file descriptors)");
+      return MPX_EWORKER_LOST;
+    }
+    f->fds[f->nfds++] = fd;
+  }
   if (len) memcpy(f->data, data, len);
   if (w->oq_tail)
     w->oq_tail->next = f;
@@ -132,7 +154,7 @@ static void flush(proc_tp *tp, int i) {
   while (w->state == W_LIVE && w->oq) {
     oframe *f = w->oq;
     struct iovec v = {.iov_base = f->data, .iov_len = f->len};
-    int r = mpx__chan_sendv_nb(&w->ch, &v, 1, &f->sent);
+    int r = mpx__chan_sendv_nb_fds(&w->ch, &v, 1, f->fds, f->sent ? 0 : f->nfds, &f->sent);
     if (r == 0) return;
     if (r < 0) {
       mpx__pt_close_worker(tp, i, r == MPX_EEOF ? NULL : "could not be written to");
@@ -141,7 +163,7 @@ static void flush(proc_tp *tp, int i) {
     w->oq = f->next;
     if (!w->oq) w->oq_tail = NULL;
     w->oq_bytes -= f->len;
-    free(f);
+    oframe_free(f);
   }
 }
 
@@ -150,6 +172,21 @@ static int pt_send(mpx__link *self, int worker, const uint8_t *data, size_t len)
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   if (len > tp->lim.max_message) return MPX_ETOOBIG;
   return mpx__pt_send_raw(tp, worker, data, len);
+}
+
+static int pt_send_fds(mpx__link *self, int worker, const uint8_t *data, size_t len,
+                       const int *fds, int nfds) {
+  proc_tp *tp = (proc_tp *)self;
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  if (len > tp->lim.max_message) return MPX_ETOOBIG;
+  return mpx__pt_send_fds(tp, worker, data, len, fds, nfds);
+}
+
+/* The oldest segment worker i passed (a result's, the data plane), -1 if none. */
+static int pt_take_fd(mpx__link *self, int worker) {
+  proc_tp *tp = (proc_tp *)self;
+  if (worker < 0 || worker >= tp->n || tp->w[worker].state != W_LIVE) return -1;
+  return mpx__chan_take_fd(&tp->w[worker].ch);
 }
 
 static void pt_wake(mpx__link *self) {
@@ -532,6 +569,8 @@ static const mpx__link_ops process_link = {
     .configure = pt_configure,
     .start = pt_start,
     .send = pt_send,
+    .send_fds = pt_send_fds,
+    .take_fd = pt_take_fd,
     .poll = pt_poll,
     .kill = pt_kill,
     .peer = pt_peer,
@@ -541,13 +580,14 @@ static const mpx__link_ops process_link = {
     .progress = pt_progress,
 };
 
-/* Payloads are encoded; one worker can be ended (time limits), lost and replaced (retries) or
- * recycled; the fork server lives from mpx_init to mpx_finalize (the init and fini hooks,
- * forkserver.c). */
+/* Payloads are encoded, big ones travel as segments (the data plane); one worker can be ended
+ * (time limits), lost and replaced (retries) or recycled; the fork server lives from mpx_init to
+ * mpx_finalize (the init and fini hooks, forkserver.c). */
 const mpx__transport mpx__process_transport = {
     .name = "processes",
     .backend = MPX_BACKEND_PROCESSES,
-    .caps = MPX__CAP_ENCODES | MPX__CAP_KILL_ONE | MPX__CAP_RETRY | MPX__CAP_RECYCLE,
+    .caps = MPX__CAP_ENCODES | MPX__CAP_KILL_ONE | MPX__CAP_RETRY | MPX__CAP_RECYCLE |
+            MPX__CAP_SHM,
     .init = mpx__procs_init,
     .fini = mpx__procs_fini,
     .link = &process_link,

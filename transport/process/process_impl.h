@@ -4,7 +4,12 @@
  * The process transport runs tasks in forked processes of this same binary (so they have the
  * same task registry). Each worker talks to the dispatcher (core/src/dispatch.c) over its own
  * AF_UNIX socketpair carrying chan frames (core/src/os/chan.h: a 4-byte length, then one packed
- * mpx.Batch). Node-local only: no listening socket, no shared-memory object. Three programs make
+ * mpx.Batch). Node-local only: no listening socket, no named shared-memory object. Payloads of
+ * at least MPX__SEG_MIN bytes travel beside the frame as sealed memfd segments passed with
+ * SCM_RIGHTS (the data plane: os/seg.h, core/src/dataplane.c, serve.c): an argument is mapped by
+ * the worker and read in place by the task, a result is written in place by the task
+ * (mpx_buf_reserve) and read in place by the caller until the future is released. A dead side's
+ * segments go with its fds and mappings: nothing has a name, nothing is left. Three programs make
  * it up:
  *  - forkserver.c: the fork server, a single-threaded process forked by mpx_init that forks every
  *    worker and reaps them; its message protocol (fs_msg over SOCK_SEQPACKET, fds passed with
@@ -104,6 +109,7 @@ typedef struct hello {
   uint32_t has_init;
   uint64_t initargs_len;
   int64_t spin_ns; /* how long to look for the next batch before sleeping */
+  uint64_t seg_min; /* results of at least this many bytes go out of band (0: never) */
   mpx_placement place;
 } hello;
 

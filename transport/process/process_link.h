@@ -35,6 +35,8 @@ enum wstate {
 typedef struct oframe {
   struct oframe *next;
   size_t len, sent;
+  int nfds; /* segments passed with the frame's first bytes (our own dups, closed once sent) */
+  int fds[MPX__CHAN_FDS_PER_FRAME];
   uint8_t data[];
 } oframe;
 
@@ -99,6 +101,9 @@ void mpx__pt_close_worker(proc_tp *tp, int i, const char *why);
 /* Queue or write one frame to LIVE worker i (never blocks). MPX_EWORKER_LOST if it is gone or
  * was closed here (out of memory, unread input over max_worker_memory). */
 int mpx__pt_send_raw(proc_tp *tp, int i, const uint8_t *data, size_t len);
+/* The same, passing fds[0..nfds) with the frame (dup'd when the frame has to wait in the
+ * out-queue; the caller keeps its own). */
+int mpx__pt_send_fds(proc_tp *tp, int i, const uint8_t *data, size_t len, const int *fds, int nfds);
 
 /* ---- lifecycle.c -------------------------------------------------------------------------- */
 

@@ -13,6 +13,12 @@
  * skipped: an empty Batch is never sent). After max_tasks_per_worker tasks received it sends a
  * zero-length frame (the retire mark) and exits 0.
  *
+ * The data plane: the channel accepts fds; a Task with arg_shm takes the frame's next fd, which
+ * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
+ * the checks leaves arg_shm set, and serving fails that task with MPX_EPROTO), and unmapped after
+ * the batch. Results of at least the hello's seg_min bytes are built in segments by
+ * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here.
+ *
  * Serving claims each task in the page's claim ring before it runs it (skipping, without a
  * Result, a task the parent claimed first: cancelled, or taken back to run elsewhere) and stores
  * its call id there; the worker clears `running` once the batch's results are
@@ -44,6 +50,7 @@
 #include "codec.h"
 #include "os/chan.h"
 #include "os/clock.h"
+#include "os/seg.h"
 #include "process_impl.h"
 #include "progress.h"
 #include "task_impl.h"
@@ -88,6 +95,58 @@ static mpx__progress *worker_progress(int fd) {
   return p;
 }
 
+/* The argument segment the dispatcher reuses for this worker (size-sealed, not write-sealed),
+ * kept mapped between batches so that a reused segment costs no mapping. */
+typedef struct kept_seg {
+  mpx__seg seg;
+  unsigned long long id[2];
+} kept_seg;
+
+/* Map the out-of-band arguments of `in` (Tasks with arg_shm, in order, one fd each from the
+ * frame) into segs; each mapped Task's arg points at its mapping and its arg_shm is cleared. A
+ * missing or unfit segment leaves its Task's arg_shm set (serving fails that task). A segment
+ * the dispatcher reuses (not write-sealed) becomes `keep`; the others are one-shot. Returns how
+ * many segs to free after serving. */
+static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
+                    mpx__seg segs[MPX__CHAN_FDS_PER_FRAME], kept_seg *keep) {
+  int n = 0;
+  bool keep_used = false; /* a task of this batch reads `keep`: it must stay until served */
+  for (size_t k = 0; k < in->n_tasks; k++) {
+    Mpx__Task *t = in->tasks[k];
+    if (!t->arg_shm) continue;
+    int fd = mpx__chan_take_fd(ch);
+    unsigned long long id[2];
+    if (fd < 0 || n == MPX__CHAN_FDS_PER_FRAME || t->arg.len || mpx__seg_ident(fd, id)) {
+      if (fd >= 0) close(fd);
+      continue;
+    }
+    if (keep->seg.map_len && id[0] == keep->id[0] && id[1] == keep->id[1] &&
+        t->arg_shm <= keep->seg.map_len && t->arg_shm <= lim->max_payload) {
+      close(fd); /* the segment we have mapped already */
+      keep_used = true;
+      t->arg.data = keep->seg.data;
+      t->arg.len = (size_t)t->arg_shm;
+      t->arg_shm = 0;
+      continue;
+    }
+    bool reused = !(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE);
+    mpx__seg s;
+    if (mpx__seg_map(&s, fd, (size_t)t->arg_shm, lim->max_payload, MPX__SEG_AT_LEAST)) continue;
+    t->arg.data = s.data;
+    t->arg.len = s.len;
+    t->arg_shm = 0;
+    if (reused && !keep_used) { /* keep it mapped for the next batch (the last one is done) */
+      keep_used = true;
+      mpx__seg_free(&keep->seg);
+      keep->seg = s;
+      keep->id[0] = id[0], keep->id[1] = id[1];
+    } else {
+      segs[n++] = s;
+    }
+  }
+  return n;
+}
+
 /* The heartbeat: bumped every MPX__BEAT_MS while the process is scheduled, so that the
  * dispatcher tells a stopped or hung process from one running a long task. relaxed: a counter
  * that is only compared with its last value. */
@@ -119,6 +178,7 @@ void mpx__worker_main(int fd) {
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   mpx__chan ch;
   mpx__chan_init(&ch, fd, MPX__FRAME_MAX); /* the hello comes from the trusted parent */
+  mpx__chan_accept_fds(&ch);                /* argument segments */
   const void *data;
   size_t len;
   if (worker_recv(&ch, &data, &len, 0) != 1) worker_exit(0);
@@ -141,7 +201,8 @@ void mpx__worker_main(int fd) {
   snprintf(name, sizeof name, "mpx-worker-%d", h.index);
   prctl(PR_SET_NAME, name);
   if (h.place.cpuset[0]) mpx_topology_bind_process(&h.place);
-  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host};
+  mpx__worker_id who = {.index = h.index, .pid = (int)getpid(), .rank = -1, .host = host,
+                        .seg_min = (size_t)h.seg_min};
   uint64_t seq = 0; /* tasks received: the index into the claim ring */
   who.progress = progress;
   who.seq = &seq;
@@ -181,6 +242,7 @@ void mpx__worker_main(int fd) {
   if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
 
   long done = 0;
+  kept_seg keep = {.seg = MPX__SEG_NONE};
   for (;;) {
     int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
     if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
@@ -191,9 +253,13 @@ void mpx__worker_main(int fd) {
       mpx__codec_free(in);
       continue;
     }
+    mpx__seg args[MPX__CHAN_FDS_PER_FRAME];
+    int nargs = map_args(&ch, in, &lim, args, &keep);
     mpx__wbuf_reset(&out);
-    rc = mpx__serve_batch(in, &who, &lim, &out);
+    int fds[MPX__SERVE_SEGS], nfds = 0;
+    rc = mpx__serve_batch_fds(in, &who, &lim, &out, fds, &nfds);
     done += (long)in->n_tasks;
+    for (int k = 0; k < nargs; k++) mpx__seg_free(&args[k]);
     mpx__codec_free(in);
     /* out of memory (68), or a progress page that a task overwrote (70): the dispatcher re-runs
      * or fails the batch */
@@ -204,8 +270,11 @@ void mpx__worker_main(int fd) {
      * as a hint (progress.h). */
     atomic_store_explicit(&progress->running, 0, memory_order_relaxed);
     /* every task was cancelled or taken back: nothing to say (an empty Batch reads as the retire
-     * mark) */
-    if (out.len && mpx__chan_send(&ch, out.data, out.len)) worker_exit(0);
+     * mark); segments go with the reply */
+    struct iovec v = {.iov_base = out.data, .iov_len = out.len};
+    int sr = out.len ? mpx__chan_sendv_fds(&ch, &v, 1, fds, nfds) : 0;
+    for (int k = 0; k < nfds; k++) close(fds[k]); /* in flight, the kernel holds them */
+    if (sr) worker_exit(0);
     if (out.cap > KEEP_BUF) mpx__wbuf_free(&out);
     mpx__chan_shrink(&ch, KEEP_BUF);
     if (h.max_tasks > 0 && done >= h.max_tasks) {

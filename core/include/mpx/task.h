@@ -78,7 +78,9 @@ MPX_API int mpx_task_worker(const mpx_task_ctx *ctx);
 MPX_API int mpx_buf_set(mpx_buf *out, const void *data, size_t len);
 
 /* Make room for `len` result bytes and return where to write them in *data (the result's length
- * becomes `len`). Lets a task build a large result in place, without a second copy. */
+ * becomes `len`). Lets a task build a large result in place, without a second copy. On a process
+ * worker a result of 1 MiB or more is built in shared memory and reaches the caller's
+ * mpx_future_result without any copy. */
 MPX_API int mpx_buf_reserve(mpx_buf *out, size_t len, void **data);
 
 /* The result's current bytes and length (either pointer may be NULL). */

@@ -5,7 +5,12 @@
  * Trust: the peer may be hostile (a worker runs user code). A frame's 4-byte length is checked
  * against max_frame before anything else, and recv_nb's buffer grows geometrically with the body
  * bytes that actually arrived (capped by the frame's length), so a header that claims gigabytes
- * and then stalls costs the reader nothing. */
+ * and then stalls costs the reader nothing.
+ *
+ * Passed fds (the process data plane): with fds_on, every read is a recvmsg with room for
+ * MPX__CHAN_FDS_PER_FRAME descriptors, which are queued in arrival order (at most MPX__CHAN_FDQ;
+ * more break the channel and are closed) for mpx__chan_take_fd; a sender attaches a frame's fds
+ * to its first bytes. Closing the channel closes the fds nobody took. */
 #include "os/chan.h"
 
 #include <errno.h>
@@ -33,6 +38,7 @@ void mpx__chan_init(mpx__chan *c, int fd, size_t max_frame) {
 
 void mpx__chan_close(mpx__chan *c) {
   if (!c) return;
+  for (int fd; (fd = mpx__chan_take_fd(c)) >= 0;) close(fd);
   free(c->body);
   c->body = NULL;
   c->body_cap = 0;
@@ -86,10 +92,33 @@ static int frame_layout(const mpx__chan *c, const struct iovec *parts, int n,
   return MPX_OK;
 }
 
+/* The SCM_RIGHTS control message for fds[0..nfds) in u (nfds > 0), attached to m. */
+typedef union fd_cmsg {
+  struct cmsghdr h;
+  char buf[CMSG_SPACE(sizeof(int) * MPX__CHAN_FDS_PER_FRAME)];
+} fd_cmsg;
+
+static void attach_fds(struct msghdr *m, fd_cmsg *u, const int *fds, int nfds) {
+  memset(u, 0, sizeof *u);
+  m->msg_control = u->buf;
+  m->msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+  struct cmsghdr *h = CMSG_FIRSTHDR(m);
+  h->cmsg_level = SOL_SOCKET;
+  h->cmsg_type = SCM_RIGHTS;
+  h->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+  memcpy(CMSG_DATA(h), fds, sizeof(int) * (size_t)nfds);
+}
+
 int mpx__chan_sendv(mpx__chan *c, const struct iovec *parts, int n) {
+  return mpx__chan_sendv_fds(c, parts, n, NULL, 0);
+}
+
+int mpx__chan_sendv_fds(mpx__chan *c, const struct iovec *parts, int n, const int *fds, int nfds) {
   struct iovec iov[MAX_PARTS + 1];
   unsigned char hdr[4];
   size_t total;
+  if (nfds < 0 || nfds > MPX__CHAN_FDS_PER_FRAME || (nfds && (!fds || !c || !c->is_socket)))
+    return MPX_EINVAL;
   int rc = frame_layout(c, parts, n, iov, hdr, &total);
   if (rc) return rc;
   struct iovec *v = iov;
@@ -98,7 +127,10 @@ int mpx__chan_sendv(mpx__chan *c, const struct iovec *parts, int n) {
     ssize_t w;
     if (c->is_socket) {
       struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
+      fd_cmsg u;
+      if (nfds) attach_fds(&m, &u, fds, nfds);
       w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+      if (w > 0) nfds = 0; /* they went with the first bytes */
     } else {
       w = writev(c->fd, v, nv);
     }
@@ -132,12 +164,55 @@ int mpx__chan_send(mpx__chan *c, const void *data, size_t len) {
   return mpx__chan_sendv(c, &v, 1);
 }
 
+int mpx__chan_take_fd(mpx__chan *c) {
+  if (!c || !c->fdq_n) return -1;
+  int fd = c->fdq[c->fdq_head];
+  c->fdq_head = (c->fdq_head + 1) % MPX__CHAN_FDQ;
+  c->fdq_n--;
+  return fd;
+}
+
+/* read(2) from the fd; with fds_on a recvmsg that queues the fds passed with the bytes. */
+static ssize_t fd_read(mpx__chan *c, void *dst, size_t want) {
+  if (!c->fds_on) return read(c->fd, dst, want);
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int) * MPX__CHAN_FDS_PER_FRAME)];
+  } u;
+  struct iovec v = {.iov_base = dst, .iov_len = want};
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  ssize_t r = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
+  if (r < 0) return r;
+  bool over = (m.msg_flags & MSG_CTRUNC) != 0;
+  for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t j = 0; j < k; j++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(h) + j * sizeof(int), sizeof fd);
+      if (c->fdq_n == MPX__CHAN_FDQ) {
+        close(fd);
+        over = true;
+        continue;
+      }
+      c->fdq[(c->fdq_head + c->fdq_n++) % MPX__CHAN_FDQ] = fd;
+    }
+  }
+  if (over) { /* more fds than any frame may carry: the peer is not following the protocol */
+    c->broken = true;
+    errno = EBADMSG;
+    return -1;
+  }
+  return r;
+}
+
 /* Up to `want` bytes: what recv_nb read ahead first, else from the fd. Returns as read(2). */
 static ssize_t chan_read(mpx__chan *c, void *dst, size_t want) {
   size_t have = c->ra_len - c->ra_off;
   if (!have) {
     c->drained = false; /* a read of ours: recv_nb's note about the fd is stale */
-    return read(c->fd, dst, want);
+    return fd_read(c, dst, want);
   }
   size_t n = have < want ? have : want;
   memcpy(dst, c->ra + c->ra_off, n);
@@ -266,11 +341,14 @@ static ssize_t read_ahead(mpx__chan *c, void *dst, size_t want) {
     return -2;
   }
   if (!c->ra && !(c->ra = malloc(MPX__CHAN_RA))) return chan_read(c, dst, want);
-  ssize_t r = read(c->fd, c->ra, MPX__CHAN_RA);
+  unsigned fds_before = c->fdq_n;
+  ssize_t r = fd_read(c, c->ra, MPX__CHAN_RA);
   if (r <= 0) return r;
   c->ra_off = 0;
   c->ra_len = (size_t)r;
-  bool drained = (size_t)r < MPX__CHAN_RA;
+  /* short: the fd was empty, unless the read stopped at passed fds (the kernel ends a read
+   * there, whatever follows) */
+  bool drained = (size_t)r < MPX__CHAN_RA && c->fdq_n == fds_before;
   r = chan_read(c, dst, want);
   c->drained = drained;
   return r;
@@ -349,7 +427,14 @@ int mpx__chan_poll(mpx__chan *c, double timeout) {
 /* ---- additions for the process backend's event loop (see chan.h) ---------------------------- */
 
 int mpx__chan_sendv_nb(mpx__chan *c, const struct iovec *parts, int n, size_t *sent) {
+  return mpx__chan_sendv_nb_fds(c, parts, n, NULL, 0, sent);
+}
+
+int mpx__chan_sendv_nb_fds(mpx__chan *c, const struct iovec *parts, int n, const int *fds,
+                           int nfds, size_t *sent) {
   if (!sent) return MPX_EINVAL;
+  if (nfds < 0 || nfds > MPX__CHAN_FDS_PER_FRAME || (nfds && (!fds || !c || !c->is_socket)))
+    return MPX_EINVAL;
   struct iovec iov[MAX_PARTS + 1];
   unsigned char hdr[4];
   size_t total;
@@ -372,6 +457,8 @@ int mpx__chan_sendv_nb(mpx__chan *c, const struct iovec *parts, int n, size_t *s
     ssize_t w;
     if (c->is_socket) {
       struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
+      fd_cmsg u;
+      if (nfds && *sent == 0) attach_fds(&m, &u, fds, nfds);
       w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     } else {
       w = writev(c->fd, v, nv);

@@ -55,7 +55,18 @@ typedef struct mpx__chan {
   unsigned char *ra;
   size_t ra_off, ra_len; /* ra[ra_off..ra_len) not consumed yet */
   bool drained;          /* recv_nb's last read-ahead came back short: the fd was empty then */
+  /* file descriptors the peer passed with SCM_RIGHTS (only with fds_on: the process data
+   * plane's segments), in arrival order, until mpx__chan_take_fd takes them */
+  bool fds_on;
+  int fdq[32]; /* MPX__CHAN_FDQ */
+  unsigned fdq_head, fdq_n;
 } mpx__chan;
+
+/* Most fds waiting in a channel; a peer that passes more breaks the channel (MPX_ESYS on read,
+ * errno EBADMSG) and the extra fds are closed. */
+#define MPX__CHAN_FDQ 32
+/* Most fds passed with one frame. */
+#define MPX__CHAN_FDS_PER_FRAME 16
 
 /* Read-ahead buffer of recv_nb (allocated on its first use). */
 #define MPX__CHAN_RA ((size_t)64 << 10)
@@ -64,6 +75,17 @@ typedef struct mpx__chan {
 void mpx__chan_init(mpx__chan *c, int fd, size_t max_frame);
 /* Free the receive buffer and close the fd (if >= 0). */
 void mpx__chan_close(mpx__chan *c);
+
+/* Accept fds passed with SCM_RIGHTS on this (socket) channel from now on; without it they are
+ * closed as they arrive (the kernel does so when no room is given for them). */
+static inline void mpx__chan_accept_fds(mpx__chan *c) { c->fds_on = c->is_socket; }
+/* The oldest fd the peer passed and nobody took yet (the caller owns it), or -1. A frame's fds
+ * travel with its first bytes, so they are here by the time the frame is complete. */
+int mpx__chan_take_fd(mpx__chan *c);
+
+/* As mpx__chan_sendv, passing fds[0..nfds) (at most MPX__CHAN_FDS_PER_FRAME; the caller keeps
+ * them open and closes them after) with the frame's first bytes. */
+int mpx__chan_sendv_fds(mpx__chan *c, const struct iovec *parts, int n, const int *fds, int nfds);
 
 /* Send one frame whose body is parts[0..n) concatenated. Returns 0, MPX_ETOOBIG (body over
  * max_frame, nothing sent), MPX_EEOF (peer closed), MPX_EINVAL or MPX_ESYS. */
@@ -102,6 +124,9 @@ int mpx__chan_poll(mpx__chan *c, double timeout);
  * full (*sent updated), MPX_ETOOBIG (nothing sent), MPX_EEOF (peer closed), MPX_EINVAL, MPX_ESYS.
  * Sockets are written with MSG_DONTWAIT, so the fd itself may be blocking. */
 int mpx__chan_sendv_nb(mpx__chan *c, const struct iovec *parts, int n, size_t *sent);
+/* As mpx__chan_sendv_nb, passing fds[0..nfds) with the first bytes written (when *sent is 0). */
+int mpx__chan_sendv_nb_fds(mpx__chan *c, const struct iovec *parts, int n, const int *fds,
+                           int nfds, size_t *sent);
 
 /* Free the receive buffer if it grew past `keep` bytes and no frame is under way (call it after a
  * large frame was consumed), so that one large message does not pin its size for good. */

@@ -1,0 +1,153 @@
+/* dataplane.c: the dispatcher's side of the data plane; see dataplane.h.
+ *
+ * Why. Through the socket, a big payload was copied five times in user space (into the packed
+ * batch, into the link's out-queue, into the receiver's frame buffer, into the decoded batch's
+ * arena, into the future) and twice by the kernel, each copy into a freshly mapped buffer (every
+ * buffer over glibc's mmap threshold is a new mapping, faulted in page by page, zeroed and
+ * unmapped again), so that above ~16 MiB page faults and memmove dominated (see the note of
+ * the dataplane branch). A segment is written once by its producer (a pwrite for an argument,
+ * the task itself through mpx_buf_reserve for a result) and read in place by its consumer.
+ *
+ * Reuse. Fresh segments cost a page allocation (and the freeing) per 4 KiB page on both sides,
+ * which is what separated a fresh segment from memcpy; so each worker keeps one argument
+ * segment (size-sealed, not write-sealed: the dispatcher writes the next argument into it once
+ * the worker has nothing in flight), up to MPX__DP_CACHE_MAX bytes over all workers, and the
+ * worker keeps its mapping of it (worker.c). Results cannot be reused: the caller holds them.
+ *
+ * Trust. A result's segment comes from a worker: mpx__dp_result checks it with mpx__seg_map
+ * before anything is mapped; a worker whose segment fails the checks broke the protocol.
+ *
+ * Thread-safety: the dispatcher thread only; no state of its own. */
+#include "dataplane.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "future_impl.h"
+#include "task_impl.h"
+
+int mpx__dp_init(mpx__dp *dp, int workers) {
+  *dp = (mpx__dp){.n = workers};
+  dp->keep = calloc((size_t)workers, sizeof *dp->keep);
+  if (!dp->keep) return MPX_ENOMEM;
+  for (int i = 0; i < workers; i++) dp->keep[i] = MPX__SEG_NONE;
+  return MPX_OK;
+}
+
+void mpx__dp_fini(mpx__dp *dp) {
+  mpx__dp_reset(dp);
+  for (int i = 0; dp->keep && i < dp->n; i++) mpx__seg_free(&dp->keep[i]);
+  free(dp->keep);
+  dp->keep = NULL;
+  dp->kept = 0;
+}
+
+/* A dup of worker i's kept segment, holding a copy of t's argument; -1 when it cannot be used. */
+static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t) {
+  mpx__seg *k = &dp->keep[i];
+  size_t len = t->arg.len;
+  if (k->fd >= 0 && (k->len < len || k->len / 2 > len)) { /* wrong size: make another */
+    dp->kept -= k->len;
+    mpx__seg_free(k);
+  }
+  if (k->fd < 0) {
+    if (len > MPX__DP_CACHE_MAX - dp->kept) return -1;
+    if (mpx__seg_create(k, len)) return -1;
+    if (mpx__seg_seal_size(k)) {
+      mpx__seg_free(k);
+      return -1;
+    }
+    dp->kept += len;
+  }
+  int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd >= 0) memcpy(k->data, t->arg.data, len);
+  return fd;
+}
+
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle) {
+  if (t->count || t->arg.len < MPX__SEG_MIN) return false;
+  if ((caps & MPX__CAP_OOB) && dp->nparts < MPX__DP_FDS) { /* its own message, no copy */
+    dp->parts[dp->nparts++] = (struct iovec){.iov_base = t->arg.data, .iov_len = t->arg.len};
+    t->arg_shm = t->arg.len;
+    t->arg.data = NULL;
+    t->arg.len = 0;
+    return true;
+  }
+  if (!(caps & MPX__CAP_SHM) || dp->nfds == MPX__DP_FDS) return false;
+  int fd = idle && dp->keep && worker >= 0 && worker < dp->n ? keep_copy(dp, worker, t) : -1;
+  if (fd < 0) {
+    mpx__seg s;
+    if (mpx__seg_create_copy(&s, t->arg.data, t->arg.len)) return false; /* it goes in the frame */
+    fd = s.fd;
+  }
+  dp->fds[dp->nfds++] = fd;
+  t->arg_shm = t->arg.len;
+  t->arg.data = NULL;
+  t->arg.len = 0;
+  return true;
+}
+
+int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
+                 const uint8_t *data, size_t len) {
+  int rc = dp->nfds && link->send_fds ? link->send_fds(tp, worker, data, len, dp->fds, dp->nfds)
+           : dp->nparts && link->send_parts
+               ? link->send_parts(tp, worker, data, len, dp->parts, dp->nparts)
+               : link->send(tp, worker, data, len);
+  mpx__dp_reset(dp);
+  return rc;
+}
+
+void mpx__dp_reset(mpx__dp *dp) {
+  for (int i = 0; i < dp->nfds; i++) close(dp->fds[i]);
+  dp->nfds = 0;
+  dp->nparts = 0;
+}
+
+const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+                           const Mpx__Result *r, size_t max_payload, mpx_future *f, mpx__seg *seg) {
+  *seg = MPX__SEG_NONE;
+  if (!r->data_shm) return NULL;
+  const char *why = NULL;
+  int rc = MPX_EPROTO;
+  int fd = -1;
+  if (r->error || r->data.len)
+    why = "sent a result with both inline and out-of-band data (or an error)";
+  else if (r->data_shm > max_payload) /* before the fd is even looked at */
+    why = "sent an out-of-band result larger than max_payload", rc = MPX_ETOOBIG;
+  else if (link->take_payload) { /* its own message (MPI) */
+    void *p = NULL;
+    if ((rc = link->take_payload(tp, worker, (size_t)r->data_shm, &p)))
+      why = rc == MPX_EPROTO ? "declared a result message it did not send (or of another size)"
+                             : "sent a result message that could not be received";
+    else
+      *seg = (mpx__seg){.fd = -1, .data = p, .len = (size_t)r->data_shm};
+  } else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
+    why = "declared an out-of-band result it did not pass";
+  else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
+    why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
+                           : "passed a result that could not be mapped";
+  if (!why) return NULL;
+  mpx__future_fail(f, rc,
+                   mpx__strdupf("task '%s': the result from worker %d was refused: it %s",
+                                f->task->name, worker, why));
+  mpx__future_drop(f);
+  return why;
+}
+
+bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
+  if (!seg->data) return false;
+  bool chunk = atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK;
+  if (chunk) mpx__future_finish_copy(f, seg->data, seg->len);
+  if (chunk && !seg->map_len)
+    free(seg->data);
+  else if (chunk)
+    mpx__seg_free(seg);
+  else if (seg->map_len)
+    mpx__future_finish_mapped(f, seg->data, seg->len);
+  else
+    mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */
+  return true;
+}

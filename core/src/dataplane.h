@@ -1,0 +1,73 @@
+/* dataplane.h: the dispatcher's side of the data plane (dataplane.c): big arguments leave as
+ * sealed memfd segments, big results arrive as ones, on links with MPX__CAP_SHM (config.h; the
+ * process transport). Internal to libmpx; see os/seg.h for the segments themselves and serve.c
+ * for the worker's side.
+ *
+ * Thread-safety: an mpx__dp belongs to the dispatcher thread (one batch at a time). */
+#ifndef MPX_DATAPLANE_H
+#define MPX_DATAPLANE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "codec.h"
+#include "link.h"
+#include "os/seg.h"
+
+/* Segments one batch may carry (the fds passed with one frame). */
+#define MPX__DP_FDS 16
+
+/* Bytes of argument segments kept for reuse, over all workers. */
+#define MPX__DP_CACHE_MAX ((size_t)512 << 20)
+
+/* The segments of the batch being built, and one reusable argument segment per worker. */
+typedef struct mpx__dp {
+  int fds[MPX__DP_FDS];
+  int nfds;
+  struct iovec parts[MPX__DP_FDS]; /* MPX__CAP_OOB: arguments sent as their own messages */
+  int nparts;
+  int n;          /* workers */
+  mpx__seg *keep; /* n entries: worker i's argument segment (size-sealed, mapped writable) */
+  size_t kept;    /* their bytes */
+} mpx__dp;
+
+/* Room for `workers` kept segments (none yet). MPX_ENOMEM. */
+int mpx__dp_init(mpx__dp *dp, int workers);
+/* Close and unmap everything. */
+void mpx__dp_fini(mpx__dp *dp);
+
+/* (Results: a process worker builds one of MPX__SEG_RESULT_MIN bytes or more in a segment.)
+ * With `caps` & MPX__CAP_OOB and room: the argument (at least MPX__SEG_MIN bytes) goes as its
+ * own message from the caller's buffer (dp->parts), t->arg_shm its length. Otherwise, with
+ * `caps` & MPX__CAP_SHM and room in dp: move Task t's argument (t->arg, at least
+ * MPX__SEG_MIN bytes) out of band: t->arg becomes empty, t->arg_shm its length, and a segment's
+ * fd goes with the batch. When `idle` (worker has nothing else in flight, so it is done with its
+ * previous argument), the argument is copied into the worker's kept segment (warm pages: one
+ * memcpy, no page allocation), made or resized first; otherwise into a new fully sealed one.
+ * False when it stays in the frame (small, no room, or no segment could be made). */
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle);
+/* Send the batch through `link` (send_fds when it carries segments, send_parts when it carries
+ * arguments as their own messages, else send), then close the
+ * batch's fds (in flight, the kernel holds them; a dead worker's socket releases them). */
+int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
+                 const uint8_t *data, size_t len);
+
+/* Close the fds of a batch that was not sent. */
+void mpx__dp_reset(mpx__dp *dp);
+
+/* Result r from `worker`, for future f (taken out of the worker's window): when r says its data
+ * is out of band (data_shm > 0, at most max_payload: checked first), take the worker's next fd
+ * and map it read-only after checking it (os/seg.h: sealed, a regular file of exactly data_shm
+ * bytes, checked before mapping) into *seg; or, on a link with take_payload, receive the
+ * worker's next payload message of exactly data_shm bytes into a heap block (seg->data, seg->len,
+ * map_len 0). NULL when r is fine (or in band); otherwise what the worker
+ * did wrong (it broke the protocol), and f has failed and been dropped. */
+const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+                           const Mpx__Result *r, size_t max_payload, struct mpx_future *f,
+                           mpx__seg *seg);
+/* Complete f from *seg when it holds a result: a map chunk's results are copied out and the
+ * mapping (or block) dropped, any other future takes it over (read in place until released).
+ * False when seg holds nothing. */
+bool mpx__dp_finish(struct mpx_future *f, mpx__seg *seg);
+
+#endif
