@@ -303,9 +303,10 @@ check "a 2-core task holds both slots: the 1-core tasks start after it ends" awk
   $1 == "F" && $2 == 1 { end1 = $8 + $9 } $1 == "F" && $2 > 1 { if (!s || $8 < s) s = $8 }
   END { exit !(s + 0.002 >= end1) }' t_cores2.journal
 
-# ---- 8b. per-slot binding and GPUs ----------------------------------------------------------
+# ---- 8b. per-slot binding and GPUs (each task naps 0.5 s, so that both slots are used even when a
+# loaded machine would let one slot run every instant task) -----------------------------------------
 "$farm" -j2 --no-journal --bind --gpus 0,1,2 \
-  'test -n "$MPX_FARM_CPUSET" && echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES $ROCR_VISIBLE_DEVICES #{}' \
+  'sleep 0.5; test -n "$MPX_FARM_CPUSET" && echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES $ROCR_VISIBLE_DEVICES #{}' \
   ::: 1 2 3 4 >slots.out
 check "--bind: every task saw its slot's cpuset" [ $? -eq 0 ]
 check "--gpus: the list is split between the slots" \
@@ -316,7 +317,7 @@ if command -v lstopo-no-graphics >/dev/null && lstopo-no-graphics --of xml --who
   awk 'BEGIN { n = 0 } /type="PCIDev"/ && n < 2 && !/pci_type="06/ {
          sub(/pci_type="[^"]*"/, "pci_type=\"0302 [10de:20b0] [10de:1450] a1\""); n++ } { print }' \
     topo.xml >gpu.xml
-  HWLOC_XMLFILE=$PWD/gpu.xml "$farm" -j2 --no-journal 'echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES #{}' \
+  HWLOC_XMLFILE=$PWD/gpu.xml "$farm" -j2 --no-journal 'sleep 0.5; echo $MPX_FARM_SLOT $CUDA_VISIBLE_DEVICES #{}' \
     ::: 1 2 3 4 | sort -u >gpu.out
   check "GPUs hwloc sees are split between slots" bash -c "[ \"\$(tr '\n' ';' <gpu.out)\" = '0 0;1 1;' ]"
 else
