@@ -242,6 +242,7 @@ mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, int 
   f->cbs = NULL;
   f->next = NULL;
   f->owner = NULL;
+  if (!len) atomic_init(&f->chunk_claim, 0); /* a map chunk's future is made with no argument */
   f->retries = -1;
   f->worker = -1;
   f->timeout = 0;

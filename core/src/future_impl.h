@@ -11,9 +11,9 @@
  * Links with a progress page (progress.h: processes) add one internal state, SENT: the future is
  * in a worker's window but the worker has not claimed it. The user sees it as PENDING (RUNNING
  * once the worker's claim word says STARTED) and can cancel it: the cancel CASes the claim word
- * the future points to (`claim`), so the worker skips it, exactly one side winning. The
- * dispatcher moves a SENT future only after winning that word itself (take-back, a lost worker)
- * or when its result arrives. */
+ * the future points to (`claim`; `chunk_claim` in a map chunk), so the worker skips it, exactly
+ * one side winning. The dispatcher moves a SENT future only after winning that word itself
+ * (take-back, a lost worker) or when its result arrives. */
 #ifndef MPX_FUTURE_IMPL_H
 #define MPX_FUTURE_IMPL_H
 
@@ -67,7 +67,14 @@ struct mpx_future {
   int16_t retries;        /* message transports: runs left after a lost worker; -1 executor's */
   int16_t worker;         /* message transports: worker holding it, -1 none */
   float timeout;          /* seconds, 0: the executor's task_timeout, < 0 none */
-  unsigned char arg_small[MPX_INLINE_ARG];
+  union {
+    unsigned char arg_small[MPX_INLINE_ARG];
+    /* map chunk futures while SENT: their claim word. A chunk's items are never inline (its
+     * future is made with no argument and points at the chunk's), and the claim must live in the
+     * future, which the dispatcher holds, not in the chunk: a chunk cancelled in a worker's
+     * window stays there after its map (an mpx_imap that was destroyed) freed the chunk */
+    _Atomic(uintptr_t) chunk_claim;
+  };
   unsigned char res_small[MPX__RES_SMALL];
 };
 
@@ -95,7 +102,6 @@ typedef struct mpx__map_chunk {
   unsigned char *results;      /* where its first result goes */
   size_t count, item_size, result_size;
   size_t failed;               /* index in the chunk of the failing item (when FAILED) */
-  _Atomic(uintptr_t) claim;    /* while SENT: the chunk future's claim word (progress.h) */
   mpx__map_private *priv;      /* NULL: in place; else the block the future holds a reference on */
   uint32_t var;                /* MPX__VAR_* (vchunk.h): a chunk of mpx_imap / mpx_map_var */
   struct mpx__vres *vres;      /* var chunks: the per-item outcomes, set before it finishes */
@@ -107,7 +113,7 @@ typedef struct mpx__map_chunk {
 /* Where a future keeps the address of its claim word while SENT. */
 static inline _Atomic(uintptr_t) *mpx__future_claim(mpx_future *f) {
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)
-    return &((mpx__map_chunk *)f->owner)->claim;
+    return &f->chunk_claim;
   return &f->claim;
 }
 
