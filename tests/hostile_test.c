@@ -264,6 +264,87 @@ static void shutdown_wait_in_callback(void) {
   CHECK_OK(mpx_executor_destroy(st.ex));
 }
 
+/* Wait until f reads running: only once a worker says it started it (MPI: the rank's notice). */
+static void await_running(mpx_future *f) {
+  for (double give_up = check_now() + HANG_S; mpx_future_running(f) != 1;) {
+    CHECK(check_now() < give_up);
+    CHECK(mpx_future_done(f) == 0);
+    sleep_s(0.001);
+  }
+}
+
+/* A warm executor (the scheduler expects short tasks: large windows) on 2 workers, one running a
+ * long task; then a burst: the second long task and N tasks of 0.5 s, which the other worker
+ * takes (idle, it is served first) with the long one at their head, and the busy one maybe some
+ * too: they are queued on the workers behind the long tasks. Returns once both long tasks run. */
+enum { QN = 60 };
+static mpx_executor *burst(mpx_future *lng[2], mpx_future *q[QN]) {
+  enum { WARM = 2000 };
+  mpx_executor *ex = make(2);
+  static mpx_future *warm[WARM];
+  for (int i = 0; i < WARM; i++) warm[i] = nap(ex, 0);
+  CHECK_OK(mpx_wait(warm, WARM, MPX_ALL_COMPLETED, HANG_S));
+  for (int i = 0; i < WARM; i++) mpx_future_release(warm[i]);
+  lng[0] = nap(ex, 3.0);
+  await_running(lng[0]);
+  lng[1] = nap(ex, 3.0);
+  for (int i = 0; i < QN; i++) q[i] = nap(ex, 0.5);
+  await_running(lng[1]);
+  CHECK(mpx_future_running(lng[0]) == 1);
+  return ex;
+}
+
+/* Each worker runs a long task; the tasks queued behind them (sent to the worker: a process's
+ * window, a rank's) have not started: they read PENDING, not RUNNING, and cancel succeeds (the
+ * worker skips them; on MPI the rank gives them back). The long ones finish. Before, a task sent
+ * to an MPI rank read RUNNING and refused cancel. */
+static void cancel_sent(void) {
+  mpx_future *lng[2], *q[QN];
+  mpx_executor *ex = burst(lng, q);
+  int cancelled = 0;
+  for (int i = 0; i < QN; i++) {
+    if (mpx_future_done(q[i]) == 1) continue; /* ran before a long task came (both on one) */
+    CHECK(mpx_future_running(q[i]) == 0);
+    CHECK_OK(mpx_future_cancel(q[i]));
+    CHECK(mpx_future_cancelled(q[i]) == 1);
+    CHECK_RC(mpx_future_result(q[i], 0, NULL, NULL), MPX_ECANCELLED);
+    cancelled++;
+  }
+  CHECK(cancelled > 0);
+  for (int k = 0; k < 2; k++) { /* a running task cannot be cancelled, and still finishes */
+    CHECK_RC(mpx_future_cancel(lng[k]), MPX_ESTATE);
+    CHECK_OK(mpx_future_result(lng[k], HANG_S, NULL, NULL));
+    mpx_future_release(lng[k]);
+  }
+  for (int i = 0; i < QN; i++) mpx_future_release(q[i]);
+  CHECK_OK(mpx_executor_destroy(ex));
+}
+
+/* The same with shutdown(cancel_futures): it leaves only the running tasks. Every queued task is
+ * cancelled (none runs after the long ones), the long ones finish. */
+static void shutdown_cancels_sent(void) {
+  mpx_future *lng[2], *q[QN];
+  mpx_executor *ex = burst(lng, q);
+  bool done_before[QN];
+  for (int i = 0; i < QN; i++) done_before[i] = mpx_future_done(q[i]) == 1;
+  CHECK_OK(mpx_executor_shutdown(ex, false, true));
+  CHECK_OK(mpx_wait(q, QN, MPX_ALL_COMPLETED, HANG_S));
+  int cancelled = 0;
+  for (int i = 0; i < QN; i++) {
+    if (done_before[i]) continue;
+    CHECK(mpx_future_cancelled(q[i]) == 1);
+    cancelled++;
+  }
+  CHECK(cancelled > 0);
+  for (int k = 0; k < 2; k++) {
+    CHECK(mpx_future_cancelled(lng[k]) == 0);
+    CHECK_OK(mpx_future_result(lng[k], HANG_S, NULL, NULL));
+    mpx_future_release(lng[k]);
+  }
+  for (int i = 0; i < QN; i++) mpx_future_release(q[i]);
+  CHECK_OK(mpx_executor_destroy(ex));
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 #define ON(b) (1u << (b))
@@ -280,6 +361,8 @@ static const struct {
     {"destroy_in_cancel_callback", destroy_in_cancel_callback, 0, NULL},
     {"callback_after_release", callback_after_release, 0, NULL},
     {"shutdown_wait_in_callback", shutdown_wait_in_callback, 0, NULL},
+    {"cancel_sent", cancel_sent, 0, NULL},
+    {"shutdown_cancels_sent", shutdown_cancels_sent, 0, NULL},
 };
 
 int main(int argc, char **argv) {

@@ -261,7 +261,7 @@ static int batch_semantics(const Mpx__Batch *b, const mpx__limits *lim) {
     if (!error_ok(b->results[i]->error)) return MPX_EPROTO;
   if (b->control) {
     const Mpx__Control *c = b->control;
-    if (c->kind < MPX__CONTROL__KIND__NONE || c->kind > MPX__CONTROL__KIND__RETURNED)
+    if (c->kind < MPX__CONTROL__KIND__NONE || c->kind > MPX__CONTROL__KIND__STARTED)
       return MPX_EPROTO;
     if (!error_ok(c->error) || c->slots < 0) return MPX_EPROTO;
   }

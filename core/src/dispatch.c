@@ -48,16 +48,20 @@
  * the old page. shutdown(wait) and destroy wait for started tasks (as Python) and for the rest,
  * which a stalled worker cannot hold longer than stall_timeout.
  *
- * Workers without a page (MPI: ranks share no memory with rank 0): a future is RUNNING once
- * sent and cannot be cancelled; a loss charges every task the worker held unless the transport
- * reports which one it ran; a task with a time limit goes alone to an idle worker, killed at its
- * deadline from the send (MPI refuses time limits). With MPX__CAP_TAKEBACK (MPI) fairness is kept
- * by messages (dispatch_pages.c): a silent rank is fed no more, and when pending is empty and a
- * worker idles, a silent rank holding more tasks than it runs at once is sent a Control TAKEBACK;
- * it answers with a Control RETURNED listing the tasks none of its threads started (which it
- * will never run), and those go back to the head of pending, uncharged (PENDING again), for the
- * idle workers. Nothing is sent to a rank between its TAKEBACK and its RETURNED, nor asked of it
- * again until it has sent results or been sent tasks since its last RETURNED.
+ * Workers without a page (MPI: ranks share no memory with rank 0). With MPX__CAP_TAKEBACK (MPI)
+ * the dispatcher keeps a remote page per rank (its own copy of the claim words,
+ * dispatch_remote.c): a sent future is SENT and reads PENDING until the rank reports it started
+ * (Control STARTED, lazily; or its result); a cancel, or shutdown(cancel_futures), asks the rank
+ * with a TAKEBACK and the rank's own claim word decides (given back: CANCELLED; kept: it runs).
+ * Fairness is kept by the same messages (dispatch_pages.c): a silent rank is fed no more, and
+ * when pending is empty and a worker idles, a silent rank holding more tasks than it runs at
+ * once is sent a TAKEBACK; it answers with a Control RETURNED listing the tasks none of its
+ * threads started (which it will never run), and those go back to the head of pending,
+ * uncharged, for the idle workers. Nothing is sent to a rank between its TAKEBACK and its
+ * RETURNED, nor asked of it again (for fairness) until it has sent results or been sent tasks
+ * since its last RETURNED. A loss charges every task the worker held unless the transport
+ * reports which one it ran; a task with a time limit goes alone to an idle worker, killed at
+ * its deadline from the send (MPI refuses time limits).
  *
  * Futures are completed (and their done-callbacks run) only with `lock` released, so that a
  * callback may submit to, shut down or destroy this executor. Callbacks run on the dispatcher
@@ -95,7 +99,6 @@
  * dispatcher thread alone (and to the starting thread before it exists). Claim words are shared
  * with workers and cancelling threads: orderings are given where they are used (progress.h). */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,9 +156,10 @@ static void send_batch(disp *d, int i, size_t k) {
   wslot *w = &d->w[i];
   /* packed (the arguments are copied out): the words get their call ids, and cancels may win
    * them from here on. Release: see progress.h; the worker reads them after the send */
+  uint64_t remote = w->remote ? MPX__CLAIM_REMOTE : 0; /* a rank: the root's copy (progress.h) */
   for (size_t j = 0; rc == 0 && w->page && j < k; j++)
     atomic_store_explicit(&w->page->claim[(w->seq + j) % MPX__CLAIM_RING],
-                          MPX__CALL_ADDR(d->tasks[j].call_id), memory_order_release);
+                          MPX__CALL_ADDR(d->tasks[j].call_id) | remote, memory_order_release);
   if (rc == 0) rc = mpx__dp_send(&d->dp, d->inner, d->tp, i, d->out.data, d->out.len);
   else mpx__dp_reset(&d->dp);
   if (rc == 0 || rc == MPX_EWORKER_LOST) { /* a loss: poll reports it, lose() re-queues */
@@ -223,6 +227,8 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
        * cannot complete while its argument and its map chunk (which its map may free once it is
        * cancelled) are still being read here */
       atomic_store_explicit(word, MPX__CLAIM_TAKEN, memory_order_relaxed);
+      /* relaxed: the CAS to SENT publishes it; a rank decides this future's cancels */
+      if (w->remote) atomic_fetch_or_explicit(&f->state, MPX__F_REMOTE, memory_order_relaxed);
       ok = mpx__future_send(f, word);
       if (!ok) atomic_store_explicit(word, 0, memory_order_relaxed);
     } else {
@@ -315,33 +321,6 @@ static void complete(disp *d, int i, mpx_future *f, const Mpx__Result *r, mpx__s
   mpx__future_drop(f);
 }
 
-/* Worker i broke the protocol (see 'Trust' in the header): it is ended and replaced, and its loss
- * charges only the task it was running. Its messages are ignored until the transport reports the
- * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
- * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
- * charged, the rest goes back to the queue. */
-void mpx__disp_violate(disp *d, int i, const char *fmt, ...) {
-  wslot *w = &d->w[i];
-  char what[160];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
-  va_end(ap);
-  char who[160];
-  where(w, i, who, sizeof who);
-  if (w->rank >= 0) snprintf(w->why, sizeof w->why, "rank %d %s and was killed", w->rank, what);
-  else snprintf(w->why, sizeof w->why, "pid %d %s and was killed", w->pid, what);
-  w->ready = false;
-  w->killed = true;
-  if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
-  snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
-  mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
-  w->dead = w->retired = true; /* still told SHUTDOWN, so that it says BYE */
-  mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
-  ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
-  mpx__disp_lose(d, i, w->why, &ev);
-}
-
 /* Accept the READY that a worker process sends as its first message: who it is comes from the
  * transport (peer), not from the message. */
 static void take_peer(disp *d, int i) {
@@ -362,6 +341,12 @@ static void on_ready(disp *d, int i, const Mpx__Control *c) {
   w->seq = 0; /* a new process: a new stream, on a fresh page */
   w->page = d->inner->progress ? d->inner->progress(d->tp, i) : NULL;
   w->reclaim = w->page || (d->cfg->caps & MPX__CAP_TAKEBACK);
+  w->remote = !w->page && (d->cfg->caps & MPX__CAP_TAKEBACK) && w->shadow;
+  if (w->remote) { /* a rank: the root's own claim words for what it sends there */
+    memset(&w->shadow->page, 0, sizeof w->shadow->page);
+    w->page = &w->shadow->page;
+  }
+  w->flushing = false;
   w->asked = w->answered = false;
   w->stalled = false;
   w->timed_out_id = w->run_id = 0;
@@ -385,17 +370,25 @@ static void observe(disp *d, double seconds, size_t tasks) {
   d->task_avg = d->task_avg <= 0 ? per : 0.8 * d->task_avg + 0.2 * per;
 }
 
+static mpx_future *take_result(disp *d, int i, uint64_t id);
+
 /* The future a result from worker i is for, taken out of its window, or NULL: the call id must
  * be in the window (sent and not answered yet, so each is accepted once); a worker that runs
  * one task at a time answers in the order it was sent, so only the oldest id is accepted (a
  * task cannot answer for the tasks queued behind it). */
 static mpx_future *accept_result(disp *d, int i, uint64_t id) {
+  mpx_future *f = take_result(d, i, id);
+  if (f && d->w[i].remote) mpx__disp_mark_started(f); /* it ran; its word is free again */
+  return f;
+}
+
+static mpx_future *take_result(disp *d, int i, uint64_t id) {
   wslot *w = &d->w[i];
   if (w->slots == 1) {
     /* a task a user cancelled before its worker reached it (its claim word reads TAKEN) is skipped
      * by the worker, which never answers for it: out of the window, the next one is the oldest.
      * relaxed: TAKEN is final for that word until the future leaves the window */
-    for (mpx_future *h; w->page && (h = w->inflight.head);) {
+    for (mpx_future *h; w->page && !w->remote && (h = w->inflight.head);) {
       _Atomic uint64_t *word =
           (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(h), memory_order_relaxed);
       if (!word || atomic_load_explicit(word, memory_order_relaxed) != MPX__CLAIM_TAKEN) break;
@@ -415,6 +408,7 @@ static const char *control_name(int kind) {
   case MPX__CONTROL__KIND__RETIRE: return "RETIRE";
   case MPX__CONTROL__KIND__TAKEBACK: return "TAKEBACK";
   case MPX__CONTROL__KIND__RETURNED: return "RETURNED";
+  case MPX__CONTROL__KIND__STARTED: return "STARTED";
   default: return "NONE";
   }
 }
@@ -438,6 +432,12 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
   }
   if (b->control && b->control->kind == MPX__CONTROL__KIND__RETURNED && !b->n_tasks) {
     mpx__disp_returned(d, i, b); /* a rank gives back what it has not started */
+    mpx__codec_free(b);
+    return;
+  }
+  if (b->control && b->control->kind == MPX__CONTROL__KIND__STARTED && !b->n_tasks &&
+      w->remote) {
+    mpx__disp_started(d, i, b); /* a rank says which tasks it started */
     mpx__codec_free(b);
     return;
   }
@@ -604,6 +604,7 @@ static int await_ready(disp *d) {
 }
 
 static void disp_free(disp *d) {
+  for (int i = 0; d->w && i < d->n; i++) free(d->w[i].shadow);
   mpx__dp_fini(&d->dp);
   mpx__wbuf_free(&d->out);
   free(d->tasks);
@@ -628,6 +629,7 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
   d->task_ptrs = calloc(BATCH_MAX, sizeof *d->task_ptrs);
   int rc = d->w && d->tasks && d->task_ptrs && !mpx__dp_init(&d->dp, d->n) ? MPX_OK : MPX_ENOMEM;
   for (int i = 0; d->w && i < d->n; i++) d->w[i].rank = -1;
+  if (!rc) rc = mpx__disp_shadows(d); /* ranks: the root's copy of their claim words */
   /* what one worker may make us hold: no message from it is larger (see mpx__config) */
   if (cfg->max_worker_memory && d->lim.max_message > cfg->max_worker_memory)
     d->lim.max_message = cfg->max_worker_memory;
@@ -719,6 +721,9 @@ static void disp_stop(mpx__runner *self, bool wait) {
 
 static void disp_destroy(mpx__runner *self) {
   disp *d = (disp *)self;
+  pthread_mutex_lock(&d->lock); /* a canceller still reading d (mpx__disp_cancel_remote) */
+  while (d->cancellers) pthread_cond_wait(&d->idle, &d->lock);
+  pthread_mutex_unlock(&d->lock);
   d->inner->destroy(d->tp);
   disp_free(d);
 }

@@ -68,9 +68,27 @@ typedef struct wslot {
   bool answered;         /* its last RETURNED came after its last results and feed: not asked
                             again until one of those happens */
   bool retired;          /* dead for a violation but still running (a rank): told SHUTDOWN */
+  /* A remote page (progress.h: an MPI rank's claim words as the root knows them) */
+  bool remote;           /* page is this process's own copy (a shadow): see progress.h */
+  bool flushing;         /* shutdown(cancel_futures): a TAKEBACK is out to cancel what it holds */
+  int cancel_asks;       /* under d->lock: cancels waiting for a TAKEBACK to be sent */
+  bool want_back;        /* dispatcher: cancel_asks seen, a TAKEBACK is due */
+  struct shadow *shadow; /* the remote page, kept from its READY until disp_free */
 } wslot;
 
-typedef struct disp {
+/* A remote page and who it belongs to: a canceller finds it from a future's claim word (the
+ * allocation is aligned to SHADOW_ALIGN, the page first in it), never from anything a worker
+ * wrote. */
+#define SHADOW_ALIGN ((size_t)1 << 16)
+typedef struct shadow {
+  mpx__progress page;
+  struct disp *d;
+  int worker;
+} shadow;
+_Static_assert(sizeof(shadow) <= SHADOW_ALIGN, "a shadow page must fit its alignment");
+
+typedef struct disp disp;
+struct disp {
   const mpx__config *cfg;
   const mpx__link_ops *inner;
   mpx__link *tp;
@@ -94,7 +112,10 @@ typedef struct disp {
   Mpx__Task *tasks;      /* scratch for one batch */
   Mpx__Task **task_ptrs;
   mpx__dp dp;            /* the batch's out-of-band arguments (dataplane.h) */
-} disp;
+  int cancellers;        /* under lock: threads in mpx__disp_cancel_remote (destroy waits) */
+  bool cancel_asked;     /* under lock: some worker's cancel_asks is set */
+  bool flush_started;    /* dispatcher: shutdown(cancel_futures) asked the ranks (flushing) */
+};
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -206,5 +227,19 @@ void mpx__disp_fail_windows(disp *d, int code);
 void mpx__disp_housekeeping(disp *d);
 /* Worker i's Control RETURNED (Batch b): accept the tasks it gave back, or violate. */
 void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b);
+/* Send worker i (a rank) a Control TAKEBACK; w->asked says whether it went. */
+void mpx__disp_ask_back(disp *d, int i);
+
+/* dispatch_remote.c: ranks' remote pages */
+/* Worker i's Control STARTED (a rank with a remote page): mark those tasks started. */
+void mpx__disp_started(disp *d, int i, const Mpx__Batch *b);
+/* Allocate the remote pages of a link with MPX__CAP_TAKEBACK and no pages (MPX_ENOMEM). */
+int mpx__disp_shadows(disp *d);
+/* f's rank started it: its remote word says STARTED. True if a cancel had marked it. */
+bool mpx__disp_mark_started(mpx_future *f);
+/* shutdown(cancel_futures) on the ranks: true while a RETURNED is due. */
+bool mpx__disp_flush_ranks(disp *d);
+/* Send the TAKEBACKs that cancels asked for (want_back). */
+void mpx__disp_ask_cancels(disp *d);
 
 #endif

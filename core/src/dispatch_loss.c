@@ -1,12 +1,15 @@
 /* dispatch_loss.c: what the dispatcher does when a worker is gone (dispatch.c has the whole
- * picture): its window is re-queued, charged or failed. Runs on the dispatcher thread, which owns
+ * picture): its window is re-queued, charged or failed; and ending a worker that broke the
+ * protocol (mpx__disp_violate). Runs on the dispatcher thread, which owns
  * the windows; pending is spliced under d->lock, and futures are completed with it released
  * (their callbacks may call into the executor). */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "dispatch_impl.h"
 #include "errmsg.h"
+#include "os/log.h"
 #include "task_impl.h"
 
 /* Put `q` (futures made PENDING again, in order) back at the head of pending, where the gate
@@ -68,7 +71,7 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
                          failures' callbacks run unlocked */
   for (uint64_t seq = w->seq_done; (f = fifo_pop(&w->inflight)); seq++) {
     uint64_t id = call_id(w, f, seq), v;
-    if (w->page) {
+    if (w->page && !w->remote) { /* a rank's remote page decides nothing here: as no page */
       if (mpx__disp_take_back(f, &v)) { /* never started: not an attempt */
         if (mpx__future_requeue(f)) {
           f->worker = -1;
@@ -109,4 +112,31 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   pthread_mutex_lock(&d->lock);
   mpx__disp_requeue_front(d, &requeue);
   pthread_mutex_unlock(&d->lock);
+}
+
+/* Worker i broke the protocol (see 'Trust' in the header): it is ended and replaced, and its loss
+ * charges only the task it was running. Its messages are ignored until the transport reports the
+ * loss; lose() then uses `why` as the detail. A transport that cannot end one worker (MPI) gets
+ * the slot retired instead: the oldest task of its window (the one it runs, or runs first) is
+ * charged, the rest goes back to the queue. */
+void mpx__disp_violate(disp *d, int i, const char *fmt, ...) {
+  wslot *w = &d->w[i];
+  char what[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  char who[160];
+  where(w, i, who, sizeof who);
+  if (w->rank >= 0) snprintf(w->why, sizeof w->why, "rank %d %s and was killed", w->rank, what);
+  else snprintf(w->why, sizeof w->why, "pid %d %s and was killed", w->pid, what);
+  w->ready = false;
+  w->killed = true;
+  if (d->inner->kill(d->tp, i, true) == MPX_OK) return;
+  snprintf(w->why, sizeof w->why, "rank %d %s and was retired", w->rank, what);
+  mpx__log(MPX_LOG_WARN, "%s %s and is not used any more", who, what);
+  w->dead = w->retired = true; /* still told SHUTDOWN, so that it says BYE */
+  mpx__event ev = {.kind = MPX__EV_WORKER_LOST, .worker = i, .running_known = true};
+  ev.running = w->inflight.head ? call_id(w, w->inflight.head, w->seq_done) : 0;
+  mpx__disp_lose(d, i, w->why, &ev);
 }

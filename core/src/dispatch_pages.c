@@ -11,8 +11,11 @@
  * into the executor). Claim words are shared with workers and cancelling threads: each atomic
  * says its ordering. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "dispatch_impl.h"
 #include "errmsg.h"
@@ -35,7 +38,7 @@ bool mpx__disp_take_back(mpx_future *f, uint64_t *v) {
 static void sweep(disp *d) {
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
-    if (!w->page) continue;
+    if (!w->page || w->remote) continue; /* a rank's window holds no CANCELLED future */
     mpx_future *prev = NULL, *f = w->inflight.head;
     while (f) {
       mpx_future *next = f->next;
@@ -93,7 +96,7 @@ static size_t take_window(disp *d, int i, bool cancel, fifo *out) {
 
 /* Ask worker i (a rank without a page) to give back what it has not started: a Control
  * TAKEBACK. Nothing more is sent to it until its RETURNED (mpx__disp_returned). */
-static void ask_back(disp *d, int i) {
+void mpx__disp_ask_back(disp *d, int i) {
   Mpx__Control c = MPX__CONTROL__INIT;
   c.kind = MPX__CONTROL__KIND__TAKEBACK;
   Mpx__Batch b = MPX__BATCH__INIT;
@@ -123,10 +126,10 @@ static void rebalance(disp *d) {
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
     if (!w->ready || !w->reclaim || !quiet(w, now)) continue;
-    if (w->page)
+    if (w->page && !w->remote)
       take_window(d, i, false, &got);
     else if (!w->asked && !w->answered && w->inflight.n > (size_t)w->slots)
-      ask_back(d, i);
+      mpx__disp_ask_back(d, i);
   }
   if (!got.n) return;
   size_t n = got.n, share = (n + (size_t)idle - 1) / (size_t)idle;
@@ -155,7 +158,7 @@ void mpx__disp_check_deadlines(disp *d) {
       w->timed_out = true;
       d->inner->kill(d->tp, i, true);
     }
-    if (!w->page || !w->ready || w->stalled || w->timed_out_id) continue;
+    if (!w->page || w->remote || !w->ready || w->stalled || w->timed_out_id) continue;
     /* relaxed: a counter compared with its last value */
     uint64_t beat = atomic_load_explicit(&w->page->heartbeat, memory_order_relaxed);
     if (beat != w->beat) {
@@ -202,7 +205,7 @@ void mpx__disp_fail_windows(disp *d, int code) {
     mpx_future *f;
     while ((f = fifo_pop(&d->w[i].inflight))) {
       uint64_t v;
-      if (!d->w[i].page || mpx__disp_take_back(f, &v) || v != MPX__CLAIM_TAKEN)
+      if (!d->w[i].page || d->w[i].remote || mpx__disp_take_back(f, &v) || v != MPX__CLAIM_TAKEN)
         mpx__future_fail(f, code,
                          mpx__strdupf("task '%s' was lost: the transport failed", f->task->name));
       mpx__future_drop(f); /* a future a user cancelled is CANCELLED already */
@@ -210,19 +213,27 @@ void mpx__disp_fail_windows(disp *d, int code) {
   }
 }
 
-/* Sweeps, shutdown(cancel_futures) and fairness for workers with a progress page. */
+/* Sweeps, shutdown(cancel_futures), cancels on ranks and fairness. */
 void mpx__disp_housekeeping(disp *d) {
   double now = mpx__now();
   pthread_mutex_lock(&d->lock);
-  bool cancel = d->cancel_sent;
+  bool cancel = d->cancel_sent, asks = d->cancel_asked;
+  d->cancel_asked = false;
+  for (int i = 0; asks && i < d->n; i++) {
+    d->w[i].want_back |= d->w[i].cancel_asks > 0;
+    d->w[i].cancel_asks = 0;
+  }
   pthread_mutex_unlock(&d->lock);
+  if (asks) mpx__disp_ask_cancels(d);
   if (cancel) {
     for (int i = 0; i < d->n; i++)
-      if (d->w[i].page) take_window(d, i, true, NULL);
-    pthread_mutex_lock(&d->lock);
-    d->cancel_sent = false;
-    pthread_cond_broadcast(&d->idle);
-    pthread_mutex_unlock(&d->lock);
+      if (d->w[i].page && !d->w[i].remote) take_window(d, i, true, NULL);
+    if (!mpx__disp_flush_ranks(d)) {
+      pthread_mutex_lock(&d->lock);
+      d->cancel_sent = false;
+      pthread_cond_broadcast(&d->idle);
+      pthread_mutex_unlock(&d->lock);
+    }
   }
   if (now - d->swept_at >= SWEEP_EVERY) {
     d->swept_at = now;
@@ -237,6 +248,18 @@ static void requeue_back(disp *d, wslot *w, fifo *back, size_t k) {
   w->sent -= (long)k;
   fifo requeue = {0};
   for (mpx_future *f; (f = fifo_pop(back));) {
+    if (w->remote) {
+      /* its word is free again; a cancel that marked it wins: the rank will never run it.
+       * acq_rel: against the canceller's CAS, one of the two sees the other's value */
+      uint64_t v = atomic_exchange_explicit(
+          (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed),
+          MPX__CLAIM_TAKEN, memory_order_acq_rel);
+      if (v & MPX__CLAIM_CANCEL) {
+        mpx__future_cancel(f); /* unlocked: its callbacks may call into the executor */
+        mpx__future_drop(f);
+        continue;
+      }
+    }
     if (mpx__future_requeue(f)) {
       f->worker = -1;
       fifo_push(&requeue, f);
@@ -322,4 +345,11 @@ void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b) {
     }
   }
   requeue_back(d, w, &back, k);
+  if (!w->remote) return;
+  /* what it kept, it started: it gives back every task no runner has claimed */
+  for (mpx_future *f = w->inflight.head; f; f = f->next) mpx__disp_mark_started(f);
+  pthread_mutex_lock(&d->lock);
+  w->flushing = false;
+  pthread_cond_broadcast(&d->idle); /* cancellers waiting for this answer */
+  pthread_mutex_unlock(&d->lock);
 }

@@ -577,6 +577,10 @@ int mpx_future_cancel(mpx_future *f) {
       continue;
     }
     if (s != MPX__SENT) return MPX_ESTATE;
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_REMOTE) {
+      if ((rc = mpx__disp_cancel_remote(f)) <= 0) return rc; /* its rank decides */
+      continue;
+    }
     _Atomic uint64_t *w = claim_word(f);
     uint64_t v = id;
     /* acq_rel: the worker's later CAS fails and skips the task; our state change comes after */

@@ -38,6 +38,9 @@ enum {
   MPX__F_BRIEF_SPIN = 1u << 18, /* waiters spin briefly before sleeping (polled transports) */
   MPX__F_MAP_PRIV = 1u << 20,  /* a chunk of a map with a timeout: the future holds a reference
                                   on owner->priv (without it, owner may be gone once done) */
+  MPX__F_REMOTE = 1u << 22,    /* sent to a worker whose claim words are remote (an MPI rank,
+                                  progress.h): cancel asks the dispatcher. Set by the dispatcher
+                                  before the future first becomes SENT, never cleared */
   MPX__F_RES_MAPPED = 1u << 21, /* res is a read-only mapping of a worker's result segment (the
                                    data plane): unmapped when the future is freed. Set just
                                    before completion, by the one thread completing it */

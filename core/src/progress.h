@@ -27,7 +27,18 @@
  * nothing on x86); both CASes are acq_rel (the winner's later writes, the task's results or the
  * cancelled state, come after its win); heartbeat and running are relaxed (they
  * are hints, read racily by design: a stale value costs at most one late or early decision,
- * which the next look corrects). */
+ * which the next look corrects).
+ *
+ * Remote pages (MPI ranks, which share no memory with the root): the dispatcher keeps a page of
+ * its own per rank, used as the claim words of the futures it sent there, but the rank's own
+ * claim words (mpi_pool.c) decide, so the words here say what the root knows: a sent task's word
+ * holds its call id | MPX__CLAIM_REMOTE (| MPX__CLAIM_CANCEL once a cancel asked for it), and
+ * becomes STARTED when the rank says it started the task (a Control STARTED, a result, or a
+ * RETURNED that left it out), TAKEN when the rank gave it back. Only the dispatcher writes them,
+ * except a canceller's CAS adding MPX__CLAIM_CANCEL; such futures carry MPX__F_REMOTE
+ * (future_impl.h), set by the dispatcher, never read from a page, so a process worker that
+ * writes these bits into its own page gains nothing. The rank wins or loses each cancel: see
+ * mpx__disp_cancel_remote (dispatch_pages.c). */
 #ifndef MPX_PROGRESS_H
 #define MPX_PROGRESS_H
 
@@ -40,6 +51,10 @@
 #define MPX__CLAIM_RING    4096
 #define MPX__CLAIM_STARTED ((uint64_t)1)
 #define MPX__CLAIM_TAKEN   ((uint64_t)2)
+/* Remote pages only: the word's task was sent (the rank has not said it started it), and a
+ * cancel asked the rank for it. Call ids and addresses stay below bit 48. */
+#define MPX__CLAIM_REMOTE ((uint64_t)1 << 63)
+#define MPX__CLAIM_CANCEL ((uint64_t)1 << 62)
 /* The address a call id names (the dispatcher tags ids with a number in their top 16 bits): what
  * a claim word holds. */
 #define MPX__CALL_ADDR(id) ((id) & (((uint64_t)1 << 48) - 1))
@@ -66,5 +81,12 @@ static inline int mpx__claim_start(mpx__progress *p, uint64_t seq, uint64_t id) 
     return 1;
   return seen == MPX__CLAIM_TAKEN || seen > MPX__CLAIM_TAKEN ? 0 : -1;
 }
+
+struct mpx_future;
+/* Cancel a SENT future with MPX__F_REMOTE (future.c's mpx_future_cancel, any thread): ask its
+ * rank for it and wait for the answer. MPX_OK: the rank gave it back, it is CANCELLED and will
+ * never run; MPX_ESTATE: the rank had started it (or it is done), or no answer came within the
+ * executor's stall_timeout (mpx_errmsg says which); 1: the future moved meanwhile, look again. */
+int mpx__disp_cancel_remote(struct mpx_future *f);
 
 #endif

@@ -198,6 +198,11 @@ size_t mpx__mpi_pool_take_back(mpx__mpi_pool *p, uint64_t *ids, size_t max);
 /* Answer a Control TAKEBACK: take back what no runner started and pack a Control RETURNED whose
  * Results carry only those call ids into `out` (0, or a code: no memory). */
 int mpx__mpi_pool_give_back(mpx__mpi_pool *p, mpx__wbuf *out);
+/* Report the tasks a runner started since the last call (not answered yet): a Control STARTED
+ * with their bare call ids, queued in the outbox (before their results). Cheap when there are
+ * none; the owner calls it every MPX__STARTS_NS or so while tasks run. */
+void mpx__mpi_pool_starts(mpx__mpi_pool *p);
+#define MPX__STARTS_NS 2000000LL
 /* Queue a packed message of the owner's (a RETURNED) behind the results so far; takes out. */
 void mpx__mpi_pool_answer(mpx__mpi_pool *p, mpx__wbuf *out);
 /* Queue a Batch's tasks (the pool frees b once they are answered). */

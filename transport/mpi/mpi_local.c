@@ -7,7 +7,8 @@
  * answer: the link stops it; a Control TAKEBACK is answered with a RETURNED behind the results
  * so far, mpi_pool.c), and the link's poll takes from it, one message per call, first a
  * Control READY (slots = its threads; the initializer's Error if it failed), then the packed
- * results in the order the threads produced them. The threads ring the link's bell when a result
+ * results in the order the threads produced them, and every 2 ms a Control STARTED for the tasks
+ * the threads started since (mpi_pool.c), so that the root shows them running. The threads ring the link's bell when a result
  * is ready, so a poll waiting on it wakes at once.
  *
  * Thread-safety: start, send, poll and stop are the link's ops and run on its threads one at a
@@ -20,6 +21,7 @@
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
 #include "mpx/error.h"
+#include "os/clock.h"
 
 struct mpx__mpi_local {
   mpx__mpi_pool p;
@@ -28,6 +30,7 @@ struct mpx__mpi_local {
   mpx__mpi_reply *ready; /* READY, until the first poll takes it */
   mpx__mpi_reply *in;    /* taken from the pool, not yet returned by poll */
   mpx__mpi_reply *cur;   /* returned by the last poll: freed at the next */
+  int64_t starts_at;     /* the last look for started tasks (mpx__mpi_pool_starts) */
 };
 
 static int pack_ready(mpx__mpi_local *l, mpx__mpi_reply **out) {
@@ -129,6 +132,11 @@ int mpx__mpi_local_poll(mpx__mpi_local *l, const uint8_t **data, size_t *len) {
     l->cur = l->ready;
     l->ready = NULL;
   } else {
+    int64_t now = mpx__now_ns();
+    if (now - l->starts_at >= MPX__STARTS_NS) { /* report the tasks the threads started */
+      l->starts_at = now;
+      mpx__mpi_pool_starts(&l->p);
+    }
     if (!l->in) l->in = mpx__mpi_pool_take(&l->p);
     if (!l->in) return 0;
     l->cur = l->in;

@@ -11,9 +11,17 @@
  * before running it (serve.c, who->claims); take_back CASes the words still 0 to TAKEN (newest
  * first; with one runner it stops at the first it cannot take, so that it gives back the tail of
  * what was pushed, as the dispatcher requires of a one-slot worker), and the runner skips those
- * (no Result). Exactly one CAS wins each word: a task is run or given back, never both. With
+ * (no Result). Exactly one CAS wins each word: a task is run or given back, never both; a cancel
+ * at the root is decided here, by the same CAS (dispatch_remote.c). With
  * threads 0 the owner runs the tasks itself (mpx__mpi_pool_run: a one-thread worker rank, so
  * that short tasks pay no hand-off).
+ *
+ * Starts (mpx__mpi_pool_starts): the owner's thread that talks to the root looks every couple of
+ * milliseconds for tasks a runner started (word STARTED), marks them REPORTED and queues a
+ * Control STARTED with their ids in the outbox; a runner marks its tasks DONE before it queues
+ * their results. Both under the lock's order, so a start is reported only before its result
+ * (never after it), and tasks shorter than the look's period are never reported: their results
+ * say it. The words then only grow: 0 -> STARTED -> REPORTED -> DONE, or 0 -> TAKEN.
  *
  * Guarantees: every pushed task is answered (or given back) exactly once, in one of the outbox's
  * Batches; stop finishes the queue before joining. A failure to serve (out of memory) ends the job:
@@ -39,6 +47,10 @@ struct mpx__mpi_job {
   _Atomic uint64_t claim[];         /* per task: 0 queued, STARTED, TAKEN (serve.c's claims) */
 };
 
+/* Claim words beyond progress.h's, seen only here: a start reported, a task answered. */
+#define CLAIM_REPORTED ((uint64_t)3)
+#define CLAIM_DONE ((uint64_t)4)
+
 static void fatal(const char *what, int rc) {
   mpx__log(MPX_LOG_ERROR, "task threads: %s: %s", what, mpx_strerror(rc));
   MPI_Abort(MPI_COMM_WORLD, 1);
@@ -56,6 +68,11 @@ static void serve_run(mpx__mpi_pool *p, mpx__mpi_job *j, size_t first, size_t ta
   mpx__wbuf out = {0};
   int rc = mpx__serve_batch(&sub, &who, p->lim, &out);
   if (rc) fatal("serving a batch", rc);
+  /* answered: no start to report any more (relaxed: the lock below orders it before the results
+   * for mpx__mpi_pool_starts, which reads the words under it) */
+  for (size_t t = 0; t < take; t++)
+    if (atomic_load_explicit(&who.claims[t], memory_order_relaxed) != MPX__CLAIM_TAKEN)
+      atomic_store_explicit(&who.claims[t], CLAIM_DONE, memory_order_relaxed);
   mpx__mpi_reply *r = NULL;
   if (out.len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
   if (r)
@@ -244,6 +261,46 @@ int mpx__mpi_pool_give_back(mpx__mpi_pool *p, mpx__wbuf *out) {
   int rc = mpx__codec_pack(&b, p->lim, out); /* bare ids of at most max_items tasks: fits */
   free(ids);
   return rc;
+}
+
+void mpx__mpi_pool_starts(mpx__mpi_pool *p) {
+  enum { MAX = 256 };
+  Mpx__Result rs[MAX], *rp[MAX];
+  size_t k = 0;
+  mpx__mpi_reply *r = NULL;
+  /* all under the lock: the notice enters the outbox before any result of its tasks */
+  pthread_mutex_lock(&p->lock);
+  for (mpx__mpi_job *j = p->head; j && k < MAX; j = j->link)
+    for (size_t t = 0; t < j->b->n_tasks && k < MAX; t++) {
+      uint64_t started = MPX__CLAIM_STARTED;
+      /* relaxed: under the lock, which orders it against a runner's DONE and results */
+      if (atomic_compare_exchange_strong_explicit(&j->claim[t], &started, CLAIM_REPORTED,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+        mpx__result__init(&rs[k]);
+        rs[k].call_id = j->b->tasks[t]->call_id;
+        rp[k] = &rs[k];
+        k++;
+      }
+    }
+  mpx__wbuf out = {0};
+  if (k) {
+    Mpx__Control ctl = MPX__CONTROL__INIT;
+    ctl.kind = MPX__CONTROL__KIND__STARTED;
+    Mpx__Batch b = MPX__BATCH__INIT;
+    b.control = &ctl;
+    b.n_results = k;
+    b.results = rp;
+    int rc = mpx__codec_pack(&b, p->lim, &out); /* bare ids of at most 256 tasks: fits */
+    if (rc || !(r = malloc(sizeof *r))) fatal("reporting starts", rc ? rc : MPX_ENOMEM);
+    *r = (mpx__mpi_reply){.data = out.data, .len = out.len};
+    if (p->out_tail)
+      p->out_tail->link = r;
+    else
+      p->out = r;
+    p->out_tail = r;
+  }
+  pthread_mutex_unlock(&p->lock);
+  if (k) mpx__bell_ring(p->bell);
 }
 
 void mpx__mpi_pool_answer(mpx__mpi_pool *p, mpx__wbuf *out) {

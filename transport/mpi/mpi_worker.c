@@ -21,6 +21,13 @@
  * Take-back: a Control TAKEBACK is answered at once (by the serving thread, or by the standby while
  * a run lasts) with a Control RETURNED whose Results carry only the call ids of the tasks no runner
  * has started, which will never run here (mpi_pool.c's claim words: exactly one side wins each).
+ * This is also how the root cancels a task sent here (dispatch_remote.c).
+ *
+ * Starts: the root shows a task as running only once the rank says it started it. The thread that
+ * talks to the root (the standby while a run lasts 2 ms or more; the serving thread of a hybrid
+ * rank, every 2 ms) queues a Control STARTED naming the tasks started since its last look
+ * (mpx__mpi_pool_starts), ahead of their results; a shorter task is never reported (its result
+ * is its start), so short tasks cost nothing.
  *
  * The task threads are a pool (mpi_pool.c), which the root also uses to run tasks on its own
  * cores. Thread-safety: one thread at a time calls MPI and uses the receive buffer and send queue:
@@ -37,6 +44,7 @@
 
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
+#include "os/clock.h"
 #include "os/log.h"
 #include "task_impl.h"
 
@@ -250,9 +258,15 @@ static void *standby_main(void *arg) {
     }
     pthread_mutex_lock(&sv->baton);
     mpx__backoff bo = mpx__backoff_for(sv->s);
+    int64_t starts_at = 0;
     while (atomic_load_explicit(&sv->running, memory_order_relaxed) &&
            atomic_load_explicit(&sv->runs, memory_order_relaxed) == r) {
       uint32_t bell = atomic_load_explicit(&sv->bell->seq, memory_order_seq_cst);
+      int64_t now = mpx__now_ns();
+      if (now - starts_at >= MPX__STARTS_NS) { /* the task that runs this long: report it */
+        starts_at = now;
+        mpx__mpi_pool_starts(&sv->p);
+      }
       int got = take_message(sv);
       if (got < 0 || mpx__sendq_progress(&sv->sq) < 0) fatal("serving while a task runs", got);
       got |= post_replies(sv);
@@ -286,10 +300,18 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   if (rc) fatal("sending READY", rc);
 
   mpx__backoff bo = mpx__backoff_for(s);
+  int64_t starts_at = 0;
   pthread_mutex_lock(&sv.baton);
   for (;;) {
     uint32_t seen = atomic_load_explicit(&sv.bell->seq, memory_order_seq_cst);
     bool busy = false;
+    if (!sv.own) { /* task threads: report the tasks they started, every MPX__STARTS_NS */
+      int64_t now = mpx__now_ns();
+      if (now - starts_at >= MPX__STARTS_NS) {
+        starts_at = now;
+        mpx__mpi_pool_starts(&sv.p);
+      }
+    }
     if ((rc = mpx__sendq_progress(&sv.sq)) < 0) break;
     busy |= rc > 0;
     busy |= post_replies(&sv); /* results the task threads packed */
