@@ -378,7 +378,7 @@ static mpx_future *take_result(disp *d, int i, uint64_t id);
  * task cannot answer for the tasks queued behind it). */
 static mpx_future *accept_result(disp *d, int i, uint64_t id) {
   mpx_future *f = take_result(d, i, id);
-  if (f && d->w[i].remote) mpx__disp_mark_started(f); /* it ran; its word is free again */
+  if (f && d->w[i].remote) remote_ran(f);
   return f;
 }
 

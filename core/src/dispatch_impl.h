@@ -73,6 +73,8 @@ typedef struct wslot {
   bool flushing;         /* shutdown(cancel_futures): a TAKEBACK is out to cancel what it holds */
   int cancel_asks;       /* under d->lock: cancels waiting for a TAKEBACK to be sent */
   bool want_back;        /* dispatcher: cancel_asks seen, a TAKEBACK is due */
+  bool ask_due;          /* under d->lock: a TAKEBACK is out since ask_at (cancellers read it) */
+  double ask_at;
   struct shadow *shadow; /* the remote page, kept from its READY until disp_free */
 } wslot;
 
@@ -191,6 +193,15 @@ static inline bool quiet(const wslot *w, double now) {
  * hybrid rank is still fed: its other threads take what waits behind a long task. */
 static inline bool silent(const wslot *w, double now) {
   return w->reclaim && w->slots == 1 && quiet(w, now);
+}
+
+/* f's rank answered it (remote page): it ran, and its word is free again. A plain store: a
+ * canceller's CAS that comes later fails on STARTED, and one that came first finds f done.
+ * Release: the canceller reads f's state after the word. */
+static inline void remote_ran(mpx_future *f) {
+  atomic_store_explicit(
+      (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed),
+      MPX__CLAIM_STARTED, memory_order_release);
 }
 
 /* Worker i may be sent more now. */

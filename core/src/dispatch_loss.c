@@ -64,6 +64,9 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   w->ready = w->timed = w->timed_out = w->stalled = w->killed = false;
   w->timed_out_id = 0;
   w->asked = w->answered = false; /* no RETURNED is due from a lost worker */
+  pthread_mutex_lock(&d->lock);
+  w->ask_due = w->flushing = false;
+  pthread_mutex_unlock(&d->lock);
   /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
   if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
   mpx_future *f;

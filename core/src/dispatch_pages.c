@@ -105,6 +105,11 @@ void mpx__disp_ask_back(disp *d, int i) {
   if (mpx__codec_pack(&b, &d->lim, &d->out)) return;
   int rc = d->inner->send(d->tp, i, d->out.data, d->out.len);
   d->w[i].asked = rc == MPX_OK;
+  if (!d->w[i].remote || rc) return;
+  pthread_mutex_lock(&d->lock); /* cancellers read it: not waited for past stall_timeout */
+  d->w[i].ask_due = true;
+  d->w[i].ask_at = mpx__now();
+  pthread_mutex_unlock(&d->lock);
 }
 
 /* Fairness: when nothing is pending and a worker is idle, take back the tasks that a silent
@@ -349,7 +354,7 @@ void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b) {
   /* what it kept, it started: it gives back every task no runner has claimed */
   for (mpx_future *f = w->inflight.head; f; f = f->next) mpx__disp_mark_started(f);
   pthread_mutex_lock(&d->lock);
-  w->flushing = false;
+  w->flushing = w->ask_due = false;
   pthread_cond_broadcast(&d->idle); /* cancellers waiting for this answer */
   pthread_mutex_unlock(&d->lock);
 }

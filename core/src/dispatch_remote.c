@@ -154,7 +154,7 @@ int mpx__disp_cancel_remote(mpx_future *f) {
     sched_yield(); /* TAKEN: being packed, or given back and on its way to PENDING */
     return 1;
   }
-  if (mpx__tl_transport == d) {
+  if (mpx__tl_transport == d) { /* only this thread settles it: the CAS back cannot fail */
     v = id | MPX__CLAIM_CANCEL;
     atomic_compare_exchange_strong_explicit(word, &v, id, memory_order_acq_rel,
                                             memory_order_acquire);
@@ -163,6 +163,19 @@ int mpx__disp_cancel_remote(mpx_future *f) {
     return MPX_ESTATE;
   }
   pthread_mutex_lock(&d->lock);
+  if (w->ask_due && mpx__now() - w->ask_at > d->cfg->stall_timeout) {
+    /* a rank that has not answered for so long: do not wait again */
+    pthread_mutex_unlock(&d->lock);
+    v = id | MPX__CLAIM_CANCEL;
+    if (!atomic_compare_exchange_strong_explicit(word, &v, id, memory_order_acq_rel,
+                                                 memory_order_acquire))
+      return 1; /* settled meanwhile: look again */
+    char who[160];
+    where(w, sh->worker, who, sizeof who);
+    mpx__set_errmsg("%s has not answered for more than %.3g s whether it started the task",
+                    who, d->cfg->stall_timeout);
+    return MPX_ESTATE;
+  }
   d->cancellers++;
   w->cancel_asks++;
   d->cancel_asked = true;

@@ -13,7 +13,9 @@
  * once the worker's claim word says STARTED) and can cancel it: the cancel CASes the claim word
  * the future points to (`claim`; `chunk_claim` in a map chunk), so the worker skips it, exactly
  * one side winning. The dispatcher moves a SENT future only after winning that word itself
- * (take-back, a lost worker) or when its result arrives. */
+ * (take-back, a lost worker) or when its result arrives. MPI ranks share no memory: their SENT
+ * futures carry MPX__F_REMOTE, their words are the dispatcher's own copy, and cancel asks the
+ * rank (progress.h, mpx__disp_cancel_remote). */
 #ifndef MPX_FUTURE_IMPL_H
 #define MPX_FUTURE_IMPL_H
 

@@ -2,12 +2,15 @@
  *
  * States: PENDING -> RUNNING -> FINISHED | FAILED, or PENDING -> CANCELLED. A task queued to a
  * process worker that has not started it is still PENDING (and can be cancelled); it is RUNNING
- * once that worker has started it. Under MPI a task counts as RUNNING once sent to a rank (a rank
- * holds about a millisecond of work per thread, at least one task), so mpx_future_cancel and
- * shutdown(cancel_futures) no longer reach it; when another rank runs dry while the task waits
- * behind a long one, the dispatcher may take it back unstarted (the rank confirms it will not run
- * it), and it reads PENDING again until it is sent anew: RUNNING -> PENDING happens only then, and
- * such a task still runs exactly once. A future completes exactly once. Done-callbacks run exactly once each, in the order they were added, on
+ * once that worker has started it. Under MPI a task sent to a rank is PENDING too until the rank
+ * says it started it (ranks report a start once the task has run a couple of milliseconds, or
+ * with its result): mpx_future_cancel and shutdown(cancel_futures) ask the rank for it, and the
+ * rank decides: given back, it is CANCELLED and never runs; started, cancel answers MPX_ESTATE.
+ * Such a cancel waits for the rank's answer (a round trip; at most the executor's stall_timeout,
+ * then MPX_ESTATE), and one made from a done-callback on the executor's own dispatcher thread
+ * answers MPX_ESTATE at once. When another rank runs dry while a task waits behind a long one,
+ * the dispatcher may take it back unstarted (the rank confirms it will not run it) and send it
+ * elsewhere; such a task still runs exactly once. A future completes exactly once. Done-callbacks run exactly once each, in the order they were added, on
  * the thread that completes the future (or at once, on the caller's thread, if it is already done),
  * never under an mpx lock, so a callback may call any mpx function, including destroying the
  * executor that runs it (the free is deferred until the callback returned; see
