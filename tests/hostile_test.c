@@ -10,7 +10,10 @@
  * events of the same run ("the last short task finished before the long one did") or is a
  * generous give-up time that only a hang reaches, so the suite passes on a host with CPU hogs. */
 #include <math.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +59,26 @@ static int slow_square(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *
   return mpx_buf_set(out, &y, sizeof y);
 }
 MPX_TASK(slow_square)
+
+/* Write this process's pid to the file named by the argument, then stop this whole process
+ * (SIGSTOP: every thread, as a hung rank); SIGCONT resumes it and the task returns. */
+static int stop_self(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)out;
+  char path[256];
+  if (!len || len >= sizeof path) return mpx_task_fail(ctx, MPX_EINVAL, "want a path");
+  memcpy(path, arg, len);
+  path[len] = '\0';
+  char tmp[sizeof path + 8];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *fp = fopen(tmp, "w");
+  if (!fp) return mpx_task_fail(ctx, MPX_ESYS, "cannot write %s", tmp);
+  fprintf(fp, "%d\n", (int)getpid());
+  fclose(fp);
+  rename(tmp, path);
+  raise(SIGSTOP);
+  return 0;
+}
+MPX_TASK(stop_self)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -353,6 +376,56 @@ static void shutdown_cancels_sent(void) {
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
+/* A rank stops whole (SIGSTOP) with tasks queued behind the one it runs: it cannot answer, so a
+ * cancel of those cannot be decided. Each cancel still returns (MPX_ESTATE, naming the rank),
+ * the first within the bound (the executor's stall_timeout, 5 s), the later ones at once, and
+ * nothing is lost: once the rank resumes it answers, and every task runs. */
+static void cancel_on_stopped_rank(void) {
+  mpx_executor *ex = make(2);
+  enum { WARM = 2000 };
+  static mpx_future *warm[WARM];
+  for (int i = 0; i < WARM; i++) warm[i] = nap(ex, 0);
+  CHECK_OK(mpx_wait(warm, WARM, MPX_ALL_COMPLETED, HANG_S));
+  for (int i = 0; i < WARM; i++) mpx_future_release(warm[i]);
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/mpx_hostile_stop.%d", (int)getpid());
+  unlink(path);
+  mpx_future *stopper, *q[QN];
+  CHECK_OK(mpx_submit(ex, "stop_self", path, strlen(path), &stopper));
+  for (int i = 0; i < QN; i++) q[i] = nap(ex, 0.01);
+  int pid = 0;
+  for (double give_up = check_now() + HANG_S; !pid;) {
+    CHECK(check_now() < give_up);
+    FILE *fp = fopen(path, "r");
+    if (!fp || fscanf(fp, "%d", &pid) != 1) pid = 0;
+    if (fp) fclose(fp);
+    sleep_s(0.001);
+  }
+  double t0 = check_now();
+  int refused = 0;
+  for (int i = 0; i < QN; i++) {
+    int rc = mpx_future_cancel(q[i]);
+    CHECK(rc == MPX_OK || rc == MPX_ESTATE);
+    if (rc == MPX_ESTATE && !mpx_future_done(q[i])) { /* on the stopped rank */
+      CHECK(strstr(mpx_errmsg(), "answer") != NULL);
+      refused++;
+    }
+  }
+  CHECK(check_now() - t0 < HANG_S / 2); /* one bounded wait, not one per task */
+  fprintf(stderr, "   %d cancels refused by the stopped rank, in %.2f s\n", refused,
+          check_now() - t0);
+  CHECK(refused > 0);
+  CHECK(kill(pid, SIGCONT) == 0);
+  unlink(path);
+  CHECK_OK(mpx_future_result(stopper, HANG_S, NULL, NULL));
+  for (int i = 0; i < QN; i++) {
+    if (!mpx_future_cancelled(q[i])) CHECK_OK(mpx_future_result(q[i], HANG_S, NULL, NULL));
+    mpx_future_release(q[i]);
+  }
+  mpx_future_release(stopper);
+  CHECK_OK(mpx_executor_destroy(ex));
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 #define ON(b) (1u << (b))
@@ -371,6 +444,9 @@ static const struct {
     {"shutdown_wait_in_callback", shutdown_wait_in_callback, 0, NULL},
     {"cancel_sent", cancel_sent, 0, NULL},
     {"shutdown_cancels_sent", shutdown_cancels_sent, 0, NULL},
+    {"cancel_on_stopped_rank", cancel_on_stopped_rank,
+     ON(MPX_BACKEND_THREADS) | ON(MPX_BACKEND_PROCESSES),
+     "a stopped thread stops the test; a stopped process is killed (stall_test)"},
 };
 
 /* `name` is one of the comma-separated names in `list`. */
