@@ -20,8 +20,8 @@
  * Tasks find their worker's socket by scanning their fds (the one stream socket a worker has) and
  * the call id they run from the progress memfd (/memfd:mpx-progress), as a hostile task could.
  * `trust_test mpi` (under mpirun) runs the cases that apply to ranks: forged codes, and a forged
- * RETURNED (a give-back no TAKEBACK asked for), sent on the rank's private communicator, which a
- * task finds by Fortran handle (MPI_Comm_f2c). No case
+ * RETURNED (a give-back no TAKEBACK asked for) or STARTED carrying a result, sent on the rank's
+ * private communicator, which a task finds by Fortran handle (MPI_Comm_f2c). No case
  * measures speed: sleeps only order events, and every wait has a generous limit. */
 #include <dirent.h>
 #include <errno.h>
@@ -232,16 +232,23 @@ static MPI_Comm session_comm(void) {
 }
 
 /* A RETURNED nobody asked for, giving back a call id never sent, on the session communicator to
- * the root (tag TAG_BATCH, transport/mpi/mpi_impl.h); then a nap, as the head of its window. */
+ * the root (tag TAG_BATCH, transport/mpi/mpi_impl.h); then a nap, as the head of its window.
+ * With an argument: a STARTED whose Result carries data (a start notice names bare ids only). */
 static int forge_returned(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
-  (void)ctx, (void)arg, (void)len, (void)out;
+  (void)out;
+  bool started = len > 0 && arg;
   MPI_Comm comm = session_comm();
   if (comm == MPI_COMM_NULL) return mpx_task_fail(ctx, MPX_ENOTFOUND, "no session communicator");
   Mpx__Result r = MPX__RESULT__INIT;
   r.call_id = 0x4242000;
   Mpx__Result *rp = &r;
   Mpx__Control c = MPX__CONTROL__INIT;
-  c.kind = MPX__CONTROL__KIND__RETURNED;
+  c.kind = started ? MPX__CONTROL__KIND__STARTED : MPX__CONTROL__KIND__RETURNED;
+  static uint8_t data[8] = "forged";
+  if (started) {
+    r.data.data = data;
+    r.data.len = sizeof data;
+  }
   Mpx__Batch b = MPX__BATCH__INIT;
   b.control = &c;
   b.n_results = 1;
@@ -390,7 +397,7 @@ static void test_forged_code(void) {
  * only answers a TAKEBACK, and names only ids of that rank's window); the rank is retired, its
  * task charged (MPX_EWORKER_LOST, the message says why), the bystanders run on the other rank,
  * and the retired rank still ends with the executor, so that the next one starts. */
-static void test_forged_returned(void) {
+static void forged_control(bool started) {
   int provided = MPI_THREAD_SINGLE;
   MPI_Query_thread(&provided);
   if (provided < MPI_THREAD_MULTIPLE) { /* a task may not call MPI beside the serving thread */
@@ -404,11 +411,12 @@ static void test_forged_returned(void) {
     CHECK_OK(mpx_executor_destroy(ex));
     return;
   }
-  mpx_future *bad = submit(ex, "forge_returned", NULL, 0);
+  char one = 1;
+  mpx_future *bad = submit(ex, "forge_returned", started ? &one : NULL, started);
   mpx_future *fs[BYSTANDERS];
   for (uint64_t i = 0; i < BYSTANDERS; i++) fs[i] = submit(ex, "twice", &i, sizeof i);
   char *msg = expect_fail(bad, MPX_EWORKER_LOST);
-  CHECK(strstr(msg, "RETURNED, which was not asked for"));
+  CHECK(strstr(msg, started ? "STARTED with a result in it" : "RETURNED, which was not asked for"));
   free(msg);
   mpx_future_release(bad);
   for (uint64_t i = 0; i < BYSTANDERS; i++) check_twice(fs[i], i);
@@ -418,6 +426,9 @@ static void test_forged_returned(void) {
   check_twice(submit(ex, "twice", &x, sizeof x), x);
   CHECK_OK(mpx_executor_destroy(ex));
 }
+static void test_forged_returned(void) { forged_control(false); }
+/* The same with a Control STARTED (a rank's start notice) that carries a result: retired too. */
+static void test_forged_started(void) { forged_control(true); }
 #endif
 
 static void test_forged_identity(void) {
@@ -641,6 +652,7 @@ int main(int argc, char **argv) {
     CASE(test_forged_code);
 #if MPX_HAVE_MPI
     CASE(test_forged_returned);
+    CASE(test_forged_started);
 #endif
   } else if (!NO_FORK) {
     CASE(test_corrupt_frame);
