@@ -4,7 +4,9 @@
  *    per-submit timeout, map timeout, the wait timeouts of futures); +inf on a wait or a map
  *    means no limit;
  *  - options the backend cannot honour (task_timeout, per-submit timeout, retries,
- *    max_tasks_per_worker) are refused with MPX_EPERM naming the option and the backend;
+ *    max_tasks_per_worker, the scheduler's periods silent_after, sweep_interval,
+ *    limit_interval) are refused with MPX_EPERM naming the option and the backend; those
+ *    periods NaN, infinite or negative are MPX_EINVAL;
  *  - map's arithmetic: n * item_size or n * result_size overflowing size_t is refused,
  *    chunksize = (size_t)-1 (or anything above n) runs everything as one chunk;
  *  - map's timeout is overall: map returns MPX_ETIMEDOUT at the deadline while a chunk still
@@ -74,6 +76,19 @@ static void test_nonfinite(void) {
                                                      .task_timeout = bad[i]}), MPX_EINVAL);
     CHECK(ex == NULL && has(mpx_errmsg(), "task_timeout"));
   }
+  /* the scheduler's periods: NaN, infinite or negative */
+  double worse[] = {NAN, INFINITY, -INFINITY, -0.01};
+  for (int i = 0; i < 4; i++) {
+    mpx_options o[3] = {{.silent_after = worse[i]}, {.sweep_interval = worse[i]},
+                        {.limit_interval = worse[i]}};
+    const char *name[3] = {"silent_after", "sweep_interval", "limit_interval"};
+    for (int k = 0; k < 3; k++) {
+      o[k].backend = backend;
+      o[k].workers = 1;
+      CHECK_RC(mpx_executor_create(&ex, &o[k]), MPX_EINVAL);
+      CHECK(ex == NULL && has(mpx_errmsg(), name[k]));
+    }
+  }
   ex = make(2);
   const mpx_task *nap;
   CHECK_OK(mpx_task_find("opt_nap", &nap));
@@ -137,6 +152,11 @@ static void test_eperm(void) {
   expect_create((mpx_options){.task_timeout = 1}, kill_one, "task_timeout");
   expect_create((mpx_options){.retries = 1}, retry, "retries");
   expect_create((mpx_options){.max_tasks_per_worker = 5}, recycle, "max_tasks_per_worker");
+  /* the scheduler's periods: only where its scheduler has them */
+  expect_create((mpx_options){.silent_after = 0.002}, threads ? MPX_EPERM : MPX_OK,
+                "silent_after");
+  expect_create((mpx_options){.sweep_interval = 0.05}, kill_one, "sweep_interval");
+  expect_create((mpx_options){.limit_interval = 0.005}, kill_one, "limit_interval");
   /* zero is always fine: it asks for nothing */
   expect_create((mpx_options){.task_timeout = 0, .retries = 0}, MPX_OK, NULL);
 

@@ -26,18 +26,19 @@
  * just before running it). Exactly one side wins each claim word, the worker (STARTED) or this
  * process (TAKEN: a user's mpx_future_cancel from any thread, or the dispatcher), so:
  *  - cancel works until the task starts: the worker skips a task it could not claim and sends
- *    no Result for it; the dispatcher drops cancelled futures from its windows every 20 ms
- *    (sweep), and shutdown(cancel_futures) has it cancel every unstarted task in the windows;
- *  - fairness: a worker whose window has returned nothing for SILENT (5 ms: a long task, or a
- *    stalled process) is fed nothing more; when pending is empty and a worker is idle, the
+ *    no Result for it; the dispatcher drops cancelled futures from its windows every
+ *    sweep_interval (20 ms; sweep), and shutdown(cancel_futures) has it cancel every unstarted
+ *    task in the windows;
+ *  - fairness: a worker whose window has returned nothing for silent_after (5 ms: a long task,
+ *    or a stalled process) is fed nothing more; when pending is empty and a worker is idle, the
  *    dispatcher takes back every task the silent workers have not started and feeds the idle
  *    ones (rebalance), so no task waits behind a running one while a worker idles;
  *  - stalls: a worker whose heartbeat (a thread in it bumps it every 50 ms) has not moved for
  *    cfg->stall_timeout is killed and replaced; the transport itself kills a worker that leaves
  *    a frame half-written that long. Its loss re-queues what it had not started;
- *  - time limits: every 10 ms (once a timed task was sent) the task each worker runs (the page's
- *    running word) is timed from when the dispatcher first saw it there, and its worker killed
- *    when past its limit; timed tasks are batched like the others.
+ *  - time limits: every limit_interval (10 ms) once a timed task was sent, the task each worker
+ *    runs (the page's running word) is timed from when the dispatcher first saw it there, and its
+ *    worker killed when past its limit; timed tasks are batched like the others.
  * A lost worker's window (lose()): the dispatcher wins back the claim of every task not started
  * (re-queued uncharged, at the head of pending), drops those a user cancelled, fails the task
  * killed for its time limit with MPX_ETIMEDOUT (and then charges nothing else), re-queues

@@ -23,12 +23,13 @@
 
 enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
 _Static_assert(MPX__CLAIM_RING >= 2 * WINDOW_MAX, "the claim ring must outlast a window");
-/* A worker with a window that has sent no results for this long is busy on a long task (or
- * stalled): it is fed no more, and its tasks not started are taken back for an idle worker. */
-#define SILENT 5e-3
-/* How often windows are swept for futures the user cancelled, and time limits checked. */
-#define SWEEP_EVERY 20e-3
-#define LIMIT_EVERY 10e-3
+/* The periods (options silent_after, sweep_interval, limit_interval; mpx/executor.h): a worker
+ * with a window that has sent no results for SILENT is busy on a long task (or stalled): it is
+ * fed no more, and its tasks not started are taken back for an idle worker; windows are swept
+ * for futures the user cancelled every SWEEP_EVERY, and time limits checked every LIMIT_EVERY. */
+#define SILENT(d) ((d)->cfg->silent_after)
+#define SWEEP_EVERY(d) ((d)->cfg->sweep_interval)
+#define LIMIT_EVERY(d) ((d)->cfg->limit_interval)
 
 typedef struct fifo {
   mpx_future *head, *tail;
@@ -184,15 +185,15 @@ static inline size_t window(const disp *d, int slots) {
 }
 
 /* Worker w's window has sent nothing for SILENT: it is busy on long tasks or stalled. */
-static inline bool quiet(const wslot *w, double now) {
-  return w->inflight.n && now - w->busy_since > SILENT;
+static inline bool quiet(const struct disp *d, const wslot *w, double now) {
+  return w->inflight.n && now - w->busy_since > SILENT(d);
 }
 
 /* A one-slot worker that tasks can be won back from (a page, or a rank that answers TAKEBACK)
  * and is quiet: new tasks wait in pending (cancellable, and free for the next idle worker). A
  * hybrid rank is still fed: its other threads take what waits behind a long task. */
-static inline bool silent(const wslot *w, double now) {
-  return w->reclaim && w->slots == 1 && quiet(w, now);
+static inline bool silent(const struct disp *d, const wslot *w, double now) {
+  return w->reclaim && w->slots == 1 && quiet(d, w, now);
 }
 
 /* f's rank answered it (remote page): it ran, and its word is free again. A plain store: a
@@ -207,7 +208,7 @@ static inline void remote_ran(mpx_future *f) {
 /* Worker i may be sent more now. */
 static inline bool has_room(const disp *d, const wslot *w) {
   return w->ready && !w->dead && !w->timed && !w->stalled && !w->timed_out_id && !w->asked &&
-         w->inflight.n < window(d, w->slots) && !silent(w, mpx__now());
+         w->inflight.n < window(d, w->slots) && !silent(d, w, mpx__now());
 }
 
 /* dispatch.c */

@@ -130,7 +130,7 @@ static void rebalance(disp *d) {
   fifo got = {0};
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
-    if (!w->ready || !w->reclaim || !quiet(w, now)) continue;
+    if (!w->ready || !w->reclaim || !quiet(d, w, now)) continue;
     if (w->page && !w->remote)
       take_window(d, i, false, &got);
     else if (!w->asked && !w->answered && w->inflight.n > (size_t)w->slots)
@@ -155,7 +155,7 @@ static void rebalance(disp *d) {
  * others and the clock starts when the task does. */
 void mpx__disp_check_deadlines(disp *d) {
   double now = mpx__now();
-  bool limits = d->timed_seen && now - d->limits_at >= LIMIT_EVERY;
+  bool limits = d->timed_seen && now - d->limits_at >= LIMIT_EVERY(d);
   if (limits) d->limits_at = now;
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
@@ -196,7 +196,7 @@ void mpx__disp_check_deadlines(disp *d) {
 /* Milliseconds to block in poll: until the nearest deadline, at most 100 ms (LIMIT_EVERY once
  * timed tasks run on workers with a page). */
 int mpx__disp_poll_ms(disp *d) {
-  double wait = d->timed_seen ? LIMIT_EVERY : 0.1, now = mpx__now();
+  double wait = d->timed_seen && LIMIT_EVERY(d) < 0.1 ? LIMIT_EVERY(d) : 0.1, now = mpx__now();
   for (int i = 0; i < d->n; i++)
     if (d->w[i].timed && !d->w[i].timed_out && d->w[i].deadline - now < wait)
       wait = d->w[i].deadline - now;
@@ -240,7 +240,7 @@ void mpx__disp_housekeeping(disp *d) {
       pthread_mutex_unlock(&d->lock);
     }
   }
-  if (now - d->swept_at >= SWEEP_EVERY) {
+  if (now - d->swept_at >= SWEEP_EVERY(d)) {
     d->swept_at = now;
     sweep(d);
   }

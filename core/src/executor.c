@@ -93,6 +93,15 @@ static int check_cap(const mpx__config *c, bool asked, unsigned cap, const char 
   return MPX_EPERM;
 }
 
+/* A scheduler period (silent_after, sweep_interval, limit_interval) set on a backend whose
+ * scheduler has no such period (`applies` false) is refused, never ignored. */
+static int check_period(const mpx__config *c, const char *what, double v, bool applies) {
+  if (v <= 0 || applies) return MPX_OK;
+  mpx__set_errmsg("%s = %g is not supported on the %s backend: its scheduler has no such period",
+                  what, v, c->transport->name);
+  return MPX_EPERM;
+}
+
 static int out_of_range(const char *what) {
   mpx__set_errmsg("option %s is out of range", what);
   return MPX_EINVAL;
@@ -114,6 +123,14 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   if (o->task_timeout < 0) return out_of_range("task_timeout");
   if ((rc = check_seconds("stall_timeout", o->stall_timeout))) return rc;
   if (o->stall_timeout < 0) return out_of_range("stall_timeout");
+  const struct { const char *what; double v; } periods[] = {
+      {"silent_after", o->silent_after},
+      {"sweep_interval", o->sweep_interval},
+      {"limit_interval", o->limit_interval}};
+  for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
+    if ((rc = check_seconds(periods[i].what, periods[i].v))) return rc;
+    if (periods[i].v < 0) return out_of_range(periods[i].what);
+  }
   if ((rc = resolve_backend(o->backend, &c->backend)) ||
       (rc = mpx__transport_find(c->backend, &c->transport)))
     return rc;
@@ -124,8 +141,14 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
                       o->stall_timeout)) ||
       (rc = check_cap(c, o->retries > 0, MPX__CAP_RETRY, "retries", o->retries)) ||
       (rc = check_cap(c, o->max_tasks_per_worker > 0, MPX__CAP_RECYCLE, "max_tasks_per_worker",
-                      (double)o->max_tasks_per_worker)))
+                      (double)o->max_tasks_per_worker)) ||
+      (rc = check_period(c, "silent_after", o->silent_after, c->transport->link != NULL)) ||
+      (rc = check_period(c, "sweep_interval", o->sweep_interval, c->caps & MPX__CAP_KILL_ONE)) ||
+      (rc = check_period(c, "limit_interval", o->limit_interval, c->caps & MPX__CAP_KILL_ONE)))
     return rc;
+  c->silent_after = o->silent_after > 0 ? o->silent_after : 5e-3;
+  c->sweep_interval = o->sweep_interval > 0 ? o->sweep_interval : 20e-3;
+  c->limit_interval = o->limit_interval > 0 ? o->limit_interval : 10e-3;
   c->link = c->transport->link; /* NULL for a runner */
   if (o->initializer && (rc = mpx_task_find(o->initializer, &c->initializer))) {
     mpx__set_errmsg("initializer '%s' is not a registered task", o->initializer);

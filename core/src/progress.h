@@ -9,8 +9,8 @@
  *    long task. The dispatcher reads it to detect a stalled worker;
  *  - running: the call id of the task being served; cleared once a batch's results are packed,
  *    before they are sent. The dispatcher charges a dead worker's retry to `running` only, and
- *    times a task with a limit from when it first sees its id there (it looks every 10 ms: no
- *    clock is read per task in the worker);
+ *    times a task with a limit from when it first sees its id there (it looks every
+ *    limit_interval, 10 ms by default: no clock is read per task in the worker);
  *  - claim[]: one word per task sent, indexed by the task's sequence number in that worker's
  *    stream (both sides count the tasks of every Batch in order) modulo MPX__CLAIM_RING. The
  *    parent stores the task's call id there before it sends the task (release). Before running

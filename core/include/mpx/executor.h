@@ -105,6 +105,22 @@ typedef struct mpx_options {
                                   its dispatcher. 0: the cores it has to spare when workers is 0
                                   (none when worker ranks of its node share its cores); k > 0: k;
                                   -1: none (mpx/mpi.h) */
+  /* Fairness and bookkeeping periods of the process and MPI schedulers, in seconds. 0: the
+   * default; negative, NaN or infinite: MPX_EINVAL; > 0 where it does not apply: MPX_EPERM. */
+  double silent_after;         /* processes, MPI: a worker that holds queued tasks and has sent
+                                  no result for this long counts as busy on a long task (or
+                                  stalled): it is sent nothing more, and once another worker is
+                                  idle the tasks it has not started are taken back for that one.
+                                  0: 5 ms (about five of the ~1 ms batches of work a worker is
+                                  sent). Smaller moves tasks away from a long one sooner, at the
+                                  cost of more take-backs; MPX_EPERM on threads (an idle thread
+                                  steals at once) */
+  double sweep_interval;       /* processes: how often the workers' queues are cleared of tasks
+                                  the user cancelled (they hold queue room until then). 0: 20 ms;
+                                  MPX_EPERM on threads and MPI (nothing to sweep) */
+  double limit_interval;       /* processes: how often the running tasks' time limits are checked
+                                  once a timed task was sent (a limit fires up to this late).
+                                  0: 10 ms; MPX_EPERM on threads and MPI (no time limits) */
 } mpx_options;
 
 /* Create and start an executor. *out is NULL on failure. MPX_EINVAL for an option out of range
