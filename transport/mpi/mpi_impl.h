@@ -17,7 +17,10 @@
  *   both ways       TAG_BATCH  one packed mpx.Batch (tasks down; results and Control READY up;
  *                              Control SHUTDOWN down ends the executor; Control TAKEBACK down
  *                              is answered at once by one Control RETURNED up, whose Results
- *                              are the bare call ids of the tasks given back, see mpi_worker.c)
+ *                              are the bare call ids of the tasks given back, see mpi_worker.c;
+ *                              Control STARTED up names, by bare call ids, tasks the rank
+ *                              started, ahead of their results: sent for tasks that run 2 ms
+ *                              or more, so that the root shows them running, mpi_pool.c)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
  *   both ways       TAG_PAYLOAD one big argument (down) or result (up) of at least MPX__SEG_MIN
  *                              bytes, right after the batch whose Task.arg_shm / Result.data_shm
