@@ -1,4 +1,5 @@
-/* consumer: a short mpx program built against an installed mpx by install_test.sh (with CMake and pkg-config, shared and static); README's own program is extracted from README.md there. */
+/* consumer: a short mpx program built against an installed mpx by install_test.sh (CMake and
+ * pkg-config, shared and static); README's own program is extracted from README.md there. */
 #include <mpx/mpx.h>
 #include <stdio.h>
 #include <string.h>
