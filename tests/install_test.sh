@@ -60,9 +60,12 @@ done
 run_programs() { # the installed programs of prefix $1 run with a clean environment
   local bin=$1/bin
   [ -x "$bin/mpx-topo" ] || return 0
-  clean "$bin/mpx-topo" --workers 2 | grep -q "^default workers:" || fail "$bin/mpx-topo does not run"
+  local out # (not piped into grep -q: the program would die of SIGPIPE under pipefail)
+  out=$(clean "$bin/mpx-topo" --workers 2) && grep -q "^default workers:" <<< "$out" ||
+    fail "$bin/mpx-topo does not run: $out"
   for p in mpx-bench mpx-farm; do
-    [ ! -x "$bin/$p" ] || clean "$bin/$p" --help | grep -q "usage" || fail "$bin/$p --help does not run"
+    [ -x "$bin/$p" ] || continue
+    out=$(clean "$bin/$p" --help) && grep -q "usage" <<< "$out" || fail "$bin/$p --help does not run: $out"
   done
 }
 run_programs "$tmp/prefix"
@@ -87,7 +90,7 @@ clean "$tmp/consumer_pc"
 static_libs=$(pkg-config --static --libs mpx) || fail "pkg-config --static --libs mpx fails"
 cc $flags "$src/tests/install/consumer.c" $(pkg-config --cflags mpx) -Wl,--as-needed -l:libmpx.a \
    $static_libs -o "$tmp/consumer_pc_static" || fail "cannot link with: $static_libs"
-! readelf -d "$tmp/consumer_pc_static" | grep -q "NEEDED.*libmpx" ||
+! grep -q "NEEDED.*libmpx" <<< "$(readelf -d "$tmp/consumer_pc_static")" ||
   fail "the static pkg-config program needs libmpx.so"
 clean MPX_BACKEND=processes "$tmp/consumer_pc_static"
 
