@@ -6,9 +6,10 @@
  * under the same taskset, cgroup, mpirun or srun as the job). Exit status: 0 on success, 1 if this
  * machine's topology cannot be loaded, 2 on a usage error: an unknown option, a bad value (named
  * on stderr), an --xml file or --synthetic description hwloc cannot load. More workers than 64
- * per PU are placed with a warning. --help prints to stdout; stdout is line-buffered. For this machine it also prints the batch job
- * and the launch mpx_init would see (mpx/job.h), so `srun mpx-topo` shows each rank's placement
- * and why it would or would not use MPI; it never initialises MPI itself. Single-threaded. */
+ * per PU are placed with a warning. --help prints to stdout; stdout is line-buffered. For this
+ * machine it also prints the batch job and the launch mpx_init would see (mpx/job.h), so `srun
+ * mpx-topo` shows each rank's placement and why it would or would not use MPI; it never initialises
+ * MPI itself. Single-threaded. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>

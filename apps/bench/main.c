@@ -77,7 +77,10 @@ static const char *parse_size(const char *s, unsigned long long *out) {
   if (*s < '0' || *s > '9') return NULL;
   errno = 0;
   unsigned long long v = strtoull(s, &e, 10);
-  int shift = *e == 'K' || *e == 'k' ? 10 : *e == 'M' || *e == 'm' ? 20 : *e == 'G' || *e == 'g' ? 30 : 0;
+  int shift = *e == 'K' || *e == 'k'   ? 10
+              : *e == 'M' || *e == 'm' ? 20
+              : *e == 'G' || *e == 'g' ? 30
+                                       : 0;
   if (shift) e++;
   if (errno || v == 0 || v > (1ull << 30) >> shift) return NULL;
   *out = v << shift;
@@ -146,8 +149,9 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc && !rc; i++) {
     const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     long v;
-    static const char *const valued[] = {"--backend", "--timeout", "--binding", "--size", "--long",
-                                         "--short", "--workers", "--tasks", "--n", "--repeat"};
+    static const char *const valued[] = {"--backend", "--timeout", "--binding", "--size",
+                                         "--long",    "--short",   "--workers", "--tasks",
+                                         "--n",       "--repeat"};
     bool takes = false;
     for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) takes |= !strcmp(arg, valued[k]);
     if (takes && !val) {
@@ -159,7 +163,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(arg, "--json")) {
       a.json = true;
     } else if (!strcmp(arg, "--backend")) {
-      if (parse_backend(val, &a.backend)) rc = bad("--backend wants auto, threads, processes or mpi, not", val);
+      if (parse_backend(val, &a.backend))
+        rc = bad("--backend wants auto, threads, processes or mpi, not", val);
     } else if (!strcmp(arg, "--timeout")) {
       char *end;
       errno = 0;
@@ -167,32 +172,42 @@ int main(int argc, char **argv) {
       if (errno || *end || end == val || !(a.timeout >= 0) || !isfinite(a.timeout))
         rc = bad("--timeout wants seconds (0: none), not", val);
     } else if (!strcmp(arg, "--binding")) {
-      if (parse_binding(val, &a.binding)) rc = bad("--binding wants none, core, pu or numa, not", val);
+      if (parse_binding(val, &a.binding))
+        rc = bad("--binding wants none, core, pu or numa, not", val);
     } else if (!strcmp(arg, "--size")) {
-      if (!size_ok(val)) rc = bad("--size wants a size of 1 to 1G (4M) or a range LO..HI (64K..256M), not", val);
+      if (!size_ok(val))
+        rc = bad("--size wants a size of 1 to 1G (4M) or a range LO..HI (64K..256M), not", val);
       a.size = val;
     } else if (!strcmp(arg, "--long")) {
-      if (!parse_double(val, 86400, &a.long_s)) rc = bad("--long wants seconds, more than 0 and at most 86400, not", val);
+      if (!parse_double(val, 86400, &a.long_s))
+        rc = bad("--long wants seconds, more than 0 and at most 86400, not", val);
     } else if (!strcmp(arg, "--short")) {
-      if (!parse_double(val, 86400e3, &a.short_ms)) rc = bad("--short wants milliseconds, more than 0 and at most a day, not", val);
+      if (!parse_double(val, 86400e3, &a.short_ms))
+        rc = bad("--short wants milliseconds, more than 0 and at most a day, not", val);
     } else if (!strcmp(arg, "--workers")) {
       long max = usable_cpus() * 64;
-      if (!parse_long(val, 0, 1 << 20, &v)) rc = bad("--workers wants a whole number (0: one per usable core), not", val);
+      if (!parse_long(val, 0, 1 << 20, &v))
+        rc = bad("--workers wants a whole number (0: one per usable core), not", val);
       else if (v > max) {
-        fprintf(stderr, "mpx-bench: --workers %ld is more than 64 per usable CPU (%ld CPUs here: at most %ld)\n",
+        fprintf(stderr,
+                "mpx-bench: --workers %ld is more than 64 per usable CPU (%ld CPUs here: at most "
+                "%ld)\n",
                 v, max / 64, max);
         rc = 2;
       }
       a.workers = (int)v;
     } else if (!strcmp(arg, "--tasks")) {
-      if (!parse_long(val, 1, 10000000000L, &a.tasks)) rc = bad("--tasks wants a whole number from 1 to 1e10, not", val);
+      if (!parse_long(val, 1, 10000000000L, &a.tasks))
+        rc = bad("--tasks wants a whole number from 1 to 1e10, not", val);
       a.tasks_given = true;
     } else if (!strcmp(arg, "--n")) {
       /* fib(50) is 2e10 calls: a minute or more each; beyond, hours (and fib(93) overflows) */
-      if (!parse_long(val, 1, 50, &v)) rc = bad("--n (fib's n) wants a whole number from 1 to 50, not", val);
+      if (!parse_long(val, 1, 50, &v))
+        rc = bad("--n (fib's n) wants a whole number from 1 to 50, not", val);
       a.fib_n = (int)v;
     } else if (!strcmp(arg, "--repeat")) {
-      if (!parse_long(val, 1, 100, &v)) rc = bad("--repeat wants a whole number from 1 to 100, not", val);
+      if (!parse_long(val, 1, 100, &v))
+        rc = bad("--repeat wants a whole number from 1 to 100, not", val);
       a.repeats = (int)v;
     } else if (arg[0] != '-' && !a.workload) {
       for (int k = 0; k < NWORKLOADS; k++)

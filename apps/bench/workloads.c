@@ -312,17 +312,20 @@ int bench_metg(const bench_args *a) {
   char extra[160];
   snprintf(extra, sizeof extra,
            "\"metg_us\": %.3f, \"metg_min_us\": %.3f, \"metg_max_us\": %.3f, \"repeats\": %d, "
-           "\"found\": %d", metg, lo, hi, r, found);
+           "\"found\": %d",
+           metg, lo, hi, r, found);
   if (a->json) {
     bench_emit(a, backend, "metg", w, 0, 0, extra);
   } else {
     bench_ticker_row();
     if (found)
       printf("%-10s %-9s %3d workers  METG %.3f us (50%% efficiency; %d of %d searches found "
-             "one, %.3f to %.3f us)\n", backend, "metg", w, metg, found, r, lo, hi);
+             "one, %.3f to %.3f us)\n",
+             backend, "metg", w, metg, found, r, lo, hi);
     else
       printf("%-10s %-9s %3d workers  no METG: even %.0f us tasks stayed under 50%% efficiency "
-             "(%d searches)\n", backend, "metg", w, 1000.0, r);
+             "(%d searches)\n",
+             backend, "metg", w, 1000.0, r);
   }
   mpx_executor_destroy(ex);
   return 0;

@@ -4,9 +4,9 @@
  * a journal of another run without --resume) gets one line on stderr and exit status 2 before
  * any task runs; --help prints to stdout and exits 0 (also for status, joblog and cat). More
  * slots than 64 per usable CPU (-j) run with a warning (tasks may wait on I/O, not CPUs). stdout
- * is line-buffered, so grouped task output reaches a log as each task ends. Under mpirun/srun, mpx_init makes rank 0
- * the coordinator and the other ranks workers, which return from main when the run is over.
- * Single-threaded until farm_run starts the executor. */
+ * is line-buffered, so grouped task output reaches a log as each task ends. Under mpirun/srun,
+ * mpx_init makes rank 0 the coordinator and the other ranks workers, which return from main when
+ * the run is over. Single-threaded until farm_run starts the executor. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
