@@ -22,6 +22,8 @@ static mpx_backend backend = MPX_BACKEND_THREADS;
 
 /* Seconds after which a wait for something that must happen is a hang, not slowness. */
 #define HANG_S 60.0
+/* The long task of the skew cases: 200 short ones must end before it, on a loaded machine too */
+#define LONG_S 4.0
 
 /* ---- tasks --------------------------------------------------------------------------------- */
 
@@ -86,7 +88,7 @@ static void skew_tail(void) {
   enum { N = 200 };
   mpx_executor *ex = make(2);
   sleep_s(0.05); /* let the workers go idle, so that one wakes to a full queue */
-  mpx_future *lng = nap(ex, 2.0), *fs[N];
+  mpx_future *lng = nap(ex, LONG_S), *fs[N];
   for (int i = 0; i < N; i++) fs[i] = nap(ex, 0.001);
   CHECK_OK(mpx_wait(fs, N, MPX_ALL_COMPLETED, HANG_S));
   CHECK(mpx_future_done(lng) == 0); /* the long task still runs: nothing waited behind it */
@@ -110,7 +112,7 @@ static void skew_after_short(void) {
   for (int i = 0; i < WARM; i++) warm[i] = nap(ex, 0);
   CHECK_OK(mpx_wait(warm, WARM, MPX_ALL_COMPLETED, HANG_S));
   for (int i = 0; i < WARM; i++) mpx_future_release(warm[i]);
-  mpx_future *lng = nap(ex, 2.0), *fs[N];
+  mpx_future *lng = nap(ex, LONG_S), *fs[N];
   for (int i = 0; i < N; i++) fs[i] = nap(ex, 0.001);
   CHECK_OK(mpx_wait(fs, N, MPX_ALL_COMPLETED, HANG_S));
   CHECK(mpx_future_done(lng) == 0); /* the long task still runs: nothing waited behind it */
