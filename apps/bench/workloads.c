@@ -301,13 +301,16 @@ int bench_metg(const bench_args *a) {
     if (x > 0) m[found++] = x;
   }
   qsort(m, (size_t)found, sizeof *m, cmp_double);
-  double metg = found ? m[found / 2] : -1, lo = found ? m[0] : -1, hi = found ? m[found - 1] : -1;
+  /* the median of r searches, one that found none counting as worse than any that found one */
+  double metg = r / 2 < found ? m[r / 2] : -1, lo = found ? m[0] : -1,
+         hi = found ? m[found - 1] : -1;
   free(m);
   if (found && (found < r || hi > 2 * lo))
     fprintf(stderr,
-            "mpx-bench: warning: METG is unstable: %.3f to %.3f us over %d searches%s (a noisy "
-            "machine: the median is reported; run again, or with more --repeat)\n",
-            lo, hi, r, found < r ? ", some found none" : "");
+            "mpx-bench: warning: METG is unstable: %d of %d searches found one, from %.3f to "
+            "%.3f us (a noisy machine: the median is reported; run again, or with more "
+            "--repeat)\n",
+            found, r, lo, hi);
   const char *backend = backend_of(ex);
   char extra[160];
   snprintf(extra, sizeof extra,
@@ -318,14 +321,13 @@ int bench_metg(const bench_args *a) {
     bench_emit(a, backend, "metg", w, 0, 0, extra);
   } else {
     bench_ticker_row();
-    if (found)
-      printf("%-10s %-9s %3d workers  METG %.3f us (50%% efficiency; %d of %d searches found "
-             "one, %.3f to %.3f us)\n",
-             backend, "metg", w, metg, found, r, lo, hi);
+    printf("%-10s %-9s %3d workers  ", backend, "metg", w);
+    if (metg > 0)
+      printf("METG %.3f us (the median of %d searches; 50%% efficiency)\n", metg, r);
+    else if (found)
+      printf("no METG: only %d of %d searches found one (%.3f to %.3f us)\n", found, r, lo, hi);
     else
-      printf("%-10s %-9s %3d workers  no METG: even %.0f us tasks stayed under 50%% efficiency "
-             "(%d searches)\n",
-             backend, "metg", w, 1000.0, r);
+      printf("no METG: even 1000 us tasks stayed under 50%% efficiency (%d searches)\n", r);
   }
   mpx_executor_destroy(ex);
   return 0;
