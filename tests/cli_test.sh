@@ -3,8 +3,8 @@
 # option or value, a missing value, an absurd number: fib's n over 50, more workers than 64 per
 # CPU) ends with exit status 2 and a message on stderr naming what was wrong, before anything
 # runs (each is given 20 s: the old mpx-bench ran `fib --n 100` for ever); --help prints to stdout
-# and exits 0; mpx-bench's text output starts with a header line and its metg row is a METG or
-# "no METG", never a row of 0 tasks. Nothing here times anything.
+# and exits 0; mpx-bench's text output starts with a header line, its metg row is a METG or
+# "no METG", never a row of 0 tasks, and its stdout is line-buffered. Nothing here times anything.
 set -uo pipefail
 bench=$1 topo=$2 farm=$3
 tmp=$(mktemp -d)
@@ -75,6 +75,19 @@ if "$bench" metg --backend threads --workers 2 --tasks 400 --repeat 1 >"$tmp/out
 else
   not_ok "mpx-bench metg failed: $(cat "$tmp/err")"
 fi
+
+# stdout is line-buffered: the first row reaches a pipe while the run goes on (fully buffered,
+# the rows came all at once at exit); metg with 5 searches runs well past its first row
+mkfifo "$tmp/fifo"
+"$bench" metg --backend threads --workers 2 --tasks 400 --repeat 5 >"$tmp/fifo" 2>/dev/null &
+pid=$!
+if IFS= read -r -t 60 first <"$tmp/fifo" && kill -0 $pid 2>/dev/null; then
+  echo "ok - mpx-bench's first line arrives while it runs: $first"
+else
+  not_ok "mpx-bench's stdout is not line-buffered: its first line came at exit, or never"
+fi
+kill $pid 2>/dev/null
+wait $pid 2>/dev/null
 
 # --- mpx-topo ---------------------------------------------------------------------------------
 bad "$topo" "--bogus" --bogus
