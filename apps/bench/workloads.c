@@ -323,7 +323,8 @@ int bench_metg(const bench_args *a) {
     bench_ticker_row();
     printf("%-10s %-9s %3d workers  ", backend, "metg", w);
     if (metg > 0)
-      printf("METG %.3f us (the median of %d searches; 50%% efficiency)\n", metg, r);
+      printf("METG %.3f us (%s %d search%s; 50%% efficiency)\n", metg,
+             r > 1 ? "the median of" : "from", r, r > 1 ? "es" : "");
     else if (found)
       printf("no METG: only %d of %d searches found one (%.3f to %.3f us)\n", found, r, lo, hi);
     else
