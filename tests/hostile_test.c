@@ -84,6 +84,27 @@ MPX_TASK(stop_self)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+/* The pid that stop_self wrote to `path`, once the process is stopped (state T in /proc). */
+static int await_stopped(const char *path) {
+  int pid = 0;
+  char state = 0;
+  for (double give_up = check_now() + HANG_S; state != 'T';) {
+    CHECK(check_now() < give_up);
+    sleep_s(0.001);
+    FILE *fp = fopen(path, "r");
+    if (!fp || fscanf(fp, "%d", &pid) != 1) pid = 0;
+    if (fp) fclose(fp);
+    if (!pid) continue;
+    char stat[64];
+    snprintf(stat, sizeof stat, "/proc/%d/stat", pid);
+    if ((fp = fopen(stat, "r"))) {
+      if (fscanf(fp, "%*d (%*[^)]) %c", &state) != 1) state = 0;
+      fclose(fp);
+    }
+  }
+  return pid;
+}
+
 static mpx_executor *make(int workers) {
   mpx_executor *ex;
   if (rank_threads || root_threads) workers = 0;
@@ -389,20 +410,14 @@ static void cancel_on_stopped_rank(void) {
   mpx_future *stopper, *q[QN];
   CHECK_OK(mpx_submit(ex, "stop_self", path, strlen(path), &stopper));
   for (int i = 0; i < QN; i++) q[i] = nap(ex, 0.01);
-  int pid = 0;
-  for (double give_up = check_now() + HANG_S; !pid;) {
-    CHECK(check_now() < give_up);
-    FILE *fp = fopen(path, "r");
-    if (!fp || fscanf(fp, "%d", &pid) != 1) pid = 0;
-    if (fp) fclose(fp);
-    sleep_s(0.001);
-  }
+  int pid = await_stopped(path);
   double t0 = check_now();
   int refused = 0;
   for (int i = 0; i < QN; i++) {
     int rc = mpx_future_cancel(q[i]);
     CHECK(rc == MPX_OK || rc == MPX_ESTATE);
-    if (rc == MPX_ESTATE && !mpx_future_done(q[i])) { /* on the stopped rank */
+    if (rc == MPX_ESTATE && !mpx_future_done(q[i]) && !mpx_future_running(q[i])) {
+      /* queued on the stopped rank */
       CHECK(strstr(mpx_errmsg(), "answer") != NULL);
       refused++;
     }
