@@ -12,12 +12,22 @@
  * which is what separated a fresh segment from memcpy; so each worker keeps one argument
  * segment (size-sealed, not write-sealed: the dispatcher writes the next argument into it once
  * the worker has nothing in flight), up to MPX__DP_CACHE_MAX bytes over all workers, and the
- * worker keeps its mapping of it (worker.c). Results cannot be reused: the caller holds them.
+ * worker keeps its mapping of it (worker.c). Results are recycled too, but not in place: a
+ * worker writes them into a ring of segments it reuses (os/seg.h), which we map once per
+ * segment (dp->ring) and copy each result out of, into a warm buffer of the result pool that
+ * the caller reads in place until it releases the future (when the buffer goes back to the
+ * pool); the segment goes back to the worker at once. One memcpy between warm pages costs far
+ * less than the fresh pages of a new segment on both sides, and the copy is what keeps the
+ * caller's bytes out of the worker's reach (os/seg.h: a worker that had a segment writable can
+ * keep it writable, so a reused segment is never the memory a user reads).
  *
  * Trust. A result's segment comes from a worker: mpx__dp_result checks it with mpx__seg_map
- * before anything is mapped; a worker whose segment fails the checks broke the protocol.
+ * (or mpx__seg_map_ring) before anything is mapped; a worker whose segment fails the checks
+ * broke the protocol. A ring segment stays writable by its worker while we copy: a worker that
+ * changes it then spoils only its own result (we read it once, never parse it); it cannot shrink
+ * it (sealed), so our mapping never faults.
  *
- * Thread-safety: the dispatcher thread only; no state of its own. */
+ * Thread-safety: the dispatcher thread only; no state but dp. */
 #include "dataplane.h"
 
 #include <fcntl.h>
@@ -32,17 +42,66 @@
 int mpx__dp_init(mpx__dp *dp, int workers) {
   *dp = (mpx__dp){.n = workers};
   dp->keep = calloc((size_t)workers, sizeof *dp->keep);
-  if (!dp->keep) return MPX_ENOMEM;
+  dp->ring = calloc((size_t)workers * MPX__SEG_RING_SLOTS, sizeof *dp->ring);
+  if (!dp->keep || !dp->ring) {
+    free(dp->keep);
+    free(dp->ring);
+    return MPX_ENOMEM;
+  }
   for (int i = 0; i < workers; i++) dp->keep[i] = MPX__SEG_NONE;
+  for (int i = 0; i < workers * MPX__SEG_RING_SLOTS; i++) dp->ring[i].seg = MPX__SEG_NONE;
   return MPX_OK;
+}
+
+void mpx__dp_forget(mpx__dp *dp, int worker) {
+  for (int k = 0; dp->ring && worker >= 0 && worker < dp->n && k < MPX__SEG_RING_SLOTS; k++)
+    mpx__seg_free(&dp->ring[worker * MPX__SEG_RING_SLOTS + k].seg);
 }
 
 void mpx__dp_fini(mpx__dp *dp) {
   mpx__dp_reset(dp);
   for (int i = 0; dp->keep && i < dp->n; i++) mpx__seg_free(&dp->keep[i]);
+  for (int i = 0; i < dp->n; i++) mpx__dp_forget(dp, i);
   free(dp->keep);
+  free(dp->ring);
   dp->keep = NULL;
+  dp->ring = NULL;
   dp->kept = 0;
+}
+
+/* Worker i's ring segment `fd` (taken over) with a result of len bytes: copy it into a pool
+ * buffer (*out) and hand the segment back. MPX_EPROTO/ETOOBIG/ENOMEM/ESYS as mpx__seg_map_ring;
+ * MPX_ENOMEM when no buffer could be had. */
+static int ring_copy(mpx__dp *dp, int i, int fd, size_t len, size_t max, mpx__seg *out) {
+  unsigned long long id[2];
+  if (i < 0 || i >= dp->n || mpx__seg_ident(fd, id)) {
+    close(fd);
+    return MPX_EPROTO;
+  }
+  mpx__dp_ring *slots = &dp->ring[i * MPX__SEG_RING_SLOTS], *r = NULL;
+  for (int k = 0; k < MPX__SEG_RING_SLOTS && !r; k++)
+    if (slots[k].seg.kind == MPX__SEG_RINGMAP && slots[k].id[0] == id[0] && slots[k].id[1] == id[1])
+      r = &slots[k];
+  if (r) { /* mapped already (and checked then: its size and seals cannot have changed) */
+    close(fd);
+    if (len > max) return MPX_ETOOBIG;
+    if (len > r->seg.len) return MPX_EPROTO;
+  } else {
+    r = &slots[0];
+    for (int k = 1; k < MPX__SEG_RING_SLOTS; k++) /* an empty one, else the least recently used */
+      if (r->seg.kind == MPX__SEG_RINGMAP && (slots[k].seg.kind != MPX__SEG_RINGMAP ||
+                                              slots[k].used < r->used))
+        r = &slots[k];
+    mpx__seg_free(&r->seg);
+    int rc = mpx__seg_map_ring(&r->seg, fd, len, max);
+    if (rc) return rc;
+    r->id[0] = id[0], r->id[1] = id[1];
+  }
+  r->used = ++dp->tick;
+  int rc = mpx__seg_pool_get(out, len);
+  if (rc == MPX_OK) memcpy(out->data, r->seg.data, len);
+  mpx__seg_ring_free(&r->seg);
+  return rc;
 }
 
 /* A dup of worker i's kept segment, holding a copy of t's argument; -1 when it cannot be used. */
@@ -106,7 +165,7 @@ void mpx__dp_reset(mpx__dp *dp) {
   dp->nparts = 0;
 }
 
-const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+const char *mpx__dp_result(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
                            const Mpx__Result *r, size_t max_payload, mpx_future *f, mpx__seg *seg) {
   *seg = MPX__SEG_NONE;
   if (!r->data_shm) return NULL;
@@ -126,7 +185,12 @@ const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
       *seg = (mpx__seg){.fd = -1, .data = p, .len = (size_t)r->data_shm};
   } else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
     why = "declared an out-of-band result it did not pass";
-  else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
+  else if (dp && dp->ring && !(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE)) { /* its ring, or nothing */
+    if ((rc = ring_copy(dp, worker, fd, (size_t)r->data_shm, max_payload, seg)))
+      why = rc == MPX_EPROTO ? "passed a result segment that is neither sealed nor a ring segment "
+                               "big enough for its declared size"
+                             : "passed a result that could not be mapped or copied";
+  } else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
     why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
                            : "passed a result that could not be mapped";
   if (!why) return NULL;
@@ -144,8 +208,8 @@ bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
   if (chunk && !seg->map_len)
     free(seg->data);
   else if (chunk)
-    mpx__seg_free(seg);
-  else if (seg->map_len)
+    mpx__seg_free(seg); /* a pool buffer goes back to the pool */
+  else if (seg->map_len) /* a mapped segment, or a pool buffer: mpx__seg_unmap on release */
     mpx__future_finish_mapped(f, seg->data, seg->len);
   else
     mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */

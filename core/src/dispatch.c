@@ -452,7 +452,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     }
     mpx__seg seg = MPX__SEG_NONE; /* an out-of-band result: checked, mapped, or f fails */
     const char *why =
-        mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
+        mpx__dp_result(&d->dp, d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
     if (why) {
       mpx__disp_violate(d, i, "%s", why);
       break;

@@ -61,6 +61,7 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   w->ready = w->timed = w->timed_out = w->stalled = w->killed = false;
   w->timed_out_id = 0;
   w->asked = w->answered = false; /* no RETURNED is due from a lost worker */
+  mpx__dp_forget(&d->dp, i);       /* its result ring: nothing is left mapped of a dead worker */
   /* a worker that cannot be ended alone (a rank) is never replaced: nothing will say READY */
   if (!(d->cfg->caps & MPX__CAP_KILL_ONE)) w->dead = true;
   mpx_future *f;

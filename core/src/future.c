@@ -198,7 +198,7 @@ static void future_free(mpx_future *f) {
   if (flags & MPX__F_RES_MAPPED) mpx__seg_unmap(f->res, f->res_len);
   else if (f->res != f->res_small) free(f->res);
   free(f->errmsg);
-  if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
+  if (flags & MPX__F_ARG_OWNED) mpx__seg_pool_free((void *)f->arg, f->arg_len); /* pool or heap */
   /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
   if (flags & MPX__F_MAP_PRIV)
     mpx__map_private_unref(((mpx__map_chunk *)f->owner)->priv);
@@ -209,13 +209,14 @@ static void future_free(mpx_future *f) {
 mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, int arg_mode) {
   void *copy = NULL;
   if (len > MPX_INLINE_ARG && arg_mode == MPX__ARG_COPY) {
-    /* malloc: glibc serves it from this thread's cache and arena, and takes it back there */
-    if (!(copy = malloc(len))) return NULL;
+    /* malloc: glibc serves it from this thread's cache and arena, and takes it back there; a
+     * big one comes warm from the result pool (os/seg.h), not fresh from an mmap */
+    if (!(copy = mpx__seg_pool_alloc(len))) return NULL;
     memcpy(copy, arg, len);
   }
   mpx_future *f = future_alloc();
   if (!f) {
-    free(copy);
+    mpx__seg_pool_free(copy, len);
     return NULL;
   }
   uint32_t flags = 0;

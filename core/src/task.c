@@ -124,10 +124,11 @@ void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max) {
                  .small_cap = small ? small_cap : 0, .max = max, .seg = MPX__SEG_NONE};
 }
 
-/* Move b's bytes into a new segment of `len` bytes (len >= b->seg_min). */
+/* Move b's bytes into a segment of `len` bytes (len >= b->seg_min): one of the worker's
+ * recycled result segments when it has one free (os/seg.h). */
 static int buf_to_seg(mpx_buf *b, size_t len) {
   mpx__seg s;
-  int rc = mpx__seg_create(&s, len);
+  int rc = mpx__seg_result_create(&s, len);
   if (rc) return rc;
   if (b->len) memcpy(s.data, b->data, b->len < len ? b->len : len);
   if (b->heap) free(b->data);

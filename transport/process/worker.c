@@ -17,7 +17,10 @@
  * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
  * the checks leaves arg_shm set, and serving fails that task with MPX_EPROTO), and unmapped after
  * the batch. Results of at least the hello's seg_min bytes are built in segments by
- * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here.
+ * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here: mostly
+ * the slots of this process's result ring (os/seg.h), written again once the dispatcher has
+ * copied a result out and stored FREE in the slot's header, so that a worker making big results
+ * one after another writes warm pages; a one-shot sealed segment when both slots are FULL.
  *
  * Serving claims each task in the page's claim ring before it runs it (skipping, without a
  * Result, a task the parent claimed first: cancelled, or taken back to run elsewhere) and stores
