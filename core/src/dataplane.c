@@ -112,17 +112,19 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t) {
     dp->kept -= k->len;
     mpx__seg_free(k);
   }
-  if (k->fd < 0) {
+  bool filled = false;
+  if (k->fd < 0) { /* a worker's first: the kernel fills the pages as it allocates them */
     if (len > MPX__DP_CACHE_MAX - dp->kept) return -1;
-    if (mpx__seg_create(k, len)) return -1;
+    if (mpx__seg_create_from(k, t->arg.data, len)) return -1;
     if (mpx__seg_seal_size(k)) {
       mpx__seg_free(k);
       return -1;
     }
     dp->kept += len;
+    filled = true;
   }
   int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
-  if (fd >= 0) memcpy(k->data, t->arg.data, len);
+  if (fd >= 0 && !filled) memcpy(k->data, t->arg.data, len);
   return fd;
 }
 

@@ -355,23 +355,46 @@ int mpx__seg_create(mpx__seg *s, size_t len) {
   return MPX_OK;
 }
 
-int mpx__seg_create_copy(mpx__seg *s, const void *data, size_t len) {
-  *s = MPX__SEG_NONE;
-  if (!len || !data) return MPX_EINVAL;
+/* A new memfd holding a copy of data[0..len), written by pwrite: the kernel allocates each page
+ * and fills it in one go (no zeroing first, no page fault). -1 with errno on failure. */
+static int fd_filled(const void *data, size_t len) {
   int fd = seg_fd(len);
-  if (fd < 0) return code_of(errno);
+  if (fd < 0) return -1;
   for (size_t off = 0; off < len;) {
     ssize_t w = pwrite(fd, (const char *)data + off, len - off, (off_t)off);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       int e = w < 0 ? errno : ENOSPC;
       close(fd);
-      return code_of(e);
+      return errno = e, -1;
     }
     off += (size_t)w;
   }
+  return fd;
+}
+
+int mpx__seg_create_copy(mpx__seg *s, const void *data, size_t len) {
+  *s = MPX__SEG_NONE;
+  if (!len || !data) return MPX_EINVAL;
+  int fd = fd_filled(data, len);
+  if (fd < 0) return code_of(errno);
   *s = (mpx__seg){.fd = fd, .len = len};
   return mpx__seg_seal(s);
+}
+
+int mpx__seg_create_from(mpx__seg *s, const void *data, size_t len) {
+  *s = MPX__SEG_NONE;
+  if (!len || !data) return MPX_EINVAL;
+  int fd = fd_filled(data, len);
+  if (fd < 0) return code_of(errno);
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    return code_of(e);
+  }
+  *s = (mpx__seg){.fd = fd, .data = p, .len = len, .map_len = len};
+  return MPX_OK;
 }
 
 int mpx__seg_resize(mpx__seg *s, size_t len) {

@@ -114,6 +114,9 @@ void mpx__seg_pool_free(void *p, size_t len);
 int mpx__seg_create(mpx__seg *s, size_t len);
 /* A new segment holding a copy of data[0..len), sealed (no mapping left). */
 int mpx__seg_create_copy(mpx__seg *s, const void *data, size_t len);
+/* As mpx__seg_create, holding a copy of data[0..len) (written by the kernel as it allocates the
+ * pages: cheaper than a zeroed segment and a memcpy). */
+int mpx__seg_create_from(mpx__seg *s, const void *data, size_t len);
 /* Change a writable segment's size (before sealing), keeping its bytes; s->data may move. */
 int mpx__seg_resize(mpx__seg *s, size_t len);
 /* Drop the writable mapping and seal the segment; s->fd stays open for sending. */
