@@ -20,8 +20,8 @@
  *  - recycling (os/seg.h): mpx__seg_map_ring refuses a ring segment that could shrink, is too
  *    small or too big for what it declares, or is no memfd; a worker's ring lends a slot only
  *    when its word says FREE (a FULL one is skipped, then a one-shot segment is made) and reuses
- *    the slot the dispatcher handed back; pool buffers come back warm, a forked child does not
- *    inherit them;
+ *    the slot the dispatcher handed back; pool buffers come back warm, a forked child inherits
+ *    them (and the pool);
  *  - (hostile) a worker that scribbles over every payload segment it can reach after its result
  *    was taken does not change the result a caller is reading in place.
  * Figures are never asserted (mpx-bench payload measures). */
@@ -352,8 +352,14 @@ static void test_pool(void) {
   CHECK(s.kind == MPX__SEG_POOLBUF && s.map_len >= len);
   unsigned char *p = s.data;
   memset(p, 1, len);
-  pid_t pid = fork();
-  if (pid == 0) _exit(mapped(p) ? 1 : 0); /* MADV_DONTFORK: not in a child */
+  pid_t pid = fork(); /* a child reads what it inherited, and may give it back to its own pool */
+  if (pid == 0) {
+    int bad = !mapped(p) || p[len - 1] != 1;
+    mpx__seg_unmap(p, len);
+    mpx__seg t;
+    bad |= mpx__seg_pool_get(&t, len) != MPX_OK || t.data != p; /* its copy of the pool */
+    _exit(bad);
+  }
   int st = -1;
   CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
   mpx__seg_unmap(p, len); /* given back: idle, still mapped */
@@ -362,7 +368,7 @@ static void test_pool(void) {
   CHECK(s.data == p && p[len - 1] == 1);
   mpx__seg_free(&s);
   void *h = mpx__seg_pool_alloc(100); /* small: the heap */
-  CHECK(h);
+  CHECK(h && ((uintptr_t)h & 4095));
   mpx__seg_pool_free(h, 100);
   void *q = mpx__seg_pool_alloc(len); /* big: the pool's idle buffer again */
   CHECK(q == p);

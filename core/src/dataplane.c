@@ -183,7 +183,7 @@ const char *mpx__dp_result(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp
     if ((rc = link->take_payload(tp, worker, (size_t)r->data_shm, &p)))
       why = rc == MPX_EPROTO ? "declared a result message it did not send (or of another size)"
                              : "sent a result message that could not be received";
-    else
+    else /* a pool block (or heap): the future adopts it, mpx__seg_pool_free on release */
       *seg = (mpx__seg){.fd = -1, .data = p, .len = (size_t)r->data_shm};
   } else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
     why = "declared an out-of-band result it did not pass";
@@ -208,7 +208,7 @@ bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
   bool chunk = atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK;
   if (chunk) mpx__future_finish_copy(f, seg->data, seg->len);
   if (chunk && !seg->map_len)
-    free(seg->data);
+    mpx__seg_pool_free(seg->data, seg->len); /* a block from MPI's stash */
   else if (chunk)
     mpx__seg_free(seg); /* a pool buffer goes back to the pool */
   else if (seg->map_len) /* a mapped segment, or a pool buffer: mpx__seg_unmap on release */

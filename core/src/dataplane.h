@@ -72,10 +72,11 @@ void mpx__dp_reset(mpx__dp *dp);
  * worker's ring segments (not write-sealed; os/seg.h says why) is checked and mapped once (kept
  * in dp->ring until the worker is gone or passes another), its data_shm bytes are copied into a
  * warm buffer of the result pool (*seg, MPX__SEG_POOLBUF) and the segment is handed back to the
- * worker (FREE); or, on a link with take_payload, receive the
- * worker's next payload message of exactly data_shm bytes into a heap block (seg->data, seg->len,
- * map_len 0). NULL when r is fine (or in band); otherwise what the worker
- * did wrong (it broke the protocol), and f has failed and been dropped. */
+ * worker (FREE); or, on a link with take_payload, take the worker's payload message of exactly
+ * data_shm bytes, which came before its batch (MPI: never waited for), as a result-pool block
+ * (seg->data, seg->len, map_len 0; the future adopts it). NULL when r is fine (or in band);
+ * otherwise what the worker did wrong (it broke the protocol), and f has failed and been
+ * dropped. */
 const char *mpx__dp_result(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
                            const Mpx__Result *r, size_t max_payload, struct mpx_future *f,
                            mpx__seg *seg);

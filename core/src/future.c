@@ -196,7 +196,7 @@ static void future_recycle(mpx_future *f) {
 static void future_free(mpx_future *f) {
   uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
   if (flags & MPX__F_RES_MAPPED) mpx__seg_unmap(f->res, f->res_len);
-  else if (f->res != f->res_small) free(f->res);
+  else if (f->res != f->res_small) mpx__seg_pool_free(f->res, f->res_len); /* or the heap */
   free(f->errmsg);
   if (flags & MPX__F_ARG_OWNED) mpx__seg_pool_free((void *)f->arg, f->arg_len); /* pool or heap */
   /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */

@@ -413,11 +413,11 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
     }
     mpx__seg_free(&slots[i].seg);
     if (rc == MPX_OK && slots[i].oob && slots[i].r.data_shm && !slots[i].r.error) {
-      bufs[*nbufs] = slots[i].owned; /* the caller sends it after the reply, and frees it */
+      bufs[*nbufs] = slots[i].owned; /* the caller sends it with the reply, then frees it */
       lens[(*nbufs)++] = (size_t)slots[i].r.data_shm;
       slots[i].owned = NULL;
     }
-    free(slots[i].owned);
+    mpx__seg_pool_free(slots[i].owned, 0); /* a pool block (task.c), or the heap's */
     free(slots[i].msg);
   }
   mpx__wbuf_free(&arena);

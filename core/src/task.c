@@ -165,6 +165,18 @@ int mpx_buf_reserve(mpx_buf *b, size_t len, void **data) {
   } else if (len > b->cap && b->seg_min && len >= b->seg_min) {
     int rc = buf_to_seg(b, len);
     if (rc) return rc;
+  } else if (len > b->cap && (len >= MPX__SEG_MIN || (b->heap && b->cap >= MPX__SEG_MIN))) {
+    /* big: a block of the result pool (os/seg.h), warm when one was given back, not a fresh
+     * mapping of glibc's; never realloc'd (it may be a pool block) */
+    void *p = mpx__seg_pool_alloc(len);
+    if (!p) return MPX_ENOMEM;
+    if (b->heap) {
+      memcpy(p, b->data, b->len < len ? b->len : len);
+      mpx__seg_pool_free(b->data, b->cap);
+    }
+    b->data = p;
+    b->cap = len;
+    b->heap = true;
   } else if (len > b->cap) {
     void *p = b->heap ? realloc(b->data, len) : malloc(len);
     if (!p) return MPX_ENOMEM;
@@ -203,7 +215,7 @@ void *mpx__buf_steal(mpx_buf *b) {
 }
 
 void mpx__buf_release(mpx_buf *b) {
-  if (b->heap) free(b->data);
+  if (b->heap) mpx__seg_pool_free(b->data, b->cap); /* a pool block, or the heap's */
   if (b->in_seg) mpx__seg_free(&b->seg);
   size_t seg_min = b->seg_min;
   mpx__buf_init(b, b->small, b->small_cap, b->max);

@@ -38,7 +38,8 @@ struct mpx_task_ctx {
 
 /* Start `b` over caller-provided inline storage (may be NULL/0). */
 void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max);
-/* Take the heap block out of `b` (NULL if the data is inline); `b` no longer owns it. */
+/* Take the heap block out of `b` (NULL if the data is inline); `b` no longer owns it: give it
+ * back with mpx__seg_pool_free (from MPX__SEG_MIN bytes it may be a block of the result pool). */
 void *mpx__buf_steal(mpx_buf *b);
 /* Take the segment out of `b` (in_seg), cut to b->len bytes and sealed, into *out; `b` is empty
  * afterwards. MPX_EINVAL when b holds no segment or is empty (then b is left as it was). */

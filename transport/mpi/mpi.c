@@ -174,6 +174,7 @@ typedef struct mpi_tp {
   int *index_of;   /* comm rank -> worker index, -1 if not used */
   int *threads;    /* per worker index: the task threads it was started with */
   bool *bye;       /* per comm rank: BYE received (or the rank is not used) */
+  mpx__mpi_stash *stash; /* per comm rank: big results ahead of their batch (mpi_impl.h) */
   int byes_left;
   mpx__sendq sq;
   uint8_t *rbuf;
@@ -218,6 +219,8 @@ static void tp_free(mpi_tp *tp) {
   free(tp->index_of);
   free(tp->threads);
   free(tp->bye);
+  for (int r = 0; tp->stash && r < tp->s->size; r++) mpx__mpi_stash_free(&tp->stash[r]);
+  free(tp->stash);
   free(tp->rbuf);
   if (tp->counted) atomic_fetch_sub(&g.active, 1);
   free(tp);
@@ -257,8 +260,9 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   tp->lim = mpx__limits_default(cfg->max_payload);
   tp->index_of = malloc((size_t)s->size * sizeof *tp->index_of);
   tp->bye = calloc((size_t)s->size, sizeof *tp->bye);
+  tp->stash = calloc((size_t)s->size, sizeof *tp->stash);
   int *threads = calloc((size_t)s->nworkers, sizeof *threads);
-  int rc = tp->index_of && tp->bye && threads ? MPX_OK : MPX_ENOMEM;
+  int rc = tp->index_of && tp->bye && tp->stash && threads ? MPX_OK : MPX_ENOMEM;
   if (!rc) {
     int slots;
     tp->n = plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
@@ -321,12 +325,13 @@ static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size
   return rc;
 }
 
-/* A big result of `len` bytes worker i sent right after its batch, into its own buffer. */
+/* A big result of `len` bytes worker i sent right before its batch (mpi_impl.h: the stash); at
+ * once: one that did not come first was never sent. */
 static int mpi_take_payload(mpx__link *self, int worker, size_t len, void **out) {
   mpi_tp *tp = (mpi_tp *)self;
+  *out = NULL;
   if (worker < 0 || worker >= tp->n || len > INT_MAX) return MPX_EPROTO;
-  return mpx__mpi_take_payload(tp->s->comm, worker_rank(tp->s, worker), len, 30.0, out, NULL,
-                               NULL);
+  return mpx__mpi_stash_take(&tp->stash[worker_rank(tp->s, worker)], len, out);
 }
 
 /* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are
@@ -342,6 +347,11 @@ static int try_recv(mpi_tp *tp, mpx__event *ev) {
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
     int src = st.MPI_SOURCE, i = src >= 0 && src < tp->s->size ? tp->index_of[src] : -1;
+    if (i >= 0 && st.MPI_TAG == MPX__TAG_PAYLOAD) { /* ahead of its batch: kept for it */
+      rc = mpx__mpi_stash_recv(&tp->stash[src], &msg, count, tp->lim.max_payload);
+      if (rc == MPX_EMPI) return rc;
+      continue;
+    }
     if (i < 0 || st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > tp->lim.max_message) {
       char dummy;
       MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* consumed (maybe truncated) */

@@ -166,6 +166,11 @@ typedef struct mpx__mpi_reply {
   uint8_t *data;
   size_t len;
   struct mpx__mpi_reply *link;
+  /* a worker rank's big results (who->oob_min), each sent as its own TAG_PAYLOAD message before
+   * `data` (heap blocks, taken over by the send queue) */
+  void *bufs[MPX__SERVE_SEGS];
+  size_t lens[MPX__SERVE_SEGS];
+  int nbufs;
 } mpx__mpi_reply;
 typedef struct mpx__mpi_pool {
   pthread_mutex_t lock;
@@ -242,13 +247,34 @@ int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8
  * caller keeps it valid until the send is retired. */
 int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
                        size_t len, uint8_t **take, bool borrow);
-/* Receive the next TAG_PAYLOAD message from `src` into a new malloc'd *out, which must be exactly
+/* Receive the next TAG_PAYLOAD message from `src` into a new *out (mpx__seg_pool_alloc: give it
+ * back with mpx__seg_pool_free), which must be exactly
  * `len` bytes: waits for it up to `seconds` (it follows its batch). MPX_EPROTO if none came or
  * it has another size (then it is consumed and dropped), MPX_ENOMEM, MPX_EMPI. With `keep`
  * (a buffer of *keep_cap bytes kept between calls, grown as needed), the message goes there
  * and *out points into it (warm pages: a worker rank's arguments). */
 int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out,
                           uint8_t **keep, size_t *keep_cap);
+/* Big results the root received before the batch that declares them, per comm rank. A worker
+ * rank sends each big result as a TAG_PAYLOAD message right before its reply's TAG_BATCH; MPI's
+ * non-overtaking rule (both match the root's any-tag probe) makes the root see them first, so the
+ * dispatcher takes a declared payload from here without waiting: one that is not here was never
+ * sent, and the rank broke the protocol (it cannot stall the dispatcher). At most
+ * MPX__SERVE_SEGS wait per rank, each at most max_payload bytes (what a rank may make the root
+ * hold); more, or bigger, are dropped (their Results then find nothing). */
+typedef struct mpx__mpi_stash {
+  void *data[MPX__SERVE_SEGS]; /* result-pool blocks (os/seg.h: mpx__seg_pool_alloc) */
+  size_t len[MPX__SERVE_SEGS];
+  int head, n;
+} mpx__mpi_stash;
+/* Receive payload message `msg` of `count` bytes into st (or drop it, consumed: MPX_ETOOBIG over
+ * max, MPX_EPROTO when st is full, MPX_ENOMEM). MPX_EMPI when MPI fails. */
+int mpx__mpi_stash_recv(mpx__mpi_stash *st, MPI_Message *msg, int count, size_t max);
+/* The oldest stashed payload, which must be exactly `len` bytes: MPX_OK with *out (given back
+ * with mpx__seg_pool_free), MPX_EPROTO when there is none or it has another size (dropped). */
+int mpx__mpi_stash_take(mpx__mpi_stash *st, size_t len, void **out);
+void mpx__mpi_stash_free(mpx__mpi_stash *st);
+
 /* Retire finished sends; returns how many finished, or a negative code. */
 int mpx__sendq_progress(mpx__sendq *q);
 /* Wait for every send. */

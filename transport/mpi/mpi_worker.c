@@ -38,6 +38,7 @@
 #include "mpi_impl.h"
 #include "mpx.pb-c.h"
 #include "os/log.h"
+#include "os/seg.h"
 #include "task_impl.h"
 
 static void fatal(const char *what, int rc) {
@@ -51,12 +52,13 @@ static void fatal(const char *what, int rc) {
 /* The big arguments of one batch (TAG_PAYLOAD messages right after it), freed with the batch. */
 typedef struct args_in {
   int n;
-  void *buf[MPX__SERVE_SEGS];
+  void *buf[MPX__SERVE_SEGS]; /* result-pool blocks (os/seg.h): warm once one came back */
+  size_t len[MPX__SERVE_SEGS];
 } args_in;
 
 static void free_args(void *a) {
   args_in *in = a;
-  for (int k = 0; in && k < in->n; k++) free(in->buf[k]);
+  for (int k = 0; in && k < in->n; k++) mpx__seg_pool_free(in->buf[k], in->len[k]);
   free(in);
 }
 
@@ -74,6 +76,7 @@ static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits
     if (in->n == MPX__SERVE_SEGS || t->arg_shm > lim->max_payload || t->arg.len ||
         mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p, NULL, NULL))
       continue;
+    in->len[in->n] = (size_t)t->arg_shm;
     in->buf[in->n++] = p;
     t->arg.data = p;
     t->arg.len = (size_t)t->arg_shm;
@@ -157,12 +160,21 @@ static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *na
   return MPX_OK;
 }
 
-/* Post the results the pool packed, one message each (with the baton). True if any. */
+/* Post the results the pool packed, one message each (with the baton), each reply's big results
+ * first, as their own messages from the task's buffer (the root keeps them until the reply that
+ * declares them: mpi_impl.h, the stash). True if any. */
 static bool post_replies(server *sv) {
   mpx__mpi_reply *r = mpx__mpi_pool_take(&sv->p);
   bool any = r != NULL;
   while (r) {
     mpx__mpi_reply *next = r->link;
+    for (int k = 0; k < r->nbufs; k++) {
+      uint8_t *take = r->bufs[k];
+      int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_PAYLOAD, take,
+                               r->lens[k], &take);
+      mpx__seg_pool_free(take, r->lens[k]); /* NULL when the queue took it */
+      if (rc) fatal("sending a result", rc);
+    }
     mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
     int rc = post(sv, &out);
     if (rc) fatal("sending results", rc);
@@ -273,7 +285,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
-                            .host = s->host};
+                            .host = s->host, .oob_min = MPX__SEG_MIN};
   sv.own = h.threads == 1;
   sv.p = (mpx__mpi_pool){.threads = sv.own ? 0 : h.threads, .bell = sv.bell, .who = &sv.who,
                          .lim = &sv.lim, .init_name = name, .initargs = initargs,

@@ -8,8 +8,9 @@
  * Recycling (seg.h): a process worker's ring of result segments, and the dispatcher's pool of
  * warm buffers that results are copied into. They are this file's only state: the ring belongs
  * to the worker's serving thread (no lock), the pool to whichever thread releases a future or
- * takes a buffer (pool_mu, never held across anything but the table itself). Both notice a fork
- * (their owner's pid) and start over empty in the child.
+ * takes a buffer (pool_mu, never held across anything but the table itself, and across fork():
+ * a child inherits the pool whole). The ring notices a fork (its owner's pid) and starts over
+ * empty in the child.
  *
  * Otherwise no locks and no global state. */
 #include "os/seg.h"
@@ -213,17 +214,20 @@ static struct pool_buf {
 static size_t pool_idle; /* bytes of the idle buffers */
 #define POOL_MAPPING ((void *)1) /* an entry whose buffer is being mapped (lent) */
 static uint64_t pool_tick;
-static pid_t pool_pid;
 static bool pool_put(const void *data);
 
-/* Under pool_mu: the pool of this process (a forked child does not have the buffers:
- * MADV_DONTFORK). */
-static void pool_here(void) {
-  pid_t me = getpid();
-  if (pool_pid == me) return;
-  memset(pool, 0, sizeof pool);
-  pool_idle = 0;
-  pool_pid = me;
+/* A fork copies the pool's buffers (a child may read the results it inherited) and its table:
+ * pool_mu is held across the fork so that the child's copy is consistent and unlocked. */
+static void pool_prepare(void) { pthread_mutex_lock(&pool_mu); }
+static void pool_resume(void) { pthread_mutex_unlock(&pool_mu); }
+static void pool_atfork(void) { pthread_atfork(pool_prepare, pool_resume, pool_resume); }
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* Under pool_mu: nothing to do but to be registered for forks (pthread_once is called before the
+ * lock is taken: pool_lock). */
+static void pool_lock(void) {
+  pthread_once(&pool_once, pool_atfork);
+  pthread_mutex_lock(&pool_mu);
 }
 
 /* A buffer of cap bytes from the pool: an idle one that fits (not twice over), else a new
@@ -232,8 +236,7 @@ static void pool_here(void) {
 static void *pool_take(size_t len, size_t cap, size_t *got, bool *registered) {
   struct pool_buf old = {0};
   int pick = -1, room = -1;
-  pthread_mutex_lock(&pool_mu);
-  pool_here();
+  pool_lock();
   for (int i = 0; i < MPX__SEG_POOL_N; i++) {
     struct pool_buf *b = &pool[i];
     if (!b->p) {
@@ -262,16 +265,12 @@ static void *pool_take(size_t len, size_t cap, size_t *got, bool *registered) {
   pthread_mutex_unlock(&pool_mu);
   if (old.p) munmap(old.p, old.cap);
   void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p != MAP_FAILED) {
-    madvise(p, cap, MADV_DONTFORK); /* best effort, both: a fork does not copy it; huge pages */
-    madvise(p, cap, MADV_HUGEPAGE); /* take a 512th of the faults on first use */
-  }
+  if (p != MAP_FAILED) madvise(p, cap, MADV_HUGEPAGE); /* best effort: a 512th of the faults */
   int e = errno;
   if (room >= 0) {
-    pthread_mutex_lock(&pool_mu);
+    pool_lock();
     if (pool[room].p == POOL_MAPPING) pool[room] = (struct pool_buf){0};
-    if (p != MAP_FAILED && pool_pid == getpid()) pool[room] = (struct pool_buf){.p = p, .cap = cap,
-                                                                              .lent = true};
+    if (p != MAP_FAILED) pool[room] = (struct pool_buf){.p = p, .cap = cap, .lent = true};
     pthread_mutex_unlock(&pool_mu);
   }
   *got = cap;
@@ -303,7 +302,10 @@ void *mpx__seg_pool_alloc(size_t len) {
 }
 
 void mpx__seg_pool_free(void *p, size_t len) {
-  if (len < MPX__SEG_MIN || !pool_put(p)) free(p);
+  (void)len;
+  /* a pool buffer is page-aligned; a malloc'd block never is when glibc mapped it for itself,
+   * and seldom otherwise: most frees skip the lock */
+  if (p && (((uintptr_t)p & 4095) || !pool_put(p))) free(p);
 }
 
 /* Give a lent pool buffer back (true), unmapping the oldest idle ones over the bound; false when
@@ -312,8 +314,7 @@ static bool pool_put(const void *data) {
   struct pool_buf drop[MPX__SEG_POOL_N];
   int ndrop = 0;
   bool mine = false;
-  pthread_mutex_lock(&pool_mu);
-  pool_here();
+  pool_lock();
   for (int i = 0; i < MPX__SEG_POOL_N && !mine; i++) {
     if (pool[i].p != data || !pool[i].lent) continue;
     mine = true;

@@ -96,8 +96,8 @@ void mpx__seg_ring_free(const mpx__seg *s);
  * Warm anonymous buffers that copied results live in while users read them in place (and the
  * copies of big submitted arguments): taken by mpx__seg_pool_get (_alloc), given back by
  * mpx__seg_unmap (_free) when the future is released (from any thread: a mutex). Idle buffers
- * are bounded by MPX__SEG_POOL_IDLE bytes and MPX__SEG_POOL_N entries; the rest are unmapped. Buffers are MADV_DONTFORK (a forked worker does not inherit them); a
- * forked child finds the pool empty. */
+ * are bounded by MPX__SEG_POOL_IDLE bytes and MPX__SEG_POOL_N entries; the rest are unmapped.
+ * A forked child inherits the buffers and the table (the lock is held across fork()). */
 #define MPX__SEG_POOL_N 64
 #define MPX__SEG_POOL_IDLE ((size_t)512 << 20)
 /* A buffer of at least `len` bytes (len > 0) as kind MPX__SEG_POOLBUF. MPX_ENOMEM. */
