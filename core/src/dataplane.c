@@ -31,6 +31,7 @@
 #include "dataplane.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -196,9 +197,15 @@ const char *mpx__dp_result(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp
     why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
                            : "passed a result that could not be mapped";
   if (!why) return NULL;
+  mpx__peer peer = {.rank = -1};
+  char who[48] = "";
+  if (link->peer && !link->peer(tp, worker, &peer) && peer.rank >= 0)
+    snprintf(who, sizeof who, " (rank %d)", peer.rank);
+  else if (peer.pid > 0)
+    snprintf(who, sizeof who, " (pid %d)", peer.pid);
   mpx__future_fail(f, rc,
-                   mpx__strdupf("task '%s': the result from worker %d was refused: it %s",
-                                f->task->name, worker, why));
+                   mpx__strdupf("task '%s': the result from worker %d%s was refused: it %s",
+                                f->task->name, worker, who, why));
   mpx__future_drop(f);
   return why;
 }
