@@ -181,8 +181,12 @@ int mpx__seg_map_ring(mpx__seg *s, int fd, size_t len, size_t max) {
     rc = MPX_EPROTO; /* it could shrink under our mapping, and make it fault */
   else {
     size_t size = (size_t)st.st_size;
-    unsigned char *p =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    /* not MAP_POPULATE: what lies past the declared bytes may be holes that populating would
+     * fill with pages of ours; only the header and the declared bytes are faulted in, now */
+    unsigned char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+#ifdef MADV_POPULATE_READ
+    if (p != MAP_FAILED) madvise(p, MPX__SEG_HDR + len, MADV_POPULATE_READ); /* best effort */
+#endif
     if (p != MAP_FAILED) {
       *s = (mpx__seg){.fd = -1, .data = p + MPX__SEG_HDR, .len = size - MPX__SEG_HDR,
                       .map_len = size, .kind = MPX__SEG_RINGMAP};

@@ -84,7 +84,8 @@ void mpx__seg_ring_reset(void);
 /* Dispatcher side: check a worker's ring segment fd (taken over: closed) that declares `len`
  * bytes of result: a regular file of at least MPX__SEG_HDR + len and at most MPX__SEG_HDR +
  * 2 * max bytes, sealed against shrink and grow (so the mapping can never fault), and map it
- * whole, shared and writable (the header's word is written back), as kind MPX__SEG_RINGMAP:
+ * whole, shared and writable (the header's word is written back; only the header and the
+ * declared bytes are faulted in, never holes past them), as kind MPX__SEG_RINGMAP:
  * s->data the bytes after the header, s->len what they can hold. MPX_ETOOBIG, MPX_EPROTO,
  * MPX_ESYS/MPX_ENOMEM as mpx__seg_map. */
 int mpx__seg_map_ring(mpx__seg *s, int fd, size_t len, size_t max);
