@@ -12,7 +12,8 @@
  *    MPX_EWORKER_LOST; afterwards no fd, no mapping of a segment, nothing in /dev/shm is left;
  * then the working paths:
  *  - arguments and results of 0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1 bytes, the
- *    same around MPX__SEG_RESULT_MIN, and 256 MiB (x MPX_TEST_SCALE) both ways, checked byte for byte (`dataplane_test mpi` under
+ *    same around MPX__SEG_RESULT_MIN, and 256 MiB (x MPX_TEST_SCALE) both ways, and results grown
+ *    from 300 KiB (a pool block) to each size, checked byte for byte (`dataplane_test mpi` under
  *    mpirun: the same on ranks, where big payloads go as their own messages);
  *  - a result read in place stays valid until the future is released (even past the executor),
  *    and is never memory a worker can reach: it is the dispatcher's copy out of the worker's
@@ -131,6 +132,21 @@ static int make_result(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *
   return 0;
 }
 MPX_TASK(make_result)
+
+/* A result that grows: 300 KiB first (a pool block), then the uint64 size given (a segment on
+ * processes from 1 MiB, a bigger pool block on threads), the pattern kept across the move. */
+static int grow_result(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  uint64_t n;
+  unsigned char *p;
+  if (len != sizeof n) return mpx_task_fail(ctx, MPX_EINVAL, "want a size");
+  memcpy(&n, arg, sizeof n);
+  int rc = mpx_buf_reserve(out, 300u << 10, (void **)&p);
+  for (size_t i = 0; !rc && i < (300u << 10); i++) p[i] = pattern(i, (size_t)n);
+  if (!rc) rc = mpx_buf_reserve(out, (size_t)n, (void **)&p);
+  for (size_t i = 300u << 10; !rc && i < n; i++) p[i] = pattern(i, (size_t)n);
+  return rc;
+}
+MPX_TASK(grow_result)
 
 /* Hostile: write over every payload segment this worker has mapped writable, and every one it
  * can reach through its fds (a dup of a ring segment kept by a task), after its results went. */
@@ -591,12 +607,14 @@ static void test_sizes(void) {
     }
     uint64_t want = len;
     mpx_future *f;
-    CHECK_OK(mpx_submit(ex, "make_result", &want, sizeof want, &f));
-    const void *data;
-    size_t got;
-    CHECK_OK(mpx_future_result(f, 120, &data, &got));
-    CHECK(got == len && (len == 0 || memcmp(data, arg, len) == 0));
-    mpx_future_release(f);
+    for (int g = 0; g < 2; g++) { /* written in place; then grown from 300 KiB to len */
+      CHECK_OK(mpx_submit(ex, g ? "grow_result" : "make_result", &want, sizeof want, &f));
+      const void *data;
+      size_t got;
+      CHECK_OK(mpx_future_result(f, 120, &data, &got));
+      CHECK(got == len && (len == 0 || memcmp(data, arg, len) == 0));
+      mpx_future_release(f);
+    }
     free(arg);
   }
   mpx_executor_destroy(ex);

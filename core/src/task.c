@@ -131,7 +131,7 @@ static int buf_to_seg(mpx_buf *b, size_t len) {
   int rc = mpx__seg_result_create(&s, len);
   if (rc) return rc;
   if (b->len) memcpy(s.data, b->data, b->len < len ? b->len : len);
-  if (b->heap) free(b->data);
+  if (b->heap) mpx__seg_pool_free(b->data, b->cap); /* it may be a pool block */
   b->heap = false;
   b->seg = s;
   b->in_seg = true;
