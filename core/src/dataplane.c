@@ -221,6 +221,6 @@ bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
   else if (seg->map_len) /* a mapped segment, or a pool buffer: mpx__seg_unmap on release */
     mpx__future_finish_mapped(f, seg->data, seg->len);
   else
-    mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */
+    mpx__future_finish_adopt(f, seg->data, seg->len); /* a pool block (MPI: the stash) */
   return true;
 }
