@@ -723,4 +723,5 @@ const mpx__runner_ops mpx__dispatch_runner = {
     .cancel_queued = disp_cancel_queued,
     .stop = disp_stop,
     .destroy = disp_destroy,
+    .terminate = mpx__disp_terminate,
 };

@@ -20,6 +20,7 @@
 #include "future_impl.h"
 #include "link.h"
 #include "progress.h"
+#include "runner.h"
 
 enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
 _Static_assert(MPX__CLAIM_RING >= 2 * WINDOW_MAX, "the claim ring must outlast a window");
@@ -82,6 +83,8 @@ typedef struct disp {
   fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
   bool stopping, closed, exited, joined;
   bool cancel_sent; /* shutdown(cancel_futures): cancel what windows hold unstarted */
+  bool terminating; /* mpx_executor_terminate (under lock; dispatch_stop.c) */
+  bool term_done;   /* dispatcher only: the workers were told / killed */
   bool timed_seen;  /* a task with a time limit was sent: check limits often */
   double swept_at, limits_at;
   wslot *w;
@@ -204,6 +207,11 @@ int mpx__disp_poll_ms(disp *d);
 void mpx__disp_fail_windows(disp *d, int code);
 /* Sweeps, shutdown(cancel_futures) on the windows, and taking back for idle workers. */
 void mpx__disp_housekeeping(disp *d);
+/* dispatch_stop.c: the runner's terminate op; on the dispatcher thread, act on it (kill the
+ * workers, or ask ranks to stop), and decide a future of a worker lost after it. */
+void mpx__disp_terminate(mpx__runner *self);
+void mpx__disp_terminate_now(disp *d);
+void mpx__disp_lose_terminated(disp *d, int i, mpx_future *f);
 /* Worker i's Control RETURNED (Batch b): accept the tasks it gave back, or violate. */
 void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b);
 

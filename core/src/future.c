@@ -571,6 +571,12 @@ int mpx_future_cancel(mpx_future *f) {
   for (;;) {
     uint32_t s = mpx__future_state(f);
     if (s == MPX_CANCELLED) return MPX_OK;
+    if (s == MPX_RUNNING) {
+      /* too late to cancel (as Python), but the task is asked to stop (mpx_task_should_stop).
+       * relaxed: a flag the task polls; nothing is published with it */
+      atomic_fetch_or_explicit(&f->state, MPX__F_STOP, memory_order_relaxed);
+      return MPX_ESTATE;
+    }
     if (s == MPX_PENDING) {
       if (transition(f, MPX_PENDING, MPX_CANCELLED)) return MPX_OK; /* never SENT: see above */
       continue;
@@ -586,6 +592,13 @@ int mpx_future_cancel(mpx_future *f) {
       return MPX_OK;
     }
     if (mpx__future_state(f) != MPX__SENT || claim_word(f) != w) continue; /* it moved */
+    if (v == MPX__CLAIM_STARTED) {
+      /* running in a worker process: ask it to stop through its page (progress.h), found from
+       * the claim word's address. The worker clears `stop` before it claims each task, and we saw
+       * this task's claim, so the request can only reach this task. relaxed: a polled flag */
+      atomic_store_explicit(&mpx__progress_of(w)->stop, id, memory_order_relaxed);
+      return MPX_ESTATE;
+    }
     if (v != MPX__CLAIM_TAKEN) return MPX_ESTATE;
     if (!give_up) give_up = mpx__now() + 0.05;
     if (mpx__now() > give_up) return MPX_ESTATE; /* a worker wrote TAKEN there itself */

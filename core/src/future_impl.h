@@ -41,6 +41,9 @@ enum {
   MPX__F_RES_MAPPED = 1u << 21, /* res is a read-only mapping of a worker's result segment (the
                                    data plane): unmapped when the future is freed. Set just
                                    before completion, by the one thread completing it */
+  MPX__F_STOP = 1u << 22,       /* the task was asked to stop while it ran (mpx_future_cancel of
+                                   a RUNNING future; mpx_task_should_stop reads it). Set by any
+                                   thread with fetch_or; transitions keep it */
 };
 
 #define MPX__RES_SMALL 8
@@ -173,6 +176,12 @@ static inline bool mpx__state_done(uint32_t s) {
  * transport's threads when they start, so that the executor can tell a call made on one of its own
  * threads (from a done-callback or a task), which must not wait for that very thread. */
 extern _Thread_local const void *mpx__tl_transport;
+/* The stop word of the runner whose worker this thread is (thread.c sets it when the worker
+ * starts; NULL elsewhere): MPX__STOP_ASK once the executor shuts down with cancel_futures (tasks
+ * are asked to stop), MPX__STOP_TERMINATE once it is terminated (tasks are asked to stop and a
+ * future whose task returns from then on fails with MPX_ETERMINATED). mpx__future_run reads it. */
+enum { MPX__STOP_ASK = 1, MPX__STOP_TERMINATE = 2 };
+extern _Thread_local const _Atomic uint32_t *mpx__tl_runner_stop;
 /* How many done-callbacks this thread is running now (they may nest). */
 extern _Thread_local int mpx__tl_callbacks;
 

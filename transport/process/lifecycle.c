@@ -327,14 +327,20 @@ int mpx__pt_make_hello(proc_tp *tp) {
  * and stays mapped until destroy, so a future's claim pointer never dangles while the link
  * lives. */
 int mpx__pt_make_pages(proc_tp *tp) {
-  long pg = sysconf(_SC_PAGESIZE);
-  size_t unit = pg > 0 ? (size_t)pg : 4096;
-  tp->page_sz = (sizeof(mpx__progress) + unit - 1) / unit * unit;
-  void *p = mmap(NULL, (size_t)tp->n * tp->page_sz, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  /* Each page at a multiple of MPX__PROGRESS_ALIGN (progress.h: a claim word finds its page):
+   * reserve one alignment more and trim the ends. */
+  tp->page_sz = MPX__PROGRESS_ALIGN;
+  size_t len = (size_t)tp->n * tp->page_sz;
+  uint8_t *p = mmap(NULL, len + MPX__PROGRESS_ALIGN, PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return MPX_ENOMEM;
-  (void)madvise(p, (size_t)tp->n * tp->page_sz, MADV_DONTFORK);
-  tp->pages = p;
+  uint8_t *a = (uint8_t *)(((uintptr_t)p + MPX__PROGRESS_ALIGN - 1) &
+                           ~(uintptr_t)(MPX__PROGRESS_ALIGN - 1));
+  if (a > p) munmap(p, (size_t)(a - p));
+  if (a + len < p + len + MPX__PROGRESS_ALIGN)
+    munmap(a + len, (size_t)(p + len + MPX__PROGRESS_ALIGN - (a + len)));
+  (void)madvise(a, len, MADV_DONTFORK);
+  tp->pages = a;
   return MPX_OK;
 }
 
