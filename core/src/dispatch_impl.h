@@ -85,6 +85,7 @@ typedef struct disp {
   bool cancel_sent; /* shutdown(cancel_futures): cancel what windows hold unstarted */
   bool terminating; /* mpx_executor_terminate (under lock; dispatch_stop.c) */
   bool term_done;   /* dispatcher only: the workers were told / killed */
+  uint64_t stops_seen; /* dispatcher only: mpx__stop_asked when the windows were last looked at */
   bool timed_seen;  /* a task with a time limit was sent: check limits often */
   double swept_at, limits_at;
   wslot *w;
@@ -212,6 +213,10 @@ void mpx__disp_housekeeping(disp *d);
 void mpx__disp_terminate(mpx__runner *self);
 void mpx__disp_terminate_now(disp *d);
 void mpx__disp_lose_terminated(disp *d, int i, mpx_future *f);
+/* Links with a halt op: forward the stop requests of running futures (MPX__F_STOP) to their
+ * workers, each once; and ask every worker to stop all its tasks (shutdown with cancel). */
+void mpx__disp_forward_stops(disp *d);
+void mpx__disp_halt_all(disp *d);
 /* Worker i's Control RETURNED (Batch b): accept the tasks it gave back, or violate. */
 void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b);
 

@@ -217,7 +217,9 @@ void mpx__disp_housekeeping(disp *d) {
   bool cancel = d->cancel_sent, term = d->terminating;
   pthread_mutex_unlock(&d->lock);
   if (term && !d->term_done) mpx__disp_terminate_now(d); /* dispatch_stop.c */
+  if (d->inner->halt) mpx__disp_forward_stops(d);
   if (cancel) {
+    mpx__disp_halt_all(d); /* workers without pages: asked through the link */
     for (int i = 0; i < d->n; i++)
       if (d->w[i].page) {
         take_window(d, i, true, NULL);

@@ -52,8 +52,33 @@ void mpx__disp_lose_terminated(disp *d, int i, mpx_future *f) {
   }
 }
 
+void mpx__disp_forward_stops(disp *d) {
+  /* relaxed: a hint to look; the flags themselves are read below */
+  uint64_t asked = atomic_load_explicit(&mpx__stop_asked, memory_order_relaxed);
+  if (asked == d->stops_seen) return;
+  d->stops_seen = asked;
+  for (int i = 0; i < d->n; i++) {
+    wslot *w = &d->w[i];
+    if (w->page || w->dead) continue;
+    uint64_t seq = w->seq_done;
+    for (mpx_future *f = w->inflight.head; f; f = f->next, seq++) {
+      uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+      if (!(s & MPX__F_STOP) || (s & MPX__F_STOP_SENT)) continue;
+      atomic_fetch_or_explicit(&f->state, MPX__F_STOP_SENT, memory_order_relaxed);
+      d->inner->halt(d->tp, i, call_id(w, f, seq));
+    }
+  }
+}
+
+void mpx__disp_halt_all(disp *d) {
+  if (!d->inner->halt) return;
+  for (int i = 0; i < d->n; i++)
+    if (!d->w[i].page && !d->w[i].dead) d->inner->halt(d->tp, i, MPX__HALT_ALL);
+}
+
 void mpx__disp_terminate_now(disp *d) {
   d->term_done = true;
+  mpx__disp_halt_all(d); /* ranks: their running tasks see should_stop */
   bool kill = (d->cfg->caps & MPX__CAP_KILL_ONE) != 0;
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];

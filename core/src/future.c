@@ -563,6 +563,8 @@ int mpx_future_cancelled(const mpx_future *f) {
  * word, TAKEN, and is about to make it PENDING) the word reads TAKEN: look again. A word that
  * reads anything else while the future is still SENT there belongs to the worker (STARTED, or
  * a value its own task wrote): the task counts as running. */
+_Atomic uint64_t mpx__stop_asked;
+
 int mpx_future_cancel(mpx_future *f) {
   int rc = mpx__future_check(f);
   if (rc) return rc;
@@ -575,6 +577,7 @@ int mpx_future_cancel(mpx_future *f) {
       /* too late to cancel (as Python), but the task is asked to stop (mpx_task_should_stop).
        * relaxed: a flag the task polls; nothing is published with it */
       atomic_fetch_or_explicit(&f->state, MPX__F_STOP, memory_order_relaxed);
+      atomic_fetch_add_explicit(&mpx__stop_asked, 1, memory_order_relaxed);
       return MPX_ESTATE;
     }
     if (s == MPX_PENDING) {

@@ -44,7 +44,13 @@ enum {
   MPX__F_STOP = 1u << 22,       /* the task was asked to stop while it ran (mpx_future_cancel of
                                    a RUNNING future; mpx_task_should_stop reads it). Set by any
                                    thread with fetch_or; transitions keep it */
+  MPX__F_STOP_SENT = 1u << 23,  /* the dispatcher forwarded MPX__F_STOP to the future's worker
+                                   (links without pages: dispatch_stop.c) */
 };
+
+/* Bumped by every MPX__F_STOP a cancel sets: a dispatcher whose link forwards stop requests
+ * looks through its windows only when it moved. */
+extern _Atomic uint64_t mpx__stop_asked;
 
 #define MPX__RES_SMALL 8
 

@@ -339,6 +339,8 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
                                                    memory_order_relaxed))
         continue; /* taken back by the rank's server, which reported it to the dispatcher */
     }
+    if (!pg && who->halt) /* MPI: the rank's stop requests name tasks by call id */
+      mpx__tl_stop = (mpx__stop_src){.halt = who->halt, .id = t->call_id};
     ptrs[m++] = &s->r;
     const mpx_task *task;
     if (mpx_task_find_id(t->task_id, &task)) {

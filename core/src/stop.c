@@ -4,10 +4,11 @@
  * this thread's mpx__tl_stop (task_impl.h): the thread transport points it at the future's state
  * word (MPX__F_STOP, which mpx_future_cancel sets on a running future) and at its own stop word
  * (shutdown with cancel_futures, terminate); a process worker at its progress page's `stop` and
- * `stop_all` words (progress.h), which the parent writes; an MPI rank gives a poll function that
- * looks for a stop message from rank 0. Reading needs no lock: each source is a word another
+ * `stop_all` words (progress.h), which the parent writes; an MPI rank at the halt record its
+ * serving thread fills from rank 0's TAG_HALT messages (codec.h's mpx__halt). Reading needs no lock: each source is a word another
  * thread or process sets once (relaxed loads: a request is a hint the task polls; nothing else
  * is published with it). */
+#include "codec.h"
 #include "task_impl.h"
 
 _Thread_local mpx__stop_src mpx__tl_stop;
@@ -19,6 +20,10 @@ int mpx_task_should_stop(const mpx_task_ctx *ctx) {
   if (s->all && atomic_load_explicit(s->all, memory_order_relaxed)) return 1;
   if (s->word_all && atomic_load_explicit(s->word_all, memory_order_relaxed)) return 1;
   if (s->word && s->id && atomic_load_explicit(s->word, memory_order_relaxed) == s->id) return 1;
-  if (s->poll && s->poll()) return 1;
+  if (s->halt) {
+    if (atomic_load_explicit(&s->halt->all, memory_order_relaxed)) return 1;
+    for (int i = 0; i < MPX__HALT_RING; i++)
+      if (atomic_load_explicit(&s->halt->id[i], memory_order_relaxed) == s->id) return 1;
+  }
   return 0;
 }

@@ -41,7 +41,8 @@ typedef struct mpx__stop_src {
   const _Atomic uint64_t *word;  /* processes: the page's `stop`; stop when it equals id */
   const _Atomic uint64_t *word_all; /* processes: the page's `stop_all` (non-zero: stop) */
   uint64_t id;
-  bool (*poll)(void); /* MPI ranks: ask the rank's transport (a message from rank 0) */
+  const struct mpx__halt *halt; /* MPI: the worker's stop requests (codec.h); stop when `all`
+                                   is set or id is in its ring */
 } mpx__stop_src;
 extern _Thread_local mpx__stop_src mpx__tl_stop;
 
