@@ -7,11 +7,16 @@
  * Then a Lock, a Value, a Queue, a list, a dict and a Condition over the Lock, all made after
  * mpx_init, are used by 100 tasks: the counter the Lock guards (a read-modify-write), the queue's
  * items, the list's length and the dict's entries must be exact. On MPI, where ranks share no
- * memory, every such task fails at once with a message saying so. No timing is asserted. */
+ * memory, every such task fails at once with a message saying so. Last, on processes, a task
+ * speaks the broker protocol itself (core/src/os/share.c): requests for addresses that are not the
+ * start of a live object are refused without an fd, and garbage gets its socket closed. No timing
+ * is asserted. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <mpx/mpx.h>
@@ -87,6 +92,81 @@ static int grab_in_task(mpx_executor *ex, mpx_lock *l, char *msg, size_t cap) {
   snprintf(msg, cap, "%s", m ? m : "");
   CHECK_OK(mpx_future_release(f));
   return code;
+}
+
+/* A hostile task: finds its broker socket (its only SOCK_SEQPACKET socket), asks for addresses
+ * that are no object's start, then sends garbage. Result: {fds received, refusals, EOF seen}. */
+static int forge(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  uintptr_t obj;
+  if (len != sizeof obj) return mpx_task_fail(ctx, MPX_EINVAL, "want an address");
+  memcpy(&obj, arg, sizeof obj);
+  int b = -1;
+  for (int fd = 3; fd < 1024 && b < 0; fd++) {
+    int type = 0;
+    socklen_t l = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 && type == SOCK_SEQPACKET) b = fd;
+  }
+  if (b < 0) return mpx_task_fail(ctx, MPX_ENOTFOUND, "no broker socket");
+  struct {
+    uint32_t magic, pad;
+    uint64_t addr;
+  } q = {0x6d707846u, 0, 0};
+  uint64_t asks[3] = {obj + 8, obj + 4096 * 5, (uint64_t)(uintptr_t)&q};
+  long got[3] = {0, 0, 0}; /* fds, refusals, eof */
+  for (int k = 0; k < 3; k++) {
+    q.addr = asks[k];
+    if (send(b, &q, sizeof q, 0) != (ssize_t)sizeof q) return mpx_task_fail(ctx, MPX_ESYS, "send");
+    struct {
+      int32_t status;
+      uint32_t pad;
+      uint64_t addr, size;
+    } r;
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec v = {.iov_base = &r, .iov_len = sizeof r};
+    struct msghdr h = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = cbuf,
+                       .msg_controllen = sizeof cbuf};
+    if (recvmsg(b, &h, 0) != (ssize_t)sizeof r) return mpx_task_fail(ctx, MPX_ESYS, "recv");
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
+      if (c->cmsg_type == SCM_RIGHTS) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        close(fd);
+        got[0]++;
+      }
+    got[1] += r.status != 0;
+  }
+  if (send(b, "xyz", 3, 0) != 3) return mpx_task_fail(ctx, MPX_ESYS, "send garbage");
+  struct pollfd p = {.fd = b, .events = POLLIN};
+  char c;
+  if (poll(&p, 1, 30000) == 1 && recv(b, &c, 1, 0) == 0) got[2] = 1; /* the parent hung up */
+  return mpx_buf_set(out, got, sizeof got);
+}
+MPX_TASK(forge)
+
+static void test_forged(void) {
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                    .workers = 1}));
+  mpx_value *v;
+  CHECK_OK(mpx_value_create(&v, sizeof(long), NULL, false));
+  mpx_future *f;
+  uintptr_t a = (uintptr_t)v;
+  CHECK_OK(mpx_submit(ex, "forge", &a, sizeof a, &f));
+  long got[3];
+  CHECK_OK(mpx_future_result_copy(f, got, sizeof got, MPX_FOREVER));
+  CHECK(got[0] == 0 && got[1] == 3 && got[2] == 1);
+  CHECK_OK(mpx_future_release(f));
+  /* that worker lost its broker; a use of a new object there fails, saying so */
+  char msg[512];
+  mpx_lock *l;
+  CHECK_OK(mpx_lock_create(&l));
+  CHECK_RC(grab_in_task(ex, l, msg, sizeof msg), MPX_EINVAL);
+  if (!strstr(msg, "could not ask the parent") && !strstr(msg, "did not answer"))
+    fprintf(stderr, "message: %s\n", msg);
+  CHECK(strstr(msg, "could not ask the parent") || strstr(msg, "did not answer"));
+  CHECK_OK(mpx_executor_destroy(ex));
+  CHECK_OK(mpx_lock_destroy(l));
+  CHECK_OK(mpx_value_destroy(v));
 }
 
 static void test_refused(mpx_executor *ex, bool mpi) {
@@ -191,6 +271,7 @@ int main(int argc, char **argv) {
   test_pool(ex, mpi);
   test_pool(ex, mpi); /* again: objects at new addresses, workers that already fetched others */
   CHECK_OK(mpx_executor_destroy(ex));
+  if (backend == MPX_BACKEND_PROCESSES) test_forged();
   CHECK_OK(mpx_finalize());
   fprintf(stderr, "share_test %s: all passed\n", b);
   return 0;
