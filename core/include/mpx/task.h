@@ -66,8 +66,9 @@ MPX_API int mpx_task_find_id(uint32_t id, const mpx_task **out);
  * On process and MPI workers a task may fail only with a task-failure code: MPX_ETASK, EINVAL,
  * ENOMEM, ENOTASK, ETIMEDOUT, ETOOBIG, EPROTO, ESIZE, ESYS, EMPI, EPERM, ESTATE, ENOTFOUND, EEXIST,
  * EEOF, ECLOSED, EFULL, EEMPTY, EBROKEN, EOWNERDEAD, ETOPO. Any other code (MPX_ECANCELLED,
- * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK, MPX_ENOTBUILT: the
- * executor's own verdicts) is reported as MPX_ETASK, with the task's message. */
+ * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK, MPX_ENOTBUILT,
+ * MPX_ETERMINATED: the executor's own verdicts) is reported as MPX_ETASK, with the task's
+ * message. */
 MPX_API int mpx_task_fail(mpx_task_ctx *ctx, int code, const char *fmt, ...)
             __attribute__((format(printf, 3, 4)));
 
