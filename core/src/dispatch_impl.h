@@ -86,6 +86,8 @@ typedef struct disp {
   bool terminating; /* mpx_executor_terminate (under lock; dispatch_stop.c) */
   bool term_done;   /* dispatcher only: the workers were told / killed */
   uint64_t stops_seen; /* dispatcher only: mpx__stop_asked when the windows were last looked at */
+  mpx__stop_watch watch; /* links with a halt op: woken by a cancel of a running task */
+  bool watching;
   bool timed_seen;  /* a task with a time limit was sent: check limits often */
   double swept_at, limits_at;
   wslot *w;
@@ -217,6 +219,9 @@ void mpx__disp_lose_terminated(disp *d, int i, mpx_future *f);
  * workers, each once; and ask every worker to stop all its tasks (shutdown with cancel). */
 void mpx__disp_forward_stops(disp *d);
 void mpx__disp_halt_all(disp *d);
+/* Links with a halt op: be woken by cancels of running tasks (on: after start; off: before the
+ * dispatcher is freed). */
+void mpx__disp_watch_stops(disp *d, bool on);
 /* Worker i's Control RETURNED (Batch b): accept the tasks it gave back, or violate. */
 void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b);
 

@@ -97,3 +97,19 @@ void mpx__disp_terminate_now(disp *d) {
     while ((f = fifo_pop(&w->inflight))) fail_terminated(f, who);
   }
 }
+
+static void wake_dispatcher(void *arg) {
+  disp *d = arg;
+  d->inner->wake(d->tp);
+}
+
+void mpx__disp_watch_stops(disp *d, bool on) {
+  if (on && d->inner->halt && !d->watching) {
+    d->watch = (mpx__stop_watch){.wake = wake_dispatcher, .arg = d};
+    mpx__stop_watch_add(&d->watch);
+    d->watching = true;
+  } else if (!on && d->watching) {
+    mpx__stop_watch_remove(&d->watch);
+    d->watching = false;
+  }
+}

@@ -579,6 +579,7 @@ int mpx_future_cancel(mpx_future *f) {
        * relaxed: a flag the task polls; nothing is published with it */
       atomic_fetch_or_explicit(&f->state, MPX__F_STOP, memory_order_relaxed);
       atomic_fetch_add_explicit(&mpx__stop_asked, 1, memory_order_relaxed);
+      mpx__stop_watch_ring(); /* MPI dispatchers forward it now (stop.c) */
       return MPX_ESTATE;
     }
     if (s == MPX_PENDING) {

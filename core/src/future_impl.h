@@ -51,6 +51,17 @@ enum {
 /* Bumped by every MPX__F_STOP a cancel sets: a dispatcher whose link forwards stop requests
  * looks through its windows only when it moved. */
 extern _Atomic uint64_t mpx__stop_asked;
+/* Who to wake when a cancel asks a running task to stop (stop.c): the dispatchers whose link
+ * forwards the request by message (MPI), so that it leaves at once rather than at their next
+ * housekeeping. add/remove/ring from any thread; `wake` must not block (it runs under a lock). */
+typedef struct mpx__stop_watch {
+  struct mpx__stop_watch *next;
+  void (*wake)(void *arg);
+  void *arg;
+} mpx__stop_watch;
+void mpx__stop_watch_add(mpx__stop_watch *w);
+void mpx__stop_watch_remove(mpx__stop_watch *w);
+void mpx__stop_watch_ring(void);
 
 #define MPX__RES_SMALL 8
 

@@ -7,8 +7,16 @@
  * `stop_all` words (progress.h), which the parent writes; an MPI rank at the halt record its
  * serving thread fills from rank 0's TAG_HALT messages (codec.h's mpx__halt). Reading needs no lock: each source is a word another
  * thread or process sets once (relaxed loads: a request is a hint the task polls; nothing else
- * is published with it). */
+ * is published with it).
+ *
+ * The watch list: dispatchers whose link forwards stop requests by message (MPI) register here,
+ * and a cancel that asks a running task to stop wakes them all (rare: only such cancels ring).
+ * Guarded by watch_lock; a dispatcher removes itself before it is freed, so a ring never wakes
+ * a freed one. */
+#include <pthread.h>
+
 #include "codec.h"
+#include "future_impl.h"
 #include "task_impl.h"
 
 _Thread_local mpx__stop_src mpx__tl_stop;
@@ -26,4 +34,30 @@ int mpx_task_should_stop(const mpx_task_ctx *ctx) {
       if (atomic_load_explicit(&s->halt->id[i], memory_order_relaxed) == s->id) return 1;
   }
   return 0;
+}
+
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static mpx__stop_watch *watches;
+
+void mpx__stop_watch_add(mpx__stop_watch *w) {
+  pthread_mutex_lock(&watch_lock);
+  w->next = watches;
+  watches = w;
+  pthread_mutex_unlock(&watch_lock);
+}
+
+void mpx__stop_watch_remove(mpx__stop_watch *w) {
+  pthread_mutex_lock(&watch_lock);
+  for (mpx__stop_watch **p = &watches; *p; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      break;
+    }
+  pthread_mutex_unlock(&watch_lock);
+}
+
+void mpx__stop_watch_ring(void) {
+  pthread_mutex_lock(&watch_lock);
+  for (mpx__stop_watch *w = watches; w; w = w->next) w->wake(w->arg);
+  pthread_mutex_unlock(&watch_lock);
 }
