@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <mpx/mpx.h>
@@ -169,6 +171,30 @@ static void test_forged(void) {
   CHECK_OK(mpx_value_destroy(v));
 }
 
+/* Out of file descriptors (each object made after mpx_init holds one): objects are still made
+ * and work in this process (they just cannot reach pool workers forked earlier). */
+static void test_out_of_fds(void) {
+  struct rlimit old, low;
+  CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+  int top = 0;
+  for (int fd = 0; fd < 4096; fd++) /* the highest open fd */
+    if (fcntl(fd, F_GETFD) != -1) top = fd;
+  low = old;
+  low.rlim_cur = (rlim_t)top + 4;
+  CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  int held[4096], nheld = 0; /* fill every free descriptor below the limit */
+  for (int fd; nheld < 4096 && (fd = dup(2)) >= 0;) held[nheld++] = fd;
+  mpx_lock *ls[16];
+  for (int i = 0; i < 16; i++) CHECK_OK(mpx_lock_create(&ls[i]));
+  for (int i = 0; i < nheld; i++) close(held[i]);
+  CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+  for (int i = 0; i < 16; i++) {
+    CHECK_OK(mpx_lock_acquire(ls[i], true, 0));
+    CHECK_OK(mpx_lock_release(ls[i]));
+    CHECK_OK(mpx_lock_destroy(ls[i]));
+  }
+}
+
 static void test_refused(mpx_executor *ex, bool mpi) {
   char msg[512];
   /* not an object at all: refused without being read */
@@ -272,6 +298,7 @@ int main(int argc, char **argv) {
   test_pool(ex, mpi); /* again: objects at new addresses, workers that already fetched others */
   CHECK_OK(mpx_executor_destroy(ex));
   if (backend == MPX_BACKEND_PROCESSES) test_forged();
+  if (backend == MPX_BACKEND_THREADS) test_out_of_fds();
   CHECK_OK(mpx_finalize());
   fprintf(stderr, "share_test %s: all passed\n", b);
   return 0;

@@ -19,6 +19,7 @@
 
 #include "errmsg.h"
 #include "mpx/error.h"
+#include "os/log.h"
 
 #define EMPTY ((uintptr_t)0)
 #define TOMB ((uintptr_t)1)
@@ -183,6 +184,15 @@ void *mpx__share_alloc(size_t size) {
   int fd = -1;
   if (S.base && S.owner == getpid() && size <= S.end - S.next) {
     fd = memfd_create("mpx-shared", MFD_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      /* Out of file descriptors: the object still works for threads and children forked from
+       * now on, but pool workers cannot fetch it (they are told it is not a live object). */
+      static _Atomic bool warned;
+      if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+        mpx__log(MPX_LOG_WARN, "out of file descriptors: shared objects made from now on cannot "
+                 "reach process-pool workers forked earlier (each holds one fd; raise ulimit -n)");
+      goto anonymous;
+    }
     if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
       p = mmap((void *)S.next, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
@@ -194,6 +204,7 @@ void *mpx__share_alloc(size_t size) {
     }
     S.next += size; /* never reused: a worker may still map the old object there */
   } else {
+  anonymous:
     /* Before mpx_init, in a worker or a child, or the arena is used up: reaches only threads and
      * processes forked from here afterwards. */
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
