@@ -15,7 +15,10 @@
  * worker forked before such an object existed has that range reserved but unmapped: the first
  * time a task uses the handle (the same pointer value the parent holds, passed as an argument),
  * mpx__shm_check asks the parent over the worker's broker socket, gets the object's memfd over
- * SCM_RIGHTS and maps it at the same address, so the pointer works unchanged.
+ * SCM_RIGHTS and maps it at the same address, so the pointer works unchanged. Each such object
+ * keeps its memfd open in the owner; out of file descriptors, an object is made as before
+ * mpx_init (anonymous, outside the arena: threads and later children only), with a warning
+ * logged once.
  *
  * Trust. The parent answers a worker's request (mpx__share_serve) only for an address that is
  * exactly the start of a live object the owner made in the arena; the size and the fd are the
