@@ -109,9 +109,9 @@ int main(int argc, char **argv) {
 
   /* Size the job: time a small piece, scale it to `seconds` on one core. */
   double t0 = demo_now();
-  volatile unsigned long sink = work((span){0, 1UL << 20});
+  volatile unsigned long sink = work((span){0, 1UL << 22});
   (void)sink;
-  double per = (demo_now() - t0) / (double)(1UL << 20);
+  double per = (demo_now() - t0) / (double)(1UL << 22);
   unsigned long total = (unsigned long)(seconds / (per > 0 ? per : 1e-9));
   unsigned long serial_end = (unsigned long)((double)total * s);
 

@@ -186,8 +186,8 @@ int main(int argc, char **argv) {
   if (quick && !n_set) n = 6;
   if (quick && !size_set) pic_size = 256L << 10;
   if (quick && !wait_set) wait_s = 0.03;
-  if ((double)n * (double)pic_size > (double)(1L << 30)) {
-    fprintf(stderr, "demo_pipeline: %ld pictures of %ld bytes is over 1 GiB\n%s", n, pic_size, usage);
+  if ((double)n * (double)pic_size > (double)(256L << 20)) {
+    fprintf(stderr, "demo_pipeline: %ld pictures of %ld bytes is over 256 MiB\n%s", n, pic_size, usage);
     return DEMO_USAGE;
   }
   bool mpi_job = demo_mpi_job();
