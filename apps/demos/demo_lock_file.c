@@ -113,7 +113,10 @@ int main(int argc, char **argv) {
   if (quick && !tasks_set) tasks = 4;
   if (quick && !lines_set) lines = 50;
   bool mpi_job = demo_mpi_job();
-  /* Before mpx_init: the Lock and the file every worker will use. */
+  /* Before mpx_init on a plain run: the Lock and the file every worker will use. Under mpirun
+   * after it, on rank 0 only (its threads are the only workers that can share a Lock). */
+  int init = mpi_job ? demo_init(&argc, &argv) : 0;
+  if (init) return init > 0 ? 0 : 1;
   const char *tmp = getenv("TMPDIR");
   snprintf(path, sizeof path, "%s/mpx_lock_file.XXXXXX", tmp && *tmp && strlen(tmp) < 200 ? tmp : "/tmp");
   int fd = mkstemp(path);
@@ -123,7 +126,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   close(fd);
-  int init = demo_init(&argc, &argv);
+  init = mpi_job ? 0 : demo_init(&argc, &argv);
   if (init) return init > 0 ? 0 : 1;
 
   printf("%ld tasks x %ld lines appended to %s, each line in 3 write() calls\n", tasks, lines, path);

@@ -66,8 +66,8 @@ int main(int argc, char **argv) {
       fputs(usage, stdout);
       return 0;
     } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--tasks")) bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 1000, &tasks);
-    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 1000, &workers);
+    else if (!strcmp(a, "--tasks")) bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &tasks);
+    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &workers);
     else if (!strcmp(a, "--seconds")) {
       bad = demo_double_opt("demo_sleep", argc, argv, &i, 0, 60, &nap_seconds);
       seconds_set = true;

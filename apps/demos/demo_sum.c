@@ -118,9 +118,9 @@ int main(int argc, char **argv) {
   if (quick && !n_set) n = 1L << 20;
   bool mpi_job = demo_mpi_job();
   /* The numbers: in a shared Array on a plain run (made before mpx_init: the fork rule), in
-   * plain memory under mpirun (ranks share no memory: every chunk is sent). */
+   * plain memory of rank 0 under mpirun (ranks share no memory: every chunk is sent). */
   mpx_array *arr = NULL;
-  int *ones;
+  int *ones = NULL;
   if (!mpi_job) {
     int rc = mpx_array_create(&arr, sizeof(int), (size_t)n, NULL, false);
     if (rc) {
@@ -129,10 +129,11 @@ int main(int argc, char **argv) {
     }
     mpx_array_ptr(arr, (void **)&ones);
     shared_ones = ones;
-  } else if (!(ones = malloc((size_t)n * sizeof *ones))) return 1;
-  for (long i = 0; i < n; i++) ones[i] = 1;
+  }
   int init = demo_init(&argc, &argv);
   if (init) return init > 0 ? 0 : 1;
+  if (!ones && !(ones = malloc((size_t)n * sizeof *ones))) return 1;
+  for (long i = 0; i < n; i++) ones[i] = 1; /* the Array's bytes are shared: workers see them */
 
   printf("the sum of %ld ones in %ld chunks of %.1f MB; ms, best and worst of %ld runs\n", n,
          chunks, (double)n / (double)chunks * sizeof(int) / 1e6, repeat);
