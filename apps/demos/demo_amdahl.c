@@ -9,8 +9,9 @@
  * that the job takes about --seconds on one core; the parallel part is cut into 4 spans per
  * worker and sent through mpx_map. The pool is started before the clock runs (its start is not
  * part of the job). The check: every run's sum equals the serial run's.
- *   demo_amdahl [--serial-fraction S] [--seconds T] [--max-workers W] [--backend threads|processes] [--quick]
- *   mpirun -np 3 demo_amdahl                          the ranks' row */
+ *   demo_amdahl [--serial-fraction S] [--seconds T] [--max-workers W]
+ *               [--backend threads|processes] [--quick]
+ *   mpirun -np 3 demo_amdahl                        the ranks' row */
 #include <unistd.h>
 
 #include "demo_common.h"
@@ -52,15 +53,16 @@ MPX_TASK(work_task)
 
 /* The job on `ex`: the serial part here, the parallel part in 4 spans per worker. The sum, and
  * *ok false on a failure. */
-static unsigned long job(mpx_executor *ex, unsigned long total, unsigned long serial_end, int workers,
-                         bool *ok) {
+static unsigned long job(mpx_executor *ex, unsigned long total, unsigned long serial_end,
+                         int workers, bool *ok) {
   unsigned long sum = work((span){0, serial_end});
   size_t k = 4 * (size_t)workers;
   span *spans = malloc(k * sizeof *spans);
   unsigned long *sums = malloc(k * sizeof *sums);
   if (!spans || !sums) *ok = false;
   for (size_t i = 0; *ok && i < k; i++)
-    spans[i] = (span){serial_end + (total - serial_end) * i / k, serial_end + (total - serial_end) * (i + 1) / k};
+    spans[i] = (span){serial_end + (total - serial_end) * i / k,
+                      serial_end + (total - serial_end) * (i + 1) / k};
   mpx_map_status st = {0};
   int rc = *ok ? mpx_map(ex, "work_task", spans, sizeof *spans, k, sums, sizeof *sums,
                          &(mpx_map_opts){.chunksize = 1, .status = &st})
@@ -77,9 +79,8 @@ static unsigned long job(mpx_executor *ex, unsigned long total, unsigned long se
 
 int main(int argc, char **argv) {
   demo_line_buffered();
-  double s = 0.2, seconds = 1.0;
+  double s = 0.2, seconds = demo_quick(argc, argv) ? 0.2 : 1.0;
   long max_workers = 0;
-  bool quick = false, seconds_set = false;
   mpx_backend backend = MPX_BACKEND_THREADS;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -87,20 +88,26 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
-    } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--serial-fraction")) bad = demo_double_opt("demo_amdahl", argc, argv, &i, 0, 1, &s);
-    else if (!strcmp(a, "--seconds")) bad = demo_double_opt("demo_amdahl", argc, argv, &i, 0.01, 60, &seconds), seconds_set = true;
-    else if (!strcmp(a, "--max-workers")) bad = demo_long_opt("demo_amdahl", argc, argv, &i, 1, 256, &max_workers);
+    } else if (!strcmp(a, "--quick")) { /* read above */
+    } else if (!strcmp(a, "--serial-fraction"))
+      bad = demo_double_opt("demo_amdahl", argc, argv, &i, 0, 1, &s);
+    else if (!strcmp(a, "--seconds"))
+      bad = demo_double_opt("demo_amdahl", argc, argv, &i, 0.01, 60, &seconds);
+    else if (!strcmp(a, "--max-workers"))
+      bad = demo_long_opt("demo_amdahl", argc, argv, &i, 1, 256, &max_workers);
     else if (!strcmp(a, "--backend")) {
       const char *b = demo_value("demo_amdahl", argc, argv, &i);
       if (!b) return DEMO_USAGE;
-      if (!strcmp(b, "threads")) backend = MPX_BACKEND_THREADS;
-      else if (!strcmp(b, "processes")) backend = MPX_BACKEND_PROCESSES;
-      else return demo_bad_usage("demo_amdahl", usage, "--backend wants threads or processes, not", b);
-    } else return demo_bad_usage("demo_amdahl", usage, "unknown option", a);
+      if (!strcmp(b, "threads"))
+        backend = MPX_BACKEND_THREADS;
+      else if (!strcmp(b, "processes"))
+        backend = MPX_BACKEND_PROCESSES;
+      else
+        return demo_bad_usage("demo_amdahl", usage, "--backend wants threads or processes, not", b);
+    } else
+      return demo_bad_usage("demo_amdahl", usage, "unknown option", a);
     if (bad) return bad;
   }
-  if (quick && !seconds_set) seconds = 0.2;
   int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (!max_workers) max_workers = cores > 4 ? cores : 4;
   bool mpi_job = demo_mpi_job();
@@ -119,12 +126,14 @@ int main(int argc, char **argv) {
   unsigned long want = work((span){0, total});
   double t1 = demo_now() - t0;
   printf("Amdahl: a job of %.2f s on one core, serial fraction s = %.2f (at most %.1fx with any "
-         "number of workers); %s, %d cores\n", t1, s, s > 0 ? 1 / s : INFINITY,
-         mpi_job ? "mpi" : mpx_backend_name(backend), cores);
-  printf("%-8s %9s %9s %9s %14s  %s\n", "workers", "seconds", "measured", "Amdahl", "Amdahl(cores)", "check");
+         "number of workers); %s, %d cores\n",
+         t1, s, s > 0 ? 1 / s : INFINITY, mpi_job ? "mpi" : mpx_backend_name(backend), cores);
+  printf("%-8s %9s %9s %9s %14s  %s\n", "workers", "seconds", "measured", "Amdahl", "Amdahl(cores)",
+         "check");
   printf("%-8s %9.3f %8.2fx %8.2fx %13.2fx  %s\n", "serial", t1, 1.0, 1.0, 1.0, "ok");
   bool all_ok = true;
-  for (long w = 1; w <= max_workers; w = w < max_workers && 2 * w > max_workers ? max_workers : 2 * w) {
+  for (long w = 1; w <= max_workers;
+       w = w < max_workers && 2 * w > max_workers ? max_workers : 2 * w) {
     mpx_executor *ex = demo_executor(mpi_job ? MPX_BACKEND_MPI : backend, (int)w, 0);
     if (!ex) {
       all_ok = false;

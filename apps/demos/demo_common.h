@@ -1,7 +1,8 @@
 /* demo_common.h: the few helpers the demos (the seeds' demo_sum, demo_pipeline, demo_sleep,
- * demo_lock_file, demo_process, demo_amdahl, demo_fib; the ipc demos' command line) share, on the public API only: a clock,
- * strict option parsing (a bad value is a message and exit code 2, never a silent default),
- * line-buffered stdout, whether this run is an MPI job, and an executor made for one table row.
+ * demo_lock_file, demo_process, demo_amdahl, demo_fib; the ipc demos' command line) share, on the
+ * public API only: a clock, strict option parsing (a bad value is a message and exit code 2, never
+ * a silent default), line-buffered stdout, whether this run is an MPI job, and an executor made for
+ * one table row.
  *
  * Conventions of the demos: `--help` prints the usage to stdout and exits 0; an unknown option or
  * value prints what was wrong and the usage to stderr and exits 2; each demo checks its own
@@ -97,6 +98,13 @@ static inline int demo_no_options(int argc, char **argv, const char *prog, const
   return -1;
 }
 
+/* Was --quick given? Read before the other options, so that it sets the defaults they change. */
+static inline bool demo_quick(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--quick")) return true;
+  return false;
+}
+
 /* Is this process one of several ranks mpirun or srun started (so mpx_init starts MPI)? Reads
  * only the environment: safe before mpx_init. */
 static inline bool demo_mpi_job(void) {
@@ -130,8 +138,10 @@ static inline int demo_init(int *argc, char ***argv) {
 static inline mpx_executor *demo_executor(mpx_backend backend, int workers, int threads_per_rank) {
   mpx_executor *ex;
   mpx_options o = {.backend = backend};
-  if (backend == MPX_BACKEND_MPI) o.threads_per_rank = threads_per_rank;
-  else o.workers = workers;
+  if (backend == MPX_BACKEND_MPI)
+    o.threads_per_rank = threads_per_rank;
+  else
+    o.workers = workers;
   int rc = mpx_executor_create(&ex, &o);
   if (rc) {
     fprintf(stderr, "%s executor: %s: %s\n", mpx_backend_name(backend), mpx_strerror(rc),

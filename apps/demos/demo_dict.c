@@ -32,7 +32,9 @@ static int squares(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out)
 MPX_TASK(squares);
 
 int main(int argc, char **argv) {
-  int cli = demo_no_options(argc, argv, "demo_dict", "worker processes fill a shared mpx dict with squares; checks every entry.");
+  int cli =
+      demo_no_options(argc, argv, "demo_dict",
+                      "worker processes fill a shared mpx dict with squares; checks every entry.");
   if (cli >= 0) return cli;
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   mpx_dict *d;

@@ -94,28 +94,31 @@ static void row(const char *name, int workers, double s, double serial, bool ok)
 
 int main(int argc, char **argv) {
   demo_line_buffered();
-  long n = 35, calls = 16, workers = 0;
-  bool quick = false, n_set = false, calls_set = false;
+  bool quick = demo_quick(argc, argv);
+  long n = quick ? 27 : 35, calls = quick ? 8 : 16, workers = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int bad = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
-    } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--n")) bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 45, &n), n_set = true;
-    else if (!strcmp(a, "--calls")) bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 1000, &calls), calls_set = true;
-    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 256, &workers);
-    else return demo_bad_usage("demo_fib", usage, "unknown option", a);
+    } else if (!strcmp(a, "--quick")) { /* read above */
+    } else if (!strcmp(a, "--n"))
+      bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 45, &n);
+    else if (!strcmp(a, "--calls"))
+      bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 1000, &calls);
+    else if (!strcmp(a, "--workers"))
+      bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 256, &workers);
+    else
+      return demo_bad_usage("demo_fib", usage, "unknown option", a);
     if (bad) return bad;
   }
-  if (quick && !n_set) n = 27;
-  if (quick && !calls_set) calls = 8;
   bool mpi_job = demo_mpi_job();
   int init = demo_init(&argc, &argv);
   if (init) return init > 0 ? 0 : 1;
 
-  long want = fib_loop(n), *got = calloc((size_t)calls, sizeof *got), *ns = malloc((size_t)calls * sizeof *ns);
+  long want = fib_loop(n), *got = calloc((size_t)calls, sizeof *got),
+       *ns = malloc((size_t)calls * sizeof *ns);
   if (!got || !ns) return 1;
   for (long i = 0; i < calls; i++) ns[i] = n;
   printf("%ld calls of fib(%ld) = %ld; this machine: %d cores\n", calls, n, want,

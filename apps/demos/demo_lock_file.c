@@ -23,8 +23,8 @@ static const char *usage =
     "  file, on a pool of W workers (default 4) of threads and of processes, each line under an\n"
     "  mpx Lock; then the processes without the Lock. Checks every line of the locked runs.\n";
 
-static mpx_lock *lock;   /* made before mpx_init: shared with every worker */
-static char path[256];   /* the file, also known before mpx_init */
+static mpx_lock *lock; /* made before mpx_init: shared with every worker */
+static char path[256]; /* the file, also known before mpx_init */
 
 typedef struct job {
   long task, lines;
@@ -59,7 +59,8 @@ static int write_lines(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *
       }
     }
     snprintf(head, sizeof head, "task %03ld line %04ld ", j.task, i);
-    snprintf(body, sizeof body, "pid %ld %s", (long)getpid(), "........................................");
+    snprintf(body, sizeof body, "pid %ld %s", (long)getpid(),
+             "........................................");
     put(fd, head);
     sched_yield(); /* let another writer in, if nothing stops it */
     put(fd, body);
@@ -85,53 +86,65 @@ static void check_file(long tasks, long lines, long *total, long *broken) {
     bool ok = sscanf(buf, "task %3ld line %4ld pid %ld %40[.]%n", &t, &l, &pid, dots, &end) == 4 &&
               strlen(dots) == 40 && buf[end] == '\n' && buf[end + 1] == '\0' && t >= 0 &&
               t < tasks && l == next[t];
-    if (ok) next[t]++;
-    else (*broken)++;
+    if (ok)
+      next[t]++;
+    else
+      (*broken)++;
   }
-  for (long t = 0; next && t < tasks && *broken == 0; t++) *broken += next[t] != lines; /* missing */
+  for (long t = 0; next && t < tasks && *broken == 0; t++)
+    *broken += next[t] != lines; /* missing */
   if (f) fclose(f);
   free(next);
 }
 
 int main(int argc, char **argv) {
   demo_line_buffered();
-  long tasks = 8, lines = 200, workers = 4;
-  bool quick = false, tasks_set = false, lines_set = false;
+  bool quick = demo_quick(argc, argv);
+  long tasks = quick ? 4 : 8, lines = quick ? 50 : 200, workers = 4;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int bad = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
-    } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--tasks")) bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 999, &tasks), tasks_set = true;
-    else if (!strcmp(a, "--lines")) bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 9999, &lines), lines_set = true;
-    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 256, &workers);
-    else return demo_bad_usage("demo_lock_file", usage, "unknown option", a);
+    } else if (!strcmp(a, "--quick")) { /* read above */
+    } else if (!strcmp(a, "--tasks"))
+      bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 999, &tasks);
+    else if (!strcmp(a, "--lines"))
+      bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 9999, &lines);
+    else if (!strcmp(a, "--workers"))
+      bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 256, &workers);
+    else
+      return demo_bad_usage("demo_lock_file", usage, "unknown option", a);
     if (bad) return bad;
   }
-  if (quick && !tasks_set) tasks = 4;
-  if (quick && !lines_set) lines = 50;
   bool mpi_job = demo_mpi_job();
   /* Before mpx_init on a plain run: the Lock and the file every worker will use. Under mpirun
    * after it, on rank 0 only (its threads are the only workers that can share a Lock). */
   int init = mpi_job ? demo_init(&argc, &argv) : 0;
   if (init) return init > 0 ? 0 : 1;
   const char *tmp = getenv("TMPDIR");
-  snprintf(path, sizeof path, "%s/mpx_lock_file.XXXXXX", tmp && *tmp && strlen(tmp) < 200 ? tmp : "/tmp");
+  snprintf(path, sizeof path, "%s/mpx_lock_file.XXXXXX",
+           tmp && *tmp && strlen(tmp) < 200 ? tmp : "/tmp");
   int fd = mkstemp(path);
   int rc = fd < 0 ? MPX_ESYS : mpx_lock_create(&lock);
   if (rc) {
-    fprintf(stderr, "demo_lock_file: no file or lock: %s\n", fd < 0 ? strerror(errno) : mpx_errmsg());
+    fprintf(stderr, "demo_lock_file: no file or lock: %s\n",
+            fd < 0 ? strerror(errno) : mpx_errmsg());
     return 1;
   }
   close(fd);
   init = mpi_job ? 0 : demo_init(&argc, &argv);
   if (init) return init > 0 ? 0 : 1;
 
-  printf("%ld tasks x %ld lines appended to %s, each line in 3 write() calls\n", tasks, lines, path);
+  printf("%ld tasks x %ld lines appended to %s, each line in 3 write() calls\n", tasks, lines,
+         path);
   printf("%-22s %8s %9s %7s %7s  %s\n", "row", "workers", "seconds", "lines", "broken", "check");
-  static const struct { mpx_backend b; int locked; const char *name; } plan[] = {
+  static const struct {
+    mpx_backend b;
+    int locked;
+    const char *name;
+  } plan[] = {
       {MPX_BACKEND_THREADS, 1, "threads + Lock"},
       {MPX_BACKEND_PROCESSES, 1, "processes + Lock"},
       {MPX_BACKEND_PROCESSES, 0, "processes, no lock"},

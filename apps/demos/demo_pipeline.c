@@ -104,7 +104,9 @@ static int store(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   memcpy(&h, arg, sizeof h);
   h.dir[sizeof h.dir - 1] = '\0';
   long done = save(&h, (const unsigned char *)arg + sizeof h, (long)(len - sizeof h));
-  if (done < 0) return mpx_task_fail(ctx, MPX_ESYS, "store picture %ld in %s: %s", h.index, h.dir, strerror((int)-done));
+  if (done < 0)
+    return mpx_task_fail(ctx, MPX_ESYS, "store picture %ld in %s: %s", h.index, h.dir,
+                         strerror((int)-done));
   return mpx_buf_set(out, &done, sizeof done);
 }
 MPX_TASK(store)
@@ -120,7 +122,8 @@ static bool pipeline(mpx_executor *ex, const char *dir, long n, unsigned char *p
   mpx_map_opts o = {.chunksize = 1, .status = &st}; /* one picture per task */
   int rc = 0;
   double t0 = demo_now();
-  if (ex) rc = mpx_map(ex, "download", idx, sizeof *idx, (size_t)n, pics, (size_t)pic_size, &o);
+  if (ex)
+    rc = mpx_map(ex, "download", idx, sizeof *idx, (size_t)n, pics, (size_t)pic_size, &o);
   else
     for (long i = 0; i < n; i++) fetch(i, pics + i * pic_size);
   times[0] = demo_now() - t0;
@@ -131,14 +134,18 @@ static bool pipeline(mpx_executor *ex, const char *dir, long n, unsigned char *p
     memcpy(items + (size_t)i * isz + sizeof h, pics + i * pic_size, (size_t)pic_size);
   }
   t0 = demo_now();
-  if (ex && !rc) rc = mpx_map(ex, "hash", pics, (size_t)pic_size, (size_t)n, digests, sizeof *digests, &o);
+  if (ex && !rc)
+    rc = mpx_map(ex, "hash", pics, (size_t)pic_size, (size_t)n, digests, sizeof *digests, &o);
   else if (!ex)
     for (long i = 0; i < n; i++) digests[i] = digest(pics + i * pic_size, (size_t)pic_size);
   times[1] = demo_now() - t0;
   t0 = demo_now();
-  if (ex && !rc) rc = mpx_map(ex, "store", items, isz, (size_t)n, written, sizeof *written, &o);
+  if (ex && !rc)
+    rc = mpx_map(ex, "store", items, isz, (size_t)n, written, sizeof *written, &o);
   else if (!ex)
-    for (long i = 0; i < n; i++) written[i] = save((const store_hdr *)(items + (size_t)i * isz), pics + i * pic_size, pic_size);
+    for (long i = 0; i < n; i++)
+      written[i] =
+          save((const store_hdr *)(items + (size_t)i * isz), pics + i * pic_size, pic_size);
   times[2] = demo_now() - t0;
   if (rc) fprintf(stderr, "map: %s: %s\n", mpx_strerror(rc), st.message);
   bool ok = rc == 0;
@@ -167,27 +174,32 @@ static bool files_match(const char *dir, long n, const unsigned char *pics) {
 
 int main(int argc, char **argv) {
   demo_line_buffered();
-  long n = 12, workers = 0;
-  bool quick = false, n_set = false, size_set = false, wait_set = false;
+  bool quick = demo_quick(argc, argv); /* smaller defaults; the options below still apply */
+  long n = quick ? 6 : 12, workers = 0;
+  pic_size = quick ? 256L << 10 : 1L << 20;
+  wait_s = quick ? 0.03 : 0.1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int bad = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
-    } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--pictures")) bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 1000, &n), n_set = true;
-    else if (!strcmp(a, "--size")) bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 64L << 20, &pic_size), size_set = true;
-    else if (!strcmp(a, "--wait")) bad = demo_double_opt("demo_pipeline", argc, argv, &i, 0, 10, &wait_s), wait_set = true;
-    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 256, &workers);
-    else return demo_bad_usage("demo_pipeline", usage, "unknown option", a);
+    } else if (!strcmp(a, "--quick")) { /* read above */
+    } else if (!strcmp(a, "--pictures"))
+      bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 1000, &n);
+    else if (!strcmp(a, "--size"))
+      bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 64L << 20, &pic_size);
+    else if (!strcmp(a, "--wait"))
+      bad = demo_double_opt("demo_pipeline", argc, argv, &i, 0, 10, &wait_s);
+    else if (!strcmp(a, "--workers"))
+      bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 256, &workers);
+    else
+      return demo_bad_usage("demo_pipeline", usage, "unknown option", a);
     if (bad) return bad;
   }
-  if (quick && !n_set) n = 6;
-  if (quick && !size_set) pic_size = 256L << 10;
-  if (quick && !wait_set) wait_s = 0.03;
   if ((double)n * (double)pic_size > (double)(256L << 20)) {
-    fprintf(stderr, "demo_pipeline: %ld pictures of %ld bytes is over 256 MiB\n%s", n, pic_size, usage);
+    fprintf(stderr, "demo_pipeline: %ld pictures of %ld bytes is over 256 MiB\n%s", n, pic_size,
+            usage);
     return DEMO_USAGE;
   }
   bool mpi_job = demo_mpi_job();
@@ -196,17 +208,20 @@ int main(int argc, char **argv) {
 
   char dir[200];
   const char *tmp = getenv("TMPDIR");
-  snprintf(dir, sizeof dir, "%s/mpx_pipeline.XXXXXX", tmp && *tmp && strlen(tmp) < 150 ? tmp : "/tmp");
+  snprintf(dir, sizeof dir, "%s/mpx_pipeline.XXXXXX",
+           tmp && *tmp && strlen(tmp) < 150 ? tmp : "/tmp");
   size_t isz = sizeof(store_hdr) + (size_t)pic_size;
   unsigned char *pics = malloc((size_t)n * (size_t)pic_size), *items = malloc((size_t)n * isz);
   unsigned char *want = malloc((size_t)n * (size_t)pic_size);
-  uint64_t *digests = malloc((size_t)n * sizeof *digests), *want_d = malloc((size_t)n * sizeof *want_d);
+  uint64_t *digests = malloc((size_t)n * sizeof *digests),
+           *want_d = malloc((size_t)n * sizeof *want_d);
   if (!mkdtemp(dir) || !pics || !items || !want || !digests || !want_d) {
     fprintf(stderr, "demo_pipeline: no temporary directory or memory: %s\n", strerror(errno));
     return 1;
   }
-  printf("%ld pictures of %ld KiB: download (a %.3f s wait each), hash (%d passes of FNV-1a), "
-         "store (to %s)\n", n, pic_size >> 10, wait_s, PASSES, dir);
+  printf("%ld pictures of %.1f KiB: download (a %.3f s wait each), hash (%d passes of FNV-1a), "
+         "store (to %s)\n",
+         n, (double)pic_size / 1024, wait_s, PASSES, dir);
   double serial[STAGES], t[2][STAGES];
   bool all_ok = pipeline(NULL, dir, n, want, items, want_d, serial) && files_match(dir, n, want);
   mpx_backend rows[2];
@@ -218,7 +233,8 @@ int main(int argc, char **argv) {
     used[r] = mpx_executor_workers(ex);
     memset(pics, 0, (size_t)n * (size_t)pic_size);
     ok[r] = pipeline(ex, dir, n, pics, items, digests, t[r]) && files_match(dir, n, pics) &&
-            !memcmp(pics, want, (size_t)n * (size_t)pic_size) && !memcmp(digests, want_d, (size_t)n * sizeof *digests);
+            !memcmp(pics, want, (size_t)n * (size_t)pic_size) &&
+            !memcmp(digests, want_d, (size_t)n * sizeof *digests);
     mpx_executor_destroy(ex);
   }
   rmdir(dir);

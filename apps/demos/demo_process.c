@@ -98,11 +98,13 @@ static void show_int(const char *what, long got, long want) {
 }
 
 /* Start a process running `task`, wait for its end, show its exit code. */
-static void exit_code_of(const char *what, const char *task, const void *arg, size_t len, int want) {
+static void exit_code_of(const char *what, const char *task, const void *arg, size_t len,
+                         int want) {
   mpx_process *p;
   int code = 999;
   if (mpx_process_create(&p, task, arg, len, NULL) == 0) {
-    if (mpx_process_start(p) == 0 && mpx_process_join(p, MPX_FOREVER) == 0) mpx_process_exitcode(p, &code);
+    if (mpx_process_start(p) == 0 && mpx_process_join(p, MPX_FOREVER) == 0)
+      mpx_process_exitcode(p, &code);
     mpx_process_destroy(p);
   }
   show_int(what, code, want);
@@ -128,8 +130,8 @@ int main(int argc, char **argv) {
       fputs(usage, stdout);
       return 0;
     } else if (!strcmp(argv[i], "--quick")) {
-    }
-    else return demo_bad_usage("demo_process", usage, "unknown option", argv[i]);
+    } else
+      return demo_bad_usage("demo_process", usage, "unknown option", argv[i]);
   }
   int init = demo_init(&argc, &argv);
   if (init) return init > 0 ? 0 : 1;
@@ -140,7 +142,8 @@ int main(int argc, char **argv) {
   const char *name = "";
   mpx_event *go; /* made before start: the child waits for it */
   if (mpx_event_create(&go)) return 1;
-  show_rc("create(\"waiter\", name \"napper\")", mpx_process_create(&p, "waiter", &go, sizeof go, "napper"), 0);
+  show_rc("create(\"waiter\", name \"napper\")",
+          mpx_process_create(&p, "waiter", &go, sizeof go, "napper"), 0);
   mpx_process_name(p, &name);
   show("name", name, "napper");
   show_int("daemon (the default)", mpx_process_daemon(p), 0);
@@ -171,9 +174,12 @@ int main(int argc, char **argv) {
   mpx_process_destroy(p);
 
   double long_nap = 60;
-  static const struct { const char *what; int (*stop)(mpx_process *); int sig; } stops[] = {
-      {"exitcode after terminate (-SIGTERM)", mpx_process_terminate, SIGTERM},
-      {"exitcode after kill (-SIGKILL)", mpx_process_kill, SIGKILL}};
+  static const struct {
+    const char *what;
+    int (*stop)(mpx_process *);
+    int sig;
+  } stops[] = {{"exitcode after terminate (-SIGTERM)", mpx_process_terminate, SIGTERM},
+               {"exitcode after kill (-SIGKILL)", mpx_process_kill, SIGKILL}};
   for (int i = 0; i < 2; i++) {
     code = 999;
     if (mpx_process_create(&p, "sleeper", &long_nap, sizeof long_nap, NULL) == 0) {

@@ -52,7 +52,9 @@ static void *consume(void *p) {
 }
 
 int main(int argc, char **argv) {
-  int cli = demo_no_options(argc, argv, "demo_queue", "3 producer processes and 2 consumer threads over one mpx queue; checks the totals.");
+  int cli = demo_no_options(
+      argc, argv, "demo_queue",
+      "3 producer processes and 2 consumer threads over one mpx queue; checks the totals.");
   if (cli >= 0) return cli;
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   mpx_queue *q;

@@ -34,7 +34,8 @@ static void nap(double s) {
 
 /* The task: sleep (standing for I/O), then say who you were. */
 static int sleepy(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
-  if (len != sizeof(long)) return mpx_task_fail(ctx, MPX_EINVAL, "want one long, got %zu bytes", len);
+  if (len != sizeof(long))
+    return mpx_task_fail(ctx, MPX_EINVAL, "want one long, got %zu bytes", len);
   answer a = {0, (long)getpid()};
   memcpy(&a.index, arg, sizeof a.index);
   nap(nap_seconds);
@@ -57,24 +58,25 @@ static bool check(const answer *as, long n, int *pids) {
 
 int main(int argc, char **argv) {
   demo_line_buffered();
+  nap_seconds = demo_quick(argc, argv) ? 0.2 : 1.0;
   long tasks = 6, workers = 0;
-  bool quick = false, seconds_set = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int bad = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
-    } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--tasks")) bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &tasks);
-    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &workers);
-    else if (!strcmp(a, "--seconds")) {
+    } else if (!strcmp(a, "--quick")) { /* read above */
+    } else if (!strcmp(a, "--tasks"))
+      bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &tasks);
+    else if (!strcmp(a, "--workers"))
+      bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &workers);
+    else if (!strcmp(a, "--seconds"))
       bad = demo_double_opt("demo_sleep", argc, argv, &i, 0, 60, &nap_seconds);
-      seconds_set = true;
-    } else return demo_bad_usage("demo_sleep", usage, "unknown option", a);
+    else
+      return demo_bad_usage("demo_sleep", usage, "unknown option", a);
     if (bad) return bad;
   }
-  if (quick && !seconds_set) nap_seconds = 0.2;
   if (!workers) workers = tasks;
   bool mpi_job = demo_mpi_job();
   int init = demo_init(&argc, &argv);
@@ -124,8 +126,9 @@ int main(int argc, char **argv) {
     mpx_executor_destroy(ex);
   }
   printf("a pool overlaps waits: %ld sleeps of %.2f s end in about %.2f s on %ld workers, on 2 "
-         "cores or 64 (serial: %.2f s)\n", tasks, nap_seconds,
-         nap_seconds * (double)((tasks + workers - 1) / workers), workers, nap_seconds * (double)tasks);
+         "cores or 64 (serial: %.2f s)\n",
+         tasks, nap_seconds, nap_seconds * (double)((tasks + workers - 1) / workers), workers,
+         nap_seconds * (double)tasks);
   free(as);
   free(xs);
   int rc = mpx_finalize();

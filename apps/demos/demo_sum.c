@@ -51,7 +51,8 @@ MPX_TASK(sum_chunk)
 /* The task when the chunk is in shared memory: only its bounds arrive. */
 static int sum_span(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   span sp;
-  if (len != sizeof sp || !shared_ones) return mpx_task_fail(ctx, MPX_EINVAL, "want a span and the shared Array");
+  if (len != sizeof sp || !shared_ones)
+    return mpx_task_fail(ctx, MPX_EINVAL, "want a span and the shared Array");
   memcpy(&sp, arg, sizeof sp);
   long s = sum_ints(shared_ones + sp.start, sp.count);
   return mpx_buf_set(out, &s, sizeof s);
@@ -69,10 +70,11 @@ static long run_tasks(mpx_executor *ex, const int *ones, long n, long chunks, ho
   int submitted = 0;
   for (long c = 0; c < chunks; c++) {
     span sp = {n * c / chunks, n * (c + 1) / chunks - n * c / chunks};
-    int rc = h == SHARED
-                 ? mpx_submit_task(ex, task, &sp, sizeof sp, NULL, &fs[c])
-                 : mpx_submit_task(ex, task, ones + sp.start, (size_t)sp.count * sizeof(int),
-                                   &(mpx_submit_opts){.retries = -1, .borrow = h == BORROWED}, &fs[c]);
+    int rc =
+        h == SHARED
+            ? mpx_submit_task(ex, task, &sp, sizeof sp, NULL, &fs[c])
+            : mpx_submit_task(ex, task, ones + sp.start, (size_t)sp.count * sizeof(int),
+                              &(mpx_submit_opts){.retries = -1, .borrow = h == BORROWED}, &fs[c]);
     if (rc) {
       fprintf(stderr, "submit: %s: %s\n", mpx_strerror(rc), mpx_errmsg());
       total = -1;
@@ -85,7 +87,8 @@ static long run_tasks(mpx_executor *ex, const int *ones, long n, long chunks, ho
     if (mpx_future_result_copy(fs[c], &s, sizeof s, MPX_FOREVER)) {
       fprintf(stderr, "chunk %d: %s\n", c, demo_future_error(fs[c]));
       total = -1;
-    } else if (total >= 0) total += s;
+    } else if (total >= 0)
+      total += s;
     mpx_future_release(fs[c]);
   }
   return total;
@@ -99,23 +102,26 @@ static void row(const char *name, double best, double worst, double serial, bool
 
 int main(int argc, char **argv) {
   demo_line_buffered();
-  long n = 8L << 20, chunks = 8, workers = 0, repeat = 3;
-  bool quick = false, n_set = false;
+  long n = demo_quick(argc, argv) ? 1L << 20 : 8L << 20, chunks = 8, workers = 0, repeat = 3;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int bad = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
-    } else if (!strcmp(a, "--quick")) quick = true;
-    else if (!strcmp(a, "--n")) bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 1L << 28, &n), n_set = true;
-    else if (!strcmp(a, "--chunks")) bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 64, &chunks);
-    else if (!strcmp(a, "--workers")) bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 256, &workers);
-    else if (!strcmp(a, "--repeat")) bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 100, &repeat);
-    else return demo_bad_usage("demo_sum", usage, "unknown option", a);
+    } else if (!strcmp(a, "--quick")) { /* read above */
+    } else if (!strcmp(a, "--n"))
+      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 1L << 28, &n);
+    else if (!strcmp(a, "--chunks"))
+      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 64, &chunks);
+    else if (!strcmp(a, "--workers"))
+      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 256, &workers);
+    else if (!strcmp(a, "--repeat"))
+      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 100, &repeat);
+    else
+      return demo_bad_usage("demo_sum", usage, "unknown option", a);
     if (bad) return bad;
   }
-  if (quick && !n_set) n = 1L << 20;
   bool mpi_job = demo_mpi_job();
   /* The numbers: in a shared Array on a plain run (made before mpx_init: the fork rule), in
    * plain memory of rank 0 under mpirun (ranks share no memory: every chunk is sent). */
@@ -145,9 +151,11 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
       double t0 = demo_now();
       long s = 0;
-      if (k == 0) s = sum_ints(ones, n);
+      if (k == 0)
+        s = sum_ints(ones, n);
       else
-        for (long c = 0; c < chunks; c++) s += sum_ints(ones + n * c / chunks, n * (c + 1) / chunks - n * c / chunks);
+        for (long c = 0; c < chunks; c++)
+          s += sum_ints(ones + n * c / chunks, n * (c + 1) / chunks - n * c / chunks);
       double t = demo_now() - t0;
       best[k] = t < best[k] ? t : best[k];
       worst[k] = t > worst[k] ? t : worst[k];
@@ -159,7 +167,11 @@ int main(int argc, char **argv) {
   row("serial, chunked", best[1], worst[1], serial, ok[1]);
   all_ok &= ok[0] && ok[1];
 
-  static const struct { mpx_backend b; how h; const char *name; } plan[] = {
+  static const struct {
+    mpx_backend b;
+    how h;
+    const char *name;
+  } plan[] = {
       {MPX_BACKEND_THREADS, COPIED, "threads, copied"},
       {MPX_BACKEND_THREADS, BORROWED, "threads, borrowed"},
       {MPX_BACKEND_PROCESSES, COPIED, "processes, copied"},
@@ -197,7 +209,9 @@ int main(int argc, char **argv) {
     printf("lesson: ranks share no memory, so every chunk is copied to them; on one node, a "
            "shared Array (a plain run) costs only the chunks' bounds\n");
   int rc = mpx_finalize();
-  if (arr) mpx_array_destroy(arr);
-  else free(ones);
+  if (arr)
+    mpx_array_destroy(arr);
+  else
+    free(ones);
   return all_ok && rc == 0 ? 0 : 1;
 }

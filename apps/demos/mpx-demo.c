@@ -156,7 +156,8 @@ int main(int argc, char **argv) {
         if (errno || end == v || *end || limit < BLOCKS || limit > 100000000)
           return bad_usage("--limit wants an integer in 64..100000000, not", v);
       }
-    } else return bad_usage("unknown option", argv[i]);
+    } else
+      return bad_usage("unknown option", argv[i]);
   }
   int role = mpx_init(&argc, &argv); /* MPI worker ranks serve inside and return here */
   if (role == MPX_WORKER) return 0;
