@@ -115,7 +115,7 @@ MPX_TASK(store)
 static bool pipeline(mpx_executor *ex, const char *dir, long n, unsigned char *pics,
                      unsigned char *items, uint64_t *digests, double times[STAGES]) {
   size_t isz = sizeof(store_hdr) + (size_t)pic_size;
-  long *idx = malloc((size_t)n * sizeof *idx), *written = malloc((size_t)n * sizeof *written);
+  long *idx = malloc((size_t)n * sizeof *idx), *written = calloc((size_t)n, sizeof *written);
   if (!idx || !written) return false;
   for (long i = 0; i < n; i++) idx[i] = i;
   mpx_map_status st = {0};
@@ -143,9 +143,11 @@ static bool pipeline(mpx_executor *ex, const char *dir, long n, unsigned char *p
   if (ex && !rc)
     rc = mpx_map(ex, "store", items, isz, (size_t)n, written, sizeof *written, &o);
   else if (!ex)
-    for (long i = 0; i < n; i++)
-      written[i] =
-          save((const store_hdr *)(items + (size_t)i * isz), pics + i * pic_size, pic_size);
+    for (long i = 0; i < n; i++) {
+      store_hdr h; /* copied out: an item's header need not be aligned */
+      memcpy(&h, items + (size_t)i * isz, sizeof h);
+      written[i] = save(&h, pics + i * pic_size, pic_size);
+    }
   times[2] = demo_now() - t0;
   if (rc) fprintf(stderr, "map: %s: %s\n", mpx_strerror(rc), st.message);
   bool ok = rc == 0;
