@@ -31,9 +31,9 @@ static void nap(double s) {
 /* ---- the tasks the children run ---- */
 static int sleeper(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   (void)ctx, (void)out;
-  double s;
-  memcpy(&s, arg, len == sizeof s ? sizeof s : 0);
-  nap(len == sizeof s ? s : 0);
+  double s = 0; /* seconds; no argument: do not nap */
+  if (len == sizeof s) memcpy(&s, arg, sizeof s);
+  nap(s);
   return 0;
 }
 MPX_TASK(sleeper)
@@ -56,8 +56,9 @@ static int failer(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) 
 MPX_TASK(failer)
 
 static int exiter(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
-  (void)ctx, (void)out, (void)len;
+  (void)out;
   int code;
+  if (len != sizeof code) return mpx_task_fail(ctx, MPX_EINVAL, "want an exit code");
   memcpy(&code, arg, sizeof code);
   exit(code);
 }
@@ -66,8 +67,9 @@ MPX_TASK(exiter)
 /* Starts a daemon that would sleep a minute, writes its pid into the shared Value, and returns:
  * this process ends, and the daemon with it. */
 static int daemon_parent(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
-  (void)out, (void)len;
+  (void)out;
   mpx_value *v;
+  if (len != sizeof v) return mpx_task_fail(ctx, MPX_EINVAL, "want a Value");
   memcpy(&v, arg, sizeof v);
   mpx_process *d;
   double minute = 60;
