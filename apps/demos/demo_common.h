@@ -43,7 +43,7 @@ static inline int demo_bad_usage(const char *prog, const char *usage, const char
 /* argv[*i] is an option that takes a value: the next argument, or NULL (message printed). */
 static inline const char *demo_value(const char *prog, int argc, char **argv, int *i) {
   if (*i + 1 >= argc) {
-    fprintf(stderr, "%s: %s needs a value\n", prog, argv[*i]);
+    fprintf(stderr, "%s: a value is missing after '%s'\n", prog, argv[*i]);
     return NULL;
   }
   return argv[++*i];
