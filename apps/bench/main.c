@@ -88,6 +88,7 @@ static bool parse_long(const char *s, long min, long *out) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "report")) return bench_report(argc, argv); /* report.c */
   int role = mpx_init(&argc, &argv);
   if (role == MPX_WORKER) return 0;
   if (role < 0) {
