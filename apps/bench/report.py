@@ -291,11 +291,15 @@ def aggregate(results):
     agg = {}
     for r in results:
         for label, metric, v, unit, higher in metrics(r):
-            e = agg.setdefault((r["workload"], label), dict(metric=metric, unit=unit,
-                                                            higher=higher, values=[], steals=[],
-                                                            mpx=r.get("peer", "").startswith("mpx")))
-            e["values"].append(v)
+            e = agg.setdefault((r["workload"], label), dict(
+                metric=metric, unit=unit, higher=higher, values=[], steals=[], loads=[], none=0,
+                mpx=r.get("peer", "").startswith("mpx")))
+            if metric == "METG" and v < 0:  # no grain reached 50%: not a figure to take a median of
+                e["none"] += 1
+            else:
+                e["values"].append(v)
             e["steals"].append(r["_steal"])
+            e["loads"].append(r["_load"])
     return agg
 
 
@@ -309,19 +313,24 @@ def order_key(item, first_seen):
 def table(agg):
     first_seen = {k: i for i, k in enumerate(agg)}
     out = ["| workload | mpx backend / peer | metric | median | range (min-max) | runs | "
-           "steal max |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+           "steal max | load max |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for (wl, label), e in sorted(agg.items(), key=lambda it: order_key(it, first_seen)):
-        v = e["values"]
+        v, u = e["values"], e["unit"]
         best = "higher" if e["higher"] else "lower"
+        label = label.replace("|", "\\|")  # a peer's name cannot break the table
         who = "**%s**" % label if e["mpx"] else label
-        out.append("| %s | %s | %s (%s better) | %s | %s - %s | %d | %.0f%% |" % (
-            wl, who, e["metric"], best, fmt(statistics.median(v), e["unit"]),
-            fmt(min(v), e["unit"]), fmt(max(v), e["unit"]), len(v), max(e["steals"])))
+        runs = "%d" % len(v) + (" (+%d none)" % e["none"] if e["none"] else "")
+        med, rng = (fmt(statistics.median(v), u), "%s - %s" % (fmt(min(v), u), fmt(max(v), u))) \
+            if v else ("none", "-")
+        out.append("| %s | %s | %s (%s better) | %s | %s | %s | %.0f%% | %.1f |" % (
+            wl, who, e["metric"], best, med, rng, runs, max(e["steals"]), max(e["loads"])))
     return out
 
 
 def gp_str(s):
-    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+    """A gnuplot string literal: single quotes, where gnuplot neither expands escapes nor runs
+    `backquoted` commands (it would in double quotes); a quote inside is doubled."""
+    return "'%s'" % s.replace("'", "''")
 
 
 def plots(out, agg, results):
@@ -360,7 +369,8 @@ def plots(out, agg, results):
         bars("throughput", "throughput per workload: mpx backends beside their peers (log)", thr)
     farm = [it for it in items if it[0][0] == "farm"]
     if farm:
-        bars("farm", "farm: `true` commands per second", farm)
+        bars("farm", "farm: 'true' commands per second (mpx-farm -j W, xargs -P W, parallel -j W)",
+             farm)
 
     def curves(name, title, xlabel, ylabel, series, extra):
         if not series:
@@ -502,6 +512,7 @@ def main(argv):
                 print("mpx-bench report: [%d/%d %2d/%d] %-7s %s ..." % (
                     rep + 1, a.repeats, i + 1, len(todo), c.group, c.name), end="", flush=True)
                 t1 = time.monotonic()
+                load = float(loadavg().split()[0] if loadavg() != "?" else 0)
                 rows, steal, err = run(c, a, env)
                 print(" %.1f s, steal %.0f%%%s" % (time.monotonic() - t1, steal,
                                                   ", FAILED: " + err if err else ""), flush=True)
@@ -509,7 +520,7 @@ def main(argv):
                     if "skipped" in r:
                         skipped["%s (%s)" % (c.name, r.get("peer"))] = r["skipped"]
                     elif "workload" in r and "peer" in r:
-                        r.update(_rep=rep, _steal=round(steal, 1), _cmd=c.name)
+                        r.update(_rep=rep, _steal=round(steal, 1), _load=load, _cmd=c.name)
                         results.append(r)
                 if err:
                     errors.setdefault(c.name, []).append(err)
@@ -526,21 +537,27 @@ def main(argv):
           "the order reversed every repetition (alternating pairs)." % (
               " ".join(argv), started, minutes, a.workers, a.repeats), "",
           "**Noisy machine:** these figures come from one run on a shared machine. CPU steal "
-          "time over the whole run was %.1f%%, load average %s at the start and %s at the end. "
-          "The same command can vary 2x between runs: read the ranges, compare within a run, "
-          "and never take one figure for the machine's speed." % (steal_all, load0, loadavg()),
+          "time over the whole run was %.1f%%; the load average was %s at the start and %s at the "
+          "end, and up to %.1f on %d cores when a command started. The same command can vary "
+          "2x and more between runs: read the ranges, compare within a run, and never take one "
+          "figure for the machine's speed." % (
+              steal_all, load0, loadavg(), max([r["_load"] for r in results] or [0]),
+              os.cpu_count() or 0),
           "", "## Machine", ""] + topo_lines + ["", "```", topo, "```", "",
                                                 "## Results", ""]
     md += table(agg) if agg else ["(nothing was measured)"]
     md += ["", "Metrics: throughput is tasks (items, round trips, commands) per second; latency "
            "the mean of sequential submit->result round trips; METG the smallest task grain "
-           "still run at 50% efficiency (-1: none; efficiencies above 1 on its curve mean that the "
-           "spin loop was calibrated in a slower moment than the tasks ran: noise); skew's ratio "
+           "still run at 50% efficiency (a run where no grain did is counted as none; efficiencies "
+           "above 1 on its curve mean that the spin loop was calibrated in a slower moment than the "
+           "tasks ran: noise); skew's ratio "
            "the time to the last short task "
            "against its ideal, skew-pareto's the makespan against max(longest, sum / W); "
            "payload the bandwidth of big arguments and results (mpx, best of 3) and of bare "
            "memcpy and socketpair transfers. Bold rows are mpx; `steal max` is the highest CPU "
-           "steal seen while one of the row's runs ran."]
+           "steal seen while one of the row's runs ran, `load max` the highest 1-minute load "
+           "average when one started (above the core count: other programs competed for the "
+           "CPUs; steal only counts the hypervisor's share)."]
     if pngs:
         md += ["", "## Plots", ""] + ["![%s](%s)" % (p[:-4], p) for p in pngs]
     notes = strmap_check(results)
