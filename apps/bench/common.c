@@ -1,4 +1,5 @@
-/* common.c: mpx-bench's clock and its one printer (table rows or --json lines). */
+/* common.c: mpx-bench's clock and its one printer (table rows under a header line, or --json
+ * lines). Called from the main thread only. */
 #include <stdio.h>
 #include <time.h>
 
@@ -15,6 +16,13 @@ void bench_emit(const bench_args *a, const char *backend, const char *workload, 
   static const char *bindings[] = {"none", "core", "pu", "numa"};
   const char *bind = a->binding >= 0 && a->binding <= 3 ? bindings[a->binding] : "?";
   double rate = seconds > 0 ? (double)tasks / seconds : 0;
+  static bool header;
+  bench_ticker_row();
+  if (!a->json && !header) {
+    header = true;
+    printf("%-10s %-9s %11s %17s %11s %22s  %s\n", "backend", "workload", "workers", "tasks",
+           "seconds", "rate", "details");
+  }
   if (a->json) {
     printf("{\"peer\": \"mpx-%s\", \"backend\": \"%s\", \"workload\": \"%s\", \"workers\": %d, "
            "\"tasks\": %ld, \"seconds\": %.6f, \"tasks_per_s\": %.1f, \"binding\": \"%s\"%s%s}\n",

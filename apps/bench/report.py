@@ -114,6 +114,7 @@ def loadavg():
 
 TEXT_ROW = re.compile(r"^(\S+)\s+(\S+)\s+(\d+) workers\s+(\d+) tasks\s+([\d.]+) s\s+([\d.]+) "
                       r"tasks/s\s*(.*)$")
+METG_ROW = re.compile(r"^(\S+)\s+metg\s+(\d+) workers\s+(?:METG ([\d.]+) us|no METG)")
 
 
 def parse_rows(out):
@@ -126,6 +127,12 @@ def parse_rows(out):
                 rows.append(json.loads(line))
             except ValueError:
                 pass
+            continue
+        m = METG_ROW.match(line)  # the text run's METG line: "METG x us (...)" or "no METG: ..."
+        if m:
+            rows.append({"peer": "mpx-" + m.group(1), "backend": m.group(1), "workload": "metg",
+                         "workers": int(m.group(2)), "tasks": 0, "seconds": 0.0,
+                         "tasks_per_s": 0.0, "metg_us": float(m.group(3) or -1)})
             continue
         m = TEXT_ROW.match(line)
         if not m:
@@ -197,7 +204,7 @@ def plan(a, t):
          nopy)
     peer("pingpong", "pipe and condvar limits", [P("limits"), str(S["limits"])])
     for b in ("threads", "processes"):
-        mpx("metg", b, "--tasks", str(S["metg_cap"]), text=True)  # text: the steps too
+        mpx("metg", b, "--tasks", str(S["metg_cap"]), "--repeat", "1", text=True)  # text: steps
     peer("metg", "OpenMP tasks", [P("openmp_peer"), "metg", str(W), str(S["metg_cap"])])
     for b in ("threads", "processes"):
         mpx("skew", b, "--tasks", str(S["skew"]), "--long", str(S["skew_long"]), "--short", "1")
