@@ -24,6 +24,10 @@ for bad in "--repeats 0" "--repeats x" "--workers 0" "--only nope" "--timeout -1
   check "report $bad: says why on stderr" [ -s "$tmp/err" ]
   check "report $bad: wrote nothing" [ ! -e "$tmp/bad" ]
 done
+: >"$tmp/a-file"
+"$bench" report --quick --out "$tmp/a-file" >"$tmp/out" 2>"$tmp/err"
+check "report --out an existing file: exit 2" [ $? -eq 2 ]
+check "report --out an existing file: names it" grep -q "a-file" "$tmp/err"
 "$bench" report --help >"$tmp/out" 2>"$tmp/err"
 check "report --help: exit 0" [ $? -eq 0 ]
 check "report --help: usage on stdout" grep -q -- "--quick" "$tmp/out"

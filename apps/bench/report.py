@@ -474,7 +474,10 @@ def strmap_check(results):
 def main(argv):
     a = parse_args(argv)
     out = os.path.abspath(a.out)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        die("cannot use --out %s: %s" % (a.out, e.strerror))
     bench = os.environ.get("MPX_BENCH") or os.path.join(HERE, "mpx-bench")
     if not os.access(bench, os.X_OK):
         print("mpx-bench report: no mpx-bench beside %s (set MPX_BENCH)" % HERE, file=sys.stderr)
