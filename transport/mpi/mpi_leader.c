@@ -437,7 +437,7 @@ static void take_answer(leader *L, int i, Mpx__Batch *b, int src) {
     double per = (now - p->since) * p->slots / (double)done;
     L->avg = L->avg > 0 ? 0.8 * L->avg + 0.2 * per : per;
   }
-  p->since = now;
+  if (done) p->since = now; /* (a RETURNED is no sign of progress: the long task still runs) */
   if (L->nheld == L->hcap) {
     L->hcap = L->hcap ? 2 * L->hcap : 16;
     if (!(L->held = realloc(L->held, L->hcap * sizeof *L->held))) fatal("allocating", MPX_ENOMEM);
@@ -582,16 +582,18 @@ static void schedule(leader *L) {
   }
   size_t ready_n = 0;
   for (int i = 0; i < L->np; i++) ready_n += L->p[i].threads && L->p[i].ready && !L->p[i].tb;
+  double now = mpx__now();
   for (int i = 0; i < L->np && L->q.n && !L->err_code; i++) {
     lpeer *p = &L->p[i];
     if (!p->threads || !p->ready || p->tb) continue;
+    if (p->fly.n >= (size_t)p->slots && now - p->since > QUIET_S)
+      continue; /* busy on long tasks: what waits here stays free for the others */
     size_t w = window(L, p);
     if (p->fly.n >= w) continue;
     size_t share = (L->q.n + ready_n - 1) / ready_n; /* guided: the queue over the peers */
     size_t k = w - p->fly.n < share ? w - p->fly.n : share;
     feed(L, i, k ? k : 1);
   }
-  double now = mpx__now();
   if (!L->q.n && idle) /* a member holds tasks behind a long one while another idles */
     for (int i = 0; i < L->np; i++) {
       lpeer *p = &L->p[i];
