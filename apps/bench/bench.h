@@ -32,6 +32,12 @@ double bench_now(void);
 void bench_emit(const bench_args *a, const char *backend, const char *workload, int workers,
                 long tasks, double seconds, const char *extra_json);
 
+/* Rank 0's traffic on the MPI backend. watch_link (at start) catches the link's line at each
+ * executor's end; link_report (after mpx_executor_destroy) prints its messages per 1000 tasks and
+ * bytes per task over the `tasks` the executor ran (nothing on other backends). */
+void bench_watch_link(void);
+void bench_link_report(const bench_args *a, const char *workload, long tasks);
+
 /* Workloads: each returns 0, or prints why it failed and returns 1. */
 int bench_empty(const bench_args *a);
 int bench_map(const bench_args *a);

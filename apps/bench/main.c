@@ -3,7 +3,9 @@
  *   mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W] [--tasks N]
  *             [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M|64K..256M]
  *             [--binding none|core|pu|numa] [--timeout S] [--json]
- * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
+ * Under mpirun, run it on every rank: ranks other than 0 serve and exit. On MPI, empty and map
+ * add a line of rank 0's messages per 1000 tasks; MPX_TEST_VNODES=K puts the ranks on K virtual
+ * nodes and MPX_MPI_LEADERS=0/1 turns node leaders off/on (flat against hierarchical). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mpx-bench: mpx_init: %s %s\n", mpx_strerror(role), mpx_errmsg());
     return 1;
   }
+  bench_watch_link(); /* rank 0's messages per task on MPI (after each run's figures) */
   bench_args a = {.fib_n = 32, .long_s = 1.0, .short_ms = 1.0};
   int w = -1;
   for (int i = 1; i < argc; i++) {
