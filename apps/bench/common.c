@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "bench.h"
@@ -37,6 +38,14 @@ void bench_emit(const bench_args *a, const char *backend, const char *workload, 
 
 static int user_level = MPX_LOG_WARN; /* what MPX_LOG asked for (mpx/log.h's rules) */
 static char link_line[256];
+static double cpu0; /* this process's CPU seconds when the watch began */
+
+static double cpu_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
 
 static void watch(int level, const char *msg, void *user) {
   (void)user;
@@ -51,6 +60,7 @@ void bench_watch_link(void) {
   for (int l = 0; e && l <= MPX_LOG_DEBUG; l++)
     if (!strcasecmp(e, names[l])) user_level = l;
   mpx_log_set(watch, NULL);
+  cpu0 = cpu_now();
   mpx_log_set_level(user_level > MPX_LOG_INFO ? user_level : MPX_LOG_INFO);
 }
 
@@ -64,16 +74,19 @@ void bench_link_report(const bench_args *a, const char *workload, long tasks) {
   bool leaders = strstr(link_line, "(node leaders)") != NULL;
   double per_k = 1000.0 * (double)(mo + mi) / (double)tasks;
   double bytes = (double)(bo + bi) / (double)tasks;
+  double cpu_us = (cpu_now() - cpu0) * 1e6 / (double)tasks; /* rank 0's CPU per task, all in */
+  cpu0 = cpu_now();
   if (a->json)
     printf("{\"peer\": \"mpx-mpi\", \"backend\": \"mpi\", \"workload\": \"%s-rank0\", "
            "\"tasks\": %ld, \"rank0_msgs_sent\": %llu, \"rank0_msgs_received\": %llu, "
            "\"rank0_msgs_per_1000_tasks\": %.2f, \"rank0_bytes_per_task\": %.1f, "
-           "\"rank0_peers\": %d, \"leaders\": %s}\n",
-           workload, tasks, mo, mi, per_k, bytes, workers, leaders ? "true" : "false");
+           "\"rank0_cpu_us_per_task\": %.3f, \"rank0_peers\": %d, \"leaders\": %s}\n",
+           workload, tasks, mo, mi, per_k, bytes, cpu_us, workers, leaders ? "true" : "false");
   else
     printf("rank 0     %-9s %3d peers %11ld tasks: %llu msgs sent, %llu received: %.2f msgs "
-           "per 1000 tasks, %.1f bytes per task%s\n",
-           workload, workers, tasks, mo, mi, per_k, bytes, leaders ? " (node leaders)" : "");
+           "per 1000 tasks, %.1f bytes per task, %.2f us CPU per task%s\n",
+           workload, workers, tasks, mo, mi, per_k, bytes, cpu_us,
+           leaders ? " (node leaders)" : "");
   link_line[0] = '\0';
   fflush(stdout);
 }

@@ -19,7 +19,8 @@
  * 50 ms), tasks from the root or a loan reset it. The thief runs the borrowed tasks and sends
  * their results back to the lender in Batches (TAG_BATCH), which forwards them to the root: the
  * root only ever hears about a task from the rank it gave it to. Every task remembers the rank
- * its result goes to, so a borrowed task lent again finds its way back the same way.
+ * its result goes to; a borrowed task is never lent on (one hop: a result is matched by call id,
+ * and a task lent back and forth would be out twice with one leader).
  *
  * Ending an executor. On the root's SHUTDOWN a leader finishes its queue, waits for every task it
  * gave out, has no request of its own in flight, then enters a non-blocking barrier of the leaders
@@ -52,7 +53,8 @@
 #define STEAL_GAP_MAX 0.05 /* longest pause between requests */
 #define SWEEP_MAX 256      /* messages taken in one sweep before answers are flushed */
 #define FLUSH_N 256         /* results sent up together under load */
-#define FLUSH_S 0.004       /* the longest a result waits for others */
+#define FLUSH_S 0.004       /* a result waits for others at most this long, or a tenth of */
+#define FLUSH_S_MAX 0.05    /* a task's time (longer tasks), up to this */
 #define INLINE_MAX ((size_t)8 << 20) /* inline argument bytes in one batch to a member (then 1) */
 
 typedef struct lbatch { /* tasks from one message, freed when its last task is answered */
@@ -230,7 +232,7 @@ static void flush_one(leader *L, lout *o) {
 }
 
 /* Send the results held for each rank once there are FLUSH_N of them, the oldest waited
- * FLUSH_S, the node is about to run dry (the root refills on results), or `force`. The answers
+ * FLUSH_S or a tenth of a task's time (up to FLUSH_S_MAX), the node is about to run dry (the root refills on results), or `force`. The answers
  * they came in are freed once nothing is held. */
 static void flush(leader *L, bool force) {
   size_t slots = 0, held = L->q.n; /* the node's tasks, queued here or given out */
@@ -239,10 +241,11 @@ static void flush(leader *L, bool force) {
     held += L->p[i].fly.n;
   }
   bool low = held <= 2 * slots, empty = true;
-  double now = mpx__now();
+  double now = mpx__now(), hold = L->avg / 10;
+  hold = hold < FLUSH_S ? FLUSH_S : hold > FLUSH_S_MAX ? FLUSH_S_MAX : hold;
   for (int i = 0; i < L->nout; i++) {
     lout *o = &L->out[i];
-    if (force || low || o->n >= FLUSH_N || now - o->t0 >= FLUSH_S) flush_one(L, o);
+    if (force || low || o->n >= FLUSH_N || now - o->t0 >= hold) flush_one(L, o);
     empty &= !o->n;
   }
   if (!empty) return;
@@ -445,7 +448,9 @@ static void take_answer(leader *L, int i, Mpx__Batch *b, int src) {
   L->held[L->nheld++] = b; /* its Results are in `out` until the next flush */
 }
 
-/* A leader asks for work: lend half our queue (inline arguments only), or nothing. */
+/* A leader asks for work: lend half our queue (tasks from the root with inline arguments only: a
+ * borrowed task is never lent on, so that no task is out twice with one leader, which would match
+ * its result to the wrong copy), or nothing. */
 static void lend(leader *L, int src, int free_slots) {
   int i = src >= 0 && src < L->s->size ? L->peer_at[src] : -1;
   size_t k = L->q.n >= 2 ? L->q.n / 2 : 0, n = 0;
@@ -456,7 +461,7 @@ static void lend(leader *L, int src, int free_slots) {
   Mpx__Task **tp = xcalloc(k, sizeof *tp);
   lq keep = {0};
   for (ltask *t; (t = q_pop(&L->q));) {
-    if (n < k && t->t->arg.len < MPX__SEG_MIN) {
+    if (n < k && t->t->arg.len < MPX__SEG_MIN && t->origin == L->s->up) {
       tp[n++] = t->t;
       if (!L->p[i].fly.n) L->p[i].since = mpx__now();
       q_push(&L->p[i].fly, t);
