@@ -3,10 +3,13 @@
  *   mpx-topo [--workers N] [--binding none|core|pu|numa] [--xml FILE | --synthetic DESC]
  *
  * Without --xml or --synthetic it reads this process's machine the way an executor does (so run it
- * under the same taskset, cgroup, mpirun or srun as the job). Exit status: 0 on success, 1 if the
- * topology cannot be loaded, 2 on a usage error. For this machine it also prints the batch job
- * and the launch mpx_init would see (mpx/job.h), so `srun mpx-topo` shows each rank's placement
- * and why it would or would not use MPI; it never initialises MPI itself. Single-threaded. */
+ * under the same taskset, cgroup, mpirun or srun as the job). Exit status: 0 on success, 1 if this
+ * machine's topology cannot be loaded, 2 on a usage error: an unknown option, a bad value (named
+ * on stderr), an --xml file or --synthetic description hwloc cannot load. More workers than 64
+ * per PU are placed with a warning. --help prints to stdout; stdout is line-buffered. For this
+ * machine it also prints the batch job and the launch mpx_init would see (mpx/job.h), so `srun
+ * mpx-topo` shows each rank's placement and why it would or would not use MPI; it never initialises
+ * MPI itself. Single-threaded. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -159,6 +162,8 @@ static int report(const mpx_topology *t, const char *source, const topo_args *a)
   if (a->machine) report_job();
 
   int n = a->workers > 0 ? a->workers : in.default_workers;
+  if (n > 64L * in.pus)
+    fprintf(stderr, "mpx-topo: warning: %d workers is more than 64 per PU (%d PUs)\n", n, in.pus);
   mpx_placement *pl = calloc((size_t)n, sizeof *pl);
   if (!pl) return MPX_ENOMEM;
   rc = mpx_topology_place(t, a->binding, n, pl);
@@ -174,6 +179,7 @@ static int report(const mpx_topology *t, const char *source, const topo_args *a)
 }
 
 int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0); /* each line reaches a pipe or a file as it is printed */
   topo_args a;
   int rc = parse_args(argc, argv, &a);
   if (rc != 0) return rc < 0 ? 0 : rc;
@@ -194,9 +200,9 @@ int main(int argc, char **argv) {
   }
   if (own) t = own;
   if (rc != 0) {
-    fprintf(stderr, "%s: cannot load the topology of %s: %s (%s)\n", argv[0], source,
-            mpx_strerror(rc), mpx_err_name(rc));
-    return 1;
+    fprintf(stderr, "%s: cannot load the topology of %s: %s (%s)%s%s\n", argv[0], source,
+            mpx_strerror(rc), mpx_err_name(rc), *mpx_errmsg() ? ": " : "", mpx_errmsg());
+    return a.machine ? 1 : 2; /* a file or description given: a bad value */
   }
   rc = report(t, source, &a);
   if (own) mpx_topology_free(own);

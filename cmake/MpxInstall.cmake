@@ -16,8 +16,14 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/include/mpx DESTINATION ${CMAKE_INS
         ${MPX_HEADER_EXCLUDES})
 install(FILES ${MPX_GENERATED_INCLUDE}/mpx/features.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mpx)
 install(EXPORT mpxTargets NAMESPACE mpx:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/mpx)
-# what the installed package requires: MPI only when the MPI backend is built in
-set(MPX_PC_REQUIRES "hwloc libprotobuf-c")
+# What the installed package requires: MPI only when the MPI backend is built in. mpx.pc's
+# Requires are the packages whose headers mpx's headers include (protobuf-c: mpx/proto.h; ompi-c:
+# mpx/mpi.h). hwloc is private: no public header names it, and a static libmpx.a needs only -lhwloc
+# (Libs.private, with the -L pkg-config gave us when hwloc is outside the system's directories).
+# Listed as a Requires, `pkg-config --static` would also add hwloc's own private libraries, which
+# only a static libhwloc.a needs (-ludev: no libudev.a, and no libudev.so without libudev-dev).
+set(MPX_PC_REQUIRES "libprotobuf-c")
+string(JOIN " " MPX_PC_HWLOC_LIBS ${HWLOC_LDFLAGS})
 set(MPX_FIND_MPI "")
 if(MPX_WITH_MPI)
   string(APPEND MPX_PC_REQUIRES " ompi-c")

@@ -21,6 +21,7 @@ typedef struct bench_args {
   const char *size; /* payload: "4M" or "64K..256M" */
   bool tasks_given; /* --tasks was given (payload: else one task per worker) */
   double timeout;  /* --timeout: the executor's task_timeout (s), 0: none */
+  int repeats;     /* metg: independent searches (--repeat), their median reported */
   bool json;
 } bench_args;
 
@@ -37,6 +38,14 @@ void bench_emit(const bench_args *a, const char *backend, const char *workload, 
  * bytes per task over the `tasks` the executor ran (nothing on other backends). */
 void bench_watch_link(void);
 void bench_link_report(const bench_args *a, const char *workload, long tasks);
+
+/* Progress of a run on stderr (ticker.c): after 2 s, a status line redrawn every second when
+ * stderr is a terminal, else one line at 10 s and every 30 s after. bench_emit clears the status
+ * line before it prints a row (bench_ticker_row, which also counts it). Start and stop from the
+ * main thread. */
+void bench_ticker_start(const char *workload);
+void bench_ticker_stop(void);
+void bench_ticker_row(void);
 
 /* Workloads: each returns 0, or prints why it failed and returns 1. */
 int bench_empty(const bench_args *a);

@@ -1,8 +1,8 @@
-/* common.c: mpx-bench's clock, its one printer (table rows or --json lines), and rank 0's
- * traffic on the MPI backend: the link's info line at each executor's end ("mpi link: rank 0 sent
- * N messages (B bytes), received ..."), caught by a logger that passes on what MPX_LOG asked for.
- * Thread-safety: the logger may run on any thread; the line is read after mpx_executor_destroy,
- * which joins the thread that logged it. */
+/* common.c: mpx-bench's clock, its one printer (table rows under a header line, or --json
+ * lines), and rank 0's traffic on the MPI backend: the link's info line at each executor's end
+ * ("mpi link: rank 0 sent N messages (B bytes), received ..."), caught by a logger that passes on
+ * what MPX_LOG asked for. Called from the main thread only, but the logger, which may run on any
+ * thread; the line is read after mpx_executor_destroy, which joins the thread that logged it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,13 @@ void bench_emit(const bench_args *a, const char *backend, const char *workload, 
   static const char *bindings[] = {"none", "core", "pu", "numa"};
   const char *bind = a->binding >= 0 && a->binding <= 3 ? bindings[a->binding] : "?";
   double rate = seconds > 0 ? (double)tasks / seconds : 0;
+  static bool header;
+  bench_ticker_row();
+  if (!a->json && !header) {
+    header = true;
+    printf("%-10s %-9s %11s %17s %11s %22s  %s\n", "backend", "workload", "workers", "tasks",
+           "seconds", "rate", "details");
+  }
   if (a->json) {
     printf("{\"peer\": \"mpx-%s\", \"backend\": \"%s\", \"workload\": \"%s\", \"workers\": %d, "
            "\"tasks\": %ld, \"seconds\": %.6f, \"tasks_per_s\": %.1f, \"binding\": \"%s\"%s%s}\n",

@@ -301,6 +301,7 @@ static int one_size(const bench_args *a, size_t size) {
     bench_emit(a, mpx_backend_name((mpx_backend)mpx_executor_backend(ex)), "payload",
                mpx_executor_workers(ex), n, args, extra);
   } else {
+    bench_ticker_row(); /* erase the progress line */
     printf("%-10s payload %6s x%-3ld %2d workers  args %7.3f GB/s  results %7.3f GB/s  fresh "
            "%6.3f | memcpy %7.3f  socketpair %6.3f  pages %6.3f%s GB/s | ratio %.2f / %.2f\n",
            mpx_backend_name((mpx_backend)mpx_executor_backend(ex)), sz, n, mpx_executor_workers(ex),

@@ -2,9 +2,11 @@
  *
  * Every bad input (an unknown flag, a bad number, a missing task file, a malformed directive,
  * a journal of another run without --resume) gets one line on stderr and exit status 2 before
- * any task runs; --help prints to stdout and exits 0. Under mpirun/srun, mpx_init makes rank 0
- * the coordinator and the other ranks workers, which return from main when the run is over.
- * Single-threaded until farm_run starts the executor. */
+ * any task runs; --help prints to stdout and exits 0 (also for status, joblog and cat). More
+ * slots than 64 per usable CPU (-j) run with a warning (tasks may wait on I/O, not CPUs). stdout
+ * is line-buffered, so grouped task output reaches a log as each task ends. Under mpirun/srun,
+ * mpx_init makes rank 0 the coordinator and the other ranks workers, which return from main when
+ * the run is over. Single-threaded until farm_run starts the executor. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -310,6 +312,13 @@ static int run_main(int argc, char **argv) {
       farm_die_usage("option '%s' is unknown or lacks its value", argv[optind - 1]);
     }
   }
+  if (o.jobs > 0) {
+    const mpx_topology *t;
+    mpx_topo_info ti;
+    if (mpx_topology_get(&t) == 0 && mpx_topology_info(t, &ti) == 0 && o.jobs > 64L * ti.pus)
+      fprintf(stderr, "mpx-farm: warning: -j %d is more than 64 slots per usable CPU (%d here)\n",
+              o.jobs, ti.pus);
+  }
   if (o.tag && o.out_mode != FARM_OUT_GROUP) farm_die_usage("--tag works with grouped output only");
   if (o.deadline == 0) {
     const char *e = getenv("SLURM_JOB_END_TIME");
@@ -377,9 +386,11 @@ static int run_main(int argc, char **argv) {
 }
 
 static int joblog_main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: mpx-farm joblog JOURNAL\n");
-    return FARM_EXIT_USAGE;
+  if (argc != 2 || strcmp(argv[1], "--help") == 0) {
+    FILE *f = argc == 2 ? stdout : stderr;
+    fprintf(f, "usage: mpx-farm joblog JOURNAL\n"
+               "Print GNU parallel's joblog of a run from its journal.\n");
+    return f == stdout ? 0 : FARM_EXIT_USAGE;
   }
   if (farm_journal_joblog(argv[1], stdout) < 0) {
     fprintf(stderr, "mpx-farm joblog: cannot read %s: %s\n", argv[1], strerror(errno));
@@ -389,6 +400,7 @@ static int joblog_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc > 1 && strcmp(argv[1], "status") == 0) return farm_status_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "joblog") == 0) return joblog_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "cat") == 0) return farm_cat_main(argc - 1, argv + 1);

@@ -150,9 +150,14 @@ static void send_batch(disp *d, int i, size_t k) {
   b.tasks = d->task_ptrs;
   mpx__wbuf_reset(&d->out);
   int rc = mpx__codec_pack(&b, &d->lim, &d->out);
+  wslot *w = &d->w[i];
+  /* packed (the arguments are copied out): the words get their call ids, and cancels may win
+   * them from here on. Release: see progress.h; the worker reads them after the send */
+  for (size_t j = 0; rc == 0 && w->page && j < k; j++)
+    atomic_store_explicit(&w->page->claim[(w->seq + j) % MPX__CLAIM_RING],
+                          MPX__CALL_ADDR(d->tasks[j].call_id), memory_order_release);
   if (rc == 0) rc = mpx__dp_send(&d->dp, d->inner, d->tp, i, d->out.data, d->out.len);
   else mpx__dp_reset(&d->dp);
-  wslot *w = &d->w[i];
   if (rc == 0 || rc == MPX_EWORKER_LOST) { /* a loss: poll reports it, lose() re-queues */
     w->seq += k;
     return;
@@ -182,9 +187,9 @@ static void send_batch(disp *d, int i, size_t k) {
 }
 
 /* Fill worker i's window from pending (under d->lock), taking at most `share` tasks. With a
- * progress page each task's claim word gets its call id before the future becomes SENT (so a
- * cancel that sees SENT finds the id there); a word that still holds an unclaimed id (the worker
- * is a whole ring behind) ends the batch. */
+ * progress page each task's claim word reads TAKEN before the future becomes SENT (a cancel that
+ * sees SENT then waits), and gets its call id once the batch is packed (send_batch); a word that
+ * still holds an unclaimed id (the worker is a whole ring behind) ends the batch. */
 void mpx__disp_feed(disp *d, int i, size_t share) {
   wslot *w = &d->w[i];
   long max = d->cfg->max_tasks_per_worker;
@@ -214,8 +219,10 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
     if (d->cfg->gate) mpx__gate_leave(d->cfg->gate);
     bool ok;
     if (word) {
-      /* release: see progress.h; the future's SENT (acq_rel) comes after */
-      atomic_store_explicit(word, (uint64_t)(uintptr_t)f, memory_order_release);
+      /* TAKEN until the batch is packed (send_batch): a cancel that sees it waits, so the future
+       * cannot complete while its argument and its map chunk (which its map may free once it is
+       * cancelled) are still being read here */
+      atomic_store_explicit(word, MPX__CLAIM_TAKEN, memory_order_relaxed);
       ok = mpx__future_send(f, word);
       if (!ok) atomic_store_explicit(word, 0, memory_order_relaxed);
     } else {

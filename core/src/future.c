@@ -560,7 +560,8 @@ int mpx_future_cancelled(const mpx_future *f) {
 
 /* Cancel: a PENDING future by its state word; a SENT one by winning its claim word first, so
  * that the worker skips it (see future_impl.h). While the dispatcher moves a future (it won the
- * word, TAKEN, and is about to make it PENDING) the word reads TAKEN: look again. A word that
+ * word, TAKEN, and is about to make it PENDING) or is still packing its batch (the word gets the
+ * future's id once the arguments are copied out) the word reads TAKEN: look again. A word that
  * reads anything else while the future is still SENT there belongs to the worker (STARTED, or
  * a value its own task wrote): the task counts as running. */
 int mpx_future_cancel(mpx_future *f) {

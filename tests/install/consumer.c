@@ -1,4 +1,5 @@
-/* consumer: the README's example, built against an installed mpx by install_test.sh. */
+/* consumer: a short mpx program built against an installed mpx by install_test.sh (CMake and
+ * pkg-config, shared and static); README's own program is extracted from README.md there. */
 #include <mpx/mpx.h>
 #include <stdio.h>
 #include <string.h>
