@@ -127,8 +127,10 @@ static void skew(mpx_executor *ex, int size, int nodes) {
   }
   CHECK_OK(mpx_future_result_copy(fl, &dl, sizeof dl, 60));
   mpx_future_release(fl);
-  fprintf(stderr, "leader_test skew: naps done %.2f s after the start, the long task at %.2f s "
-                  "(rank %lld)\n", last - t0, dl.end - t0, (long long)dl.rank);
+  fprintf(stderr,
+          "leader_test skew: naps done %.2f s after the start, the long task at %.2f s "
+          "(rank %lld)\n",
+          last - t0, dl.end - t0, (long long)dl.rank);
   CHECK(last < dl.end); /* nothing waited behind the long task */
   for (int k = 0; k < nodes && k < 64; k++) CHECK(node_ran[k]);
 }
@@ -177,8 +179,7 @@ static void run_kill(int victim) {
   static mpx_future *fs[N];
   for (int i = 0; i < N; i++) CHECK_OK(mpx_submit(ex, "die_on", &victim, sizeof victim, &fs[i]));
   for (int i = 0; i < N; i++) mpx_wait(&fs[i], 1, MPX_ALL_COMPLETED, MPX_FOREVER);
-  fprintf(stderr, "leader_test kill: the job survived the loss of rank %d (it must not)\n",
-          victim);
+  fprintf(stderr, "leader_test kill: the job survived the loss of rank %d (it must not)\n", victim);
   exit(3);
 }
 
@@ -188,8 +189,10 @@ int main(int argc, char **argv) {
   CHECK_RC(role, MPX_MAIN);
   const char *mode = argc > 1 ? argv[1] : "";
   int k = argc > 2 ? atoi(argv[2]) : 0;
-  if (!strcmp(mode, "nodes") && k > 0) run_nodes(k);
-  else if (!strcmp(mode, "kill") && k > 0) run_kill(k);
+  if (!strcmp(mode, "nodes") && k > 0)
+    run_nodes(k);
+  else if (!strcmp(mode, "kill") && k > 0)
+    run_kill(k);
   else {
     fprintf(stderr, "usage: leader_test nodes K | kill RANK\n");
     return 2;

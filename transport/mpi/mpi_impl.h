@@ -6,7 +6,8 @@
  * backoff, send queue, matched receive, thread setup) and mpi_pool.c the task threads of a rank
  * (a worker rank's hybrid threads, the root's when it works too), so neither half calls into the
  * other's file for them; mpi_session.c builds sessions, mpi_bells.c their doorbells,
- * mpi_local.c the root's own worker and mpi_spawn.c spawn mode. A session is one communicator (a
+ * mpi_local.c the root's own worker, mpi_spawn.c spawn mode and mpi_leader.c node leaders (a
+ * leader serves the root as a worker rank does, and its node's ranks serve it: `up`). A session is one communicator (a
  * dup of MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of
  * spawn mode's merged communicator) with one root; worker ranks of a session serve at most one
  * executor at a time.

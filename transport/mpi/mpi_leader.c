@@ -35,262 +35,33 @@
  * that rank are dropped with a warning (the root checks what the leader sends, as for any rank).
  *
  * Thread-safety: one thread (the rank's serving thread) runs all of this and makes every MPI call;
- * the leader's own task threads are an mpi_local.c pool, under that pool's lock. */
+ * the leader's own task threads are an mpi_local.c pool, under that pool's lock. Its queues and
+ * the results it holds for other ranks are in mpi_leader_out.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "mpi_impl.h"
-#include "mpx.pb-c.h"
+#include "mpi_leader.h"
 #include "os/clock.h"
 #include "os/log.h"
 #include "os/seg.h"
 #include "task_impl.h"
 
-#define QUIET_S 0.005      /* a member that answered nothing for this long may hold a long task */
-#define STEAL_GAP0 0.0005  /* first pause after an empty loan */
-#define STEAL_GAP_MAX 0.05 /* longest pause between requests */
-#define SWEEP_MAX 256      /* messages taken in one sweep before answers are flushed */
-#define FLUSH_N 256         /* results sent up together under load */
-#define FLUSH_S 0.004       /* a result waits for others at most this long, or a tenth of */
-#define FLUSH_S_MAX 0.05    /* a task's time (longer tasks), up to this */
-#define INLINE_MAX ((size_t)8 << 20) /* inline argument bytes in one batch to a member (then 1) */
-
-typedef struct lbatch { /* tasks from one message, freed when its last task is answered */
-  Mpx__Batch *b;
-  void **args; /* big arguments received after it (up to b->n_tasks) */
-  size_t nargs;
-  size_t refs;
-} lbatch;
-
-typedef struct ltask {
-  Mpx__Task *t;
-  lbatch *lb;
-  int origin; /* the rank its result goes to: the root (s->up) or the leader that lent it */
-  struct ltask *next;
-} ltask;
-
-typedef struct lq {
-  ltask *head, *tail;
-  size_t n;
-} lq;
-
-typedef struct lpeer {
-  int rank;    /* comm rank; -1: this rank's own task threads */
-  int threads; /* it was started with (0: not started; a leader that borrows: 0) */
-  int slots;
-  bool ready, bye, tb; /* tb: a TAKEBACK is out, no RETURNED yet */
-  lq fly;              /* given to it, not answered */
-  double since;        /* its last answer, or the send into its empty window */
-} lpeer;
-
-typedef struct lout { /* results bound for one rank */
-  int rank;
-  double t0; /* when the oldest of them came */
-  Mpx__Result **r;
-  size_t n, cap, bytes;
-  void **pay; /* big results that came out of band, in the order of their Results */
-  size_t *plen, np, pcap;
-} lout;
-
-typedef struct leader {
-  mpx__mpi_session *s;
-  mpx__limits lim;
-  mpx__mpi_start h;
-  lpeer *p;
-  int np;
-  int *peer_at; /* comm rank -> index in p, or -1 */
-  lq q;
-  lout *out;
-  int nout;
-  Mpx__Batch **held; /* answers whose Results are in `out`, freed after each flush */
-  size_t nheld, hcap;
-  mpx__sendq sq;
-  mpx__mpi_local *local;
-  uint8_t *rbuf;
-  size_t rcap;
-  bool ready_sent, stopping, steal_out, fin;
-  MPI_Request fin_req;
-  int victim, err_code;
-  int nl; /* leaders in the team (MPX__START_TEAM), 0: this one works alone */
-  char err_msg[256];
-  double steal_at, steal_gap, avg;
-  unsigned long long lent, borrowed, steals;
-} leader;
-
-static void fatal(const char *what, int rc) {
-  mpx__log(MPX_LOG_ERROR, "leader rank: %s: %s", what, mpx_strerror(rc));
-  MPI_Abort(MPI_COMM_WORLD, 1);
-  abort();
-}
-
-static void *xcalloc(size_t n, size_t sz) {
-  void *p = calloc(n ? n : 1, sz);
-  if (!p) fatal("allocating", MPX_ENOMEM);
-  return p;
-}
-
-/* ---- queues ----------------------------------------------------------------------------------- */
-
-static void q_push(lq *q, ltask *t) {
-  t->next = NULL;
-  if (q->tail) q->tail->next = t;
-  else q->head = t;
-  q->tail = t;
-  q->n++;
-}
-/* Put every task of `front` before q's, in their order. */
-static void q_prepend(lq *q, const lq *front) {
-  if (!front->n) return;
-  front->tail->next = q->head;
-  if (!q->tail) q->tail = front->tail;
-  q->head = front->head;
-  q->n += front->n;
-}
-static ltask *q_pop(lq *q) {
-  ltask *t = q->head;
-  if (!t) return NULL;
-  q->head = t->next;
-  if (!q->head) q->tail = NULL;
-  q->n--;
-  t->next = NULL;
-  return t;
-}
-/* Take the task with call id `id` out of q (usually its head), or NULL. */
-static ltask *q_take(lq *q, uint64_t id) {
-  ltask *prev = NULL;
-  for (ltask *t = q->head; t; prev = t, t = t->next) {
-    if (t->t->call_id != id) continue;
-    if (prev) prev->next = t->next;
-    else q->head = t->next;
-    if (q->tail == t) q->tail = prev;
-    q->n--;
-    t->next = NULL;
-    return t;
-  }
-  return NULL;
-}
-
-static void task_done(ltask *t) { /* answered (or given back): drop its hold on the batch */
-  lbatch *lb = t->lb;
-  free(t);
-  if (--lb->refs) return;
-  for (size_t k = 0; k < lb->nargs; k++) free(lb->args[k]);
-  free(lb->args);
-  mpx__codec_free(lb->b);
-  free(lb);
-}
-
-/* ---- sending ---------------------------------------------------------------------------------- */
-
-static void post(leader *L, int dest, int tag, mpx__wbuf *w) {
-  uint8_t *take = w->data;
-  int rc = mpx__sendq_post(&L->sq, L->s->comm, dest, tag, w->data, w->len, &take);
-  mpx__mpi_ring(L->s, dest);
-  if (rc) free(take), fatal("sending", rc);
-  *w = (mpx__wbuf){0};
-}
-
-static void post_control(leader *L, int dest, Mpx__Control *c, Mpx__Result **r, size_t n) {
-  Mpx__Batch b = MPX__BATCH__INIT;
-  b.control = c;
-  b.results = r;
-  b.n_results = n;
-  mpx__wbuf w = {0};
-  int rc = mpx__codec_pack(&b, &L->lim, &w);
-  if (rc) fatal("packing a control", rc);
-  post(L, dest, MPX__TAG_BATCH, &w);
-}
-
-static lout *out_for(leader *L, int rank) {
-  for (int i = 0; i < L->nout; i++)
-    if (L->out[i].rank == rank) return &L->out[i];
-  L->out = realloc(L->out, (size_t)(L->nout + 1) * sizeof *L->out);
-  if (!L->out) fatal("allocating", MPX_ENOMEM);
-  L->out[L->nout] = (lout){.rank = rank};
-  return &L->out[L->nout++];
-}
-
-/* Send what `o` holds as one Batch, then its big results, each as its own message. */
-static void flush_one(leader *L, lout *o) {
-  if (!o->n) return;
-  Mpx__Batch b = MPX__BATCH__INIT;
-  b.results = o->r;
-  b.n_results = o->n;
-  mpx__wbuf w = {0};
-  int rc = mpx__codec_pack(&b, &L->lim, &w);
-  if (rc) fatal("packing results", rc);
-  post(L, o->rank, MPX__TAG_BATCH, &w);
-  for (size_t k = 0; k < o->np; k++) {
-    uint8_t *take = o->pay[k];
-    if ((rc = mpx__sendq_post(&L->sq, L->s->comm, o->rank, MPX__TAG_PAYLOAD, o->pay[k],
-                              o->plen[k], &take)))
-      fatal("sending a result", rc);
-  }
-  o->n = o->np = o->bytes = 0;
-}
-
-/* Send the results held for each rank once there are FLUSH_N of them, the oldest waited
- * FLUSH_S or a tenth of a task's time (up to FLUSH_S_MAX), the node is about to run dry (the root refills on results), or `force`. The answers
- * they came in are freed once nothing is held. */
-static void flush(leader *L, bool force) {
-  size_t slots = 0, held = L->q.n; /* the node's tasks, queued here or given out */
-  for (int i = 0; i < L->np; i++) {
-    slots += L->p[i].threads && L->p[i].ready ? L->p[i].slots : 0;
-    held += L->p[i].fly.n;
-  }
-  bool low = held <= 2 * slots, empty = true;
-  double now = mpx__now(), hold = L->avg / 10;
-  hold = hold < FLUSH_S ? FLUSH_S : hold > FLUSH_S_MAX ? FLUSH_S_MAX : hold;
-  for (int i = 0; i < L->nout; i++) {
-    lout *o = &L->out[i];
-    if (force || low || o->n >= FLUSH_N || now - o->t0 >= hold) flush_one(L, o);
-    empty &= !o->n;
-  }
-  if (!empty) return;
-  for (size_t k = 0; k < L->nheld; k++) mpx__codec_free(L->held[k]);
-  L->nheld = 0;
-}
-
-/* Queue result r (of a task whose answer goes to `rank`; its big data, if any, in pay). */
-static void out_add(leader *L, int rank, Mpx__Result *r, void *pay) {
-  lout *o = out_for(L, rank);
-  size_t sz = r->data.len + (size_t)r->data_shm + 64;
-  if (o->n && (o->n + 1 > L->lim.max_items || o->bytes + r->data.len + 64 > L->lim.max_payload))
-    flush_one(L, o); /* the Batches it came in are still held: the flushed Results stay valid */
-  if (o->n == o->cap) {
-    o->cap = o->cap ? 2 * o->cap : 64;
-    if (!(o->r = realloc(o->r, o->cap * sizeof *o->r))) fatal("allocating", MPX_ENOMEM);
-  }
-  if (!o->n) o->t0 = mpx__now();
-  o->r[o->n++] = r;
-  o->bytes += sz;
-  if (!pay) return;
-  if (o->np == o->pcap) {
-    o->pcap = o->pcap ? 2 * o->pcap : 8;
-    o->pay = realloc(o->pay, o->pcap * sizeof *o->pay);
-    o->plen = realloc(o->plen, o->pcap * sizeof *o->plen);
-    if (!o->pay || !o->plen) fatal("allocating", MPX_ENOMEM);
-  }
-  o->pay[o->np] = pay;
-  o->plen[o->np++] = (size_t)r->data_shm;
-}
-
 /* Give up to k queued tasks to peer i (a member or the own threads): one Batch, big arguments
  * out of band after it (members) or read in place (own threads). */
 static void feed(leader *L, int i, size_t k) {
   lpeer *p = &L->p[i];
-  Mpx__Task *copy = xcalloc(k, sizeof *copy);
-  Mpx__Task **tp = xcalloc(k, sizeof *tp);
-  struct iovec *parts = xcalloc(k, sizeof *parts);
+  Mpx__Task *copy = mpx__lead_calloc(k, sizeof *copy);
+  Mpx__Task **tp = mpx__lead_calloc(k, sizeof *tp);
+  struct iovec *parts = mpx__lead_calloc(k, sizeof *parts);
   size_t n = 0, inline_bytes = 0;
   int nparts = 0;
   while (n < k && L->q.head) {
     Mpx__Task *t = L->q.head->t;
     bool big = t->arg.len >= MPX__SEG_MIN;
     if (n && !big && inline_bytes + t->arg.len > INLINE_MAX) break;
-    ltask *lt = q_pop(&L->q);
+    ltask *lt = mpx__lq_pop(&L->q);
     copy[n] = *t;
     if (big) {
       copy[n].arg_shm = t->arg.len;
@@ -303,24 +74,24 @@ static void feed(leader *L, int i, size_t k) {
     tp[n] = &copy[n];
     n++;
     if (!p->fly.n) p->since = mpx__now();
-    q_push(&p->fly, lt);
+    mpx__lq_push(&p->fly, lt);
   }
   Mpx__Batch b = MPX__BATCH__INIT;
   b.tasks = tp;
   b.n_tasks = n;
   mpx__wbuf w = {0};
   int rc = mpx__codec_pack(&b, &L->lim, &w);
-  if (rc) fatal("packing tasks", rc);
+  if (rc) mpx__lead_fatal("packing tasks", rc);
   if (p->rank < 0) {
     rc = mpx__mpi_local_send_parts(L->local, w.data, w.len, parts, nparts);
-    if (rc) fatal("queueing tasks", rc);
+    if (rc) mpx__lead_fatal("queueing tasks", rc);
     mpx__wbuf_free(&w);
   } else {
-    post(L, p->rank, MPX__TAG_BATCH, &w);
+    mpx__lead_post(L, p->rank, MPX__TAG_BATCH, &w);
     for (int j = 0; j < nparts; j++) /* borrowed: the batch holding it lives until answered */
-      if ((rc = mpx__sendq_post_ex(&L->sq, L->s->comm, p->rank, MPX__TAG_PAYLOAD,
-                                   parts[j].iov_base, parts[j].iov_len, NULL, true)))
-        fatal("sending an argument", rc);
+      if ((rc = mpx__sendq_post_ex(&L->sq, L->s->comm, p->rank, MPX__TAG_PAYLOAD, parts[j].iov_base,
+                                   parts[j].iov_len, NULL, true)))
+        mpx__lead_fatal("sending an argument", rc);
   }
   free(copy), free(tp), free(parts);
 }
@@ -335,21 +106,21 @@ static void send_takeback(leader *L, int i) {
     int rc = mpx__codec_pack(&b, &L->lim, &w);
     if (!rc) rc = mpx__mpi_local_send(L->local, w.data, w.len);
     mpx__wbuf_free(&w);
-    if (rc) fatal("taking tasks back", rc);
+    if (rc) mpx__lead_fatal("taking tasks back", rc);
   } else {
-    post_control(L, L->p[i].rank, &c, NULL, 0);
+    mpx__lead_post_control(L, L->p[i].rank, &c, NULL, 0);
   }
   L->p[i].tb = true;
 }
 
-/* ---- receiving -------------------------------------------------------------------------------- */
+/* ---- receiving ------------------------------------------------------------------------------- */
 
 /* Tasks from the root (after their batch, its big arguments) or a loan from another leader. */
 static void take_tasks(leader *L, Mpx__Batch *b, int origin, bool with_args) {
-  lbatch *lb = xcalloc(1, sizeof *lb);
+  lbatch *lb = mpx__lead_calloc(1, sizeof *lb);
   lb->b = b;
   lb->refs = b->n_tasks;
-  if (with_args) lb->args = xcalloc(b->n_tasks, sizeof *lb->args);
+  if (with_args) lb->args = mpx__lead_calloc(b->n_tasks, sizeof *lb->args);
   for (size_t k = 0; k < b->n_tasks; k++) {
     Mpx__Task *t = b->tasks[k];
     void *buf = NULL;
@@ -360,23 +131,23 @@ static void take_tasks(leader *L, Mpx__Batch *b, int origin, bool with_args) {
       t->arg.len = (size_t)t->arg_shm;
       t->arg_shm = 0; /* a big argument that did not come keeps arg_shm: serving fails it */
     }
-    ltask *lt = xcalloc(1, sizeof *lt);
+    ltask *lt = mpx__lead_calloc(1, sizeof *lt);
     *lt = (ltask){.t = t, .lb = lb, .origin = origin};
-    q_push(&L->q, lt);
+    mpx__lq_push(&L->q, lt);
   }
 }
 
 /* The root's TAKEBACK: the results so far, then a RETURNED with the queued tasks it gave us. */
 static void give_back(leader *L) {
-  flush(L, true);
+  mpx__lead_flush(L, true);
   lq keep = {0};
-  Mpx__Result *rs = xcalloc(L->q.n, sizeof *rs);
-  Mpx__Result **rp = xcalloc(L->q.n, sizeof *rp);
-  ltask **gone = xcalloc(L->q.n, sizeof *gone);
+  Mpx__Result *rs = mpx__lead_calloc(L->q.n, sizeof *rs);
+  Mpx__Result **rp = mpx__lead_calloc(L->q.n, sizeof *rp);
+  ltask **gone = mpx__lead_calloc(L->q.n, sizeof *gone);
   size_t n = 0;
-  for (ltask *t; (t = q_pop(&L->q));) {
+  for (ltask *t; (t = mpx__lq_pop(&L->q));) {
     if (t->origin != L->s->up || n == L->lim.max_items) {
-      q_push(&keep, t);
+      mpx__lq_push(&keep, t);
       continue;
     }
     mpx__result__init(&rs[n]);
@@ -387,8 +158,8 @@ static void give_back(leader *L) {
   L->q = keep;
   Mpx__Control c = MPX__CONTROL__INIT;
   c.kind = MPX__CONTROL__KIND__RETURNED;
-  post_control(L, L->s->up, &c, rp, n);
-  for (size_t k = 0; k < n; k++) task_done(gone[k]);
+  mpx__lead_post_control(L, L->s->up, &c, rp, n);
+  for (size_t k = 0; k < n; k++) mpx__lead_task_done(gone[k]);
   free(rs), free(rp), free(gone);
 }
 
@@ -413,28 +184,30 @@ static void take_answer(leader *L, int i, Mpx__Batch *b, int src) {
   lq back = {0}; /* given back, in the order they were sent */
   for (size_t k = 0; k < b->n_results; k++) {
     Mpx__Result *r = b->results[k];
-    ltask *t = q_take(&p->fly, r->call_id);
+    ltask *t = mpx__lq_take(&p->fly, r->call_id);
     void *pay = NULL;
     if (!returned && r->data_shm && src >= 0 &&
         mpx__mpi_take_payload(L->s->comm, src, (size_t)r->data_shm, 30.0, &pay, NULL, NULL))
-      fatal("receiving a big result", MPX_EPROTO);
+      mpx__lead_fatal("receiving a big result", MPX_EPROTO);
     if (!t) {
-      mpx__log(MPX_LOG_WARN, "leader %d: an answer from rank %d for a task it does not hold "
-               "(call id %llu): dropped", L->s->rank, src, (unsigned long long)r->call_id);
+      mpx__log(MPX_LOG_WARN,
+               "leader %d: an answer from rank %d for a task it does not hold "
+               "(call id %llu): dropped",
+               L->s->rank, src, (unsigned long long)r->call_id);
       free(pay);
       continue;
     }
     if (returned) { /* never started there: back to the head of our queue */
-      q_push(&back, t);
+      mpx__lq_push(&back, t);
       continue;
     }
-    out_add(L, t->origin, r, pay);
-    task_done(t);
+    mpx__lead_out_add(L, t->origin, r, pay);
+    mpx__lead_task_done(t);
     done++;
   }
   if (returned) {
     p->tb = false;
-    q_prepend(&L->q, &back);
+    mpx__lq_prepend(&L->q, &back);
   }
   if (done && p->threads) { /* seconds per task per slot, for the members' windows */
     double per = (now - p->since) * p->slots / (double)done;
@@ -443,7 +216,8 @@ static void take_answer(leader *L, int i, Mpx__Batch *b, int src) {
   if (done) p->since = now; /* (a RETURNED is no sign of progress: the long task still runs) */
   if (L->nheld == L->hcap) {
     L->hcap = L->hcap ? 2 * L->hcap : 16;
-    if (!(L->held = realloc(L->held, L->hcap * sizeof *L->held))) fatal("allocating", MPX_ENOMEM);
+    if (!(L->held = realloc(L->held, L->hcap * sizeof *L->held)))
+      mpx__lead_fatal("allocating", MPX_ENOMEM);
   }
   L->held[L->nheld++] = b; /* its Results are in `out` until the next flush */
 }
@@ -458,15 +232,15 @@ static void lend(leader *L, int src, int free_slots) {
   if (L->h.threads < 2) k = 0; /* the root takes a one-slot worker's answers in order only */
   if (free_slots < 1) k = 0;
   if (k > 4096) k = 4096;
-  Mpx__Task **tp = xcalloc(k, sizeof *tp);
+  Mpx__Task **tp = mpx__lead_calloc(k, sizeof *tp);
   lq keep = {0};
-  for (ltask *t; (t = q_pop(&L->q));) {
+  for (ltask *t; (t = mpx__lq_pop(&L->q));) {
     if (n < k && t->t->arg.len < MPX__SEG_MIN && t->origin == L->s->up) {
       tp[n++] = t->t;
       if (!L->p[i].fly.n) L->p[i].since = mpx__now();
-      q_push(&L->p[i].fly, t);
+      mpx__lq_push(&L->p[i].fly, t);
     } else {
-      q_push(&keep, t);
+      mpx__lq_push(&keep, t);
     }
   }
   L->q = keep;
@@ -476,11 +250,11 @@ static void lend(leader *L, int src, int free_slots) {
     b.tasks = tp;
     b.n_tasks = n;
     int rc = mpx__codec_pack(&b, &L->lim, &w);
-    if (rc) fatal("packing a loan", rc);
+    if (rc) mpx__lead_fatal("packing a loan", rc);
   }
   free(tp);
   L->lent += n;
-  post(L, src, MPX__TAG_LEND, &w);
+  mpx__lead_post(L, src, MPX__TAG_LEND, &w);
 }
 
 /* One waiting message, if any: 1 taken, 0 none. */
@@ -489,7 +263,7 @@ static int take_message(leader *L) {
   MPI_Message msg;
   MPI_Status st;
   int rc = MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, L->s->comm, &flag, &msg, &st);
-  if (rc != MPI_SUCCESS) fatal("MPI_Improbe", mpx__mpi_fail("MPI_Improbe", rc));
+  if (rc != MPI_SUCCESS) mpx__lead_fatal("MPI_Improbe", mpx__mpi_fail("MPI_Improbe", rc));
   if (!flag) return 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
   int src = st.MPI_SOURCE, tag = st.MPI_TAG;
@@ -500,12 +274,15 @@ static int take_message(leader *L) {
   if (!ok) {
     char dummy;
     MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-    if (tag == MPX__TAG_BYE && i >= 0) L->p[i].bye = true;
-    else mpx__log(MPX_LOG_WARN, "leader %d: unexpected message (tag %d, %d bytes) from %d",
-                  L->s->rank, tag, count, src);
+    if (tag == MPX__TAG_BYE && i >= 0)
+      L->p[i].bye = true;
+    else
+      mpx__log(MPX_LOG_WARN, "leader %d: unexpected message (tag %d, %d bytes) from %d", L->s->rank,
+               tag, count, src);
     return 1;
   }
-  if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &L->rbuf, &L->rcap))) fatal("receiving", rc);
+  if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &L->rbuf, &L->rcap)))
+    mpx__lead_fatal("receiving", rc);
   if (tag == MPX__TAG_STEAL) {
     int32_t f = 0;
     if (count == (int)sizeof f) memcpy(&f, L->rbuf, sizeof f);
@@ -514,7 +291,7 @@ static int take_message(leader *L) {
   }
   Mpx__Batch *b = NULL;
   if (count && (rc = mpx__codec_unpack(L->rbuf, (size_t)count, &L->lim, &b)))
-    fatal("a malformed batch", rc);
+    mpx__lead_fatal("a malformed batch", rc);
   if (tag == MPX__TAG_LEND) {
     L->steal_out = false;
     if (b && b->n_tasks) {
@@ -534,15 +311,17 @@ static int take_message(leader *L) {
     Mpx__Control *c = b->control;
     if (c && c->kind == MPX__CONTROL__KIND__SHUTDOWN) L->stopping = true;
     if (c && c->kind == MPX__CONTROL__KIND__TAKEBACK) give_back(L);
-    if (b->n_tasks) take_tasks(L, b, src, true);
-    else mpx__codec_free(b);
+    if (b->n_tasks)
+      take_tasks(L, b, src, true);
+    else
+      mpx__codec_free(b);
     return 1;
   }
   take_answer(L, i, b, src);
   return 1;
 }
 
-/* ---- the loop --------------------------------------------------------------------------------- */
+/* ---- the loop -------------------------------------------------------------------------------- */
 
 static size_t window(const leader *L, const lpeer *p) {
   double w = L->avg > 0 ? 1e-3 / L->avg : 2;
@@ -565,7 +344,7 @@ static void send_ready(leader *L) {
     e.rank = L->s->rank;
     c.error = &e;
   }
-  post_control(L, L->s->up, &c, NULL, 0);
+  mpx__lead_post_control(L, L->s->up, &c, NULL, 0);
   L->ready_sent = true;
 }
 
@@ -607,24 +386,25 @@ static void schedule(leader *L) {
         send_takeback(L, i);
     }
   int nl = L->nl;
-  if (!L->q.n && idle && nl > 1 && !L->steal_out && !L->fin && !L->err_code &&
-      now >= L->steal_at) {
+  if (!L->q.n && idle && nl > 1 && !L->steal_out && !L->fin && !L->err_code && now >= L->steal_at) {
     int v = L->s->leader_ranks[L->victim++ % nl];
     if (v == L->s->rank) v = L->s->leader_ranks[L->victim++ % nl];
     mpx__wbuf w = {0};
     int32_t f = free_slots;
-    if (mpx__wbuf_append(&w, &f, sizeof f)) fatal("allocating", MPX_ENOMEM);
-    post(L, v, MPX__TAG_STEAL, &w);
+    if (mpx__wbuf_append(&w, &f, sizeof f)) mpx__lead_fatal("allocating", MPX_ENOMEM);
+    mpx__lead_post(L, v, MPX__TAG_STEAL, &w);
     L->steal_out = true;
     L->steals++;
   }
   bool quiet = !L->q.n && !L->steal_out;
   for (int i = 0; i < L->np && quiet; i++) quiet = !L->p[i].fly.n;
   if (L->stopping && quiet && !L->fin) {
-    flush(L, true);
+    mpx__lead_flush(L, true);
     L->fin = true;
-    if (L->nl) MPI_Ibarrier(L->s->leaders, &L->fin_req);
-    else L->fin_req = MPI_REQUEST_NULL;
+    if (L->nl)
+      MPI_Ibarrier(L->s->leaders, &L->fin_req);
+    else
+      L->fin_req = MPI_REQUEST_NULL;
   }
 }
 
@@ -633,15 +413,15 @@ int mpx__mpi_lead(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   char name[MPX_TASK_NAME_MAX + 1];
   const uint8_t *initargs;
   int rc = mpx__mpi_start_parse(m, len, &L.h, name, &initargs);
-  if (rc) fatal("a malformed start record from the root", rc);
+  if (rc) mpx__lead_fatal("a malformed start record from the root", rc);
   L.lim = mpx__limits_default(L.h.max_payload);
   L.victim = s->rank;
   /* peers: this rank's threads, its members, then the other leaders (who may borrow) */
   int nl = 0; /* the leaders this one steals from, when all of them serve this executor */
   if (s->leaders != MPI_COMM_NULL && (L.h.flags & MPX__START_TEAM)) MPI_Comm_size(s->leaders, &nl);
   L.nl = nl;
-  L.p = xcalloc((size_t)(1 + s->nmembers + nl), sizeof *L.p);
-  L.peer_at = xcalloc((size_t)s->size, sizeof *L.peer_at);
+  L.p = mpx__lead_calloc((size_t)(1 + s->nmembers + nl), sizeof *L.p);
+  L.peer_at = mpx__lead_calloc((size_t)s->size, sizeof *L.peer_at);
   for (int r = 0; r < s->size; r++) L.peer_at[r] = -1;
   int n = 1 + s->nmembers, total = L.h.threads, sum = s->my_cores;
   for (int k = 0; k < s->nmembers; k++) sum += s->member_cores[k];
@@ -660,14 +440,13 @@ int mpx__mpi_lead(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     h.threads = L.p[i].threads;
     mpx__wbuf w = {0};
     if (mpx__wbuf_append(&w, &h, sizeof h) || mpx__wbuf_append(&w, m + sizeof h, len - sizeof h))
-      fatal("allocating", MPX_ENOMEM);
-    post(&L, L.p[i].rank, MPX__TAG_START, &w);
+      mpx__lead_fatal("allocating", MPX_ENOMEM);
+    mpx__lead_post(&L, L.p[i].rank, MPX__TAG_START, &w);
   }
-  if (L.p[0].threads &&
-      (rc = mpx__mpi_local_start(&L.local, L.p[0].threads, L.h.worker, s,
-                                 L.h.name_len ? name : NULL, initargs, L.h.initargs_len,
-                                 L.h.max_payload, s->my_bell)))
-    fatal("starting task threads", rc);
+  if (L.p[0].threads && (rc = mpx__mpi_local_start(&L.local, L.p[0].threads, L.h.worker, s,
+                                                   L.h.name_len ? name : NULL, initargs,
+                                                   L.h.initargs_len, L.h.max_payload, s->my_bell)))
+    mpx__lead_fatal("starting task threads", rc);
   mpx__mpi_thread_setup();
   mpx__backoff bo = mpx__backoff_for(s);
   for (;;) {
@@ -679,33 +458,35 @@ int mpx__mpi_lead(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     size_t dl;
     while (L.local && mpx__mpi_local_poll(L.local, &d, &dl)) {
       Mpx__Batch *b;
-      if ((rc = mpx__codec_unpack(d, dl, &L.lim, &b))) fatal("own results", rc);
+      if ((rc = mpx__codec_unpack(d, dl, &L.lim, &b))) mpx__lead_fatal("own results", rc);
       take_answer(&L, 0, b, -1);
       got++;
     }
     schedule(&L);
-    flush(&L, false);
+    mpx__lead_flush(&L, false);
     if (L.fin) {
       int done = 0;
       MPI_Test(&L.fin_req, &done, MPI_STATUS_IGNORE);
       if (done) break;
     }
-    if (busy || got) mpx__backoff_reset(&bo);
-    else mpx__bell_wait(s->my_bell, seen, mpx__backoff_next(&bo));
+    if (busy || got)
+      mpx__backoff_reset(&bo);
+    else
+      mpx__bell_wait(s->my_bell, seen, mpx__backoff_next(&bo));
     if (atomic_load_explicit(&s->my_bell->seq, memory_order_seq_cst) != seen)
       mpx__backoff_rung(&bo);
   }
   Mpx__Control c = MPX__CONTROL__INIT; /* the members' end: SHUTDOWN, then their BYEs */
   c.kind = MPX__CONTROL__KIND__SHUTDOWN;
   for (int i = 1; i <= s->nmembers; i++)
-    if (L.p[i].threads) post_control(&L, L.p[i].rank, &c, NULL, 0);
+    if (L.p[i].threads) mpx__lead_post_control(&L, L.p[i].rank, &c, NULL, 0);
   for (bool all = false; !all;) {
     all = true;
     for (int i = 1; i <= s->nmembers; i++) all &= !L.p[i].threads || L.p[i].bye;
     if (all) break;
     mpx__sendq_progress(&L.sq);
     if (!take_message(&L)) mpx__bell_wait(s->my_bell, atomic_load(&s->my_bell->seq), 100000);
-    flush(&L, true);
+    mpx__lead_flush(&L, true);
   }
   mpx__mpi_local_stop(L.local);
   if (s->oneshot) /* members this executor did not start wait for their stop */

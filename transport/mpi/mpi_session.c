@@ -5,7 +5,8 @@
  * node's cores (node_share: the cores a rank may use, split evenly between the worker ranks of
  * the node that may use exactly the same set; ranks bound to distinct cores keep theirs; the
  * root's spare cores are what it may use when no worker rank shares them); the node's doorbells
- * (mpi_bells.c); and the gathers of every rank's core share and host name at the root.
+ * (mpi_bells.c); the gathers of every rank's core share and host name at the root; and node
+ * leaders (mpx__mpi_leaders_setup, at the end: which rank each one serves, mpi_leader.c).
  *
  * Thread-safety: built and freed by one thread per rank (mpx_init's, mpx_comm_executor's caller,
  * spawn mode's executor creator); read-only afterwards except for the root's busy, refs and served,
