@@ -1,5 +1,5 @@
 /* bench.h: the harness shared by mpx-bench's workloads: parsed arguments, a clock, and one
- * printer for table rows and --json lines (keys as ../shared/peers/README.md: backend/peer,
+ * printer for table rows and --json lines (keys as apps/bench/peers/README.md: backend/peer,
  * workload, workers, tasks, seconds, tasks_per_s, plus extras). */
 #ifndef MPX_BENCH_H
 #define MPX_BENCH_H
@@ -58,5 +58,9 @@ int bench_skew(const bench_args *a);
 int bench_strmap(const bench_args *a);
 int bench_stream(const bench_args *a);
 int bench_payload(const bench_args *a);
+
+/* `mpx-bench report ARGS`: execs the report script installed beside mpx-bench (report.c); returns
+ * 1 only when that failed. */
+int bench_report(int argc, char **argv);
 
 #endif

@@ -47,6 +47,8 @@ static void usage(FILE *to) {
           "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M]\n"
           "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
           "                 [--repeat R (metg: searches, default 3)] [--json]\n"
+          "       mpx-bench report [--out DIR] [--repeats N] [--quick] ... (every workload beside\n"
+          "                 its peers: report.md and plots; mpx-bench report --help)\n"
           "A text run prints a header line, then one row per result; --json one object a line.\n"
           "Limits: --n 1..50 (fib), --workers 0 (default) up to 64 per usable CPU, --tasks\n"
           "1..1e10, --long and --short > 0 and at most a day, --size 1..1G per payload.\n"
@@ -139,6 +141,7 @@ static long usable_cpus(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "report")) return bench_report(argc, argv); /* report.c */
   setvbuf(stdout, NULL, _IOLBF, 0); /* a row reaches a file or a pipe as it is printed */
   int role = mpx_init(&argc, &argv);
   if (role == MPX_WORKER) return 0;

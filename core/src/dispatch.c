@@ -645,6 +645,7 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
     disp_free(d);
     return rc;
   }
+  mpx__disp_watch_stops(d, true); /* dispatch_stop.c */
   *out = (mpx__runner *)d;
   return MPX_OK;
 }
@@ -719,6 +720,7 @@ static void disp_stop(mpx__runner *self, bool wait) {
 
 static void disp_destroy(mpx__runner *self) {
   disp *d = (disp *)self;
+  mpx__disp_watch_stops(d, false);
   d->inner->destroy(d->tp);
   disp_free(d);
 }
@@ -730,4 +732,5 @@ const mpx__runner_ops mpx__dispatch_runner = {
     .cancel_queued = disp_cancel_queued,
     .stop = disp_stop,
     .destroy = disp_destroy,
+    .terminate = mpx__disp_terminate,
 };

@@ -67,6 +67,10 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
                          failures' callbacks run unlocked */
   for (uint64_t seq = w->seq_done; (f = fifo_pop(&w->inflight)); seq++) {
+    if (d->term_done) { /* killed by mpx_executor_terminate: nothing is retried */
+      mpx__disp_lose_terminated(d, i, f);
+      continue;
+    }
     uint64_t id = call_id(w, f, seq), v;
     if (w->page) {
       if (mpx__disp_take_back(f, &v)) { /* never started: not an attempt */

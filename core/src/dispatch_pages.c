@@ -214,11 +214,18 @@ void mpx__disp_fail_windows(disp *d, int code) {
 void mpx__disp_housekeeping(disp *d) {
   double now = mpx__now();
   pthread_mutex_lock(&d->lock);
-  bool cancel = d->cancel_sent;
+  bool cancel = d->cancel_sent, term = d->terminating;
   pthread_mutex_unlock(&d->lock);
+  if (term && !d->term_done) mpx__disp_terminate_now(d); /* dispatch_stop.c */
+  if (d->inner->halt) mpx__disp_forward_stops(d);
   if (cancel) {
+    mpx__disp_halt_all(d); /* workers without pages: asked through the link */
     for (int i = 0; i < d->n; i++)
-      if (d->w[i].page) take_window(d, i, true, NULL);
+      if (d->w[i].page) {
+        take_window(d, i, true, NULL);
+        /* running tasks are asked to stop (mpx_task_should_stop). relaxed: a polled flag */
+        atomic_store_explicit(&d->w[i].page->stop_all, 1, memory_order_relaxed);
+      }
     pthread_mutex_lock(&d->lock);
     d->cancel_sent = false;
     pthread_cond_broadcast(&d->idle);

@@ -564,6 +564,8 @@ int mpx_future_cancelled(const mpx_future *f) {
  * future's id once the arguments are copied out) the word reads TAKEN: look again. A word that
  * reads anything else while the future is still SENT there belongs to the worker (STARTED, or
  * a value its own task wrote): the task counts as running. */
+_Atomic uint64_t mpx__stop_asked;
+
 int mpx_future_cancel(mpx_future *f) {
   int rc = mpx__future_check(f);
   if (rc) return rc;
@@ -572,6 +574,14 @@ int mpx_future_cancel(mpx_future *f) {
   for (;;) {
     uint32_t s = mpx__future_state(f);
     if (s == MPX_CANCELLED) return MPX_OK;
+    if (s == MPX_RUNNING) {
+      /* too late to cancel (as Python), but the task is asked to stop (mpx_task_should_stop).
+       * relaxed: a flag the task polls; nothing is published with it */
+      atomic_fetch_or_explicit(&f->state, MPX__F_STOP, memory_order_relaxed);
+      atomic_fetch_add_explicit(&mpx__stop_asked, 1, memory_order_relaxed);
+      mpx__stop_watch_ring(); /* MPI dispatchers forward it now (stop.c) */
+      return MPX_ESTATE;
+    }
     if (s == MPX_PENDING) {
       if (transition(f, MPX_PENDING, MPX_CANCELLED)) return MPX_OK; /* never SENT: see above */
       continue;
@@ -587,6 +597,13 @@ int mpx_future_cancel(mpx_future *f) {
       return MPX_OK;
     }
     if (mpx__future_state(f) != MPX__SENT || claim_word(f) != w) continue; /* it moved */
+    if (v == MPX__CLAIM_STARTED) {
+      /* running in a worker process: ask it to stop through its page (progress.h), found from
+       * the claim word's address. The worker clears `stop` before it claims each task, and we saw
+       * this task's claim, so the request can only reach this task. relaxed: a polled flag */
+      atomic_store_explicit(&mpx__progress_of(w)->stop, id, memory_order_relaxed);
+      return MPX_ESTATE;
+    }
     if (v != MPX__CLAIM_TAKEN) return MPX_ESTATE;
     if (!give_up) give_up = mpx__now() + 0.05;
     if (mpx__now() > give_up) return MPX_ESTATE; /* a worker wrote TAKEN there itself */

@@ -121,6 +121,10 @@ typedef struct mpx__link_ops {
    * worker was reported and handled); NULL for a link without pages (MPI), whose futures then
    * count as running once sent. Dispatcher thread only. */
   struct mpx__progress *(*progress)(mpx__link *self, int worker);
+  /* Optional, for links without progress pages (MPI): ask worker i to stop the task with call id
+   * `id`, or every task (MPX__HALT_ALL, codec.h), through mpx_task_should_stop. Never blocks
+   * (a small message queued). Dispatcher thread only. */
+  int (*halt)(mpx__link *self, int worker, uint64_t id);
 
   /* Optional, with MPX__CAP_ENDPOINT: endpoints over a handle the user gives (MPI: a pointer to a
    * communicator), on which executors are then created (cfg->endpoint).

@@ -211,7 +211,7 @@ void mpx__buf_release(mpx_buf *b) {
 
 int mpx__task_run(const mpx_task *t, int worker, const void *arg, size_t len, mpx_buf *out,
                   char **message) {
-  mpx_task_ctx ctx = {.worker = worker};
+  mpx_task_ctx ctx = {.worker = worker, .stop = &mpx__tl_stop};
   int rc = t->fn(&ctx, arg, len, out);
   if (rc > 0) rc = MPX_ETASK; /* a positive return is a bug in the task: report, don't trust */
   if (rc == 0 && ctx.code) rc = ctx.code; /* failed but returned 0 */

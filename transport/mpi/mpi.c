@@ -317,6 +317,23 @@ static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len
   return rc;
 }
 
+/* A stop request (mpx_task_should_stop): 8 bytes with TAG_HALT, noted by the rank's serving
+ * thread (or its standby while a task runs), which reads messages all the time. */
+static int mpi_halt(mpx__link *self, int worker, uint64_t id) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) { /* the root's own threads */
+    if (tp->local) mpx__mpi_local_halt(tp->local, id);
+    return MPX_OK;
+  }
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  int r = worker_rank(tp->s, worker);
+  int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_HALT, (const uint8_t *)&id,
+                           sizeof id, NULL);
+  tp->msgs_out++, tp->bytes_out += sizeof id;
+  mpx__mpi_ring(tp->s, r);
+  return rc;
+}
+
 /* The batch, then each big argument as its own TAG_PAYLOAD message from where it lies (the
  * caller's buffer stays valid until its future is done, which is after the rank received it). */
 static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size_t len,
@@ -655,6 +672,7 @@ static const mpx__link_ops mpi_link = {
     .start = mpi_start,
     .send = mpi_send,
     .send_parts = mpi_send_parts,
+    .halt = mpi_halt,
     .take_payload = mpi_take_payload,
     .poll = mpi_poll,
     .kill = mpi_kill,

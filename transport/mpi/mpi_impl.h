@@ -20,6 +20,9 @@
  *                              is answered at once by one Control RETURNED up, whose Results
  *                              are the bare call ids of the tasks given back, see mpi_worker.c)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
+ *   root -> worker  TAG_HALT   8 bytes: the call id of a running task asked to stop, or
+ *                              MPX__HALT_ALL (codec.h): every task (mpx_task_should_stop); the
+ *                              serving thread notes it in its mpx__halt, which tasks poll
  *   both ways       TAG_PAYLOAD one big argument (down) or result (up) of at least MPX__SEG_MIN
  *                              bytes, right after the batch whose Task.arg_shm / Result.data_shm
  *                              names its length, in the batch's order: sent from where it lies,
@@ -52,7 +55,7 @@
 #include "codec.h"
 
 enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD,
-       MPX__TAG_STEAL, MPX__TAG_LEND /* between node leaders (mpi_leader.c) */ };
+       MPX__TAG_HALT, MPX__TAG_STEAL, MPX__TAG_LEND /* between node leaders (mpi_leader.c) */ };
 
 /* A doorbell: ring from any thread; wait sleeps until rung or the timeout. A bell in memory
  * several processes map (mpi_bells.c) has `shared` set and uses shared futexes. */
@@ -252,6 +255,8 @@ int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len);
 int mpx__mpi_local_send_parts(mpx__mpi_local *l, const uint8_t *data, size_t len,
                               const struct iovec *parts, int n);
 int mpx__mpi_local_poll(mpx__mpi_local *l, const uint8_t **data, size_t *len);
+/* Ask the root's own task(s) to stop (as TAG_HALT does on a rank). Dispatcher thread. */
+void mpx__mpi_local_halt(mpx__mpi_local *l, uint64_t id);
 void mpx__mpi_local_stop(mpx__mpi_local *l);
 
 /* Sends in flight: each owns its buffer until MPI is done with it. */

@@ -257,6 +257,19 @@ static void lend(leader *L, int src, int free_slots) {
   mpx__lead_post(L, src, MPX__TAG_LEND, &w);
 }
 
+/* A stop request (TAG_HALT: a call id, or every task) for the tasks this leader gave out: to its
+ * own threads and members, and, from the root, to the leaders holding its loans. */
+static void relay_halt(leader *L, uint64_t id, bool from_up) {
+  if (L->local) mpx__mpi_local_halt(L->local, id);
+  for (int i = 0; i < L->np; i++) {
+    lpeer *p = &L->p[i];
+    if (p->rank < 0 || (p->threads ? !p->ready : !from_up || !p->fly.n)) continue;
+    mpx__wbuf w = {0};
+    if (mpx__wbuf_append(&w, &id, sizeof id)) mpx__lead_fatal("allocating", MPX_ENOMEM);
+    mpx__lead_post(L, p->rank, MPX__TAG_HALT, &w);
+  }
+}
+
 /* One waiting message, if any: 1 taken, 0 none. */
 static int take_message(leader *L) {
   int flag = 0, count = 0;
@@ -269,6 +282,12 @@ static int take_message(leader *L) {
   int src = st.MPI_SOURCE, tag = st.MPI_TAG;
   int i = src >= 0 && src < L->s->size ? L->peer_at[src] : -1;
   bool from_up = src == L->s->up;
+  if (tag == MPX__TAG_HALT && count == (int)sizeof(uint64_t) && (from_up || i >= 0)) {
+    uint64_t id = 0;
+    MPI_Mrecv(&id, (int)sizeof id, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    relay_halt(L, id, from_up);
+    return 1;
+  }
   bool ok = (tag == MPX__TAG_BATCH || tag == MPX__TAG_LEND || tag == MPX__TAG_STEAL) &&
             (size_t)count <= L->lim.max_message && (from_up || i >= 0);
   if (!ok) {

@@ -93,6 +93,7 @@ typedef struct server {
   mpx__mpi_pool p;      /* threads 0 (one task thread): this thread runs the tasks */
   bool own;
   bool stopping;        /* SHUTDOWN received */
+  mpx__halt halt;       /* stop requests (TAG_HALT) its tasks poll (who.halt) */
   uint8_t *rbuf;
   size_t rcap;
   /* own: while a run lasts, a standby thread may take the baton and serve messages */
@@ -183,6 +184,12 @@ static int take_message(server *sv) {
   if (!flag) return 0;
   int count = 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
+  if (st.MPI_TAG == MPX__TAG_HALT && count == (int)sizeof(uint64_t)) {
+    uint64_t id = 0; /* a running task asked to stop, or all: its should_stop sees it */
+    MPI_Mrecv(&id, (int)sizeof id, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    mpx__halt_note(&sv->halt, id);
+    return 1;
+  }
   if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv->lim.max_message) {
     char dummy;
     MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
@@ -273,7 +280,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
-                            .host = s->host};
+                            .host = s->host, .halt = &sv.halt};
   sv.own = h.threads == 1;
   sv.p = (mpx__mpi_pool){.threads = sv.own ? 0 : h.threads, .bell = sv.bell, .who = &sv.who,
                          .lim = &sv.lim, .init_name = name, .initargs = initargs,
@@ -368,8 +375,8 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
       }
       continue;
     }
-    char dummy;
-    MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    uint64_t dummy; /* a stale TAG_HALT is 8 bytes */
+    MPI_Mrecv(&dummy, count == (int)sizeof dummy ? count : 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
     if (st.MPI_TAG == MPX__TAG_STOP) {
       for (int k = 0; k < s->nmembers; k++) { /* a leader's members serve it: pass it on */
         MPI_Send(NULL, 0, MPI_BYTE, s->members[k], MPX__TAG_STOP, s->comm);
