@@ -33,6 +33,12 @@ double bench_now(void);
 void bench_emit(const bench_args *a, const char *backend, const char *workload, int workers,
                 long tasks, double seconds, const char *extra_json);
 
+/* Rank 0's traffic on the MPI backend. watch_link (at start) catches the link's line at each
+ * executor's end; link_report (after mpx_executor_destroy) prints its messages per 1000 tasks and
+ * bytes per task over the `tasks` the executor ran (nothing on other backends). */
+void bench_watch_link(void);
+void bench_link_report(const bench_args *a, const char *workload, long tasks);
+
 /* Progress of a run on stderr (ticker.c): after 2 s, a status line redrawn every second when
  * stderr is a terminal, else one line at 10 s and every 30 s after. bench_emit clears the status
  * line before it prints a row (bench_ticker_row, which also counts it). Start and stop from the

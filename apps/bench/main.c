@@ -9,7 +9,9 @@
  * 2 before anything runs; --help prints to stdout and exits 0. stdout is line-buffered (a row
  * reaches a file or pipe when it is printed); a run over 2 s shows its progress on stderr (a
  * status line on a terminal, else a line now and then: ticker.c).
- * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
+ * Under mpirun, run it on every rank: ranks other than 0 serve and exit. On MPI, empty and map
+ * add a line of rank 0's messages per 1000 tasks; MPX_TEST_VNODES=K puts the ranks on K virtual
+ * nodes and MPX_MPI_LEADERS=0/1 turns node leaders off/on (flat against hierarchical). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -147,6 +149,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mpx-bench: mpx_init: %s %s\n", mpx_strerror(role), mpx_errmsg());
     return 1;
   }
+  bench_watch_link(); /* rank 0's messages per task on MPI (after each run's figures) */
   bench_args a = {.fib_n = 32, .long_s = 1.0, .short_ms = 1.0, .repeats = 3};
   int w = -1, rc = 0;
   for (int i = 1; i < argc && !rc; i++) {

@@ -6,7 +6,8 @@
  * backoff, send queue, matched receive, thread setup) and mpi_pool.c the task threads of a rank
  * (a worker rank's hybrid threads, the root's when it works too), so neither half calls into the
  * other's file for them; mpi_session.c builds sessions, mpi_bells.c their doorbells,
- * mpi_local.c the root's own worker and mpi_spawn.c spawn mode. A session is one communicator (a
+ * mpi_local.c the root's own worker, mpi_spawn.c spawn mode and mpi_leader.c node leaders (a
+ * leader serves the root as a worker rank does, and its node's ranks serve it: `up`). A session is one communicator (a
  * dup of MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of
  * spawn mode's merged communicator) with one root; worker ranks of a session serve at most one
  * executor at a time.
@@ -54,7 +55,7 @@
 #include "codec.h"
 
 enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD,
-       MPX__TAG_HALT };
+       MPX__TAG_HALT, MPX__TAG_STEAL, MPX__TAG_LEND /* between node leaders (mpi_leader.c) */ };
 
 /* A doorbell: ring from any thread; wait sleeps until rung or the timeout. A bell in memory
  * several processes map (mpi_bells.c) has `shared` set and uses shared futexes. */
@@ -89,6 +90,16 @@ typedef struct mpx__mpi_session {
                         threads_per_rank says otherwise (the ranks share the parent's cores) */
   char host[64];
   char (*hosts)[64]; /* root only: per comm rank, its host name (gathered at session start) */
+  /* node leaders (mpi_session.c sets them, mpi_leader.c relays): with leaders off, up is the
+   * root for every rank and the rest is empty */
+  int up;            /* the rank this one serves: the root, or its node's leader */
+  int nmembers;      /* a leader: the ranks of its node that serve it */
+  int *members, *member_cores;
+  MPI_Comm leaders;  /* the leaders (ranks with members), or MPI_COMM_NULL on the others */
+  int *leader_ranks; /* a leader: every leader's comm rank, in the order of `leaders` */
+  int *direct;       /* root with leaders on: the nworkers ranks that serve it, in order */
+  int *span;         /* root with leaders on: per comm rank, the ranks it speaks for (itself and
+                        its members); cores[] of a leader is its node's */
 } mpx__mpi_session;
 
 /* Create a session over `comm` (collective over comm): dup, node-local core shares, gathered at
@@ -100,6 +111,14 @@ void mpx__mpi_session_free(mpx__mpi_session *s);
 /* Worker ranks: serve executors until TAG_STOP (or after one, for a oneshot session).
  * Returns 0 or a negative code (an MPI failure). */
 int mpx__mpi_serve(mpx__mpi_session *s);
+
+/* Node leaders. setup (mpi_session.c, collective, at the end of mpx__mpi_session_new) decides
+ * whether leaders are on and fills the fields above; lead (mpi_leader.c) serves one executor on
+ * a leader, from its start record (relaying to the members), and returns after its BYE. */
+int mpx__mpi_leaders_setup(mpx__mpi_session *s);
+/* The slots the root's dispatcher gives a leader per task thread of its node (mpi.c's peer). */
+#define MPX__LEADER_DEPTH 128
+int mpx__mpi_lead(mpx__mpi_session *s, const uint8_t *start, size_t len);
 
 /* Spawn mode (mpi_spawn.c). Parent: a session over at least n spawned workers (spawning them,
  * and initialising MPI, at first use); MPX_EMPI with mpx_errmsg when this MPI cannot spawn.
@@ -124,10 +143,16 @@ typedef struct mpx__mpi_start {
   int32_t threads;      /* task threads in this rank, >= 1 */
   int32_t worker;       /* the dispatcher's index of this rank */
   uint32_t name_len;    /* 0: no initializer */
-  uint32_t pad;
+  uint32_t flags;       /* MPX__START_TEAM: every node leader serves this executor (they steal
+                           from each other and end together; mpi_leader.c) */
   uint64_t initargs_len;
 } mpx__mpi_start;
+#define MPX__START_TEAM 1u
 #define MPX__MPI_START_MAGIC 0x6d707853u
+/* Parse and check a start record (mpi_worker.c); name gets MPX_TASK_NAME_MAX + 1 bytes,
+ * initargs points into m. MPX_EPROTO when malformed. */
+int mpx__mpi_start_parse(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
+                         const uint8_t **initargs);
 
 
 /* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. A rank whose

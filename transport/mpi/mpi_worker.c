@@ -110,9 +110,9 @@ typedef struct server {
 /* Post the packed bytes in `out` (taken over). */
 static int post(server *sv, mpx__wbuf *out) {
   uint8_t *take = out->data;
-  int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_BATCH, out->data, out->len,
+  int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->up, MPX__TAG_BATCH, out->data, out->len,
                            &take);
-  mpx__mpi_ring(sv->s, sv->s->root);
+  mpx__mpi_ring(sv->s, sv->s->up);
   if (rc) free(take);
   *out = (mpx__wbuf){0};
   return rc;
@@ -147,8 +147,8 @@ static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) 
 }
 
 /* Parse and check a start record; its strings point into `m`. */
-static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
-                       const uint8_t **initargs) {
+int mpx__mpi_start_parse(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
+                         const uint8_t **initargs) {
   if (len < sizeof *h) return MPX_EPROTO;
   memcpy(h, m, sizeof *h);
   if (h->magic != MPX__MPI_START_MAGIC || h->version != 1 || h->threads < 1 ||
@@ -171,7 +171,7 @@ static bool post_replies(server *sv) {
     mpx__mpi_reply *next = r->link;
     for (int k = 0; k < r->nbufs; k++) {
       uint8_t *take = r->bufs[k];
-      int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_PAYLOAD, take,
+      int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->up, MPX__TAG_PAYLOAD, take,
                                r->lens[k], &take);
       mpx__seg_pool_free(take, r->lens[k]); /* NULL when the queue took it */
       if (rc) fatal("sending a result", rc);
@@ -191,7 +191,7 @@ static int take_message(server *sv) {
   int flag = 0;
   MPI_Message msg;
   MPI_Status st;
-  int rc = MPI_Improbe(sv->s->root, MPI_ANY_TAG, sv->s->comm, &flag, &msg, &st);
+  int rc = MPI_Improbe(sv->s->up, MPI_ANY_TAG, sv->s->comm, &flag, &msg, &st);
   if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Improbe", rc);
   if (!flag) return 0;
   int count = 0;
@@ -220,7 +220,7 @@ static int take_message(server *sv) {
     if ((rc = mpx__mpi_pool_give_back(&sv->p, &out)) || (rc = post(sv, &out)))
       fatal("giving tasks back", rc);
   }
-  void *args = recv_args(sv->s->comm, sv->s->root, b, &sv->lim); /* big ones follow it */
+  void *args = recv_args(sv->s->comm, sv->s->up, b, &sv->lim); /* big ones follow it */
   if (b->n_tasks) {
     mpx__mpi_pool_push_with(&sv->p, b, args, free_args); /* the pool frees both */
     b = NULL;
@@ -287,7 +287,7 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   mpx__mpi_start h;
   char name[MPX_TASK_NAME_MAX + 1];
   const uint8_t *initargs;
-  int rc = parse_start(m, len, &h, name, &initargs);
+  int rc = mpx__mpi_start_parse(m, len, &h, name, &initargs);
   if (rc) fatal("a malformed start record from the root", rc);
   server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
@@ -323,8 +323,8 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     if (sv.stopping && mpx__mpi_pool_idle(&sv.p)) {
       rc = mpx__sendq_drain(&sv.sq);
       if (!rc) {
-        int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
-        mpx__mpi_ring(s, s->root);
+        int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->up, MPX__TAG_BYE, s->comm);
+        mpx__mpi_ring(s, s->up);
         if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
       }
       break;
@@ -360,7 +360,7 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
     int flag = 0;
     MPI_Message msg;
     MPI_Status st;
-    int mrc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
+    int mrc = MPI_Improbe(s->up, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
     if (mrc != MPI_SUCCESS) {
       rc = mpx__mpi_fail("MPI_Improbe", mrc);
       break;
@@ -376,7 +376,9 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
     MPI_Get_count(&st, MPI_BYTE, &count);
     if (st.MPI_TAG == MPX__TAG_START && (size_t)count <= ((size_t)1 << 30) + 4096) {
       if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &buf, &cap))) break;
-      if ((rc = serve_executor(s, buf, (size_t)count))) break;
+      rc = s->nmembers ? mpx__mpi_lead(s, buf, (size_t)count) /* a node leader relays */
+                       : serve_executor(s, buf, (size_t)count);
+      if (rc) break;
       if (s->oneshot) break;
       if (cap > 4096) {
         free(buf);
@@ -387,7 +389,13 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
     }
     uint64_t dummy; /* a stale TAG_HALT is 8 bytes */
     MPI_Mrecv(&dummy, count == (int)sizeof dummy ? count : 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-    if (st.MPI_TAG == MPX__TAG_STOP) break;
+    if (st.MPI_TAG == MPX__TAG_STOP) {
+      for (int k = 0; k < s->nmembers; k++) { /* a leader's members serve it: pass it on */
+        MPI_Send(NULL, 0, MPI_BYTE, s->members[k], MPX__TAG_STOP, s->comm);
+        mpx__mpi_ring(s, s->members[k]);
+      }
+      break;
+    }
     /* anything else between executors is stale: dropped */
   }
   free(buf);
