@@ -12,10 +12,19 @@
  *    MPX_EWORKER_LOST; afterwards no fd, no mapping of a segment, nothing in /dev/shm is left;
  * then the working paths:
  *  - arguments and results of 0, 1, MPX__SEG_MIN - 1, MPX__SEG_MIN, MPX__SEG_MIN + 1 bytes, the
- *    same around MPX__SEG_RESULT_MIN, and 256 MiB (x MPX_TEST_SCALE) both ways, checked byte for byte (`dataplane_test mpi` under
+ *    same around MPX__SEG_RESULT_MIN, and 256 MiB (x MPX_TEST_SCALE) both ways, and results grown
+ *    from 300 KiB (a pool block) to each size, checked byte for byte (`dataplane_test mpi` under
  *    mpirun: the same on ranks, where big payloads go as their own messages);
- *  - a result read in place is a segment mapping that stays valid until the future is released
- *    and is unmapped after.
+ *  - a result read in place stays valid until the future is released (even past the executor),
+ *    and is never memory a worker can reach: it is the dispatcher's copy out of the worker's
+ *    ring, in a pool buffer that goes back to the pool on release;
+ *  - recycling (os/seg.h): mpx__seg_map_ring refuses a ring segment that could shrink, is too
+ *    small or too big for what it declares, or is no memfd; a worker's ring lends a slot only
+ *    when its word says FREE (a FULL one is skipped, then a one-shot segment is made) and reuses
+ *    the slot the dispatcher handed back; pool buffers come back warm, a forked child inherits
+ *    them (and the pool);
+ *  - (hostile) a worker that scribbles over every payload segment it can reach after its result
+ *    was taken does not change the result a caller is reading in place.
  * Figures are never asserted (mpx-bench payload measures). */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <mpx/mpx.h>
@@ -59,6 +69,21 @@ static int count_maps(const char *what) {
   while (fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
   fclose(f);
   return n;
+}
+
+/* Whether p lies in a mapping of ours whose line names `what`. */
+static bool in_maps(const void *p, const char *what) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return false;
+  char line[512];
+  bool in = false;
+  while (!in && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (strstr(line, what) && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+      in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+  }
+  fclose(f);
+  return in;
 }
 
 /* Whether the page at p is mapped in this process. */
@@ -107,6 +132,57 @@ static int make_result(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *
   return 0;
 }
 MPX_TASK(make_result)
+
+/* A result that grows: 300 KiB first (a pool block), then the uint64 size given (a segment on
+ * processes from 1 MiB, a bigger pool block on threads), the pattern kept across the move. */
+static int grow_result(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  uint64_t n;
+  unsigned char *p;
+  if (len != sizeof n) return mpx_task_fail(ctx, MPX_EINVAL, "want a size");
+  memcpy(&n, arg, sizeof n);
+  int rc = mpx_buf_reserve(out, 300u << 10, (void **)&p);
+  for (size_t i = 0; !rc && i < (300u << 10); i++) p[i] = pattern(i, (size_t)n);
+  if (!rc) rc = mpx_buf_reserve(out, (size_t)n, (void **)&p);
+  for (size_t i = 300u << 10; !rc && i < n; i++) p[i] = pattern(i, (size_t)n);
+  return rc;
+}
+MPX_TASK(grow_result)
+
+/* Hostile: write over every payload segment this worker has mapped writable, and every one it
+ * can reach through its fds (a dup of a ring segment kept by a task), after its results went. */
+static int scribble(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len;
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  uint64_t n = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    char perm[8];
+    if (strstr(line, "mpx-payload") && sscanf(line, "%lx-%lx %7s", &lo, &hi, perm) == 3 &&
+        perm[1] == 'w')
+      memset((void *)lo, 0xEE, hi - lo), n++;
+  }
+  if (f) fclose(f);
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char path[300], to[128];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t k = readlink(path, to, sizeof to - 1);
+    if (k <= 0) continue;
+    to[k] = '\0';
+    struct stat st;
+    int fd = strstr(to, "mpx-payload") ? open(path, O_RDWR) : -1;
+    if (fd < 0) continue;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+      void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (m != MAP_FAILED) memset(m, 0xEE, (size_t)st.st_size), munmap(m, (size_t)st.st_size), n++;
+    }
+    close(fd);
+  }
+  if (d) closedir(d);
+  return mpx_buf_set(out, &n, sizeof n);
+}
+MPX_TASK(scribble)
 
 /* The call id this task runs under: the worker's progress word (see trust_test). */
 static uint64_t own_call_id(int worker) {
@@ -216,6 +292,103 @@ static void test_seg_refusals(void) {
   mpx__seg_free(&s);
   mpx__seg_free(&w);
   CHECK(count_fds() == base);
+}
+
+static void test_ring_refusals(void) {
+  int base = count_fds();
+  mpx__seg s;
+  size_t len = (size_t)1 << 20, hdr = MPX__SEG_HDR;
+  const unsigned ring = F_SEAL_SHRINK | F_SEAL_GROW;
+  CHECK_RC(mpx__seg_map_ring(&s, memfd_of("t", hdr + len, ring), len, len - 1), MPX_ETOOBIG);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  close(p[1]);
+  CHECK_RC(mpx__seg_map_ring(&s, p[0], len, len), MPX_EPROTO);
+  CHECK_RC(mpx__seg_map_ring(&s, memfd_of("t", hdr + len, 0), len, len), MPX_EPROTO);
+  CHECK_RC(mpx__seg_map_ring(&s, memfd_of("t", hdr + len, F_SEAL_GROW), len, len), MPX_EPROTO);
+  /* no room for the header: the declared bytes would run past the end */
+  CHECK_RC(mpx__seg_map_ring(&s, memfd_of("t", len, ring), len, len), MPX_EPROTO);
+  /* far bigger than any result it may send: we would map (and populate) all of it */
+  CHECK_RC(mpx__seg_map_ring(&s, memfd_of("t", hdr + 3 * len, ring), len, len), MPX_EPROTO);
+  CHECK_RC(mpx__seg_map_ring(&s, memfd_of("t", hdr + len, ring), 0, len), MPX_EPROTO);
+  CHECK(count_fds() == base);
+  CHECK(count_maps("memfd:t") == 0);
+  CHECK_OK(mpx__seg_map_ring(&s, memfd_of("t", hdr + 2 * len, ring), len, len));
+  CHECK(s.kind == MPX__SEG_RINGMAP && s.len == 2 * len);
+  mpx__seg_free(&s);
+  CHECK(count_fds() == base && count_maps("memfd:t") == 0);
+}
+
+static void test_ring_protocol(void) {
+  size_t len = (size_t)2 << 20;
+  mpx__seg a, b, c, m;
+  CHECK_OK(mpx__seg_result_create(&a, len));
+  CHECK(a.kind == MPX__SEG_RING);
+  int slot_a = a.slot;
+  for (size_t i = 0; i < len; i++) ((unsigned char *)a.data)[i] = pattern(i, len);
+  CHECK_OK(mpx__seg_resize(&a, len - 5)); /* within the slot */
+  CHECK_OK(mpx__seg_seal(&a));            /* FULL, and a dup to pass */
+  CHECK(a.kind == MPX__SEG_PLAIN && a.fd >= 0 && a.len == len - 5);
+  unsigned long long id_a[2], id[2];
+  CHECK_OK(mpx__seg_ident(a.fd, id_a));
+  CHECK_OK(mpx__seg_result_create(&b, len)); /* slot a is FULL: the other one */
+  CHECK(b.kind == MPX__SEG_RING && b.slot != slot_a);
+  CHECK_OK(mpx__seg_seal(&b));
+  CHECK_OK(mpx__seg_result_create(&c, len)); /* both FULL: a one-shot segment */
+  CHECK(c.kind == MPX__SEG_PLAIN && c.map_len == len);
+  mpx__seg_free(&c);
+  /* the dispatcher's side: map, read, hand back */
+  CHECK_OK(mpx__seg_map_ring(&m, a.fd, len - 5, len));
+  a.fd = -1;
+  for (size_t i = 0; i < len - 5; i += 4093)
+    CHECK(((unsigned char *)m.data)[i] == pattern(i, len));
+  mpx__seg_ring_free(&m);
+  CHECK_OK(mpx__seg_result_create(&c, len)); /* slot a again: warm */
+  CHECK(c.kind == MPX__SEG_RING && c.slot == slot_a);
+  CHECK_OK(mpx__seg_resize(&c, 3 * len)); /* beyond the slot: the bytes move to a one-shot */
+  CHECK(c.kind == MPX__SEG_PLAIN && c.len == 3 * len);
+  CHECK(((unsigned char *)c.data)[len - 1] == pattern(len - 1, len));
+  mpx__seg_free(&c);
+  CHECK_OK(mpx__seg_result_create(&c, len)); /* the resize gave slot a back unused */
+  CHECK(c.slot == slot_a);
+  CHECK_OK(mpx__seg_seal(&c));
+  CHECK_OK(mpx__seg_ident(c.fd, id));
+  CHECK(id[0] == id_a[0] && id[1] == id_a[1]); /* the same file */
+  mpx__seg_free(&c);
+  mpx__seg_free(&m);
+  mpx__seg_free(&b);
+  mpx__seg_ring_reset(); /* this process serves no more */
+  CHECK(count_maps("mpx-payload") == 0);
+}
+
+static void test_pool(void) {
+  size_t len = ((size_t)3 << 20) + 5;
+  mpx__seg s;
+  CHECK_OK(mpx__seg_pool_get(&s, len));
+  CHECK(s.kind == MPX__SEG_POOLBUF && s.map_len >= len);
+  unsigned char *p = s.data;
+  memset(p, 1, len);
+  pid_t pid = fork(); /* a child reads what it inherited, and may give it back to its own pool */
+  if (pid == 0) {
+    int bad = !mapped(p) || p[len - 1] != 1;
+    mpx__seg_unmap(p, len);
+    mpx__seg t;
+    bad |= mpx__seg_pool_get(&t, len) != MPX_OK || t.data != p; /* its copy of the pool */
+    _exit(bad);
+  }
+  int st = -1;
+  CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  mpx__seg_unmap(p, len); /* given back: idle, still mapped */
+  CHECK(mapped(p));
+  CHECK_OK(mpx__seg_pool_get(&s, len - 100)); /* the same buffer, warm */
+  CHECK(s.data == p && p[len - 1] == 1);
+  mpx__seg_free(&s);
+  void *h = mpx__seg_pool_alloc(100); /* small: the heap */
+  CHECK(h && ((uintptr_t)h & 4095));
+  mpx__seg_pool_free(h, 100);
+  void *q = mpx__seg_pool_alloc(len); /* big: the pool's idle buffer again */
+  CHECK(q == p);
+  mpx__seg_pool_free(q, len);
 }
 
 /* recv_nb until a frame or an error, polling when it asks to. */
@@ -434,12 +607,14 @@ static void test_sizes(void) {
     }
     uint64_t want = len;
     mpx_future *f;
-    CHECK_OK(mpx_submit(ex, "make_result", &want, sizeof want, &f));
-    const void *data;
-    size_t got;
-    CHECK_OK(mpx_future_result(f, 120, &data, &got));
-    CHECK(got == len && (len == 0 || memcmp(data, arg, len) == 0));
-    mpx_future_release(f);
+    for (int g = 0; g < 2; g++) { /* written in place; then grown from 300 KiB to len */
+      CHECK_OK(mpx_submit(ex, g ? "grow_result" : "make_result", &want, sizeof want, &f));
+      const void *data;
+      size_t got;
+      CHECK_OK(mpx_future_result(f, 120, &data, &got));
+      CHECK(got == len && (len == 0 || memcmp(data, arg, len) == 0));
+      mpx_future_release(f);
+    }
     free(arg);
   }
   mpx_executor_destroy(ex);
@@ -457,14 +632,53 @@ static void test_in_place(void) {
   size_t len;
   CHECK_OK(mpx_future_result(f, 60, &data, &len));
   CHECK(len == want);
-  CHECK(count_maps("mpx-payload") >= 1); /* read where the worker wrote it */
   const unsigned char *p = data;
+  CHECK(!in_maps(p, "mpx-payload")); /* our copy, not the worker's segment */
   mpx_executor_destroy(ex); /* the future outlives its executor, and so does its result */
-  CHECK(mapped(p) && mapped(p + len - 1));
-  CHECK(p[0] == pattern(0, len) && p[len - 1] == pattern(len - 1, len));
-  mpx_future_release(f);
-  CHECK(!mapped(p) && !mapped(p + len - 1)); /* gone with the future */
   CHECK(count_maps("mpx-payload") == 0);
+  CHECK(mapped(p) && mapped(p + len - 1));
+  for (size_t i = 0; i < len; i += 4093) CHECK(p[i] == pattern(i, len));
+  mpx_future_release(f);
+  mpx__seg s; /* given back to the pool with the future: the next buffer of its size */
+  CHECK_OK(mpx__seg_pool_get(&s, len));
+  CHECK(s.data == p);
+  mpx__seg_free(&s);
+}
+
+/* A worker scribbles over every payload segment it can reach while a caller reads one of its
+ * results in place: the caller's bytes do not change (they were never in a segment the worker
+ * can write), and the worker's later results are still right. */
+static void test_scribbled(void) {
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                     .workers = 1}));
+  uint64_t want = 2u << 20;
+  mpx_future *f, *g;
+  const void *data;
+  size_t len;
+  CHECK_OK(mpx_submit(ex, "make_result", &want, sizeof want, &f));
+  CHECK_OK(mpx_future_result(f, 60, &data, &len));
+  CHECK(len == want);
+  for (int round = 0; round < 2; round++) {
+    uint64_t n = 0;
+    CHECK_OK(mpx_submit(ex, "scribble", NULL, 0, &g));
+    CHECK_OK(mpx_future_result_copy(g, &n, sizeof n, 60));
+    CHECK(n >= 1); /* it did reach the ring */
+    mpx_future_release(g);
+    for (size_t i = 0; i < len; i++)
+      if (((const unsigned char *)data)[i] != pattern(i, len)) {
+        fprintf(stderr, "  byte %zu of the result read in place changed\n", i);
+        CHECK(0);
+      }
+    CHECK_OK(mpx_submit(ex, "make_result", &want, sizeof want, &g)); /* and it goes on */
+    const void *d2;
+    size_t l2;
+    CHECK_OK(mpx_future_result(g, 60, &d2, &l2));
+    CHECK(l2 == want && ((const unsigned char *)d2)[want - 1] == pattern(want - 1, want));
+    mpx_future_release(g);
+  }
+  mpx_future_release(f);
+  mpx_executor_destroy(ex);
 }
 
 int main(int argc, char **argv) {
@@ -485,9 +699,12 @@ int main(int argc, char **argv) {
     const char *name;
     void (*fn)(void);
   } cases[] = {
-      {"seg_refusals", test_seg_refusals},   {"chan_fds", test_chan_fds},
+      {"seg_refusals", test_seg_refusals},   {"ring_refusals", test_ring_refusals},
+      {"ring_protocol", test_ring_protocol}, {"pool", test_pool},
+      {"chan_fds", test_chan_fds},
       {"forged_segments", test_forged_segments}, {"killed_in_flight", test_killed_in_flight},
       {"sizes", test_sizes},                 {"in_place", test_in_place},
+      {"scribbled", test_scribbled},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     if (argc > 1 && strcmp(argv[1], cases[i].name)) continue;

@@ -110,6 +110,8 @@ struct thread_tp {
   _Atomic bool closed;    /* no more submits */
   _Atomic bool stopping;  /* workers exit once everything queued is done */
   _Atomic bool cancelling; /* cancel_futures: what a worker took but has not started is cancelled */
+  _Atomic uint32_t stop_word; /* MPX__STOP_ASK / _TERMINATE: running tasks are asked to stop
+                                 (mpx_task_should_stop; future_run.c gives the verdict) */
   _Alignas(64) _Atomic int sleepers;
   _Atomic uint32_t epoch;
   _Alignas(64) pthread_mutex_t lock;   /* start-up latch, stop */
@@ -472,6 +474,7 @@ static void announce(thread_tp *tp, bool up) {
 static void *worker_main(void *arg) {
   slot *s = arg;
   mpx__tl_transport = s->tp;
+  mpx__tl_runner_stop = &s->tp->stop_word;
   mpx_topology_bind_thread(&s->tp->cfg->places[s->index]);
   bool ok = run_initializer(s);
   announce(s->tp, ok);
@@ -607,6 +610,8 @@ static bool cancel_one(mpx_future *f) { return mpx__future_cancel(f); }
 static size_t tp_cancel_queued(mpx__runner *self) {
   thread_tp *tp = (thread_tp *)self;
   atomic_store(&tp->cancelling, true); /* also what workers hold in their taken batches */
+  uint32_t go = 0; /* running tasks are asked to stop (a terminate's word stays) */
+  atomic_compare_exchange_strong(&tp->stop_word, &go, MPX__STOP_ASK);
   return drain(tp, cancel_one);
 }
 
@@ -639,6 +644,13 @@ static void tp_stop(mpx__runner *self, bool wait) {
 
 static void tp_destroy(mpx__runner *self) { tp_free((thread_tp *)self); }
 
+/* A thread cannot be killed: running tasks are asked to stop (mpx_task_should_stop) and their
+ * futures fail with MPX_ETERMINATED when they return (future_run.c); stop(wait) waits for them. */
+static void tp_terminate(mpx__runner *self) {
+  thread_tp *tp = (thread_tp *)self;
+  atomic_store(&tp->stop_word, MPX__STOP_TERMINATE);
+}
+
 static const mpx__runner_ops thread_runner = {
     .start = tp_start,
     .submit = tp_submit,
@@ -646,6 +658,7 @@ static const mpx__runner_ops thread_runner = {
     .cancel_queued = tp_cancel_queued,
     .stop = tp_stop,
     .destroy = tp_destroy,
+    .terminate = tp_terminate,
 };
 
 /* Tasks run in this process: nothing is encoded, nothing polls, a worker cannot be ended alone

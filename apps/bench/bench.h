@@ -1,5 +1,5 @@
 /* bench.h: the harness shared by mpx-bench's workloads: parsed arguments, a clock, and one
- * printer for table rows and --json lines (keys as ../shared/peers/README.md: backend/peer,
+ * printer for table rows and --json lines (keys as apps/bench/peers/README.md: backend/peer,
  * workload, workers, tasks, seconds, tasks_per_s, plus extras). */
 #ifndef MPX_BENCH_H
 #define MPX_BENCH_H
@@ -33,6 +33,12 @@ double bench_now(void);
 void bench_emit(const bench_args *a, const char *backend, const char *workload, int workers,
                 long tasks, double seconds, const char *extra_json);
 
+/* Rank 0's traffic on the MPI backend. watch_link (at start) catches the link's line at each
+ * executor's end; link_report (after mpx_executor_destroy) prints its messages per 1000 tasks and
+ * bytes per task over the `tasks` the executor ran (nothing on other backends). */
+void bench_watch_link(void);
+void bench_link_report(const bench_args *a, const char *workload, long tasks);
+
 /* Progress of a run on stderr (ticker.c): after 2 s, a status line redrawn every second when
  * stderr is a terminal, else one line at 10 s and every 30 s after. bench_emit clears the status
  * line before it prints a row (bench_ticker_row, which also counts it). Start and stop from the
@@ -52,5 +58,9 @@ int bench_skew(const bench_args *a);
 int bench_strmap(const bench_args *a);
 int bench_stream(const bench_args *a);
 int bench_payload(const bench_args *a);
+
+/* `mpx-bench report ARGS`: execs the report script installed beside mpx-bench (report.c); returns
+ * 1 only when that failed. */
+int bench_report(int argc, char **argv);
 
 #endif

@@ -9,7 +9,9 @@
  * 2 before anything runs; --help prints to stdout and exits 0. stdout is line-buffered (a row
  * reaches a file or pipe when it is printed); a run over 2 s shows its progress on stderr (a
  * status line on a terminal, else a line now and then: ticker.c).
- * Under mpirun, run it on every rank: ranks other than 0 serve and exit. */
+ * Under mpirun, run it on every rank: ranks other than 0 serve and exit. On MPI, empty and map
+ * add a line of rank 0's messages per 1000 tasks; MPX_TEST_VNODES=K puts the ranks on K virtual
+ * nodes and MPX_MPI_LEADERS=0/1 turns node leaders off/on (flat against hierarchical). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +47,8 @@ static void usage(FILE *to) {
           "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M]\n"
           "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
           "                 [--repeat R (metg: searches, default 3)] [--json]\n"
+          "       mpx-bench report [--out DIR] [--repeats N] [--quick] ... (every workload beside\n"
+          "                 its peers: report.md and plots; mpx-bench report --help)\n"
           "A text run prints a header line, then one row per result; --json one object a line.\n"
           "Limits: --n 1..50 (fib), --workers 0 (default) up to 64 per usable CPU, --tasks\n"
           "1..1e10, --long and --short > 0 and at most a day, --size 1..1G per payload.\n"
@@ -137,6 +141,7 @@ static long usable_cpus(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "report")) return bench_report(argc, argv); /* report.c */
   setvbuf(stdout, NULL, _IOLBF, 0); /* a row reaches a file or a pipe as it is printed */
   int role = mpx_init(&argc, &argv);
   if (role == MPX_WORKER) return 0;
@@ -144,6 +149,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mpx-bench: mpx_init: %s %s\n", mpx_strerror(role), mpx_errmsg());
     return 1;
   }
+  bench_watch_link(); /* rank 0's messages per task on MPI (after each run's figures) */
   bench_args a = {.fib_n = 32, .long_s = 1.0, .short_ms = 1.0, .repeats = 3};
   int w = -1, rc = 0;
   for (int i = 1; i < argc && !rc; i++) {

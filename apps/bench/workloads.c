@@ -137,6 +137,7 @@ int bench_empty(const bench_args *a) {
   snprintf(extra, sizeof extra, "\"first_round_tasks_per_s\": %.1f", (double)a->tasks / cold);
   bench_emit(a, backend_of(ex), "empty", mpx_executor_workers(ex), a->tasks, s, extra);
   mpx_executor_destroy(ex);
+  bench_link_report(a, "empty", 2 * a->tasks); /* both rounds */
   return 0;
 }
 
@@ -156,6 +157,7 @@ int bench_map(const bench_args *a) {
   bench_emit(a, backend_of(ex), "map", mpx_executor_workers(ex), a->tasks, s,
              "\"chunksize\": \"default\"");
   mpx_executor_destroy(ex);
+  bench_link_report(a, "map", a->tasks + a->tasks / 10 + 1); /* items, warm-up round too */
   return 0;
 }
 

@@ -7,6 +7,8 @@
 
 #include <mpx/mpx.h>
 
+#include "demo_common.h"
+
 enum { WORKERS = 4, PER_WORKER = 25 };
 
 typedef struct job {
@@ -30,6 +32,10 @@ static int squares(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out)
 MPX_TASK(squares);
 
 int main(int argc, char **argv) {
+  int cli =
+      demo_no_options(argc, argv, "demo_dict",
+                      "worker processes fill a shared mpx dict with squares; checks every entry.");
+  if (cli >= 0) return cli;
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   mpx_dict *d;
   /* room for every entry; keys up to 15 bytes; values are one long */

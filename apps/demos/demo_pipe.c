@@ -6,6 +6,8 @@
 
 #include <mpx/mpx.h>
 
+#include "demo_common.h"
+
 typedef struct ends {
   mpx_pipe *mine, *theirs; /* the child's end, and the parent's (which the child closes) */
 } ends;
@@ -33,6 +35,10 @@ static int answer(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) 
 MPX_TASK(answer);
 
 int main(int argc, char **argv) {
+  int cli = demo_no_options(
+      argc, argv, "demo_pipe",
+      "a parent and a child process talking over a duplex mpx pipe until end-of-file.");
+  if (cli >= 0) return cli;
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   mpx_pipe *parent_end, *child_end;
   if (mpx_pipe_create(&parent_end, &child_end, true)) return 1; /* duplex */

@@ -9,6 +9,8 @@
 
 #include <mpx/mpx.h>
 
+#include "demo_common.h"
+
 enum { PRODUCERS = 3, CONSUMERS = 2, PER_PRODUCER = 1000 };
 
 typedef struct job {
@@ -50,6 +52,10 @@ static void *consume(void *p) {
 }
 
 int main(int argc, char **argv) {
+  int cli = demo_no_options(
+      argc, argv, "demo_queue",
+      "3 producer processes and 2 consumer threads over one mpx queue; checks the totals.");
+  if (cli >= 0) return cli;
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   mpx_queue *q;
   if (mpx_queue_create(&q, 100, 0)) return 1; /* at most 100 items waiting: producers block */

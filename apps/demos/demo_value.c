@@ -6,6 +6,8 @@
 
 #include <mpx/mpx.h>
 
+#include "demo_common.h"
+
 enum { WORKERS = 4, INCREMENTS = 10000 };
 
 static int add(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
@@ -25,6 +27,10 @@ static int add(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
 MPX_TASK(add);
 
 int main(int argc, char **argv) {
+  int cli =
+      demo_no_options(argc, argv, "demo_value",
+                      "4 processes increment a shared mpx Value under its lock; checks the count.");
+  if (cli >= 0) return cli;
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   mpx_value *v;
   long zero = 0;

@@ -3,7 +3,10 @@
  * as_completed, then squares a million numbers with map, and prints what it did and how fast,
  * next to the same work done serially.
  *   mpx-demo [--limit N] [--backend threads|processes|mpi]   plain run: threads, then processes
- *   mpirun -np 3 mpx-demo                                   rank 0 drives 2 worker ranks */
+ *   mpirun -np 3 mpx-demo                                   rank 0 drives 2 worker ranks
+ * --help prints the usage to stdout (exit 0); an unknown option or value is refused with exit 2;
+ * stdout is line-buffered, so a log shows each row as soon as it is done. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,24 +121,50 @@ static int run(mpx_backend backend, long limit, long serial_count, double serial
   return count == serial_count && map_ok ? 0 : 1;
 }
 
+static const char *usage =
+    "usage: mpx-demo [--limit N] [--backend threads|processes|mpi]\n"
+    "  Counts the primes below N (default 3000000, at least 64, at most 100000000) in 64 tasks,\n"
+    "  then maps a million squares: serially, then on threads and processes (a plain run), on\n"
+    "  the MPI ranks (under mpirun), or on the one --backend named. Exit 0 when all is right.\n";
+
+/* A bad command line: why, and the usage, on stderr; exit code 2. */
+static int bad_usage(const char *what, const char *arg) {
+  fprintf(stderr, "mpx-demo: %s '%s'\n%s", what, arg, usage);
+  return 2;
+}
+
 int main(int argc, char **argv) {
-  int role = mpx_init(&argc, &argv); /* first: MPI worker ranks serve inside and return here */
+  setvbuf(stdout, NULL, _IOLBF, 0); /* line by line, also into a file or a pipe */
+  /* The command line is read before mpx_init, so that a bad one ends every rank alike. */
+  long limit = 3000000;
+  const char *only = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (!strcmp(argv[i], "--limit") || !strcmp(argv[i], "--backend")) {
+      if (i + 1 >= argc) return bad_usage("a value is missing after", argv[i]);
+      const char *v = argv[++i];
+      if (argv[i - 1][2] == 'b') {
+        if (strcmp(v, "threads") && strcmp(v, "processes") && strcmp(v, "mpi"))
+          return bad_usage("--backend wants threads, processes or mpi, not", v);
+        only = v;
+      } else {
+        char *end;
+        errno = 0;
+        limit = strtol(v, &end, 10);
+        if (errno || end == v || *end || limit < BLOCKS || limit > 100000000)
+          return bad_usage("--limit wants an integer in 64..100000000, not", v);
+      }
+    } else
+      return bad_usage("unknown option", argv[i]);
+  }
+  int role = mpx_init(&argc, &argv); /* MPI worker ranks serve inside and return here */
   if (role == MPX_WORKER) return 0;
   if (role < 0) {
     fprintf(stderr, "mpx_init: %s %s\n", mpx_strerror(role), mpx_errmsg());
     return 1;
   }
-  long limit = 3000000;
-  const char *only = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--limit") && i + 1 < argc) limit = atol(argv[++i]);
-    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
-    else {
-      fprintf(stderr, "usage: mpx-demo [--limit N] [--backend threads|processes|mpi]\n");
-      return 2;
-    }
-  }
-  if (limit < BLOCKS) limit = BLOCKS;
   printf("mpx %s: counting primes below %ld in %d tasks, then a map of %d squares\n",
          mpx_version(), limit, BLOCKS, MAP_N);
   double t0 = now();

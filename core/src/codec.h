@@ -174,7 +174,33 @@ typedef struct mpx__worker_id {
    * mpi_worker.c): 0 while queued; serving CASes a task's word to MPX__CLAIM_STARTED before it
    * runs it and skips (no Result) a task whose word the rank's server took (MPX__CLAIM_TAKEN). */
   _Atomic uint64_t *claims;
+  /* NULL, or the stop requests of a worker without a progress page (an MPI rank's, filled by
+   * its serving thread from the root's TAG_HALT messages; the root's own threads'): serving
+   * points each task's mpx_task_should_stop at it. */
+  struct mpx__halt *halt;
 } mpx__worker_id;
+
+/* Stop requests for the tasks of a worker without a progress page (mpx_task_should_stop):
+ * `all` (shutdown with cancel_futures, terminate) asks every task; `id` holds the call ids of
+ * the last MPX__HALT_RING tasks asked to stop by a cancel. Written by one thread (the one that
+ * receives the requests), read by the task threads; relaxed: flags they poll. */
+#define MPX__HALT_RING 64
+#define MPX__HALT_ALL UINT64_MAX
+typedef struct mpx__halt {
+  _Atomic uint64_t all;
+  _Atomic uint32_t next;
+  _Atomic uint64_t id[MPX__HALT_RING];
+} mpx__halt;
+
+/* Record a request: MPX__HALT_ALL, or one call id. */
+static inline void mpx__halt_note(mpx__halt *h, uint64_t id) {
+  if (id == MPX__HALT_ALL) {
+    atomic_store_explicit(&h->all, 1, memory_order_relaxed);
+    return;
+  }
+  uint32_t i = atomic_fetch_add_explicit(&h->next, 1, memory_order_relaxed) % MPX__HALT_RING;
+  atomic_store_explicit(&h->id[i], id, memory_order_relaxed);
+}
 
 /* Most out-of-band results in one reply (the fds passed with one frame). */
 #define MPX__SERVE_SEGS 16

@@ -12,15 +12,26 @@
  * which is what separated a fresh segment from memcpy; so each worker keeps one argument
  * segment (size-sealed, not write-sealed: the dispatcher writes the next argument into it once
  * the worker has nothing in flight), up to MPX__DP_CACHE_MAX bytes over all workers, and the
- * worker keeps its mapping of it (worker.c). Results cannot be reused: the caller holds them.
+ * worker keeps its mapping of it (worker.c). Results are recycled too, but not in place: a
+ * worker writes them into a ring of segments it reuses (os/seg.h), which we map once per
+ * segment (dp->ring) and copy each result out of, into a warm buffer of the result pool that
+ * the caller reads in place until it releases the future (when the buffer goes back to the
+ * pool); the segment goes back to the worker at once. One memcpy between warm pages costs far
+ * less than the fresh pages of a new segment on both sides, and the copy is what keeps the
+ * caller's bytes out of the worker's reach (os/seg.h: a worker that had a segment writable can
+ * keep it writable, so a reused segment is never the memory a user reads).
  *
  * Trust. A result's segment comes from a worker: mpx__dp_result checks it with mpx__seg_map
- * before anything is mapped; a worker whose segment fails the checks broke the protocol.
+ * (or mpx__seg_map_ring) before anything is mapped; a worker whose segment fails the checks
+ * broke the protocol. A ring segment stays writable by its worker while we copy: a worker that
+ * changes it then spoils only its own result (we read it once, never parse it); it cannot shrink
+ * it (sealed), so our mapping never faults.
  *
- * Thread-safety: the dispatcher thread only; no state of its own. */
+ * Thread-safety: the dispatcher thread only; no state but dp. */
 #include "dataplane.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,17 +43,66 @@
 int mpx__dp_init(mpx__dp *dp, int workers) {
   *dp = (mpx__dp){.n = workers};
   dp->keep = calloc((size_t)workers, sizeof *dp->keep);
-  if (!dp->keep) return MPX_ENOMEM;
+  dp->ring = calloc((size_t)workers * MPX__SEG_RING_SLOTS, sizeof *dp->ring);
+  if (!dp->keep || !dp->ring) {
+    free(dp->keep);
+    free(dp->ring);
+    return MPX_ENOMEM;
+  }
   for (int i = 0; i < workers; i++) dp->keep[i] = MPX__SEG_NONE;
+  for (int i = 0; i < workers * MPX__SEG_RING_SLOTS; i++) dp->ring[i].seg = MPX__SEG_NONE;
   return MPX_OK;
+}
+
+void mpx__dp_forget(mpx__dp *dp, int worker) {
+  for (int k = 0; dp->ring && worker >= 0 && worker < dp->n && k < MPX__SEG_RING_SLOTS; k++)
+    mpx__seg_free(&dp->ring[worker * MPX__SEG_RING_SLOTS + k].seg);
 }
 
 void mpx__dp_fini(mpx__dp *dp) {
   mpx__dp_reset(dp);
   for (int i = 0; dp->keep && i < dp->n; i++) mpx__seg_free(&dp->keep[i]);
+  for (int i = 0; i < dp->n; i++) mpx__dp_forget(dp, i);
   free(dp->keep);
+  free(dp->ring);
   dp->keep = NULL;
+  dp->ring = NULL;
   dp->kept = 0;
+}
+
+/* Worker i's ring segment `fd` (taken over) with a result of len bytes: copy it into a pool
+ * buffer (*out) and hand the segment back. MPX_EPROTO/ETOOBIG/ENOMEM/ESYS as mpx__seg_map_ring;
+ * MPX_ENOMEM when no buffer could be had. */
+static int ring_copy(mpx__dp *dp, int i, int fd, size_t len, size_t max, mpx__seg *out) {
+  unsigned long long id[2];
+  if (i < 0 || i >= dp->n || mpx__seg_ident(fd, id)) {
+    close(fd);
+    return MPX_EPROTO;
+  }
+  mpx__dp_ring *slots = &dp->ring[i * MPX__SEG_RING_SLOTS], *r = NULL;
+  for (int k = 0; k < MPX__SEG_RING_SLOTS && !r; k++)
+    if (slots[k].seg.kind == MPX__SEG_RINGMAP && slots[k].id[0] == id[0] && slots[k].id[1] == id[1])
+      r = &slots[k];
+  if (r) { /* mapped already (and checked then: its size and seals cannot have changed) */
+    close(fd);
+    if (len > max) return MPX_ETOOBIG;
+    if (len > r->seg.len) return MPX_EPROTO;
+  } else {
+    r = &slots[0];
+    for (int k = 1; k < MPX__SEG_RING_SLOTS; k++) /* an empty one, else the least recently used */
+      if (r->seg.kind == MPX__SEG_RINGMAP && (slots[k].seg.kind != MPX__SEG_RINGMAP ||
+                                              slots[k].used < r->used))
+        r = &slots[k];
+    mpx__seg_free(&r->seg);
+    int rc = mpx__seg_map_ring(&r->seg, fd, len, max);
+    if (rc) return rc;
+    r->id[0] = id[0], r->id[1] = id[1];
+  }
+  r->used = ++dp->tick;
+  int rc = mpx__seg_pool_get(out, len);
+  if (rc == MPX_OK) memcpy(out->data, r->seg.data, len);
+  mpx__seg_ring_free(&r->seg);
+  return rc;
 }
 
 /* A dup of worker i's kept segment, holding a copy of t's argument; -1 when it cannot be used. */
@@ -53,17 +113,19 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t) {
     dp->kept -= k->len;
     mpx__seg_free(k);
   }
-  if (k->fd < 0) {
+  bool filled = false;
+  if (k->fd < 0) { /* a worker's first: the kernel fills the pages as it allocates them */
     if (len > MPX__DP_CACHE_MAX - dp->kept) return -1;
-    if (mpx__seg_create(k, len)) return -1;
+    if (mpx__seg_create_from(k, t->arg.data, len)) return -1;
     if (mpx__seg_seal_size(k)) {
       mpx__seg_free(k);
       return -1;
     }
     dp->kept += len;
+    filled = true;
   }
   int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
-  if (fd >= 0) memcpy(k->data, t->arg.data, len);
+  if (fd >= 0 && !filled) memcpy(k->data, t->arg.data, len);
   return fd;
 }
 
@@ -106,7 +168,7 @@ void mpx__dp_reset(mpx__dp *dp) {
   dp->nparts = 0;
 }
 
-const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+const char *mpx__dp_result(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
                            const Mpx__Result *r, size_t max_payload, mpx_future *f, mpx__seg *seg) {
   *seg = MPX__SEG_NONE;
   if (!r->data_shm) return NULL;
@@ -122,17 +184,28 @@ const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
     if ((rc = link->take_payload(tp, worker, (size_t)r->data_shm, &p)))
       why = rc == MPX_EPROTO ? "declared a result message it did not send (or of another size)"
                              : "sent a result message that could not be received";
-    else
+    else /* a pool block (or heap): the future adopts it, mpx__seg_pool_free on release */
       *seg = (mpx__seg){.fd = -1, .data = p, .len = (size_t)r->data_shm};
   } else if ((fd = link->take_fd ? link->take_fd(tp, worker) : -1) < 0)
     why = "declared an out-of-band result it did not pass";
-  else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
+  else if (dp && dp->ring && !(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE)) { /* its ring, or nothing */
+    if ((rc = ring_copy(dp, worker, fd, (size_t)r->data_shm, max_payload, seg)))
+      why = rc == MPX_EPROTO ? "passed a result segment that is neither sealed nor a ring segment "
+                               "big enough for its declared size"
+                             : "passed a result that could not be mapped or copied";
+  } else if ((rc = mpx__seg_map(seg, fd, (size_t)r->data_shm, max_payload, MPX__SEG_EXACT)))
     why = rc == MPX_EPROTO ? "passed a result that is not a sealed memfd of its declared size"
                            : "passed a result that could not be mapped";
   if (!why) return NULL;
+  mpx__peer peer = {.rank = -1};
+  char who[48] = "";
+  if (link->peer && !link->peer(tp, worker, &peer) && peer.rank >= 0)
+    snprintf(who, sizeof who, " (rank %d)", peer.rank);
+  else if (peer.pid > 0)
+    snprintf(who, sizeof who, " (pid %d)", peer.pid);
   mpx__future_fail(f, rc,
-                   mpx__strdupf("task '%s': the result from worker %d was refused: it %s",
-                                f->task->name, worker, why));
+                   mpx__strdupf("task '%s': the result from worker %d%s was refused: it %s",
+                                f->task->name, worker, who, why));
   mpx__future_drop(f);
   return why;
 }
@@ -142,12 +215,12 @@ bool mpx__dp_finish(mpx_future *f, mpx__seg *seg) {
   bool chunk = atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK;
   if (chunk) mpx__future_finish_copy(f, seg->data, seg->len);
   if (chunk && !seg->map_len)
-    free(seg->data);
+    mpx__seg_pool_free(seg->data, seg->len); /* a block from MPI's stash */
   else if (chunk)
-    mpx__seg_free(seg);
-  else if (seg->map_len)
+    mpx__seg_free(seg); /* a pool buffer goes back to the pool */
+  else if (seg->map_len) /* a mapped segment, or a pool buffer: mpx__seg_unmap on release */
     mpx__future_finish_mapped(f, seg->data, seg->len);
   else
-    mpx__future_finish_adopt(f, seg->data, seg->len); /* a heap block (MPI) */
+    mpx__future_finish_adopt(f, seg->data, seg->len); /* a pool block (MPI: the stash) */
   return true;
 }

@@ -29,12 +29,22 @@ typedef struct mpx__dp {
   int n;          /* workers */
   mpx__seg *keep; /* n entries: worker i's argument segment (size-sealed, mapped writable) */
   size_t kept;    /* their bytes */
+  struct mpx__dp_ring *ring; /* n * MPX__SEG_RING_SLOTS: our mappings of worker i's result ring */
+  uint64_t tick;             /* for the ring mappings' last use */
 } mpx__dp;
+
+typedef struct mpx__dp_ring {
+  mpx__seg seg; /* MPX__SEG_RINGMAP, or none */
+  unsigned long long id[2];
+  uint64_t used;
+} mpx__dp_ring;
 
 /* Room for `workers` kept segments (none yet). MPX_ENOMEM. */
 int mpx__dp_init(mpx__dp *dp, int workers);
 /* Close and unmap everything. */
 void mpx__dp_fini(mpx__dp *dp);
+/* Worker i is gone: unmap what we mapped of its result ring. */
+void mpx__dp_forget(mpx__dp *dp, int worker);
 
 /* (Results: a process worker builds one of MPX__SEG_RESULT_MIN bytes or more in a segment.)
  * With `caps` & MPX__CAP_OOB and room: the argument (at least MPX__SEG_MIN bytes) goes as its
@@ -56,13 +66,18 @@ int mpx__dp_send(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int work
 void mpx__dp_reset(mpx__dp *dp);
 
 /* Result r from `worker`, for future f (taken out of the worker's window): when r says its data
- * is out of band (data_shm > 0, at most max_payload: checked first), take the worker's next fd
- * and map it read-only after checking it (os/seg.h: sealed, a regular file of exactly data_shm
- * bytes, checked before mapping) into *seg; or, on a link with take_payload, receive the
- * worker's next payload message of exactly data_shm bytes into a heap block (seg->data, seg->len,
- * map_len 0). NULL when r is fine (or in band); otherwise what the worker
- * did wrong (it broke the protocol), and f has failed and been dropped. */
-const char *mpx__dp_result(const mpx__link_ops *link, mpx__link *tp, int worker,
+ * is out of band (data_shm > 0, at most max_payload: checked first), take the worker's next fd:
+ * a write-sealed one is mapped read-only after checking it (os/seg.h: sealed, a regular file of
+ * exactly data_shm bytes, checked before mapping) into *seg, to be read in place; one of the
+ * worker's ring segments (not write-sealed; os/seg.h says why) is checked and mapped once (kept
+ * in dp->ring until the worker is gone or passes another), its data_shm bytes are copied into a
+ * warm buffer of the result pool (*seg, MPX__SEG_POOLBUF) and the segment is handed back to the
+ * worker (FREE); or, on a link with take_payload, take the worker's payload message of exactly
+ * data_shm bytes, which came before its batch (MPI: never waited for), as a result-pool block
+ * (seg->data, seg->len, map_len 0; the future adopts it). NULL when r is fine (or in band);
+ * otherwise what the worker did wrong (it broke the protocol), and f has failed and been
+ * dropped. */
+const char *mpx__dp_result(mpx__dp *dp, const mpx__link_ops *link, mpx__link *tp, int worker,
                            const Mpx__Result *r, size_t max_payload, struct mpx_future *f,
                            mpx__seg *seg);
 /* Complete f from *seg when it holds a result: a map chunk's results are copied out and the

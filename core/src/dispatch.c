@@ -460,7 +460,7 @@ static void on_message(disp *d, int i, const uint8_t *data, size_t len) {
     }
     mpx__seg seg = MPX__SEG_NONE; /* an out-of-band result: checked, mapped, or f fails */
     const char *why =
-        mpx__dp_result(d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
+        mpx__dp_result(&d->dp, d->inner, d->tp, i, b->results[k], d->lim.max_payload, f, &seg);
     if (why) {
       mpx__disp_violate(d, i, "%s", why);
       break;
@@ -648,6 +648,7 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
     disp_free(d);
     return rc;
   }
+  mpx__disp_watch_stops(d, true); /* dispatch_stop.c */
   *out = (mpx__runner *)d;
   return MPX_OK;
 }
@@ -722,6 +723,7 @@ static void disp_stop(mpx__runner *self, bool wait) {
 
 static void disp_destroy(mpx__runner *self) {
   disp *d = (disp *)self;
+  mpx__disp_watch_stops(d, false);
   pthread_mutex_lock(&d->lock); /* a canceller still reading d (mpx__disp_cancel_remote) */
   while (d->cancellers) pthread_cond_wait(&d->idle, &d->lock);
   pthread_mutex_unlock(&d->lock);
@@ -736,4 +738,5 @@ const mpx__runner_ops mpx__dispatch_runner = {
     .cancel_queued = disp_cancel_queued,
     .stop = disp_stop,
     .destroy = disp_destroy,
+    .terminate = mpx__disp_terminate,
 };

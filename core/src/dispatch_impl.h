@@ -20,6 +20,7 @@
 #include "future_impl.h"
 #include "link.h"
 #include "progress.h"
+#include "runner.h"
 
 enum { BATCH_MAX = 256, WINDOW_MIN = 1, WINDOW_MAX = 1024 };
 _Static_assert(MPX__CLAIM_RING >= 2 * WINDOW_MAX, "the claim ring must outlast a window");
@@ -103,6 +104,11 @@ struct disp {
   fifo unsent;           /* dispatcher only: could not be sent, failed after the lock is dropped */
   bool stopping, closed, exited, joined;
   bool cancel_sent; /* shutdown(cancel_futures): cancel what windows hold unstarted */
+  bool terminating; /* mpx_executor_terminate (under lock; dispatch_stop.c) */
+  bool term_done;   /* dispatcher only: the workers were told / killed */
+  uint64_t stops_seen; /* dispatcher only: mpx__stop_asked when the windows were last looked at */
+  mpx__stop_watch watch; /* links with a halt op: woken by a cancel of a running task */
+  bool watching;
   bool timed_seen;  /* a task with a time limit was sent: check limits often */
   double swept_at, limits_at;
   wslot *w;
@@ -237,6 +243,18 @@ int mpx__disp_poll_ms(disp *d);
 void mpx__disp_fail_windows(disp *d, int code);
 /* Sweeps, shutdown(cancel_futures) on the windows, and taking back for idle workers. */
 void mpx__disp_housekeeping(disp *d);
+/* dispatch_stop.c: the runner's terminate op; on the dispatcher thread, act on it (kill the
+ * workers, or ask ranks to stop), and decide a future of a worker lost after it. */
+void mpx__disp_terminate(mpx__runner *self);
+void mpx__disp_terminate_now(disp *d);
+void mpx__disp_lose_terminated(disp *d, int i, mpx_future *f);
+/* Links with a halt op: forward the stop requests of running futures (MPX__F_STOP) to their
+ * workers, each once; and ask every worker to stop all its tasks (shutdown with cancel). */
+void mpx__disp_forward_stops(disp *d);
+void mpx__disp_halt_all(disp *d);
+/* Links with a halt op: be woken by cancels of running tasks (on: after start; off: before the
+ * dispatcher is freed). */
+void mpx__disp_watch_stops(disp *d, bool on);
 /* Worker i's Control RETURNED (Batch b): accept the tasks it gave back, or violate. */
 void mpx__disp_returned(disp *d, int i, const Mpx__Batch *b);
 /* Send worker i (a rank) a Control TAKEBACK; w->asked says whether it went. */

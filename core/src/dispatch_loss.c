@@ -64,6 +64,7 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   w->ready = w->timed = w->timed_out = w->stalled = w->killed = false;
   w->timed_out_id = 0;
   w->asked = w->answered = false; /* no RETURNED is due from a lost worker */
+  mpx__dp_forget(&d->dp, i);       /* its result ring: nothing is left mapped of a dead worker */
   pthread_mutex_lock(&d->lock);
   w->ask_due = w->flushing = false;
   pthread_mutex_unlock(&d->lock);
@@ -73,6 +74,10 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
   fifo requeue = {0}; /* the window is the dispatcher's own: no lock until the splice, and the
                          failures' callbacks run unlocked */
   for (uint64_t seq = w->seq_done; (f = fifo_pop(&w->inflight)); seq++) {
+    if (d->term_done) { /* killed by mpx_executor_terminate: nothing is retried */
+      mpx__disp_lose_terminated(d, i, f);
+      continue;
+    }
     uint64_t id = call_id(w, f, seq), v;
     if (w->page && !w->remote) { /* a rank's remote page decides nothing here: as no page */
       if (mpx__disp_take_back(f, &v)) { /* never started: not an attempt */

@@ -222,7 +222,7 @@ void mpx__disp_fail_windows(disp *d, int code) {
 void mpx__disp_housekeeping(disp *d) {
   double now = mpx__now();
   pthread_mutex_lock(&d->lock);
-  bool cancel = d->cancel_sent, asks = d->cancel_asked;
+  bool cancel = d->cancel_sent, term = d->terminating, asks = d->cancel_asked;
   d->cancel_asked = false;
   for (int i = 0; asks && i < d->n; i++) {
     d->w[i].want_back |= d->w[i].cancel_asks > 0;
@@ -230,9 +230,16 @@ void mpx__disp_housekeeping(disp *d) {
   }
   pthread_mutex_unlock(&d->lock);
   if (asks) mpx__disp_ask_cancels(d);
+  if (term && !d->term_done) mpx__disp_terminate_now(d); /* dispatch_stop.c */
+  if (d->inner->halt) mpx__disp_forward_stops(d);
   if (cancel) {
+    if (!d->flush_started) mpx__disp_halt_all(d); /* without pages: through the link, once */
     for (int i = 0; i < d->n; i++)
-      if (d->w[i].page && !d->w[i].remote) take_window(d, i, true, NULL);
+      if (d->w[i].page && !d->w[i].remote) {
+        take_window(d, i, true, NULL);
+        /* running tasks are asked to stop (mpx_task_should_stop). relaxed: a polled flag */
+        atomic_store_explicit(&d->w[i].page->stop_all, 1, memory_order_relaxed);
+      }
     if (!mpx__disp_flush_ranks(d)) {
       pthread_mutex_lock(&d->lock);
       d->cancel_sent = false;

@@ -591,6 +591,26 @@ int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures) {
   return MPX_OK;
 }
 
+int mpx_executor_terminate(mpx_executor *ex) {
+  if (!ex) return MPX_EINVAL;
+  atomic_fetch_add_explicit(&ex->active, 1, memory_order_relaxed);
+  bool self = own_thread(ex);
+  atomic_store_explicit(&ex->shut, true, memory_order_relaxed);
+  if (ex->cfg.gate) mpx__gate_wake_all(ex->cfg.gate);
+  ex->ops->close(ex->tp);
+  ex->ops->cancel_queued(ex->tp);
+  if (ex->ops->terminate) ex->ops->terminate(ex->tp); /* running tasks: runner.h */
+  ex->ops->stop(ex->tp, !self);
+  /* release: a deferred destroy that sees 0 frees ex after our last use of it */
+  atomic_fetch_sub_explicit(&ex->active, 1, memory_order_release);
+  if (self) {
+    mpx__set_errmsg("terminated but not waited for: called on one of the executor's own threads "
+                    "(a done-callback or a task), which the wait would wait for");
+    return MPX_ESTATE;
+  }
+  return MPX_OK;
+}
+
 static void destroy_now(mpx_executor *ex) {
   mpx_executor_shutdown(ex, true, false);
   ex->ops->destroy(ex->tp);

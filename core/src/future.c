@@ -196,9 +196,9 @@ static void future_recycle(mpx_future *f) {
 static void future_free(mpx_future *f) {
   uint32_t flags = atomic_load_explicit(&f->state, memory_order_relaxed);
   if (flags & MPX__F_RES_MAPPED) mpx__seg_unmap(f->res, f->res_len);
-  else if (f->res != f->res_small) free(f->res);
+  else if (f->res != f->res_small) mpx__seg_pool_free(f->res, f->res_len); /* or the heap */
   free(f->errmsg);
-  if (flags & MPX__F_ARG_OWNED) free((void *)f->arg);
+  if (flags & MPX__F_ARG_OWNED) mpx__seg_pool_free((void *)f->arg, f->arg_len); /* pool or heap */
   /* a chunk of a map with a timeout: let go of the map's private block (the last one frees it) */
   if (flags & MPX__F_MAP_PRIV)
     mpx__map_private_unref(((mpx__map_chunk *)f->owner)->priv);
@@ -209,13 +209,14 @@ static void future_free(mpx_future *f) {
 mpx_future *mpx__future_new(const mpx_task *t, const void *arg, size_t len, int arg_mode) {
   void *copy = NULL;
   if (len > MPX_INLINE_ARG && arg_mode == MPX__ARG_COPY) {
-    /* malloc: glibc serves it from this thread's cache and arena, and takes it back there */
-    if (!(copy = malloc(len))) return NULL;
+    /* malloc: glibc serves it from this thread's cache and arena, and takes it back there; a
+     * big one comes warm from the result pool (os/seg.h), not fresh from an mmap */
+    if (!(copy = mpx__seg_pool_alloc(len))) return NULL;
     memcpy(copy, arg, len);
   }
   mpx_future *f = future_alloc();
   if (!f) {
-    free(copy);
+    mpx__seg_pool_free(copy, len);
     return NULL;
   }
   uint32_t flags = 0;
@@ -564,6 +565,17 @@ int mpx_future_cancelled(const mpx_future *f) {
  * future's id once the arguments are copied out) the word reads TAKEN: look again. A word that
  * reads anything else while the future is still SENT there belongs to the worker (STARTED, or
  * a value its own task wrote): the task counts as running. */
+_Atomic uint64_t mpx__stop_asked;
+
+/* Too late to cancel (as Python), but the task is asked to stop (mpx_task_should_stop).
+ * relaxed: a flag the task polls; nothing is published with it */
+static int ask_stop(mpx_future *f) {
+  atomic_fetch_or_explicit(&f->state, MPX__F_STOP, memory_order_relaxed);
+  atomic_fetch_add_explicit(&mpx__stop_asked, 1, memory_order_relaxed);
+  mpx__stop_watch_ring(); /* MPI dispatchers forward it now (stop.c) */
+  return MPX_ESTATE;
+}
+
 int mpx_future_cancel(mpx_future *f) {
   int rc = mpx__future_check(f);
   if (rc) return rc;
@@ -572,14 +584,19 @@ int mpx_future_cancel(mpx_future *f) {
   for (;;) {
     uint32_t s = mpx__future_state(f);
     if (s == MPX_CANCELLED) return MPX_OK;
+    if (s == MPX_RUNNING) return ask_stop(f);
     if (s == MPX_PENDING) {
       if (transition(f, MPX_PENDING, MPX_CANCELLED)) return MPX_OK; /* never SENT: see above */
       continue;
     }
     if (s != MPX__SENT) return MPX_ESTATE;
     if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_REMOTE) {
-      if ((rc = mpx__disp_cancel_remote(f)) <= 0) return rc; /* its rank decides */
-      continue;
+      if ((rc = mpx__disp_cancel_remote(f)) > 0) continue; /* its rank decides */
+      _Atomic uint64_t *w = claim_word(f); /* started there: asked to stop, as RUNNING */
+      if (rc == MPX_ESTATE && mpx__future_state(f) == MPX__SENT && w &&
+          atomic_load_explicit(w, memory_order_acquire) == MPX__CLAIM_STARTED)
+        return ask_stop(f);
+      return rc;
     }
     _Atomic uint64_t *w = claim_word(f);
     uint64_t v = id;
@@ -591,6 +608,13 @@ int mpx_future_cancel(mpx_future *f) {
       return MPX_OK;
     }
     if (mpx__future_state(f) != MPX__SENT || claim_word(f) != w) continue; /* it moved */
+    if (v == MPX__CLAIM_STARTED) {
+      /* running in a worker process: ask it to stop through its page (progress.h), found from
+       * the claim word's address. The worker clears `stop` before it claims each task, and we saw
+       * this task's claim, so the request can only reach this task. relaxed: a polled flag */
+      atomic_store_explicit(&mpx__progress_of(w)->stop, id, memory_order_relaxed);
+      return MPX_ESTATE;
+    }
     if (v != MPX__CLAIM_TAKEN) return MPX_ESTATE;
     if (!give_up) give_up = mpx__now() + 0.05;
     if (mpx__now() > give_up) return MPX_ESTATE; /* a worker wrote TAKEN there itself */

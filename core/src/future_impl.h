@@ -40,13 +40,33 @@ enum {
   MPX__F_BRIEF_SPIN = 1u << 18, /* waiters spin briefly before sleeping (polled transports) */
   MPX__F_MAP_PRIV = 1u << 20,  /* a chunk of a map with a timeout: the future holds a reference
                                   on owner->priv (without it, owner may be gone once done) */
-  MPX__F_REMOTE = 1u << 22,    /* sent to a worker whose claim words are remote (an MPI rank,
-                                  progress.h): cancel asks the dispatcher. Set by the dispatcher
-                                  before the future first becomes SENT, never cleared */
   MPX__F_RES_MAPPED = 1u << 21, /* res is a read-only mapping of a worker's result segment (the
                                    data plane): unmapped when the future is freed. Set just
                                    before completion, by the one thread completing it */
+  MPX__F_STOP = 1u << 22,       /* the task was asked to stop while it ran (mpx_future_cancel of
+                                   a RUNNING future; mpx_task_should_stop reads it). Set by any
+                                   thread with fetch_or; transitions keep it */
+  MPX__F_STOP_SENT = 1u << 23,  /* the dispatcher forwarded MPX__F_STOP to the future's worker
+                                   (links without pages: dispatch_stop.c) */
+  MPX__F_REMOTE = 1u << 24,     /* sent to a worker whose claim words are remote (an MPI rank,
+                                   progress.h): cancel asks the dispatcher. Set by the dispatcher
+                                   before the future first becomes SENT, never cleared */
 };
+
+/* Bumped by every MPX__F_STOP a cancel sets: a dispatcher whose link forwards stop requests
+ * looks through its windows only when it moved. */
+extern _Atomic uint64_t mpx__stop_asked;
+/* Who to wake when a cancel asks a running task to stop (stop.c): the dispatchers whose link
+ * forwards the request by message (MPI), so that it leaves at once rather than at their next
+ * housekeeping. add/remove/ring from any thread; `wake` must not block (it runs under a lock). */
+typedef struct mpx__stop_watch {
+  struct mpx__stop_watch *next;
+  void (*wake)(void *arg);
+  void *arg;
+} mpx__stop_watch;
+void mpx__stop_watch_add(mpx__stop_watch *w);
+void mpx__stop_watch_remove(mpx__stop_watch *w);
+void mpx__stop_watch_ring(void);
 
 #define MPX__RES_SMALL 8
 
@@ -178,6 +198,12 @@ static inline bool mpx__state_done(uint32_t s) {
  * transport's threads when they start, so that the executor can tell a call made on one of its own
  * threads (from a done-callback or a task), which must not wait for that very thread. */
 extern _Thread_local const void *mpx__tl_transport;
+/* The stop word of the runner whose worker this thread is (thread.c sets it when the worker
+ * starts; NULL elsewhere): MPX__STOP_ASK once the executor shuts down with cancel_futures (tasks
+ * are asked to stop), MPX__STOP_TERMINATE once it is terminated (tasks are asked to stop and a
+ * future whose task returns from then on fails with MPX_ETERMINATED). mpx__future_run reads it. */
+enum { MPX__STOP_ASK = 1, MPX__STOP_TERMINATE = 2 };
+extern _Thread_local const _Atomic uint32_t *mpx__tl_runner_stop;
 /* How many done-callbacks this thread is running now (they may nest). */
 extern _Thread_local int mpx__tl_callbacks;
 

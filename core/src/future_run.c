@@ -3,6 +3,11 @@
  * results, variable-size items into parsed records), then completing it. A failure names where it
  * ran ("worker N: a thread of pid P on host"), as a process or rank worker's does.
  *
+ * Stopping: while a task runs, this thread's mpx__tl_stop (task_impl.h) points at the future's
+ * MPX__F_STOP flag and at the runner's stop word, for mpx_task_should_stop. Once the runner is
+ * terminated (MPX__STOP_TERMINATE), a future whose task returns fails with MPX_ETERMINATED
+ * whatever the task answered, and a chunk runs no further item.
+ *
  * Thread-safety: the calling worker thread owns f while it is RUNNING; completion goes through
  * future.c's state machine (mpx__future_ran, mpx__future_fail). */
 #include <stdlib.h>
@@ -14,6 +19,20 @@
 #include "future_impl.h"
 #include "task_impl.h"
 #include "vchunk.h"
+
+_Thread_local const _Atomic uint32_t *mpx__tl_runner_stop;
+
+/* The executor was terminated while f ran: fail it so (true), whatever its task answered. */
+static bool terminated(mpx_future *f, int worker) {
+  /* relaxed: terminate sets it once; the verdict needs nothing else from that thread */
+  if (!mpx__tl_runner_stop ||
+      atomic_load_explicit(mpx__tl_runner_stop, memory_order_relaxed) != MPX__STOP_TERMINATE)
+    return false;
+  mpx__future_fail(f, MPX_ETERMINATED,
+                   mpx__strdupf("task '%s' was stopped: its executor was terminated (worker %d)",
+                                f->task->name, worker));
+  return true;
+}
 
 /* A thread worker's task failure says where it ran, as a process or rank worker's does. */
 static char *with_where(const mpx_future *f, char *msg, int worker) {
@@ -33,6 +52,11 @@ static void run_vchunk(mpx_future *f, int worker) {
   char *why = NULL;
   int rc = mpx__vchunk_serve(f->task, worker, c->var, f->arg, f->arg_len, c->count, c->item_size,
                              0, &w, &why);
+  if (terminated(f, worker)) {
+    mpx__wbuf_free(&w);
+    free(why);
+    return;
+  }
   if (rc) mpx__wbuf_free(&w);
   else if (!(rc = mpx__vres_parse(w.data, w.len, c->count, w.data, &c->vres)))
     c->vres->worker = worker; /* (the parse took w's block, whatever it answered) */
@@ -64,6 +88,10 @@ static void run_chunk(mpx_future *f, int worker) {
       memmove(dst, out.data, out.len);
     }
     mpx__buf_release(&out);
+    if (terminated(f, worker)) {
+      free(msg);
+      return;
+    }
     if (rc) {
       c->failed = i;
       mpx__future_fail(f, rc, with_where(f, msg, worker));
@@ -73,7 +101,7 @@ static void run_chunk(mpx_future *f, int worker) {
   mpx__future_ran(f);
 }
 
-void mpx__future_run(mpx_future *f, int worker) {
+static void run_one(mpx_future *f, int worker) {
   if (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK) {
     run_chunk(f, worker);
     return;
@@ -82,6 +110,11 @@ void mpx__future_run(mpx_future *f, int worker) {
   mpx__buf_init(&out, f->res_small, sizeof f->res_small, 0);
   char *msg = NULL;
   int rc = mpx__task_run(f->task, worker, f->arg, f->arg_len, &out, &msg);
+  if (terminated(f, worker)) {
+    mpx__buf_release(&out);
+    free(msg);
+    return;
+  }
   if (rc) {
     mpx__buf_release(&out);
     mpx__future_fail(f, rc, with_where(f, msg, worker));
@@ -90,4 +123,11 @@ void mpx__future_run(mpx_future *f, int worker) {
   f->res = out.data;
   f->res_len = out.len;
   mpx__future_ran(f);
+}
+
+void mpx__future_run(mpx_future *f, int worker) {
+  mpx__tl_stop = (mpx__stop_src){.state = &f->state, .state_bit = MPX__F_STOP,
+                                 .all = mpx__tl_runner_stop};
+  run_one(f, worker);
+  mpx__tl_stop = (mpx__stop_src){0};
 }

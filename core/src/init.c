@@ -12,6 +12,7 @@
  * executor existed, so any thread may call them afterwards. */
 #include "mpx/mpx.h"
 #include "os/reaper.h"
+#include "os/share.h"
 #include "registry.h"
 
 static struct {
@@ -34,6 +35,9 @@ static int fini_from(int n) {
 
 int mpx_init(int *argc, char ***argv) {
   if (state.done) return state.ctx.role;
+  /* Before any transport forks (the fork server): every pool worker inherits the arena where
+   * shared objects made from now on go, and gets them from us on first use (os/share.h). */
+  mpx__share_init();
   state.ctx = (mpx__init_ctx){.argc = argc, .argv = argv, .role = MPX_MAIN};
   state.inited = 0;
   for (int i = 0; mpx__transports[i] && state.ctx.role == MPX_MAIN; i++) {

@@ -109,9 +109,10 @@ typedef struct mpx__link_ops {
 
   /* Optional, with MPX__CAP_OOB (big payloads as their own messages): send as `send`, then each
    * of parts[0..n) as its own message, from the caller's memory (valid until the tasks that
-   * carry them are done); and receive the next such message worker i sent, which must be `len`
-   * bytes (len <= max is checked by the caller), into a new malloc'd *out. take_payload
-   * MPX_EPROTO when there is none (after a bounded wait) or it has another size. Dispatcher
+   * carry them are done); and take the next such message worker i sent (a worker sends them
+   * before the batch that declares them), which must be `len` bytes (len <= max is checked by
+   * the caller), as *out (a result-pool block, os/seg.h: mpx__seg_pool_free). take_payload
+   * MPX_EPROTO at once when there is none or it has another size: it never waits. Dispatcher
    * thread only. */
   int (*send_parts)(mpx__link *self, int worker, const uint8_t *data, size_t len,
                     const struct iovec *parts, int n);
@@ -121,6 +122,10 @@ typedef struct mpx__link_ops {
    * worker was reported and handled); NULL for a link without pages (MPI), whose futures then
    * count as running once sent. Dispatcher thread only. */
   struct mpx__progress *(*progress)(mpx__link *self, int worker);
+  /* Optional, for links without progress pages (MPI): ask worker i to stop the task with call id
+   * `id`, or every task (MPX__HALT_ALL, codec.h), through mpx_task_should_stop. Never blocks
+   * (a small message queued). Dispatcher thread only. */
+  int (*halt)(mpx__link *self, int worker, uint64_t id);
 
   /* Optional, with MPX__CAP_ENDPOINT: endpoints over a handle the user gives (MPI: a pointer to a
    * communicator), on which executors are then created (cfg->endpoint).

@@ -58,15 +58,34 @@
 /* The address a call id names (the dispatcher tags ids with a number in their top 16 bits): what
  * a claim word holds. */
 #define MPX__CALL_ADDR(id) ((id) & (((uint64_t)1 << 48) - 1))
+/* Pages are mapped at multiples of this (a power of two, at least sizeof(mpx__progress)), so that
+ * the page of a claim word is found from the word's address alone (mpx__progress_of): a cancel
+ * holds only the future, whose claim word points into its worker's page. */
+#define MPX__PROGRESS_ALIGN ((size_t)64 << 10)
 /* Heartbeat period of a worker, milliseconds. */
 #define MPX__BEAT_MS 50
 
 typedef struct mpx__progress {
   _Atomic uint64_t heartbeat;
   _Atomic uint64_t running;
-  uint64_t pad[6]; /* the claim ring starts on its own cache line */
+  /* Stop requests (mpx_task_should_stop, stop.c). `stop`: the call address (MPX__CALL_ADDR) of
+   * the task the parent asks to stop, written by a user's mpx_future_cancel of a running task;
+   * the worker clears it before it claims each task, so a request is only ever seen by the task
+   * it names (the canceller writes it only after it saw that task's claim STARTED). `stop_all`:
+   * set once by the dispatcher when the executor shuts down with cancel_futures or terminates:
+   * every task from then on is asked to stop. Relaxed: flags a task polls. */
+  _Atomic uint64_t stop;
+  _Atomic uint64_t stop_all;
+  uint64_t pad[4]; /* the claim ring starts on its own cache line */
   _Atomic uint64_t claim[MPX__CLAIM_RING];
 } mpx__progress;
+
+_Static_assert(sizeof(mpx__progress) <= MPX__PROGRESS_ALIGN, "a page fits its alignment");
+
+/* The page a claim word lies in. */
+static inline mpx__progress *mpx__progress_of(const void *claim_word) {
+  return (mpx__progress *)((uintptr_t)claim_word & ~(uintptr_t)(MPX__PROGRESS_ALIGN - 1));
+}
 
 /* The worker's side: claim task number `seq` with call id `id` before running it. 1: run it;
  * 0: the parent has it (TAKEN, or the word was reused for a later task after a take-back): skip

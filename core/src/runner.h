@@ -46,6 +46,14 @@ typedef struct mpx__runner_ops {
 
   /* Free everything (after stop(self, true)). The thread destroying the executor. */
   void (*destroy)(mpx__runner *self);
+
+  /* mpx_executor_terminate, after close and cancel_queued: stop the tasks that are running now;
+   * each one's future fails with MPX_ETERMINATED (one that already finished keeps its outcome).
+   * Threads cannot be killed: their tasks are asked to stop (mpx_task_should_stop) and fail when
+   * they return. The dispatcher kills the workers of a link that can end one (processes); on
+   * MPI the ranks are asked to stop (their tasks see mpx_task_should_stop) and the futures they
+   * hold fail at once. Does not wait: stop(self, true) follows. Any thread; once. */
+  void (*terminate)(mpx__runner *self);
 } mpx__runner_ops;
 
 /* The dispatcher (dispatch.c): a runner that batches futures onto cfg->link (link.h). */

@@ -311,6 +311,10 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
     buf.seg_min = fds && segs < MPX__SERVE_SEGS && !t->count ? who->seg_min : 0;
     size_t oob_min = bufs && oobs < MPX__SERVE_SEGS ? who->oob_min : 0;
     if (pg) {
+      /* a stop request names one task (progress.h): none is left for this one before we claim
+       * it, so the canceller, who writes after it saw our claim, can only reach this task.
+       * relaxed: a polled flag */
+      atomic_store_explicit(&pg->stop, 0, memory_order_relaxed);
       int claim = mpx__claim_start(pg, (*who->seq)++, MPX__CALL_ADDR(t->call_id));
       if (claim < 0) {
         /* A corrupt page: stop. The task run just before is the likely culprit: name it as the
@@ -324,6 +328,8 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
       }
       if (!claim) continue; /* the parent has it */
       atomic_store_explicit(&pg->running, t->call_id, memory_order_relaxed);
+      mpx__tl_stop = (mpx__stop_src){.word = &pg->stop, .word_all = &pg->stop_all,
+                                     .id = MPX__CALL_ADDR(t->call_id)};
     } else if (who->claims) {
       uint64_t queued = 0;
       /* relaxed: one CAS on this word wins (the rank's server takes it with one too), and
@@ -333,6 +339,8 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
                                                    memory_order_relaxed))
         continue; /* taken back by the rank's server, which reported it to the dispatcher */
     }
+    if (!pg && who->halt) /* MPI: the rank's stop requests name tasks by call id */
+      mpx__tl_stop = (mpx__stop_src){.halt = who->halt, .id = t->call_id};
     ptrs[m++] = &s->r;
     const mpx_task *task;
     if (mpx_task_find_id(t->task_id, &task)) {
@@ -350,6 +358,7 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
       break;
     }
   }
+  mpx__tl_stop = (mpx__stop_src){0};
   mpx__buf_release(&buf);
   if (rc == MPX_OK) {
     for (size_t i = 0; i < n; i++)
@@ -413,11 +422,11 @@ static int serve(const Mpx__Batch *in, const mpx__worker_id *who, const mpx__lim
     }
     mpx__seg_free(&slots[i].seg);
     if (rc == MPX_OK && slots[i].oob && slots[i].r.data_shm && !slots[i].r.error) {
-      bufs[*nbufs] = slots[i].owned; /* the caller sends it after the reply, and frees it */
+      bufs[*nbufs] = slots[i].owned; /* the caller sends it with the reply, then frees it */
       lens[(*nbufs)++] = (size_t)slots[i].r.data_shm;
       slots[i].owned = NULL;
     }
-    free(slots[i].owned);
+    mpx__seg_pool_free(slots[i].owned, 0); /* a pool block (task.c), or the heap's */
     free(slots[i].msg);
   }
   mpx__wbuf_free(&arena);

@@ -124,13 +124,14 @@ void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max) {
                  .small_cap = small ? small_cap : 0, .max = max, .seg = MPX__SEG_NONE};
 }
 
-/* Move b's bytes into a new segment of `len` bytes (len >= b->seg_min). */
+/* Move b's bytes into a segment of `len` bytes (len >= b->seg_min): one of the worker's
+ * recycled result segments when it has one free (os/seg.h). */
 static int buf_to_seg(mpx_buf *b, size_t len) {
   mpx__seg s;
-  int rc = mpx__seg_create(&s, len);
+  int rc = mpx__seg_result_create(&s, len);
   if (rc) return rc;
   if (b->len) memcpy(s.data, b->data, b->len < len ? b->len : len);
-  if (b->heap) free(b->data);
+  if (b->heap) mpx__seg_pool_free(b->data, b->cap); /* it may be a pool block */
   b->heap = false;
   b->seg = s;
   b->in_seg = true;
@@ -164,6 +165,18 @@ int mpx_buf_reserve(mpx_buf *b, size_t len, void **data) {
   } else if (len > b->cap && b->seg_min && len >= b->seg_min) {
     int rc = buf_to_seg(b, len);
     if (rc) return rc;
+  } else if (len > b->cap && (len >= MPX__SEG_MIN || (b->heap && b->cap >= MPX__SEG_MIN))) {
+    /* big: a block of the result pool (os/seg.h), warm when one was given back, not a fresh
+     * mapping of glibc's; never realloc'd (it may be a pool block) */
+    void *p = mpx__seg_pool_alloc(len);
+    if (!p) return MPX_ENOMEM;
+    if (b->heap) {
+      memcpy(p, b->data, b->len < len ? b->len : len);
+      mpx__seg_pool_free(b->data, b->cap);
+    }
+    b->data = p;
+    b->cap = len;
+    b->heap = true;
   } else if (len > b->cap) {
     void *p = b->heap ? realloc(b->data, len) : malloc(len);
     if (!p) return MPX_ENOMEM;
@@ -202,7 +215,7 @@ void *mpx__buf_steal(mpx_buf *b) {
 }
 
 void mpx__buf_release(mpx_buf *b) {
-  if (b->heap) free(b->data);
+  if (b->heap) mpx__seg_pool_free(b->data, b->cap); /* a pool block, or the heap's */
   if (b->in_seg) mpx__seg_free(&b->seg);
   size_t seg_min = b->seg_min;
   mpx__buf_init(b, b->small, b->small_cap, b->max);
@@ -211,7 +224,7 @@ void mpx__buf_release(mpx_buf *b) {
 
 int mpx__task_run(const mpx_task *t, int worker, const void *arg, size_t len, mpx_buf *out,
                   char **message) {
-  mpx_task_ctx ctx = {.worker = worker};
+  mpx_task_ctx ctx = {.worker = worker, .stop = &mpx__tl_stop};
   int rc = t->fn(&ctx, arg, len, out);
   if (rc > 0) rc = MPX_ETASK; /* a positive return is a bug in the task: report, don't trust */
   if (rc == 0 && ctx.code) rc = ctx.code; /* failed but returned 0 */

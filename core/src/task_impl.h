@@ -3,6 +3,7 @@
 #ifndef MPX_TASK_IMPL_H
 #define MPX_TASK_IMPL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,15 +31,32 @@ struct mpx_buf {
 
 #define MPX__ERRMSG_MAX 512
 
+/* Where a running task learns that it should stop (mpx_task_should_stop, stop.c). The runner
+ * sets this thread's mpx__tl_stop before it runs a task (each field NULL when it does not apply)
+ * and clears it after; mpx__task_run points the task's context at it. */
+typedef struct mpx__stop_src {
+  const _Atomic uint32_t *state; /* threads: the future's state word; stop when state_bit is set */
+  uint32_t state_bit;
+  const _Atomic uint32_t *all;   /* threads: the runner's stop word (non-zero: stop) */
+  const _Atomic uint64_t *word;  /* processes: the page's `stop`; stop when it equals id */
+  const _Atomic uint64_t *word_all; /* processes: the page's `stop_all` (non-zero: stop) */
+  uint64_t id;
+  const struct mpx__halt *halt; /* MPI: the worker's stop requests (codec.h); stop when `all`
+                                   is set or id is in its ring */
+} mpx__stop_src;
+extern _Thread_local mpx__stop_src mpx__tl_stop;
+
 struct mpx_task_ctx {
   int worker;       /* worker index, -1 if unknown */
   int code;         /* set by mpx_task_fail */
   char *message;    /* heap, set by mpx_task_fail; owned by whoever reads it after the call */
+  const mpx__stop_src *stop; /* this thread's mpx__tl_stop while the task runs */
 };
 
 /* Start `b` over caller-provided inline storage (may be NULL/0). */
 void mpx__buf_init(mpx_buf *b, void *small, size_t small_cap, size_t max);
-/* Take the heap block out of `b` (NULL if the data is inline); `b` no longer owns it. */
+/* Take the heap block out of `b` (NULL if the data is inline); `b` no longer owns it: give it
+ * back with mpx__seg_pool_free (from MPX__SEG_MIN bytes it may be a block of the result pool). */
 void *mpx__buf_steal(mpx_buf *b);
 /* Take the segment out of `b` (in_seg), cut to b->len bytes and sealed, into *out; `b` is empty
  * afterwards. MPX_EINVAL when b holds no segment or is empty (then b is left as it was). */

@@ -68,9 +68,11 @@ static void session_unref(mpx__mpi_session *s) {
 }
 
 /* Tell every worker rank in [0, size) but those in `skip` (may be NULL) that the session is over. */
+static int worker_rank(const mpx__mpi_session *s, int i);
 static void send_stop(mpx__mpi_session *s, const bool *skip) {
-  for (int r = 0; r < s->size; r++)
-    if (r != s->root && !(skip && skip[r])) {
+  for (int i = 0; i < s->nworkers; i++) /* the ranks that serve the root (leaders pass it on) */
+    if (!(skip && skip[worker_rank(s, i)])) {
+      int r = worker_rank(s, i);
       MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
       mpx__mpi_ring(s, r);
     }
@@ -78,7 +80,11 @@ static void send_stop(mpx__mpi_session *s, const bool *skip) {
 
 /* ---- the worker / slot plan --------------------------------------------------------------- */
 
-static int worker_rank(const mpx__mpi_session *s, int i) { return i < s->root ? i : i + 1; }
+/* Worker i's comm rank: the ranks in order skipping the root, or with node leaders on
+ * (mpi_leader.c) the leaders and lone ranks, each of which speaks for its whole node. */
+static int worker_rank(const mpx__mpi_session *s, int i) {
+  return s->direct ? s->direct[i] : i < s->root ? i : i + 1;
+}
 
 /* Ranks and threads for options (workers, threads_per_rank): returns the ranks used, fills
  * threads[0..ranks) when not NULL and *slots. */
@@ -91,7 +97,8 @@ static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, i
       t = workers / ranks + (i < workers % ranks);
       if (tpr > 0 && t > tpr) t = tpr;
     } else {
-      t = tpr > 0 ? tpr : s->spawned ? 1 : s->cores[worker_rank(s, i)];
+      int span = s->span ? s->span[worker_rank(s, i)] : 1; /* a leader: its node's ranks */
+      t = tpr > 0 ? tpr * span : s->spawned ? span : s->cores[worker_rank(s, i)];
     }
     if (t < 1) t = 1;
     if (threads) threads[i] = t;
@@ -174,6 +181,7 @@ typedef struct mpi_tp {
   int *index_of;   /* comm rank -> worker index, -1 if not used */
   int *threads;    /* per worker index: the task threads it was started with */
   bool *bye;       /* per comm rank: BYE received (or the rank is not used) */
+  mpx__mpi_stash *stash; /* per comm rank: big results ahead of their batch (mpi_impl.h) */
   int byes_left;
   mpx__sendq sq;
   uint8_t *rbuf;
@@ -184,6 +192,7 @@ typedef struct mpi_tp {
   bool expect; /* rung by a worker whose message has not shown yet: poll on the timer */
   mpx__mpi_local *local; /* rank 0 working: the dispatcher's worker n (mpi_local.c), or NULL */
   int local_threads;
+  unsigned long long msgs_out, bytes_out, msgs_in, bytes_in; /* this link's traffic, for stop */
 } mpi_tp;
 
 static int send_start(mpi_tp *tp, int i, int threads) {
@@ -195,6 +204,7 @@ static int send_start(mpi_tp *tp, int i, int threads) {
                       .threads = threads,
                       .worker = i,
                       .name_len = (uint32_t)strlen(name),
+                      .flags = tp->n == tp->s->nworkers ? MPX__START_TEAM : 0,
                       .initargs_len = c->initargs_len};
   size_t len = sizeof h + h.name_len + c->initargs_len;
   if (len > INT_MAX) {
@@ -207,6 +217,7 @@ static int send_start(mpi_tp *tp, int i, int threads) {
   memcpy(m + sizeof h, name, h.name_len);
   if (c->initargs_len) memcpy(m + sizeof h + h.name_len, c->initargs, c->initargs_len);
   int rc = MPI_Send(m, (int)len, MPI_BYTE, worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
+  tp->msgs_out++, tp->bytes_out += len;
   mpx__mpi_ring(tp->s, worker_rank(tp->s, i));
   free(m);
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Send", rc);
@@ -218,6 +229,8 @@ static void tp_free(mpi_tp *tp) {
   free(tp->index_of);
   free(tp->threads);
   free(tp->bye);
+  for (int r = 0; tp->stash && r < tp->s->size; r++) mpx__mpi_stash_free(&tp->stash[r]);
+  free(tp->stash);
   free(tp->rbuf);
   if (tp->counted) atomic_fetch_sub(&g.active, 1);
   free(tp);
@@ -257,8 +270,9 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   tp->lim = mpx__limits_default(cfg->max_payload);
   tp->index_of = malloc((size_t)s->size * sizeof *tp->index_of);
   tp->bye = calloc((size_t)s->size, sizeof *tp->bye);
+  tp->stash = calloc((size_t)s->size, sizeof *tp->stash);
   int *threads = calloc((size_t)s->nworkers, sizeof *threads);
-  int rc = tp->index_of && tp->bye && threads ? MPX_OK : MPX_ENOMEM;
+  int rc = tp->index_of && tp->bye && tp->stash && threads ? MPX_OK : MPX_ENOMEM;
   if (!rc) {
     int slots;
     tp->n = plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
@@ -302,6 +316,24 @@ static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   int r = worker_rank(tp->s, worker);
   int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_BATCH, data, len, NULL);
+  tp->msgs_out++, tp->bytes_out += len;
+  mpx__mpi_ring(tp->s, r);
+  return rc;
+}
+
+/* A stop request (mpx_task_should_stop): 8 bytes with TAG_HALT, noted by the rank's serving
+ * thread (or its standby while a task runs), which reads messages all the time. */
+static int mpi_halt(mpx__link *self, int worker, uint64_t id) {
+  mpi_tp *tp = (mpi_tp *)self;
+  if (worker == tp->n && tp->local_threads > 0) { /* the root's own threads */
+    if (tp->local) mpx__mpi_local_halt(tp->local, id);
+    return MPX_OK;
+  }
+  if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
+  int r = worker_rank(tp->s, worker);
+  int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_HALT, (const uint8_t *)&id,
+                           sizeof id, NULL);
+  tp->msgs_out++, tp->bytes_out += sizeof id;
   mpx__mpi_ring(tp->s, r);
   return rc;
 }
@@ -315,18 +347,20 @@ static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size
     return tp->local ? mpx__mpi_local_send_parts(tp->local, data, len, parts, n)
                      : MPX_EWORKER_LOST;
   int rc = mpi_send(self, worker, data, len);
-  for (int k = 0; !rc && k < n; k++)
+  for (int k = 0; !rc && k < n; k++, tp->msgs_out++, tp->bytes_out += parts[k - 1].iov_len)
     rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_PAYLOAD,
                             parts[k].iov_base, parts[k].iov_len, NULL, true);
   return rc;
 }
 
-/* A big result of `len` bytes worker i sent right after its batch, into its own buffer. */
+/* A big result of `len` bytes worker i sent right before its batch (mpi_impl.h: the stash); at
+ * once: one that did not come first was never sent. */
 static int mpi_take_payload(mpx__link *self, int worker, size_t len, void **out) {
   mpi_tp *tp = (mpi_tp *)self;
+  *out = NULL;
   if (worker < 0 || worker >= tp->n || len > INT_MAX) return MPX_EPROTO;
-  return mpx__mpi_take_payload(tp->s->comm, worker_rank(tp->s, worker), len, 30.0, out, NULL,
-                               NULL);
+  /* (counted in try_recv, where it came in) */
+  return mpx__mpi_stash_take(&tp->stash[worker_rank(tp->s, worker)], len, out);
 }
 
 /* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are
@@ -341,7 +375,13 @@ static int try_recv(mpi_tp *tp, mpx__event *ev) {
     if (!flag) return 0;
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
+    tp->msgs_in++, tp->bytes_in += count > 0 ? (unsigned)count : 0;
     int src = st.MPI_SOURCE, i = src >= 0 && src < tp->s->size ? tp->index_of[src] : -1;
+    if (i >= 0 && st.MPI_TAG == MPX__TAG_PAYLOAD) { /* ahead of its batch: kept for it */
+      rc = mpx__mpi_stash_recv(&tp->stash[src], &msg, count, tp->lim.max_payload);
+      if (rc == MPX_EMPI) return rc;
+      continue;
+    }
     if (i < 0 || st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > tp->lim.max_message) {
       char dummy;
       MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* consumed (maybe truncated) */
@@ -421,6 +461,11 @@ static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
   int r = worker_rank(tp->s, worker);
   *out = (mpx__peer){.pid = 0, .rank = r, .slots = tp->threads ? tp->threads[worker] : 1};
+  /* a node leader (mpi_leader.c) queues for its node: the dispatcher's window of ~1 ms of work
+   * per slot, measured through two hops, would starve it; MPX__LEADER_DEPTH slots per thread
+   * make its smallest window a batch the leader can spread, and it gives back on TAKEBACK */
+  if (tp->s->span && tp->s->span[r] > 1 && tp->cfg->workers_opt == 0)
+    out->slots *= MPX__LEADER_DEPTH; /* (workers = W asks for W tasks at once: kept) */
   snprintf(out->host, sizeof out->host, "%s", tp->s->hosts ? tp->s->hosts[r] : "");
   return MPX_OK;
 }
@@ -452,6 +497,10 @@ static void mpi_stop(mpx__link *self, bool wait) {
     if (rc) mpx__backoff_reset(&bo); /* a late message (results of a failed start): dropped */
     else mpx__bell_wait(tp->bell, atomic_load(&tp->bell->seq), mpx__backoff_next(&bo));
   }
+  /* rank 0's traffic for this executor (mpx-bench reads it: flat against node leaders) */
+  mpx__log(MPX_LOG_INFO, "mpi link: rank 0 sent %llu messages (%llu bytes), received %llu "
+           "(%llu bytes), %d workers%s", tp->msgs_out, tp->bytes_out, tp->msgs_in, tp->bytes_in,
+           tp->n, tp->s->direct ? " (node leaders)" : "");
   if (tp->s->oneshot) { /* ranks the executor did not use wait for their stop */
     bool *used = calloc((size_t)tp->s->size, sizeof *used);
     if (used)
@@ -633,6 +682,7 @@ static const mpx__link_ops mpi_link = {
     .start = mpi_start,
     .send = mpi_send,
     .send_parts = mpi_send_parts,
+    .halt = mpi_halt,
     .take_payload = mpi_take_payload,
     .poll = mpi_poll,
     .kill = mpi_kill,

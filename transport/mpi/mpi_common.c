@@ -19,6 +19,7 @@
 #include "mpi_impl.h"
 #include "os/clock.h"
 #include "os/futex.h"
+#include "os/seg.h"
 int mpx__mpi_fail(const char *what, int mpi_rc) {
   char s[MPI_MAX_ERROR_STRING] = "";
   int n = 0;
@@ -94,7 +95,7 @@ void mpx__mpi_thread_setup(void) {
 static uint8_t borrowed;
 
 static void buf_free(uint8_t *b) {
-  if (b != &borrowed) free(b);
+  if (b != &borrowed) mpx__seg_pool_free(b, 0); /* a big result may be a result-pool block */
 }
 
 int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
@@ -232,7 +233,7 @@ int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, vo
       if ((*keep = malloc(len))) *keep_cap = len;
       p = *keep;
     } else if (fits) {
-      p = malloc(len);
+      p = mpx__seg_pool_alloc(len); /* warm when one was given back (mpx__seg_pool_free) */
     }
     if (!p) {
       char dummy;
@@ -241,10 +242,55 @@ int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, vo
     }
     rc = MPI_Mrecv(p, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
-      if (!keep) free(p);
+      if (!keep) mpx__seg_pool_free(p, len);
       return mpx__mpi_fail("MPI_Mrecv", rc);
     }
     *out = p;
     return MPX_OK;
+  }
+}
+
+int mpx__mpi_stash_recv(mpx__mpi_stash *st, MPI_Message *msg, int count, size_t max) {
+  int rc = count <= 0 ? MPX_EPROTO : (size_t)count > max ? MPX_ETOOBIG
+           : st->n == MPX__SERVE_SEGS                  ? MPX_EPROTO
+                                                       : MPX_OK;
+  void *p = rc ? NULL : mpx__seg_pool_alloc((size_t)count); /* warm when one was given back */
+  if (!p) {
+    char dummy;
+    MPI_Mrecv(&dummy, 0, MPI_BYTE, msg, MPI_STATUS_IGNORE); /* consumed (truncated) */
+    return rc ? rc : MPX_ENOMEM;
+  }
+  int mrc = MPI_Mrecv(p, count, MPI_BYTE, msg, MPI_STATUS_IGNORE);
+  if (mrc != MPI_SUCCESS) {
+    mpx__seg_pool_free(p, (size_t)count);
+    return mpx__mpi_fail("MPI_Mrecv", mrc);
+  }
+  int at = (st->head + st->n++) % MPX__SERVE_SEGS;
+  st->data[at] = p;
+  st->len[at] = (size_t)count;
+  return MPX_OK;
+}
+
+int mpx__mpi_stash_take(mpx__mpi_stash *st, size_t len, void **out) {
+  *out = NULL;
+  if (!st->n) return MPX_EPROTO;
+  void *p = st->data[st->head];
+  size_t got = st->len[st->head];
+  st->head = (st->head + 1) % MPX__SERVE_SEGS;
+  st->n--;
+  if (got != len) {
+    mpx__seg_pool_free(p, got);
+    return MPX_EPROTO;
+  }
+  *out = p;
+  return MPX_OK;
+}
+
+void mpx__mpi_stash_free(mpx__mpi_stash *st) {
+  void *p;
+  while (st->n) {
+    size_t len = st->len[st->head];
+    mpx__mpi_stash_take(st, len, &p);
+    mpx__seg_pool_free(p, len);
   }
 }

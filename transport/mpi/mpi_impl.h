@@ -6,7 +6,8 @@
  * backoff, send queue, matched receive, thread setup) and mpi_pool.c the task threads of a rank
  * (a worker rank's hybrid threads, the root's when it works too), so neither half calls into the
  * other's file for them; mpi_session.c builds sessions, mpi_bells.c their doorbells,
- * mpi_local.c the root's own worker and mpi_spawn.c spawn mode. A session is one communicator (a
+ * mpi_local.c the root's own worker, mpi_spawn.c spawn mode and mpi_leader.c node leaders (a
+ * leader serves the root as a worker rank does, and its node's ranks serve it: `up`). A session is one communicator (a
  * dup of MPI_COMM_WORLD from mpx_init, of the user's communicator in mpx_comm_executor, or of
  * spawn mode's merged communicator) with one root; worker ranks of a session serve at most one
  * executor at a time.
@@ -22,6 +23,9 @@
  *                              started, ahead of their results: sent for tasks that run 2 ms
  *                              or more, so that the root shows them running, mpi_pool.c)
  *   worker -> root  TAG_BYE    empty: the executor is over on this rank; nothing follows it
+ *   root -> worker  TAG_HALT   8 bytes: the call id of a running task asked to stop, or
+ *                              MPX__HALT_ALL (codec.h): every task (mpx_task_should_stop); the
+ *                              serving thread notes it in its mpx__halt, which tasks poll
  *   both ways       TAG_PAYLOAD one big argument (down) or result (up) of at least MPX__SEG_MIN
  *                              bytes, right after the batch whose Task.arg_shm / Result.data_shm
  *                              names its length, in the batch's order: sent from where it lies,
@@ -53,7 +57,8 @@
 
 #include "codec.h"
 
-enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD };
+enum { MPX__TAG_START = 0x6d01, MPX__TAG_STOP, MPX__TAG_BATCH, MPX__TAG_BYE, MPX__TAG_PAYLOAD,
+       MPX__TAG_HALT, MPX__TAG_STEAL, MPX__TAG_LEND /* between node leaders (mpi_leader.c) */ };
 
 /* A doorbell: ring from any thread; wait sleeps until rung or the timeout. A bell in memory
  * several processes map (mpi_bells.c) has `shared` set and uses shared futexes. */
@@ -88,6 +93,16 @@ typedef struct mpx__mpi_session {
                         threads_per_rank says otherwise (the ranks share the parent's cores) */
   char host[64];
   char (*hosts)[64]; /* root only: per comm rank, its host name (gathered at session start) */
+  /* node leaders (mpi_session.c sets them, mpi_leader.c relays): with leaders off, up is the
+   * root for every rank and the rest is empty */
+  int up;            /* the rank this one serves: the root, or its node's leader */
+  int nmembers;      /* a leader: the ranks of its node that serve it */
+  int *members, *member_cores;
+  MPI_Comm leaders;  /* the leaders (ranks with members), or MPI_COMM_NULL on the others */
+  int *leader_ranks; /* a leader: every leader's comm rank, in the order of `leaders` */
+  int *direct;       /* root with leaders on: the nworkers ranks that serve it, in order */
+  int *span;         /* root with leaders on: per comm rank, the ranks it speaks for (itself and
+                        its members); cores[] of a leader is its node's */
 } mpx__mpi_session;
 
 /* Create a session over `comm` (collective over comm): dup, node-local core shares, gathered at
@@ -99,6 +114,14 @@ void mpx__mpi_session_free(mpx__mpi_session *s);
 /* Worker ranks: serve executors until TAG_STOP (or after one, for a oneshot session).
  * Returns 0 or a negative code (an MPI failure). */
 int mpx__mpi_serve(mpx__mpi_session *s);
+
+/* Node leaders. setup (mpi_session.c, collective, at the end of mpx__mpi_session_new) decides
+ * whether leaders are on and fills the fields above; lead (mpi_leader.c) serves one executor on
+ * a leader, from its start record (relaying to the members), and returns after its BYE. */
+int mpx__mpi_leaders_setup(mpx__mpi_session *s);
+/* The slots the root's dispatcher gives a leader per task thread of its node (mpi.c's peer). */
+#define MPX__LEADER_DEPTH 128
+int mpx__mpi_lead(mpx__mpi_session *s, const uint8_t *start, size_t len);
 
 /* Spawn mode (mpi_spawn.c). Parent: a session over at least n spawned workers (spawning them,
  * and initialising MPI, at first use); MPX_EMPI with mpx_errmsg when this MPI cannot spawn.
@@ -123,10 +146,16 @@ typedef struct mpx__mpi_start {
   int32_t threads;      /* task threads in this rank, >= 1 */
   int32_t worker;       /* the dispatcher's index of this rank */
   uint32_t name_len;    /* 0: no initializer */
-  uint32_t pad;
+  uint32_t flags;       /* MPX__START_TEAM: every node leader serves this executor (they steal
+                           from each other and end together; mpi_leader.c) */
   uint64_t initargs_len;
 } mpx__mpi_start;
+#define MPX__START_TEAM 1u
 #define MPX__MPI_START_MAGIC 0x6d707853u
+/* Parse and check a start record (mpi_worker.c); name gets MPX_TASK_NAME_MAX + 1 bytes,
+ * initargs points into m. MPX_EPROTO when malformed. */
+int mpx__mpi_start_parse(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
+                         const uint8_t **initargs);
 
 
 /* Backoff between empty polls: yields for MPX__SPIN_NS, then exponential sleeps. A rank whose
@@ -169,6 +198,11 @@ typedef struct mpx__mpi_reply {
   uint8_t *data;
   size_t len;
   struct mpx__mpi_reply *link;
+  /* a worker rank's big results (who->oob_min), each sent as its own TAG_PAYLOAD message before
+   * `data` (heap blocks, taken over by the send queue) */
+  void *bufs[MPX__SERVE_SEGS];
+  size_t lens[MPX__SERVE_SEGS];
+  int nbufs;
 } mpx__mpi_reply;
 typedef struct mpx__mpi_pool {
   pthread_mutex_t lock;
@@ -234,6 +268,8 @@ int mpx__mpi_local_send(mpx__mpi_local *l, const uint8_t *data, size_t len);
 int mpx__mpi_local_send_parts(mpx__mpi_local *l, const uint8_t *data, size_t len,
                               const struct iovec *parts, int n);
 int mpx__mpi_local_poll(mpx__mpi_local *l, const uint8_t **data, size_t *len);
+/* Ask the root's own task(s) to stop (as TAG_HALT does on a rank). Dispatcher thread. */
+void mpx__mpi_local_halt(mpx__mpi_local *l, uint64_t id);
 void mpx__mpi_local_stop(mpx__mpi_local *l);
 
 /* Sends in flight: each owns its buffer until MPI is done with it. */
@@ -250,13 +286,34 @@ int mpx__sendq_post(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8
  * caller keeps it valid until the send is retired. */
 int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const uint8_t *data,
                        size_t len, uint8_t **take, bool borrow);
-/* Receive the next TAG_PAYLOAD message from `src` into a new malloc'd *out, which must be exactly
+/* Receive the next TAG_PAYLOAD message from `src` into a new *out (mpx__seg_pool_alloc: give it
+ * back with mpx__seg_pool_free), which must be exactly
  * `len` bytes: waits for it up to `seconds` (it follows its batch). MPX_EPROTO if none came or
  * it has another size (then it is consumed and dropped), MPX_ENOMEM, MPX_EMPI. With `keep`
  * (a buffer of *keep_cap bytes kept between calls, grown as needed), the message goes there
  * and *out points into it (warm pages: a worker rank's arguments). */
 int mpx__mpi_take_payload(MPI_Comm comm, int src, size_t len, double seconds, void **out,
                           uint8_t **keep, size_t *keep_cap);
+/* Big results the root received before the batch that declares them, per comm rank. A worker
+ * rank sends each big result as a TAG_PAYLOAD message right before its reply's TAG_BATCH; MPI's
+ * non-overtaking rule (both match the root's any-tag probe) makes the root see them first, so the
+ * dispatcher takes a declared payload from here without waiting: one that is not here was never
+ * sent, and the rank broke the protocol (it cannot stall the dispatcher). At most
+ * MPX__SERVE_SEGS wait per rank, each at most max_payload bytes (what a rank may make the root
+ * hold); more, or bigger, are dropped (their Results then find nothing). */
+typedef struct mpx__mpi_stash {
+  void *data[MPX__SERVE_SEGS]; /* result-pool blocks (os/seg.h: mpx__seg_pool_alloc) */
+  size_t len[MPX__SERVE_SEGS];
+  int head, n;
+} mpx__mpi_stash;
+/* Receive payload message `msg` of `count` bytes into st (or drop it, consumed: MPX_ETOOBIG over
+ * max, MPX_EPROTO when st is full, MPX_ENOMEM). MPX_EMPI when MPI fails. */
+int mpx__mpi_stash_recv(mpx__mpi_stash *st, MPI_Message *msg, int count, size_t max);
+/* The oldest stashed payload, which must be exactly `len` bytes: MPX_OK with *out (given back
+ * with mpx__seg_pool_free), MPX_EPROTO when there is none or it has another size (dropped). */
+int mpx__mpi_stash_take(mpx__mpi_stash *st, size_t len, void **out);
+void mpx__mpi_stash_free(mpx__mpi_stash *st);
+
 /* Retire finished sends; returns how many finished, or a negative code. */
 int mpx__sendq_progress(mpx__sendq *q);
 /* Wait for every send. */

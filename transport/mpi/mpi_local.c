@@ -26,6 +26,7 @@
 struct mpx__mpi_local {
   mpx__mpi_pool p;
   mpx__worker_id who;
+  mpx__halt halt; /* stop requests for its tasks (who.halt) */
   mpx__limits lim;
   mpx__mpi_reply *ready; /* READY, until the first poll takes it */
   mpx__mpi_reply *in;    /* taken from the pool, not yet returned by poll */
@@ -71,7 +72,8 @@ int mpx__mpi_local_start(mpx__mpi_local **out, int threads, int index, const mpx
   mpx__mpi_local *l = calloc(1, sizeof *l);
   if (!l) return MPX_ENOMEM;
   l->lim = mpx__limits_default(max_payload);
-  l->who = (mpx__worker_id){.index = index, .pid = (int)getpid(), .rank = s->rank, .host = s->host};
+  l->who = (mpx__worker_id){.index = index, .pid = (int)getpid(), .rank = s->rank, .host = s->host,
+                            .halt = &l->halt};
   l->p = (mpx__mpi_pool){.threads = threads,
                          .bell = bell,
                          .who = &l->who,
@@ -159,3 +161,5 @@ void mpx__mpi_local_stop(mpx__mpi_local *l) {
   }
   free(l);
 }
+
+void mpx__mpi_local_halt(mpx__mpi_local *l, uint64_t id) { mpx__halt_note(&l->halt, id); }

@@ -36,6 +36,7 @@
 #include "mpx/error.h"
 #include "os/clock.h"
 #include "os/log.h"
+#include "os/seg.h"
 #include "progress.h"
 
 struct mpx__mpi_job {
@@ -66,19 +67,27 @@ static void serve_run(mpx__mpi_pool *p, mpx__mpi_job *j, size_t first, size_t ta
   mpx__worker_id who = *p->who;
   who.claims = j->claim + first; /* tasks given back meanwhile are skipped */
   mpx__wbuf out = {0};
-  int rc = mpx__serve_batch(&sub, &who, p->lim, &out);
+  mpx__mpi_reply *r = malloc(sizeof *r);
+  if (!r) fatal("serving a batch", MPX_ENOMEM);
+  r->nbufs = 0; /* a worker rank's big results go as their own messages (who.oob_min) */
+  int rc = who.oob_min ? mpx__serve_batch_oob(&sub, &who, p->lim, &out, r->bufs, r->lens,
+                                              &r->nbufs)
+                       : mpx__serve_batch(&sub, &who, p->lim, &out);
   if (rc) fatal("serving a batch", rc);
   /* answered: no start to report any more (relaxed: the lock below orders it before the results
    * for mpx__mpi_pool_starts, which reads the words under it) */
   for (size_t t = 0; t < take; t++)
     if (atomic_load_explicit(&who.claims[t], memory_order_relaxed) != MPX__CLAIM_TAKEN)
       atomic_store_explicit(&who.claims[t], CLAIM_DONE, memory_order_relaxed);
-  mpx__mpi_reply *r = NULL;
-  if (out.len && !(r = malloc(sizeof *r))) fatal("serving a batch", MPX_ENOMEM);
-  if (r)
-    *r = (mpx__mpi_reply){.data = out.data, .len = out.len};
-  else
+  if (out.len) {
+    r->data = out.data;
+    r->len = out.len;
+    r->link = NULL;
+  } else { /* every task was given back: nothing to say (and no big result) */
     mpx__wbuf_free(&out);
+    free(r);
+    r = NULL;
+  }
   pthread_mutex_lock(&p->lock);
   if (r && p->out_tail)
     p->out_tail->link = r;
@@ -343,6 +352,7 @@ void mpx__mpi_pool_stop(mpx__mpi_pool *p) {
     mpx__mpi_reply *r = p->out;
     p->out = r->link;
     free(r->data);
+    for (int k = 0; k < r->nbufs; k++) mpx__seg_pool_free(r->bufs[k], r->lens[k]);
     free(r);
   }
   free(p->tids);

@@ -46,6 +46,7 @@
 #include "mpx.pb-c.h"
 #include "os/clock.h"
 #include "os/log.h"
+#include "os/seg.h"
 #include "task_impl.h"
 
 static void fatal(const char *what, int rc) {
@@ -59,12 +60,13 @@ static void fatal(const char *what, int rc) {
 /* The big arguments of one batch (TAG_PAYLOAD messages right after it), freed with the batch. */
 typedef struct args_in {
   int n;
-  void *buf[MPX__SERVE_SEGS];
+  void *buf[MPX__SERVE_SEGS]; /* result-pool blocks (os/seg.h): warm once one came back */
+  size_t len[MPX__SERVE_SEGS];
 } args_in;
 
 static void free_args(void *a) {
   args_in *in = a;
-  for (int k = 0; in && k < in->n; k++) free(in->buf[k]);
+  for (int k = 0; in && k < in->n; k++) mpx__seg_pool_free(in->buf[k], in->len[k]);
   free(in);
 }
 
@@ -82,6 +84,7 @@ static void *recv_args(MPI_Comm comm, int root, Mpx__Batch *b, const mpx__limits
     if (in->n == MPX__SERVE_SEGS || t->arg_shm > lim->max_payload || t->arg.len ||
         mpx__mpi_take_payload(comm, root, (size_t)t->arg_shm, 600.0, &p, NULL, NULL))
       continue;
+    in->len[in->n] = (size_t)t->arg_shm;
     in->buf[in->n++] = p;
     t->arg.data = p;
     t->arg.len = (size_t)t->arg_shm;
@@ -101,6 +104,7 @@ typedef struct server {
   mpx__mpi_pool p;      /* threads 0 (one task thread): this thread runs the tasks */
   bool own;
   bool stopping;        /* SHUTDOWN received */
+  mpx__halt halt;       /* stop requests (TAG_HALT) its tasks poll (who.halt) */
   uint8_t *rbuf;
   size_t rcap;
   /* own: while a run lasts, a standby thread may take the baton and serve messages */
@@ -114,9 +118,9 @@ typedef struct server {
 /* Post the packed bytes in `out` (taken over). */
 static int post(server *sv, mpx__wbuf *out) {
   uint8_t *take = out->data;
-  int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->root, MPX__TAG_BATCH, out->data, out->len,
+  int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->up, MPX__TAG_BATCH, out->data, out->len,
                            &take);
-  mpx__mpi_ring(sv->s, sv->s->root);
+  mpx__mpi_ring(sv->s, sv->s->up);
   if (rc) free(take);
   *out = (mpx__wbuf){0};
   return rc;
@@ -151,8 +155,8 @@ static int send_ready(server *sv, int slots, int init_rc, const char *init_msg) 
 }
 
 /* Parse and check a start record; its strings point into `m`. */
-static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
-                       const uint8_t **initargs) {
+int mpx__mpi_start_parse(const uint8_t *m, size_t len, mpx__mpi_start *h, char *name,
+                         const uint8_t **initargs) {
   if (len < sizeof *h) return MPX_EPROTO;
   memcpy(h, m, sizeof *h);
   if (h->magic != MPX__MPI_START_MAGIC || h->version != 1 || h->threads < 1 ||
@@ -165,12 +169,21 @@ static int parse_start(const uint8_t *m, size_t len, mpx__mpi_start *h, char *na
   return MPX_OK;
 }
 
-/* Post the results the pool packed, one message each (with the baton). True if any. */
+/* Post the results the pool packed, one message each (with the baton), each reply's big results
+ * first, as their own messages from the task's buffer (the root keeps them until the reply that
+ * declares them: mpi_impl.h, the stash). True if any. */
 static bool post_replies(server *sv) {
   mpx__mpi_reply *r = mpx__mpi_pool_take(&sv->p);
   bool any = r != NULL;
   while (r) {
     mpx__mpi_reply *next = r->link;
+    for (int k = 0; k < r->nbufs; k++) {
+      uint8_t *take = r->bufs[k];
+      int rc = mpx__sendq_post(&sv->sq, sv->s->comm, sv->s->up, MPX__TAG_PAYLOAD, take,
+                               r->lens[k], &take);
+      mpx__seg_pool_free(take, r->lens[k]); /* NULL when the queue took it */
+      if (rc) fatal("sending a result", rc);
+    }
     mpx__wbuf out = {.data = r->data, .len = r->len, .cap = r->len};
     int rc = post(sv, &out);
     if (rc) fatal("sending results", rc);
@@ -186,11 +199,17 @@ static int take_message(server *sv) {
   int flag = 0;
   MPI_Message msg;
   MPI_Status st;
-  int rc = MPI_Improbe(sv->s->root, MPI_ANY_TAG, sv->s->comm, &flag, &msg, &st);
+  int rc = MPI_Improbe(sv->s->up, MPI_ANY_TAG, sv->s->comm, &flag, &msg, &st);
   if (rc != MPI_SUCCESS) return mpx__mpi_fail("MPI_Improbe", rc);
   if (!flag) return 0;
   int count = 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
+  if (st.MPI_TAG == MPX__TAG_HALT && count == (int)sizeof(uint64_t)) {
+    uint64_t id = 0; /* a running task asked to stop, or all: its should_stop sees it */
+    MPI_Mrecv(&id, (int)sizeof id, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    mpx__halt_note(&sv->halt, id);
+    return 1;
+  }
   if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv->lim.max_message) {
     char dummy;
     MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
@@ -209,7 +228,7 @@ static int take_message(server *sv) {
     if ((rc = mpx__mpi_pool_give_back(&sv->p, &out)) || (rc = post(sv, &out)))
       fatal("giving tasks back", rc);
   }
-  void *args = recv_args(sv->s->comm, sv->s->root, b, &sv->lim); /* big ones follow it */
+  void *args = recv_args(sv->s->comm, sv->s->up, b, &sv->lim); /* big ones follow it */
   if (b->n_tasks) {
     mpx__mpi_pool_push_with(&sv->p, b, args, free_args); /* the pool frees both */
     b = NULL;
@@ -282,12 +301,12 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
   mpx__mpi_start h;
   char name[MPX_TASK_NAME_MAX + 1];
   const uint8_t *initargs;
-  int rc = parse_start(m, len, &h, name, &initargs);
+  int rc = mpx__mpi_start_parse(m, len, &h, name, &initargs);
   if (rc) fatal("a malformed start record from the root", rc);
   server sv = {.s = s, .bell = s->my_bell};
   sv.lim = mpx__limits_default(h.max_payload);
   sv.who = (mpx__worker_id){.index = h.worker, .pid = (int)getpid(), .rank = s->rank,
-                            .host = s->host};
+                            .host = s->host, .halt = &sv.halt, .oob_min = MPX__SEG_MIN};
   sv.own = h.threads == 1;
   sv.p = (mpx__mpi_pool){.threads = sv.own ? 0 : h.threads, .bell = sv.bell, .who = &sv.who,
                          .lim = &sv.lim, .init_name = name, .initargs = initargs,
@@ -326,8 +345,8 @@ static int serve_executor(mpx__mpi_session *s, const uint8_t *m, size_t len) {
     if (sv.stopping && mpx__mpi_pool_idle(&sv.p)) {
       rc = mpx__sendq_drain(&sv.sq);
       if (!rc) {
-        int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->root, MPX__TAG_BYE, s->comm);
-        mpx__mpi_ring(s, s->root);
+        int mrc = MPI_Send(NULL, 0, MPI_BYTE, s->up, MPX__TAG_BYE, s->comm);
+        mpx__mpi_ring(s, s->up);
         if (mrc != MPI_SUCCESS) rc = mpx__mpi_fail("MPI_Send", mrc);
       }
       break;
@@ -363,7 +382,7 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
     int flag = 0;
     MPI_Message msg;
     MPI_Status st;
-    int mrc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
+    int mrc = MPI_Improbe(s->up, MPI_ANY_TAG, s->comm, &flag, &msg, &st);
     if (mrc != MPI_SUCCESS) {
       rc = mpx__mpi_fail("MPI_Improbe", mrc);
       break;
@@ -379,7 +398,9 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
     MPI_Get_count(&st, MPI_BYTE, &count);
     if (st.MPI_TAG == MPX__TAG_START && (size_t)count <= ((size_t)1 << 30) + 4096) {
       if ((rc = mpx__mpi_mrecv(&msg, (size_t)count, &buf, &cap))) break;
-      if ((rc = serve_executor(s, buf, (size_t)count))) break;
+      rc = s->nmembers ? mpx__mpi_lead(s, buf, (size_t)count) /* a node leader relays */
+                       : serve_executor(s, buf, (size_t)count);
+      if (rc) break;
       if (s->oneshot) break;
       if (cap > 4096) {
         free(buf);
@@ -388,9 +409,15 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
       }
       continue;
     }
-    char dummy;
-    MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-    if (st.MPI_TAG == MPX__TAG_STOP) break;
+    uint64_t dummy; /* a stale TAG_HALT is 8 bytes */
+    MPI_Mrecv(&dummy, count == (int)sizeof dummy ? count : 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    if (st.MPI_TAG == MPX__TAG_STOP) {
+      for (int k = 0; k < s->nmembers; k++) { /* a leader's members serve it: pass it on */
+        MPI_Send(NULL, 0, MPI_BYTE, s->members[k], MPX__TAG_STOP, s->comm);
+        mpx__mpi_ring(s, s->members[k]);
+      }
+      break;
+    }
     /* anything else between executors is stale: dropped */
   }
   free(buf);

@@ -111,6 +111,24 @@ static int send_progress(proc_tp *tp, int i) {
   return rc;
 }
 
+/* After the page: the worker's end of a new broker socket (os/share.h), over which its tasks
+ * get the shared objects made here after mpx_init. Without one (out of file descriptors) the
+ * message goes without an fd: the worker runs, and only a task using such an object fails,
+ * saying so. */
+static int send_share(proc_tp *tp, int i) {
+  int sv[2] = {-1, -1};
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
+    int fl = fcntl(sv[0], F_GETFL);
+    fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
+  }
+  fs_msg m = {.op = FS_SHARE, .index = i};
+  int rc = mpx__fs_send(tp->w[i].ch.fd, &m, sv[1]) ? MPX_ESYS : MPX_OK;
+  if (sv[1] >= 0) close(sv[1]);
+  if (rc && sv[0] >= 0) close(sv[0]);
+  tp->w[i].share_fd = rc ? -1 : sv[0];
+  return rc;
+}
+
 /* The hello of worker i (replacements): index and placement. */
 static void hello_for(proc_tp *tp, int i) {
   memcpy(&((hello *)(void *)tp->hello)->place, &tp->cfg->places[i], sizeof(mpx_placement));
@@ -136,7 +154,7 @@ static void attach(proc_tp *tp, int i, pid_t pid, int fd) {
     return;
   }
   errno = 0;
-  if (send_progress(tp, i)) {
+  if (send_progress(tp, i) || send_share(tp, i)) {
     /* say what ran out: its page needs a memfd (a file descriptor) and memory */
     char why[112];
     int e = errno;
@@ -166,6 +184,7 @@ static int spawn_direct(proc_tp *tp, int i) {
     for (int k = 0; k < tp->n; k++) {
       if (tp->w[k].ch.fd >= 0) close(tp->w[k].ch.fd);
       if (tp->w[k].pidfd >= 0) close(tp->w[k].pidfd);
+      if (tp->w[k].share_fd >= 0) close(tp->w[k].share_fd);
     }
     mpx__worker_main(sv[1]);
   }
@@ -308,14 +327,20 @@ int mpx__pt_make_hello(proc_tp *tp) {
  * and stays mapped until destroy, so a future's claim pointer never dangles while the link
  * lives. */
 int mpx__pt_make_pages(proc_tp *tp) {
-  long pg = sysconf(_SC_PAGESIZE);
-  size_t unit = pg > 0 ? (size_t)pg : 4096;
-  tp->page_sz = (sizeof(mpx__progress) + unit - 1) / unit * unit;
-  void *p = mmap(NULL, (size_t)tp->n * tp->page_sz, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  /* Each page at a multiple of MPX__PROGRESS_ALIGN (progress.h: a claim word finds its page):
+   * reserve one alignment more and trim the ends. */
+  tp->page_sz = MPX__PROGRESS_ALIGN;
+  size_t len = (size_t)tp->n * tp->page_sz;
+  uint8_t *p = mmap(NULL, len + MPX__PROGRESS_ALIGN, PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return MPX_ENOMEM;
-  (void)madvise(p, (size_t)tp->n * tp->page_sz, MADV_DONTFORK);
-  tp->pages = p;
+  uint8_t *a = (uint8_t *)(((uintptr_t)p + MPX__PROGRESS_ALIGN - 1) &
+                           ~(uintptr_t)(MPX__PROGRESS_ALIGN - 1));
+  if (a > p) munmap(p, (size_t)(a - p));
+  if (a + len < p + len + MPX__PROGRESS_ALIGN)
+    munmap(a + len, (size_t)(p + len + MPX__PROGRESS_ALIGN - (a + len)));
+  (void)madvise(a, len, MADV_DONTFORK);
+  tp->pages = a;
   return MPX_OK;
 }
 

@@ -56,6 +56,7 @@
 #include "os/chan.h"
 #include "os/clock.h"
 #include "os/log.h"
+#include "os/share.h"
 #include "process_link.h"
 #include "task_impl.h"
 #include "link.h"
@@ -89,6 +90,8 @@ void mpx__pt_close_worker(proc_tp *tp, int i, const char *why) {
   if (w->state != W_LIVE) return;
   if (why && !w->why[0]) snprintf(w->why, sizeof w->why, "%s", why);
   mpx__chan_close(&w->ch);
+  if (w->share_fd >= 0) close(w->share_fd);
+  w->share_fd = -1;
   oq_free(w);
   w->readable = false;
   w->state = W_CLOSED;
@@ -341,6 +344,11 @@ static bool wait_fds(proc_tp *tp, int ms) {
       tp->pfd_kind[k] = 1;
       tp->pfd_w[k++] = i;
     }
+    if (w->state == W_LIVE && w->share_fd >= 0) {
+      tp->pfd[k] = (struct pollfd){.fd = w->share_fd, .events = POLLIN};
+      tp->pfd_kind[k] = 2;
+      tp->pfd_w[k++] = i;
+    }
   }
   int r = poll(tp->pfd, (nfds_t)k, ms);
   if (r <= 0) return false;
@@ -358,6 +366,13 @@ static bool wait_fds(proc_tp *tp, int ms) {
       mpx__pt_read_server(tp);
     } else if (tp->pfd_kind[j] == 1) {
       mpx__pt_reap_direct(tp, i);
+    } else if (tp->pfd_kind[j] == 2) {
+      /* a task's first use of a shared object: answered at once; a worker that misuses the
+       * socket only loses it (its later fetches fail, nothing else) */
+      if (tp->w[i].share_fd >= 0 && mpx__share_serve(tp->w[i].share_fd)) {
+        close(tp->w[i].share_fd);
+        tp->w[i].share_fd = -1;
+      }
     } else {
       if (re & POLLOUT) flush(tp, i);
       if (re & (POLLIN | POLLHUP | POLLERR)) tp->w[i].readable = true;
@@ -464,9 +479,10 @@ static int pt_start(mpx__link **out, const mpx__config *cfg) {
   for (int i = 0; tp->w && i < tp->n; i++) {
     tp->w[i].pidfd = -1;
     tp->w[i].ch.fd = -1;
+    tp->w[i].share_fd = -1;
     tp->w[i].replace = true;
   }
-  size_t npfd = 2 + 2 * (size_t)tp->n;
+  size_t npfd = 2 + 3 * (size_t)tp->n;
   tp->pfd = calloc(npfd, sizeof *tp->pfd);
   tp->pfd_w = calloc(npfd, sizeof *tp->pfd_w);
   tp->pfd_kind = calloc(npfd, sizeof *tp->pfd_kind);
@@ -528,6 +544,7 @@ static void pt_destroy(mpx__link *self) {
   for (int i = 0; tp->w && i < tp->n; i++) {
     pworker *w = &tp->w[i];
     if (w->ch.fd >= 0) mpx__chan_close(&w->ch);
+    if (w->share_fd >= 0) close(w->share_fd);
     free(w->ch.body);
     oq_free(w);
     if (tp->fs < 0 && w->pid > 0 && !w->exited && w->state != W_NONE) {

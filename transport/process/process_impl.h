@@ -44,6 +44,12 @@
  *  - the claim ring: the dispatcher writes each task's call id before sending it, the worker
  *    claims it before running it and skips it if this process (a cancel, a take-back for an idle
  *    worker) claimed it first.
+ * Shared objects made after mpx_init (os/share.h): after the page, each worker gets an FS_SHARE
+ * message with its end of a SOCK_SEQPACKET broker socket (none if it could not be made); the
+ * transport polls its own end beside the worker's channel and answers with mpx__share_serve,
+ * which sends an object's memfd only for the exact address of a live object this process made.
+ * A worker that misuses the socket loses it; nothing else changes for it.
+ *
  * A worker for which no page can be made (memfd_create or mmap failed) is killed at once and
  * reported lost, its loss saying what ran out ("could not get its progress page: out of file
  * descriptors ...").
@@ -70,7 +76,9 @@ enum {
   FS_SPAWNED,      /* server -> transport: `index` is `pid`, with the parent's socket end */
   FS_SPAWN_FAILED, /* server -> transport: errno in `status` */
   FS_EXITED,       /* server -> transport: `pid` was reaped, wait status in `status` */
-  FS_PROGRESS      /* not the server's: sent before a worker's hello, with its progress page */
+  FS_PROGRESS,     /* not the server's: sent before a worker's hello, with its progress page */
+  FS_SHARE         /* not the server's: after FS_PROGRESS, the worker's end of its broker
+                      socket (os/share.h), or no fd when none could be made */
 };
 
 typedef struct fs_msg {

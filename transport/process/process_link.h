@@ -59,6 +59,8 @@ typedef struct pworker {
   double kill_at; /* CLOSED without a status: kill at this time */
   char why[112];  /* set when the transport broke the connection */
   bool has_page;  /* the current process was given its progress page */
+  int share_fd;   /* our end of its broker socket (os/share.h: shared objects made after
+                     mpx_init, fetched on first use), -1 */
   bool respawn;   /* lost: start a replacement at the next poll (after the dispatcher handled the
                      loss on the old page) */
   size_t frame_mark; /* bytes of a half-read frame at frame_since */

@@ -3,7 +3,9 @@
  * A worker is forked (by the fork server, or directly by the transport without one) with
  * mpx__spawn's death signal armed, and runs mpx__worker_main on its end of a socketpair. It first
  * receives an FS_PROGRESS message carrying its own progress page (a memfd, process_impl.h) and
- * maps it, and starts its heartbeat thread; then one hello frame (its index, limits, placement,
+ * maps it, and starts its heartbeat thread; then an FS_SHARE message with its broker socket for
+ * shared objects the parent made after mpx_init (os/share.h: a task's first use of one fetches
+ * it); then one hello frame (its index, limits, placement,
  * initializer and initargs). Its replies stay under the hello's max_message (the parent's
  * max_worker_memory): mpx__serve_batch trims a reply of many results to it. It names itself
  * mpx-worker-<index>, binds itself to its placement, runs mpx__serve_init and answers a Batch
@@ -17,7 +19,10 @@
  * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
  * the checks leaves arg_shm set, and serving fails that task with MPX_EPROTO), and unmapped after
  * the batch. Results of at least the hello's seg_min bytes are built in segments by
- * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here.
+ * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here: mostly
+ * the slots of this process's result ring (os/seg.h), written again once the dispatcher has
+ * copied a result out and stored FREE in the slot's header, so that a worker making big results
+ * one after another writes warm pages; a one-shot sealed segment when both slots are FULL.
  *
  * Serving claims each task in the page's claim ring before it runs it (skipping, without a
  * Result, a task the parent claimed first: cancelled, or taken back to run elsewhere) and stores
@@ -51,6 +56,7 @@
 #include "os/chan.h"
 #include "os/clock.h"
 #include "os/seg.h"
+#include "os/share.h"
 #include "process_impl.h"
 #include "progress.h"
 #include "task_impl.h"
@@ -93,6 +99,18 @@ static mpx__progress *worker_progress(int fd) {
   close(pfd);
   if (p == MAP_FAILED) worker_exit(69);
   return p;
+}
+
+/* The message after the page: our end of the broker socket for shared objects the parent made
+ * after mpx_init (os/share.h), or none. Exits if the message is not there. */
+static void worker_share(int fd) {
+  fs_msg m;
+  int sfd;
+  if (mpx__fs_recv(fd, &m, &sfd, 0) != 1 || m.op != FS_SHARE) {
+    if (sfd >= 0) close(sfd);
+    worker_exit(0);
+  }
+  if (sfd >= 0) mpx__share_set_broker(sfd);
 }
 
 /* The argument segment the dispatcher reuses for this worker (size-sealed, not write-sealed),
@@ -173,6 +191,7 @@ static void start_beat(mpx__progress *pg) {
 void mpx__worker_main(int fd) {
   signal(SIGPIPE, SIG_IGN);
   mpx__progress *progress = worker_progress(fd);
+  worker_share(fd);
   start_beat(progress);
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);

@@ -42,7 +42,8 @@ extern "C" {
   X(ENOTFOUND, -25, "not found")                                                                   \
   X(EBROKEN, -26, "broken: a party left, was reset, or the object can no longer be used")          \
   X(ETOPO, -27, "the hardware topology could not be read or has no usable cores")                  \
-  X(ECALLBACK, -28, "a done-callback reported a failure")
+  X(ECALLBACK, -28, "a done-callback reported a failure")                                          \
+  X(ETERMINATED, -29, "the executor was terminated: the task was stopped before it finished")
 
 typedef enum mpx_error {
 #define MPX__ERR_ENUM(name, value, msg) MPX_##name = (value),

@@ -304,6 +304,24 @@ MPX_API int mpx_imap_destroy(mpx_imap_iter *it);
  * thread to wait. */
 MPX_API int mpx_executor_shutdown(mpx_executor *ex, bool wait, bool cancel_futures);
 
+/* Python's Pool.terminate: stop now. Every queued task is cancelled (MPX_CANCELLED); every
+ * running task is stopped and its future fails with MPX_ETERMINATED (a task that finished first
+ * keeps its outcome); then the executor is shut down, as shutdown(wait = true), and only destroy
+ * is left to call. Running tasks see mpx_task_should_stop from the start. How each backend stops
+ * them:
+ *  - processes: the workers are killed (SIGKILL) and reaped before this returns: no child is
+ *    left behind;
+ *  - threads: a thread cannot be killed, so running tasks are only asked to stop (should_stop)
+ *    and this call waits until they return; a task that never asks runs to its end (and its
+ *    future still fails with MPX_ETERMINATED);
+ *  - MPI: ranks cannot be killed alone; their futures fail at once, each rank is asked to stop
+ *    (its running task sees should_stop), and this call waits until every rank has finished what
+ *    it was sent and said goodbye.
+ * MPX_EINVAL for NULL. Called on one of the executor's own threads (a task or a done-callback),
+ * it terminates without waiting and returns MPX_ESTATE, as shutdown does. Calling it again, or
+ * after shutdown, is fine. */
+MPX_API int mpx_executor_terminate(mpx_executor *ex);
+
 /* shutdown(wait = true, cancel_futures = false), then free. Futures stay valid until released.
  * From a done-callback (any executor's, on any thread) or a task of this executor, it is
  * deferred: it shuts down and returns MPX_OK at once, and a helper thread waits for the queued

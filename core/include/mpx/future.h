@@ -70,7 +70,9 @@ MPX_API int mpx_future_cancelled(const mpx_future *f);
 MPX_API int mpx_future_state_get(const mpx_future *f);
 
 /* Cancel a future that has not started: 0 if it is now cancelled (or already was), MPX_ESTATE if
- * it is running or done (as Python, a running task is not interrupted). */
+ * it is running or done (as Python, a running task is not interrupted). A running task is,
+ * however, asked to stop: its mpx_task_should_stop turns true (task.h), on every backend, so a
+ * task that polls it can end early; its future then completes with whatever the task returns. */
 MPX_API int mpx_future_cancel(mpx_future *f);
 
 /* A done-callback. A negative return is reported on stderr and counted (see

@@ -1,8 +1,10 @@
 /* mpx shared dict: a Manager-style dictionary (string keys, byte values) that forked processes
  * and threads share, without a server process.
  *
- * The dict is a fixed-capacity hash table in an anonymous shared mapping: create it before
- * fork() with its limits (how many entries, longest key, longest value) and every child uses the
+ * The dict is a fixed-capacity hash table in shared memory, with fixed limits. Made before fork(),
+ * children inherit it; made after mpx_init, it may also be passed to process-pool tasks as an
+ * argument, and the worker gets it from the parent on first use (ipc_sync.h says how). Create it
+ * with its limits (how many entries, longest key, longest value) and every child uses the
  * same table. A set that would exceed a limit fails cleanly: MPX_EFULL for one entry too many,
  * MPX_ETOOBIG for a key or value too long. Every operation takes one robust process-shared
  * lock, so each is atomic with respect to the others. If a process dies in the middle of one,

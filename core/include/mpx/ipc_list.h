@@ -1,8 +1,9 @@
 /* mpx shared list: a Manager-style list (items of bytes, in order) that forked processes and
  * threads share, without a server process, as Python's Manager().list().
  *
- * The list is a fixed-capacity array in an anonymous shared mapping: create it before fork()
- * with its limits (how many items, longest item) and every child uses the same list. An append
+ * The list is a fixed-capacity array in shared memory. Made before fork(), children inherit it;
+ * made after mpx_init, it may also be passed to process-pool tasks as an argument (ipc_sync.h
+ * says how). Create it with its limits (how many items, longest item) and every child uses the same list. An append
  * or insert past max_items fails with MPX_EFULL, an item over max_item bytes with MPX_ETOOBIG.
  * Index arguments are Python's: 0..len-1, or negative from the end (-1 is the last); an index
  * out of range is MPX_EINVAL and mpx_errmsg() names it and the length. Every operation takes one

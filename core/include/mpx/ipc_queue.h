@@ -1,8 +1,9 @@
 /* mpx queues: a FIFO of byte items shared by threads and forked processes, as
  * multiprocessing.Queue (and queue.Queue between threads).
  *
- * The queue lives in anonymous shared memory: create it before fork() and every child uses the
- * same queue through the handle it inherited; any number of producers and consumers, in any
+ * The queue lives in shared memory. Made before fork(), every child uses it through the handle
+ * it inherited. Made after mpx_init, it may also be passed to process-pool tasks as an argument
+ * (ipc_sync.h says how). any number of producers and consumers, in any
  * threads of any of those processes, may put and get at once. Nothing is named, so nothing is
  * left in /dev/shm. Items are bytes of any size: an item that fits in the shared ring is copied
  * in one piece; a larger one is streamed through the ring in fragments while its producer keeps

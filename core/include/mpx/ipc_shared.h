@@ -2,8 +2,9 @@
  * multiprocessing.Array.
  *
  * A Value holds one element of `size` bytes (a long, a double, a struct...); an Array holds
- * `count` elements of `elem_size` bytes. Both live in an anonymous shared mapping: create them
- * before fork() and parent and children see the same bytes. Created with a lock, each get/set
+ * `count` elements of `elem_size` bytes. Both live in shared memory. Made before fork(), parent
+ * and children see the same bytes; made after mpx_init, they may also be passed to process-pool
+ * tasks as arguments (ipc_sync.h says how). Created with a lock, each get/set
  * copies under a recursive robust lock (an RLock, as Python's default), and the caller can hold
  * that lock around a read-modify-write (lock ... ptr ... unlock); get/set inside such a section
  * are fine. Created without a lock, get/set are plain copies (synchronise yourself) and lock

@@ -1,9 +1,22 @@
 /* mpx synchronisation primitives shared by threads and forked processes, as multiprocessing's
  * Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition and Barrier.
  *
- * Each object lives in its own anonymous shared mapping: create it before fork() and the parent
- * and every child use it through the same handle. Nothing is named or left in /dev/shm.
+ * Each object lives in its own shared mapping. Nothing is named or left in /dev/shm.
  * mpx_*_destroy unmaps the object from the calling process only.
+ *
+ * Sharing (this holds for every mpx_* shared object: queue, value, array, dict, list too):
+ *  - An object made before fork() is inherited: the parent and every child use the same handle.
+ *  - An object made after mpx_init may also be passed to process-pool tasks, even though their
+ *    workers were forked before it existed. Copy the handle (the pointer) into the argument
+ *    bytes. The first time a task uses it, the worker asks its parent for it over its own socket.
+ *    The parent answers only if a live object it made starts at that address, and it sends the
+ *    object's memfd, which the worker maps at the same address. Each such object holds one file
+ *    descriptor in the process that made it, until it is destroyed.
+ *  - Every call looks the handle up in this process's table of objects before it reads it. A
+ *    handle that was destroyed, never made, or made in another process is refused with
+ *    MPX_EINVAL, and mpx_errmsg() says why; it is never dereferenced.
+ *  - MPI ranks share no memory. A task on a rank that is handed such a handle gets MPX_EINVAL,
+ *    and mpx_errmsg() says memory cannot be shared across MPI ranks.
  *
  * Dead holders: Lock, RLock and Condition are built on robust process-shared mutexes. When a
  * process (or thread) dies holding one, the next acquirer gets MPX_EOWNERDEAD: it now holds the

@@ -66,10 +66,22 @@ MPX_API int mpx_task_find_id(uint32_t id, const mpx_task **out);
  * On process and MPI workers a task may fail only with a task-failure code: MPX_ETASK, EINVAL,
  * ENOMEM, ENOTASK, ETIMEDOUT, ETOOBIG, EPROTO, ESIZE, ESYS, EMPI, EPERM, ESTATE, ENOTFOUND, EEXIST,
  * EEOF, ECLOSED, EFULL, EEMPTY, EBROKEN, EOWNERDEAD, ETOPO. Any other code (MPX_ECANCELLED,
- * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK, MPX_ENOTBUILT: the
- * executor's own verdicts) is reported as MPX_ETASK, with the task's message. */
+ * MPX_EWORKER_LOST, MPX_ESHUTDOWN, MPX_ERELEASED, MPX_EINIT, MPX_ECALLBACK, MPX_ENOTBUILT,
+ * MPX_ETERMINATED: the executor's own verdicts) is reported as MPX_ETASK, with the task's
+ * message. */
 MPX_API int mpx_task_fail(mpx_task_ctx *ctx, int code, const char *fmt, ...)
             __attribute__((format(printf, 3, 4)));
+
+/* 1 once this task is asked to stop, else 0 (a task that runs long should ask now and then and
+ * return soon after, for instance with mpx_task_fail(ctx, MPX_ETASK, "stopped")). Asked means:
+ * its future was cancelled while it ran (mpx_future_cancel still answers MPX_ESTATE, as Python's
+ * cancel() of a running future returns False, but the request reaches the task), or its executor
+ * was shut down with cancel_futures or terminated (mpx_executor_terminate). On every backend:
+ * threads read a flag in the future; process workers a word in their progress page, which the
+ * parent writes; MPI ranks a message rank 0 sends (the call looks for it, without blocking).
+ * A cheap call (a few loads; on MPI a non-blocking probe), seen within microseconds on threads
+ * and processes, and within one message's latency on MPI. 0 for a NULL ctx. */
+MPX_API int mpx_task_should_stop(const mpx_task_ctx *ctx);
 
 /* Index of the worker running this task (0-based), or -1 when unknown. */
 MPX_API int mpx_task_worker(const mpx_task_ctx *ctx);

@@ -3,6 +3,9 @@
  * passes, so it is safe from any thread and any process. */
 #include "shm.h"
 
+#include "errmsg.h"
+#include "os/share.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,26 +15,44 @@
 #include <unistd.h>
 
 void *mpx__shm_alloc(size_t size, uint32_t magic) {
+  if (size < sizeof(mpx__shm_hdr)) return NULL;
+  void *p = mpx__share_alloc(size); /* in this process's table; page-rounded */
+  if (!p) return NULL;
+  mpx__shm_hdr *h = p;
   long page = sysconf(_SC_PAGESIZE);
   if (page <= 0) page = 4096;
-  if (size < sizeof(mpx__shm_hdr) || size > SIZE_MAX - (size_t)page) return NULL;
-  size = (size + (size_t)page - 1) & ~((size_t)page - 1);
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return NULL;
-  mpx__shm_hdr *h = p;
-  h->size = size;
+  h->size = (size + (size_t)page - 1) & ~((size_t)page - 1);
   h->magic = magic;
   return p;
 }
 
-void mpx__shm_free(void *obj) {
-  if (!obj) return;
-  mpx__shm_hdr *h = obj;
-  munmap(obj, h->size);
+void mpx__shm_free(void *obj) { mpx__share_free(obj); }
+
+static const char *kind(uint32_t magic) {
+  switch (magic) {
+  case MPX__MAGIC_QUEUE: return "queue";
+  case MPX__MAGIC_LOCK: return "lock";
+  case MPX__MAGIC_RLOCK: return "rlock";
+  case MPX__MAGIC_SEM: return "semaphore";
+  case MPX__MAGIC_EVENT: return "event";
+  case MPX__MAGIC_COND: return "condition";
+  case MPX__MAGIC_BARRIER: return "barrier";
+  case MPX__MAGIC_ARRAY: return "array";
+  case MPX__MAGIC_DICT: return "dict";
+  case MPX__MAGIC_VALUE: return "value";
+  case MPX__MAGIC_LIST: return "list";
+  default: return "shared object";
+  }
 }
 
 bool mpx__shm_check(const void *obj, uint32_t magic) {
-  return obj && ((const mpx__shm_hdr *)obj)->magic == magic;
+  /* Looked up before it is read: a stale, foreign or made-up handle is refused, not followed;
+   * an object the parent made after mpx_init is fetched here (a pool worker's first use). */
+  if (!mpx__share_known(obj, kind(magic))) return false;
+  uint32_t m = ((const mpx__shm_hdr *)obj)->magic;
+  if (m == magic) return true;
+  mpx__set_errmsg("%p is a %s, not a %s", obj, kind(m), kind(magic));
+  return false;
 }
 
 int mpx__mutex_init(pthread_mutex_t *m, bool recursive) {

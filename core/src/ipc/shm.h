@@ -1,9 +1,12 @@
 /* shm.h: the pieces every multiprocessing primitive is built from (internal to libmpx).
  *
- * - Shared memory: anonymous MAP_SHARED mappings. An object created before fork() is visible at
- *   the same address in the parent and every child; nothing is ever named, so nothing is left in
- *   /dev/shm. Each mapping starts with an mpx__shm_hdr that carries the mapping's size and the
- *   object's magic number, so a handle of the wrong kind is refused with MPX_EINVAL.
+ * - Shared memory: MAP_SHARED mappings from os/share.h, entered in this process's table of
+ *   objects. An object created before fork() is visible at the same address in the parent and
+ *   every child. One created after mpx_init is a memfd in the arena, which pool workers fetch
+ *   on first use. Nothing is ever named, so nothing is left in /dev/shm. Each mapping starts with
+ *   an mpx__shm_hdr that carries the mapping's size and the object's magic number.
+ *   mpx__shm_check looks the handle up before reading it, so a handle that is not a live object
+ *   of the right kind is refused (MPX_EINVAL, with mpx_errmsg saying why).
  * - Robust, process-shared mutexes: a holder that dies (even by SIGKILL) makes the next locker get
  *   EOWNERDEAD from the kernel's robust-futex list; mpx__mutex_lock marks the mutex consistent and
  *   reports MPX_EOWNERDEAD with the mutex held, so the caller can repair what it guards.

@@ -243,14 +243,19 @@ int mpx_condition_create(mpx_condition **out, mpx_lock *lock) {
   return MPX_OK;
 }
 
-static bool cond_ok(const mpx_condition *c) { return mpx__shm_check(c, MPX__MAGIC_COND); }
+/* The condition and, when it is over a user's Lock, that Lock too (in a pool worker each is
+ * fetched from the parent on first use: share.h). Its own lock is inside its mapping. */
+static bool cond_ok(const mpx_condition *c) {
+  return mpx__shm_check(c, MPX__MAGIC_COND) &&
+         (c->lock == &c->own || mpx__shm_check(c->lock, MPX__MAGIC_LOCK));
+}
 
 int mpx_condition_acquire(mpx_condition *c, bool block, double timeout) {
-  return cond_ok(c) ? mpx_lock_acquire(c->lock, block, timeout) : MPX_EINVAL;
+  return cond_ok(c) ? acquire_mutex(&c->lock->m, block, timeout) : MPX_EINVAL;
 }
 
 int mpx_condition_release(mpx_condition *c) {
-  return cond_ok(c) ? mpx_lock_release(c->lock) : MPX_EINVAL;
+  return cond_ok(c) ? mpx__mutex_unlock_owned(&c->lock->m) : MPX_EINVAL;
 }
 
 static bool held_by_me(pthread_mutex_t *m) { return mpx__mutex_held(m); }
