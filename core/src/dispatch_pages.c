@@ -233,7 +233,6 @@ void mpx__disp_housekeeping(disp *d) {
   if (term && !d->term_done) mpx__disp_terminate_now(d); /* dispatch_stop.c */
   if (d->inner->halt) mpx__disp_forward_stops(d);
   if (cancel) {
-    if (!d->flush_started) mpx__disp_halt_all(d); /* without pages: through the link, once */
     for (int i = 0; i < d->n; i++)
       if (d->w[i].page && !d->w[i].remote) {
         take_window(d, i, true, NULL);
@@ -241,6 +240,9 @@ void mpx__disp_housekeeping(disp *d) {
         atomic_store_explicit(&d->w[i].page->stop_all, 1, memory_order_relaxed);
       }
     if (!mpx__disp_flush_ranks(d)) {
+      /* workers without pages: their running tasks are asked through the link, once the ranks
+       * gave back what they had not started (as quickly as before: no longer a round earlier) */
+      mpx__disp_halt_all(d);
       pthread_mutex_lock(&d->lock);
       d->cancel_sent = false;
       pthread_cond_broadcast(&d->idle);
