@@ -281,6 +281,9 @@ def metrics(row):
         return [(who, "latency", row["seconds"] / row["tasks"] * 1e6, "us", False)]
     if wl == "metg-step":
         return []
+    if wl.endswith("-rank0"):  # rank 0's own traffic in that MPI run (flat, or through leaders)
+        return [(who + (" leaders" if row.get("leaders") else " flat"), "rank 0 messages",
+                 row.get("rank0_msgs_per_1000_tasks", 0), "per 1000 tasks", False)]
     return [(who, "throughput", row.get("tasks_per_s", 0), "tasks/s", True)]
 
 
@@ -564,7 +567,9 @@ def main(argv):
            "the time to the last short task "
            "against its ideal, skew-pareto's the makespan against max(longest, sum / W); "
            "payload the bandwidth of big arguments and results (mpx, best of 3) and of bare "
-           "memcpy and socketpair transfers. Bold rows are mpx; `steal max` is the highest CPU "
+           "memcpy and socketpair transfers; `empty-rank0` and `map-rank0` the messages rank 0 "
+           "sent and received per 1,000 tasks in the MPI run of that workload (flat: one worker "
+           "per rank; leaders: one per node). Bold rows are mpx; `steal max` is the highest CPU "
            "steal seen while one of the row's runs ran, `load max` the highest 1-minute load "
            "average when one started (above the core count: other programs competed for the "
            "CPUs; steal only counts the hypervisor's share)."]
