@@ -291,7 +291,10 @@ static void wait_child(pid_t pid, int out_fd, int err_fd, capture *out, capture 
   double term_at = c->timeout > 0 ? t0 + c->timeout : -1;
   int term_why = FARM_R_TIMEOUT;
   if (c->kill_at > 0) {
-    double k = t0 + (c->kill_at - farm_now());
+    /* the walltime is an epoch time: convert it with a clock pair read now, not with t0 (the
+     * start, before the fork, which a loaded host may have delayed: the task would then be
+     * signalled early, before the coordinator sees the end, and it would start the next) */
+    double k = mono() + (c->kill_at - farm_now());
     if (term_at < 0 || k < term_at) term_at = k, term_why = FARM_R_DEADLINE;
   }
   double kill_at = -1;

@@ -356,6 +356,8 @@ static void handle(farm_state *s, inflight *x) {
   int final = 1, retry = 0;
   if (r.outcome == FARM_R_STOPPED || r.outcome == FARM_R_DEADLINE)
     final = 0;
+  if (r.outcome == FARM_R_DEADLINE && !s->stopping) /* a worker saw the end: so does fill() */
+    s->deadline_hit = 1, s->stopping = 1;
   else if (r.outcome != FARM_R_OK && retry_allowed(s, t, &r))
     final = 0, retry = 1;
   if (r.outcome == FARM_R_LOST && !retry && t->lost >= o->poison && !s->stopping)
