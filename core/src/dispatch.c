@@ -20,8 +20,9 @@
  * are their addresses (tagged with their number in the window for in-order workers).
  *
  * Workers with a progress page (the link's optional progress op: the process transport;
- * progress.h). Before a task is sent its
- * claim word in the worker's page gets its call id and the future becomes SENT (future_impl.h):
+ * progress.h). A task's claim word in the worker's page reads TAKEN while its batch is packed (so
+ * no cancel completes a future whose argument and map chunk are still being read), then gets its
+ * call id before the send; the future is SENT from the start (future_impl.h):
  * it reads PENDING, and RUNNING only once the worker has claimed it (the worker claims each task
  * just before running it). Exactly one side wins each claim word, the worker (STARTED) or this
  * process (TAKEN: a user's mpx_future_cancel from any thread, or the dispatcher), so:
