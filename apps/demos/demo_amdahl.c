@@ -82,32 +82,19 @@ int main(int argc, char **argv) {
   double s = 0.2, seconds = demo_quick(argc, argv) ? 0.2 : 1.0;
   long max_workers = 0;
   mpx_backend backend = MPX_BACKEND_THREADS;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (!strcmp(a, "--quick")) { /* read above */
-    } else if (!strcmp(a, "--serial-fraction"))
-      bad = demo_double_opt("demo_amdahl", argc, argv, &i, 0, 1, &s);
-    else if (!strcmp(a, "--seconds"))
-      bad = demo_double_opt("demo_amdahl", argc, argv, &i, 0.01, 60, &seconds);
-    else if (!strcmp(a, "--max-workers"))
-      bad = demo_long_opt("demo_amdahl", argc, argv, &i, 1, 256, &max_workers);
-    else if (!strcmp(a, "--backend")) {
-      const char *b = demo_value("demo_amdahl", argc, argv, &i);
-      if (!b) return DEMO_USAGE;
-      if (!strcmp(b, "threads"))
-        backend = MPX_BACKEND_THREADS;
-      else if (!strcmp(b, "processes"))
-        backend = MPX_BACKEND_PROCESSES;
-      else
-        return demo_bad_usage("demo_amdahl", usage, "--backend wants threads or processes, not", b);
-    } else
-      return demo_bad_usage("demo_amdahl", usage, "unknown option", a);
-    if (bad) return bad;
-  }
+  const char *bname = NULL;
+  const demo_opt opts[] = {
+      {"--serial-fraction", .d = &s, .lo = 0, .hi = 1},
+      {"--seconds", .d = &seconds, .lo = 0.01, .hi = 60},
+      {"--max-workers", .l = &max_workers, .lo = 1, .hi = 256},
+      {"--backend", .s = &bname},
+  };
+  int parsed = demo_parse("demo_amdahl", usage, argc, argv, opts, sizeof opts / sizeof *opts);
+  if (parsed >= 0) return parsed;
+  if (bname && !strcmp(bname, "processes"))
+    backend = MPX_BACKEND_PROCESSES;
+  else if (bname && strcmp(bname, "threads"))
+    return demo_bad_usage("demo_amdahl", usage, "--backend wants threads or processes, not", bname);
   int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (!max_workers) max_workers = cores > 4 ? cores : 4;
   bool mpi_job = demo_mpi_job();

@@ -81,6 +81,40 @@ static inline int demo_double_opt(const char *prog, int argc, char **argv, int *
   return 0;
 }
 
+/* One option of a demo's table: its name and where its value goes, as an integer (l) or a number
+ * (d) in [lo, hi], or as the bare string (s). */
+typedef struct demo_opt {
+  const char *name;
+  long *l;
+  double *d;
+  const char **s;
+  double lo, hi;
+} demo_opt;
+
+/* Read argv against the table: -1 to go on; 0 after --help (the usage on stdout); DEMO_USAGE
+ * after saying what was wrong. --quick is accepted here and read by demo_quick. */
+static inline int demo_parse(const char *prog, const char *usage, int argc, char **argv,
+                             const demo_opt *opts, size_t n) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    if (!strcmp(a, "--quick")) continue;
+    const demo_opt *o = NULL;
+    for (size_t k = 0; k < n && !o; k++)
+      if (!strcmp(a, opts[k].name)) o = &opts[k];
+    if (!o) return demo_bad_usage(prog, usage, "unknown option", a);
+    int bad = o->l   ? demo_long_opt(prog, argc, argv, &i, (long)o->lo, (long)o->hi, o->l)
+              : o->d ? demo_double_opt(prog, argc, argv, &i, o->lo, o->hi, o->d)
+              : (*o->s = demo_value(prog, argc, argv, &i)) ? 0
+                                                           : DEMO_USAGE;
+    if (bad) return bad;
+  }
+  return -1;
+}
+
 /* For a demo that takes no option but --quick (accepted, it is quick already): line-buffered
  * stdout, then -1 to go on, or the exit code (0 after --help, DEMO_USAGE for anything else). */
 static inline int demo_no_options(int argc, char **argv, const char *prog, const char *what) {

@@ -96,23 +96,13 @@ int main(int argc, char **argv) {
   demo_line_buffered();
   bool quick = demo_quick(argc, argv);
   long n = quick ? 27 : 35, calls = quick ? 8 : 16, workers = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (!strcmp(a, "--quick")) { /* read above */
-    } else if (!strcmp(a, "--n"))
-      bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 45, &n);
-    else if (!strcmp(a, "--calls"))
-      bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 1000, &calls);
-    else if (!strcmp(a, "--workers"))
-      bad = demo_long_opt("demo_fib", argc, argv, &i, 1, 256, &workers);
-    else
-      return demo_bad_usage("demo_fib", usage, "unknown option", a);
-    if (bad) return bad;
-  }
+  const demo_opt opts[] = {
+      {"--n", .l = &n, .lo = 1, .hi = 45},
+      {"--calls", .l = &calls, .lo = 1, .hi = 1000},
+      {"--workers", .l = &workers, .lo = 1, .hi = 256},
+  };
+  int parsed = demo_parse("demo_fib", usage, argc, argv, opts, sizeof opts / sizeof *opts);
+  if (parsed >= 0) return parsed;
   bool mpi_job = demo_mpi_job();
   int init = demo_init(&argc, &argv);
   if (init) return init > 0 ? 0 : 1;

@@ -101,23 +101,13 @@ int main(int argc, char **argv) {
   demo_line_buffered();
   bool quick = demo_quick(argc, argv);
   long tasks = quick ? 4 : 8, lines = quick ? 50 : 200, workers = 4;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (!strcmp(a, "--quick")) { /* read above */
-    } else if (!strcmp(a, "--tasks"))
-      bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 999, &tasks);
-    else if (!strcmp(a, "--lines"))
-      bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 9999, &lines);
-    else if (!strcmp(a, "--workers"))
-      bad = demo_long_opt("demo_lock_file", argc, argv, &i, 1, 256, &workers);
-    else
-      return demo_bad_usage("demo_lock_file", usage, "unknown option", a);
-    if (bad) return bad;
-  }
+  const demo_opt opts[] = {
+      {"--tasks", .l = &tasks, .lo = 1, .hi = 999},
+      {"--lines", .l = &lines, .lo = 1, .hi = 9999},
+      {"--workers", .l = &workers, .lo = 1, .hi = 256},
+  };
+  int parsed = demo_parse("demo_lock_file", usage, argc, argv, opts, sizeof opts / sizeof *opts);
+  if (parsed >= 0) return parsed;
   bool mpi_job = demo_mpi_job();
   /* Before mpx_init on a plain run: the Lock and the file every worker will use. Under mpirun
    * after it, on rank 0 only (its threads are the only workers that can share a Lock). */

@@ -180,25 +180,14 @@ int main(int argc, char **argv) {
   long n = quick ? 6 : 12, workers = 0;
   pic_size = quick ? 256L << 10 : 1L << 20;
   wait_s = quick ? 0.03 : 0.1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (!strcmp(a, "--quick")) { /* read above */
-    } else if (!strcmp(a, "--pictures"))
-      bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 1000, &n);
-    else if (!strcmp(a, "--size"))
-      bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 64L << 20, &pic_size);
-    else if (!strcmp(a, "--wait"))
-      bad = demo_double_opt("demo_pipeline", argc, argv, &i, 0, 10, &wait_s);
-    else if (!strcmp(a, "--workers"))
-      bad = demo_long_opt("demo_pipeline", argc, argv, &i, 1, 256, &workers);
-    else
-      return demo_bad_usage("demo_pipeline", usage, "unknown option", a);
-    if (bad) return bad;
-  }
+  const demo_opt opts[] = {
+      {"--pictures", .l = &n, .lo = 1, .hi = 1000},
+      {"--size", .l = &pic_size, .lo = 1, .hi = 64L << 20},
+      {"--wait", .d = &wait_s, .lo = 0, .hi = 10},
+      {"--workers", .l = &workers, .lo = 1, .hi = 256},
+  };
+  int parsed = demo_parse("demo_pipeline", usage, argc, argv, opts, sizeof opts / sizeof *opts);
+  if (parsed >= 0) return parsed;
   if ((double)n * (double)pic_size > (double)(256L << 20)) {
     fprintf(stderr, "demo_pipeline: %ld pictures of %ld bytes is over 256 MiB\n%s", n, pic_size,
             usage);

@@ -60,23 +60,13 @@ int main(int argc, char **argv) {
   demo_line_buffered();
   nap_seconds = demo_quick(argc, argv) ? 0.2 : 1.0;
   long tasks = 6, workers = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (!strcmp(a, "--quick")) { /* read above */
-    } else if (!strcmp(a, "--tasks"))
-      bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &tasks);
-    else if (!strcmp(a, "--workers"))
-      bad = demo_long_opt("demo_sleep", argc, argv, &i, 1, 256, &workers);
-    else if (!strcmp(a, "--seconds"))
-      bad = demo_double_opt("demo_sleep", argc, argv, &i, 0, 60, &nap_seconds);
-    else
-      return demo_bad_usage("demo_sleep", usage, "unknown option", a);
-    if (bad) return bad;
-  }
+  const demo_opt opts[] = {
+      {"--tasks", .l = &tasks, .lo = 1, .hi = 256},
+      {"--workers", .l = &workers, .lo = 1, .hi = 256},
+      {"--seconds", .d = &nap_seconds, .lo = 0, .hi = 60},
+  };
+  int parsed = demo_parse("demo_sleep", usage, argc, argv, opts, sizeof opts / sizeof *opts);
+  if (parsed >= 0) return parsed;
   if (!workers) workers = tasks;
   bool mpi_job = demo_mpi_job();
   int init = demo_init(&argc, &argv);

@@ -109,28 +109,18 @@ static void row(const char *name, double best, double worst, double serial, bool
 int main(int argc, char **argv) {
   demo_line_buffered();
   long n = demo_quick(argc, argv) ? 1L << 20 : 8L << 20, chunks = 8, workers = 0, repeat = 3;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (!strcmp(a, "--quick")) { /* read above */
-    } else if (!strcmp(a, "--n"))
-      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 1L << 28, &n);
-    else if (!strcmp(a, "--chunks"))
-      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 64, &chunks);
-    else if (!strcmp(a, "--workers"))
-      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 256, &workers);
-    else if (!strcmp(a, "--repeat"))
-      bad = demo_long_opt("demo_sum", argc, argv, &i, 1, 100, &repeat);
-    else
-      return demo_bad_usage("demo_sum", usage, "unknown option", a);
-    if (bad) return bad;
-  }
+  const demo_opt opts[] = {
+      {"--n", .l = &n, .lo = 1, .hi = 1L << 28},
+      {"--chunks", .l = &chunks, .lo = 1, .hi = 64},
+      {"--workers", .l = &workers, .lo = 1, .hi = 256},
+      {"--repeat", .l = &repeat, .lo = 1, .hi = 100},
+  };
+  int parsed = demo_parse("demo_sum", usage, argc, argv, opts, sizeof opts / sizeof *opts);
+  if (parsed >= 0) return parsed;
   bool mpi_job = demo_mpi_job();
-  /* The numbers: in a shared Array on a plain run (made before mpx_init: the fork rule), in
-   * plain memory of rank 0 under mpirun (ranks share no memory: every chunk is sent). */
+  /* The numbers: in a shared Array on a plain run (made before mpx_init, so the workers inherit
+   * it; one made later would reach them on first use), in plain memory of rank 0 under mpirun
+   * (ranks share no memory: every chunk is sent). */
   mpx_array *arr = NULL;
   int *ones = NULL;
   if (!mpi_job) {
