@@ -70,6 +70,14 @@ EOF
     'test -z "$OMPI_COMM_WORLD_RANK$PMIX_RANK" && echo clean $MPX_FARM_RANK #{}' ::: 1 2 3 4 >env_m.out 2>/dev/null
   check "MPI: tasks run on the worker ranks, without the launcher's rank variables" \
     bash -c "[ \$(grep -c '^clean [12]\$' env_m.out) -eq 4 ]"
+  # --halt now reaches a task on another rank (a stop request on its future, seen by the task's
+  # wait loop): the 30 s sleep is signalled and journalled as stopped, not waited for
+  printf 'sleep 30\nsleep 1; exit 5\nsleep 30\n' >t_halt_m
+  timeout 120 "$mpiexec" --oversubscribe -np 3 "$farm" -j1 --halt now,fail=1 --grace 1 \
+    --journal halt_m.journal t_halt_m >/dev/null 2>&1
+  echo "# MPI halt journal: $(awk -F'\t' '$1=="F" { printf "[%s %s %s] ", $2, $4, $5 }' halt_m.journal)"
+  check "MPI halt now: the task running on another rank was stopped" bash -c \
+    "awk -F'\t' '\$1==\"F\" && \$2==1 && \$5==\"stopped\"' halt_m.journal | grep -q ."
 }
 if [ -n "$mpiexec" ]; then # farm_test.sh FARM MPIEXEC: only the MPI comparison
   same_on_mpi

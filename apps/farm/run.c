@@ -285,8 +285,8 @@ typedef struct waited {
 } waited;
 
 /* Read the pipes until EOF and reap the child, enforcing the timeout, the walltime and a stop. */
-static void wait_child(pid_t pid, int out_fd, int err_fd, capture *out, capture *err,
-                       const farm_cmd *c, double t0, waited *w) {
+static void wait_child(mpx_task_ctx *ctx, pid_t pid, int out_fd, int err_fd, capture *out,
+                       capture *err, const farm_cmd *c, double t0, waited *w) {
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   double term_at = c->timeout > 0 ? t0 + c->timeout : -1;
   int term_why = FARM_R_TIMEOUT;
@@ -314,6 +314,9 @@ static void wait_child(pid_t pid, int out_fd, int err_fd, capture *out, capture 
     int ms = next < 0 ? -1 : (int)((next - now) * 1000 + 1);
     if (ms < -1 || (next >= 0 && ms < 0)) ms = 0;
     if (!exited && pidfd < 0 && (ms < 0 || ms > 20)) ms = 20; /* no pidfd: poll waitpid */
+    /* the coordinator's stop (--halt now, a signal) reaches a task on another rank or process as
+     * a stop request on its future: look every 50 ms */
+    if (!stop_seen && (ms < 0 || ms > 50)) ms = 50;
     int r = poll(p, (nfds_t)np, ms);
     if (r < 0 && errno != EINTR) break;
     if (r > 0) {
@@ -323,6 +326,10 @@ static void wait_child(pid_t pid, int out_fd, int err_fd, capture *out, capture 
         stop_seen = 1;
         if (w->outcome < 0) term_at = mono(), term_why = FARM_R_STOPPED;
       }
+    }
+    if (!stop_seen && mpx_task_should_stop(ctx)) {
+      stop_seen = 1;
+      if (w->outcome < 0) term_at = mono(), term_why = FARM_R_STOPPED;
     }
     if (!exited && (pidfd < 0 || (ip >= 0 && p[ip].revents))) {
       pid_t rp = waitpid(pid, &w->status, pidfd < 0 ? WNOHANG : 0);
@@ -490,7 +497,7 @@ static int farm_run_task(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf
     waited w;
     if (pout[0] >= 0) (void)fcntl(pout[0], F_SETFL, O_NONBLOCK);
     if (perr[0] >= 0) (void)fcntl(perr[0], F_SETFL, O_NONBLOCK);
-    wait_child(pid, pout[0], perr[0], &out, &err, &c, t0, &w);
+    wait_child(ctx, pid, pout[0], perr[0], &out, &err, &c, t0, &w);
     r.pid = (int)pid;
     if (WIFEXITED(w.status))
       r.exitval = WEXITSTATUS(w.status);

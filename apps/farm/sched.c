@@ -148,8 +148,11 @@ static void make_final(farm_state *s, farm_task *t, int state) {
 
 static void stop_all(farm_state *s, int how) {
   if (how > s->stopping) s->stopping = how;
+  /* queued: withdrawn. Running, when stopping now: the cancel answers MPX_ESTATE and asks the
+   * task to stop (mpx_task_should_stop), which reaches tasks on MPI ranks too; farm_run_stop_all
+   * reaches those in this process and its forked workers at once */
   for (inflight *x = s->all; x; x = x->next_all)
-    if (mpx_future_running(x->f) == 0) (void)mpx_future_cancel(x->f); /* queued: withdraw */
+    if (how == 2 || mpx_future_running(x->f) == 0) (void)mpx_future_cancel(x->f);
   if (how == 2) farm_run_stop_all();
 }
 
