@@ -11,7 +11,9 @@
  *    thread that started it (PR_SET_PDEATHSIG): a farm that is SIGKILLed leaves no task running,
  *    so a resumed run never races an orphan of the previous one;
  *  - the timeout, the walltime kill (kill_at) and a farm-wide stop are enforced here, in the
- *    worker: SIGTERM to the group, then SIGKILL after `grace` seconds;
+ *    worker: SIGTERM to the group, then SIGKILL after `grace` seconds. A stop reaches the task
+ *    through the stop pipe (this process and its forked workers) or as a stop request on its
+ *    future (mpx_task_should_stop, looked at every 50 ms: MPI ranks);
  *  - every descriptor this file opens is close-on-exec, so a task never holds another task's pipe;
  *  - the environment adds MPX_FARM_SEQ, _INDEX, _LINE, _REPEAT, _ATTEMPT, _SLOT, _NODE, _RANK,
  *    _CORES (and _CPUSET with --bind; CUDA/ROCR_VISIBLE_DEVICES with GPUs), PARALLEL_SEQ and
