@@ -272,4 +272,12 @@ bool mpx__disp_flush_ranks(disp *d);
 /* Send the TAKEBACKs that cancels asked for (want_back). */
 void mpx__disp_ask_cancels(disp *d);
 
+/* dispatch_recv.c: a worker's message (on the dispatcher thread); READY's bookkeeping, shared
+ * with the start-up wait; the text of a reported task failure with where it ran (heap, or NULL);
+ * the worker's pid/host/rank from the link (mpx__peer). */
+void mpx__disp_on_message(disp *d, int i, const uint8_t *data, size_t len);
+void mpx__disp_on_ready(disp *d, int i, const Mpx__Control *c);
+char *mpx__disp_error_text(const disp *d, const Mpx__Error *e, int i);
+void mpx__disp_take_peer(disp *d, int i);
+
 #endif
