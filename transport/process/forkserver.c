@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "registry.h"
+#include "os/fdmsg.h"
 #include "os/spawn.h"
 #include "process_impl.h"
 
@@ -54,24 +55,8 @@ static struct {
 
 /* Send `m` with an optional fd (SCM_RIGHTS). 0 or -1 (errno). */
 int mpx__fs_send(int sock, const fs_msg *m, int fd) {
-  struct iovec v = {.iov_base = (void *)m, .iov_len = sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr h = {.msg_iov = &v, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    h.msg_control = u.buf;
-    h.msg_controllen = sizeof u.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
   for (;;) {
-    ssize_t w = sendmsg(sock, &h, MSG_NOSIGNAL);
+    ssize_t w = mpx__send_fd(sock, m, sizeof *m, fd, MSG_NOSIGNAL);
     if (w == (ssize_t)sizeof *m) return 0;
     if (w < 0 && errno == EINTR) continue;
     if (w >= 0) errno = EPROTO;

@@ -19,6 +19,7 @@
 
 #include "errmsg.h"
 #include "mpx/error.h"
+#include "os/fdmsg.h"
 #include "os/log.h"
 
 #define EMPTY ((uintptr_t)0)
@@ -338,24 +339,8 @@ void mpx__share_set_broker(int fd) {
 }
 
 static int answer(int sock, const rep *r, int fd) {
-  struct iovec v = {.iov_base = (void *)r, .iov_len = sizeof *r};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr h = {.msg_iov = &v, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    h.msg_control = u.buf;
-    h.msg_controllen = sizeof u.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
   ssize_t w;
-  do w = sendmsg(sock, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
+  do w = mpx__send_fd(sock, r, sizeof *r, fd, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (w < 0 && errno == EINTR);
   return w == (ssize_t)sizeof *r ? 0 : -1; /* a worker that does not read its answers is cut */
 }
