@@ -9,10 +9,14 @@
  * the task itself through mpx_buf_reserve for a result) and read in place by its consumer.
  *
  * Reuse. Fresh segments cost a page allocation (and the freeing) per 4 KiB page on both sides,
- * which is what separated a fresh segment from memcpy; so each worker keeps one argument
- * segment (size-sealed, not write-sealed: the dispatcher writes the next argument into it once
- * the worker has nothing in flight), up to MPX__DP_CACHE_MAX bytes over all workers, and the
- * worker keeps its mapping of it (worker.c). Results are recycled too, but not in place: a
+ * which is what separated a fresh segment from memcpy; so each worker has a ring of up to
+ * MPX__SEG_ARG_SLOTS argument segments (size-sealed, not write-sealed: the dispatcher writes
+ * the next argument into a slot once the task that last used it has left the worker's window;
+ * made as tasks need them, never up front, grow only, up to MPX__DP_CACHE_MAX bytes over all
+ * workers), and the worker keeps its mappings of them (worker.c). A segment is only ever
+ * shared with one worker: a replacement starts with an empty ring (mpx__dp_forget). A worker
+ * may keep a slot writable (seg.h): it can only spoil its own later arguments, which the
+ * dispatcher rewrites whole before each use and never reads back. Results are recycled too, but not in place: a
  * worker writes them into a ring of segments it reuses (os/seg.h), which we map once per
  * segment (dp->ring) and copy each result out of, into a warm buffer of the result pool that
  * the caller reads in place until it releases the future (when the buffer goes back to the
@@ -42,26 +46,32 @@
 
 int mpx__dp_init(mpx__dp *dp, int workers) {
   *dp = (mpx__dp){.n = workers};
-  dp->keep = calloc((size_t)workers, sizeof *dp->keep);
+  dp->keep = calloc((size_t)workers * MPX__SEG_ARG_SLOTS, sizeof *dp->keep);
   dp->ring = calloc((size_t)workers * MPX__SEG_RING_SLOTS, sizeof *dp->ring);
   if (!dp->keep || !dp->ring) {
     free(dp->keep);
     free(dp->ring);
     return MPX_ENOMEM;
   }
-  for (int i = 0; i < workers; i++) dp->keep[i] = MPX__SEG_NONE;
+  for (int i = 0; i < workers * MPX__SEG_ARG_SLOTS; i++) dp->keep[i].seg = MPX__SEG_NONE;
   for (int i = 0; i < workers * MPX__SEG_RING_SLOTS; i++) dp->ring[i].seg = MPX__SEG_NONE;
   return MPX_OK;
 }
 
 void mpx__dp_forget(mpx__dp *dp, int worker) {
-  for (int k = 0; dp->ring && worker >= 0 && worker < dp->n && k < MPX__SEG_RING_SLOTS; k++)
+  if (worker < 0 || worker >= dp->n) return;
+  for (int k = 0; dp->ring && k < MPX__SEG_RING_SLOTS; k++)
     mpx__seg_free(&dp->ring[worker * MPX__SEG_RING_SLOTS + k].seg);
+  for (int k = 0; dp->keep && k < MPX__SEG_ARG_SLOTS; k++) {
+    mpx__dp_slot *a = &dp->keep[worker * MPX__SEG_ARG_SLOTS + k];
+    dp->kept -= a->seg.fd >= 0 ? a->seg.len : 0;
+    mpx__seg_free(&a->seg);
+    a->user = NULL;
+  }
 }
 
 void mpx__dp_fini(mpx__dp *dp) {
   mpx__dp_reset(dp);
-  for (int i = 0; dp->keep && i < dp->n; i++) mpx__seg_free(&dp->keep[i]);
   for (int i = 0; i < dp->n; i++) mpx__dp_forget(dp, i);
   free(dp->keep);
   free(dp->ring);
@@ -105,31 +115,75 @@ static int ring_copy(mpx__dp *dp, int i, int fd, size_t len, size_t max, mpx__se
   return rc;
 }
 
-/* A dup of worker i's kept segment, holding a copy of t's argument; -1 when it cannot be used. */
-static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t) {
-  mpx__seg *k = &dp->keep[i];
+/* Whether the task that last used slot a may still read it: it is in worker's window (f, the
+ * task being placed, is new there: a slot it names was used by a future released since, at
+ * the same address). A future's address reused by another task in the window keeps the slot
+ * busy a little longer: never the other way round. */
+static bool slot_busy(const mpx__dp_slot *a, const mpx_future *f, const mpx_future *inflight) {
+  if (!a->user || a->user == f) return false;
+  for (const mpx_future *g = inflight; g; g = g->next)
+    if (g == a->user) return true;
+  return false;
+}
+
+/* A dup of a free slot of worker i's argument ring holding a copy of t's argument (the slot now
+ * used by f); -1 when every slot is busy or none can be made. A slot that fits (not twice
+ * over) is refilled; else an empty slot is filled, else a free one of another size replaced. */
+static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t, const mpx_future *f,
+                     const mpx_future *inflight) {
+  mpx__dp_slot *ring = &dp->keep[i * MPX__SEG_ARG_SLOTS], *fit = NULL, *empty = NULL,
+               *other = NULL;
   size_t len = t->arg.len;
-  if (k->fd >= 0 && (k->len < len || k->len / 2 > len)) { /* wrong size: make another */
-    dp->kept -= k->len;
-    mpx__seg_free(k);
+  for (int k = 0; k < MPX__SEG_ARG_SLOTS; k++) {
+    mpx__dp_slot *a = &ring[k];
+    if (a->seg.fd < 0) {
+      if (!empty) empty = a;
+    } else if (slot_busy(a, f, inflight)) {
+      continue;
+    } else if (a->seg.len >= len && a->seg.len / 2 <= len) {
+      if (!fit || a->seg.len < fit->seg.len) fit = a;
+    } else if (!other) {
+      other = a;
+    }
+  }
+  mpx__dp_slot *a = fit ? fit : empty ? empty : other;
+  if (!a) return -1;
+  if (!fit && a->seg.fd >= 0) { /* wrong size: make another */
+    dp->kept -= a->seg.len;
+    mpx__seg_free(&a->seg);
+    a->user = NULL;
   }
   bool filled = false;
-  if (k->fd < 0) { /* a worker's first: the kernel fills the pages as it allocates them */
+  if (a->seg.fd < 0) { /* a new slot: the kernel fills the pages as it allocates them */
     if (len > MPX__DP_CACHE_MAX - dp->kept) return -1;
-    if (mpx__seg_create_from(k, t->arg.data, len)) return -1;
-    if (mpx__seg_seal_size(k)) {
-      mpx__seg_free(k);
+    if (mpx__seg_create_from(&a->seg, t->arg.data, len)) return -1;
+    if (mpx__seg_seal_size(&a->seg)) {
+      mpx__seg_free(&a->seg);
       return -1;
     }
     dp->kept += len;
     filled = true;
   }
-  int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
-  if (fd >= 0 && !filled) memcpy(k->data, t->arg.data, len);
+  int fd = fcntl(a->seg.fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (!filled) memcpy(a->seg.data, t->arg.data, len);
+  a->user = f;
   return fd;
 }
 
-bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle) {
+bool mpx__dp_room(const mpx__dp *dp, unsigned caps, int worker, size_t len, const mpx_future *f,
+                  const mpx_future *inflight) {
+  if (len < MPX__SEG_MIN || !(caps & MPX__CAP_SHM) || (caps & MPX__CAP_OOB) || !dp->keep ||
+      worker < 0 || worker >= dp->n || !inflight)
+    return true;
+  const mpx__dp_slot *ring = &dp->keep[worker * MPX__SEG_ARG_SLOTS];
+  for (int k = 0; k < MPX__SEG_ARG_SLOTS; k++)
+    if (ring[k].seg.fd < 0 || !slot_busy(&ring[k], f, inflight)) return true;
+  return false;
+}
+
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, const mpx_future *f,
+                 const mpx_future *inflight) {
   if (t->count || t->arg.len < MPX__SEG_MIN) return false;
   if ((caps & MPX__CAP_OOB) && dp->nparts < MPX__DP_FDS) { /* its own message, no copy */
     dp->parts[dp->nparts++] = (struct iovec){.iov_base = t->arg.data, .iov_len = t->arg.len};
@@ -139,7 +193,7 @@ bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle
     return true;
   }
   if (!(caps & MPX__CAP_SHM) || dp->nfds == MPX__DP_FDS) return false;
-  int fd = idle && dp->keep && worker >= 0 && worker < dp->n ? keep_copy(dp, worker, t) : -1;
+  int fd = dp->keep && worker >= 0 && worker < dp->n ? keep_copy(dp, worker, t, f, inflight) : -1;
   if (fd < 0) {
     mpx__seg s;
     if (mpx__seg_create_copy(&s, t->arg.data, t->arg.len)) return false; /* it goes in the frame */

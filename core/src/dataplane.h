@@ -20,15 +20,24 @@
 /* Bytes of argument segments kept for reuse, over all workers. */
 #define MPX__DP_CACHE_MAX ((size_t)512 << 20)
 
-/* The segments of the batch being built, and one reusable argument segment per worker. */
+/* One of a worker's argument segments (its argument ring): size-sealed, mapped writable here,
+ * refilled with one memcpy once the task that last used it (`user`) has left the worker's
+ * window. */
+typedef struct mpx__dp_slot {
+  mpx__seg seg;                  /* or none */
+  const struct mpx_future *user; /* the task that last used it; NULL: none */
+} mpx__dp_slot;
+
+/* The segments of the batch being built, and a small ring of reusable argument segments per
+ * worker. */
 typedef struct mpx__dp {
   int fds[MPX__DP_FDS];
   int nfds;
   struct iovec parts[MPX__DP_FDS]; /* MPX__CAP_OOB: arguments sent as their own messages */
   int nparts;
-  int n;          /* workers */
-  mpx__seg *keep; /* n entries: worker i's argument segment (size-sealed, mapped writable) */
-  size_t kept;    /* their bytes */
+  int n;              /* workers */
+  mpx__dp_slot *keep; /* n * MPX__SEG_ARG_SLOTS: worker i's argument ring (made as needed) */
+  size_t kept;        /* their bytes */
   struct mpx__dp_ring *ring; /* n * MPX__SEG_RING_SLOTS: our mappings of worker i's result ring */
   uint64_t tick;             /* for the ring mappings' last use */
 } mpx__dp;
@@ -43,7 +52,8 @@ typedef struct mpx__dp_ring {
 int mpx__dp_init(mpx__dp *dp, int workers);
 /* Close and unmap everything. */
 void mpx__dp_fini(mpx__dp *dp);
-/* Worker i is gone: unmap what we mapped of its result ring. */
+/* Worker i is gone: unmap what we mapped of its result ring, and close its argument ring (a
+ * replacement never gets segments its predecessor could reach). */
 void mpx__dp_forget(mpx__dp *dp, int worker);
 
 /* (Results: a process worker builds one of MPX__SEG_RESULT_MIN bytes or more in a segment.)
@@ -51,11 +61,21 @@ void mpx__dp_forget(mpx__dp *dp, int worker);
  * own message from the caller's buffer (dp->parts), t->arg_shm its length. Otherwise, with
  * `caps` & MPX__CAP_SHM and room in dp: move Task t's argument (t->arg, at least
  * MPX__SEG_MIN bytes) out of band: t->arg becomes empty, t->arg_shm its length, and a segment's
- * fd goes with the batch. When `idle` (worker has nothing else in flight, so it is done with its
- * previous argument), the argument is copied into the worker's kept segment (warm pages: one
- * memcpy, no page allocation), made or resized first; otherwise into a new fully sealed one.
- * False when it stays in the frame (small, no room, or no segment could be made). */
-bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker, bool idle);
+ * fd goes with the batch. The argument is copied into a free segment of the worker's argument
+ * ring (warm pages: one memcpy, no page allocation), made or replaced first when none fits:
+ * a slot is free when the task that last used it is no longer in `inflight` (the head of the
+ * worker's window, linked by next, which holds f, the task's future, already), so the worker
+ * is done reading it. With every slot busy (or MPX__DP_CACHE_MAX reached), a new fully sealed
+ * one-shot segment. False when it stays in the frame (small, no room, or no segment). */
+bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker,
+                 const struct mpx_future *f, const struct mpx_future *inflight);
+/* Whether a task of `len` argument bytes (future f) may go to worker i now: false only when it
+ * would go into a segment and every slot of the worker's argument ring is in use by a task in
+ * its window (`inflight`), so that it waits in pending (or goes to another worker) rather than
+ * take a new one-shot segment: a worker has at most MPX__SEG_ARG_SLOTS big arguments in flight
+ * beside its first. */
+bool mpx__dp_room(const mpx__dp *dp, unsigned caps, int worker, size_t len,
+                  const struct mpx_future *f, const struct mpx_future *inflight);
 /* Send the batch through `link` (send_fds when it carries segments, send_parts when it carries
  * arguments as their own messages, else send), then close the
  * batch's fds (in flight, the kernel holds them; a dead worker's socket releases them). */

@@ -198,6 +198,8 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
     /* arguments of one batch stay under max_payload together (one may reach it alone), so a
      * batch always fits max_message (at least twice max_payload, see mpx__limits_default) */
     if (k && bytes + f->arg_len > d->lim.max_payload) break;
+    /* a big argument waits while the worker's argument ring is all in use (dataplane.h) */
+    if (!mpx__dp_room(&d->dp, d->cfg->caps, i, f->arg_len, f, w->inflight.head)) break;
     _Atomic uint64_t *word = NULL;
     if (w->page) {
       word = &w->page->claim[(w->seq + k) % MPX__CLAIM_RING];
@@ -228,9 +230,8 @@ void mpx__disp_feed(disp *d, int i, size_t share) {
     if (!w->inflight.n) w->busy_since = mpx__now();
     fifo_push(&w->inflight, f);
     fill_task(&d->tasks[k], f, call_id(w, f, w->seq_sent++));
-    /* a big argument goes out of band; into the worker's kept segment when it has nothing
-     * else in flight */
-    mpx__dp_arg(&d->dp, d->cfg->caps, &d->tasks[k], i, w->inflight.n == 1);
+    /* a big argument goes out of band: into a free segment of the worker's argument ring */
+    mpx__dp_arg(&d->dp, d->cfg->caps, &d->tasks[k], i, f, w->inflight.head);
     d->task_ptrs[k] = &d->tasks[k];
     k++;
     w->sent++;

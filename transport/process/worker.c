@@ -18,7 +18,8 @@
  * The data plane: the channel accepts fds; a Task with arg_shm takes the frame's next fd, which
  * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
  * the checks leaves arg_shm set, and serving fails that task with MPX_EPROTO), and unmapped after
- * the batch. Results of at least the hello's seg_min bytes are built in segments by
+ * the batch, except the dispatcher's reusable ones (its argument ring for this worker), of which
+ * up to MPX__SEG_ARG_SLOTS stay mapped. Results of at least the hello's seg_min bytes are built in segments by
  * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here: mostly
  * the slots of this process's result ring (os/seg.h), written again once the dispatcher has
  * copied a result out and stored FREE in the slot's header, so that a worker making big results
@@ -113,22 +114,26 @@ static void worker_share(int fd) {
   if (sfd >= 0) mpx__share_set_broker(sfd);
 }
 
-/* The argument segment the dispatcher reuses for this worker (size-sealed, not write-sealed),
- * kept mapped between batches so that a reused segment costs no mapping. */
+/* The argument segments the dispatcher reuses for this worker (its argument ring, size-sealed,
+ * not write-sealed), kept mapped between batches so that a reused segment costs no mapping: at
+ * most MPX__SEG_ARG_SLOTS, the least recently used one unmapped for a new one. */
 typedef struct kept_seg {
   mpx__seg seg;
   unsigned long long id[2];
+  unsigned long used;   /* the batch that last read it */
 } kept_seg;
 
 /* Map the out-of-band arguments of `in` (Tasks with arg_shm, in order, one fd each from the
  * frame) into segs; each mapped Task's arg points at its mapping and its arg_shm is cleared. A
  * missing or unfit segment leaves its Task's arg_shm set (serving fails that task). A segment
- * the dispatcher reuses (not write-sealed) becomes `keep`; the others are one-shot. Returns how
- * many segs to free after serving. */
+ * the dispatcher reuses (not write-sealed) is kept in `keep` (batch is this batch's number:
+ * a mapping a task of it reads is never unmapped before it is served); the others, and a
+ * reused one when every kept one is in use by this batch, are one-shot. Returns how many segs
+ * to free after serving. */
 static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
-                    mpx__seg segs[MPX__CHAN_FDS_PER_FRAME], kept_seg *keep) {
+                    mpx__seg segs[MPX__CHAN_FDS_PER_FRAME], kept_seg keep[MPX__SEG_ARG_SLOTS],
+                    unsigned long batch) {
   int n = 0;
-  bool keep_used = false; /* a task of this batch reads `keep`: it must stay until served */
   for (size_t k = 0; k < in->n_tasks; k++) {
     Mpx__Task *t = in->tasks[k];
     if (!t->arg_shm) continue;
@@ -138,13 +143,24 @@ static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
       if (fd >= 0) close(fd);
       continue;
     }
-    if (keep->seg.map_len && id[0] == keep->id[0] && id[1] == keep->id[1] &&
-        t->arg_shm <= keep->seg.map_len && t->arg_shm <= lim->max_payload) {
-      close(fd); /* the segment we have mapped already */
-      keep_used = true;
-      t->arg.data = keep->seg.data;
+    kept_seg *hit = NULL, *spare = NULL;
+    for (int j = 0; j < MPX__SEG_ARG_SLOTS && !hit; j++) {
+      kept_seg *q = &keep[j];
+      if (q->seg.map_len && id[0] == q->id[0] && id[1] == q->id[1]) hit = q;
+      else if (q->used != batch && (!spare || q->used < spare->used)) spare = q;
+    }
+    if (hit && t->arg_shm <= hit->seg.map_len && t->arg_shm <= lim->max_payload) {
+      close(fd); /* a segment we have mapped already (checked then: its size cannot change) */
+      hit->used = batch;
+      t->arg.data = hit->seg.data;
       t->arg.len = (size_t)t->arg_shm;
       t->arg_shm = 0;
+      continue;
+    }
+    if (hit) { /* declares more than it holds: refused (mpx__seg_map says so) */
+      mpx__seg s;
+      if (!mpx__seg_map(&s, fd, (size_t)t->arg_shm, lim->max_payload, MPX__SEG_AT_LEAST))
+        mpx__seg_free(&s); /* cannot happen: the size is sealed */
       continue;
     }
     bool reused = !(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE);
@@ -153,11 +169,11 @@ static int map_args(mpx__chan *ch, Mpx__Batch *in, const mpx__limits *lim,
     t->arg.data = s.data;
     t->arg.len = s.len;
     t->arg_shm = 0;
-    if (reused && !keep_used) { /* keep it mapped for the next batch (the last one is done) */
-      keep_used = true;
-      mpx__seg_free(&keep->seg);
-      keep->seg = s;
-      keep->id[0] = id[0], keep->id[1] = id[1];
+    if (reused && spare) { /* keep it mapped for the next batches */
+      mpx__seg_free(&spare->seg);
+      spare->seg = s;
+      spare->id[0] = id[0], spare->id[1] = id[1];
+      spare->used = batch;
     } else {
       segs[n++] = s;
     }
@@ -261,7 +277,9 @@ void mpx__worker_main(int fd) {
   if (rc) worker_exit(0); /* the dispatcher reports the initializer's failure */
 
   long done = 0;
-  kept_seg keep = {.seg = MPX__SEG_NONE};
+  kept_seg keep[MPX__SEG_ARG_SLOTS];
+  for (int j = 0; j < MPX__SEG_ARG_SLOTS; j++) keep[j] = (kept_seg){.seg = MPX__SEG_NONE};
+  unsigned long batches = 0;
   for (;;) {
     int r = worker_recv(&ch, &data, &len, (long)h.spin_ns);
     if (r != 1) worker_exit(r == MPX_EEOF ? 0 : 66); /* parent gone, or a frame over the limit */
@@ -273,7 +291,7 @@ void mpx__worker_main(int fd) {
       continue;
     }
     mpx__seg args[MPX__CHAN_FDS_PER_FRAME];
-    int nargs = map_args(&ch, in, &lim, args, &keep);
+    int nargs = map_args(&ch, in, &lim, args, keep, ++batches);
     mpx__wbuf_reset(&out);
     int fds[MPX__SERVE_SEGS], nfds = 0;
     rc = mpx__serve_batch_fds(in, &who, &lim, &out, fds, &nfds);

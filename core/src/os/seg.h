@@ -25,6 +25,9 @@
  * system calls and its pages, which below ~1 MiB the socket path (whose buffers glibc reuses
  * warm) beats; arguments go into the worker's kept segment, warm, from MPX__SEG_MIN. */
 #define MPX__SEG_RESULT_MIN ((size_t)1 << 20)
+/* Argument segments the dispatcher keeps per worker (its argument ring, dataplane.h) and that a
+ * worker keeps mapped: tasks queued beyond a worker's first reuse warm segments. */
+#define MPX__SEG_ARG_SLOTS 4
 
 typedef struct mpx__seg {
   int fd;     /* -1: none */
@@ -135,6 +138,8 @@ int mpx__seg_seal_size(mpx__seg *s);
  * the fd is not what was declared, MPX_ESYS/MPX_ENOMEM when mmap fails. */
 enum { MPX__SEG_EXACT = 0, MPX__SEG_AT_LEAST = 1 };
 int mpx__seg_map(mpx__seg *s, int fd, size_t len, size_t max, int mode);
+/* Segments (memfds) this process has made so far (tests: reuse is counted, never timed). */
+unsigned long mpx__seg_made(void);
 /* The identity of fd's file (device and inode), to recognise a segment passed again. */
 int mpx__seg_ident(int fd, unsigned long long id[2]);
 /* Unmap and close whatever the segment holds (a ring slot goes back to the ring, a pool buffer

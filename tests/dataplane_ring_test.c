@@ -1,0 +1,233 @@
+/* dataplane_ring_test: a process worker's argument ring (dataplane.h): big arguments queued to
+ * one worker go into a few segments the dispatcher reuses, each shared with that worker only.
+ * Failure paths first:
+ *  - a worker killed with ring arguments in flight: every future is right or MPX_EWORKER_LOST,
+ *    its replacement never gets a segment the dead worker could reach (a new inode), and once the
+ *    executor is gone no fd, no mapping of a segment and nothing in /dev/shm is left;
+ *  - (hostile) a task that makes its argument's mapping writable and scribbles over it spoils
+ *    nothing that comes after: the dispatcher rewrites a slot whole before each use;
+ * then the working path:
+ *  - many big arguments queued at once to one worker are all right, byte for byte, and reuse the
+ *    ring: the segments made stay within MPX__SEG_ARG_SLOTS (a one-shot segment per queued task
+ *    before the ring).
+ * Figures are never asserted (mpx-bench payload measures). */
+#include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <mpx/mpx.h>
+
+#include "check.h"
+#include "os/seg.h"
+
+#define ARG_LEN (MPX__SEG_MIN + 4096 * 3 + 17) /* a segment, not a whole number of pages */
+
+static unsigned char byte_of(uint64_t seq, size_t i) { return (unsigned char)(seq * 31 + i * 7); }
+
+/* A big argument: its sequence number, then bytes that depend on it. */
+static void fill(unsigned char *a, uint64_t seq) {
+  memcpy(a, &seq, sizeof seq);
+  for (size_t i = sizeof seq; i < ARG_LEN; i++) a[i] = byte_of(seq, i);
+}
+
+/* Check every byte of the argument and return its sequence number: a short task (under a
+ * millisecond), so that the dispatcher queues several in the worker's window. */
+static int ring_check(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  const unsigned char *a = arg;
+  uint64_t seq;
+  if (len != ARG_LEN) return mpx_task_fail(ctx, MPX_EINVAL, "argument of %zu bytes", len);
+  memcpy(&seq, a, sizeof seq);
+  for (size_t i = sizeof seq; i < len; i++)
+    if (a[i] != byte_of(seq, i)) return mpx_task_fail(ctx, MPX_EPROTO, "byte %zu wrong", i);
+  return mpx_buf_set(out, &seq, sizeof seq);
+}
+MPX_TASK(ring_check)
+
+/* Make the argument's pages writable (a dishonest task: its worker may hold the segment
+ * writable) and overwrite them; returns 1 when it could, 0 when the mapping refused. */
+static int ring_scribble(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx;
+  uintptr_t lo = (uintptr_t)arg & ~(uintptr_t)4095, hi = ((uintptr_t)arg + len + 4095) & ~4095ul;
+  int done = mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) == 0;
+  if (done) memset((void *)lo, 0xee, hi - lo);
+  return mpx_buf_set(out, &done, sizeof done);
+}
+MPX_TASK(ring_scribble)
+
+/* The inode of the file the argument is mapped from (/proc/self/maps), 0 if none. */
+static int ring_inode(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)len;
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  unsigned long long ino = 0;
+  while (f && !ino && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    unsigned long long i;
+    if (sscanf(line, "%lx-%lx %*s %*s %*s %llu", &lo, &hi, &i) == 3 && (uintptr_t)arg >= lo &&
+        (uintptr_t)arg < hi)
+      ino = i;
+  }
+  if (f) fclose(f);
+  return mpx_buf_set(out, &ino, sizeof ino);
+}
+MPX_TASK(ring_inode)
+
+static int ring_die(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+  (void)ctx, (void)arg, (void)len, (void)out;
+  kill(getpid(), SIGKILL);
+  return 0;
+}
+MPX_TASK(ring_die)
+
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+static int count_maps(const char *what) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return -1;
+  char line[512];
+  int n = 0;
+  while (fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
+  fclose(f);
+  return n;
+}
+
+/* Entries of /dev/shm, leaving out Open MPI's vader segments (other jobs on this host). */
+static int count_shm(void) {
+  int n = 0;
+  DIR *d = opendir("/dev/shm");
+  if (!d) return 0;
+  for (struct dirent *e; (e = readdir(d));)
+    n += e->d_name[0] != '.' && strncmp(e->d_name, "vader_segment", 13) != 0;
+  closedir(d);
+  return n;
+}
+
+static mpx_executor *one_worker(void) {
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(
+      &ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES, .workers = 1, .retries = 0}));
+  return ex;
+}
+
+static unsigned long long inode_of_arg(mpx_executor *ex, const unsigned char *arg) {
+  mpx_future *f;
+  unsigned long long ino = 0;
+  CHECK_OK(mpx_submit(ex, "ring_inode", arg, ARG_LEN, &f));
+  CHECK_OK(mpx_future_result_copy(f, &ino, sizeof ino, MPX_FOREVER));
+  mpx_future_release(f);
+  return ino;
+}
+
+/* Ring arguments in flight when the worker dies; its replacement starts with a new ring. */
+static void test_killed_with_ring(void) {
+  int fds = count_fds(), shm = count_shm();
+  mpx_executor *ex = one_worker();
+  unsigned char *arg = malloc(ARG_LEN);
+  CHECK(arg);
+  fill(arg, 0);
+  unsigned long long before = inode_of_arg(ex, arg);
+  CHECK(before != 0);
+  enum { N = 12 };
+  mpx_future *fs[N];
+  for (int i = 0; i < N; i++) {
+    fill(arg, (uint64_t)i);
+    CHECK_OK(mpx_submit(ex, i == 4 ? "ring_die" : "ring_check", arg, ARG_LEN, &fs[i]));
+  }
+  int lost = 0;
+  for (int i = 0; i < N; i++) {
+    uint64_t seq = UINT64_MAX;
+    int rc = mpx_future_result_copy(fs[i], &seq, sizeof seq, MPX_FOREVER);
+    CHECK(rc == MPX_OK || rc == MPX_EWORKER_LOST);
+    CHECK(rc != MPX_OK || (i != 4 && seq == (uint64_t)i));
+    lost += rc != MPX_OK;
+    mpx_future_release(fs[i]);
+  }
+  CHECK(lost >= 1); /* ring_die's own task at least */
+  fill(arg, 99);
+  unsigned long long after = inode_of_arg(ex, arg);
+  CHECK(after != 0);
+  CHECK(after != before); /* the replacement never maps its predecessor's segment */
+  mpx_executor_destroy(ex);
+  free(arg);
+  CHECK(count_fds() == fds);
+  CHECK(count_maps("mpx-payload") == 0);
+  CHECK(count_shm() == shm);
+}
+
+/* A task that scribbles over its argument's segment spoils nothing after it. */
+static void test_scribbled_ring(void) {
+  mpx_executor *ex = one_worker();
+  unsigned char *arg = malloc(ARG_LEN);
+  CHECK(arg);
+  for (int round = 0; round < 3; round++) {
+    mpx_future *s, *fs[6];
+    int done = -1;
+    fill(arg, 1000);
+    CHECK_OK(mpx_submit(ex, "ring_scribble", arg, ARG_LEN, &s));
+    CHECK_OK(mpx_future_result_copy(s, &done, sizeof done, MPX_FOREVER));
+    CHECK(done == 0 || done == 1);
+    mpx_future_release(s);
+    for (int i = 0; i < 6; i++) {
+      fill(arg, (uint64_t)(round * 10 + i));
+      CHECK_OK(mpx_submit(ex, "ring_check", arg, ARG_LEN, &fs[i]));
+    }
+    for (int i = 0; i < 6; i++) {
+      uint64_t seq = 0;
+      CHECK_OK(mpx_future_result_copy(fs[i], &seq, sizeof seq, MPX_FOREVER));
+      CHECK(seq == (uint64_t)(round * 10 + i));
+      mpx_future_release(fs[i]);
+    }
+  }
+  mpx_executor_destroy(ex);
+  free(arg);
+}
+
+/* Many big arguments queued at once to one worker: all right, and the ring is reused. */
+static void test_queued(void) {
+  mpx_executor *ex = one_worker();
+  enum { N = 40 };
+  unsigned char *arg = malloc(ARG_LEN);
+  CHECK(arg);
+  mpx_future *fs[N];
+  unsigned long made = mpx__seg_made();
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < N; i++) {
+      fill(arg, (uint64_t)(round * N + i));
+      CHECK_OK(mpx_submit(ex, "ring_check", arg, ARG_LEN, &fs[i]));
+    }
+    for (int i = 0; i < N; i++) {
+      uint64_t seq = 0;
+      CHECK_OK(mpx_future_result_copy(fs[i], &seq, sizeof seq, MPX_FOREVER));
+      CHECK(seq == (uint64_t)(round * N + i));
+      mpx_future_release(fs[i]);
+    }
+  }
+  made = mpx__seg_made() - made;
+  fprintf(stderr, "   %d big arguments to one worker: %lu segments made\n", 2 * N, made);
+  CHECK(made <= MPX__SEG_ARG_SLOTS);
+  mpx_executor_destroy(ex);
+  free(arg);
+}
+
+int main(int argc, char **argv) {
+  if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
+  if (NO_FORK) {
+    printf("dataplane_ring_test: skipped (no fork)\n");
+    return mpx_finalize();
+  }
+  RUN(test_killed_with_ring);
+  RUN(test_scribbled_ring);
+  RUN(test_queued);
+  printf("dataplane_ring_test: ok\n");
+  return mpx_finalize();
+}
