@@ -164,6 +164,8 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t, const mpx_future *f
     dp->kept += len;
     filled = true;
   }
+  /* a slot is mapped here at its first refill: a worker's first argument costs no mapping */
+  if (!filled && mpx__seg_map_own(&a->seg)) return -1;
   int fd = fcntl(a->seg.fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return -1;
   if (!filled) memcpy(a->seg.data, t->arg.data, len);

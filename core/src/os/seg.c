@@ -397,13 +397,17 @@ int mpx__seg_create_from(mpx__seg *s, const void *data, size_t len) {
   if (!len || !data) return MPX_EINVAL;
   int fd = fd_filled(data, len);
   if (fd < 0) return code_of(errno);
-  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-  if (p == MAP_FAILED) {
-    int e = errno;
-    close(fd);
-    return code_of(e);
-  }
-  *s = (mpx__seg){.fd = fd, .data = p, .len = len, .map_len = len};
+  *s = (mpx__seg){.fd = fd, .len = len}; /* no mapping until one is wanted (mpx__seg_map_own) */
+  return MPX_OK;
+}
+
+int mpx__seg_map_own(mpx__seg *s) {
+  if (s->fd < 0 || !s->len) return MPX_EINVAL;
+  if (s->map_len) return MPX_OK;
+  void *p = mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s->fd, 0);
+  if (p == MAP_FAILED) return code_of(errno);
+  s->data = p;
+  s->map_len = s->len;
   return MPX_OK;
 }
 

@@ -118,9 +118,13 @@ void mpx__seg_pool_free(void *p, size_t len);
 int mpx__seg_create(mpx__seg *s, size_t len);
 /* A new segment holding a copy of data[0..len), sealed (no mapping left). */
 int mpx__seg_create_copy(mpx__seg *s, const void *data, size_t len);
-/* As mpx__seg_create, holding a copy of data[0..len) (written by the kernel as it allocates the
- * pages: cheaper than a zeroed segment and a memcpy). */
+/* A new segment holding a copy of data[0..len) (written by the kernel as it allocates the
+ * pages: cheaper than a zeroed segment and a memcpy), not sealed and not mapped here yet (s->data
+ * NULL: a segment that is passed on at once need not be mapped by its maker). */
 int mpx__seg_create_from(mpx__seg *s, const void *data, size_t len);
+/* Map a segment of ours (mpx__seg_create_from) writable at s->data, its pages mapped in one
+ * call; nothing when it is mapped already. MPX_ESYS/MPX_ENOMEM. */
+int mpx__seg_map_own(mpx__seg *s);
 /* Change a writable segment's size (before sealing), keeping its bytes; s->data may move. */
 int mpx__seg_resize(mpx__seg *s, size_t len);
 /* Drop the writable mapping and seal the segment; s->fd stays open for sending. */
