@@ -173,6 +173,16 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t, const mpx_future *f
   return fd;
 }
 
+bool mpx__dp_warm(const mpx__dp *dp, unsigned caps, int worker, size_t len) {
+  if (len < MPX__SEG_MIN || !(caps & MPX__CAP_SHM) || (caps & MPX__CAP_OOB) || !dp->keep ||
+      worker < 0 || worker >= dp->n)
+    return false;
+  const mpx__dp_slot *ring = &dp->keep[worker * MPX__SEG_ARG_SLOTS];
+  for (int k = 0; k < MPX__SEG_ARG_SLOTS; k++)
+    if (ring[k].seg.fd >= 0 && ring[k].seg.len >= len && ring[k].seg.len / 2 <= len) return true;
+  return false;
+}
+
 bool mpx__dp_room(const mpx__dp *dp, unsigned caps, int worker, size_t len, const mpx_future *f,
                   const mpx_future *inflight) {
   if (len < MPX__SEG_MIN || !(caps & MPX__CAP_SHM) || (caps & MPX__CAP_OOB) || !dp->keep ||

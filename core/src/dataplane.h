@@ -76,6 +76,9 @@ bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker,
  * beside its first. */
 bool mpx__dp_room(const mpx__dp *dp, unsigned caps, int worker, size_t len,
                   const struct mpx_future *f, const struct mpx_future *inflight);
+/* Whether worker i holds an argument segment that a `len`-byte argument would fit (and would go
+ * into: a link with MPX__CAP_SHM): a worker to prefer among idle ones. */
+bool mpx__dp_warm(const mpx__dp *dp, unsigned caps, int worker, size_t len);
 /* Send the batch through `link` (send_fds when it carries segments, send_parts when it carries
  * arguments as their own messages, else send), then close the
  * batch's fds (in flight, the kernel holds them; a dead worker's socket releases them). */

@@ -259,7 +259,9 @@ void mpx__disp_fail_unsent(disp *d) {
 
 /* Share pending tasks among the workers with room, idle workers first, starting at a rotating
  * worker: a window sized from an average that is out of date (short tasks, then long ones) must
- * not put every long task on one worker, nor a task behind a long one while a worker idles. */
+ * not put every long task on one worker, nor a task behind a long one while a worker idles.
+ * When the next task's argument goes into a segment, idle workers holding a segment that fits it
+ * come first (one memcpy into warm pages, where another idle worker needs new ones). */
 static void feed_all(disp *d) {
   pthread_mutex_lock(&d->lock);
   if (d->pending.n) {
@@ -267,10 +269,13 @@ static void feed_all(disp *d) {
     for (int i = 0; i < d->n; i++) open += has_room(d, &d->w[i]);
     if (open) {
       size_t share = (d->pending.n + open - 1) / open;
-      for (int pass = 0; pass < 2; pass++)
+      size_t big = d->pending.head->arg_len >= MPX__SEG_MIN ? d->pending.head->arg_len : 0;
+      for (int pass = big ? 0 : 1; pass < 3; pass++)
         for (int k = 0; k < d->n && d->pending.n; k++) {
           int i = (d->next + k) % d->n;
-          if ((d->w[i].inflight.n == 0) == (pass == 0)) mpx__disp_feed(d, i, share);
+          if ((d->w[i].inflight.n == 0) != (pass < 2)) continue;
+          if (pass == 0 && !mpx__dp_warm(&d->dp, d->cfg->caps, i, big)) continue;
+          mpx__disp_feed(d, i, share);
         }
     }
   }
