@@ -10,20 +10,23 @@
  *
  * Reuse. Fresh segments cost a page allocation (and the freeing) per 4 KiB page on both sides,
  * which is what separated a fresh segment from memcpy; so each worker has a ring of up to
- * MPX__SEG_ARG_SLOTS argument segments (size-sealed, not write-sealed: the dispatcher writes
- * the next argument into a slot once the task that last used it has left the worker's window;
- * made as tasks need them, never up front, grow only, up to MPX__DP_CACHE_MAX bytes over all
- * workers), and the worker keeps its mappings of them (worker.c). A segment is only ever
- * shared with one worker: a replacement starts with an empty ring (mpx__dp_forget). A worker
- * may keep a slot writable (seg.h): it can only spoil its own later arguments, which the
- * dispatcher rewrites whole before each use and never reads back. Results are recycled too, but not in place: a
- * worker writes them into a ring of segments it reuses (os/seg.h), which we map once per
- * segment (dp->ring) and copy each result out of, into a warm buffer of the result pool that
- * the caller reads in place until it releases the future (when the buffer goes back to the
- * pool); the segment goes back to the worker at once. One memcpy between warm pages costs far
- * less than the fresh pages of a new segment on both sides, and the copy is what keeps the
- * caller's bytes out of the worker's reach (os/seg.h: a worker that had a segment writable can
- * keep it writable, so a reused segment is never the memory a user reads).
+ * MPX__SEG_ARG_SLOTS argument segments (size-sealed, not write-sealed: the dispatcher writes the
+ * next argument into a slot once the task that last used it has left the worker's window; made as
+ * tasks need them, never up front, grow only, up to MPX__DP_CACHE_MAX bytes over all workers), and
+ * the worker keeps its mappings of them (worker.c). While a worker's ring is all in use, its next
+ * big argument waits in pending (mpx__dp_room) rather than take a one-shot segment (new pages on
+ * both sides), and among idle workers one whose ring holds a segment the argument fits is fed first
+ * (mpx__dp_warm, dispatch.c). A new slot is written by one pwrite and mapped here only at its first
+ * refill. A segment is only ever shared with one worker: a replacement starts with an empty ring
+ * (mpx__dp_forget). A worker may keep a slot writable (seg.h): it can only spoil its own later
+ * arguments, which the dispatcher rewrites whole before each use and never reads back. Results are
+ * recycled too, but not in place: a worker writes them into a ring of segments it reuses
+ * (os/seg.h), which we map once per segment (dp->ring) and copy each result out of, into a warm
+ * buffer of the result pool that the caller reads in place until it releases the future (when the
+ * buffer goes back to the pool); the segment goes back to the worker at once. One memcpy between
+ * warm pages costs far less than the fresh pages of a new segment on both sides, and the copy is
+ * what keeps the caller's bytes out of the worker's reach (os/seg.h: a worker that had a segment
+ * writable can keep it writable, so a reused segment is never the memory a user reads).
  *
  * Trust. A result's segment comes from a worker: mpx__dp_result checks it with mpx__seg_map
  * (or mpx__seg_map_ring) before anything is mapped; a worker whose segment fails the checks
