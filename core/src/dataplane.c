@@ -189,7 +189,8 @@ bool mpx__dp_warm(const mpx__dp *dp, unsigned caps, int worker, size_t len) {
 bool mpx__dp_room(const mpx__dp *dp, unsigned caps, int worker, size_t len, const mpx_future *f,
                   const mpx_future *inflight) {
   if (len < MPX__SEG_MIN || !(caps & MPX__CAP_SHM) || (caps & MPX__CAP_OOB) || !dp->keep ||
-      worker < 0 || worker >= dp->n || !inflight)
+      worker < 0 || worker >= dp->n || !inflight ||
+      (atomic_load_explicit(&f->state, memory_order_relaxed) & MPX__F_CHUNK)) /* in the frame */
     return true;
   const mpx__dp_slot *ring = &dp->keep[worker * MPX__SEG_ARG_SLOTS];
   for (int k = 0; k < MPX__SEG_ARG_SLOTS; k++)

@@ -269,7 +269,11 @@ static void feed_all(disp *d) {
     for (int i = 0; i < d->n; i++) open += has_room(d, &d->w[i]);
     if (open) {
       size_t share = (d->pending.n + open - 1) / open;
-      size_t big = d->pending.head->arg_len >= MPX__SEG_MIN ? d->pending.head->arg_len : 0;
+      const mpx_future *h = d->pending.head; /* a map chunk's items go in the frame */
+      size_t big = h->arg_len >= MPX__SEG_MIN &&
+                           !(atomic_load_explicit(&h->state, memory_order_relaxed) & MPX__F_CHUNK)
+                       ? h->arg_len
+                       : 0;
       for (int pass = big ? 0 : 1; pass < 3; pass++)
         for (int k = 0; k < d->n && d->pending.n; k++) {
           int i = (d->next + k) % d->n;
