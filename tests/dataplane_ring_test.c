@@ -244,7 +244,8 @@ static void test_queued(void) {
 }
 
 /* A big argument goes to an idle worker that holds a segment it fits, before an idle one that
- * would need a new segment (even when the other worker answered last, where the rotation starts). */
+ * would need a new segment (even when the other worker answered last: the rotation starts there).
+ */
 static void test_warm_worker_first(void) {
   mpx_executor *ex = workers(2);
   unsigned char *arg = malloc(ARG_LEN);
@@ -257,7 +258,8 @@ static void test_warm_worker_first(void) {
     /* a short task and a long one at once: one each; the long one answers last */
     int nap[2] = {0, 150}, got[2] = {-1, -1};
     mpx_future *fs[2];
-    for (int i = 0; i < 2; i++) CHECK_OK(mpx_submit(ex, "ring_where", &nap[i], sizeof nap[i], &fs[i]));
+    for (int i = 0; i < 2; i++)
+      CHECK_OK(mpx_submit(ex, "ring_where", &nap[i], sizeof nap[i], &fs[i]));
     for (int i = 0; i < 2; i++) {
       CHECK_OK(mpx_future_result_copy(fs[i], &got[i], sizeof got[i], MPX_FOREVER));
       mpx_future_release(fs[i]);

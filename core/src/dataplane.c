@@ -134,8 +134,8 @@ static bool slot_busy(const mpx__dp_slot *a, const mpx_future *f, const mpx_futu
  * over) is refilled; else an empty slot is filled, else a free one of another size replaced. */
 static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t, const mpx_future *f,
                      const mpx_future *inflight) {
-  mpx__dp_slot *ring = &dp->keep[i * MPX__SEG_ARG_SLOTS], *fit = NULL, *empty = NULL,
-               *other = NULL;
+  mpx__dp_slot *ring = &dp->keep[i * MPX__SEG_ARG_SLOTS];
+  mpx__dp_slot *fit = NULL, *empty = NULL, *other = NULL;
   size_t len = t->arg.len;
   for (int k = 0; k < MPX__SEG_ARG_SLOTS; k++) {
     mpx__dp_slot *a = &ring[k];

@@ -70,10 +70,10 @@ void mpx__dp_forget(mpx__dp *dp, int worker);
 bool mpx__dp_arg(mpx__dp *dp, unsigned caps, Mpx__Task *t, int worker,
                  const struct mpx_future *f, const struct mpx_future *inflight);
 /* Whether a task of `len` argument bytes (future f) may go to worker i now: false only when it
- * would go into a segment (not a map chunk) and every slot of the worker's argument ring is in use by a task in
- * its window (`inflight`), so that it waits in pending (or goes to another worker) rather than
- * take a new one-shot segment: a worker has at most MPX__SEG_ARG_SLOTS big arguments in flight
- * beside its first. */
+ * would go into a segment (not a map chunk) and every slot of the worker's argument ring is in use
+ * by a task in its window (`inflight`), so that it waits in pending (or goes to another worker)
+ * rather than take a new one-shot segment: a worker has at most MPX__SEG_ARG_SLOTS big arguments
+ * in flight. */
 bool mpx__dp_room(const mpx__dp *dp, unsigned caps, int worker, size_t len,
                   const struct mpx_future *f, const struct mpx_future *inflight);
 /* Whether worker i holds an argument segment that a `len`-byte argument would fit (and would go

@@ -19,9 +19,9 @@
  * is checked and mapped read-only (os/seg.h) for the task to read in place (a segment that fails
  * the checks leaves arg_shm set, and serving fails that task with MPX_EPROTO), and unmapped after
  * the batch, except the dispatcher's reusable ones (its argument ring for this worker), of which
- * up to MPX__SEG_ARG_SLOTS stay mapped. Results of at least the hello's seg_min bytes are built in segments by
- * mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here: mostly
- * the slots of this process's result ring (os/seg.h), written again once the dispatcher has
+ * up to MPX__SEG_ARG_SLOTS stay mapped. Results of at least the hello's seg_min bytes are built in
+ * segments by mpx_buf_reserve and passed with the reply (mpx__serve_batch_fds), then closed here:
+ * mostly the slots of this process's result ring (os/seg.h), written again once the dispatcher has
  * copied a result out and stored FREE in the slot's header, so that a worker making big results
  * one after another writes warm pages; a one-shot sealed segment when both slots are FULL.
  *
@@ -120,7 +120,7 @@ static void worker_share(int fd) {
 typedef struct kept_seg {
   mpx__seg seg;
   unsigned long long id[2];
-  unsigned long used;   /* the batch that last read it */
+  unsigned long used; /* the batch that last read it */
 } kept_seg;
 
 /* Map the out-of-band arguments of `in` (Tasks with arg_shm, in order, one fd each from the
