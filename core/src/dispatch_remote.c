@@ -215,3 +215,28 @@ int mpx__disp_cancel_remote(mpx_future *f) {
   pthread_mutex_unlock(&d->lock);
   return rc;
 }
+
+/* With stall_timeout given (stall_watch), ranks are watched by their answers, since they have no
+ * heartbeat the root can read: a rank that holds tasks and has sent nothing for half of
+ * stall_timeout is sent a TAKEBACK (which also frees its unstarted tasks for others), which its
+ * serving or standby thread answers within milliseconds even while a task runs; one whose
+ * TAKEBACK is unanswered after stall_timeout (the whole process stopped or hung) is abandoned:
+ * the link's kill without replace (mpi.c) reports its loss, lose() re-queues what it had not
+ * started (uncharged), cancels what a cancel had marked, and fails what it said it started with
+ * MPX_EWORKER_LOST (retries are refused on MPI); nothing more is sent to it. */
+void mpx__disp_watch_ranks(disp *d, double now) {
+  for (int i = 0; i < d->n; i++) {
+    wslot *w = &d->w[i];
+    if (!w->remote || !w->ready || w->dead || w->stalled || !w->inflight.n) continue;
+    if (!w->asked) {
+      if (now - w->heard_at > d->cfg->stall_timeout / 2) mpx__disp_ask_back(d, i);
+      continue;
+    }
+    pthread_mutex_lock(&d->lock);
+    bool late = w->ask_due && now - w->ask_at > d->cfg->stall_timeout;
+    pthread_mutex_unlock(&d->lock);
+    /* retired: still told SHUTDOWN, so that if it resumes it ends with the executor (running
+     * what it held: its results are dropped) and hears the session's end */
+    if (late && d->inner->kill(d->tp, i, false) == MPX_OK) w->stalled = w->retired = true;
+  }
+}
