@@ -75,8 +75,6 @@ typedef struct mpx__config {
   double stall_timeout; /* seconds without a heartbeat (or with a frame half-read) before a worker
                            counts as stalled and is killed (links with progress pages); never 0
                            once resolved */
-  bool stall_watch;     /* options.stall_timeout was given: links without pages (MPI) watch their
-                           workers' answers only then (dispatch_remote.c) */
   int threads_per_rank;
   int root_threads; /* MPI: options.root_threads as given (-1 none, 0 default, k) */
   mpx__gate *gate; /* bound on queued tasks; NULL when unbounded */

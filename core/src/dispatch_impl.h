@@ -76,7 +76,7 @@ typedef struct wslot {
   int cancel_asks;       /* under d->lock: cancels waiting for a TAKEBACK to be sent */
   bool want_back;        /* dispatcher: cancel_asks seen, a TAKEBACK is due */
   bool ask_due;          /* under d->lock: a TAKEBACK is out since ask_at (cancellers read it) */
-  double heard_at;       /* its last message (stall_watch: probed when quiet, dispatch_remote.c) */
+  double heard_at;       /* its last message (a rank: probed when quiet, dispatch_remote.c) */
   double ask_at;
   struct shadow *shadow; /* the remote page, kept from its READY until disp_free */
 } wslot;
@@ -272,7 +272,7 @@ bool mpx__disp_mark_started(mpx_future *f);
 bool mpx__disp_flush_ranks(disp *d);
 /* Send the TAKEBACKs that cancels asked for (want_back). */
 void mpx__disp_ask_cancels(disp *d);
-/* stall_watch: probe quiet ranks, and abandon one that has not answered for stall_timeout. */
+/* Probe quiet ranks, and abandon one that has not answered for stall_timeout. */
 void mpx__disp_watch_ranks(disp *d, double now);
 
 /* dispatch_recv.c: a worker's message (on the dispatcher thread); READY's bookkeeping, shared

@@ -163,7 +163,7 @@ void mpx__disp_on_message(disp *d, int i, const uint8_t *data, size_t len) {
   wslot *w = &d->w[i];
   if (w->killed || w->dead) return; /* ended for a violation or retired: leftovers are ignored */
   double now = mpx__now();
-  w->heard_at = now; /* stall_watch (dispatch_remote.c): it answers */
+  w->heard_at = now; /* ranks are watched by their answers (dispatch_remote.c) */
   Mpx__Batch *b;
   int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {

@@ -164,7 +164,6 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->retries = o->retries;
   c->task_timeout = o->task_timeout;
   c->stall_timeout = o->stall_timeout > 0 ? o->stall_timeout : 5.0;
-  c->stall_watch = o->stall_timeout > 0; /* MPI ranks are watched only when asked (it probes) */
   c->threads_per_rank = o->threads_per_rank;
   c->root_threads = o->root_threads;
   if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||

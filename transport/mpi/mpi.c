@@ -445,8 +445,8 @@ static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
  * gave up on a rank that stopped answering: stall_timeout) the rank is abandoned: poll reports
  * its loss, nothing is waited for from it (no BYE; sends to it are forgotten at stop), its late
  * messages are dropped, and no later executor of the session uses it. The rank itself goes on
- * (a stopped process resumes where it was): it still hears the session's TAG_STOP, and the
- * job's MPI_Finalize waits for it (mpx/mpi.h). */
+ * (a stopped process resumes where it was): stop tells it the session is over (TAG_STOP), and
+ * the job's end waits for it a bounded time (mpx__mpi_await_lost; mpx/mpi.h). */
 static int mpi_kill(mpx__link *self, int worker, bool replace) {
   mpi_tp *tp = (mpi_tp *)self;
   mpx__mpi_session *s = tp->s;
@@ -495,6 +495,10 @@ static void mpi_stop(mpx__link *self, bool wait) {
   mpx__log(MPX_LOG_INFO, "mpi link: rank 0 sent %llu messages (%llu bytes), received %llu "
            "(%llu bytes), %d workers%s", tp->msgs_out, tp->bytes_out, tp->msgs_in, tp->bytes_in,
            tp->n, tp->s->direct ? " (node leaders)" : "");
+  for (int i = 0; tp->s->lost && i < tp->n; i++) { /* abandoned by this executor: see kill */
+    int r = mpx__mpi_worker_rank(tp->s, i);
+    if (tp->s->lost[r]) mpx__mpi_stop_lost(tp->s, r);
+  }
   if (tp->s->oneshot) { /* ranks the executor did not use wait for their stop */
     bool *used = calloc((size_t)tp->s->size, sizeof *used);
     if (used)

@@ -112,7 +112,6 @@ typedef struct mpx__mpi_session {
   int *wmap;
   bool *resumed;     /* per comm rank: an abandoned rank said BYE since (it ended that executor) */
   double lost_grace; /* the longest stall_timeout a rank was abandoned after */
-  int nbase; /* with wmap: the workers before any was abandoned (base_rank's range) */
 } mpx__mpi_session;
 
 /* Create a session over `comm` (collective over comm): dup, node-local core shares, gathered at
@@ -121,17 +120,17 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
 /* Free it (collective, as MPI_Comm_free). */
 void mpx__mpi_session_free(mpx__mpi_session *s);
 
-/* Which ranks serve the root (mpi_ranks.c, root only): worker i's comm rank before any was
- * abandoned (base) and now (worker); the ranks and task threads for options (workers,
+/* Which ranks serve the root (mpi_ranks.c, root only): worker i's comm rank; the ranks and task threads for options (workers,
  * threads_per_rank): returns the ranks used, fills threads[0..ranks) when not NULL and *slots;
- * between executors, leave the abandoned ranks out of later plans; tell every rank the root
- * serves but those in skip (may be NULL) that the session is over; then wait, bounded, for the
+ * between executors, leave the abandoned ranks out of later plans; tell every rank of the plan
+ * but those in skip (may be NULL) that the session is over, or one abandoned rank at its
+ * executor's stop; then wait, bounded, for the
  * abandoned ones to end (MPX_OK, or MPX_EWORKER_LOST naming one that did not). */
-int mpx__mpi_base_rank(const mpx__mpi_session *s, int i);
 int mpx__mpi_worker_rank(const mpx__mpi_session *s, int i);
 int mpx__mpi_plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, int *slots);
 void mpx__mpi_exclude_lost(mpx__mpi_session *s);
 void mpx__mpi_send_stop(mpx__mpi_session *s, const bool *skip);
+void mpx__mpi_stop_lost(mpx__mpi_session *s, int r);
 int mpx__mpi_await_lost(mpx__mpi_session *s);
 
 /* Worker ranks: serve executors until TAG_STOP (or after one, for a oneshot session).

@@ -3,11 +3,12 @@
  * lone ranks, mpi_session.c), the per-executor plan of ranks and task threads, the ranks an
  * executor abandoned (mpi.c's kill without replace: a rank that stopped answering for
  * stall_timeout), which no later executor uses, and the session's end: TAG_STOP to every rank the
- * root serves, abandoned ones included, then a bounded wait for the abandoned ones.
+ * root serves (abandoned ones heard it at their executor's stop), then a bounded wait for the
+ * abandoned ones.
  *
- * Guarantees: a rank abandoned by one executor is left out of every later plan (wmap), but still
- * hears the session's TAG_STOP, so that one that resumed ends its executor (mpi_worker.c: it then
- * says BYE and finalises). mpx__mpi_await_lost never waits longer than the longest stall_timeout
+ * Guarantees: a rank abandoned by one executor is left out of every later plan (wmap), and is
+ * told the session is over (TAG_STOP) once, at that executor's stop, so that one that resumes
+ * ends its executor (mpi_worker.c: it then says BYE and finalises). mpx__mpi_await_lost never waits longer than the longest stall_timeout
  * a rank was abandoned after, and says which rank did not come back.
  *
  * Thread-safety: root only, on the thread that drives MPI (mpi.c's rule); the session's lost,
@@ -22,13 +23,12 @@
 #include "os/clock.h"
 #include "os/log.h"
 
-/* Tell every worker rank the root serves directly but those in `skip` (may be NULL) that the
- * session is over: the leaders pass it on; ranks an executor abandoned (wmap left them out of
- * later plans) are told too, so that one that resumed can end. */
+/* Tell every worker rank of the current plan but those in `skip` (may be NULL) that the session
+ * is over: the leaders pass it on. (Ranks an executor abandoned are out of the plan: they were
+ * told at that executor's stop, mpx__mpi_stop_lost.) */
 void mpx__mpi_send_stop(mpx__mpi_session *s, const bool *skip) {
-  int n = s->wmap ? s->nbase : s->nworkers;
-  for (int i = 0; i < n; i++) {
-    int r = mpx__mpi_base_rank(s, i);
+  for (int i = 0; i < s->nworkers; i++) {
+    int r = mpx__mpi_worker_rank(s, i);
     if (!(skip && skip[r])) {
       MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
       mpx__mpi_ring(s, r);
@@ -36,14 +36,19 @@ void mpx__mpi_send_stop(mpx__mpi_session *s, const bool *skip) {
   }
 }
 
+/* At the stop of the executor that abandoned comm rank r: the session is over for it (TAG_STOP),
+ * so that if it resumes it ends that executor, says BYE and finalises (mpi_worker.c), rather than
+ * wait for a SHUTDOWN it will never get; it serves no later executor anyway. */
+void mpx__mpi_stop_lost(mpx__mpi_session *s, int r) {
+  MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
+  mpx__mpi_ring(s, r);
+}
+
 /* Worker i's comm rank: the ranks in order skipping the root, or with node leaders on
  * (mpi_leader.c) the leaders and lone ranks, each of which speaks for its whole node; once an
  * executor abandoned a rank (kill), the ones left (wmap). */
-int mpx__mpi_base_rank(const mpx__mpi_session *s, int i) {
-  return s->direct ? s->direct[i] : i < s->root ? i : i + 1;
-}
 int mpx__mpi_worker_rank(const mpx__mpi_session *s, int i) {
-  return s->wmap ? s->wmap[i] : mpx__mpi_base_rank(s, i);
+  return s->wmap ? s->wmap[i] : s->direct ? s->direct[i] : i < s->root ? i : i + 1;
 }
 
 /* Between executors: ranks an executor abandoned (kill) serve no later one (with node leaders,
@@ -52,9 +57,8 @@ void mpx__mpi_exclude_lost(mpx__mpi_session *s) {
   if (!s->lost) return;
   int *map = malloc((size_t)s->size * sizeof *map), n = 0;
   if (!map) return; /* they stay in the plan: a later executor waits for their READY */
-  if (!s->wmap) s->nbase = s->nworkers;
-  for (int i = 0; i < s->nbase; i++) {
-    int r = mpx__mpi_base_rank(s, i);
+  for (int i = 0; i < s->nworkers; i++) {
+    int r = mpx__mpi_worker_rank(s, i);
     if (!s->lost[r]) map[n++] = r;
   }
   free(s->wmap);
