@@ -87,9 +87,9 @@ typedef struct mpx_options {
                                   is charged one retry (MPX_EWORKER_LOST, 'stalled', when none is
                                   left). 0: 5 s; negative, NaN or infinite: MPX_EINVAL. Keep
                                   it well above the beat (a loaded host delays the beating
-                                  thread: under a second risks ending healthy workers). MPI:
-                                  ranks are watched only when it is set: a rank that leaves a
-                                  TAKEBACK unanswered this long is abandoned, not killed
+                                  thread: under a second risks ending healthy workers). MPI: a
+                                  rank quiet for half of it is sent a TAKEBACK, and one that
+                                  leaves it unanswered this long is abandoned, not killed
                                   (mpx/mpi.h). > 0 is MPX_EPERM on threads */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
