@@ -10,12 +10,14 @@
  * events of the same run ("the last short task finished before the long one did") or is a
  * generous give-up time that only a hang reaches, so the suite passes on a host with CPU hogs. */
 #include <math.h>
-#include <signal.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mpx/mpx.h>
@@ -62,9 +64,10 @@ static int slow_square(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *
 }
 MPX_TASK(slow_square)
 
-/* Write this process's pid to the file named by the argument, then stop this whole process
- * (SIGSTOP: every thread, as a hung rank); SIGCONT resumes it and the task returns. */
-static int stop_self(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
+/* Write this process's pid to the file named by the argument, then wait until that file is gone
+ * (at most HANG_S): the test freezes this whole process meanwhile (freeze(): a hung rank that,
+ * unlike a SIGSTOPped one, its launcher does not see change state) and thaws it at the end. */
+static int hang_self(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
   (void)out;
   char path[256];
   if (!len || len >= sizeof path) return mpx_task_fail(ctx, MPX_EINVAL, "want a path");
@@ -77,32 +80,44 @@ static int stop_self(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *ou
   fprintf(fp, "%d\n", (int)getpid());
   fclose(fp);
   rename(tmp, path);
-  raise(SIGSTOP);
+  for (int i = 0; i < (int)(HANG_S * 1000) && access(path, F_OK) == 0; i++) sleep_s(0.001);
   return 0;
 }
-MPX_TASK(stop_self)
+MPX_TASK(hang_self)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-/* The pid that stop_self wrote to `path`, once the process is stopped (state T in /proc). */
-static int await_stopped(const char *path) {
-  int pid = 0;
-  char state = 0;
-  for (double give_up = check_now() + HANG_S; state != 'T';) {
-    CHECK(check_now() < give_up);
-    sleep_s(0.001);
-    FILE *fp = fopen(path, "r");
-    if (!fp || fscanf(fp, "%d", &pid) != 1) pid = 0;
-    if (fp) fclose(fp);
-    if (!pid) continue;
-    char stat[64];
-    snprintf(stat, sizeof stat, "/proc/%d/stat", pid);
-    if ((fp = fopen(stat, "r"))) {
-      if (fscanf(fp, "%*d (%*[^)]) %c", &state) != 1) state = 0;
-      fclose(fp);
+/* Freeze (or thaw) every thread of process `pid` with the cgroup v1 freezer, in a cgroup of its
+ * own named after this test's pid; thawing moves it back to the root cgroup and removes ours.
+ * Returns false when the freezer is not there or not writable (not root): the caller skips. */
+#define FREEZER "/sys/fs/cgroup/freezer"
+static bool put(const char *path, const char *text) {
+  FILE *fp = fopen(path, "w");
+  if (!fp) return false;
+  bool ok = fputs(text, fp) >= 0;
+  return fclose(fp) == 0 && ok;
+}
+static bool freeze(int pid, bool on) {
+  char dir[128], file[192], num[32];
+  snprintf(dir, sizeof dir, FREEZER "/mpx_hostile.%d", (int)getpid());
+  snprintf(num, sizeof num, "%d", pid);
+  if (on) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return false;
+    snprintf(file, sizeof file, "%s/cgroup.procs", dir);
+    if (!put(file, num)) return false;
+    snprintf(file, sizeof file, "%s/freezer.state", dir);
+    if (!put(file, "FROZEN")) return false;
+    for (char state[32] = ""; strncmp(state, "FROZEN", 6);) { /* FREEZING until every thread is */
+      FILE *fp = fopen(file, "r");
+      if (!fp || !fgets(state, sizeof state, fp)) state[0] = '\0';
+      if (fp) fclose(fp);
+      sleep_s(0.001);
     }
+    return true;
   }
-  return pid;
+  snprintf(file, sizeof file, "%s/freezer.state", dir);
+  bool ok = put(file, "THAWED") && put(FREEZER "/cgroup.procs", num);
+  return rmdir(dir) == 0 && ok;
 }
 
 static mpx_executor *make(int workers) {
@@ -393,62 +408,127 @@ static void shutdown_cancels_sent(void) {
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
-/* A rank stops whole (SIGSTOP) with tasks queued behind the one it runs: it cannot answer, so a
- * cancel of those cannot be decided. Each cancel still returns (MPX_ESTATE, naming the rank),
- * the first within the bound (the executor's stall_timeout, 5 s), the later ones at once, and
- * nothing is lost: once the rank resumes it answers, and every task runs. */
-static int stopped_rank_round(void) {
-  mpx_executor *ex = make(2);
-  enum { WARM = 2000 };
-  static mpx_future *warm[WARM];
+/* The pid that hang_self wrote to `path`. */
+static int await_pid(const char *path) {
+  int pid = 0;
+  for (double give_up = check_now() + HANG_S; !pid;) {
+    CHECK(check_now() < give_up);
+    sleep_s(0.001);
+    FILE *fp = fopen(path, "r");
+    if (!fp || fscanf(fp, "%d", &pid) != 1) pid = 0;
+    if (fp) fclose(fp);
+  }
+  return pid;
+}
+
+/* On MPI a rank that hangs whole (frozen: no thread of it runs; as a deadlocked process or a
+ * node that stopped answering) while it runs a task with others queued behind it is abandoned
+ * once it leaves a TAKEBACK unanswered for stall_timeout (given here as 1 s; 5 s by default): the
+ * queued tasks run on the other rank uncharged, cancels of those that were on it return within
+ * the bound (cancelled, or run elsewhere), the one it ran fails with MPX_EWORKER_LOST naming the
+ * rank, destroy returns without it, and the next executor runs without that rank. The rank is
+ * thawed at the end, so that the job can finish (it ends its executor on the session's stop). */
+static void hung_rank_abandoned(void) {
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .workers = 2,
+                                                   .threads_per_rank = 1, .stall_timeout = 1.0}));
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/mpx_hostile_hang.%d", (int)getpid());
+  unlink(path);
+  enum { WARM = 2000, N = 40 };
+  static mpx_future *warm[WARM]; /* the scheduler then expects short tasks: big shares, so some of
+                                    q go to the hung rank with it */
   for (int i = 0; i < WARM; i++) warm[i] = nap(ex, 0);
   CHECK_OK(mpx_wait(warm, WARM, MPX_ALL_COMPLETED, HANG_S));
   for (int i = 0; i < WARM; i++) mpx_future_release(warm[i]);
-  char path[128];
-  snprintf(path, sizeof path, "/tmp/mpx_hostile_stop.%d", (int)getpid());
-  unlink(path);
-  mpx_future *stopper, *q[QN];
-  CHECK_OK(mpx_submit(ex, "stop_self", path, strlen(path), &stopper));
-  for (int i = 0; i < QN; i++) q[i] = nap(ex, 0.01);
-  int pid = await_stopped(path);
-  double t0 = check_now();
-  int refused = 0;
-  for (int i = 0; i < QN; i++) {
-    int rc = mpx_future_cancel(q[i]);
-    CHECK(rc == MPX_OK || rc == MPX_ESTATE);
-    if (rc == MPX_ESTATE && !mpx_future_done(q[i]) && !mpx_future_running(q[i])) {
-      /* queued on the stopped rank */
-      CHECK(strstr(mpx_errmsg(), "answer") != NULL);
-      refused++;
-    }
+  mpx_future *hung, *q[N];
+  CHECK_OK(mpx_submit(ex, "hang_self", path, strlen(path), &hung));
+  for (int i = 0; i < N; i++) q[i] = nap(ex, 0.01);
+  int pid = await_pid(path);
+  if (!freeze(pid, true)) { /* no freezer here: the rank just runs on; nothing to check */
+    fprintf(stderr, "   skipped: no cgroup freezer at " FREEZER " (%s)\n", strerror(errno));
+    unlink(path);
+    mpx_wait(q, N, MPX_ALL_COMPLETED, HANG_S);
+    for (int i = 0; i < N; i++) mpx_future_release(q[i]);
+    mpx_future_release(hung);
+    CHECK_OK(mpx_executor_destroy(ex));
+    return;
   }
-  CHECK(check_now() - t0 < HANG_S / 2); /* one bounded wait, not one per task */
-  fprintf(stderr, "   %d cancels refused by the stopped rank, in %.2f s\n", refused,
-          check_now() - t0);
-  CHECK(kill(pid, SIGCONT) == 0);
-  unlink(path);
-  CHECK_OK(mpx_future_result(stopper, HANG_S, NULL, NULL));
-  for (int i = 0; i < QN; i++) {
-    if (!mpx_future_cancelled(q[i])) CHECK_OK(mpx_future_result(q[i], HANG_S, NULL, NULL));
+  double t0 = check_now();
+  int cancelled = 0, waited = 0;
+  for (int i = 0; i < N; i += 2) { /* every other one: those sent to the hung rank wait for it */
+    double t1 = check_now();
+    int rc = mpx_future_cancel(q[i]);
+    CHECK(rc == MPX_OK || rc == MPX_ESTATE); /* ESTATE: it ran (or runs) on the other rank */
+    cancelled += rc == MPX_OK;
+    waited += check_now() - t1 > 0.5;
+  }
+  CHECK(check_now() - t0 < HANG_S / 2); /* the rank's abandonment settles them, not a hang */
+  CHECK_OK(mpx_wait(q, N, MPX_ALL_COMPLETED, HANG_S)); /* the queued ones ran on the other rank */
+  for (int i = 0; i < N; i++) {
+    if (!mpx_future_cancelled(q[i])) CHECK_OK(mpx_future_result(q[i], 0, NULL, NULL));
     mpx_future_release(q[i]);
   }
-  mpx_future_release(stopper);
+  int code = 0;
+  const char *msg = NULL;
+  CHECK_OK(mpx_future_exception(hung, HANG_S, &code, &msg));
+  fprintf(stderr, "   %d of %d cancels done (%d waited for the rank); %s\n", cancelled, N / 2,
+          waited, msg);
+  CHECK(code == MPX_EWORKER_LOST && strstr(msg, "rank") && strstr(msg, "stalled"));
+  mpx_future_release(hung);
+  t0 = check_now();
+  CHECK_OK(mpx_executor_destroy(ex)); /* does not wait for the hung rank */
+  CHECK(check_now() - t0 < HANG_S / 2);
+  ex = make(0); /* the next executor: without that rank (else it would wait for its READY) */
+  mpx_future *f = nap(ex, 0.001);
+  CHECK_OK(mpx_future_result(f, HANG_S, NULL, NULL));
+  mpx_future_release(f);
   CHECK_OK(mpx_executor_destroy(ex));
-  return refused;
+  CHECK(freeze(pid, false));
+  unlink(path);
 }
 
-/* Which tasks sit on the stopped rank depends on the scheduler's timing: on a loaded host all of
- * them may go to the other rank first, leaving nothing to refuse. Then the round proves only the
- * bound and the results, so it runs again (at most 3 rounds) until one shows a refusal. */
-static void cancel_on_stopped_rank(void) {
-  int refused = 0;
-  for (int round = 0; round < 3 && !refused; round++) refused = stopped_rank_round();
-  CHECK(refused > 0);
+/* The same hung rank never comes back: the session's end cannot finish MPI (MPI_Finalize waits
+ * for every rank), so mpx_finalize waits for it at most the stall_timeout it was abandoned after,
+ * then answers MPX_EWORKER_LOST naming it, without finalising MPI; the process then exits and
+ * the launcher ends the job (hung_rank.sh checks that it does, and does not hang). Run alone. */
+static void hung_rank_at_finalize(void) {
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .workers = 2,
+                                                   .threads_per_rank = 1, .stall_timeout = 1.0}));
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/mpx_hostile_hang.%d", (int)getpid());
+  unlink(path);
+  mpx_future *hung, *f;
+  CHECK_OK(mpx_submit(ex, "hang_self", path, strlen(path), &hung));
+  int pid = await_pid(path);
+  if (!freeze(pid, true)) {
+    fprintf(stderr, "   skipped: no cgroup freezer at " FREEZER " (%s)\n", strerror(errno));
+    unlink(path);
+    mpx_future_release(hung);
+    CHECK_OK(mpx_executor_destroy(ex));
+    CHECK_OK(mpx_finalize());
+    return;
+  }
+  f = nap(ex, 0.001); /* runs on the other rank */
+  CHECK_OK(mpx_future_result(f, HANG_S, NULL, NULL));
+  mpx_future_release(f);
+  CHECK(mpx_future_exception(hung, HANG_S, NULL, NULL) == MPX_OK);
+  mpx_future_release(hung);
+  CHECK_OK(mpx_executor_destroy(ex));
+  double t0 = check_now();
+  int rc = mpx_finalize();
+  fprintf(stderr, "   mpx_finalize: %s: %s (%.2f s)\n", mpx_strerror(rc), mpx_errmsg(),
+          check_now() - t0);
+  CHECK(rc == MPX_EWORKER_LOST && strstr(mpx_errmsg(), "rank") && strstr(mpx_errmsg(), "abandoned"));
+  CHECK(freeze(pid, false)); /* (it then ends with the job) */
+  unlink(path);
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
 #define ON(b) (1u << (b))
+#define ALONE (1u << 31) /* runs only when named (it ends MPI) */
 
 static const struct {
   const char *name;
@@ -464,9 +544,11 @@ static const struct {
     {"shutdown_wait_in_callback", shutdown_wait_in_callback, 0, NULL},
     {"cancel_sent", cancel_sent, 0, NULL},
     {"shutdown_cancels_sent", shutdown_cancels_sent, 0, NULL},
-    {"cancel_on_stopped_rank", cancel_on_stopped_rank,
-     ON(MPX_BACKEND_THREADS) | ON(MPX_BACKEND_PROCESSES),
-     "a stopped thread stops the test; a stopped process is killed (stall_test)"},
+    /* last: the rank it abandons serves no later executor of the job */
+    {"hung_rank_abandoned", hung_rank_abandoned,
+     ON(MPX_BACKEND_THREADS) | ON(MPX_BACKEND_PROCESSES), "MPI only (processes: stall_test)"},
+    {"hung_rank_at_finalize", hung_rank_at_finalize,
+     ON(MPX_BACKEND_THREADS) | ON(MPX_BACKEND_PROCESSES) | ALONE, "MPI only, alone (hung_rank.sh)"},
 };
 
 /* `name` is one of the comma-separated names in `list`. */
@@ -491,7 +573,7 @@ int main(int argc, char **argv) {
   const char *only = argc > 2 ? argv[2] : NULL;
   int matched = 0;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    if (only && !listed(only, cases[i].name)) continue;
+    if (only ? !listed(only, cases[i].name) : (cases[i].skip & ALONE) != 0) continue;
     matched++;
     if (cases[i].skip & ON(backend)) {
       fprintf(stderr, "-- %s: skipped on %s (%s)\n", cases[i].name, mpx_backend_name(backend),

@@ -76,6 +76,7 @@ typedef struct wslot {
   int cancel_asks;       /* under d->lock: cancels waiting for a TAKEBACK to be sent */
   bool want_back;        /* dispatcher: cancel_asks seen, a TAKEBACK is due */
   bool ask_due;          /* under d->lock: a TAKEBACK is out since ask_at (cancellers read it) */
+  double heard_at;       /* its last message (a rank: probed when quiet, dispatch_remote.c) */
   double ask_at;
   struct shadow *shadow; /* the remote page, kept from its READY until disp_free */
 } wslot;
@@ -271,6 +272,8 @@ bool mpx__disp_mark_started(mpx_future *f);
 bool mpx__disp_flush_ranks(disp *d);
 /* Send the TAKEBACKs that cancels asked for (want_back). */
 void mpx__disp_ask_cancels(disp *d);
+/* Probe quiet ranks, and abandon one that has not answered for stall_timeout. */
+void mpx__disp_watch_ranks(disp *d, double now);
 
 /* dispatch_recv.c: a worker's message (on the dispatcher thread); READY's bookkeeping, shared
  * with the start-up wait; the text of a reported task failure with where it ran (heap, or NULL);

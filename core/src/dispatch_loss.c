@@ -24,6 +24,8 @@ void mpx__disp_requeue_front(disp *d, fifo *q) {
   *q = (fifo){0};
 }
 
+static bool ev_known(const mpx__event *ev) { return ev && ev->running_known; }
+
 /* Charge one lost attempt to f: re-queue it while its retries last, else fail it. */
 static void charge(disp *d, int i, mpx_future *f, const char *detail, fifo *requeue) {
   wslot *w = &d->w[i];
@@ -55,8 +57,8 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
     snprintf(why, sizeof why, "%s", w->why);
     detail = why;
   } else if (w->stalled) {
-    snprintf(why, sizeof why, "stalled: no heartbeat for %.3g s; %s", d->cfg->stall_timeout,
-             detail);
+    snprintf(why, sizeof why, "stalled: %s for %.3g s; %s",
+             w->remote ? "no answer" : "no heartbeat", d->cfg->stall_timeout, detail);
     detail = why;
   }
   bool timed_out = w->timed_out;
@@ -79,7 +81,22 @@ void mpx__disp_lose(disp *d, int i, const char *detail, const mpx__event *ev) {
       continue;
     }
     uint64_t id = call_id(w, f, seq), v;
-    if (w->page && !w->remote) { /* a rank's remote page decides nothing here: as no page */
+    if (w->remote && !ev_known(ev)) { /* a rank abandoned: its words say what it started */
+      uint64_t said = atomic_load_explicit(
+          (_Atomic uint64_t *)atomic_load_explicit(mpx__future_claim(f), memory_order_relaxed),
+          memory_order_acquire);
+      if (said == MPX__CLAIM_STARTED) {
+        charge(d, i, f, detail, &requeue);
+      } else if (said & MPX__CLAIM_CANCEL) { /* a cancel waits for it: the rank never answered */
+        mpx__future_cancel(f);
+        mpx__future_drop(f);
+      } else if (mpx__future_requeue(f)) { /* not known to have started: uncharged */
+        f->worker = -1;
+        fifo_push(&requeue, f);
+      } else {
+        mpx__future_drop(f);
+      }
+    } else if (w->page && !w->remote) { /* a rank's remote page decides nothing else */
       if (mpx__disp_take_back(f, &v)) { /* never started: not an attempt */
         if (mpx__future_requeue(f)) {
           f->worker = -1;

@@ -157,6 +157,7 @@ void mpx__disp_check_deadlines(disp *d) {
   double now = mpx__now();
   bool limits = d->timed_seen && now - d->limits_at >= LIMIT_EVERY(d);
   if (limits) d->limits_at = now;
+  mpx__disp_watch_ranks(d, now); /* ranks (no heartbeat the root can read) */
   for (int i = 0; i < d->n; i++) {
     wslot *w = &d->w[i];
     if (w->timed && !w->timed_out && now >= w->deadline) {

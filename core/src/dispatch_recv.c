@@ -92,6 +92,7 @@ void mpx__disp_on_ready(disp *d, int i, const Mpx__Control *c) {
     w->page = &w->shadow->page;
   }
   w->flushing = false;
+  w->heard_at = mpx__now();
   w->asked = w->answered = false;
   w->stalled = false;
   w->timed_out_id = w->run_id = 0;
@@ -161,6 +162,8 @@ static const char *control_name(int kind) {
 void mpx__disp_on_message(disp *d, int i, const uint8_t *data, size_t len) {
   wslot *w = &d->w[i];
   if (w->killed || w->dead) return; /* ended for a violation or retired: leftovers are ignored */
+  double now = mpx__now();
+  w->heard_at = now; /* ranks are watched by their answers (dispatch_remote.c) */
   Mpx__Batch *b;
   int rc = mpx__codec_unpack(data, len, &d->lim, &b);
   if (rc) {
@@ -192,7 +195,6 @@ void mpx__disp_on_message(disp *d, int i, const uint8_t *data, size_t len) {
     mpx__codec_free(b);
     return;
   }
-  double now = mpx__now();
   size_t done = 0;
   for (size_t k = 0; k < b->n_results; k++) {
     uint64_t id = b->results[k]->call_id;

@@ -17,7 +17,11 @@
  * dispatch_pages.c) and never runs; kept, it had started, and the cancel answers MPX_ESTATE.
  * Tasks given back that no cancel marked go back to pending, uncharged. A cancel thus waits for
  * one round trip to the rank (answered within about 2 ms while a task runs, by the rank's standby
- * thread), at most stall_timeout.
+ * thread); a rank that leaves it unanswered for stall_timeout is abandoned (below), which cancels
+ * every task a cancel had marked there, so a cancel waits at most about stall_timeout.
+ *
+ * Hung ranks (mpx__disp_watch_ranks): a rank has no heartbeat the root can read, so the root
+ * watches its answers; what it does with one that stopped answering is at the end of the file.
  *
  * Threads: cancellers run on any thread and touch only their future's word (CAS), d->lock's
  * fields (cancel_asks, cancel_asked, cancellers) and the link's wake; the rest runs on the
@@ -181,7 +185,10 @@ int mpx__disp_cancel_remote(mpx_future *f) {
   d->cancel_asked = true;
   pthread_mutex_unlock(&d->lock);
   d->inner->wake(d->tp);
-  double give_up = mpx__now() + d->cfg->stall_timeout;
+  /* past stall_timeout from the TAKEBACK the watch abandons a rank that did not answer
+   * (mpx__disp_watch_ranks), which settles the task (cancelled: it never started, as far as the
+   * root knows); the extra half only covers the watch's period */
+  double give_up = mpx__now() + 1.5 * d->cfg->stall_timeout;
   int rc = 1;
   pthread_mutex_lock(&d->lock);
   for (;;) {
@@ -214,4 +221,29 @@ int mpx__disp_cancel_remote(mpx_future *f) {
   if (--d->cancellers == 0) pthread_cond_broadcast(&d->idle);
   pthread_mutex_unlock(&d->lock);
   return rc;
+}
+
+/* Ranks are watched by their answers (stall_timeout, 5 s by default), since they have no
+ * heartbeat the root can read: a rank that holds tasks and has sent nothing for half of
+ * stall_timeout is sent a TAKEBACK (which also frees its unstarted tasks for others), which its
+ * serving or standby thread answers within milliseconds even while a task runs; one whose
+ * TAKEBACK is unanswered after stall_timeout (the whole process stopped or hung) is abandoned:
+ * the link's kill without replace (mpi.c) reports its loss, lose() re-queues what it had not
+ * started (uncharged), cancels what a cancel had marked, and fails what it said it started with
+ * MPX_EWORKER_LOST (retries are refused on MPI); nothing more is sent to it. */
+void mpx__disp_watch_ranks(disp *d, double now) {
+  for (int i = 0; i < d->n; i++) {
+    wslot *w = &d->w[i];
+    if (!w->remote || !w->ready || w->dead || w->stalled || !w->inflight.n) continue;
+    if (!w->asked) {
+      if (now - w->heard_at > d->cfg->stall_timeout / 2) mpx__disp_ask_back(d, i);
+      continue;
+    }
+    pthread_mutex_lock(&d->lock);
+    bool late = w->ask_due && now - w->ask_at > d->cfg->stall_timeout;
+    pthread_mutex_unlock(&d->lock);
+    /* retired: its later messages are dropped; the link tells it at stop that the session is
+     * over, so that if it resumes it ends (what it ran is dropped) */
+    if (late && d->inner->kill(d->tp, i, false) == MPX_OK) w->stalled = w->retired = true;
+  }
 }

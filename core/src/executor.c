@@ -137,8 +137,8 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->caps = c->transport->caps;
   if ((rc = check_cap(c, o->task_timeout > 0, MPX__CAP_KILL_ONE, "task_timeout",
                       o->task_timeout)) ||
-      (rc = check_cap(c, o->stall_timeout > 0, MPX__CAP_KILL_ONE, "stall_timeout",
-                      o->stall_timeout)) ||
+      (rc = check_cap(c, o->stall_timeout > 0 && !(c->caps & MPX__CAP_TAKEBACK),
+                      MPX__CAP_KILL_ONE, "stall_timeout", o->stall_timeout)) ||
       (rc = check_cap(c, o->retries > 0, MPX__CAP_RETRY, "retries", o->retries)) ||
       (rc = check_cap(c, o->max_tasks_per_worker > 0, MPX__CAP_RECYCLE, "max_tasks_per_worker",
                       (double)o->max_tasks_per_worker)) ||

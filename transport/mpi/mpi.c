@@ -60,52 +60,11 @@ static struct {
   _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
 } g;
 
-/* ---- sessions ----------------------------------------------------------------------------- */
+/* ---- sessions (which ranks serve, and the session's stop: mpi_ranks.c) ----------------------------------------------------------------------------- */
 
 static void session_unref(mpx__mpi_session *s) {
   if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
     mpx__mpi_session_free(s);
-}
-
-/* Tell every worker rank in [0, size) but those in `skip` (may be NULL) that the session is over. */
-static int worker_rank(const mpx__mpi_session *s, int i);
-static void send_stop(mpx__mpi_session *s, const bool *skip) {
-  for (int i = 0; i < s->nworkers; i++) /* the ranks that serve the root (leaders pass it on) */
-    if (!(skip && skip[worker_rank(s, i)])) {
-      int r = worker_rank(s, i);
-      MPI_Send(NULL, 0, MPI_BYTE, r, MPX__TAG_STOP, s->comm);
-      mpx__mpi_ring(s, r);
-    }
-}
-
-/* ---- the worker / slot plan --------------------------------------------------------------- */
-
-/* Worker i's comm rank: the ranks in order skipping the root, or with node leaders on
- * (mpi_leader.c) the leaders and lone ranks, each of which speaks for its whole node. */
-static int worker_rank(const mpx__mpi_session *s, int i) {
-  return s->direct ? s->direct[i] : i < s->root ? i : i + 1;
-}
-
-/* Ranks and threads for options (workers, threads_per_rank): returns the ranks used, fills
- * threads[0..ranks) when not NULL and *slots. */
-static int plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, int *slots) {
-  int ranks = workers > 0 && workers < s->nworkers ? workers : s->nworkers;
-  int total = 0;
-  for (int i = 0; i < ranks; i++) {
-    int t;
-    if (workers > 0) {
-      t = workers / ranks + (i < workers % ranks);
-      if (tpr > 0 && t > tpr) t = tpr;
-    } else {
-      int span = s->span ? s->span[worker_rank(s, i)] : 1; /* a leader: its node's ranks */
-      t = tpr > 0 ? tpr * span : s->spawned ? span : s->cores[worker_rank(s, i)];
-    }
-    if (t < 1) t = 1;
-    if (threads) threads[i] = t;
-    total += t;
-  }
-  *slots = total;
-  return ranks;
 }
 
 static mpx__mpi_session *session_of(const mpx__config *cfg) {
@@ -154,13 +113,13 @@ static int mpi_configure(mpx__config *cfg) {
   }
   if (cfg->max_payload > MPI_MAX_PAYLOAD) cfg->max_payload = MPI_MAX_PAYLOAD;
   cfg->max_worker_memory = 0; /* ignored: MPI receives each message whole, at its announced size */
-  if (spawn) { /* what plan() will give over `spawn` fresh ranks of one thread each */
+  if (spawn) { /* what mpx__mpi_plan() will give over `spawn` fresh ranks of one thread each */
     int tpr = cfg->threads_per_rank > 0 ? cfg->threads_per_rank : 1;
     cfg->workers = spawn;
     cfg->slots = cfg->workers_opt > 0 ? spawn : spawn * tpr;
   } else {
     int slots;
-    cfg->workers = plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
+    cfg->workers = mpx__mpi_plan(s, cfg->workers, cfg->threads_per_rank, NULL, &slots);
     cfg->slots = slots;
   }
   int local = root_threads(s, cfg); /* the root's threads: one more worker, the last */
@@ -180,6 +139,8 @@ typedef struct mpi_tp {
   int n;
   int *index_of;   /* comm rank -> worker index, -1 if not used */
   int *threads;    /* per worker index: the task threads it was started with */
+  int lost_due;    /* abandoned workers whose loss poll has not reported yet (kill) */
+  int *lost_q;
   bool *bye;       /* per comm rank: BYE received (or the rank is not used) */
   mpx__mpi_stash *stash; /* per comm rank: big results ahead of their batch (mpi_impl.h) */
   int byes_left;
@@ -216,15 +177,16 @@ static int send_start(mpi_tp *tp, int i, int threads) {
   memcpy(m, &h, sizeof h);
   memcpy(m + sizeof h, name, h.name_len);
   if (c->initargs_len) memcpy(m + sizeof h + h.name_len, c->initargs, c->initargs_len);
-  int rc = MPI_Send(m, (int)len, MPI_BYTE, worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
+  int rc = MPI_Send(m, (int)len, MPI_BYTE, mpx__mpi_worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
   tp->msgs_out++, tp->bytes_out += len;
-  mpx__mpi_ring(tp->s, worker_rank(tp->s, i));
+  mpx__mpi_ring(tp->s, mpx__mpi_worker_rank(tp->s, i));
   free(m);
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Send", rc);
 }
 
 static void tp_free(mpi_tp *tp) {
   mpx__mpi_local_stop(tp->local);
+  free(tp->lost_q);
   mpx__sendq_free(&tp->sq);
   free(tp->index_of);
   free(tp->threads);
@@ -275,12 +237,12 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
   int rc = tp->index_of && tp->bye && tp->stash && threads ? MPX_OK : MPX_ENOMEM;
   if (!rc) {
     int slots;
-    tp->n = plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
+    tp->n = mpx__mpi_plan(s, cfg->workers_opt, cfg->threads_per_rank, threads, &slots);
     tp->local_threads = root_threads(s, cfg);
     if (tp->n + (tp->local_threads > 0) != cfg->workers) rc = MPX_EINVAL; /* not configured */
     for (int r = 0; r < s->size; r++) tp->index_of[r] = -1, tp->bye[r] = true;
     for (int i = 0; !rc && i < tp->n; i++) {
-      int r = worker_rank(s, i);
+      int r = mpx__mpi_worker_rank(s, i);
       tp->index_of[r] = i;
       tp->bye[r] = false;
     }
@@ -300,7 +262,7 @@ static int mpi_start(mpx__link **out, const mpx__config *cfg) {
     return rc;
   }
   if (rc) { /* some ranks started: the dispatcher's SHUTDOWN and stop end them */
-    for (int i = sent; i < tp->n; i++) tp->bye[worker_rank(s, i)] = true;
+    for (int i = sent; i < tp->n; i++) tp->bye[mpx__mpi_worker_rank(s, i)] = true;
   }
   for (int r = 0; r < s->size; r++) tp->byes_left += !tp->bye[r];
   atomic_fetch_add(&s->refs, 1);
@@ -314,7 +276,7 @@ static int mpi_send(mpx__link *self, int worker, const uint8_t *data, size_t len
   if (worker == tp->n && tp->local_threads > 0) /* the root's own threads */
     return tp->local ? mpx__mpi_local_send(tp->local, data, len) : MPX_EWORKER_LOST;
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
-  int r = worker_rank(tp->s, worker);
+  int r = mpx__mpi_worker_rank(tp->s, worker);
   int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_BATCH, data, len, NULL);
   tp->msgs_out++, tp->bytes_out += len;
   mpx__mpi_ring(tp->s, r);
@@ -330,7 +292,7 @@ static int mpi_halt(mpx__link *self, int worker, uint64_t id) {
     return MPX_OK;
   }
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
-  int r = worker_rank(tp->s, worker);
+  int r = mpx__mpi_worker_rank(tp->s, worker);
   int rc = mpx__sendq_post(&tp->sq, tp->s->comm, r, MPX__TAG_HALT, (const uint8_t *)&id,
                            sizeof id, NULL);
   tp->msgs_out++, tp->bytes_out += sizeof id;
@@ -348,7 +310,7 @@ static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size
                      : MPX_EWORKER_LOST;
   int rc = mpi_send(self, worker, data, len);
   for (int k = 0; !rc && k < n; k++, tp->msgs_out++, tp->bytes_out += parts[k - 1].iov_len)
-    rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, worker_rank(tp->s, worker), MPX__TAG_PAYLOAD,
+    rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, mpx__mpi_worker_rank(tp->s, worker), MPX__TAG_PAYLOAD,
                             parts[k].iov_base, parts[k].iov_len, NULL, true);
   return rc;
 }
@@ -360,7 +322,7 @@ static int mpi_take_payload(mpx__link *self, int worker, size_t len, void **out)
   *out = NULL;
   if (worker < 0 || worker >= tp->n || len > INT_MAX) return MPX_EPROTO;
   /* (counted in try_recv, where it came in) */
-  return mpx__mpi_stash_take(&tp->stash[worker_rank(tp->s, worker)], len, out);
+  return mpx__mpi_stash_take(&tp->stash[mpx__mpi_worker_rank(tp->s, worker)], len, out);
 }
 
 /* One message if there is one: 1 with *ev filled, 0 for none, or a negative code. BYEs are
@@ -385,6 +347,7 @@ static int try_recv(mpi_tp *tp, mpx__event *ev) {
     if (i < 0 || st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > tp->lim.max_message) {
       char dummy;
       MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE); /* consumed (maybe truncated) */
+      if (st.MPI_TAG == MPX__TAG_BYE && tp->s->lost && tp->s->lost[src]) tp->s->resumed[src] = true;
       if (i >= 0 && st.MPI_TAG == MPX__TAG_BYE && !tp->bye[src]) {
         tp->bye[src] = true;
         tp->byes_left--;
@@ -422,6 +385,14 @@ static int mpi_poll(mpx__link *self, mpx__event *ev, int timeout_ms) {
   double deadline = mpx__now() + timeout_ms / 1e3;
   mpx__backoff bo = mpx__backoff_for(tp->s);
   bo.expect = tp->expect;
+  if (tp->lost_due) { /* abandoned (kill): its loss first */
+    int i = tp->lost_q[--tp->lost_due], r = mpx__mpi_worker_rank(tp->s, i);
+    ev->kind = MPX__EV_WORKER_LOST;
+    ev->worker = i;
+    snprintf(ev->detail, sizeof ev->detail, "rank %d on %s stopped answering and was abandoned",
+             r, tp->s->hosts ? tp->s->hosts[r] : "?");
+    return MPX_OK;
+  }
   for (;;) {
     int rc = mpx__sendq_progress(&tp->sq);
     if (rc < 0) return rc;
@@ -459,7 +430,7 @@ static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
     return MPX_OK;
   }
   if (worker < 0 || worker >= tp->n) return MPX_EINVAL;
-  int r = worker_rank(tp->s, worker);
+  int r = mpx__mpi_worker_rank(tp->s, worker);
   *out = (mpx__peer){.pid = 0, .rank = r, .slots = tp->threads ? tp->threads[worker] : 1};
   /* a node leader (mpi_leader.c) queues for its node: the dispatcher's window of ~1 ms of work
    * per slot, measured through two hops, would starve it; MPX__LEADER_DEPTH slots per thread
@@ -470,10 +441,33 @@ static int mpi_peer(mpx__link *self, int worker, mpx__peer *out) {
   return MPX_OK;
 }
 
+/* A rank cannot be ended alone: kill with replace is MPX_EPERM. Without replace (the dispatcher
+ * gave up on a rank that stopped answering: stall_timeout) the rank is abandoned: poll reports
+ * its loss, nothing is waited for from it (no BYE; sends to it are forgotten at stop), its late
+ * messages are dropped, and no later executor of the session uses it. The rank itself goes on
+ * (a stopped process resumes where it was): stop tells it the session is over (TAG_STOP), and
+ * the job's end waits for it a bounded time (mpx__mpi_await_lost; mpx/mpi.h). */
 static int mpi_kill(mpx__link *self, int worker, bool replace) {
-  (void)self, (void)worker, (void)replace;
-  mpx__set_errmsg("a single MPI rank cannot be ended without ending the job");
-  return MPX_EPERM;
+  mpi_tp *tp = (mpi_tp *)self;
+  mpx__mpi_session *s = tp->s;
+  if (replace || worker < 0 || worker >= tp->n) {
+    mpx__set_errmsg("a single MPI rank cannot be ended without ending the job");
+    return MPX_EPERM;
+  }
+  int r = mpx__mpi_worker_rank(s, worker);
+  if (!s->resumed && !(s->resumed = calloc((size_t)s->size, sizeof *s->resumed)))
+    return MPX_ENOMEM;
+  if (!s->lost && !(s->lost = calloc((size_t)s->size, sizeof *s->lost))) return MPX_ENOMEM;
+  if (!tp->lost_q && !(tp->lost_q = calloc((size_t)tp->n, sizeof *tp->lost_q))) return MPX_ENOMEM;
+  if (s->lost[r]) return MPX_OK;
+  s->lost[r] = true;
+  if (tp->cfg->stall_timeout > s->lost_grace) s->lost_grace = tp->cfg->stall_timeout;
+  if (!tp->bye[r]) {
+    tp->bye[r] = true;
+    tp->byes_left--;
+  }
+  tp->lost_q[tp->lost_due++] = worker;
+  return MPX_OK;
 }
 
 static void mpi_wake(mpx__link *self) { mpx__bell_ring(((mpi_tp *)self)->bell); }
@@ -485,7 +479,7 @@ static void mpi_stop(mpx__link *self, bool wait) {
   tp->stopped = true;
   mpx__mpi_local_stop(tp->local); /* its SHUTDOWN came: finish, drop late results */
   tp->local = NULL;
-  mpx__sendq_drain(&tp->sq);
+  mpx__sendq_drain_except(&tp->sq, tp->s->lost); /* not what an abandoned rank did not take */
   mpx__backoff bo = mpx__backoff_for(tp->s);
   while (tp->byes_left > 0) {
     mpx__event ev = {0};
@@ -501,13 +495,18 @@ static void mpi_stop(mpx__link *self, bool wait) {
   mpx__log(MPX_LOG_INFO, "mpi link: rank 0 sent %llu messages (%llu bytes), received %llu "
            "(%llu bytes), %d workers%s", tp->msgs_out, tp->bytes_out, tp->msgs_in, tp->bytes_in,
            tp->n, tp->s->direct ? " (node leaders)" : "");
+  for (int i = 0; tp->s->lost && i < tp->n; i++) { /* abandoned by this executor: see kill */
+    int r = mpx__mpi_worker_rank(tp->s, i);
+    if (tp->s->lost[r]) mpx__mpi_stop_lost(tp->s, r);
+  }
   if (tp->s->oneshot) { /* ranks the executor did not use wait for their stop */
     bool *used = calloc((size_t)tp->s->size, sizeof *used);
     if (used)
-      for (int i = 0; i < tp->n; i++) used[worker_rank(tp->s, i)] = true;
-    send_stop(tp->s, used);
+      for (int i = 0; i < tp->n; i++) used[mpx__mpi_worker_rank(tp->s, i)] = true;
+    mpx__mpi_send_stop(tp->s, used);
     free(used);
   }
+  mpx__mpi_exclude_lost(tp->s);
   atomic_store(&tp->s->busy, false);
 }
 
@@ -606,15 +605,18 @@ static int mpi_init(mpx__init_ctx *ctx) {
 }
 
 static int mpi_fini(mpx__init_ctx *ctx) {
+  int lost = MPX_OK;
   if (g.world) {
-    send_stop(g.world, NULL);
+    mpx__mpi_send_stop(g.world, NULL);
+    lost = mpx__mpi_await_lost(g.world);
     session_unref(g.world);
     g.world = NULL;
   }
   g.hooked = false;
   if (mpx__mpi_spawn_fini()) g.we_init = true; /* spawn mode started MPI: finalise it here */
-  if (!g.we_init) return MPX_OK;
+  if (!g.we_init) return lost;
   g.we_init = false;
+  if (lost) return lost; /* (the process exits without MPI_Finalize: the launcher ends the job) */
   int rc = MPI_Finalize();
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Finalize", rc);
 }
@@ -671,7 +673,7 @@ static int mpi_serve_endpoint(void *ep) {
 
 static void mpi_close_endpoint(void *ep) {
   mpx__mpi_session *s = ep;
-  if (!s->served) send_stop(s, NULL); /* the workers never heard of an executor */
+  if (!s->served) mpx__mpi_send_stop(s, NULL); /* the workers never heard of an executor */
   session_unref(s);
 }
 

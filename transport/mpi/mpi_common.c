@@ -117,7 +117,9 @@ int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const ui
     if (b) q->buf = b;
     int *ix = realloc(q->idx, (size_t)cap * sizeof *ix);
     if (ix) q->idx = ix;
-    if (!r || !b || !ix) return MPX_ENOMEM;
+    int *ds = realloc(q->dest, (size_t)cap * sizeof *ds);
+    if (ds) q->dest = ds;
+    if (!r || !b || !ix || !ds) return MPX_ENOMEM;
     q->cap = cap;
   }
   uint8_t *buf;
@@ -138,6 +140,7 @@ int mpx__sendq_post_ex(mpx__sendq *q, MPI_Comm comm, int dest, int tag, const ui
     buf_free(buf);
     return mpx__mpi_fail("MPI_Isend", rc);
   }
+  q->dest[q->n] = dest;
   q->buf[q->n++] = buf;
   return MPX_OK;
 }
@@ -156,6 +159,7 @@ int mpx__sendq_progress(mpx__sendq *q) {
   for (int i = 0; i < q->n; i++)
     if (q->buf[i]) {
       q->req[w] = q->req[i];
+      q->dest[w] = q->dest[i];
       q->buf[w++] = q->buf[i];
     }
   q->n = w;
@@ -176,6 +180,21 @@ int mpx__sendq_drain(mpx__sendq *q) {
   return MPX_OK;
 }
 
+int mpx__sendq_drain_except(mpx__sendq *q, const bool *skip) {
+  int w = 0;
+  for (int i = 0; skip && i < q->n; i++) {
+    if (!skip[q->dest[i]]) {
+      q->req[w] = q->req[i];
+      q->dest[w] = q->dest[i];
+      q->buf[w++] = q->buf[i];
+    } else {
+      MPI_Request_free(&q->req[i]); /* the send goes on (or never ends); its buffer is leaked */
+    }
+  }
+  if (skip) q->n = w;
+  return mpx__sendq_drain(q);
+}
+
 void mpx__sendq_free(mpx__sendq *q) {
   for (int i = 0; i < q->n; i++) {
     MPI_Cancel(&q->req[i]);
@@ -185,6 +204,7 @@ void mpx__sendq_free(mpx__sendq *q) {
   free(q->req);
   free(q->buf);
   free(q->idx);
+  free(q->dest);
   *q = (mpx__sendq){0};
 }
 

@@ -84,6 +84,8 @@ typedef struct mpx__mpi_session {
   _Atomic bool busy; /* root: an executor runs on it */
   _Atomic int refs;  /* root: the owner (mpx_init or mpx_comm_executor) and a running transport */
   bool served;       /* root: START was sent, so the workers will hear a SHUTDOWN */
+  bool ended;        /* worker: TAG_STOP came while it served an executor (the root had abandoned
+                        it: mpi.c's kill), so the session is over once that executor is */
   mpx__bell own_bell; /* this rank's bell when it has none in `bells` */
   mpx__bell *my_bell; /* where this rank waits: &bells[rank] or &own_bell */
   mpx__bell *bells;   /* mpi_bells.c: one per session rank, shared by the root's node, or NULL */
@@ -103,6 +105,13 @@ typedef struct mpx__mpi_session {
   int *direct;       /* root with leaders on: the nworkers ranks that serve it, in order */
   int *span;         /* root with leaders on: per comm rank, the ranks it speaks for (itself and
                         its members); cores[] of a leader is its node's */
+  /* root only: ranks an executor abandoned (stopped answering, stall_timeout; mpi.c's kill):
+   * per comm rank, NULL while none; the ranks later executors use (worker index -> rank), NULL
+   * while none was lost; nworkers counts the others. Changed between executors only. */
+  bool *lost;
+  int *wmap;
+  bool *resumed;     /* per comm rank: an abandoned rank said BYE since (it ended that executor) */
+  double lost_grace; /* the longest stall_timeout a rank was abandoned after */
 } mpx__mpi_session;
 
 /* Create a session over `comm` (collective over comm): dup, node-local core shares, gathered at
@@ -110,6 +119,19 @@ typedef struct mpx__mpi_session {
 int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session **out);
 /* Free it (collective, as MPI_Comm_free). */
 void mpx__mpi_session_free(mpx__mpi_session *s);
+
+/* Which ranks serve the root (mpi_ranks.c, root only): worker i's comm rank; the ranks and task threads for options (workers,
+ * threads_per_rank): returns the ranks used, fills threads[0..ranks) when not NULL and *slots;
+ * between executors, leave the abandoned ranks out of later plans; tell every rank of the plan
+ * but those in skip (may be NULL) that the session is over, or one abandoned rank at its
+ * executor's stop; then wait, bounded, for the
+ * abandoned ones to end (MPX_OK, or MPX_EWORKER_LOST naming one that did not). */
+int mpx__mpi_worker_rank(const mpx__mpi_session *s, int i);
+int mpx__mpi_plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, int *slots);
+void mpx__mpi_exclude_lost(mpx__mpi_session *s);
+void mpx__mpi_send_stop(mpx__mpi_session *s, const bool *skip);
+void mpx__mpi_stop_lost(mpx__mpi_session *s, int r);
+int mpx__mpi_await_lost(mpx__mpi_session *s);
 
 /* Worker ranks: serve executors until TAG_STOP (or after one, for a oneshot session).
  * Returns 0 or a negative code (an MPI failure). */
@@ -277,6 +299,7 @@ typedef struct mpx__sendq {
   MPI_Request *req;
   uint8_t **buf;
   int *idx;
+  int *dest; /* per send: its destination rank */
   int n, cap;
 } mpx__sendq;
 /* Send `len` bytes (copied, or taken over from *take when it is not NULL, which is then NULL). */
@@ -318,6 +341,9 @@ void mpx__mpi_stash_free(mpx__mpi_stash *st);
 int mpx__sendq_progress(mpx__sendq *q);
 /* Wait for every send. */
 int mpx__sendq_drain(mpx__sendq *q);
+/* Wait for every send but those to ranks in `skip` (per comm rank), which are forgotten: their
+ * requests freed, their buffers left to MPI (a rank that stopped answering may still read them). */
+int mpx__sendq_drain_except(mpx__sendq *q, const bool *skip);
 void mpx__sendq_free(mpx__sendq *q);
 
 /* An MPI error as "MPI_Xxx failed: <MPI's string>" into mpx_errmsg; returns MPX_EMPI. */

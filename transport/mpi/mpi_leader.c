@@ -307,6 +307,12 @@ static int take_message(leader *L) {
     relay_halt(L, id, from_up);
     return 1;
   }
+  if (tag == MPX__TAG_STOP && from_up) { /* the root gave up on this node and ended the session:
+                                          * end this executor as on SHUTDOWN, then the session */
+    MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    L->stopping = L->s->ended = true;
+    return 1;
+  }
   if (tag == MPX__TAG_PAYLOAD && i >= 0) { /* a big result ahead of its answer: kept for it */
     if ((rc = mpx__mpi_stash_recv(&L->stash[src], &msg, count, L->lim.max_payload)) == MPX_EMPI)
       mpx__lead_fatal("receiving a big result", rc);

@@ -135,6 +135,9 @@ void mpx__mpi_session_free(mpx__mpi_session *s) {
   free(s->leader_ranks);
   free(s->direct);
   free(s->span);
+  free(s->lost);
+  free(s->wmap);
+  free(s->resumed);
   free(s);
 }
 

@@ -210,6 +210,16 @@ static int take_message(server *sv) {
     mpx__halt_note(&sv->halt, id);
     return 1;
   }
+  if (st.MPI_TAG == MPX__TAG_STOP) { /* the root abandoned this rank (it stopped answering) and
+                                       * has ended the session: drop what has not started, end */
+    MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    mpx__log(MPX_LOG_WARN, "rank %d: the session ended while it served an executor (the root had "
+             "given up on this rank): its unstarted tasks are dropped", sv->s->rank);
+    mpx__wbuf dropped = {0};
+    if (mpx__mpi_pool_give_back(&sv->p, &dropped) == MPX_OK) free(dropped.data);
+    sv->stopping = sv->s->ended = true;
+    return 1;
+  }
   if (st.MPI_TAG != MPX__TAG_BATCH || (size_t)count > sv->lim.max_message) {
     char dummy;
     MPI_Mrecv(&dummy, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
@@ -407,11 +417,14 @@ int mpx__mpi_serve(mpx__mpi_session *s) {
         buf = NULL;
         cap = 0;
       }
-      continue;
+      if (!s->ended) continue;
+      /* the session ended while it served (an abandoned rank): TAG_STOP came then, and its
+       * members still wait for theirs */
+    } else {
+      uint64_t dummy; /* a stale TAG_HALT is 8 bytes */
+      MPI_Mrecv(&dummy, count == (int)sizeof dummy ? count : 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
     }
-    uint64_t dummy; /* a stale TAG_HALT is 8 bytes */
-    MPI_Mrecv(&dummy, count == (int)sizeof dummy ? count : 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-    if (st.MPI_TAG == MPX__TAG_STOP) {
+    if (st.MPI_TAG == MPX__TAG_STOP || s->ended) {
       for (int k = 0; k < s->nmembers; k++) { /* a leader's members serve it: pass it on */
         MPI_Send(NULL, 0, MPI_BYTE, s->members[k], MPX__TAG_STOP, s->comm);
         mpx__mpi_ring(s, s->members[k]);

@@ -87,8 +87,10 @@ typedef struct mpx_options {
                                   is charged one retry (MPX_EWORKER_LOST, 'stalled', when none is
                                   left). 0: 5 s; negative, NaN or infinite: MPX_EINVAL. Keep
                                   it well above the beat (a loaded host delays the beating
-                                  thread: under a second risks ending healthy workers). > 0 is
-                                  MPX_EPERM on threads and MPI (one worker cannot be ended) */
+                                  thread: under a second risks ending healthy workers). MPI: a
+                                  rank quiet for half of it is sent a TAKEBACK, and one that
+                                  leaves it unanswered this long is abandoned, not killed
+                                  (mpx/mpi.h). > 0 is MPX_EPERM on threads */
   int threads_per_rank;        /* MPI: threads running tasks in each worker rank; 0: the cores the
                                   rank owns on its node; 1: one task at a time */
   size_t max_worker_memory;    /* processes: bytes the executor holds for one worker at most (what

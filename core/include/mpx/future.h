@@ -6,8 +6,8 @@
  * says it started it (ranks report a start once the task has run a couple of milliseconds, or
  * with its result): mpx_future_cancel and shutdown(cancel_futures) ask the rank for it, and the
  * rank decides: given back, it is CANCELLED and never runs; started, cancel answers MPX_ESTATE.
- * Such a cancel waits for the rank's answer (a round trip; at most the executor's stall_timeout,
- * then MPX_ESTATE), and one made from a done-callback on the executor's own dispatcher thread
+ * Such a cancel waits for the rank's answer (a round trip); a rank that does not answer within
+ * the executor's stall_timeout is abandoned (mpx/mpi.h), and the task is then CANCELLED. One made from a done-callback on the executor's own dispatcher thread
  * answers MPX_ESTATE at once. When another rank runs dry while a task waits behind a long one,
  * the dispatcher may take it back unstarted (the rank confirms it will not run it) and send it
  * elsewhere; such a task still runs exactly once. A future completes exactly once. Done-callbacks run exactly once each, in the order they were added, on

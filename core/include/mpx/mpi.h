@@ -61,6 +61,7 @@
  *  - task_timeout > 0, a per-submit timeout > 0, retries > 0 (executor or per-submit) and
  *    max_tasks_per_worker > 0 are refused with MPX_EPERM: a single rank cannot be ended or
  *    replaced without ending the job, so a task lost with its rank is never run again.
+ *    stall_timeout applies: a hung rank is abandoned, not killed (below).
  *  - One MPI executor at a time per communicator (MPX_ESTATE otherwise); several at once on
  *    distinct communicators need MPI_THREAD_MULTIPLE. With MPI_THREAD_SERIALIZED the program must
  *    not call MPI itself while an MPI executor exists.
@@ -84,6 +85,20 @@
  *    1 ... exited on signal 9"), rank 0 included, so no future is left waiting. mpx does not
  *    survive it: retries do not apply and nothing is replaced. (Open MPI's ULFM or
  *    --enable-recovery are not used.)
+ *  - A rank that hangs whole (a task deadlocks the process, a node stops answering): a rank
+ *    that holds tasks and has sent nothing for half of options.stall_timeout (default 5 s) is
+ *    sent a TAKEBACK (its serving or standby thread answers within milliseconds, even while a task
+ *    runs); one that leaves it unanswered for stall_timeout is abandoned. Its tasks not known to
+ *    have started run on the other ranks, uncharged (they may run twice if it resumes: tasks are
+ *    at-least-once under failures), the task it said it started fails with MPX_EWORKER_LOST
+ *    ("stalled ... abandoned"), nothing more is sent to it, destroy does not wait for it, and
+ *    later executors of the job run without it. It is not killed (a rank cannot be ended alone):
+ *    if it resumes, its late answers are dropped and it ends with the job. At mpx_finalize the
+ *    root waits for an abandoned rank at most that stall_timeout more; if it has not answered,
+ *    mpx_finalize returns MPX_EWORKER_LOST naming it and does not call MPI_Finalize (which would
+ *    wait for it forever), and when the process exits the launcher ends the job (mpirun exits
+ *    non-zero and kills the hung rank) instead of holding the allocation. A rank merely paused
+ *    longer than stall_timeout (a debugger) is abandoned too: raise it for such sessions.
  *  - Rank 0 must call mpx_finalize() (or the worker ranks wait for it until mpirun ends the job).
  *
  * Thread-safety: mpx_comm_executor is collective over `comm` and is called by one thread per
