@@ -11,7 +11,9 @@
  *    ring: the segments made stay within MPX__SEG_ARG_SLOTS (a one-shot segment per queued task
  *    before the ring);
  *  - a big argument goes to an idle worker holding a segment it fits before an idle worker that
- *    would need a new one.
+ *    would need a new one;
+ *  - options.arg_reserve: refused on threads and out of range; else each worker's first segment
+ *    is made when it starts, also for a replacement, and arguments up to its size use it.
  * Figures are never asserted (mpx-bench payload measures). */
 #include <dirent.h>
 #include <signal.h>
@@ -277,6 +279,49 @@ static void test_warm_worker_first(void) {
   free(arg);
 }
 
+/* options.arg_reserve: refused where it cannot apply or is out of range; else each worker's
+ * first argument segment is made when it starts (before any big argument), any argument up to
+ * its size uses it (here one under half of it, which a slot made on demand would not take), a
+ * replacement gets its own, and nothing else is made for arguments one at a time. */
+static void test_reserved(void) {
+  mpx_executor *ex;
+  CHECK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_THREADS,
+                                                .arg_reserve = 4 << 20}) == MPX_EPERM);
+  CHECK(strstr(mpx_errmsg(), "arg_reserve") != NULL);
+  CHECK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                .arg_reserve = 4096}) == MPX_EINVAL);
+  CHECK(strstr(mpx_errmsg(), "arg_reserve") != NULL);
+  CHECK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                .max_payload = 1 << 20,
+                                                .arg_reserve = 2 << 20}) == MPX_EINVAL);
+  unsigned long made = mpx__seg_made();
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = MPX_BACKEND_PROCESSES,
+                                                   .workers = 1, .arg_reserve = 2 * ARG_LEN + 1}));
+  int nap = 0;
+  CHECK(where(ex, &nap, sizeof nap) == 0); /* started (READY): its segment is made */
+  CHECK(mpx__seg_made() - made == 1);
+  unsigned char *arg = malloc(ARG_LEN);
+  CHECK(arg);
+  for (uint64_t i = 0; i < 6; i++) {
+    mpx_future *f;
+    uint64_t seq = UINT64_MAX;
+    fill(arg, i);
+    CHECK_OK(mpx_submit(ex, "ring_check", arg, ARG_LEN, &f));
+    CHECK_OK(mpx_future_result_copy(f, &seq, sizeof seq, MPX_FOREVER));
+    CHECK(seq == i);
+    mpx_future_release(f);
+  }
+  CHECK(mpx__seg_made() - made == 1); /* every one went through the reserved segment */
+  mpx_future *f;
+  CHECK_OK(mpx_submit(ex, "ring_die", NULL, 0, &f));
+  CHECK(mpx_future_result(f, MPX_FOREVER, NULL, NULL) == MPX_EWORKER_LOST);
+  mpx_future_release(f);
+  CHECK(where(ex, &nap, sizeof nap) == 0); /* the replacement started, with its own */
+  CHECK(mpx__seg_made() - made == 2);
+  mpx_executor_destroy(ex);
+  free(arg);
+}
+
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
   if (NO_FORK) {
@@ -287,6 +332,7 @@ int main(int argc, char **argv) {
   RUN(test_scribbled_ring);
   RUN(test_queued);
   RUN(test_warm_worker_first);
+  RUN(test_reserved);
   printf("dataplane_ring_test: ok\n");
   return mpx_finalize();
 }

@@ -19,6 +19,7 @@ typedef struct bench_args {
   double long_s;  /* skew: the long task's seconds */
   double short_ms; /* skew: each short task's milliseconds (the heavy tail's smallest) */
   const char *size; /* payload: "4M" or "64K..256M" */
+  unsigned long long reserve; /* payload: --reserve, the executor's arg_reserve (bytes; 0 none) */
   bool tasks_given; /* --tasks was given (payload: else one task per worker) */
   double timeout;  /* --timeout: the executor's task_timeout (s), 0: none */
   int repeats;     /* metg: independent searches (--repeat), their median reported */

@@ -45,6 +45,7 @@ static void usage(FILE *to) {
   fprintf(to,
           "usage: mpx-bench WORKLOAD [--backend auto|threads|processes|mpi] [--workers W]\n"
           "                 [--tasks N] [--n FIB_N] [--long SECONDS] [--short MS] [--size 4M]\n"
+          "                 [--reserve 4M (payload: each worker's argument memory made at start)]\n"
           "                 [--binding none|core|pu|numa] [--timeout S (every task's time limit)]\n"
           "                 [--repeat R (metg: searches, default 3)] [--json]\n"
           "       mpx-bench report [--out DIR] [--repeats N] [--quick] ... (every workload beside\n"
@@ -156,7 +157,7 @@ int main(int argc, char **argv) {
     const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     long v = 0;
     static const char *const valued[] = {"--backend", "--timeout", "--binding", "--size",
-                                         "--long",    "--short",   "--workers", "--tasks",
+                                         "--reserve", "--long",    "--short",   "--workers", "--tasks",
                                          "--n",       "--repeat"};
     bool takes = false;
     for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) takes |= !strcmp(arg, valued[k]);
@@ -184,6 +185,9 @@ int main(int argc, char **argv) {
       if (!size_ok(val))
         rc = bad("--size wants a size of 1 to 1G (4M) or a range LO..HI (64K..256M), not", val);
       a.size = val;
+    } else if (!strcmp(arg, "--reserve")) {
+      const char *e = parse_size(val, &a.reserve);
+      if (!e || *e) rc = bad("--reserve wants a size of 1 to 1G (4M), not", val);
     } else if (!strcmp(arg, "--long")) {
       if (!parse_double(val, 86400, &a.long_s))
         rc = bad("--long wants seconds, more than 0 and at most 86400, not", val);

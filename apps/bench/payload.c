@@ -6,7 +6,9 @@
  *              same `size`-byte argument, which the task reads one byte a page of; every result
  *              taken. Best of 3 rounds; the first round, on an executor just created, is also
  *              reported (`fresh`: workers that never moved a big payload yet, but have started
- *              and served a small task each: their start-up is not counted).
+ *              and served a small task each: their start-up is not counted; with --reserve R
+ *              the executor's arg_reserve = R, so each worker's first argument memory was made
+ *              when it started).
  *   - results: N tasks at once whose task makes a `size`-byte result with mpx_buf_reserve and
  *              writes one byte a page; the caller reads one byte a page of it in place
  *              (mpx_future_result), then releases the future. Best of 3.
@@ -284,7 +286,8 @@ static double best_pages(size_t size) {
 static int one_size(const bench_args *a, size_t size) {
   mpx_executor *ex;
   int rc = mpx_executor_create(
-      &ex, &(mpx_options){.backend = a->backend, .workers = a->workers, .binding = a->binding});
+      &ex, &(mpx_options){.backend = a->backend, .workers = a->workers, .binding = a->binding,
+                          .arg_reserve = (size_t)a->reserve});
   if (rc) {
     fprintf(stderr, "mpx-bench: cannot create the executor: %s %s\n", mpx_strerror(rc),
             mpx_errmsg());

@@ -90,6 +90,8 @@ typedef struct mpx__config {
    * floor checked) before configure; the process link's configure resolves 0 (never 0 after it),
    * other links' configure set 0 (MPI); 0 for runners. */
   size_t max_worker_memory;
+  size_t arg_reserve; /* options.arg_reserve: each worker's first argument segment, made at its
+                         READY (dataplane.c); 0 none */
   /* options.silent_after, sweep_interval, limit_interval, never 0 once resolved (dispatch.c) */
   double silent_after, sweep_interval, limit_interval;
 } mpx__config;

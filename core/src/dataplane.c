@@ -18,7 +18,9 @@
  * both sides), and among idle workers one whose ring holds a segment the argument fits is fed first
  * (mpx__dp_warm, dispatch.c). A new slot is written by one pwrite and mapped here only at its first
  * refill. A segment is only ever shared with one worker: a replacement starts with an empty ring
- * (mpx__dp_forget). A worker may keep a slot writable (seg.h): it can only spoil its own later
+ * (mpx__dp_forget). With options.arg_reserve a worker's first slot is made, and its pages
+ * allocated and mapped, when it starts (mpx__dp_reserve, from its READY): memory paid up front,
+ * so that a fresh worker's first big arguments cost one memcpy. A worker may keep a slot writable (seg.h): it can only spoil its own later
  * arguments, which the dispatcher rewrites whole before each use and never reads back. Results are
  * recycled too, but not in place: a worker writes them into a ring of segments it reuses
  * (os/seg.h), which we map once per segment (dp->ring) and copy each result out of, into a warm
@@ -70,7 +72,23 @@ void mpx__dp_forget(mpx__dp *dp, int worker) {
     dp->kept -= a->seg.fd >= 0 ? a->seg.len : 0;
     mpx__seg_free(&a->seg);
     a->user = NULL;
+    a->reserved = false;
   }
+}
+
+int mpx__dp_reserve(mpx__dp *dp, unsigned caps, int worker, size_t len) {
+  if (!len || !(caps & MPX__CAP_SHM) || (caps & MPX__CAP_OOB) || !dp->keep || worker < 0 ||
+      worker >= dp->n)
+    return MPX_OK;
+  mpx__dp_slot *a = &dp->keep[worker * MPX__SEG_ARG_SLOTS];
+  if (a->seg.fd >= 0 || len > MPX__DP_CACHE_MAX - dp->kept) return MPX_OK;
+  int rc = mpx__seg_create(&a->seg, len); /* allocated, and mapped with its pages populated */
+  if (!rc && (rc = mpx__seg_seal_size(&a->seg))) mpx__seg_free(&a->seg);
+  if (rc) return rc;
+  dp->kept += len;
+  a->user = NULL;
+  a->reserved = true;
+  return MPX_OK;
 }
 
 void mpx__dp_fini(mpx__dp *dp) {
@@ -143,7 +161,7 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t, const mpx_future *f
       if (!empty) empty = a;
     } else if (slot_busy(a, f, inflight)) {
       continue;
-    } else if (a->seg.len >= len && a->seg.len / 2 <= len) {
+    } else if (a->seg.len >= len && (a->reserved || a->seg.len / 2 <= len)) {
       if (!fit || a->seg.len < fit->seg.len) fit = a;
     } else if (!other) {
       other = a;
@@ -155,6 +173,7 @@ static int keep_copy(mpx__dp *dp, int i, const Mpx__Task *t, const mpx_future *f
     dp->kept -= a->seg.len;
     mpx__seg_free(&a->seg);
     a->user = NULL;
+    a->reserved = false;
   }
   bool filled = false;
   if (a->seg.fd < 0) { /* a new slot: the kernel fills the pages as it allocates them */
@@ -182,7 +201,9 @@ bool mpx__dp_warm(const mpx__dp *dp, unsigned caps, int worker, size_t len) {
     return false;
   const mpx__dp_slot *ring = &dp->keep[worker * MPX__SEG_ARG_SLOTS];
   for (int k = 0; k < MPX__SEG_ARG_SLOTS; k++)
-    if (ring[k].seg.fd >= 0 && ring[k].seg.len >= len && ring[k].seg.len / 2 <= len) return true;
+    if (ring[k].seg.fd >= 0 && ring[k].seg.len >= len &&
+        (ring[k].reserved || ring[k].seg.len / 2 <= len))
+      return true;
   return false;
 }
 

@@ -26,6 +26,8 @@
 typedef struct mpx__dp_slot {
   mpx__seg seg;                  /* or none */
   const struct mpx_future *user; /* the task that last used it; NULL: none */
+  bool reserved; /* made at the worker's start (options.arg_reserve): any argument up to its size
+                    fits it */
 } mpx__dp_slot;
 
 /* The segments of the batch being built, and a small ring of reusable argument segments per
@@ -50,6 +52,12 @@ typedef struct mpx__dp_ring {
 
 /* Room for `workers` kept segments (none yet). MPX_ENOMEM. */
 int mpx__dp_init(mpx__dp *dp, int workers);
+/* options.arg_reserve: worker i (just started, its ring empty) gets its first argument segment
+ * now, `len` bytes allocated and mapped here (pages populated), passed with the first argument it
+ * takes, unless that would pass MPX__DP_CACHE_MAX (then it is made on first use, as without).
+ * MPX_OK also when nothing is to be done (len 0, a link without segments); else the segment's
+ * code (ENOMEM, ESYS): the worker works on, without it. */
+int mpx__dp_reserve(mpx__dp *dp, unsigned caps, int worker, size_t len);
 /* Close and unmap everything. */
 void mpx__dp_fini(mpx__dp *dp);
 /* Worker i is gone: unmap what we mapped of its result ring, and close its argument ring (a

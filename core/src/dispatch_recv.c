@@ -107,6 +107,9 @@ void mpx__disp_on_ready(disp *d, int i, const Mpx__Control *c) {
     return;
   }
   w->ready = true;
+  int rc = mpx__dp_reserve(&d->dp, d->cfg->caps, i, d->cfg->arg_reserve);
+  if (rc) /* it makes its segments as arguments need them, as without */
+    mpx__log(MPX_LOG_WARN, "worker %d: no argument segment reserved (%s)", i, mpx_strerror(rc));
 }
 
 /* Fold the time `tasks` tasks took on one slot into the per-task average. */

@@ -40,6 +40,7 @@
 #include "registry.h"
 #include "os/log.h"
 #include "os/reaper.h"
+#include "os/seg.h"
 
 struct mpx_executor {
   const mpx__runner_ops *ops;
@@ -166,6 +167,19 @@ static int resolve_options(mpx_executor *ex, const mpx_options *o) {
   c->stall_timeout = o->stall_timeout > 0 ? o->stall_timeout : 5.0;
   c->threads_per_rank = o->threads_per_rank;
   c->root_threads = o->root_threads;
+  if (o->arg_reserve) { /* the process data plane's segments (dataplane.c) */
+    if (!(c->caps & MPX__CAP_SHM) || (c->caps & MPX__CAP_OOB)) {
+      mpx__set_errmsg("arg_reserve = %zu is not supported on the %s backend: its arguments do not "
+                      "travel in shared memory segments", o->arg_reserve, c->transport->name);
+      return MPX_EPERM;
+    }
+    if (o->arg_reserve < MPX__SEG_MIN || o->arg_reserve > c->max_payload) {
+      mpx__set_errmsg("arg_reserve (%zu) must be from %zu (smaller arguments travel in the frame) "
+                      "to max_payload (%zu)", o->arg_reserve, MPX__SEG_MIN, c->max_payload);
+      return MPX_EINVAL;
+    }
+  }
+  c->arg_reserve = o->arg_reserve;
   if (o->max_worker_memory && (c->max_payload > SIZE_MAX - ((size_t)64 << 10) ||
                                o->max_worker_memory < c->max_payload + ((size_t)64 << 10))) {
     mpx__set_errmsg("max_worker_memory (%zu) must be at least max_payload (%zu) + 64 KiB",
