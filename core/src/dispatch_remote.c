@@ -35,6 +35,7 @@
 
 #include "dispatch_impl.h"
 #include "errmsg.h"
+#include "os/log.h"
 
 /* A rank started f (remote page): its word says so, unless it was reused already. True if a
  * cancel had marked it (it lost). */
@@ -244,6 +245,12 @@ void mpx__disp_watch_ranks(disp *d, double now) {
     pthread_mutex_unlock(&d->lock);
     /* retired: its later messages are dropped; the link tells it at stop that the session is
      * over, so that if it resumes it ends (what it ran is dropped) */
-    if (late && d->inner->kill(d->tp, i, false) == MPX_OK) w->stalled = w->retired = true;
+    if (late && d->inner->kill(d->tp, i, false) == MPX_OK) {
+      w->stalled = w->retired = true;
+      char who[160];
+      where(w, i, who, sizeof who);
+      mpx__log(MPX_LOG_WARN, "%s has not answered for %.3g s: abandoned (what it had not started "
+               "runs elsewhere; no later executor uses it)", who, d->cfg->stall_timeout);
+    }
   }
 }
