@@ -13,11 +13,14 @@
  *  - a big argument goes to an idle worker holding a segment it fits before an idle worker that
  *    would need a new one;
  *  - options.arg_reserve: refused on threads and out of range; else each worker's first segment
- *    is made when it starts, also for a replacement, and arguments up to its size use it.
+ *    is made when it starts, also for a replacement, and arguments up to its size use it; the
+ *    process's pool holds a copy buffer per worker with its pages allocated (mincore).
  * Figures are never asserted (mpx-bench payload measures). */
 #include <dirent.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -279,6 +282,36 @@ static void test_warm_worker_first(void) {
   free(arg);
 }
 
+/* Whether every page of [p, p + len) is resident (mincore): a buffer made ready, not one whose
+ * pages the next write would still have to allocate. */
+static bool resident(const void *p, size_t len) {
+  size_t pages = (len + 4095) / 4096;
+  unsigned char *vec = malloc(pages);
+  CHECK(vec);
+  CHECK(mincore((void *)p, len, vec) == 0);
+  bool all = true;
+  for (size_t i = 0; i < pages; i++) all &= (vec[i] & 1) != 0;
+  free(vec);
+  return all;
+}
+
+/* The pool made ready (mpx__seg_pool_warm, used by arg_reserve): that many idle buffers of the
+ * size, distinct, every page allocated; the next one beyond them is a new mapping, not. */
+static void test_pool_warm(void) {
+  size_t len = ((size_t)3 << 20) + 5; /* a size no earlier case left in the pool */
+  CHECK(mpx__seg_pool_warm(len, 3) == 3);
+  void *b[4];
+  for (int i = 0; i < 4; i++) {
+    b[i] = mpx__seg_pool_alloc(len);
+    CHECK(b[i] && ((uintptr_t)b[i] & 4095) == 0);
+    for (int k = 0; k < i; k++) CHECK(b[k] != b[i]);
+  }
+  for (int i = 0; i < 3; i++) CHECK(resident(b[i], len));
+  CHECK(!resident(b[3], len));
+  for (int i = 0; i < 4; i++) mpx__seg_pool_free(b[i], len);
+  CHECK(mpx__seg_pool_warm(len, 0) == 0 && mpx__seg_pool_warm(100, 3) == 0); /* nothing asked */
+}
+
 /* options.arg_reserve: refused where it cannot apply or is out of range; else each worker's
  * first argument segment is made when it starts (before any big argument), any argument up to
  * its size uses it (here one under half of it, which a slot made on demand would not take), a
@@ -300,6 +333,9 @@ static void test_reserved(void) {
   int nap = 0;
   CHECK(where(ex, &nap, sizeof nap) == 0); /* started (READY): its segment is made */
   CHECK(mpx__seg_made() - made == 1);
+  void *copy = mpx__seg_pool_alloc(2 * ARG_LEN + 1); /* and a copy buffer per worker is ready */
+  CHECK(copy && resident(copy, 2 * ARG_LEN + 1));
+  mpx__seg_pool_free(copy, 2 * ARG_LEN + 1);
   unsigned char *arg = malloc(ARG_LEN);
   CHECK(arg);
   for (uint64_t i = 0; i < 6; i++) {
@@ -332,6 +368,7 @@ int main(int argc, char **argv) {
   RUN(test_scribbled_ring);
   RUN(test_queued);
   RUN(test_warm_worker_first);
+  RUN(test_pool_warm);
   RUN(test_reserved);
   printf("dataplane_ring_test: ok\n");
   return mpx_finalize();

@@ -446,6 +446,8 @@ static int disp_start(mpx__runner **out, const mpx__config *cfg) {
     disp_free(d);
     return rc;
   }
+  /* arg_reserve: the copies of the first big arguments land in warm pages (one per worker) */
+  if (cfg->arg_reserve) mpx__seg_pool_warm(cfg->arg_reserve, d->n);
   if (!rc) rc = await_ready(d);
   if (!rc && pthread_create(&d->thread, NULL, dispatcher_main, d)) rc = MPX_ESYS;
   if (rc) {

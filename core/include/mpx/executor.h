@@ -123,15 +123,17 @@ typedef struct mpx_options {
   double limit_interval;       /* processes: how often the running tasks' time limits are checked
                                   once a timed task was sent (a limit fires up to this late).
                                   0: 10 ms; MPX_EPERM on threads and MPI (no time limits) */
-  size_t arg_reserve;          /* processes: bytes of shared memory made ready for each worker's
-                                  big arguments when it starts (its first argument segment,
-                                  allocated and mapped by the executor then), so that the first
-                                  big arguments a fresh worker gets are one memcpy into warm pages
+  size_t arg_reserve;          /* processes: bytes of memory made ready for each worker's big
+                                  arguments when it starts: its first argument segment (shared,
+                                  allocated and mapped by the executor then) and, at the
+                                  executor's start, one buffer per worker in the process's pool
+                                  that submit copies big arguments into, so that the first big
+                                  arguments a fresh worker gets cost memcpys into warm pages
                                   rather than new pages allocated on the way (1-2 GB/s on a VM:
-                                  README, Data plane). Costs this much memory per worker from its
-                                  start, while it lives (at most 512 MiB over all workers: the
-                                  rest make theirs on first use). An argument of at most this
-                                  size uses it. 0: none, segments are made as arguments need
+                                  README, Data plane). Costs twice this much memory per worker:
+                                  the segment while the worker lives, the buffer idle in the pool
+                                  (at most 512 MiB each over all workers: beyond, made on first
+                                  use). An argument of at most this size uses them. 0: none, segments are made as arguments need
                                   them; else from 256 KiB (smaller arguments travel in the frame)
                                   to max_payload (MPX_EINVAL otherwise); MPX_EPERM on threads
                                   (pointers) and MPI (arguments go as messages) */

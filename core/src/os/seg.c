@@ -310,6 +310,34 @@ void *mpx__seg_pool_alloc(size_t len) {
   return p ? p : malloc(len);
 }
 
+int mpx__seg_pool_warm(size_t len, int count) {
+  if (len < MPX__SEG_MIN || len > SIZE_MAX - 4096 || count <= 0) return 0;
+  if (count > MPX__SEG_POOL_N) count = MPX__SEG_POOL_N;
+  size_t cap = (len + 4095) & ~(size_t)4095;
+  if ((size_t)count > MPX__SEG_POOL_IDLE / cap) count = (int)(MPX__SEG_POOL_IDLE / cap);
+  void *got[MPX__SEG_POOL_N];
+  int n = 0;
+  for (; n < count; n++) { /* all taken at once: each is another buffer */
+    size_t have;
+    bool reg;
+    void *p = pool_take(len, cap, &have, &reg);
+    if (!p) break;
+    if (!reg) { /* the table is all lent: no room to keep it */
+      munmap(p, have);
+      break;
+    }
+    bool warm = false;
+#ifdef MADV_POPULATE_WRITE
+    warm = madvise(p, have, MADV_POPULATE_WRITE) == 0; /* one call for every page */
+#endif
+    for (size_t off = 0; !warm && off < have; off += 4096) /* (a pool buffer is ours: scratch) */
+      ((volatile unsigned char *)p)[off] = 0;
+    got[n] = p;
+  }
+  for (int i = 0; i < n; i++) pool_put(got[i]);
+  return n;
+}
+
 void mpx__seg_pool_free(void *p, size_t len) {
   (void)len;
   /* a pool buffer is page-aligned; a malloc'd block never is when glibc mapped it for itself,

@@ -112,6 +112,11 @@ int mpx__seg_pool_get(mpx__seg *s, size_t len);
  * block of any origin may be passed; below MPX__SEG_MIN the pool is not even looked at). */
 void *mpx__seg_pool_alloc(size_t len);
 void mpx__seg_pool_free(void *p, size_t len);
+/* Make `count` idle buffers of at least len bytes ready in the pool, their pages allocated (those
+ * already idle count; at most the pool's table and MPX__SEG_POOL_IDLE bytes are kept): the copies
+ * of the next big submitted arguments then land in warm pages (options.arg_reserve). Returns how
+ * many are ready. */
+int mpx__seg_pool_warm(size_t len, int count);
 
 /* A new segment of `len` bytes (len > 0), mapped writable at s->data (pages allocated up front).
  * MPX_ENOMEM, MPX_ESYS (out of file descriptors: errno says). */
