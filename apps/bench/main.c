@@ -157,8 +157,8 @@ int main(int argc, char **argv) {
     const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     long v = 0;
     static const char *const valued[] = {"--backend", "--timeout", "--binding", "--size",
-                                         "--reserve", "--long",    "--short",   "--workers", "--tasks",
-                                         "--n",       "--repeat"};
+                                         "--reserve", "--long",    "--short",   "--workers",
+                                         "--tasks",   "--n",       "--repeat"};
     bool takes = false;
     for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) takes |= !strcmp(arg, valued[k]);
     if (takes && !val) {

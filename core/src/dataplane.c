@@ -21,7 +21,8 @@
  * (mpx__dp_forget). With options.arg_reserve a worker's first slot is made, and its pages
  * allocated and mapped, when it starts (mpx__dp_reserve, from its READY), and the executor's start
  * makes a copy buffer per worker ready in the pool (mpx__seg_pool_warm): memory paid up front, so
- * that a fresh worker's first big arguments cost the memcpys a warm one's do. A worker may keep a slot writable (seg.h): it can only spoil its own later
+ * that a fresh worker's first big arguments cost the memcpys a warm one's do. A worker may keep a
+ * slot writable (seg.h): it can only spoil its own later
  * arguments, which the dispatcher rewrites whole before each use and never reads back. Results are
  * recycled too, but not in place: a worker writes them into a ring of segments it reuses
  * (os/seg.h), which we map once per segment (dp->ring) and copy each result out of, into a warm

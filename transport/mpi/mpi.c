@@ -60,7 +60,7 @@ static struct {
   _Atomic int active; /* MPI transports running (SERIALIZED allows one) */
 } g;
 
-/* ---- sessions (which ranks serve, and the session's stop: mpi_ranks.c) ----------------------------------------------------------------------------- */
+/* ---- sessions (which ranks serve, and the session's stop: mpi_ranks.c) ---------------------- */
 
 static void session_unref(mpx__mpi_session *s) {
   if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
@@ -177,9 +177,10 @@ static int send_start(mpi_tp *tp, int i, int threads) {
   memcpy(m, &h, sizeof h);
   memcpy(m + sizeof h, name, h.name_len);
   if (c->initargs_len) memcpy(m + sizeof h + h.name_len, c->initargs, c->initargs_len);
-  int rc = MPI_Send(m, (int)len, MPI_BYTE, mpx__mpi_worker_rank(tp->s, i), MPX__TAG_START, tp->s->comm);
+  int r = mpx__mpi_worker_rank(tp->s, i);
+  int rc = MPI_Send(m, (int)len, MPI_BYTE, r, MPX__TAG_START, tp->s->comm);
   tp->msgs_out++, tp->bytes_out += len;
-  mpx__mpi_ring(tp->s, mpx__mpi_worker_rank(tp->s, i));
+  mpx__mpi_ring(tp->s, r);
   free(m);
   return rc == MPI_SUCCESS ? MPX_OK : mpx__mpi_fail("MPI_Send", rc);
 }
@@ -310,8 +311,8 @@ static int mpi_send_parts(mpx__link *self, int worker, const uint8_t *data, size
                      : MPX_EWORKER_LOST;
   int rc = mpi_send(self, worker, data, len);
   for (int k = 0; !rc && k < n; k++, tp->msgs_out++, tp->bytes_out += parts[k - 1].iov_len)
-    rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, mpx__mpi_worker_rank(tp->s, worker), MPX__TAG_PAYLOAD,
-                            parts[k].iov_base, parts[k].iov_len, NULL, true);
+    rc = mpx__sendq_post_ex(&tp->sq, tp->s->comm, mpx__mpi_worker_rank(tp->s, worker),
+                            MPX__TAG_PAYLOAD, parts[k].iov_base, parts[k].iov_len, NULL, true);
   return rc;
 }
 

@@ -120,12 +120,12 @@ int mpx__mpi_session_new(MPI_Comm comm, int root, bool oneshot, mpx__mpi_session
 /* Free it (collective, as MPI_Comm_free). */
 void mpx__mpi_session_free(mpx__mpi_session *s);
 
-/* Which ranks serve the root (mpi_ranks.c, root only): worker i's comm rank; the ranks and task threads for options (workers,
- * threads_per_rank): returns the ranks used, fills threads[0..ranks) when not NULL and *slots;
- * between executors, leave the abandoned ranks out of later plans; tell every rank of the plan
- * but those in skip (may be NULL) that the session is over, or one abandoned rank at its
- * executor's stop; then wait, bounded, for the
- * abandoned ones to end (MPX_OK, or MPX_EWORKER_LOST naming one that did not). */
+/* Which ranks serve the root (mpi_ranks.c, root only): worker i's comm rank; the ranks and task
+ * threads for options (workers, threads_per_rank): returns the ranks used, fills
+ * threads[0..ranks) when not NULL and *slots; between executors, leave the abandoned ranks out
+ * of later plans; tell every rank of the plan but those in skip (may be NULL) that the session is
+ * over, or one abandoned rank at its executor's stop; then wait, bounded, for the abandoned ones
+ * to end (MPX_OK, or MPX_EWORKER_LOST naming one that did not). */
 int mpx__mpi_worker_rank(const mpx__mpi_session *s, int i);
 int mpx__mpi_plan(const mpx__mpi_session *s, int workers, int tpr, int *threads, int *slots);
 void mpx__mpi_exclude_lost(mpx__mpi_session *s);

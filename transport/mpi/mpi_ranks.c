@@ -8,8 +8,9 @@
  *
  * Guarantees: a rank abandoned by one executor is left out of every later plan (wmap), and is
  * told the session is over (TAG_STOP) once, at that executor's stop, so that one that resumes
- * ends its executor (mpi_worker.c: it then says BYE and finalises). mpx__mpi_await_lost never waits longer than the longest stall_timeout
- * a rank was abandoned after, and says which rank did not come back.
+ * ends its executor (mpi_worker.c: it then says BYE and finalises). mpx__mpi_await_lost never
+ * waits longer than the longest stall_timeout a rank was abandoned after, and says which rank did
+ * not come back.
  *
  * Thread-safety: root only, on the thread that drives MPI (mpi.c's rule); the session's lost,
  * resumed and wmap arrays change between executors (exclude_lost, at an executor's stop) or on
@@ -77,8 +78,9 @@ int mpx__mpi_plan(const mpx__mpi_session *s, int workers, int tpr, int *threads,
       t = workers / ranks + (i < workers % ranks);
       if (tpr > 0 && t > tpr) t = tpr;
     } else {
-      int span = s->span ? s->span[mpx__mpi_worker_rank(s, i)] : 1; /* a leader: its node's ranks */
-      t = tpr > 0 ? tpr * span : s->spawned ? span : s->cores[mpx__mpi_worker_rank(s, i)];
+      int r = mpx__mpi_worker_rank(s, i);
+      int span = s->span ? s->span[r] : 1; /* a leader: its node's ranks */
+      t = tpr > 0 ? tpr * span : s->spawned ? span : s->cores[r];
     }
     if (t < 1) t = 1;
     if (threads) threads[i] = t;

@@ -215,8 +215,9 @@ static int take_message(server *sv) {
     MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
     mpx__log(MPX_LOG_WARN, "rank %d: the session ended while it served an executor (the root had "
              "given up on this rank): its unstarted tasks are dropped", sv->s->rank);
-    mpx__wbuf dropped = {0};
-    if (mpx__mpi_pool_give_back(&sv->p, &dropped) == MPX_OK) free(dropped.data);
+    mpx__wbuf dropped = {0}; /* taken back as for a TAKEBACK, and not sent: they never run */
+    mpx__mpi_pool_give_back(&sv->p, &dropped);
+    mpx__wbuf_free(&dropped);
     sv->stopping = sv->s->ended = true;
     return 1;
   }
