@@ -28,6 +28,7 @@
 #include <mpx/mpx.h>
 
 #include "check.h"
+#include "held.h"
 #include "os/seg.h"
 
 #define ARG_LEN (MPX__SEG_MIN + 4096 * 3 + 17) /* a segment, not a whole number of pages */
@@ -99,36 +100,6 @@ static int ring_die(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out
   return 0;
 }
 MPX_TASK(ring_die)
-
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-static int count_maps(const char *what) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  if (!f) return -1;
-  char line[512];
-  int n = 0;
-  while (fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
-  fclose(f);
-  return n;
-}
-
-/* Entries of /dev/shm, leaving out Open MPI's vader segments (other jobs on this host). */
-static int count_shm(void) {
-  int n = 0;
-  DIR *d = opendir("/dev/shm");
-  if (!d) return 0;
-  for (struct dirent *e; (e = readdir(d));)
-    n += e->d_name[0] != '.' && strncmp(e->d_name, "vader_segment", 13) != 0;
-  closedir(d);
-  return n;
-}
 
 static mpx_executor *workers(int n) {
   mpx_executor *ex;

@@ -41,6 +41,7 @@
 #include <mpx/mpx.h>
 
 #include "check.h"
+#include "held.h"
 #include "codec.h"
 #include "os/chan.h"
 #include "os/seg.h"
@@ -49,26 +50,6 @@ static double scale(void) {
   const char *s = getenv("MPX_TEST_SCALE");
   double v = s ? atof(s) : 1.0;
   return v > 0 && v <= 1 ? v : 1.0;
-}
-
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-/* Mappings of ours whose line names `what` (a memfd's name). */
-static int count_maps(const char *what) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  if (!f) return -1;
-  char line[512];
-  int n = 0;
-  while (fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
-  fclose(f);
-  return n;
 }
 
 /* Whether p lies in a mapping of ours whose line names `what`. */
@@ -470,18 +451,6 @@ static void test_forged_segments(void) {
   mpx_executor_destroy(ex);
   CHECK(count_fds() == base);
   CHECK(count_maps("mpx-payload") == 0);
-}
-
-/* Entries of /dev/shm, leaving out Open MPI's vader segments (concurrent mpirun jobs on this
- * host, never this process's). */
-static int count_shm(void) {
-  int n = 0;
-  DIR *d = opendir("/dev/shm");
-  if (!d) return 0;
-  for (struct dirent *e; (e = readdir(d));)
-    n += e->d_name[0] != '.' && strncmp(e->d_name, "vader_segment", 13) != 0;
-  closedir(d);
-  return n;
 }
 
 /* The parent pid of process `pid` (from /proc/pid/stat), 0 if unknown. */

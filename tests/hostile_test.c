@@ -408,6 +408,17 @@ static void shutdown_cancels_sent(void) {
   CHECK_OK(mpx_executor_destroy(ex));
 }
 
+/* Two one-thread worker ranks watched with a stall_timeout of 1 s, and the path (no file yet)
+ * that hang_self will write its pid to. */
+static mpx_executor *watched(char *path, size_t cap) {
+  mpx_executor *ex;
+  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .workers = 2,
+                                                   .threads_per_rank = 1, .stall_timeout = 1.0}));
+  snprintf(path, cap, "/tmp/mpx_hostile_hang.%d", (int)getpid());
+  unlink(path);
+  return ex;
+}
+
 /* The pid that hang_self wrote to `path`. */
 static int await_pid(const char *path) {
   int pid = 0;
@@ -429,12 +440,8 @@ static int await_pid(const char *path) {
  * rank, destroy returns without it, and the next executor runs without that rank. The rank is
  * thawed at the end, so that the job can finish (it ends its executor on the session's stop). */
 static void hung_rank_abandoned(void) {
-  mpx_executor *ex;
-  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .workers = 2,
-                                                   .threads_per_rank = 1, .stall_timeout = 1.0}));
   char path[128];
-  snprintf(path, sizeof path, "/tmp/mpx_hostile_hang.%d", (int)getpid());
-  unlink(path);
+  mpx_executor *ex = watched(path, sizeof path);
   enum { WARM = 2000, N = 40 };
   static mpx_future *warm[WARM]; /* the scheduler then expects short tasks: big shares, so some of
                                     q go to the hung rank with it */
@@ -493,12 +500,8 @@ static void hung_rank_abandoned(void) {
  * then answers MPX_EWORKER_LOST naming it, without finalising MPI; the process then exits and
  * the launcher ends the job (hung_rank.sh checks that it does, and does not hang). Run alone. */
 static void hung_rank_at_finalize(void) {
-  mpx_executor *ex;
-  CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .workers = 2,
-                                                   .threads_per_rank = 1, .stall_timeout = 1.0}));
   char path[128];
-  snprintf(path, sizeof path, "/tmp/mpx_hostile_hang.%d", (int)getpid());
-  unlink(path);
+  mpx_executor *ex = watched(path, sizeof path);
   mpx_future *hung, *f;
   CHECK_OK(mpx_submit(ex, "hang_self", path, strlen(path), &hung));
   int pid = await_pid(path);
