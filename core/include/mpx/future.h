@@ -7,8 +7,8 @@
  * with its result): mpx_future_cancel and shutdown(cancel_futures) ask the rank for it, and the
  * rank decides: given back, it is CANCELLED and never runs; started, cancel answers MPX_ESTATE.
  * Such a cancel waits for the rank's answer (a round trip); a rank that does not answer within
- * the executor's stall_timeout is abandoned (mpx/mpi.h), and the task is then CANCELLED. One made from a done-callback on the executor's own dispatcher thread
- * answers MPX_ESTATE at once. When another rank runs dry while a task waits behind a long one,
+ * the executor's stall_timeout is abandoned (mpx/mpi.h), and the task is then CANCELLED. One
+ * made from a done-callback on the executor's own dispatcher thread answers MPX_ESTATE at once. When another rank runs dry while a task waits behind a long one,
  * the dispatcher may take it back unstarted (the rank confirms it will not run it) and send it
  * elsewhere; such a task still runs exactly once. A future completes exactly once. Done-callbacks run exactly once each, in the order they were added, on
  * the thread that completes the future (or at once, on the caller's thread, if it is already done),
