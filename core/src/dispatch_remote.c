@@ -240,9 +240,9 @@ void mpx__disp_watch_ranks(disp *d, double now) {
       if (now - w->heard_at > d->cfg->stall_timeout / 2) mpx__disp_ask_back(d, i);
       continue;
     }
-    pthread_mutex_lock(&d->lock);
+    /* ask_due and ask_at are written by this thread only (under d->lock, for the cancellers that
+     * read them): read here without it */
     bool late = w->ask_due && now - w->ask_at > d->cfg->stall_timeout;
-    pthread_mutex_unlock(&d->lock);
     /* retired: its later messages are dropped; the link tells it at stop that the session is
      * over, so that if it resumes it ends (what it ran is dropped) */
     if (late && d->inner->kill(d->tp, i, false) == MPX_OK) {
