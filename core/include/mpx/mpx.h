@@ -50,7 +50,11 @@ enum {
  * Calling it again returns the first answer. */
 MPX_API int mpx_init(int *argc, char ***argv);
 
-/* Release what mpx_init set up (finalises MPI if mpx initialised it). Returns 0 or a code. */
+/* Release what mpx_init set up (finalises MPI if mpx initialised it). Returns 0 or a code:
+ * under MPI, MPX_EWORKER_LOST when a worker rank an executor abandoned (it stopped answering for
+ * stall_timeout, mpx/mpi.h) has not answered since, within that long again; MPI is then not
+ * finalised (MPI_Finalize would wait for it forever), mpx_errmsg() names the rank, and the
+ * launcher ends the job when this process exits. */
 MPX_API int mpx_finalize(void);
 
 /* mpx's version string. */
