@@ -58,6 +58,16 @@ static void fatal(const char *what, int rc) {
   abort();
 }
 
+/* Under p->lock: reply r goes last in the queue the server sends from. */
+static void append_reply(mpx__mpi_pool *p, mpx__mpi_reply *r) {
+  r->link = NULL;
+  if (p->out_tail)
+    p->out_tail->link = r;
+  else
+    p->out = r;
+  p->out_tail = r;
+}
+
 /* Serve tasks [first, first + take) of j on this thread and queue their results (none if every
  * one was given back); then count them answered, and free j once all are. */
 static void serve_run(mpx__mpi_pool *p, mpx__mpi_job *j, size_t first, size_t take) {
@@ -82,18 +92,13 @@ static void serve_run(mpx__mpi_pool *p, mpx__mpi_job *j, size_t first, size_t ta
   if (out.len) {
     r->data = out.data;
     r->len = out.len;
-    r->link = NULL;
   } else { /* every task was given back: nothing to say (and no big result) */
     mpx__wbuf_free(&out);
     free(r);
     r = NULL;
   }
   pthread_mutex_lock(&p->lock);
-  if (r && p->out_tail)
-    p->out_tail->link = r;
-  else if (r)
-    p->out = r;
-  if (r) p->out_tail = r;
+  if (r) append_reply(p, r);
   p->tasks_left -= take;
   j->done += take;
   bool last = j->done == j->b->n_tasks;
@@ -302,11 +307,7 @@ void mpx__mpi_pool_starts(mpx__mpi_pool *p) {
     int rc = mpx__codec_pack(&b, p->lim, &out); /* bare ids of at most 256 tasks: fits */
     if (rc || !(r = malloc(sizeof *r))) fatal("reporting starts", rc ? rc : MPX_ENOMEM);
     *r = (mpx__mpi_reply){.data = out.data, .len = out.len};
-    if (p->out_tail)
-      p->out_tail->link = r;
-    else
-      p->out = r;
-    p->out_tail = r;
+    append_reply(p, r);
   }
   pthread_mutex_unlock(&p->lock);
   if (k) mpx__bell_ring(p->bell);
@@ -318,11 +319,7 @@ void mpx__mpi_pool_answer(mpx__mpi_pool *p, mpx__wbuf *out) {
   *r = (mpx__mpi_reply){.data = out->data, .len = out->len};
   *out = (mpx__wbuf){0};
   pthread_mutex_lock(&p->lock);
-  if (p->out_tail)
-    p->out_tail->link = r;
-  else
-    p->out = r;
-  p->out_tail = r;
+  append_reply(p, r);
   pthread_mutex_unlock(&p->lock);
   mpx__bell_ring(p->bell);
 }
