@@ -5,9 +5,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <mpx/error.h>
+#include <mpx/executor.h>
 
 #define CHECK(cond)                                                                                \
   do {                                                                                             \
@@ -49,6 +51,14 @@ static inline double check_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The backend a test's argv[1] names: "processes", "mpi", else threads (the default). */
+static inline mpx_backend check_backend(int argc, char **argv) {
+  const char *b = argc > 1 ? argv[1] : "threads";
+  return !strcmp(b, "processes") ? MPX_BACKEND_PROCESSES
+         : !strcmp(b, "mpi")     ? MPX_BACKEND_MPI
+                                 : MPX_BACKEND_THREADS;
 }
 
 #define RUN(test)                                                                                  \

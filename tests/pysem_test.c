@@ -364,10 +364,7 @@ static void test_outcome_callback(mpx_executor *ex) {
 
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
-  const char *b = argc > 1 ? argv[1] : "threads";
-  mpx_backend backend = !strcmp(b, "processes") ? MPX_BACKEND_PROCESSES
-                        : !strcmp(b, "mpi")     ? MPX_BACKEND_MPI
-                                                : MPX_BACKEND_THREADS;
+  mpx_backend backend = check_backend(argc, argv);
   if (NO_FORK && backend == MPX_BACKEND_PROCESSES) return 0;
   mpx_executor *ex;
   CHECK_OK(mpx_executor_create(&ex, &(mpx_options){.backend = backend, .workers = 2}));
@@ -381,6 +378,6 @@ int main(int argc, char **argv) {
   test_outcome_callback(ex);
   CHECK_OK(mpx_executor_destroy(ex));
   CHECK_OK(mpx_finalize());
-  fprintf(stderr, "pysem_test %s: all passed\n", b);
+  fprintf(stderr, "pysem_test %s: all passed\n", mpx_backend_name(backend));
   return 0;
 }

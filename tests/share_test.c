@@ -285,10 +285,7 @@ static void test_pool(mpx_executor *ex, bool mpi) {
 
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
-  const char *b = argc > 1 ? argv[1] : "threads";
-  mpx_backend backend = !strcmp(b, "processes") ? MPX_BACKEND_PROCESSES
-                        : !strcmp(b, "mpi")     ? MPX_BACKEND_MPI
-                                                : MPX_BACKEND_THREADS;
+  mpx_backend backend = check_backend(argc, argv);
   if (NO_FORK && backend == MPX_BACKEND_PROCESSES) return 0;
   bool mpi = backend == MPX_BACKEND_MPI;
   mpx_executor *ex;
@@ -300,6 +297,6 @@ int main(int argc, char **argv) {
   if (backend == MPX_BACKEND_PROCESSES) test_forged();
   if (backend == MPX_BACKEND_THREADS) test_out_of_fds();
   CHECK_OK(mpx_finalize());
-  fprintf(stderr, "share_test %s: all passed\n", b);
+  fprintf(stderr, "share_test %s: all passed\n", mpx_backend_name(backend));
   return 0;
 }

@@ -172,10 +172,7 @@ static void test_terminate(mpx_backend b) {
 
 int main(int argc, char **argv) {
   if (mpx_init(&argc, &argv) == MPX_WORKER) return 0;
-  const char *b = argc > 1 ? argv[1] : "threads";
-  mpx_backend backend = !strcmp(b, "processes") ? MPX_BACKEND_PROCESSES
-                        : !strcmp(b, "mpi")     ? MPX_BACKEND_MPI
-                                                : MPX_BACKEND_THREADS;
+  mpx_backend backend = check_backend(argc, argv);
   if (NO_FORK && backend == MPX_BACKEND_PROCESSES) return 0;
   CHECK_RC(mpx_executor_terminate(NULL), MPX_EINVAL);
   CHECK(mpx_task_should_stop(NULL) == 0);
@@ -187,6 +184,6 @@ int main(int argc, char **argv) {
   test_shutdown_cancel(backend);
   test_terminate(backend);
   CHECK_OK(mpx_finalize());
-  fprintf(stderr, "stop_test %s: all passed\n", b);
+  fprintf(stderr, "stop_test %s: all passed\n", mpx_backend_name(backend));
   return 0;
 }
