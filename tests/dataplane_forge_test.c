@@ -23,20 +23,9 @@
 #if MPX_HAVE_MPI
 #include <mpi.h>
 
-enum { TAG_HELLO = 7801, TAG_ID = 7802, BYSTANDERS = 8 };
+#include "forge_mpi.h"
 
-/* As trust_test's: the newest communicator congruent with MPI_COMM_WORLD this rank can name. */
-static MPI_Comm session_comm(void) {
-  MPI_Comm found = MPI_COMM_NULL;
-  for (MPI_Fint i = 0; i < 256; i++) {
-    MPI_Comm c = MPI_Comm_f2c(i);
-    int same = MPI_UNEQUAL;
-    if (!c || c == MPI_COMM_NULL || c == MPI_COMM_WORLD) continue;
-    if (MPI_Comm_compare(c, MPI_COMM_WORLD, &same) == MPI_SUCCESS && same == MPI_CONGRUENT)
-      found = c;
-  }
-  return found;
-}
+enum { TAG_HELLO = 7801, TAG_ID = 7802, BYSTANDERS = 8 };
 
 /* Say which rank this is, take the call id, declare a payload that never comes, then nap. */
 static int forge_declared(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_buf *out) {
@@ -55,11 +44,7 @@ static int forge_declared(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_bu
   Mpx__Batch b = MPX__BATCH__INIT;
   b.n_results = 1;
   b.results = &rp;
-  mpx__limits lim = mpx__limits_default(0);
-  mpx__wbuf w = {0};
-  if (mpx__codec_pack(&b, &lim, &w) == 0)
-    MPI_Send(w.data, (int)w.len, MPI_BYTE, 0, 0x6d03 /* MPX__TAG_BATCH */, comm);
-  mpx__wbuf_free(&w);
+  forge_send(&b, comm);
   sleep(2);
   return 0;
 }

@@ -216,20 +216,7 @@ MPX_TASK(forge_results)
 #if MPX_HAVE_MPI
 #include <mpi.h>
 
-/* The newest communicator congruent with MPI_COMM_WORLD that this rank can name by Fortran
- * handle, as any code in the rank can: the MPI transport's private session communicator (a dup
- * of MPI_COMM_WORLD). MPI_COMM_NULL if none. */
-static MPI_Comm session_comm(void) {
-  MPI_Comm found = MPI_COMM_NULL;
-  for (MPI_Fint i = 0; i < 256; i++) {
-    MPI_Comm c = MPI_Comm_f2c(i); /* Open MPI: NULL past the table or for a freed slot */
-    int same = MPI_UNEQUAL;
-    if (!c || c == MPI_COMM_NULL || c == MPI_COMM_WORLD) continue;
-    if (MPI_Comm_compare(c, MPI_COMM_WORLD, &same) == MPI_SUCCESS && same == MPI_CONGRUENT)
-      found = c;
-  }
-  return found;
-}
+#include "forge_mpi.h"
 
 /* A RETURNED nobody asked for, giving back a call id never sent, on the session communicator to
  * the root (tag TAG_BATCH, transport/mpi/mpi_impl.h); then a nap, as the head of its window.
@@ -253,11 +240,7 @@ static int forge_returned(mpx_task_ctx *ctx, const void *arg, size_t len, mpx_bu
   b.control = &c;
   b.n_results = 1;
   b.results = &rp;
-  mpx__limits lim = mpx__limits_default(0);
-  mpx__wbuf w = {0};
-  if (mpx__codec_pack(&b, &lim, &w) == 0)
-    MPI_Send(w.data, (int)w.len, MPI_BYTE, 0, 0x6d03 /* MPX__TAG_BATCH */, comm);
-  mpx__wbuf_free(&w);
+  forge_send(&b, comm);
   nap(0.3);
   return 0;
 }
